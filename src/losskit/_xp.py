@@ -1,0 +1,162 @@
+"""Array-library plumbing: one namespace for every backend.
+
+Every kernel in losskit is written once against the Python Array API standard and
+receives its namespace ``xp`` from :func:`namespace`.  NumPy, PyTorch, JAX, CuPy,
+Dask and array-api-strict arrays all work; results stay in the caller's array type
+and on the caller's device.
+
+Nothing here imports torch, jax, cupy or dask: ``import losskit`` stays light.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+__all__ = [
+    "namespace",
+    "as_array",
+    "device_of",
+    "can_inspect",
+    "compute_dtype",
+    "is_floating",
+    "to_float",
+    "to_numpy",
+]
+
+
+def _is_array(x: Any) -> bool:
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float, complex, bool))
+
+
+def namespace(*arrays: Any):
+    """Array-API namespace shared by ``arrays`` (``None`` and Python scalars ignored).
+
+    Lists, tuples and Python scalars do not decide the namespace; with no array at all
+    the namespace is NumPy's.
+    """
+    real = [a for a in arrays if a is not None and _is_array(a)]
+    if not real:
+        return array_api_compat.array_namespace(np.empty(0))
+    try:
+        return array_api_compat.array_namespace(*real)
+    except TypeError as exc:
+        kinds = sorted({type(a).__module__.split(".")[0] + "." + type(a).__name__ for a in real})
+        raise TypeError(
+            "all array arguments must come from one array library; got " + ", ".join(kinds)
+        ) from exc
+
+
+def device_of(x: Any):
+    """The device of ``x`` (``None`` for things that are not arrays)."""
+    if x is None or not _is_array(x):
+        return None
+    return array_api_compat.device(x)
+
+
+def as_array(x: Any, xp, *, device=None, name: str = "argument"):
+    """``x`` as an array of namespace ``xp`` on ``device``.
+
+    Arrays of ``xp`` pass through untouched; lists, tuples, Python scalars and NumPy
+    arrays (when ``xp`` is not NumPy) are converted.
+    """
+    if x is None:
+        return None
+    if _is_array(x):
+        try:
+            if array_api_compat.array_namespace(x) is xp:
+                return x
+        except TypeError:
+            pass
+        if not array_api_compat.is_numpy_array(x):
+            raise TypeError(
+                f"`{name}` is a {type(x).__module__}.{type(x).__name__}, but the other "
+                f"arguments are {xp.__name__} arrays: pass arrays of one library"
+            )
+    if isinstance(x, str) or (isinstance(x, (list, tuple)) and any(isinstance(v, str) for v in x)):
+        raise TypeError(f"`{name}` must be numeric array-like; got {type(x).__name__} of strings")
+    if isinstance(x, np.ndarray) and x.dtype == object:
+        raise TypeError(f"`{name}` must be a numeric array; got dtype object")
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must be numeric; got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not _is_array(x) and arr.dtype != np.float64:
+        arr = arr.astype(np.float64)
+    if array_api_compat.is_numpy_namespace(xp):
+        return arr
+    if device is None:
+        return xp.asarray(arr)
+    return xp.asarray(arr, device=device)
+
+
+def can_inspect(x: Any) -> bool:
+    """Whether the values of ``x`` can be read now, cheaply, for validation.
+
+    False for Dask arrays (lazy) and JAX tracers (inside ``jax.jit``/``grad``);
+    True for NumPy, CuPy, PyTorch, array-api-strict and concrete JAX arrays.
+    """
+    if x is None:
+        return False
+    if array_api_compat.is_dask_array(x):
+        return False
+    if array_api_compat.is_jax_array(x):
+        try:
+            import jax
+
+            return not isinstance(x, jax.core.Tracer)
+        except Exception:  # pragma: no cover - jax internals moved
+            return False
+    if array_api_compat.is_torch_array(x):
+        # torch.compile tracing hands over fake tensors whose values cannot be read
+        return not x.is_meta and type(x).__name__ not in ("FakeTensor", "FunctionalTensor")
+    return True
+
+
+def is_floating(xp, x) -> bool:
+    return xp.isdtype(x.dtype, "real floating")
+
+
+def compute_dtype(xp, dtype):
+    """The dtype arithmetic runs in: float16/bfloat16 are accumulated in float32."""
+    if dtype == xp.float32 or dtype == xp.float64:
+        return dtype
+    return xp.float32
+
+
+def to_float(x) -> float:
+    """A 0-d array (of any library) as a Python float; only for inspectable arrays."""
+    if array_api_compat.is_torch_array(x):
+        return float(x.detach().cpu().item())
+    if hasattr(x, "__float__"):
+        try:
+            return float(x)
+        except TypeError:
+            pass
+    return float(np.asarray(x))
+
+
+def to_numpy(x) -> np.ndarray:
+    """Any array (or array-like) as a NumPy array, moving it to the host if needed."""
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if array_api_compat.is_cupy_array(x):
+        return x.get()
+    if array_api_compat.is_dask_array(x):
+        return np.asarray(x.compute())
+    if _is_array(x) and not isinstance(x, np.ndarray):
+        try:
+            return np.asarray(x)
+        except Exception:
+            return np.from_dlpack(x)
+    return np.asarray(x)
+
+
+def finfo_eps(xp, dtype) -> float:
+    """Machine epsilon of ``dtype`` (float16 and bfloat16 included)."""
+    return float(xp.finfo(dtype).eps)
+
+
+LN2 = math.log(2.0)
