@@ -1,4 +1,48 @@
-"""losskit: loss functions with exact closed-form gradients, on any Array-API library."""
+"""losskit: loss functions with exact closed-form gradients, on any Array-API library.
+
+>>> import numpy as np, losskit as lk
+>>> z = np.array([[2.0, 1.0, 0.1]]); y = np.array([0])
+>>> loss, grad = lk.softmax_cross_entropy.value_and_grad(z, y)
+>>> bool(np.allclose(grad, lk.softmax(z) - np.eye(3)[y]))
+True
+"""
+
+from ._base import REDUCTIONS, Loss, catalog
+from ._classification import (
+    binary_cross_entropy,
+    cross_entropy,
+    nll_loss,
+    sigmoid_binary_cross_entropy,
+    softmax_cross_entropy,
+)
+from ._margin import hinge, multiclass_hinge
 from ._primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
+from ._regression import l2_loss, mae, mean_absolute_error, mean_squared_error, mse
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Loss",
+    "REDUCTIONS",
+    "catalog",
+    # losses
+    "mse",
+    "mean_squared_error",
+    "l2_loss",
+    "mae",
+    "mean_absolute_error",
+    "cross_entropy",
+    "softmax_cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "hinge",
+    "multiclass_hinge",
+    # primitives
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "sigmoid",
+    "log_sigmoid",
+    "softplus",
+]

@@ -1,0 +1,334 @@
+r"""The one ``Loss`` machinery every loss is built on.
+
+A concrete loss only writes a *kernel*: ``_compute(ctx, prediction, target, **options)``
+returning :class:`Terms`, the **unreduced** per-example value and its closed-form
+gradient with respect to the prediction. Everything else lives here, once:
+
+* array-library dispatch (NumPy, PyTorch, JAX, CuPy, Dask, array-api-strict) and devices;
+* dtype rules (float16/bfloat16 computed in float32, the input dtype returned;
+  integer predictions are an error);
+* ``sample_weight``, the class/ignore weights a kernel reports, and ``reduction``;
+* scaling the gradient by exactly the same reduction as the value.
+
+Reductions, with per-example values :math:`\ell_n`, sample weights :math:`s_n` and the
+kernel's denominator weights :math:`w_n` (1, 0 for an ignored target, or the class
+weight :math:`c_{y_n}` of the target):
+
+.. math::
+
+    \text{none}: s_n \ell_n \qquad
+    \text{sum}: \sum_n s_n \ell_n \qquad
+    \text{mean}: \frac{\sum_n s_n \ell_n}{\sum_n s_n w_n} \qquad
+    \text{batchmean}: \frac{1}{N}\sum_n s_n \ell_n
+
+where :math:`N` is the size of the first axis of the prediction. A mean over nothing
+(an empty batch, every target ignored, every weight 0) is defined as **0 with a zero
+gradient**, so a padded-out batch contributes nothing instead of poisoning training
+with NaN (PyTorch returns NaN there; Optax's masked means return 0). A sample weight
+of 0 removes its example entirely, even where the loss is ``inf`` or NaN.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+from ._validation import (
+    check_choice,
+    check_floating,
+    check_in_range,
+    check_numeric,
+    check_same_shape,
+)
+from ._xp import as_array, compute_dtype, device_of, namespace
+
+__all__ = ["Loss", "Terms", "Context", "catalog", "REDUCTIONS"]
+
+REDUCTIONS = ("none", "sum", "mean", "batchmean")
+
+_REGISTRY: dict[str, "Loss"] = {}
+
+
+@dataclass
+class Context:
+    """What a kernel needs to know besides its arrays."""
+
+    xp: Any
+    dtype: Any  # the caller's floating dtype
+    work: Any  # the dtype arithmetic runs in
+    device: Any
+    loss: str
+
+    @property
+    def eps(self) -> float:
+        """Machine epsilon of the caller's dtype (clamps are dtype-aware)."""
+        return float(self.xp.finfo(self.dtype).eps)
+
+    def asarray(self, x, name: str):
+        """``x`` as an array of the prediction's library, on its device."""
+        return as_array(x, self.xp, device=self.device, name=name)
+
+
+@dataclass
+class Terms:
+    """A kernel's answer.
+
+    value:  per-example loss, shape ``E`` (class weights already applied).
+    grad:   d value / d prediction, the prediction's shape (``None`` when not asked).
+    weight: denominator weights for ``reduction="mean"``, shape ``E``; ``None`` means 1.
+    expand: maps an ``E``-shaped array to one that broadcasts against the prediction.
+    """
+
+    value: Any
+    grad: Any = None
+    weight: Any = None
+    expand: Callable[[Any], Any] = staticmethod(lambda a: a)  # type: ignore[assignment]
+
+
+_COMMON_PARAMETERS = """\
+reduction : {"none", "sum", "mean", "batchmean"}, default "mean"
+    ``"none"`` returns the per-example loss (its ``.grad`` is the gradient of the sum);
+    ``"sum"``; ``"mean"`` divides by the total weight that took part (the count of
+    examples when unweighted; ignored targets excluded); ``"batchmean"`` divides the sum
+    by the size of the first axis. A mean over nothing is 0, with a zero gradient.
+sample_weight : array, optional
+    Non-negative weight per example: the shape of the unreduced loss, or ``(N,)`` to
+    weight every element of each of the N examples. A weight of 0 removes the example."""
+
+
+class Loss:
+    """Base class: a loss with its value, exact gradient and metadata.
+
+    Subclasses set the class attributes below and implement ``_compute``. Instances
+    are callable: ``loss(prediction, target, **options)`` gives the value,
+    ``loss.grad(...)`` the gradient with respect to ``prediction`` (same shape and dtype)
+    and ``loss.value_and_grad(...)`` both from one pass. ``Loss(**defaults)`` makes a
+    copy whose options default to ``defaults`` (like a PyTorch loss module).
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    family: ClassVar[str] = ""
+    prediction: ClassVar[str] = ""
+    target: ClassVar[str] = ""
+    formula: ClassVar[str] = ""
+    gradient_formula: ClassVar[str] = ""
+    when_to_use: ClassVar[str] = ""
+    references: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__doc__:
+            cls.__doc__ = cls.__doc__.replace("{common_parameters}", _COMMON_PARAMETERS)
+
+    def __init__(self, **defaults):
+        options = self.option_defaults()
+        unknown = set(defaults) - set(options) - {"reduction", "sample_weight"}
+        if unknown:
+            raise TypeError(self._unknown_message(unknown))
+        if "reduction" in defaults:
+            check_choice("reduction", defaults["reduction"], REDUCTIONS)
+        self._defaults = dict(defaults)
+
+    # ------------------------------------------------------------------ metadata
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The loss-specific keyword options and their defaults."""
+        sig = inspect.signature(cls._compute)
+        return {p.name: p.default for p in sig.parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "need_grad"}
+
+    def info(self) -> dict[str, Any]:
+        """Metadata as a plain dict (for tables, docs and the command line)."""
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "family": self.family,
+            "prediction": self.prediction,
+            "target": self.target,
+            "formula": self.formula,
+            "gradient_formula": self.gradient_formula,
+            "when_to_use": self.when_to_use,
+            "options": {k: v for k, v in self.option_defaults().items()},
+            "references": list(self.references),
+        }
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self._defaults.items())
+        return f"<losskit.{self.name}(prediction: {self.prediction}, target: {self.target}{extra})>"
+
+    def _unknown_message(self, unknown) -> str:
+        valid = ", ".join(["reduction", "sample_weight", *self.option_defaults()])
+        names = ", ".join(sorted(repr(u) for u in unknown))
+        return f"{self.name}() got unexpected keyword argument(s) {names}; valid options: {valid}"
+
+    # ------------------------------------------------------------------ kernel API
+    def _compute(self, ctx: Context, prediction, target, *, need_grad: bool) -> Terms:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers for kernels
+    @staticmethod
+    def _real_target(ctx: Context, prediction, target, *, name: str = "target"):
+        """A real-valued target of exactly the prediction's shape, in the compute dtype."""
+        xp = ctx.xp
+        t = ctx.asarray(target, name)
+        check_numeric(xp, name, t)
+        check_same_shape("prediction", prediction.shape, name, t.shape)
+        return xp.astype(t, ctx.work) if t.dtype != ctx.work else t
+
+    @staticmethod
+    def _probability_target(ctx: Context, prediction, target, *, name: str = "target"):
+        t = Loss._real_target(ctx, prediction, target, name=name)
+        check_in_range(ctx.xp, name, t, 0.0, 1.0, hint="targets are probabilities")
+        return t
+
+    # ------------------------------------------------------------------ public API
+    def __call__(self, prediction, target, *, reduction=None, sample_weight=None, **options):
+        return self._run(prediction, target, reduction, sample_weight, options, want="value")
+
+    def grad(self, prediction, target, *, reduction=None, sample_weight=None, **options):
+        """Gradient of the (reduced) loss with respect to ``prediction``.
+
+        Same shape and dtype as ``prediction``; with ``reduction="none"`` it is the
+        gradient of the sum of the per-example losses.
+        """
+        return self._run(prediction, target, reduction, sample_weight, options, want="grad")
+
+    def value_and_grad(self, prediction, target, *, reduction=None, sample_weight=None,
+                       **options):
+        """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``."""
+        return self._run(prediction, target, reduction, sample_weight, options, want="both")
+
+    # ------------------------------------------------------------------ the one pipeline
+    def _run(self, prediction, target, reduction, sample_weight, options, want):
+        defaults = self._defaults
+        if reduction is None:
+            reduction = defaults.get("reduction", "mean")
+        if sample_weight is None:
+            sample_weight = defaults.get("sample_weight")
+        known = self.option_defaults()
+        unknown = set(options) - set(known)
+        if unknown:
+            raise TypeError(self._unknown_message(unknown))
+        opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
+        check_choice("reduction", reduction, REDUCTIONS)
+
+        xp = namespace(prediction, target, sample_weight)
+        if prediction is None:
+            raise TypeError(f"{self.name}(): `prediction` must be an array; got None")
+        if target is None:
+            raise TypeError(f"{self.name}(): `target` must be an array; got None")
+        pred = as_array(prediction, xp, name="prediction")
+        check_floating(xp, "prediction", pred, loss=self.name)
+        dtype = pred.dtype
+        work = compute_dtype(xp, dtype)
+        if work != dtype:
+            pred = xp.astype(pred, work)
+        ctx = Context(xp=xp, dtype=dtype, work=work, device=device_of(pred), loss=self.name)
+
+        need_grad = want != "value"
+        terms = self._compute(ctx, pred, target, need_grad=need_grad, **opts)
+        value, grad, weight = terms.value, terms.grad, terms.weight
+
+        sw = None
+        if sample_weight is not None:
+            sw = self._sample_weight(ctx, sample_weight, value.shape)
+            keep = sw != 0  # a zero weight removes the example, even an inf/NaN one
+            value = xp.where(keep, value * sw, xp.zeros_like(value))
+            weight = sw if weight is None else sw * weight
+            if need_grad:
+                sw_g, keep_g = terms.expand(sw), terms.expand(keep)
+                grad = xp.where(keep_g, grad * sw_g, xp.zeros_like(grad))
+
+        if reduction == "none":
+            out = value
+            scale = None
+        else:
+            out = xp.sum(value)
+            if reduction == "sum":
+                scale = None
+            elif reduction == "batchmean":
+                if pred.ndim == 0:
+                    raise ValueError(
+                        f"{self.name}(): reduction='batchmean' divides by the batch size, the "
+                        "first axis of `prediction`, but `prediction` is 0-d; use 'mean' or 'sum'")
+                n = pred.shape[0]
+                scale = 1.0 / n if n else 0.0
+            else:  # mean
+                if weight is None:
+                    count = 1
+                    for d in value.shape:
+                        count *= d
+                    scale = 1.0 / count if count else 0.0
+                else:
+                    total = xp.sum(weight)
+                    ok = total > 0
+                    scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)),
+                                     xp.zeros_like(total))
+            if scale is not None:
+                if isinstance(scale, float):
+                    out = out * scale
+                else:
+                    out = xp.where(scale > 0, out * scale, xp.zeros_like(out))
+        if out.dtype != dtype:
+            out = xp.astype(out, dtype)
+        if not need_grad:
+            return out
+        if scale is not None:
+            if isinstance(scale, float):
+                grad = grad * scale if scale else xp.zeros_like(grad)
+            else:
+                grad = xp.where(scale > 0, grad * scale, xp.zeros_like(grad))
+        if grad.dtype != dtype:
+            grad = xp.astype(grad, dtype)
+        if want == "grad":
+            return grad
+        return out, grad
+
+    def _sample_weight(self, ctx: Context, sample_weight, shape):
+        xp = ctx.xp
+        sw = ctx.asarray(sample_weight, "sample_weight")
+        check_numeric(xp, "sample_weight", sw)
+        shape = tuple(shape)
+        if tuple(sw.shape) != shape:
+            if sw.ndim == 1 and len(shape) >= 1 and sw.shape[0] == shape[0]:
+                sw = xp.reshape(sw, (shape[0],) + (1,) * (len(shape) - 1))
+                sw = xp.broadcast_to(sw, shape)
+            else:
+                first = f" or ({shape[0]},)" if shape else ""
+                raise ValueError(
+                    f"`sample_weight` of {self.name} must have the shape of the unreduced loss "
+                    f"{shape}{first}; got {tuple(sw.shape)}")
+        sw = xp.astype(sw, ctx.work)
+        check_in_range(xp, "sample_weight", sw, 0.0, float("inf"),
+                       hint="weights must be non-negative")
+        return sw
+
+
+def register(loss: Loss) -> Loss:
+    """Add a loss instance to the catalog (under its name; aliases point to it)."""
+    if loss.name in _REGISTRY:
+        raise ValueError(f"a loss named {loss.name!r} is already registered")
+    _REGISTRY[loss.name] = loss
+    return loss
+
+
+def catalog(family: str | None = None) -> list[Loss]:
+    """Every registered loss, sorted by family then name (aliases not repeated).
+
+    Each entry is the ``Loss`` object itself: read ``.name``, ``.formula``,
+    ``.gradient_formula``, ``.prediction``, ``.when_to_use`` or ``.info()``.
+
+    Examples
+    --------
+    >>> import losskit as lk
+    >>> "softmax_cross_entropy" in [loss.name for loss in lk.catalog()]
+    True
+    """
+    losses = sorted(_REGISTRY.values(), key=lambda loss: (loss.family, loss.name))
+    if family is not None:
+        families = sorted({loss.family for loss in losses})
+        check_choice("family", family, families)
+        losses = [loss for loss in losses if loss.family == family]
+    return losses
