@@ -41,7 +41,7 @@ from ._validation import (
     check_numeric,
     check_same_shape,
 )
-from ._xp import as_array, compute_dtype, device_of, namespace
+from ._xp import as_array, compute_dtype, device_of, ensure_array, namespace
 
 __all__ = ["Loss", "Terms", "Context", "catalog", "REDUCTIONS"]
 
@@ -273,6 +273,7 @@ class Loss:
                     out = xp.where(scale > 0, out * scale, xp.zeros_like(out))
         if out.dtype != dtype:
             out = xp.astype(out, dtype)
+        out = ensure_array(out)
         if not need_grad:
             return out
         if scale is not None:

@@ -17,7 +17,7 @@ device and floating dtype, and compute float16/bfloat16 in float32.
 from __future__ import annotations
 
 from ._validation import check_floating
-from ._xp import as_array, compute_dtype, device_of, namespace
+from ._xp import as_array, compute_dtype, device_of, ensure_array, namespace
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "softplus"]
 
@@ -108,7 +108,7 @@ def _prepare(x, name="x"):
 
 
 def _finish(xp, y, dtype):
-    return y if y.dtype == dtype else xp.astype(y, dtype)
+    return ensure_array(y if y.dtype == dtype else xp.astype(y, dtype))
 
 
 def _check_axis(x, axis):

@@ -25,6 +25,7 @@ __all__ = [
     "is_floating",
     "to_float",
     "to_numpy",
+    "ensure_array",
 ]
 
 
@@ -152,6 +153,13 @@ def to_numpy(x) -> np.ndarray:
         except Exception:
             return np.from_dlpack(x)
     return np.asarray(x)
+
+
+def ensure_array(x):
+    """NumPy reductions return scalars (``np.float64``); the contract is a 0-d array."""
+    if isinstance(x, np.generic):
+        return np.asarray(x)
+    return x
 
 
 def finfo_eps(xp, dtype) -> float:

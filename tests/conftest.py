@@ -1,0 +1,90 @@
+"""Shared fixtures: the array backends every loss must run on unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+try:  # JAX references and jax arrays in float64
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+except ImportError:  # pragma: no cover
+    jax = None
+
+
+class Backend:
+    """Moves NumPy test data to one array library and back."""
+
+    def __init__(self, name, module, to, back, lazy=False):
+        self.name, self.module, self._to, self._back, self.lazy = name, module, to, back, lazy
+
+    def asarray(self, x):
+        return self._to(np.asarray(x))
+
+    def to_numpy(self, x):
+        return np.asarray(self._back(x))
+
+    def is_native(self, x):
+        import array_api_compat
+
+        if self.name == "numpy-readonly":
+            return isinstance(x, np.ndarray)
+        return array_api_compat.array_namespace(x) is array_api_compat.array_namespace(
+            self._to(np.zeros(1)))
+
+    def __repr__(self):
+        return self.name
+
+
+def _readonly(x):
+    x = np.array(x)
+    x.setflags(write=False)
+    return x
+
+
+def _backends():
+    out = [Backend("numpy", np, np.asarray, np.asarray),
+           Backend("numpy-readonly", np, _readonly, np.asarray)]
+    try:
+        import array_api_strict as xps
+
+        out.append(Backend("array_api_strict", xps, xps.asarray, lambda a: np.asarray(a)))
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import torch
+
+        out.append(Backend("torch", torch, torch.as_tensor, lambda a: a.detach().cpu().numpy()))
+        if torch.cuda.is_available():  # pragma: no cover - on a GPU machine
+            out.append(Backend("torch-cuda", torch, lambda a: torch.as_tensor(a, device="cuda"),
+                               lambda a: a.detach().cpu().numpy()))
+    except ImportError:  # pragma: no cover
+        pass
+    if jax is not None:
+        import jax.numpy as jnp
+
+        out.append(Backend("jax", jnp, jnp.asarray, np.asarray))
+    try:
+        import dask.array as da
+
+        out.append(Backend("dask", da, lambda a: da.from_array(a, chunks=2),
+                           lambda a: a.compute(), lazy=True))
+    except ImportError:  # pragma: no cover
+        pass
+    try:  # pragma: no cover - only where a GPU and CuPy exist
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+        out.append(Backend("cupy", cupy, cupy.asarray, lambda a: a.get()))
+    except Exception:
+        pass
+    return out
+
+
+BACKENDS = _backends()
+
+
+@pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
+def backend(request):
+    return request.param

@@ -1,0 +1,132 @@
+"""One implementation, every array library: NumPy (also read-only), array-api-strict,
+PyTorch (CPU, and CUDA where present), JAX (eager and under jit), Dask (lazy), CuPy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import losskit as lk
+from loss_cases import CASE_IDS, CASES
+
+SMALL = [c for c in CASES if c.id in {
+    "mse", "l2_loss", "mae", "softmax_ce", "softmax_ce-soft", "softmax_ce-all",
+    "softmax_ce-axis1-weight-ignore", "cross_entropy", "cross_entropy-weight-ignore",
+    "nll_loss-weight-ignore", "binary_cross_entropy", "sigmoid_bce-pos_weight", "hinge",
+    "multiclass_hinge-weight"}]
+
+
+def _convert_options(options, backend):
+    out = {}
+    for k, v in options.items():
+        out[k] = backend.asarray(np.asarray(v, dtype=float)) if isinstance(v, list) else v
+    return out
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+@pytest.mark.parametrize("case", SMALL, ids=[c.id for c in SMALL])
+def test_same_result_and_array_type_on_every_backend(case, reduction, backend):
+    pred, target = case.inputs(seed=7)
+    ref_v, ref_g = case.loss.value_and_grad(pred, target, reduction=reduction, **case.options)
+    p, t = backend.asarray(pred), backend.asarray(target)
+    v, g = case.loss.value_and_grad(p, t, reduction=reduction,
+                                    **_convert_options(case.options, backend))
+    assert backend.is_native(v) and backend.is_native(g)
+    assert str(g.dtype).endswith("float64") and tuple(g.shape) == pred.shape
+    np.testing.assert_allclose(backend.to_numpy(v), ref_v, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(backend.to_numpy(g), ref_g, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("case", SMALL, ids=[c.id for c in SMALL])
+def test_float32_stays_float32_on_every_backend(case, backend):
+    pred, target = case.inputs(seed=8)
+    p = backend.asarray(pred.astype(np.float32))
+    t = backend.asarray(target.astype(np.float32) if target.dtype.kind == "f" else target)
+    v, g = case.loss.value_and_grad(p, t, **_convert_options(case.options, backend))
+    assert str(v.dtype).endswith("float32") and str(g.dtype).endswith("float32")
+    ref_v, ref_g = case.loss.value_and_grad(pred, target, **case.options)
+    np.testing.assert_allclose(backend.to_numpy(v), ref_v, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(backend.to_numpy(g), ref_g, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
+def test_half_precision_is_accumulated_in_float32_and_returned_as_is(dtype_name):
+    torch = pytest.importorskip("torch")
+    dtype = getattr(torch, dtype_name)
+    rng = np.random.default_rng(0)
+    z64 = rng.normal(size=(64, 10))
+    y = rng.integers(0, 10, size=64)
+    z = torch.tensor(z64, dtype=dtype)
+    v, g = lk.softmax_cross_entropy.value_and_grad(z, torch.as_tensor(y))
+    assert v.dtype == dtype and g.dtype == dtype
+    # reference: torch in float32 on the same (rounded) half-precision logits
+    zr = z.float().requires_grad_(True)
+    ref = torch.nn.functional.cross_entropy(zr, torch.as_tensor(y))
+    ref.backward()
+    tol = 1e-2 if dtype_name == "bfloat16" else 2e-3
+    np.testing.assert_allclose(float(v), float(ref.detach()), rtol=tol)
+    np.testing.assert_allclose(g.float().numpy(), zr.grad.numpy(), rtol=tol, atol=tol / 10)
+
+
+def test_jax_jit_traces_every_loss():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    for case in SMALL:
+        pred, target = case.inputs(seed=9)
+        ref_v, ref_g = case.loss.value_and_grad(pred, target, **case.options)
+        opts = case.options
+
+        @jax.jit
+        def f(p, t, opts=opts, loss=case.loss):
+            return loss.value_and_grad(p, t, **opts)
+
+        v, g = f(jnp.asarray(pred), jnp.asarray(target))
+        np.testing.assert_allclose(np.asarray(v), ref_v, rtol=1e-12, err_msg=case.id)
+        np.testing.assert_allclose(np.asarray(g), ref_g, rtol=1e-12, atol=1e-15,
+                                   err_msg=case.id)
+
+
+def test_dask_stays_lazy_until_computed():
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(10, 3))
+    y = rng.integers(0, 3, size=10)
+    v, g = lk.softmax_cross_entropy.value_and_grad(da.from_array(z, chunks=4),
+                                                   da.from_array(y, chunks=4))
+    assert isinstance(v, da.Array) and isinstance(g, da.Array)
+    np.testing.assert_allclose(v.compute(), lk.softmax_cross_entropy(z, y), rtol=1e-12)
+
+
+def test_torch_result_stays_on_the_input_device_and_is_a_tensor():
+    torch = pytest.importorskip("torch")
+    z = torch.randn(4, 3, dtype=torch.float64)
+    v = lk.softmax_cross_entropy(z, torch.tensor([0, 1, 2, 0]))
+    assert isinstance(v, torch.Tensor) and v.device == z.device and v.ndim == 0
+
+
+def test_python_lists_are_accepted_as_numpy():
+    v = lk.mse([1.0, 2.0], [1.0, 4.0])
+    assert isinstance(v, np.ndarray) and v.dtype == np.float64
+    assert float(v) == 2.0  # ((0)^2 + (-2)^2) / 2
+
+
+def test_import_losskit_does_not_import_torch_or_jax():
+    code = ("import sys, losskit; "
+            "print(any(m in sys.modules for m in ('torch', 'jax', 'dask', 'cupy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_kernels_do_not_write_into_their_inputs(case):
+    pred, target = case.inputs(seed=10)
+    p, t = pred.copy(), target.copy()
+    p.setflags(write=False)
+    t.setflags(write=False)
+    case.loss.value_and_grad(p, t, **case.options)
+    np.testing.assert_array_equal(p, pred)
