@@ -34,6 +34,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
+from ._primitives import _weighted
 from ._validation import (
     check_choice,
     check_floating,
@@ -41,7 +42,7 @@ from ._validation import (
     check_numeric,
     check_same_shape,
 )
-from ._xp import as_array, compute_dtype, device_of, ensure_array, namespace
+from ._xp import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
 
 __all__ = ["Loss", "Terms", "Context", "catalog", "REDUCTIONS"]
 
@@ -202,6 +203,10 @@ class Loss:
 
     # ------------------------------------------------------------------ the one pipeline
     def _run(self, prediction, target, reduction, sample_weight, options, want):
+        with quiet():
+            return self._pipeline(prediction, target, reduction, sample_weight, options, want)
+
+    def _pipeline(self, prediction, target, reduction, sample_weight, options, want):
         defaults = self._defaults
         if reduction is None:
             reduction = defaults.get("reduction", "mean")
@@ -234,12 +239,11 @@ class Loss:
         sw = None
         if sample_weight is not None:
             sw = self._sample_weight(ctx, sample_weight, value.shape)
-            keep = sw != 0  # a zero weight removes the example, even an inf/NaN one
-            value = xp.where(keep, value * sw, xp.zeros_like(value))
+            # a zero weight removes the example, even an inf/NaN one
+            value = _weighted(xp, sw, value)
             weight = sw if weight is None else sw * weight
             if need_grad:
-                sw_g, keep_g = terms.expand(sw), terms.expand(keep)
-                grad = xp.where(keep_g, grad * sw_g, xp.zeros_like(grad))
+                grad = _weighted(xp, terms.expand(sw), grad)
 
         if reduction == "none":
             out = value

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ._base import Loss, Terms, register
-from ._primitives import _sigmoid, _softmax_and_lse, _softplus
+from ._primitives import _sigmoid, _softmax_and_lse, _softplus, _weighted
 from ._validation import (
     check_in_range,
     check_labels,
@@ -146,11 +146,6 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
     return ClassTarget(coef, None, expand, ax)
 
 
-def _weighted_neg_log(xp, coef, neg_log):
-    """sum_c a_c * (-log p_c) with 0 * inf = 0 (a class that is not a target costs nothing)."""
-    return xp.where(coef == 0, xp.zeros_like(coef), coef * neg_log)
-
-
 _TARGET_DOC = """\
 target : integer array of shape (N, ...) or floating array like ``prediction``
     Class labels (the shape of ``prediction`` without the class axis), or per-class
@@ -236,7 +231,7 @@ class SoftmaxCrossEntropy(Loss):
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
         p, lse = _softmax_and_lse(xp, prediction, axis=ct.axis)
-        value = xp.sum(_weighted_neg_log(xp, ct.coef, lse - prediction), axis=ct.axis)
+        value = xp.sum(_weighted(xp, ct.coef, lse - prediction), axis=ct.axis)
         grad = None
         if need_grad:
             total = xp.sum(ct.coef, axis=ct.axis, keepdims=True)
@@ -310,7 +305,7 @@ class CrossEntropy(Loss):
         eps = ctx.eps
         inside = prediction >= eps
         clamped = xp.where(inside, prediction, xp.full_like(prediction, eps))
-        value = xp.sum(_weighted_neg_log(xp, ct.coef, -xp.log(clamped)), axis=ct.axis)
+        value = xp.sum(_weighted(xp, ct.coef, -xp.log(clamped)), axis=ct.axis)
         grad = None
         if need_grad:
             grad = xp.where(inside, -ct.coef / clamped, xp.zeros_like(prediction))
@@ -371,7 +366,7 @@ class NLLLoss(Loss):
                             "softmax_cross_entropy")
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
-        value = xp.sum(_weighted_neg_log(xp, ct.coef, -prediction), axis=ct.axis)
+        value = xp.sum(_weighted(xp, ct.coef, -prediction), axis=ct.axis)
         return Terms(value, -ct.coef if need_grad else None, ct.weight, ct.expand)
 
 
@@ -516,9 +511,9 @@ class SigmoidBinaryCrossEntropy(Loss):
             check_in_range(xp, "pos_weight", pw, 0.0, _INF, hint="weights must be non-negative")
             pos = t * pw
         neg = 1.0 - t
-        zero = xp.zeros_like(prediction)
-        value = (xp.where(pos == 0, zero, pos * _softplus(xp, -prediction))
-                 + xp.where(neg == 0, zero, neg * _softplus(xp, prediction)))
+        # 0 * inf = 0: a perfect prediction at an infinite logit costs nothing
+        value = (_weighted(xp, pos, _softplus(xp, -prediction))
+                 + _weighted(xp, neg, _softplus(xp, prediction)))
         grad = (pos + neg) * _sigmoid(xp, prediction) - pos if need_grad else None
         return Terms(value, grad)
 

@@ -17,7 +17,7 @@ device and floating dtype, and compute float16/bfloat16 in float32.
 from __future__ import annotations
 
 from ._validation import check_floating
-from ._xp import as_array, compute_dtype, device_of, ensure_array, namespace
+from ._xp import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "softplus"]
 
@@ -84,6 +84,11 @@ def _log_sigmoid(xp, z):
     return -_softplus(xp, -z)
 
 
+def _weighted(xp, w, x):
+    """w * x with 0 * x = 0 for every x, inf and NaN included (no invalid-value warning)."""
+    return w * xp.where(w == 0, xp.zeros_like(x), x)
+
+
 def _xlogy(xp, x, y):
     """x * log(y) with 0 * log(y) = 0 for every y >= 0 (including 0 and inf)."""
     zero = x == 0
@@ -138,7 +143,8 @@ def logsumexp(x, axis=-1, *, keepdims=False):
     """
     xp, x, dtype = _prepare(x)
     _check_axis(x, axis)
-    return _finish(xp, _logsumexp(xp, x, axis=axis, keepdims=keepdims), dtype)
+    with quiet():
+        return _finish(xp, _logsumexp(xp, x, axis=axis, keepdims=keepdims), dtype)
 
 
 def softmax(x, axis=-1):
@@ -156,7 +162,8 @@ def softmax(x, axis=-1):
     """
     xp, x, dtype = _prepare(x)
     _check_axis(x, axis)
-    return _finish(xp, _softmax(xp, x, axis=axis), dtype)
+    with quiet():
+        return _finish(xp, _softmax(xp, x, axis=axis), dtype)
 
 
 def log_softmax(x, axis=-1):
@@ -172,7 +179,8 @@ def log_softmax(x, axis=-1):
     """
     xp, x, dtype = _prepare(x)
     _check_axis(x, axis)
-    return _finish(xp, _log_softmax(xp, x, axis=axis), dtype)
+    with quiet():
+        return _finish(xp, _log_softmax(xp, x, axis=axis), dtype)
 
 
 def sigmoid(x):
@@ -187,7 +195,8 @@ def sigmoid(x):
     array([0. , 0.5, 0.9, 1. ])
     """
     xp, x, dtype = _prepare(x)
-    return _finish(xp, _sigmoid(xp, x), dtype)
+    with quiet():
+        return _finish(xp, _sigmoid(xp, x), dtype)
 
 
 def log_sigmoid(x):
@@ -202,7 +211,8 @@ def log_sigmoid(x):
     [-1000.0, -0.693147, -0.0]
     """
     xp, x, dtype = _prepare(x)
-    return _finish(xp, _log_sigmoid(xp, x), dtype)
+    with quiet():
+        return _finish(xp, _log_sigmoid(xp, x), dtype)
 
 
 def softplus(x):
@@ -217,4 +227,5 @@ def softplus(x):
     array([0.00000000e+00, 6.93147181e-01, 1.00000000e+03])
     """
     xp, x, dtype = _prepare(x)
-    return _finish(xp, _softplus(xp, x), dtype)
+    with quiet():
+        return _finish(xp, _softplus(xp, x), dtype)

@@ -26,6 +26,7 @@ __all__ = [
     "to_float",
     "to_numpy",
     "ensure_array",
+    "quiet",
 ]
 
 
@@ -153,6 +154,16 @@ def to_numpy(x) -> np.ndarray:
         except Exception:
             return np.from_dlpack(x)
     return np.asarray(x)
+
+
+def quiet():
+    """Silence NumPy's floating-point warnings inside a kernel.
+
+    Infinite and NaN inputs are legitimate (``-inf`` logits, NaN that must propagate):
+    their results are defined by the formulas and tested, so ``inf - inf`` inside a
+    branch that is masked away afterwards must not warn. Other libraries do not warn.
+    """
+    return np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore")
 
 
 def ensure_array(x):
