@@ -219,7 +219,15 @@ class Loss:
         opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
         check_choice("reduction", reduction, REDUCTIONS)
 
-        xp = namespace(prediction, target, sample_weight)
+        try:
+            xp = namespace(prediction, target, sample_weight)
+        except TypeError as exc:  # say which argument is which library
+            kinds = ", ".join(
+                f"`{n}` is a {type(a).__module__.split('.')[0]}.{type(a).__name__}"
+                for n, a in (("prediction", prediction), ("target", target),
+                             ("sample_weight", sample_weight)) if hasattr(a, "shape"))
+            raise TypeError(f"{self.name}(): all array arguments must come from one array "
+                            f"library; {kinds}. Convert them to one library first") from exc
         if prediction is None:
             raise TypeError(f"{self.name}(): `prediction` must be an array; got None")
         if target is None:
@@ -301,7 +309,7 @@ class Loss:
                 sw = xp.reshape(sw, (shape[0],) + (1,) * (len(shape) - 1))
                 sw = xp.broadcast_to(sw, shape)
             else:
-                first = f" or ({shape[0]},)" if shape else ""
+                first = f" or ({shape[0]},)" if len(shape) > 1 else ""
                 raise ValueError(
                     f"`sample_weight` of {self.name} must have the shape of the unreduced loss "
                     f"{shape}{first}; got {tuple(sw.shape)}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ._base import Loss, Terms, register
-from ._primitives import _sigmoid, _softmax_and_lse, _softplus, _weighted
+from ._primitives import _sigmoid, _softmax_and_neg_log, _softplus, _weighted
 from ._validation import (
     check_in_range,
     check_labels,
@@ -230,8 +230,8 @@ class SoftmaxCrossEntropy(Loss):
         xp = ctx.xp
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
-        p, lse = _softmax_and_lse(xp, prediction, axis=ct.axis)
-        value = xp.sum(_weighted(xp, ct.coef, lse - prediction), axis=ct.axis)
+        p, neg_log = _softmax_and_neg_log(xp, prediction, axis=ct.axis)
+        value = xp.sum(_weighted(xp, ct.coef, neg_log), axis=ct.axis)
         grad = None
         if need_grad:
             total = xp.sum(ct.coef, axis=ct.axis, keepdims=True)
@@ -303,7 +303,7 @@ class CrossEntropy(Loss):
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
         eps = ctx.eps
-        inside = prediction >= eps
+        inside = (prediction >= eps) | xp.isnan(prediction)  # NaN propagates, unclamped
         clamped = xp.where(inside, prediction, xp.full_like(prediction, eps))
         value = xp.sum(_weighted(xp, ct.coef, -xp.log(clamped)), axis=ct.axis)
         grad = None
@@ -431,7 +431,8 @@ class BinaryCrossEntropy(Loss):
         t = self._probability_target(ctx, prediction, target)
         eps = ctx.eps
         q = 1.0 - prediction
-        in_p, in_q = prediction >= eps, q >= eps
+        in_p = (prediction >= eps) | xp.isnan(prediction)  # NaN propagates, unclamped
+        in_q = (q >= eps) | xp.isnan(q)
         cp = xp.where(in_p, prediction, xp.full_like(prediction, eps))
         cq = xp.where(in_q, q, xp.full_like(q, eps))
         value = -(t * xp.log(cp) + (1.0 - t) * xp.log(cq))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._base import Loss, Terms, register
 from ._classification import class_target
+from ._primitives import _weighted
 from ._validation import check_scalar
 from ._xp import can_inspect, to_numpy
 
@@ -74,10 +75,14 @@ class Hinge(Loss):
             raise ValueError(f"`target` of hinge must hold labels -1 or +1; got also {bad}. "
                              "Map 0/1 labels with 2 * t - 1")
         slack = m - t * prediction
-        active = slack > 0
+        nan = xp.isnan(slack)  # NaN propagates to value and gradient
+        active = (slack > 0) | nan
         zero = xp.zeros_like(prediction)
         value = xp.where(active, slack, zero)
-        return Terms(value, xp.where(active, -t, zero) if need_grad else None)
+        grad = None
+        if need_grad:
+            grad = xp.where(nan, slack, xp.where(active, -t, zero))
+        return Terms(value, grad)
 
 
 class MulticlassHinge(Loss):
@@ -152,15 +157,18 @@ class MulticlassHinge(Loss):
         onehot = ct.onehot
         correct = xp.sum(onehot * prediction, axis=ct.axis, keepdims=True)
         violation = prediction - correct + m
-        active = (violation > 0) & (onehot == 0)
+        nan = xp.isnan(violation)  # NaN propagates to value and gradient
+        active = ((violation > 0) | nan) & (onehot == 0)
         zero = xp.zeros_like(prediction)
         per_example = xp.sum(xp.where(active, violation, zero), axis=ct.axis)
-        value = per_example * ct.weight  # class weight of the label, 0 when ignored
+        value = _weighted(xp, ct.weight, per_example)  # class weight of the label, 0 ignored
         grad = None
         if need_grad:
             a = xp.astype(active, ctx.work)
             g = a - onehot * xp.sum(a, axis=ct.axis, keepdims=True)
-            grad = g * ct.expand(ct.weight)
+            row_nan = xp.any(nan, axis=ct.axis, keepdims=True)
+            g = xp.where(row_nan, xp.full_like(g, float("nan")), g)
+            grad = _weighted(xp, ct.expand(ct.weight), g)
         return Terms(value, grad, ct.weight, ct.expand)
 
 

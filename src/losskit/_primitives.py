@@ -36,9 +36,9 @@ def _safe_max(xp, x, axis, keepdims=True):
 
 def _safe_log(xp, s):
     """log(s) for s >= 0 without a divide-by-zero warning: log(0) = -inf."""
-    positive = s > 0
-    out = xp.log(xp.where(positive, s, xp.ones_like(s)))
-    return xp.where(positive | xp.isnan(s), out, xp.full_like(s, -float("inf")))
+    keep = (s > 0) | xp.isnan(s)  # NaN must reach the log and propagate, not become log 1
+    out = xp.log(xp.where(keep, s, xp.ones_like(s)))
+    return xp.where(keep, out, xp.full_like(s, -float("inf")))
 
 
 def _logsumexp(xp, x, axis=-1, keepdims=False):
@@ -48,26 +48,42 @@ def _logsumexp(xp, x, axis=-1, keepdims=False):
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
-def _softmax_and_lse(xp, x, axis=-1):
-    """Softmax and logsumexp (keepdims) from one exponentiation."""
+def _softmax_and_neg_log(xp, x, axis=-1):
+    """Softmax and -log softmax = log s - (x - m), from one exponentiation.
+
+    The negative log-softmax is formed as ``log s - (x - m)``, never ``logsumexp - x``,
+    which would round ``m + log s`` at the scale of ``m`` (1e-8 absolute at logits 1e8).
+    """
     m = _safe_max(xp, x, axis, keepdims=True)
-    e = xp.exp(x - m)
+    shifted = x - m
+    e = xp.exp(shifted)
     s = xp.sum(e, axis=axis, keepdims=True)
-    lse = _safe_log(xp, s) + m
-    # a row of -inf has s == 0: its softmax is undefined (NaN), as in PyTorch
-    ok = s > 0
+    neg_log = _safe_log(xp, s) - shifted
+    # a row of -inf has s == 0 and a row with a +inf entry s == inf: the softmax is
+    # undefined (NaN), as in PyTorch and SciPy; testing s here rather than dividing first
+    # keeps inf / inf out of lazy (Dask) graphs, which run outside ``quiet()``
+    ok = (s > 0) & (s < float("inf"))
     p = xp.where(ok, e / xp.where(ok, s, xp.ones_like(s)), xp.full_like(e, float("nan")))
-    return p, lse
+    return p, neg_log
 
 
 def _softmax(xp, x, axis=-1):
-    return _softmax_and_lse(xp, x, axis)[0]
+    return _softmax_and_neg_log(xp, x, axis)[0]
 
 
 def _log_softmax(xp, x, axis=-1):
-    lse = _logsumexp(xp, x, axis=axis, keepdims=True)
-    # x - lse is -inf - (-inf) = NaN on an all -inf row: undefined, as softmax is
-    return x - lse
+    # (x - m) - log s, not x - logsumexp: the latter rounds m + log s at the scale of m
+    m = _safe_max(xp, x, axis, keepdims=True)
+    shifted = x - m
+    log_s = _safe_log(xp, xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    # an all -inf row (log s = -inf) is undefined (NaN), as softmax is; a +inf entry
+    # (log s = +inf) gives -inf elsewhere and NaN there, as SciPy. Written without inf - inf
+    # so that lazy (Dask) graphs, which run outside ``quiet()``, do not warn.
+    finite = xp.isfinite(log_s)
+    out = shifted - xp.where(finite, log_s, xp.zeros_like(log_s))
+    edge = xp.where((log_s == float("inf")) & (x < float("inf")),
+                    xp.full_like(x, -float("inf")), xp.full_like(x, float("nan")))
+    return xp.where(finite, out, edge)
 
 
 def _softplus(xp, z):
@@ -119,6 +135,9 @@ def _finish(xp, y, dtype):
 def _check_axis(x, axis):
     if not isinstance(axis, int) or isinstance(axis, bool):
         raise TypeError(f"`axis` must be an int; got {type(axis).__name__}")
+    if x.ndim == 0:
+        raise ValueError(f"`axis`={axis} needs an input with at least one dimension; got a "
+                         "0-d array")
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"`axis` must lie in [{-x.ndim}, {x.ndim - 1}] for an input of "
                          f"shape {tuple(x.shape)}; got {axis}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from ._xp import can_inspect, to_float
+from ._xp import can_inspect, compute_dtype, to_float
 
 __all__ = [
     "check_floating",
@@ -20,6 +20,7 @@ __all__ = [
     "check_choice",
     "check_scalar",
     "check_log_base",
+    "check_sums_to_one",
 ]
 
 
@@ -27,7 +28,7 @@ def _dtype_name(dtype) -> str:
     s = str(dtype)
     for prefix in ("torch.", "dtype('", "<class '"):
         s = s.replace(prefix, "")
-    return s.rstrip("')>")
+    return s.rstrip("')>").rsplit(".", 1)[-1]  # "array_api_strict.int64" -> "int64"
 
 
 def check_floating(xp, name: str, x, *, loss: str | None = None) -> None:
@@ -146,3 +147,44 @@ def check_log_base(base: Any) -> float:
     if math.isinf(b):
         raise ValueError("`base` must be finite; got inf")
     return math.log(b)
+
+
+def sums_to_one_tolerance(xp, dtype, k: int) -> float:
+    """How far a sum of ``k`` probabilities of ``dtype`` may stray from 1 by rounding.
+
+    ``k * min(1e-2, max(1e-6, 10 * sqrt(eps)))``: about ``1e-6 * k`` for float64,
+    ``3.5e-3 * k`` for float32 and ``1e-2 * k`` for float16/bfloat16.
+    """
+    eps = float(xp.finfo(dtype).eps)
+    return k * min(1e-2, max(1e-6, 10.0 * math.sqrt(eps)))
+
+
+def check_sums_to_one(xp, name: str, x, axis: int, *, dtype=None, hint: str = "") -> None:
+    """Every slice of ``x`` along ``axis`` sums to 1 within rounding (NaN passes).
+
+    The tolerance is :func:`sums_to_one_tolerance` of ``dtype`` (default ``x.dtype``; pass
+    the caller's dtype when ``x`` was already upcast); the sums are taken in the compute
+    dtype (float32 for float16/bfloat16). Nothing is renormalised: a slice that
+    does not sum to 1 is an error that tells the caller to normalise explicitly.
+    """
+    if not can_inspect(x) or math.prod(x.shape) == 0:
+        return
+    tol = sums_to_one_tolerance(xp, x.dtype if dtype is None else dtype, x.shape[axis])
+    work = compute_dtype(xp, x.dtype)
+    s = xp.sum(x if x.dtype == work else xp.astype(x, work), axis=axis)
+    dev = xp.abs(s - 1.0)
+    bad = dev > tol  # NaN compares False: it propagates to the result instead
+    if not bool(xp.any(bad)):
+        return
+    flat_dev = xp.reshape(xp.where(bad, dev, xp.zeros_like(dev)), (-1,))
+    worst = int(to_float(xp.argmax(flat_dev)))
+    worst_sum = to_float(xp.reshape(s, (-1,))[worst])
+    n_bad = int(to_float(xp.sum(xp.astype(bad, work))))
+    msg = (f"`{name}` must be a probability distribution along axis {axis}: every slice must "
+           f"sum to 1 (within {tol:.2g}); {n_bad} of {math.prod(s.shape)} slices do not, the "
+           f"worst sums to {_fmt(worst_sum)}. "
+           f"Normalise it explicitly, e.g. `{name} / {name}.sum(axis={axis}, keepdims=True)`: "
+           "losskit never renormalises silently")
+    if hint:
+        msg += f". {hint}"
+    raise ValueError(msg)
