@@ -313,8 +313,8 @@ def test_pos_weight_of_the_wrong_shape_is_a_value_error(bad_shape):
     z = RNG.normal(size=(N, K))
     t = np.full((N, K), 0.5)
     shape = re.escape(str(bad_shape))
-    with pytest.raises(ValueError, match=rf"^`pos_weight` .*\(3,\); got {shape}\. pos_weight is "
-                       r"a scalar or one weight per class$"):
+    with pytest.raises(ValueError, match=rf"^`pos_weight` must be a scalar or one weight per "
+                       rf"class along the last axis of `prediction`, shape \(3,\); got {shape}$"):
         lk.sigmoid_binary_cross_entropy(z, t, pos_weight=np.ones(bad_shape))
 
 

@@ -505,9 +505,10 @@ class SigmoidBinaryCrossEntropy(Loss):
             pw = ctx.asarray(pos_weight, "pos_weight")
             check_numeric(xp, "pos_weight", pw)
             k = prediction.shape[-1] if prediction.ndim else 1
-            if pw.ndim != 0:
-                check_same_shape("prediction's last axis", (k,), "pos_weight", pw.shape,
-                                 hint="pos_weight is a scalar or one weight per class")
+            if pw.ndim != 0 and tuple(pw.shape) != (k,):
+                raise ValueError(
+                    f"`pos_weight` must be a scalar or one weight per class along the last axis "
+                    f"of `prediction`, shape ({k},); got {tuple(pw.shape)}")
             pw = xp.astype(pw, ctx.work)
             check_in_range(xp, "pos_weight", pw, 0.0, _INF, hint="weights must be non-negative")
             pos = t * pw

@@ -76,7 +76,8 @@ def as_array(x: Any, xp, *, device=None, name: str = "argument"):
         if not array_api_compat.is_numpy_array(x):
             raise TypeError(
                 f"`{name}` is a {type(x).__module__}.{type(x).__name__}, but the other "
-                f"arguments are {xp.__name__} arrays: pass arrays of one library"
+                f"arguments are {xp.__name__.replace('array_api_compat.', '')} arrays: pass "
+                "arrays of one library"
             )
     if isinstance(x, str) or (isinstance(x, (list, tuple)) and any(isinstance(v, str) for v in x)):
         raise TypeError(f"`{name}` must be numeric array-like; got {type(x).__name__} of strings")
