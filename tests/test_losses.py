@@ -144,3 +144,17 @@ def test_loss_defaults_make_a_configured_copy():
         lk.softmax_cross_entropy(pred, target, label_smoothing=0.2, reduction="sum"))
     with pytest.raises(TypeError, match="label_smothing"):
         type(lk.softmax_cross_entropy)(label_smothing=0.2)
+
+
+def test_wrt_names_the_differentiable_inputs():
+    y, t = np.array([1.0, 2.0]), np.array([0.0, 0.0])
+    (g,) = lk.mse.grad(y, t, wrt="all")
+    np.testing.assert_array_equal(g, lk.mse.grad(y, t))
+    with pytest.raises(ValueError, match=r"^`wrt` of mse must be one of 'prediction', 'all'; "
+                                         r"got 'target'$"):
+        lk.mse.grad(y, t, wrt="target")
+
+
+def test_wrong_number_of_arrays_is_a_type_error():
+    with pytest.raises(TypeError, match=r"^mse\(\) takes 2 arrays \(prediction, target\); got 1$"):
+        lk.mse(np.zeros(2))

@@ -85,6 +85,12 @@ class Terms:
     grad: Any = None
     weight: Any = None
     expand: Callable[[Any], Any] = staticmethod(lambda a: a)  # type: ignore[assignment]
+    #: gradients with respect to the other differentiable inputs, by name, in the same
+    #: per-element layout as ``grad`` (so ``expand`` applies to them too)
+    grads: dict[str, Any] | None = None
+    #: per input, a map applied after weighting and reduction scaling (e.g. summing a
+    #: broadcast input's gradient back to its own shape)
+    finalize: dict[str, Callable[[Any], Any]] | None = None
 
 
 _COMMON_PARAMETERS = """\
@@ -117,6 +123,10 @@ class Loss:
     gradient_formula: ClassVar[str] = ""
     when_to_use: ClassVar[str] = ""
     references: ClassVar[tuple[str, ...]] = ()
+    #: names of the positional arrays, in order (the first is the prediction)
+    inputs: ClassVar[tuple[str, ...]] = ("prediction", "target")
+    #: the inputs ``.grad`` can differentiate with respect to (the first is the default)
+    differentiable: ClassVar[tuple[str, ...]] = ("prediction",)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -151,13 +161,15 @@ class Loss:
             "formula": self.formula,
             "gradient_formula": self.gradient_formula,
             "when_to_use": self.when_to_use,
+            "inputs": list(self.inputs),
+            "differentiable": list(self.differentiable),
             "options": {k: v for k, v in self.option_defaults().items()},
             "references": list(self.references),
         }
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self._defaults.items())
-        return f"<losskit.{self.name}(prediction: {self.prediction}, target: {self.target}{extra})>"
+        return f"<losskit.{self.name}({', '.join(self.inputs)}; prediction: {self.prediction}{extra})>"
 
     def _unknown_message(self, unknown) -> str:
         valid = ", ".join(["reduction", "sample_weight", *self.option_defaults()])
@@ -165,7 +177,8 @@ class Loss:
         return f"{self.name}() got unexpected keyword argument(s) {names}; valid options: {valid}"
 
     # ------------------------------------------------------------------ kernel API
-    def _compute(self, ctx: Context, prediction, target, *, need_grad: bool) -> Terms:
+    def _compute(self, ctx: Context, prediction, *others, need_grad: bool) -> Terms:
+        """Unreduced values and closed-form gradients; ``others`` are ``inputs[1:]``."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ helpers for kernels
@@ -185,28 +198,46 @@ class Loss:
         return t
 
     # ------------------------------------------------------------------ public API
-    def __call__(self, prediction, target, *, reduction=None, sample_weight=None, **options):
-        return self._run(prediction, target, reduction, sample_weight, options, want="value")
+    def __call__(self, *arrays, reduction=None, sample_weight=None, **options):
+        return self._run(arrays, reduction, sample_weight, options, want="value", wrt=None)
 
-    def grad(self, prediction, target, *, reduction=None, sample_weight=None, **options):
+    def grad(self, *arrays, wrt=None, reduction=None, sample_weight=None, **options):
         """Gradient of the (reduced) loss with respect to ``prediction``.
 
         Same shape and dtype as ``prediction``; with ``reduction="none"`` it is the
-        gradient of the sum of the per-example losses.
+        gradient of the sum of the per-example losses. Losses with several differentiable
+        inputs (``loss.differentiable``) take ``wrt=`` a name, a tuple of names or
+        ``"all"``, and then return a tuple.
         """
-        return self._run(prediction, target, reduction, sample_weight, options, want="grad")
+        return self._run(arrays, reduction, sample_weight, options, want="grad", wrt=wrt)
 
-    def value_and_grad(self, prediction, target, *, reduction=None, sample_weight=None,
+    def value_and_grad(self, *arrays, wrt=None, reduction=None, sample_weight=None,
                        **options):
         """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``."""
-        return self._run(prediction, target, reduction, sample_weight, options, want="both")
+        return self._run(arrays, reduction, sample_weight, options, want="both", wrt=wrt)
 
     # ------------------------------------------------------------------ the one pipeline
-    def _run(self, prediction, target, reduction, sample_weight, options, want):
+    def _run(self, arrays, reduction, sample_weight, options, want, wrt):
         with quiet():
-            return self._pipeline(prediction, target, reduction, sample_weight, options, want)
+            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt)
 
-    def _pipeline(self, prediction, target, reduction, sample_weight, options, want):
+    def _wrt_names(self, wrt):
+        if wrt is None:
+            return (self.differentiable[0],), False
+        if wrt == "all":
+            return tuple(self.differentiable), True
+        names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+        for n in names:
+            if n not in self.differentiable:
+                choices = ", ".join(repr(d) for d in (*self.differentiable, "all"))
+                raise ValueError(f"`wrt` of {self.name} must be one of {choices}; got {n!r}")
+        return names, not isinstance(wrt, str)
+
+    def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt):
+        names = self.inputs
+        if len(arrays) != len(names):
+            raise TypeError(f"{self.name}() takes {len(names)} arrays ({', '.join(names)}); "
+                            f"got {len(arrays)}")
         defaults = self._defaults
         if reduction is None:
             reduction = defaults.get("reduction", "mean")
@@ -218,40 +249,41 @@ class Loss:
             raise TypeError(self._unknown_message(unknown))
         opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
         check_choice("reduction", reduction, REDUCTIONS)
+        need_grad = want != "value"
+        wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
 
+        named = list(zip(names, arrays)) + [("sample_weight", sample_weight)]
         try:
-            xp = namespace(prediction, target, sample_weight)
+            xp = namespace(*arrays, sample_weight)
         except TypeError as exc:  # say which argument is which library
-            kinds = ", ".join(
-                f"`{n}` is a {type(a).__module__.split('.')[0]}.{type(a).__name__}"
-                for n, a in (("prediction", prediction), ("target", target),
-                             ("sample_weight", sample_weight)) if hasattr(a, "shape"))
+            kinds = ", ".join(f"`{n}` is a {type(a).__module__.split('.')[0]}.{type(a).__name__}"
+                              for n, a in named if hasattr(a, "shape"))
             raise TypeError(f"{self.name}(): all array arguments must come from one array "
                             f"library; {kinds}. Convert them to one library first") from exc
-        if prediction is None:
-            raise TypeError(f"{self.name}(): `prediction` must be an array; got None")
-        if target is None:
-            raise TypeError(f"{self.name}(): `target` must be an array; got None")
-        pred = as_array(prediction, xp, name="prediction")
-        check_floating(xp, "prediction", pred, loss=self.name)
+        for n, a in named[:-1]:
+            if a is None:
+                raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
+        pred = as_array(arrays[0], xp, name=names[0])
+        check_floating(xp, names[0], pred, loss=self.name)
         dtype = pred.dtype
         work = compute_dtype(xp, dtype)
         if work != dtype:
             pred = xp.astype(pred, work)
         ctx = Context(xp=xp, dtype=dtype, work=work, device=device_of(pred), loss=self.name)
 
-        need_grad = want != "value"
-        terms = self._compute(ctx, pred, target, need_grad=need_grad, **opts)
-        value, grad, weight = terms.value, terms.grad, terms.weight
+        terms = self._compute(ctx, pred, *arrays[1:], need_grad=need_grad, **opts)
+        value, weight = terms.value, terms.weight
+        grads = {}
+        if need_grad:
+            for n in wrt_names:
+                grads[n] = terms.grad if n == self.differentiable[0] else terms.grads[n]
 
-        sw = None
         if sample_weight is not None:
             sw = self._sample_weight(ctx, sample_weight, value.shape)
             # a zero weight removes the example, even an inf/NaN one
             value = _weighted(xp, sw, value)
             weight = sw if weight is None else sw * weight
-            if need_grad:
-                grad = _weighted(xp, terms.expand(sw), grad)
+            grads = {n: _weighted(xp, terms.expand(sw), g) for n, g in grads.items()}
 
         if reduction == "none":
             out = value
@@ -264,7 +296,8 @@ class Loss:
                 if pred.ndim == 0:
                     raise ValueError(
                         f"{self.name}(): reduction='batchmean' divides by the batch size, the "
-                        "first axis of `prediction`, but `prediction` is 0-d; use 'mean' or 'sum'")
+                        f"first axis of `{names[0]}`, but `{names[0]}` is 0-d; use 'mean' or "
+                        "'sum'")
                 n = pred.shape[0]
                 scale = 1.0 / n if n else 0.0
             else:  # mean
@@ -288,13 +321,20 @@ class Loss:
         out = ensure_array(out)
         if not need_grad:
             return out
-        if scale is not None:
-            if isinstance(scale, float):
-                grad = grad * scale if scale else xp.zeros_like(grad)
-            else:
-                grad = xp.where(scale > 0, grad * scale, xp.zeros_like(grad))
-        if grad.dtype != dtype:
-            grad = xp.astype(grad, dtype)
+        result = []
+        for n in wrt_names:
+            g = grads[n]
+            if scale is not None:
+                if isinstance(scale, float):
+                    g = g * scale if scale else xp.zeros_like(g)
+                else:
+                    g = xp.where(scale > 0, g * scale, xp.zeros_like(g))
+            if terms.finalize and n in terms.finalize:
+                g = terms.finalize[n](g)
+            if g.dtype != dtype:
+                g = xp.astype(g, dtype)
+            result.append(g)
+        grad = tuple(result) if as_tuple else result[0]
         if want == "grad":
             return grad
         return out, grad
