@@ -7,6 +7,7 @@
 True
 """
 
+from . import info
 from ._base import REDUCTIONS, Loss, catalog
 from ._classification import (
     binary_cross_entropy,
@@ -16,6 +17,7 @@ from ._classification import (
     softmax_cross_entropy,
 )
 from ._margin import hinge, multiclass_hinge
+from ._penalties import elastic_net_penalty, l1_penalty, l2_penalty
 from ._primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
 from ._regression import l2_loss, mae, mean_absolute_error, mean_squared_error, mse
 
@@ -38,6 +40,12 @@ __all__ = [
     "sigmoid_binary_cross_entropy",
     "hinge",
     "multiclass_hinge",
+    # regularisation
+    "l1_penalty",
+    "l2_penalty",
+    "elastic_net_penalty",
+    # information theory
+    "info",
     # primitives
     "softmax",
     "log_softmax",

@@ -38,7 +38,7 @@ def check_floating(xp, name: str, x, *, loss: str | None = None) -> None:
         raise TypeError(
             f"`{name}`{where} must have a floating dtype (float16, bfloat16, float32 or "
             f"float64); got {_dtype_name(x.dtype)}. Convert it explicitly, e.g. "
-            f"`{name}.astype(float32)`; losskit never casts predictions silently"
+            f"`{name}.astype(float32)`; losskit never casts floating inputs silently"
         )
 
 
