@@ -31,17 +31,29 @@ def _reduce_torch(v, reduction, n):
 
 @dataclass
 class Case:
+    """One loss configuration.
+
+    ``make(rng)`` returns the loss's positional arrays (``loss.inputs``, NumPy float64 or
+    integer labels). ``torch_ref(*arrays, reduction, torch)`` and
+    ``jax_ref(*arrays, reduction)`` compute the same reduced value with the other library,
+    so that autodiff there gives the reference gradients for ``loss.differentiable``.
+    """
+
     id: str
     loss: Any
-    make: Callable[[np.random.Generator], tuple]  # -> (prediction, target)
-    torch_ref: Callable  # (pred, target, reduction, torch) -> tensor
-    jax_ref: Callable | None = None  # (pred, target, reduction) -> jax value
+    make: Callable[[np.random.Generator], tuple]
+    torch_ref: Callable
+    jax_ref: Callable | None = None
     options: dict = field(default_factory=dict)
-    #: reductions the torch reference implements natively (others derived from "none"/"sum")
     kinky: bool = False  # inputs may sit near a kink: use the kink-aware check
+    #: relative tolerance against the references in float64 / float32
+    rtol64: float = 1e-6
+    rtol32: float = 1e-4
+    #: run this case on every array backend too (one representative case per loss)
+    on_every_backend: bool = False
 
     def inputs(self, seed=0):
-        return self.make(np.random.default_rng(seed))
+        return tuple(self.make(np.random.default_rng(seed)))
 
 
 # ---------------------------------------------------------------- input generators
@@ -369,5 +381,17 @@ CASES = [
          t_multiclass_hinge(margin=2.0), options={"margin": 2.0}, kinky=True),
 ]
 
-CASE_IDS = [c.id for c in CASES]
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
+
+
+def _collect_family_cases():
+    """Cases of the other loss families live in ``tests/cases_<family>.py`` (``CASES``)."""
+    import importlib
+    import pathlib
+
+    for path in sorted(pathlib.Path(__file__).parent.glob("cases_*.py")):
+        CASES.extend(importlib.import_module(path.stem).CASES)
+
+
+_collect_family_cases()
+CASE_IDS = [c.id for c in CASES]

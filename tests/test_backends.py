@@ -16,7 +16,7 @@ SMALL = [c for c in CASES if c.id in {
     "mse", "l2_loss", "mae", "softmax_ce", "softmax_ce-soft", "softmax_ce-all",
     "softmax_ce-axis1-weight-ignore", "cross_entropy", "cross_entropy-weight-ignore",
     "nll_loss-weight-ignore", "binary_cross_entropy", "sigmoid_bce-pos_weight", "hinge",
-    "multiclass_hinge-weight"}]
+    "multiclass_hinge-weight"} or c.on_every_backend]
 
 
 def _convert_options(options, backend):
@@ -29,25 +29,23 @@ def _convert_options(options, backend):
 @pytest.mark.parametrize("reduction", ["none", "mean"])
 @pytest.mark.parametrize("case", SMALL, ids=[c.id for c in SMALL])
 def test_same_result_and_array_type_on_every_backend(case, reduction, backend):
-    pred, target = case.inputs(seed=7)
-    ref_v, ref_g = case.loss.value_and_grad(pred, target, reduction=reduction, **case.options)
-    p, t = backend.asarray(pred), backend.asarray(target)
-    v, g = case.loss.value_and_grad(p, t, reduction=reduction,
+    arrays = case.inputs(seed=7)
+    ref_v, ref_g = case.loss.value_and_grad(*arrays, reduction=reduction, **case.options)
+    v, g = case.loss.value_and_grad(*[backend.asarray(a) for a in arrays], reduction=reduction,
                                     **_convert_options(case.options, backend))
     assert backend.is_native(v) and backend.is_native(g)
-    assert str(g.dtype).endswith("float64") and tuple(g.shape) == pred.shape
+    assert str(g.dtype).endswith("float64") and tuple(g.shape) == arrays[0].shape
     np.testing.assert_allclose(backend.to_numpy(v), ref_v, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(backend.to_numpy(g), ref_g, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("case", SMALL, ids=[c.id for c in SMALL])
 def test_float32_stays_float32_on_every_backend(case, backend):
-    pred, target = case.inputs(seed=8)
-    p = backend.asarray(pred.astype(np.float32))
-    t = backend.asarray(target.astype(np.float32) if target.dtype.kind == "f" else target)
-    v, g = case.loss.value_and_grad(p, t, **_convert_options(case.options, backend))
+    arrays = case.inputs(seed=8)
+    conv = [backend.asarray(a.astype(np.float32) if a.dtype.kind == "f" else a) for a in arrays]
+    v, g = case.loss.value_and_grad(*conv, **_convert_options(case.options, backend))
     assert str(v.dtype).endswith("float32") and str(g.dtype).endswith("float32")
-    ref_v, ref_g = case.loss.value_and_grad(pred, target, **case.options)
+    ref_v, ref_g = case.loss.value_and_grad(*arrays, **case.options)
     np.testing.assert_allclose(backend.to_numpy(v), ref_v, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(backend.to_numpy(g), ref_g, rtol=1e-4, atol=1e-6)
 
@@ -76,15 +74,15 @@ def test_jax_jit_traces_every_loss():
     import jax.numpy as jnp
 
     for case in SMALL:
-        pred, target = case.inputs(seed=9)
-        ref_v, ref_g = case.loss.value_and_grad(pred, target, **case.options)
+        arrays = case.inputs(seed=9)
+        ref_v, ref_g = case.loss.value_and_grad(*arrays, **case.options)
         opts = case.options
 
         @jax.jit
-        def f(p, t, opts=opts, loss=case.loss):
-            return loss.value_and_grad(p, t, **opts)
+        def f(*a, opts=opts, loss=case.loss):
+            return loss.value_and_grad(*a, **opts)
 
-        v, g = f(jnp.asarray(pred), jnp.asarray(target))
+        v, g = f(*[jnp.asarray(a) for a in arrays])
         np.testing.assert_allclose(np.asarray(v), ref_v, rtol=1e-12, err_msg=case.id)
         np.testing.assert_allclose(np.asarray(g), ref_g, rtol=1e-12, atol=1e-15,
                                    err_msg=case.id)
@@ -124,9 +122,10 @@ def test_import_losskit_does_not_import_torch_or_jax():
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_kernels_do_not_write_into_their_inputs(case):
-    pred, target = case.inputs(seed=10)
-    p, t = pred.copy(), target.copy()
-    p.setflags(write=False)
-    t.setflags(write=False)
-    case.loss.value_and_grad(p, t, **case.options)
-    np.testing.assert_array_equal(p, pred)
+    arrays = case.inputs(seed=10)
+    frozen = [a.copy() for a in arrays]
+    for a in frozen:
+        a.setflags(write=False)
+    case.loss.value_and_grad(*frozen, **case.options)
+    for a, b in zip(frozen, arrays):
+        np.testing.assert_array_equal(a, b)

@@ -12,91 +12,108 @@ from loss_cases import CASE_IDS, CASES, REDUCTIONS
 torch = pytest.importorskip("torch")
 
 
-def _torch_inputs(case, pred, target, dtype=torch.float64):
-    p = torch.tensor(pred, dtype=dtype, requires_grad=True)
-    if np.issubdtype(np.asarray(target).dtype, np.integer):
-        t = torch.as_tensor(target, dtype=torch.int64)
-    else:
-        t = torch.tensor(target, dtype=dtype)
-    return p, t
+def _is_float(a):
+    return np.asarray(a).dtype.kind == "f"
 
 
-def _torch_value_and_grad(case, pred, target, reduction, dtype=torch.float64):
-    p, t = _torch_inputs(case, pred, target, dtype)
-    v = case.torch_ref(p, t, reduction, torch)
+def _torch_value_and_grads(case, arrays, reduction, dtype=torch.float64):
+    """Value and autograd gradients of the torch reference, for ``loss.differentiable``."""
+    inputs = case.loss.inputs
+    ts = []
+    for name, a in zip(inputs, arrays):
+        if _is_float(a):
+            ts.append(torch.tensor(a, dtype=dtype,
+                                   requires_grad=name in case.loss.differentiable))
+        else:
+            ts.append(torch.as_tensor(a, dtype=torch.int64))
+    v = case.torch_ref(*ts, reduction, torch)
     (v.sum() if reduction == "none" else v).backward()
-    return v.detach().numpy(), p.grad.numpy()
+    grads = tuple(ts[inputs.index(n)].grad.numpy() for n in case.loss.differentiable)
+    return v.detach().numpy(), grads
+
+
+def _as32(arrays):
+    return tuple(a.astype(np.float32) if _is_float(a) else a for a in arrays)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_value_and_grad_match_torch_float64(case, reduction):
-    pred, target = case.inputs()
-    ref_v, ref_g = _torch_value_and_grad(case, pred, target, reduction)
-    v, g = case.loss.value_and_grad(pred, target, reduction=reduction, **case.options)
-    assert v.dtype == np.float64 and g.dtype == np.float64
+    arrays = case.inputs()
+    ref_v, ref_g = _torch_value_and_grads(case, arrays, reduction)
+    v, g = case.loss.value_and_grad(*arrays, reduction=reduction, wrt="all", **case.options)
+    assert v.dtype == np.float64 and all(gi.dtype == np.float64 for gi in g)
     assert v.shape == ref_v.shape
-    assert g.shape == pred.shape
-    np.testing.assert_allclose(v, ref_v, rtol=1e-6, atol=1e-12)
-    np.testing.assert_allclose(g, ref_g, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(v, ref_v, rtol=case.rtol64, atol=1e-12)
+    for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
+        assert gi.shape == ri.shape, name
+        np.testing.assert_allclose(gi, ri, rtol=case.rtol64, atol=1e-12, err_msg=name)
     # the separate entry points agree with the fused one
-    np.testing.assert_array_equal(case.loss(pred, target, reduction=reduction, **case.options), v)
-    np.testing.assert_array_equal(case.loss.grad(pred, target, reduction=reduction,
-                                                 **case.options), g)
+    np.testing.assert_array_equal(case.loss(*arrays, reduction=reduction, **case.options), v)
+    np.testing.assert_array_equal(case.loss.grad(*arrays, reduction=reduction,
+                                                 **case.options), g[0])
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_value_and_grad_match_torch_float32(case):
-    pred, target = case.inputs(seed=1)
-    ref_v, ref_g = _torch_value_and_grad(case, pred, target, "mean")
-    p32 = pred.astype(np.float32)
-    t32 = target.astype(np.float32) if target.dtype.kind == "f" else target
-    v, g = case.loss.value_and_grad(p32, t32, **case.options)
-    assert v.dtype == np.float32 and g.dtype == np.float32
-    np.testing.assert_allclose(v, ref_v, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(g, ref_g, rtol=1e-4, atol=1e-6)
+    arrays = case.inputs(seed=1)
+    ref_v, ref_g = _torch_value_and_grads(case, arrays, "mean")
+    v, g = case.loss.value_and_grad(*_as32(arrays), wrt="all", **case.options)
+    assert v.dtype == np.float32 and all(gi.dtype == np.float32 for gi in g)
+    np.testing.assert_allclose(v, ref_v, rtol=case.rtol32, atol=1e-6)
+    for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
+        np.testing.assert_allclose(gi, ri, rtol=case.rtol32, atol=1e-6, err_msg=name)
+
+
+JAX_CASES = [c for c in CASES if c.jax_ref is not None]
 
 
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-@pytest.mark.parametrize("case", [c for c in CASES if c.jax_ref is not None],
-                         ids=[c.id for c in CASES if c.jax_ref is not None])
+@pytest.mark.parametrize("case", JAX_CASES, ids=[c.id for c in JAX_CASES])
 def test_value_and_grad_match_jax(case, reduction):
     jax = pytest.importorskip("jax")
     pytest.importorskip("optax")
     import jax.numpy as jnp
 
-    pred, target = case.inputs(seed=2)
-    jp, jt = jnp.asarray(pred, dtype=jnp.float64), jnp.asarray(target)
-    ref_v, ref_g = jax.value_and_grad(lambda p: case.jax_ref(p, jt, reduction))(jp)
-    v, g = case.loss.value_and_grad(pred, target, reduction=reduction, **case.options)
-    np.testing.assert_allclose(v, np.asarray(ref_v), rtol=1e-6, atol=1e-12)
-    np.testing.assert_allclose(g, np.asarray(ref_g), rtol=1e-6, atol=1e-12)
+    arrays = case.inputs(seed=2)
+    jarrays = [jnp.asarray(a, dtype=jnp.float64) if _is_float(a) else jnp.asarray(a)
+               for a in arrays]
+    idx = tuple(case.loss.inputs.index(n) for n in case.loss.differentiable)
+    ref_v, ref_g = jax.value_and_grad(lambda *a: case.jax_ref(*a, reduction),
+                                      argnums=idx)(*jarrays)
+    v, g = case.loss.value_and_grad(*arrays, reduction=reduction, wrt="all", **case.options)
+    np.testing.assert_allclose(v, np.asarray(ref_v), rtol=case.rtol64, atol=1e-12)
+    for gi, ri in zip(g, ref_g):
+        np.testing.assert_allclose(gi, np.asarray(ri), rtol=case.rtol64, atol=1e-12)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_grad_matches_finite_differences(case, reduction):
-    pred, target = case.inputs(seed=3)
-    res = lk.gradcheck(case.loss, pred, target, reduction=reduction, **case.options)
-    assert res.ok, str(res)
-    if not case.kinky:
-        assert res.kinks == 0
+    arrays = case.inputs(seed=3)
+    for k, name in enumerate(case.loss.inputs):
+        if name not in case.loss.differentiable:
+            continue
+        res = lk.gradcheck(case.loss, *arrays, wrt=k, reduction=reduction, **case.options)
+        assert res.ok, f"{name}: {res}"
+        if not case.kinky:
+            assert res.kinks == 0, name
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_reduction_identities(case):
-    pred, target = case.inputs(seed=4)
+    arrays = case.inputs(seed=4)
     opts = case.options
-    none_v, none_g = case.loss.value_and_grad(pred, target, reduction="none", **opts)
-    sum_v, sum_g = case.loss.value_and_grad(pred, target, reduction="sum", **opts)
-    bm_v, bm_g = case.loss.value_and_grad(pred, target, reduction="batchmean", **opts)
+    none_v, none_g = case.loss.value_and_grad(*arrays, reduction="none", **opts)
+    sum_v, sum_g = case.loss.value_and_grad(*arrays, reduction="sum", **opts)
+    bm_v, bm_g = case.loss.value_and_grad(*arrays, reduction="batchmean", **opts)
     np.testing.assert_allclose(sum_v, none_v.sum(), rtol=1e-12)
     np.testing.assert_allclose(none_g, sum_g, rtol=1e-12)  # "none" grads the sum
-    n = pred.shape[0]
+    n = arrays[0].shape[0]
     np.testing.assert_allclose(bm_v, sum_v / n, rtol=1e-12)
     np.testing.assert_allclose(bm_g, sum_g / n, rtol=1e-12)
     if "class_weight" not in opts and "ignore_index" not in opts:
-        mean_v, mean_g = case.loss.value_and_grad(pred, target, reduction="mean", **opts)
+        mean_v, mean_g = case.loss.value_and_grad(*arrays, reduction="mean", **opts)
         count = none_v.size
         np.testing.assert_allclose(mean_v, sum_v / count, rtol=1e-12)
         np.testing.assert_allclose(mean_g, sum_g / count, rtol=1e-12)
@@ -105,19 +122,18 @@ def test_reduction_identities(case):
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_sample_weight_equivalences(case):
     """Integer sample weights equal repeating examples; unit weights change nothing."""
-    pred, target = case.inputs(seed=5)
+    arrays = case.inputs(seed=5)
     opts = case.options
-    n = pred.shape[0]
+    n = arrays[0].shape[0]
     ones = np.ones(n)
     for red in ("sum", "mean"):
-        np.testing.assert_allclose(case.loss(pred, target, reduction=red, sample_weight=ones,
-                                             **opts),
-                                   case.loss(pred, target, reduction=red, **opts), rtol=1e-12)
+        np.testing.assert_allclose(case.loss(*arrays, reduction=red, sample_weight=ones, **opts),
+                                   case.loss(*arrays, reduction=red, **opts), rtol=1e-12)
     reps = np.arange(n) % 3  # 0, 1, 2, 0, 1, 2: zero weight drops an example
-    rep_pred, rep_target = np.repeat(pred, reps, axis=0), np.repeat(target, reps, axis=0)
+    repeated = tuple(np.repeat(a, reps, axis=0) for a in arrays)
     for red in ("sum", "mean"):
-        v, g = case.loss.value_and_grad(pred, target, reduction=red, sample_weight=reps, **opts)
-        rv, rg = case.loss.value_and_grad(rep_pred, rep_target, reduction=red, **opts)
+        v, g = case.loss.value_and_grad(*arrays, reduction=red, sample_weight=reps, **opts)
+        rv, rg = case.loss.value_and_grad(*repeated, reduction=red, **opts)
         np.testing.assert_allclose(v, rv, rtol=1e-10)
         # the gradient of a repeated example is the sum of its copies' gradients
         summed = np.zeros_like(g)
@@ -138,6 +154,7 @@ def test_catalog_lists_every_loss_with_metadata():
 
 def test_loss_defaults_make_a_configured_copy():
     pred, target = CASES[4].inputs()
+    assert CASES[4].loss is lk.softmax_cross_entropy
     smoothed = type(lk.softmax_cross_entropy)(label_smoothing=0.2, reduction="sum")
     np.testing.assert_allclose(
         smoothed(pred, target),
