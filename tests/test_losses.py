@@ -94,6 +94,7 @@ def test_grad_matches_finite_differences(case, reduction):
     for k, name in enumerate(case.loss.inputs):
         if name not in case.loss.differentiable:
             continue
+        # for inputs after the first, gradcheck asks the Loss for .grad(wrt=name)
         res = lk.gradcheck(case.loss, *arrays, wrt=k, reduction=reduction, **case.options)
         assert res.ok, f"{name}: {res}"
         if not case.kinky:

@@ -9,6 +9,8 @@ True
 
 from . import info
 from ._base import REDUCTIONS, Loss, catalog
+from .doctor import DoctorReport, Finding, doctor
+from .gradcheck import GradcheckResult, gradcheck
 from ._classification import (
     binary_cross_entropy,
     cross_entropy,
@@ -44,6 +46,12 @@ __all__ = [
     "l1_penalty",
     "l2_penalty",
     "elastic_net_penalty",
+    # tools
+    "gradcheck",
+    "GradcheckResult",
+    "doctor",
+    "DoctorReport",
+    "Finding",
     # information theory
     "info",
     # primitives
