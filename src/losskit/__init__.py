@@ -18,10 +18,13 @@ from ._classification import (
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
+from ._likelihood import gaussian_nll, poisson_nll
 from ._margin import hinge, multiclass_hinge
+from ._overlap import dice_loss, jaccard_loss, tversky_loss
 from ._penalties import elastic_net_penalty, l1_penalty, l2_penalty
 from ._primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
 from ._regression import l2_loss, mae, mean_absolute_error, mean_squared_error, mse
+from ._robust import huber, log_cosh, pinball, quantile, smooth_l1
 
 __version__ = "0.1.0"
 
@@ -35,6 +38,13 @@ __all__ = [
     "l2_loss",
     "mae",
     "mean_absolute_error",
+    "huber",
+    "smooth_l1",
+    "log_cosh",
+    "quantile",
+    "pinball",
+    "poisson_nll",
+    "gaussian_nll",
     "cross_entropy",
     "softmax_cross_entropy",
     "nll_loss",
@@ -42,6 +52,9 @@ __all__ = [
     "sigmoid_binary_cross_entropy",
     "hinge",
     "multiclass_hinge",
+    "dice_loss",
+    "tversky_loss",
+    "jaccard_loss",
     # regularisation
     "l1_penalty",
     "l2_penalty",

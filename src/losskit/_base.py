@@ -44,7 +44,7 @@ from ._validation import (
 )
 from ._xp import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
 
-__all__ = ["Loss", "Terms", "Context", "catalog", "REDUCTIONS"]
+__all__ = ["Loss", "Terms", "Context", "catalog", "fill_doc", "REDUCTIONS"]
 
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
 
@@ -104,6 +104,24 @@ sample_weight : array, optional
     weight every element of each of the N examples. A weight of 0 removes the example."""
 
 
+def fill_doc(doc: str, **parts: str) -> str:
+    """Substitute shared docstring paragraphs for ``{name}`` placeholders.
+
+    Each placeholder stands alone on its line; the paragraph's lines are indented like
+    the placeholder, so the numpydoc sections stay aligned (SciPy's ``doccer`` idea).
+    """
+    lines = []
+    for line in doc.split("\n"):
+        stripped = line.strip()
+        key = stripped[1:-1] if stripped.startswith("{") and stripped.endswith("}") else None
+        if key in parts:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines.extend(indent + p if p else p for p in parts[key].split("\n"))
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
 class Loss:
     """Base class: a loss with its value, exact gradient and metadata.
 
@@ -131,7 +149,7 @@ class Loss:
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.__doc__:
-            cls.__doc__ = cls.__doc__.replace("{common_parameters}", _COMMON_PARAMETERS)
+            cls.__doc__ = fill_doc(cls.__doc__, common_parameters=_COMMON_PARAMETERS)
 
     def __init__(self, **defaults):
         options = self.option_defaults()

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ._base import Loss, Terms, register
+from ._base import Loss, Terms, fill_doc, register
 from ._primitives import _sigmoid, _softmax_and_neg_log, _softplus, _weighted
 from ._validation import (
     check_in_range,
@@ -521,7 +521,7 @@ class SigmoidBinaryCrossEntropy(Loss):
 
 
 for _cls in (SoftmaxCrossEntropy, CrossEntropy, NLLLoss):
-    _cls.__doc__ = _cls.__doc__.replace("{target_doc}", _TARGET_DOC)
+    _cls.__doc__ = fill_doc(_cls.__doc__, target_doc=_TARGET_DOC)
 
 softmax_cross_entropy = register(SoftmaxCrossEntropy())
 cross_entropy = register(CrossEntropy())
