@@ -456,16 +456,21 @@ def test_0d_prediction_of_a_class_loss_has_no_class_axis(name):
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
-def test_batchmean_on_a_0d_prediction_is_a_value_error(name):
+def test_batchmean_of_a_single_0d_example_is_its_loss(name):
+    """A 0-d loss is one example: the batch size is 1, so batchmean equals the sum."""
     pred, target = VALID[name]()
-    with pytest.raises(ValueError, match=rf"^{name}\(\): reduction='batchmean' divides by the "
-                       r"batch size, the first axis of `prediction`, but `prediction` is 0-d; "
-                       r"use 'mean' or 'sum'$"):
-        loss_of(name).grad(np.asarray(pred[0]), np.asarray(target[0]), reduction="batchmean")
-    # while 'mean' and 'sum' are fine on a 0-d input
-    for reduction in ("mean", "sum"):
-        assert np.isfinite(loss_of(name)(np.asarray(pred[0]), np.asarray(target[0]),
-                                         reduction=reduction))
+    p0, t0 = np.asarray(pred[0]), np.asarray(target[0])
+    for fn in (loss_of(name), loss_of(name).grad):
+        np.testing.assert_array_equal(fn(p0, t0, reduction="batchmean"),
+                                      fn(p0, t0, reduction="sum"))
+
+
+@pytest.mark.parametrize("name", CLASS)
+def test_batchmean_of_a_single_example_without_batch_axis_is_its_loss(name):
+    pred, target = VALID[name]()
+    p0, t0 = np.asarray(pred[0]), np.asarray(target[0])  # (K,) and a 0-d label
+    np.testing.assert_array_equal(loss_of(name)(p0, t0, reduction="batchmean"),
+                                  loss_of(name)(p0, t0, reduction="sum"))
 
 
 # ------------------------------------------------------------------ dtypes and libraries

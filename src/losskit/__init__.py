@@ -20,6 +20,16 @@ from ._classification import (
 )
 from ._likelihood import gaussian_nll, poisson_nll
 from ._margin import hinge, multiclass_hinge
+from ._metric import (
+    contrastive,
+    contrastive_loss,
+    cosine_embedding,
+    cosine_embedding_loss,
+    margin_ranking,
+    margin_ranking_loss,
+    triplet_margin,
+    triplet_margin_loss,
+)
 from ._overlap import dice_loss, jaccard_loss, tversky_loss
 from ._penalties import elastic_net_penalty, l1_penalty, l2_penalty
 from ._primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
@@ -55,6 +65,14 @@ __all__ = [
     "dice_loss",
     "tversky_loss",
     "jaccard_loss",
+    "contrastive",
+    "contrastive_loss",
+    "triplet_margin",
+    "triplet_margin_loss",
+    "margin_ranking",
+    "margin_ranking_loss",
+    "cosine_embedding",
+    "cosine_embedding_loss",
     # regularisation
     "l1_penalty",
     "l2_penalty",

@@ -21,7 +21,8 @@ weight :math:`c_{y_n}` of the target):
     \text{mean}: \frac{\sum_n s_n \ell_n}{\sum_n s_n w_n} \qquad
     \text{batchmean}: \frac{1}{N}\sum_n s_n \ell_n
 
-where :math:`N` is the size of the first axis of the prediction. A mean over nothing
+where :math:`N` is the size of the first axis of the unreduced loss (1 for a single
+example, whose loss is 0-d). A mean over nothing
 (an empty batch, every target ignored, every weight 0) is defined as **0 with a zero
 gradient**, so a padded-out batch contributes nothing instead of poisoning training
 with NaN (PyTorch returns NaN there; Optax's masked means return 0). A sample weight
@@ -98,7 +99,8 @@ reduction : {"none", "sum", "mean", "batchmean"}, default "mean"
     ``"none"`` returns the per-example loss (its ``.grad`` is the gradient of the sum);
     ``"sum"``; ``"mean"`` divides by the total weight that took part (the count of
     examples when unweighted; ignored targets excluded); ``"batchmean"`` divides the sum
-    by the size of the first axis. A mean over nothing is 0, with a zero gradient.
+    by the batch size, the first axis of the unreduced loss (1 for a single example).
+    A mean over nothing is 0, with a zero gradient.
 sample_weight : array, optional
     Non-negative weight per example: the shape of the unreduced loss, or ``(N,)`` to
     weight every element of each of the N examples. A weight of 0 removes the example."""
@@ -311,12 +313,8 @@ class Loss:
             if reduction == "sum":
                 scale = None
             elif reduction == "batchmean":
-                if pred.ndim == 0:
-                    raise ValueError(
-                        f"{self.name}(): reduction='batchmean' divides by the batch size, the "
-                        f"first axis of `{names[0]}`, but `{names[0]}` is 0-d; use 'mean' or "
-                        "'sum'")
-                n = pred.shape[0]
+                # the batch is the first axis of the unreduced loss; a 0-d loss is one example
+                n = value.shape[0] if value.ndim else 1
                 scale = 1.0 / n if n else 0.0
             else:  # mean
                 if weight is None:
