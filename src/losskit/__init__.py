@@ -18,8 +18,10 @@ from ._classification import (
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
+from ._divergence import js_divergence, kl_divergence, softmax_kl_divergence
+from ._focal import poly_loss, sigmoid_focal_loss, softmax_focal_loss
 from ._likelihood import gaussian_nll, poisson_nll
-from ._margin import hinge, multiclass_hinge
+from ._margin import hinge, multiclass_hinge, squared_hinge
 from ._metric import (
     contrastive,
     contrastive_loss,
@@ -35,6 +37,7 @@ from ._penalties import elastic_net_penalty, l1_penalty, l2_penalty
 from ._primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
 from ._regression import l2_loss, mae, mean_absolute_error, mean_squared_error, mse
 from ._robust import huber, log_cosh, pinball, quantile, smooth_l1
+from ._scoring import brier_score
 
 __version__ = "0.1.0"
 
@@ -62,6 +65,14 @@ __all__ = [
     "sigmoid_binary_cross_entropy",
     "hinge",
     "multiclass_hinge",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
+    "poly_loss",
+    "squared_hinge",
+    "kl_divergence",
+    "softmax_kl_divergence",
+    "js_divergence",
+    "brier_score",
     "dice_loss",
     "tversky_loss",
     "jaccard_loss",

@@ -1,4 +1,4 @@
-r"""Margin losses: the binary hinge and the multi-class (SVM) hinge.
+r"""Margin losses: the binary hinge, its square, and the multi-class (SVM) hinge.
 
 The hinge only cares whether the correct score beats the others by a margin; past the
 margin an example costs nothing and gives no gradient (contrast softmax cross-entropy,
@@ -13,7 +13,7 @@ from ._primitives import _weighted
 from ._validation import check_scalar
 from ._xp import can_inspect, to_numpy
 
-__all__ = ["hinge", "multiclass_hinge"]
+__all__ = ["hinge", "multiclass_hinge", "squared_hinge"]
 
 
 class Hinge(Loss):
@@ -172,5 +172,81 @@ class MulticlassHinge(Loss):
         return Terms(value, grad, ct.weight, ct.expand)
 
 
+class SquaredHinge(Loss):
+    r"""Squared hinge loss :math:`\ell = \max(0, m - t\,s)^2` for targets :math:`t \in \{-1, +1\}`.
+
+    The L2-SVM loss: like ``hinge`` it ignores examples beyond the margin, but it is
+    differentiable everywhere (the gradient goes to 0 continuously at the margin) and
+    punishes large violations quadratically.
+
+    Parameters
+    ----------
+    prediction : floating array of shape (*)
+        Real-valued scores :math:`s` (not probabilities).
+    target : array of the same shape
+        Labels -1 or +1 (map 0/1 labels with ``2 * t - 1``).
+    margin : float, default 1
+        The margin :math:`m`.
+    {common_parameters}
+
+    Notes
+    -----
+    .. math::
+
+        \ell = \max(0, m - t s)^2, \qquad
+        \frac{\partial \ell}{\partial s} = -2\,t \max(0, m - t s)
+
+    The derivative is continuous (0 from both sides at :math:`t s = m`), so no subgradient
+    choice is needed. Keras's ``squared_hinge`` is this loss averaged over the last axis;
+    scikit-learn's ``LinearSVC(loss="squared_hinge")`` minimises its sum.
+
+    References
+    ----------
+    .. [1] S. S. Keerthi, D. DeCoste, "A modified finite Newton method for fast solution
+       of large scale linear SVMs", JMLR 6, 2005 (the L2-SVM).
+    .. [2] R.-E. Fan, K.-W. Chang, C.-J. Hsieh, X.-R. Wang, C.-J. Lin, "LIBLINEAR: A
+       library for large linear classification", JMLR 9, 2008.
+
+    Examples
+    --------
+    >>> import numpy as np, losskit as lk
+    >>> s = np.array([2.0, 0.5, -1.0]); t = np.array([1.0, 1.0, 1.0])
+    >>> lk.squared_hinge(s, t, reduction="none")   # max(0, 1 - s)^2
+    array([0.  , 0.25, 4.  ])
+    >>> lk.squared_hinge.grad(s, t, reduction="sum")   # -2 max(0, 1 - s)
+    array([ 0., -1., -4.])
+    """
+
+    name = "squared_hinge"
+    family = "margin"
+    prediction = "scores"
+    target = "labels -1/+1, same shape"
+    formula = r"\ell = \max(0, m - t s)^2"
+    gradient_formula = r"\frac{\partial \ell}{\partial s} = -2 t \max(0, m - t s)"
+    when_to_use = (
+        "Maximum-margin binary classification with a smooth loss (the L2-SVM, LinearSVC's "
+        "default): examples beyond the margin cost nothing, as with the hinge, but the "
+        "loss is differentiable, which suits gradient and Newton solvers; violations cost "
+        "quadratically, so it is more sensitive to outliers than the hinge."
+    )
+    references = ("Fan et al., LIBLINEAR: A library for large linear classification, "
+                  "JMLR 9, 2008",)
+
+    def _compute(self, ctx, prediction, target, *, need_grad, margin=1.0):
+        xp = ctx.xp
+        m = check_scalar("margin", margin)
+        t = self._real_target(ctx, prediction, target)
+        if can_inspect(t) and not bool(xp.all((t == 1) | (t == -1))):
+            bad = sorted(set(to_numpy(t).ravel().tolist()) - {1.0, -1.0})[:5]
+            raise ValueError(f"`target` of squared_hinge must hold labels -1 or +1; got also "
+                             f"{bad}. Map 0/1 labels with 2 * t - 1")
+        slack = m - t * prediction
+        # NaN > 0 is False: keep NaN explicitly so it propagates to value and gradient
+        active = xp.where((slack > 0) | xp.isnan(slack), slack, xp.zeros_like(slack))
+        grad = 0.0 - 2.0 * (t * active) if need_grad else None  # 0.0 -: no -0 entries
+        return Terms(active * active, grad)
+
+
 hinge = register(Hinge())
 multiclass_hinge = register(MulticlassHinge())
+squared_hinge = register(SquaredHinge())
