@@ -239,3 +239,130 @@ def test_failures_errors_and_skips_are_reported():
     assert wrong.ok is False and wrong.losskit_computes == "2.000"
     assert raises.ok is False and "ValueError" in raises.losskit_computes
     assert missing.ok is None and "skipped" in missing.losskit_computes
+
+
+# --------------------------------------------------------------------------- saturation: dL/dz
+def test_saturation_gradients_limits():
+    from losskit.experiments import saturation_gradients
+
+    g = saturation_gradients(np.linspace(-40.0, 40.0, 801))
+    far = np.abs(g.z) >= 30
+    for y in (0.0, 1.0):
+        # MSE's gradient (a - y) a (1 - a) dies out wherever the sigmoid saturates ...
+        assert np.all(np.abs(g.mse[y][far]) < 1e-12)
+        # ... while cross-entropy's tends to a - y: -1 / +1 when confidently wrong
+        np.testing.assert_allclose(g.cross_entropy[y][far], g.a[far] - y, atol=1e-15)
+    assert g.cross_entropy[1.0][0] == pytest.approx(-1.0, abs=1e-12)   # z = -40, y = 1
+    assert g.cross_entropy[0.0][-1] == pytest.approx(1.0, abs=1e-12)   # z = +40, y = 0
+    # |(a - 1) a (1 - a)| = a (1 - a)^2 is at most 4/27 (at a = 1/3): MSE never pulls hard
+    assert np.abs(g.mse[1.0]).max() <= 4 / 27 + 1e-12
+
+
+def test_saturation_gradients_match_torch_autograd():
+    from losskit.experiments import saturation_gradients
+
+    torch = pytest.importorskip("torch")
+    z_np = np.linspace(-12.0, 12.0, 97)
+    g = saturation_gradients(z_np)
+    for y in (0.0, 1.0):
+        z = torch.tensor(z_np, dtype=torch.float64, requires_grad=True)
+        (0.5 * (torch.sigmoid(z) - y) ** 2).sum().backward()
+        np.testing.assert_allclose(g.mse[y], z.grad.numpy(), rtol=1e-12, atol=1e-18)
+        z = torch.tensor(z_np, dtype=torch.float64, requires_grad=True)
+        target = torch.full_like(z, y)
+        torch.nn.functional.binary_cross_entropy_with_logits(z, target,
+                                                             reduction="sum").backward()
+        np.testing.assert_allclose(g.cross_entropy[y], z.grad.numpy(), rtol=1e-12, atol=1e-18)
+
+
+def test_saturation_gradients_errors():
+    from losskit.experiments import saturation_gradients
+
+    with pytest.raises(ValueError, match="`z` must be 1-d"):
+        saturation_gradients(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="`targets`"):
+        saturation_gradients(targets=(2.0,))
+
+
+# --------------------------------------------------------------------------- convexity
+def test_convexity_along_the_true_logit():
+    from losskit.experiments import convexity
+
+    r = convexity()
+    t = r.t
+    # closed forms with K = 3, true class 0, other logits 0 (derived by hand):
+    # CE = log(e^t + 2) - t = log(1 + 2 e^-t);
+    # MSE-on-softmax = (1 - p0)^2 + 2 (1/(e^t+2))^2 = 6 / (e^t + 2)^2
+    np.testing.assert_allclose(r.ce, np.log1p(2.0 * np.exp(-t)), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(r.mse_softmax, 6.0 / (np.exp(t) + 2.0) ** 2, rtol=1e-12)
+    # CE is convex: no negative second difference
+    assert r.ce_second.min() >= -1e-9
+    # MSE-on-softmax is not: its second derivative 3 q^2 (1-q)(2-3q), q = 2/(e^t+2),
+    # is negative exactly where t < 0
+    assert r.mse_second.min() < -0.1
+    inner = r.t_inner
+    assert np.all(r.mse_second[inner < -0.2] < 0) and np.all(r.mse_second[inner > 0.2] > 0)
+    q = 2.0 / (np.exp(inner) + 2.0)
+    np.testing.assert_allclose(r.mse_second, 3 * q**2 * (1 - q) * (2 - 3 * q), atol=2e-4)
+    assert r.nonconvex_range() == pytest.approx((-7.95, -0.05))
+
+
+def test_convexity_slopes_match_torch_autograd():
+    from losskit.experiments import convexity
+
+    torch = pytest.importorskip("torch")
+    base, direction = np.array([0.5, -1.0, 2.0, 0.0]), np.array([1.0, -2.0, 0.5, 0.3])
+    t = np.linspace(-3.0, 3.0, 13)
+    r = convexity(t, num_classes=4, label=2, base=base, direction=direction)
+    tt = torch.tensor(t, dtype=torch.float64, requires_grad=True)
+    z = torch.tensor(base)[None, :] + tt[:, None] * torch.tensor(direction)[None, :]
+    labels = torch.full((13,), 2)
+    ce = torch.nn.functional.cross_entropy(z, labels, reduction="none")
+    mse = ((torch.softmax(z, 1) - torch.nn.functional.one_hot(labels, 4)) ** 2).sum(1)
+    np.testing.assert_allclose(r.ce, ce.detach().numpy(), rtol=1e-13)
+    np.testing.assert_allclose(r.mse_softmax, mse.detach().numpy(), rtol=1e-12, atol=1e-16)
+    (ce_slope,) = torch.autograd.grad(ce.sum(), tt, retain_graph=True)
+    (mse_slope,) = torch.autograd.grad(mse.sum(), tt)
+    np.testing.assert_allclose(r.ce_slope, ce_slope.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(r.mse_slope, mse_slope.numpy(), rtol=1e-11, atol=1e-15)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cross_entropy_is_convex_on_random_lines(seed):
+    from losskit.experiments import convexity
+
+    rng = np.random.default_rng(seed)
+    r = convexity(np.linspace(-6, 6, 241), num_classes=5, label=int(rng.integers(5)),
+                  base=rng.normal(size=5) * 2, direction=rng.normal(size=5))
+    assert r.ce_second.min() >= -1e-8
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(t=np.array([0.0, 1.0])), "at least 3 points"),
+    (dict(t=np.array([0.0, 1.0, 3.0])), "evenly spaced"),
+    (dict(num_classes=1), "`num_classes` must be an int >= 2"),
+    (dict(label=3), r"`label` must be a class index in \[0, 2\]"),
+    (dict(base=np.zeros(4)), r"`base` must have shape \(3,\)"),
+    (dict(direction=np.zeros(3)), "zero vector"),
+])
+def test_convexity_errors(kwargs, match):
+    from losskit.experiments import convexity
+
+    with pytest.raises(ValueError, match=match):
+        convexity(**kwargs)
+
+
+# --------------------------------------------------------------------------- compare
+def test_compare_losses_on_a_digits_subset():
+    pytest.importorskip("sklearn")
+    from losskit.experiments import compare_losses
+    from losskit.training import TRAIN_LOSSES
+
+    hs = compare_losses(subset=400, epochs=3)
+    assert tuple(hs) == TRAIN_LOSSES
+    for h in hs.values():
+        assert h.epochs == 3 and len(h.test_accuracy) == 4
+        assert all(math.isfinite(v) for v in h.train_loss)
+        assert h.test_accuracy[-1] > h.test_accuracy[0]   # each loss learns something
+    with pytest.raises(ValueError, match="`losses` must be one of"):
+        compare_losses(subset=100, epochs=1, losses=["huber"])

@@ -18,6 +18,21 @@ from ._classification import (
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
+from ._boxes import (
+    ciou_loss,
+    complete_box_iou_loss,
+    diou_loss,
+    distance_box_iou_loss,
+    eiou_loss,
+    focal_eiou_loss,
+    generalized_box_iou_loss,
+    giou_loss,
+    inner_iou_loss,
+    iou_loss,
+    mpdiou_loss,
+    siou_loss,
+    wiou_loss,
+)
 from ._divergence import js_divergence, kl_divergence, softmax_kl_divergence
 from ._focal import poly_loss, sigmoid_focal_loss, softmax_focal_loss
 from ._likelihood import gaussian_nll, poisson_nll
@@ -76,6 +91,19 @@ __all__ = [
     "dice_loss",
     "tversky_loss",
     "jaccard_loss",
+    "iou_loss",
+    "giou_loss",
+    "generalized_box_iou_loss",
+    "diou_loss",
+    "distance_box_iou_loss",
+    "ciou_loss",
+    "complete_box_iou_loss",
+    "eiou_loss",
+    "focal_eiou_loss",
+    "siou_loss",
+    "wiou_loss",
+    "mpdiou_loss",
+    "inner_iou_loss",
     "contrastive",
     "contrastive_loss",
     "triplet_margin",

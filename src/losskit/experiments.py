@@ -40,6 +40,17 @@ Step 1 (MSE): :math:`a = 0.9`, :math:`L = 0.08`,
 :math:`\partial L/\partial w = 0.4 \cdot 0.9 \cdot 0.1 = 0.036`,
 :math:`w \leftarrow \ln 9 - 0.2 \cdot 0.036 = 2.1900`.
 
+More lessons, each returning its numbers (``losskit experiment NAME`` draws them)
+-------------------------------------------------------------------------------
+* :func:`saturation_gradients`: :math:`\partial L/\partial z` of MSE and cross-entropy
+  against the pre-activation of a sigmoid output, for targets 0 and 1.
+* :func:`convexity`: MSE on the softmax output (not convex) against softmax
+  cross-entropy (convex) along a line in logit space, with second differences.
+* :func:`compare_losses`: a softmax classifier trained on the digits with softmax
+  cross-entropy, MSE on the softmax and the multiclass hinge
+  (:mod:`losskit.training`).
+* :func:`accuracy_vs_loss`: why accuracy gives no gradient and the loss does.
+
 Examples
 --------
 >>> from losskit.experiments import saturation
@@ -60,9 +71,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._classification import sigmoid_binary_cross_entropy
-from ._primitives import sigmoid
-from ._regression import l2_loss
+from ._classification import sigmoid_binary_cross_entropy, softmax_cross_entropy
+from ._primitives import sigmoid, softmax
+from ._regression import l2_loss, mse
 from ._validation import check_choice, check_scalar
 
 __all__ = [
@@ -72,6 +83,11 @@ __all__ = [
     "saturation",
     "AccuracyVsLoss",
     "accuracy_vs_loss",
+    "SaturationGradients",
+    "saturation_gradients",
+    "ConvexityResult",
+    "convexity",
+    "compare_losses",
 ]
 
 SATURATION_LOSSES = ("mse", "cross_entropy")
@@ -293,3 +309,201 @@ def accuracy_vs_loss(w: float = 0.5, b: float = 0.0, *, delta: float = 1e-3, n: 
     c0, l0 = evaluate(w)
     c1, l1 = evaluate(w + delta)
     return AccuracyVsLoss(c0, c1, n, l0, l1, delta)
+
+
+# --------------------------------------------------------------------------- saturation: dL/dz
+@dataclass(frozen=True)
+class SaturationGradients:
+    r""":math:`\partial L/\partial z` of one sigmoid output :math:`a = \sigma(z)`, on a grid.
+
+    ``mse[y]`` is the gradient of :math:`\tfrac12 (a - y)^2` (``losskit.l2_loss``, chained
+    through :math:`\sigma'(z) = a(1-a)`), ``cross_entropy[y]`` the gradient of the binary
+    cross-entropy of the logit (``losskit.sigmoid_binary_cross_entropy``), for the
+    targets ``y`` in ``targets``.
+    """
+
+    z: np.ndarray
+    a: np.ndarray
+    targets: tuple[float, ...]
+    mse: dict
+    cross_entropy: dict
+
+
+def saturation_gradients(z=None, *, targets=(0.0, 1.0)) -> SaturationGradients:
+    r"""Why MSE after a sigmoid learns slowly: :math:`\partial L/\partial z` against :math:`z`.
+
+    .. math::
+
+        \text{MSE: } \frac{\partial L}{\partial z} = (a - y)\, a (1 - a), \qquad
+        \text{CE: } \frac{\partial L}{\partial z} = a - y.
+
+    Where the sigmoid saturates (:math:`|z|` large) the factor :math:`a(1-a)` sends the
+    MSE gradient to 0 *even when the output is completely wrong* (target 1 at
+    :math:`z \to -\infty`), while the cross-entropy gradient tends to :math:`a - y = -1`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from losskit.experiments import saturation_gradients
+    >>> g = saturation_gradients(np.array([-10.0, 0.0, 10.0]))
+    >>> [round(float(v), 5) for v in g.mse[1.0]]            # target 1: vanishes at z = -10
+    [-5e-05, -0.125, -0.0]
+    >>> [round(float(v), 5) for v in g.cross_entropy[1.0]]  # a - 1: about -1 at z = -10
+    [-0.99995, -0.5, -5e-05]
+    """
+    z = np.linspace(-10.0, 10.0, 401) if z is None else np.asarray(z, dtype=np.float64)
+    if z.ndim != 1:
+        raise ValueError(f"`z` must be 1-d; got shape {z.shape}")
+    a = sigmoid(z)                                   # da/dz = a (1 - a)
+    mse_grads, ce_grads = {}, {}
+    for y in targets:
+        y = check_scalar("targets", y, lo=0.0, hi=1.0)
+        t = np.full_like(z, y)
+        dl_da = l2_loss.grad(a, t, reduction="sum")  # dL/da = a - y, one element each
+        mse_grads[y] = dl_da * a * (1.0 - a)         # chain rule: dL/dz = dL/da * da/dz
+        ce_grads[y] = sigmoid_binary_cross_entropy.grad(z, t, reduction="sum")  # a - y
+    return SaturationGradients(z, a, tuple(float(y) for y in targets), mse_grads, ce_grads)
+
+
+# --------------------------------------------------------------------------- convexity
+@dataclass(frozen=True)
+class ConvexityResult:
+    r"""Softmax cross-entropy and MSE-on-softmax along the line :math:`z(t) = z_0 + t d`.
+
+    ``ce`` and ``mse_softmax`` are the losses (one example), ``*_slope`` their exact
+    derivatives along the line (losskit's gradients dotted with ``direction``), and
+    ``*_second`` the second differences
+    :math:`\Delta^2 f_i = (f_{i+1} - 2 f_i + f_{i-1}) / h^2` at the interior points
+    ``t[1:-1]`` (a convex function has none below 0).
+    """
+
+    t: np.ndarray
+    base: np.ndarray
+    direction: np.ndarray
+    label: int
+    ce: np.ndarray
+    mse_softmax: np.ndarray
+    ce_slope: np.ndarray
+    mse_slope: np.ndarray
+    ce_second: np.ndarray
+    mse_second: np.ndarray
+
+    @property
+    def t_inner(self) -> np.ndarray:
+        """The points the second differences belong to (``t[1:-1]``)."""
+        return self.t[1:-1]
+
+    def nonconvex_range(self, tol: float = 1e-9):
+        """``(t_min, t_max)`` of the points where MSE-on-softmax curves down (``None``: none)."""
+        neg = self.t_inner[self.mse_second < -tol]
+        return (float(neg.min()), float(neg.max())) if neg.size else None
+
+
+def _mse_softmax_one_hot(z: np.ndarray, label: int):
+    """Per row: :math:`\\lVert \\operatorname{softmax}(z) - e_y \\rVert^2` and its gradient in z."""
+    k = z.shape[1]
+    onehot = np.zeros_like(z)
+    onehot[:, label] = 1.0
+    p = softmax(z, axis=1)                                       # dp_i/dz_j = p_i (d_ij - p_j)
+    per_element = mse(p, onehot, reduction="none")               # (p - t)^2
+    d_p = mse.grad(p, onehot, reduction="sum")                   # 2 (p - t)
+    jac = p[:, :, None] * np.eye(k) - p[:, :, None] * p[:, None, :]
+    d_z = np.einsum("ni,nij->nj", d_p, jac)                      # chain rule through softmax
+    return per_element.sum(axis=1), d_z
+
+
+def convexity(t=None, *, num_classes: int = 3, label: int = 0, base=None,
+              direction=None) -> ConvexityResult:
+    r"""Is the loss convex in the logits? Cross-entropy yes, MSE on the softmax no.
+
+    One example with ``num_classes`` classes and true class ``label``; the logits move
+    along :math:`z(t) = z_0 + t\,d` (default: :math:`z_0 = 0`, :math:`d = e_{label}`, i.e.
+    only the true class's logit changes). Softmax cross-entropy
+    :math:`\operatorname{logsumexp}(z) - z_y` is convex in :math:`z` (its Hessian
+    :math:`\operatorname{diag}(p) - p p^T` is positive semi-definite), so it is convex on
+    every line. The squared error of the probabilities,
+    :math:`\lVert \operatorname{softmax}(z) - e_y \rVert^2`, is bounded and flattens out as
+    the true class's logit goes to :math:`-\infty`, so it must curve downwards there: it is
+    not convex, and gradient descent on it can stall on a plateau.
+
+    Along the default line with :math:`K = 3`, writing :math:`q = 1 - p_y`, MSE-on-softmax
+    is :math:`f = \tfrac32 q^2` and :math:`f'' = 3 q^2 (1 - q)(2 - 3q)`: negative exactly
+    where :math:`q > 2/3`, i.e. :math:`t < 0` (there :math:`p_y = e^t / (e^t + 2) < 1/3`).
+    Cross-entropy's :math:`f'' = p_y (1 - p_y) > 0` everywhere.
+
+    Examples
+    --------
+    >>> from losskit.experiments import convexity
+    >>> r = convexity()          # t from -8 to 8 in steps of 0.05
+    >>> bool(r.ce_second.min() >= 0), bool(r.mse_second.min() < 0)
+    (True, True)
+    >>> r.nonconvex_range()      # the interior grid points with t < 0
+    (-7.95, -0.05)
+    """
+    t = np.linspace(-8.0, 8.0, 321) if t is None else np.asarray(t, dtype=np.float64)
+    if t.ndim != 1 or t.size < 3:
+        raise ValueError(f"`t` must be 1-d with at least 3 points; got shape {t.shape}")
+    steps = np.diff(t)
+    if not (np.all(steps > 0) and np.allclose(steps, steps[0], rtol=1e-9, atol=0)):
+        raise ValueError("`t` must be increasing and evenly spaced (second differences)")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"`num_classes` must be an int >= 2; got {num_classes!r}")
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_classes:
+        raise ValueError(f"`label` must be a class index in [0, {num_classes - 1}]; "
+                         f"got {label!r}")
+    k = num_classes
+    z0 = np.zeros(k) if base is None else np.asarray(base, dtype=np.float64)
+    if direction is None:
+        d = np.zeros(k)
+        d[label] = 1.0
+    else:
+        d = np.asarray(direction, dtype=np.float64)
+    for name, v in (("base", z0), ("direction", d)):
+        if v.shape != (k,):
+            raise ValueError(f"`{name}` must have shape ({k},) (num_classes={k}); "
+                             f"got {v.shape}")
+    if not np.any(d != 0):
+        raise ValueError("`direction` must not be the zero vector")
+
+    z = z0[None, :] + t[:, None] * d[None, :]                     # (n, K): one point per row
+    labels = np.full(t.shape, label)
+    ce = softmax_cross_entropy(z, labels, reduction="none")
+    ce_grad = softmax_cross_entropy.grad(z, labels, reduction="sum")  # softmax - onehot
+    ms, ms_grad = _mse_softmax_one_hot(z, label)
+    h = steps[0]
+
+    def second(f):
+        return (f[2:] - 2.0 * f[1:-1] + f[:-2]) / h**2
+
+    return ConvexityResult(t, z0, d, label, ce, ms, ce_grad @ d, ms_grad @ d,
+                           second(ce), second(ms))
+
+
+# --------------------------------------------------------------------------- compare
+def compare_losses(data=None, *, losses=None, model: str = "linear", epochs: int = 30,
+                   lr: float = 0.03, momentum: float = 0.0, batch_size: int = 32,
+                   seed: int = 0, subset: int | None = None, progress: bool | None = False):
+    """Train the same softmax classifier on digits with each loss; ``{loss: History}``.
+
+    The same initial weights, mini-batch order and learning rate for every loss (see
+    :mod:`losskit.training`). ``data`` defaults to :func:`losskit.training.load_digits`
+    (``subset`` examples of it, if given). ``progress``: ``None`` shows a bar on a
+    terminal, ``True`` always, ``False`` never.
+    """
+    from .training import LOSS_TITLES, TRAIN_LOSSES, ProgressBar, load_digits, train
+
+    if data is None:
+        data = load_digits(seed=seed, subset=subset)
+    losses = TRAIN_LOSSES if losses is None else tuple(losses)
+    for loss in losses:
+        check_choice("losses", loss, TRAIN_LOSSES)
+    width = max(len(LOSS_TITLES[loss]) for loss in losses)
+    histories = {}
+    for loss in losses:
+        bar = None
+        if progress is not False:
+            bar = ProgressBar(epochs, LOSS_TITLES[loss].ljust(width), enabled=progress)
+        histories[loss] = train(data, loss, model=model, epochs=epochs, lr=lr,
+                                momentum=momentum, batch_size=batch_size, seed=seed,
+                                progress=bar)
+    return histories
