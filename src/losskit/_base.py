@@ -35,8 +35,13 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
+import array_api_compat
+import numpy as np
+
+from . import _fast
 from ._primitives import _weighted
 from ._validation import (
+    _dtype_name,
     check_choice,
     check_floating,
     check_in_range,
@@ -45,11 +50,13 @@ from ._validation import (
 )
 from ._xp import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
 
-__all__ = ["Loss", "Terms", "Context", "catalog", "fill_doc", "REDUCTIONS"]
+__all__ = ["Loss", "Terms", "Context", "catalog", "check_out", "fill_doc", "REDUCTIONS"]
 
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
 
 _REGISTRY: dict[str, "Loss"] = {}
+#: ``option_defaults`` per class (``inspect.signature`` is too slow to run on every call)
+_OPTIONS: dict[type, dict[str, Any]] = {}
 
 
 @dataclass
@@ -148,10 +155,17 @@ class Loss:
     #: the inputs ``.grad`` can differentiate with respect to (the first is the default)
     differentiable: ClassVar[tuple[str, ...]] = ("prediction",)
 
+    #: optional fused NumPy implementation (see ``losskit._fast``), called as
+    #: ``self._fast(arrays, reduction, sample_weight, options, want, out)`` for plain
+    #: NumPy arrays; it returns the pipeline's final result or ``NotImplemented``
+    _fast: ClassVar[Callable[..., Any] | None] = None
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.__doc__:
             cls.__doc__ = fill_doc(cls.__doc__, common_parameters=_COMMON_PARAMETERS)
+        if "_compute" in cls.__dict__ and "_fast" not in cls.__dict__:
+            cls._fast = None  # a new kernel: an inherited fast path no longer matches it
 
     def __init__(self, **defaults):
         options = self.option_defaults()
@@ -166,9 +180,18 @@ class Loss:
     @classmethod
     def option_defaults(cls) -> dict[str, Any]:
         """The loss-specific keyword options and their defaults."""
-        sig = inspect.signature(cls._compute)
-        return {p.name: p.default for p in sig.parameters.values()
+        return dict(cls._options())
+
+    @classmethod
+    def _options(cls) -> dict[str, Any]:
+        """``option_defaults``, introspected once per class (callers must not mutate it)."""
+        known = _OPTIONS.get(cls)
+        if known is None:
+            sig = inspect.signature(cls._compute)
+            known = _OPTIONS[cls] = {
+                p.name: p.default for p in sig.parameters.values()
                 if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "need_grad"}
+        return known
 
     def info(self) -> dict[str, Any]:
         """Metadata as a plain dict (for tables, docs and the command line)."""
@@ -221,25 +244,37 @@ class Loss:
     def __call__(self, *arrays, reduction=None, sample_weight=None, **options):
         return self._run(arrays, reduction, sample_weight, options, want="value", wrt=None)
 
-    def grad(self, *arrays, wrt=None, reduction=None, sample_weight=None, **options):
+    def grad(self, *arrays, wrt=None, reduction=None, sample_weight=None, out=None,
+             **options):
         """Gradient of the (reduced) loss with respect to ``prediction``.
 
         Same shape and dtype as ``prediction``; with ``reduction="none"`` it is the
         gradient of the sum of the per-example losses. Losses with several differentiable
         inputs (``loss.differentiable``) take ``wrt=`` a name, a tuple of names or
         ``"all"``, and then return a tuple.
+
+        ``out=``: an array of the prediction's library with the gradient's shape and dtype,
+        writeable (so not a JAX array). The gradient is written into it and ``out`` itself
+        is returned. On NumPy's fast paths (``losskit._fast``) the kernel writes into it
+        directly, allocating nothing of its size; elsewhere the gradient is computed, then
+        copied into ``out``. ``out`` may be one of the inputs: it is overwritten once they
+        have been read. After an error its contents are unspecified.
         """
-        return self._run(arrays, reduction, sample_weight, options, want="grad", wrt=wrt)
+        return self._run(arrays, reduction, sample_weight, options, want="grad", wrt=wrt,
+                         out=out)
 
     def value_and_grad(self, *arrays, wrt=None, reduction=None, sample_weight=None,
-                       **options):
-        """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``."""
-        return self._run(arrays, reduction, sample_weight, options, want="both", wrt=wrt)
+                       out=None, **options):
+        """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``.
+
+        ``out=`` receives the gradient, as in :meth:`grad`.
+        """
+        return self._run(arrays, reduction, sample_weight, options, want="both", wrt=wrt,
+                         out=out)
 
     # ------------------------------------------------------------------ the one pipeline
-    def _run(self, arrays, reduction, sample_weight, options, want, wrt):
-        with quiet():
-            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt)
+    def _run(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
+        return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
 
     def _wrt_names(self, wrt):
         if wrt is None:
@@ -253,7 +288,7 @@ class Loss:
                 raise ValueError(f"`wrt` of {self.name} must be one of {choices}; got {n!r}")
         return names, not isinstance(wrt, str)
 
-    def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt):
+    def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
         names = self.inputs
         if len(arrays) != len(names):
             raise TypeError(f"{self.name}() takes {len(names)} arrays ({', '.join(names)}); "
@@ -263,15 +298,40 @@ class Loss:
             reduction = defaults.get("reduction", "mean")
         if sample_weight is None:
             sample_weight = defaults.get("sample_weight")
-        known = self.option_defaults()
-        unknown = set(options) - set(known)
-        if unknown:
-            raise TypeError(self._unknown_message(unknown))
-        opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
+        known = self._options()
+        if options:
+            unknown = set(options) - set(known)
+            if unknown:
+                raise TypeError(self._unknown_message(unknown))
+        if options or defaults:
+            opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
+        else:
+            opts = known  # read only
         check_choice("reduction", reduction, REDUCTIONS)
         need_grad = want != "value"
         wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
 
+        # plain NumPy arrays and the gradient (if any) with respect to the prediction: the
+        # fused kernels of losskit._fast, which answer NotImplemented for what they do not
+        # cover, invalid input included (the generic path then raises its own errors)
+        if (self._fast is not None and _fast.ENABLED and type(arrays[0]) is np.ndarray
+                and (not need_grad or (wrt_names == self.differentiable[:1]
+                                       and not (as_tuple and out is not None)))):
+            result = self._fast(arrays, reduction, sample_weight, opts, want, out)
+            if result is not NotImplemented:
+                if as_tuple:  # wrt="all" (or a 1-tuple) of a loss with one differentiable input
+                    return (result,) if want == "grad" else (result[0], (result[1],))
+                return result
+
+        with quiet():
+            return self._generic(arrays, reduction, sample_weight, opts, want, wrt, wrt_names,
+                                 as_tuple, out)
+
+    def _generic(self, arrays, reduction, sample_weight, opts, want, wrt, wrt_names, as_tuple,
+                 out):
+        """The Array-API pipeline: validation, the kernel, weights, reduction, scaling."""
+        names = self.inputs
+        need_grad = want != "value"
         named = list(zip(names, arrays)) + [("sample_weight", sample_weight)]
         try:
             xp = namespace(*arrays, sample_weight)
@@ -290,6 +350,12 @@ class Loss:
         if work != dtype:
             pred = xp.astype(pred, work)
         ctx = Context(xp=xp, dtype=dtype, work=work, device=device_of(pred), loss=self.name)
+        if out is not None and need_grad:
+            if as_tuple:
+                raise TypeError(f"{self.name}(): `out` takes one gradient, but wrt={wrt!r} "
+                                "returns a tuple of gradients; leave `out` out")
+            if wrt_names[0] == self.differentiable[0]:  # else checked once the shape is known
+                check_out(out, tuple(pred.shape), dtype, xp, names[0])
 
         terms = self._compute(ctx, pred, *arrays[1:], need_grad=need_grad, **opts)
         value, weight = terms.value, terms.weight
@@ -306,10 +372,10 @@ class Loss:
             grads = {n: _weighted(xp, terms.expand(sw), g) for n, g in grads.items()}
 
         if reduction == "none":
-            out = value
+            value_out = value
             scale = None
         else:
-            out = xp.sum(value)
+            value_out = xp.sum(value)
             if reduction == "sum":
                 scale = None
             elif reduction == "batchmean":
@@ -329,14 +395,14 @@ class Loss:
                                      xp.zeros_like(total))
             if scale is not None:
                 if isinstance(scale, float):
-                    out = out * scale
+                    value_out = value_out * scale
                 else:
-                    out = xp.where(scale > 0, out * scale, xp.zeros_like(out))
-        if out.dtype != dtype:
-            out = xp.astype(out, dtype)
-        out = ensure_array(out)
+                    value_out = xp.where(scale > 0, value_out * scale, xp.zeros_like(value_out))
+        if value_out.dtype != dtype:
+            value_out = xp.astype(value_out, dtype)
+        value_out = ensure_array(value_out)
         if not need_grad:
-            return out
+            return value_out
         result = []
         for n in wrt_names:
             g = grads[n]
@@ -350,10 +416,18 @@ class Loss:
             if g.dtype != dtype:
                 g = xp.astype(g, dtype)
             result.append(g)
+        if out is not None:
+            g = result[0]
+            check_out(out, tuple(g.shape), dtype, xp, wrt_names[0])
+            if isinstance(out, np.ndarray):
+                np.copyto(out, g)
+            else:
+                out[...] = g
+            result[0] = out
         grad = tuple(result) if as_tuple else result[0]
         if want == "grad":
             return grad
-        return out, grad
+        return value_out, grad
 
     def _sample_weight(self, ctx: Context, sample_weight, shape):
         xp = ctx.xp
@@ -373,6 +447,29 @@ class Loss:
         check_in_range(xp, "sample_weight", sw, 0.0, float("inf"),
                        hint="weights must be non-negative")
         return sw
+
+
+def check_out(out, shape, dtype, xp, name: str = "prediction") -> None:
+    """``out=`` must be a writeable array of ``xp`` with the gradient's shape and dtype."""
+    if array_api_compat.is_jax_array(out):
+        raise TypeError("`out` cannot be a JAX array: JAX arrays are immutable; use the "
+                        "returned gradient instead")
+    try:
+        same = hasattr(out, "shape") and array_api_compat.array_namespace(out) is xp
+    except TypeError:
+        same = False
+    if not same:
+        lib = xp.__name__.replace("array_api_compat.", "")
+        raise TypeError(f"`out` must be a {lib} array like `{name}` (the gradient is written "
+                        f"into it); got {type(out).__module__}.{type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"`out` must have the gradient's dtype {_dtype_name(dtype)}; got "
+                        f"{_dtype_name(out.dtype)}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"`out` must have the gradient's shape {tuple(shape)}; got "
+                         f"{tuple(out.shape)}")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("`out` is read-only; pass a writeable array to receive the gradient")
 
 
 def register(loss: Loss) -> Loss:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import _fast as fast_paths
 from ._base import Loss, Terms, fill_doc, register
 from ._primitives import _sigmoid, _softmax_and_neg_log, _softplus, _weighted
 from ._validation import (
@@ -224,6 +225,8 @@ class SoftmaxCrossEntropy(Loss):
         "Goodfellow, Bengio, Courville, Deep Learning, 2016, sec. 6.2.2.3",
         "Szegedy et al., Rethinking the Inception Architecture, arXiv:1512.00567",
     )
+
+    _fast = fast_paths.softmax_cross_entropy
 
     def _compute(self, ctx, prediction, target, *, need_grad, axis=-1, class_weight=None,
                  ignore_index=None, label_smoothing=0.0):
@@ -496,6 +499,8 @@ class SigmoidBinaryCrossEntropy(Loss):
         "saturate, unlike MSE after a sigmoid. pos_weight rebalances rare positives."
     )
     references = ("Goodfellow, Bengio, Courville, Deep Learning, 2016, sec. 6.2.2.2",)
+
+    _fast = fast_paths.sigmoid_binary_cross_entropy
 
     def _compute(self, ctx, prediction, target, *, need_grad, pos_weight=None):
         xp = ctx.xp

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+from . import _fast as fast_paths
 from ._base import Loss, Terms, register
 from ._classification import class_target
 from ._primitives import _log_sigmoid, _safe_log, _sigmoid, _softmax_and_neg_log, _weighted
@@ -190,6 +191,8 @@ class SigmoidFocalLoss(Loss):
     )
     references = ("Lin et al., Focal Loss for Dense Object Detection, ICCV 2017, "
                   "arXiv:1708.02002",)
+
+    _fast = fast_paths.sigmoid_focal_loss  # fused NumPy kernel (losskit._fast)
 
     def _compute(self, ctx, prediction, target, *, need_grad, gamma=2.0, alpha=0.25):
         xp = ctx.xp

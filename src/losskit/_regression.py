@@ -6,6 +6,7 @@ elementwise derivative with respect to the prediction :math:`y`.
 
 from __future__ import annotations
 
+from . import _fast as fast_paths
 from ._base import Loss, Terms, register
 
 __all__ = ["mse", "mean_squared_error", "l2_loss", "mae", "mean_absolute_error"]
@@ -64,6 +65,8 @@ class MeanSquaredError(Loss):
     )
     references = ("Bishop, Pattern Recognition and Machine Learning, 2006, sec. 1.1",)
 
+    _fast = fast_paths.regression
+
     def _compute(self, ctx, prediction, target, *, need_grad):
         d = prediction - self._real_target(ctx, prediction, target)
         return Terms(d * d, 2 * d if need_grad else None)
@@ -119,6 +122,8 @@ class HalfSquaredError(Loss):
     )
     references = ("Bishop, Pattern Recognition and Machine Learning, 2006, eq. 1.2",)
 
+    _fast = fast_paths.regression
+
     def _compute(self, ctx, prediction, target, *, need_grad):
         d = prediction - self._real_target(ctx, prediction, target)
         return Terms(0.5 * (d * d), d if need_grad else None)
@@ -169,6 +174,8 @@ class MeanAbsoluteError(Loss):
         "size, which can make the last steps of training jittery (Huber blends the two)."
     )
     references = ("Hastie, Tibshirani, Friedman, The Elements of Statistical Learning, 2009",)
+
+    _fast = fast_paths.regression
 
     def _compute(self, ctx, prediction, target, *, need_grad):
         d = prediction - self._real_target(ctx, prediction, target)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from . import _fast as fast_paths
 from ._base import Loss, Terms, register
 from ._validation import check_scalar
 
@@ -97,6 +98,8 @@ class Huber(Loss):
     )
     references = ("Huber, Robust estimation of a location parameter, 1964, "
                   "doi:10.1214/aoms/1177703732",)
+
+    _fast = fast_paths.regression  # fused NumPy kernel (losskit._fast)
 
     def _compute(self, ctx, prediction, target, *, need_grad, delta=1.0):
         xp = ctx.xp
