@@ -36,6 +36,7 @@ from ._boxes import (
 from ._divergence import js_divergence, kl_divergence, softmax_kl_divergence
 from ._focal import poly_loss, sigmoid_focal_loss, softmax_focal_loss
 from ._likelihood import gaussian_nll, poisson_nll
+from ._linear_ce import linear_cross_entropy
 from ._margin import hinge, multiclass_hinge, squared_hinge
 from ._metric import (
     contrastive,
@@ -88,6 +89,7 @@ __all__ = [
     "softmax_kl_divergence",
     "js_divergence",
     "brier_score",
+    "linear_cross_entropy",
     "dice_loss",
     "tversky_loss",
     "jaccard_loss",
