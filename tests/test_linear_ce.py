@@ -483,7 +483,24 @@ def test_out_receives_the_gradient():
     tout = torch.empty(N, D, dtype=torch.float64)
     assert lce.grad(torch.as_tensor(h), torch.as_tensor(W), torch.as_tensor(y),
                     torch.as_tensor(b), out=tout) is tout
-    np.testing.assert_allclose(tout.numpy(), ref_h, rtol=1e-12)
+    np.testing.assert_allclose(tout.numpy(), ref_h, rtol=1e-12, atol=1e-16)
+    # a non-contiguous out (a transposed view) and a (..., d) hidden are filled by copying
+    out_t = np.empty((D, N)).T
+    lce.grad(h, W, y, b, out=out_t, chunk_size=7)
+    np.testing.assert_allclose(out_t, ref_h, rtol=1e-12)
+    out3 = np.empty((4, 16, D))
+    lce.grad(h.reshape(4, 16, D), W, y.reshape(4, 16), b, out=out3)
+    np.testing.assert_allclose(out3.reshape(N, D), ref_h, rtol=1e-12)
+    # out may be an input: it is overwritten only once every read of it is done
+    h2, W2 = h.copy(), W.copy()
+    assert lce.grad(h2, W, y, b, out=h2, chunk_size=7) is h2
+    np.testing.assert_allclose(h2, ref_h, rtol=1e-12)
+    lce.grad(h, W2, y, b, wrt="weight", out=W2, chunk_size=7, label_smoothing=0.0)
+    np.testing.assert_allclose(W2, ref_w, rtol=1e-12)
+    tW2 = torch.tensor(W)
+    lce.grad(torch.as_tensor(h), tW2, torch.as_tensor(y), torch.as_tensor(b), wrt="weight",
+             out=tW2, chunk_size=7)
+    np.testing.assert_allclose(tW2.numpy(), ref_w, rtol=1e-12, atol=1e-16)
     with pytest.raises(TypeError, match="`out` takes one gradient"):
         lce.grad(h, W, y, b, wrt="all", out=out_h)
     with pytest.raises(ValueError, match=r"`out` must have the gradient's shape \(300, 32\)"):

@@ -389,8 +389,9 @@ class LinearCrossEntropy(Loss):
         if out is not None and need_grad:
             (target,) = wrt_names
             check_out(out, shapes[target], dtype, xp, target)
-            if work == dtype:  # the kernel accumulates into it (flat rows for hidden)
-                dest[target] = xp.reshape(out, (n_rows, d)) if target == "hidden" else out
+            if (work == dtype and out.ndim == 2 and _contiguous(out)
+                    and not any(_may_alias(out, a) for a in (hidden, weight, bias))):
+                dest[target] = out  # the in-place kernel writes into it directly
 
         value, g = _kernel(ctx, h, W, b, rows, row_factor, grads_wanted, block_rows, dest)
 
@@ -547,6 +548,26 @@ class LinearCrossEntropy(Loss):
 
 
 # ---------------------------------------------------------------------------- kernels
+def _contiguous(x) -> bool:
+    """Whether ``x`` is a C-contiguous NumPy array or PyTorch tensor (``out=`` targets)."""
+    if isinstance(x, np.ndarray):
+        return bool(x.flags.c_contiguous)
+    if array_api_compat.is_torch_array(x):
+        return bool(x.is_contiguous())
+    return False
+
+
+def _may_alias(out, x) -> bool:
+    """Whether ``out`` may share memory with the input ``x`` (then it is filled at the end)."""
+    if x is None:
+        return False
+    if isinstance(out, np.ndarray) and isinstance(x, np.ndarray):
+        return bool(np.may_share_memory(out, x))
+    if array_api_compat.is_torch_array(out) and array_api_compat.is_torch_array(x):
+        return out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+    return False
+
+
 def _plain(x):
     """A PyTorch tensor without autograd history (the gradients are computed here)."""
     if array_api_compat.is_torch_array(x) and x.requires_grad:
