@@ -6,6 +6,8 @@ the CPU. Contenders:
 
 * ``losskit-numpy``:  ``lk.linear_cross_entropy.value_and_grad(..., wrt="all")`` on NumPy;
 * ``losskit-torch``:  the same call on PyTorch tensors;
+* ``losskit-jax``:    the same call on JAX arrays (a ``lax.scan``; timed after a first call
+  at the same shapes has compiled it, as in a training loop);
 * ``torch-naive``:    ``F.cross_entropy(F.linear(h, W, b), y)`` and ``.backward()``
   (materialises the (N, V) logits and their gradient);
 * ``torch-chunked``:  PyTorch 2.13's own ``F.linear_cross_entropy(h, W, y, linear_bias=b,
@@ -46,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("losskit-numpy", "losskit-torch", "torch-naive", "torch-chunked")
+METHODS = ("losskit-numpy", "losskit-torch", "losskit-jax", "torch-naive", "torch-chunked")
 REFERENCE = "torch-naive"
 BASELINE = "torch-chunked"
 
@@ -78,7 +80,6 @@ def _step(method, h, W, y, b, chunk_size=None):
         v, (gh, gw, gb) = linear_cross_entropy.value_and_grad(h, W, y, b, wrt="all",
                                                               chunk_size=chunk_size)
         return v, gh, gw, gb
-    import torch
     import torch.nn.functional as F
 
     hh = h.detach().requires_grad_(True)
@@ -98,7 +99,13 @@ def _step(method, h, W, y, b, chunk_size=None):
 def worker(method: str, data: Path, save: Path | None, chunk_size: int | None) -> None:
     sys.path.insert(0, str(ROOT / "src"))
     h, W, b, y = (np.load(data / f"{k}.npy") for k in ("h", "W", "b", "y"))
-    if method != "losskit-numpy":
+    if method == "losskit-jax":
+        import jax
+        import jax.numpy as jnp
+
+        h, W, b, y = (jnp.asarray(a) for a in (h, W, b, y))
+        jax.block_until_ready(_step(method, h, W, y, b))  # compiles for these shapes
+    elif method != "losskit-numpy":
         import torch
 
         torch.set_grad_enabled(True)
@@ -113,9 +120,13 @@ def worker(method: str, data: Path, save: Path | None, chunk_size: int | None) -
     base = _status("VmRSS")
     t0 = time.perf_counter()
     out = _step(method, h, W, y, b, chunk_size)
+    if method == "losskit-jax":
+        import jax
+
+        jax.block_until_ready(out)
     seconds = time.perf_counter() - t0
     peak = _status("VmHWM")
-    out = [np.asarray(o.numpy() if hasattr(o, "numpy") else o) for o in out]
+    out = [np.asarray(o.detach().numpy() if hasattr(o, "detach") else o) for o in out]
     if save is not None:
         for k, o in zip(("value", "gh", "gw", "gb"), out):
             np.save(save / f"{method}-{k}.npy", o)
@@ -165,9 +176,10 @@ def _load() -> str:
 
 def _cpu() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:  # pragma: no cover
         pass
     return platform.processor() or "unknown"
@@ -210,7 +222,7 @@ def run(size, methods, repeats, out_path, chunk_size=None, seed=0):
                     cmd += ["--chunk-size", str(chunk_size)]
                 if rep == 0:
                     cmd += ["--save", str(data)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if proc.returncode != 0:
                     raise RuntimeError(f"{m} failed:\n{proc.stderr}")
                 res = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -228,30 +240,39 @@ def run(size, methods, repeats, out_path, chunk_size=None, seed=0):
     after = peak_gflops()  # with the probe before the runs: the best rate seen either time
     peaks = {lib: max(before[lib], after[lib]) for lib in before}
     peak = max(peaks.values())
+    setup = (f"One step (value + gradients for hidden, weight and bias) of "
+             f"`cross_entropy(hidden @ weight.T + bias, labels)`, float32, CPU: the logits "
+             f"alone would be {n * v * 4 / 2**20:.0f} MiB, the three gradients are "
+             f"{grad_mib:.0f} MiB.")
+    machine = (f"- machine: {_cpu()}, {os.cpu_count()} logical CPUs; {_versions()}; "
+               f"Python {platform.python_version()}")
+    load = (f"- load average (1, 5, 15 min) before: {load_before}; after: {load_after} "
+            "(a shared machine slows every contender; compare within one table)")
+    protocol = (f"- {repeats} interleaved run(s) per contender, each in a fresh subprocess; "
+                "time of the call only; peak = VmHWM (reset after loading the inputs) minus "
+                "the resident size before the call")
+    floor = (f"- work: three N x d x V products, {flops / 1e12:.2f} TFLOP. Best float32 "
+             "matrix-product rate measured here (1024 x 1024 x 16384, best of 6, before and "
+             f"after the runs): numpy {peaks['numpy']:.0f}, torch {peaks['torch']:.0f} "
+             "GFLOP/s, so no exact float32 method takes less than about "
+             f"{flops / peak / 1e9:.2f} s")
+    header = ("| contender | best s | median s | GFLOP/s | vs torch-chunked | peak extra MiB "
+              "| beyond gradients MiB | rel. err value | rel. err d hidden "
+              "| rel. err d weight | rel. err d bias |")
     lines = [
         f"## N = {n}, d = {d}, V = {v}",
         "",
-        f"One step (value + gradients for hidden, weight and bias) of "
-        f"`cross_entropy(hidden @ weight.T + bias, labels)`, float32, CPU: "
-        f"N = {n}, d = {d}, V = {v} (the logits alone: {n * v * 4 / 2**20:.0f} MiB; the three "
-        f"gradients: {grad_mib:.0f} MiB). Generated by `benchmarks/linear_ce.py`.",
+        setup,
         "",
-        f"- machine: {_cpu()}, {os.cpu_count()} logical CPUs; {_versions()}; "
-        f"Python {platform.python_version()}",
-        f"- load average (1, 5, 15 min) before: {load_before}; after: {load_after} "
-        "(a shared machine slows every contender; compare within one table)",
-        f"- losskit's `chunk_size`: {chunk_size or 'default (64 MiB of logits per block)'}",
-        f"- {repeats} interleaved run(s) per contender, each in a fresh subprocess; time of "
-        "the call only; peak = VmHWM (reset after loading the inputs) minus the resident "
-        "size before the call",
-        f"- work: three N x d x V products, {flops / 1e12:.2f} TFLOP. Best float32 matrix "
-        f"product rate measured here (1024 x 1024 x 16384, best of 6, before and after the "
-        f"runs): numpy {peaks['numpy']:.0f}, torch {peaks['torch']:.0f} GFLOP/s, so no exact "
-        f"float32 method takes less than about {flops / peak / 1e9:.2f} s",
+        machine,
+        load,
+        (f"- losskit's `chunk_size`: {chunk_size}" if chunk_size else
+         "- losskit's `chunk_size`: default (rows per block: 64 MiB of logits on NumPy and "
+         "PyTorch, 32 MiB on JAX)"),
+        protocol,
+        floor,
         "",
-        "| contender | best s | median s | GFLOP/s | vs torch-chunked | peak extra MiB "
-        "| beyond gradients MiB | rel. err value | rel. err d hidden | rel. err d weight "
-        "| rel. err d bias |",
+        header,
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base_best = min(r["seconds"] for r in runs[BASELINE]) if BASELINE in runs else None
@@ -264,8 +285,8 @@ def run(size, methods, repeats, out_path, chunk_size=None, seed=0):
         lines.append(f"| {m} | {min(secs):.2f} | {statistics.median(secs):.2f} | "
                      f"{flops / min(secs) / 1e9:.0f} | {ratio} | {extra:.0f} | "
                      f"{extra - grad_mib:.0f} | " + " | ".join(errs) + " |")
-    lines += ["", "Relative errors are against `torch-naive` (float32 as well), in the "
-              "Frobenius norm for the gradients.", ""]
+    lines += ["", ("Relative errors are against `torch-naive` (float32 as well), in the "
+                   "Frobenius norm for the gradients."), ""]
     text = "\n".join(lines)
     print(text)
     if out_path:

@@ -355,6 +355,12 @@ def _converters():
         out.append(("array_api_strict", xps.asarray, np.asarray))
     except ImportError:  # pragma: no cover
         pass
+    try:
+        import jax.numpy as jnp
+
+        out.append(("jax", jnp.asarray, np.asarray))
+    except ImportError:  # pragma: no cover
+        pass
     return out
 
 
@@ -381,6 +387,7 @@ def test_removed_examples_contribute_exactly_zero_even_if_nan(how, name, to, bac
     keep = np.setdiff1d(np.arange(N), [4, 7])
     rv, (rgh, rgw, rgb) = lce.value_and_grad(h[keep], W, y[keep], b, wrt="all",
                                              reduction="sum", label_smoothing=0.1)
+    assert gb.shape == rgb.shape == (V,)
     np.testing.assert_allclose(v, rv, rtol=1e-12)
     np.testing.assert_allclose(gw, rgw, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(gb, rgb, rtol=1e-12, atol=1e-15)
@@ -410,6 +417,7 @@ def test_minus_inf_bias_masks_a_class():
     np.testing.assert_allclose(v, rv, rtol=1e-12)
     np.testing.assert_allclose(gh, rgh, rtol=1e-11, atol=1e-15)
     np.testing.assert_allclose(gw[keep], rgw, rtol=1e-11, atol=1e-15)
+    np.testing.assert_allclose(gb[keep], rgb, rtol=1e-11, atol=1e-15)
     assert not gw[5].any() and gb[5] == 0.0
 
 
@@ -433,6 +441,7 @@ def test_leading_axes_are_batch_axes():
     np.testing.assert_allclose(v.reshape(-1), rv, rtol=1e-12)
     np.testing.assert_allclose(gh.reshape(N, D), rgh, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(gw, rgw, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gb, rgb, rtol=1e-12, atol=1e-15)
     # batchmean divides by the first axis (4 sequences), mean by the 64 tokens
     s = lce(h, W, y, b, reduction="sum")
     np.testing.assert_allclose(lce(h3, W, y3, b, reduction="batchmean"), s / 4, rtol=1e-12)
@@ -476,7 +485,7 @@ def test_out_receives_the_gradient():
     ref_h, ref_w = lce.grad(h, W, y, b, wrt=("hidden", "weight"))
     out_h, out_w = np.empty_like(h), np.full_like(W, np.nan)
     assert lce.grad(h, W, y, b, out=out_h, chunk_size=7) is out_h
-    v, g = lce.value_and_grad(h, W, y, b, wrt="weight", out=out_w, chunk_size=7)
+    _, g = lce.value_and_grad(h, W, y, b, wrt="weight", out=out_w, chunk_size=7)
     assert g is out_w
     np.testing.assert_allclose(out_h, ref_h, rtol=1e-12)
     np.testing.assert_allclose(out_w, ref_w, rtol=1e-12)
@@ -620,6 +629,48 @@ def test_every_backend_gives_the_numpy_result_in_its_own_arrays(name, to, back):
                      atol=1e-15)
     if name.startswith("torch"):
         assert v.device == g[0].device == to(h).device
+
+
+@pytest.mark.parametrize("name,to,back", CONVERTERS, ids=[c[0] for c in CONVERTERS])
+def test_partial_requests_empty_batches_and_no_bias_on_every_path(name, to, back):
+    h, W, y, b, cw = make(seed=34)
+    opts = {"class_weight": to(cw), "label_smoothing": 0.1, "chunk_size": 25}
+    ref_v, ref_g = lce.value_and_grad(h, W, y, b, wrt="all", class_weight=cw,
+                                      label_smoothing=0.1)
+    np.testing.assert_allclose(back(lce(to(h), to(W), to(y), to(b), **opts)), ref_v,
+                               rtol=1e-12)
+    gw, gb = lce.grad(to(h), to(W), to(y), to(b), wrt=("weight", "bias"), **opts)
+    np.testing.assert_allclose(back(gw), ref_g[1], rtol=1e-11, atol=1e-15)
+    np.testing.assert_allclose(back(gb), ref_g[2], rtol=1e-11, atol=1e-15)
+    _, (gh, gw, gb) = lce.value_and_grad(to(h), to(W), to(y), wrt="all", **opts)
+    _, (rgh, rgw, _) = lce.value_and_grad(h, W, y, wrt="all", class_weight=cw,
+                                          label_smoothing=0.1)
+    assert gb is None
+    np.testing.assert_allclose(back(gh), rgh, rtol=1e-11, atol=1e-15)
+    np.testing.assert_allclose(back(gw), rgw, rtol=1e-11, atol=1e-15)
+    v, (gh, gw, gb) = lce.value_and_grad(to(h[:0]), to(W), to(y[:0]), to(b), wrt="all",
+                                         **opts)
+    assert float(back(v)) == 0.0 and tuple(gh.shape) == (0, D)
+    assert not back(gw).any() and not back(gb).any()
+
+
+def test_jax_compiles_to_a_loop_that_holds_blocks_not_logits(monkeypatch):
+    """XLA's own memory plan for the jitted call: a few blocks, never the (N, V) logits."""
+    jax = pytest.importorskip("jax")
+    monkeypatch.setattr(_linear_ce, "_WEIGHT_GRAD_ROWS", 2048)
+    import jax.numpy as jnp
+
+    n, d, v = 512, 64, 8192
+    args = (jnp.zeros((n, d), jnp.float32), jnp.zeros((v, d), jnp.float32),
+            jnp.zeros(n, jnp.int32), jnp.zeros(v, jnp.float32))
+    compiled = jax.jit(lambda *a: lce.value_and_grad(*a, wrt="all", chunk_size=16,
+                                                     label_smoothing=0.1)).lower(*args).compile()
+    plan = compiled.memory_analysis()
+    if plan is None:  # pragma: no cover - a backend without the analysis
+        pytest.skip("no memory analysis on this JAX backend")
+    # blocks of 16 x 8192 floats are 0.5 MiB; the weight gradient is 2 MiB
+    logits = n * v * 4
+    assert plan.temp_size_in_bytes < logits / 4, plan.temp_size_in_bytes / 2**20
 
 
 def test_torch_inputs_that_require_grad_are_read_not_recorded():

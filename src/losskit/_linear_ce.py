@@ -31,23 +31,27 @@ with :math:`u = W^\top w`, and its gradient contributions are rank-one.
 
 **Backends.** NumPy and PyTorch arrays (CPU or GPU) run a path that reuses one block
 buffer in place (``out=`` products, an in-place ``exp``; PyTorch accumulates the weight
-gradient with ``addmm_``, NumPy through a buffer of 2048 weight rows). Every other
-Array-API library (JAX, also under ``jax.jit``; CuPy, Dask, array-api-strict) runs the same
-algorithm written functionally; its weight gradient is gathered in pieces of weight rows
-and concatenated at the end. PyTorch inputs are detached: no autograd graph is recorded
-(the gradients are what this loss returns). Float16/bfloat16 inputs are computed in
-float32, on float32 copies of ``hidden`` and ``weight``.
+gradient with ``addmm_``, NumPy through a buffer of 2048 weight rows). JAX arrays run the
+blocks as one ``lax.scan`` inside ``jax.jit`` (eagerly or inside the caller's ``jit``): an
+unrolled loop would let XLA schedule every block's logits at once. Every other Array-API
+library (CuPy, Dask, array-api-strict) runs the same algorithm as a plain functional loop;
+its weight gradient is gathered in pieces of weight rows and concatenated at the end.
+PyTorch inputs are detached: no autograd graph is recorded (the gradients are what this
+loss returns). Float16/bfloat16 inputs are computed in float32, on float32 copies of
+``hidden`` and ``weight``.
 
 **Memory.** Beyond the inputs and the returned gradients, the in-place path holds one block
 of ``chunk_size`` x V logits (by default as many rows as fit 64 MiB), a 2048 x d buffer
 (NumPy) and vectors of length N, V and d: for N = 4096, d = 1024, V = 65536 in float32 about
-75 MiB, where the logits alone would be 1 GiB (see ``benchmarks/linear_ce.py``). The
-functional path holds a few temporaries of one block (16 MiB of logits by default) and,
-while the pieces of the weight gradient are joined at the end, a second copy of it.
+75 MiB, where the logits alone would be 1 GiB (see ``benchmarks/linear_ce.py``). JAX's
+compiled loop holds blocks of 32 MiB of logits by default, but XLA (on the CPU) also keeps a
+second weight-gradient-sized buffer for the loop's carry: about 300 MiB at that size.
+The plain functional path holds a few temporaries of one block (16 MiB of logits by
+default) and, while the pieces of the weight gradient are joined, a second copy of it.
 
 **Precision.** Every product and sum runs in the compute dtype (float32 for float32
 input), as the naive ``softmax(h @ W.T + b)`` would; the results agree with it to float32
-rounding (relative differences about 1e-7 at the benchmark's size).
+rounding (relative differences of 1e-7 to 5e-7 at the benchmark's size).
 
 References
 ----------
@@ -59,6 +63,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +88,9 @@ __all__ = ["linear_cross_entropy"]
 
 #: default size of one block of logits on the in-place (NumPy, PyTorch) path, in bytes
 _BLOCK_BYTES = 64 * 2**20
-#: default size of one block (of each of its ~4 temporaries) on the functional path
+#: the same for JAX's compiled loop (XLA keeps about two blocks of temporaries)
+_JAX_BLOCK_BYTES = 32 * 2**20
+#: the same for the functional path of the other libraries (about four temporaries)
 _FUNCTIONAL_BLOCK_BYTES = 16 * 2**20
 #: weight rows per piece of the weight gradient (NumPy's accumulation buffer, the
 #: functional path's pieces)
@@ -153,8 +160,8 @@ class LinearCrossEntropy(Loss):
         \varepsilon/V`.
     chunk_size : int, optional
         Rows (examples) per block. Default: as many as fit 64 MiB of logits in the
-        compute dtype (16 MiB on the functional path, see the module notes); smaller
-        saves memory, larger makes bigger matrix products.
+        compute dtype on NumPy and PyTorch (32 MiB on JAX, 16 MiB on other libraries; see
+        the module notes); smaller saves memory, larger makes bigger matrix products.
     {common_parameters}
 
     Returns
@@ -251,10 +258,10 @@ class LinearCrossEntropy(Loss):
         "products. For small class counts the plain softmax_cross_entropy is as good."
     )
     references = (
-        "Hsu et al., Liger Kernel: Efficient Triton Kernels for LLM Training, "
-        "arXiv:2410.10989",
-        "Wijmans et al., Cut Your Losses in Large-Vocabulary Language Models, "
-        "arXiv:2411.09009",
+        ("Hsu et al., Liger Kernel: Efficient Triton Kernels for LLM Training, "
+         "arXiv:2410.10989"),
+        ("Wijmans et al., Cut Your Losses in Large-Vocabulary Language Models, "
+         "arXiv:2411.09009"),
         "Goodfellow, Bengio, Courville, Deep Learning, 2016, sec. 6.2.2.3",
     )
     inputs = ("hidden", "weight", "labels", "bias")
@@ -543,7 +550,12 @@ class LinearCrossEntropy(Loss):
                                  f"{chunk_size}")
             return max(1, min(chunk_size, n_rows))
         itemsize = 8 if work == xp.float64 else 4
-        budget = _BLOCK_BYTES if _inplace_library(xp) else _FUNCTIONAL_BLOCK_BYTES
+        if _inplace_library(xp):
+            budget = _BLOCK_BYTES
+        elif array_api_compat.is_jax_namespace(xp):
+            budget = _JAX_BLOCK_BYTES
+        else:
+            budget = _FUNCTIONAL_BLOCK_BYTES
         return max(1, min(budget // (V * itemsize), n_rows))
 
 
@@ -590,23 +602,35 @@ def _safe_row_max(xp, z):
     return xp.where(xp.isfinite(m), m, xp.zeros_like(m))
 
 
-def _row_values(xp, rows, lo, hi, log_s, shifted_label, m):
+def _block_values(xp, total, a_label, log_s, shifted_label, m, a_smooth=None,
+                  wsum_logits=None, class_total=None):
     r""":math:`\ell_n = A \log S + a^y (m - z_y) + a^s \sum_c w_c (m - z_c)`, 0 * inf = 0.
 
-    ``log_s`` is :math:`\log \sum_c e^{z_c - m}` and ``shifted_label`` :math:`z_y - m`.
+    ``log_s`` is :math:`\log \sum_c e^{z_c - m}` and ``shifted_label`` :math:`z_y - m`;
+    the other arguments are the block's rows of the :class:`_Rows` vectors.
     """
-    value = (_weighted(xp, rows.total[lo:hi], log_s)
-             - _weighted(xp, rows.a_label[lo:hi], shifted_label))
-    if rows.a_smooth is not None:
-        shifted_sum = rows.wsum_logits[lo:hi] - m * rows.class_total
-        value = value - _weighted(xp, rows.a_smooth[lo:hi], shifted_sum)
+    value = _weighted(xp, total, log_s) - _weighted(xp, a_label, shifted_label)
+    if a_smooth is not None:
+        value = value - _weighted(xp, a_smooth, wsum_logits - m * class_total)
     return value
+
+
+def _row_values(xp, rows, lo, hi, log_s, shifted_label, m):
+    """:func:`_block_values` for rows ``lo:hi``."""
+    smooth = {}
+    if rows.a_smooth is not None:
+        smooth = {"a_smooth": rows.a_smooth[lo:hi], "wsum_logits": rows.wsum_logits[lo:hi],
+                  "class_total": rows.class_total}
+    return _block_values(xp, rows.total[lo:hi], rows.a_label[lo:hi], log_s, shifted_label, m,
+                         **smooth)
 
 
 def _kernel(ctx, h, W, b, rows, row_factor, wanted, block_rows, dest):
     lib = _inplace_library(ctx.xp)
     if lib is not None:
         return _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, block_rows, dest)
+    if array_api_compat.is_jax_namespace(ctx.xp):
+        return _blocks_jax(ctx, h, W, b, rows, row_factor, wanted, block_rows)
     return _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, block_rows)
 
 
@@ -812,6 +836,125 @@ def _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, nb):
             total = xp.sum(smooth_factor)
             gb = gb - (total if cw is None else cw * total)
     return value, {"hidden": gh, "weight": gw, "bias": gb}
+
+
+def _blocks_jax(ctx, h, W, b, rows, row_factor, wanted, nb):
+    """JAX: the blocks as one ``lax.scan`` inside one ``jax.jit``.
+
+    An unrolled Python loop lets XLA schedule every block's logits at once (gigabytes under
+    ``jit``) and eager dispatch run ahead of the computation; the scan holds one block at a
+    time, and the enclosing ``jit`` (compiled once per configuration and shapes) lets the
+    weight gradient be updated in place. Inside a caller's ``jit`` it is simply inlined.
+    """
+    import jax
+
+    key = (nb, "hidden" in wanted, "weight" in wanted, "bias" in wanted, _WEIGHT_GRAD_ROWS)
+    fn = _JAX_KERNELS.get(key)
+    if fn is None:
+        fn = _JAX_KERNELS[key] = jax.jit(functools.partial(
+            _jax_scan, nb=nb, want_h=key[1], want_w=key[2], want_b=key[3], piece=key[4]))
+    arrays = {"h": h, "W": W, "b": b, "row_factor": row_factor, "labels": rows.labels,
+              "a_label": rows.a_label, "total": rows.total, "a_smooth": rows.a_smooth,
+              "class_weight": rows.class_weight, "class_total": rows.class_total,
+              "wsum_logits": rows.wsum_logits, "u": rows.u}
+    value, gh, gw, gb = fn(arrays)
+    return value, {"hidden": gh, "weight": gw, "bias": gb}
+
+
+_JAX_KERNELS: dict = {}
+
+
+def _jax_scan(arrays, *, nb, want_h, want_w, want_b, piece):
+    from jax import lax
+
+    h, W, b = arrays["h"], arrays["W"], arrays["b"]
+    xp = array_api_compat.array_namespace(h)
+    rows = _Rows(labels=arrays["labels"], a_label=arrays["a_label"], total=arrays["total"],
+                 weight=None, a_smooth=arrays["a_smooth"], class_weight=arrays["class_weight"],
+                 class_total=arrays["class_total"], wsum_logits=arrays["wsum_logits"],
+                 u=arrays["u"])
+    wanted = want_h or want_w or want_b
+    work = h.dtype
+    n_rows, d = h.shape
+    V = W.shape[0]
+    n_blocks = max(1, -(-n_rows // nb))
+    pad = n_blocks * nb - n_rows
+    classes = xp.arange(V)
+    smoothing = rows.a_smooth is not None
+    smooth_factor = None
+    if wanted:
+        active, p_factor, label_factor, smooth_factor = _row_factors(xp, rows,
+                                                                     arrays["row_factor"])
+        h_eff = xp.where(active[:, None], h, xp.zeros_like(h))
+
+    def blocks(x):
+        """(N, ...) -> (n_blocks, nb, ...), padded with zeros (rows that take no part)."""
+        if pad:
+            x = xp.concat([x, xp.zeros((pad, *x.shape[1:]), dtype=x.dtype)])
+        return xp.reshape(x, (n_blocks, nb, *x.shape[1:]))
+
+    xs = {"h": blocks(h), "y": blocks(rows.labels), "total": blocks(rows.total),
+          "a_label": blocks(rows.a_label)}
+    if smoothing:
+        xs["a_smooth"] = blocks(rows.a_smooth)
+        xs["wsum_logits"] = blocks(rows.wsum_logits)
+    if wanted:
+        xs.update(h_eff=blocks(h_eff), active=blocks(active), p_factor=blocks(p_factor),
+                  label_factor=blocks(label_factor))
+    carry = (xp.zeros((V, d), dtype=work) if want_w else None,
+             xp.zeros((V,), dtype=work) if want_b else None)
+
+    def nt(a, c):  # a @ c.T without materialising a transposed copy of c
+        return lax.dot_general(a, c, (((1,), (1,)), ((), ())))
+
+    def tn(a, c):  # a.T @ c
+        return lax.dot_general(a, c, (((0,), (0,)), ((), ())))
+
+    def body(carry, x):
+        gw, gb = carry
+        z = nt(x["h"], W)
+        if b is not None:
+            z = z + b
+        m = _safe_row_max(xp, z)
+        z = z - m[:, None]
+        onehot = x["y"][:, None] == classes[None, :]
+        shifted_label = xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=1)
+        e = xp.exp(z)
+        s = xp.sum(e, axis=1)
+        smooth = {}
+        if smoothing:
+            smooth = {"a_smooth": x["a_smooth"], "wsum_logits": x["wsum_logits"],
+                      "class_total": rows.class_total}
+        value = _block_values(xp, x["total"], x["a_label"], _safe_log(xp, s), shifted_label,
+                              m, **smooth)
+        if not wanted:
+            return carry, (value, None)
+        g = e * (x["p_factor"] / s)[:, None]
+        g = g - xp.where(onehot, x["label_factor"][:, None], xp.zeros_like(g))
+        g = xp.where(x["active"][:, None], g, xp.zeros_like(g))
+        gh = xp.matmul(g, W) if want_h else None
+        if want_b:
+            gb = gb + xp.sum(g, axis=0)
+        if want_w:
+            for c0 in range(0, V, piece):
+                c1 = min(c0 + piece, V)
+                gw = gw.at[c0:c1].add(tn(g[:, c0:c1], x["h_eff"]))  # in place in the loop
+        return (gw, gb), (value, gh)
+
+    (gw, gb), (values, ghs) = lax.scan(body, carry, xs)
+    value = xp.reshape(values, (n_blocks * nb,))[:n_rows]
+    gh = xp.reshape(ghs, (n_blocks * nb, d))[:n_rows, :] if want_h else None
+    if smooth_factor is not None:
+        cw = rows.class_weight
+        if want_h:
+            gh = gh - smooth_factor[:, None] * rows.u[None, :]
+        if want_w:
+            v = xp.matmul(smooth_factor[None, :], h_eff)
+            gw = gw - (v if cw is None else cw[:, None] * v)
+        if want_b:
+            total = xp.sum(smooth_factor)
+            gb = gb - (total if cw is None else cw * total)
+    return value, gh, gw, gb
 
 
 linear_cross_entropy = register(LinearCrossEntropy())
