@@ -39,7 +39,13 @@ Numbers reported:
   here with ``np.copyto`` of a 256 MiB float32 array (read + write = 512 MiB moved; the
   best of one thread and of two threads each copying half, the larger is used);
 * **vs torch / vs jax**: the median over that contender's median in the same run;
-* **peak extra memory**, from a separate call after the timings: for NumPy-based contenders
+* **kept between calls**: the bytes losskit's gradient cache (``losskit._fast.GradientCache``)
+  holds after a contender's timed calls: each call's gradient buffer is reused by the next
+  call of the same shape once the caller has dropped it, as PyTorch's and JAX's device
+  allocators reuse theirs; ``losskit[numba,no cache]`` (large cases) is the same call
+  with the cache off, paying the page faults of a new gradient every time;
+* **peak extra memory**, from a separate call after the timings (losskit: with the gradient
+  cache emptied first, so the gradient is new memory, as on a first call): for NumPy-based contenders
   ``tracemalloc``'s peak over the memory traced before the call (NumPy reports its
   allocations to tracemalloc; numba's own allocations, a few KiB per thread, are not seen);
   for every contender the resident-set high-water mark (``VmHWM`` of ``/proc/self/status``,
@@ -96,12 +102,18 @@ def _reset_hwm() -> bool:
         return False
 
 
-def peak_extra(fn, traced: bool):
-    """(tracemalloc peak extra MiB or None, RSS high-water extra MiB or None) of one call."""
+def peak_extra(fn, traced: bool, before=None):
+    """(tracemalloc peak extra MiB or None, RSS high-water extra MiB or None) of one call.
+
+    ``before()`` runs before each measured call (losskit: empty the gradient cache, so
+    that the gradient is new memory and counts, as on a first call).
+    """
     import tracemalloc
 
     trace = None
     if traced:
+        if before is not None:
+            before()
         tracemalloc.start()
         base = tracemalloc.get_traced_memory()[0]
         tracemalloc.reset_peak()
@@ -110,6 +122,8 @@ def peak_extra(fn, traced: bool):
         tracemalloc.stop()
         del result
     rss = None
+    if traced and before is not None:
+        before()
     if _reset_hwm():
         before = _status_kib("VmRSS")
         result = fn()
@@ -206,15 +220,19 @@ def losskit_contenders(case):
     arrays = case["arrays"]
     out = np.empty_like(arrays[0])
 
-    def engine(numba: bool, use_out: bool, enabled: bool = True):
+    cache_limit = _fast.GRADIENT_CACHE.limit
+
+    def engine(numba: bool, use_out: bool, enabled: bool = True, cache: bool = True):
         def fn():
             _fast.USE_NUMBA, _fast.ENABLED = numba, enabled
+            _fast.GRADIENT_CACHE.limit = cache_limit if cache else 0
             try:
                 if use_out:
                     return loss.value_and_grad(*arrays, out=out)
                 return loss.value_and_grad(*arrays)
             finally:
                 _fast.USE_NUMBA, _fast.ENABLED = True, True
+                _fast.GRADIENT_CACHE.limit = cache_limit
         return fn
 
     have_numba = _fast.engine() == "numba"
@@ -222,6 +240,8 @@ def losskit_contenders(case):
     if have_numba:
         found += [("losskit[numba]", engine(True, False)),
                   ("losskit[numba,out=]", engine(True, True))]
+        if not case["small"]:
+            found += [("losskit[numba,no cache]", engine(True, False, cache=False))]
     found += [("losskit[numpy]", engine(False, False))]
     if case["small"]:
         found += [("losskit[generic]", engine(False, False, enabled=False))]
@@ -333,9 +353,17 @@ def child(args):
         rows = []
         for name, fn in contenders:
             med, q1, q3 = quantiles(times[name])
-            trace, rss = peak_extra(fn, traced=name.startswith("losskit"))
+            ours = name.startswith("losskit")
+            kept = None
+            if ours:  # what the gradient cache holds after two calls of this contender
+                _fast.clear_gradient_cache()
+                fn()
+                fn()
+                kept = _fast.GRADIENT_CACHE.nbytes / MiB
+            trace, rss = peak_extra(fn, traced=ours, before=_fast.clear_gradient_cache)
             rows.append({"name": name, "median": med, "q1": q1, "q3": q3, "trace_mib": trace,
-                         "rss_mib": rss})
+                         "rss_mib": rss, "kept_mib": kept})
+        _fast.clear_gradient_cache()
         results.append({"id": case["id"], "label": case["label"], "small": case["small"],
                         "bytes": case["bytes"], "floor": floor,
                         "grad_mib": case["arrays"][0].nbytes / MiB, "rows": rows})
@@ -369,7 +397,10 @@ def report(runs) -> str:
         "(bytes read and written once / the `np.copyto` bandwidth measured in the same "
         "process); *vs torch*, *vs jax* = median / their median in the same run; peak extra "
         "memory in MiB from `tracemalloc` (NumPy allocations) and from the resident-set "
-        "high-water mark (all), the returned gradient included.",
+        "high-water mark (all), the returned gradient included, measured on a call with "
+        "losskit's gradient cache emptied first (as on a first call); *kept between calls*: "
+        "what that cache holds after the timed calls (the previous gradient's buffer, reused "
+        "once the caller has dropped it; `losskit[numba,no cache]` runs without it).",
         "",
     ]
     for run in runs:
@@ -383,8 +414,8 @@ def report(runs) -> str:
             f"(a shared machine: other processes compete for the {info['cpus']} cores).",
             "",
             "| case | contender | median | IQR | x floor | vs torch | vs jax | "
-            "peak extra MiB (tracemalloc / RSS) |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
+            "peak extra MiB (tracemalloc / RSS) | kept between calls MiB |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for res in run["results"]:
             by = {r["name"]: r for r in res["rows"]}
@@ -397,10 +428,11 @@ def report(runs) -> str:
                 lines.append(
                     f"| {res['label']} | {r['name']} | {_fmt_time(r['median'], small)} | "
                     f"{iqr} | {floor} | {vs_t} | {vs_j} | "
-                    f"{_fmt_mem(r['trace_mib'])} / {_fmt_mem(r['rss_mib'])} |")
+                    f"{_fmt_mem(r['trace_mib'])} / {_fmt_mem(r['rss_mib'])} | "
+                    f"{_fmt_mem(r.get('kept_mib'))} |")
             if not res["small"]:
                 lines.append(f"| | *floor* | {_fmt_time(res['floor'], False)} | | 1.00 | | | "
-                             f"gradient: {res['grad_mib']:.0f} |")
+                             f"gradient: {res['grad_mib']:.0f} | |")
         lines.append("")
         lines += targets(run)
     return "\n".join(lines) + "\n"

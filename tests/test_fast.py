@@ -571,3 +571,125 @@ def test_option_defaults_are_cached_but_returned_as_copies():
     assert lk.softmax_cross_entropy.option_defaults()["axis"] == -1
     assert lk.softmax_cross_entropy.option_defaults() is not \
         lk.softmax_cross_entropy.option_defaults()
+
+
+# ------------------------------------------------------------------ the gradient cache
+BIG = 1 << 21  # float32 elements: 8 MiB, above _fast.CACHE_MIN
+
+
+@pytest.fixture
+def cache(monkeypatch):
+    """A private gradient cache of 64 MiB for the test."""
+    c = _fast.GradientCache(64 << 20)
+    monkeypatch.setattr(_fast, "GRADIENT_CACHE", c)
+    return c
+
+
+def _big_inputs(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(BIG, dtype=np.float32), rng.standard_normal(BIG, dtype=np.float32)
+
+
+def _mse_grad(z, t):  # the mathematics: d/dz mean((z - t)^2)
+    return (2.0 * (z.astype(np.float64) - t) / z.size).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+                                  "mse", "huber", "sigmoid_focal_loss"])
+def test_a_dropped_gradient_buffer_is_reused(engine, cache, name):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(1)
+    if name == "softmax_cross_entropy":
+        arrays = (rng.standard_normal((BIG // 64, 64), dtype=np.float32),
+                  rng.integers(0, 64, BIG // 64))
+    else:
+        arrays = (rng.standard_normal(BIG, dtype=np.float32),
+                  (rng.random(BIG) < 0.5).astype(np.float32))
+    g = loss.grad(*arrays)
+    address = g.ctypes.data
+    g[...] = np.nan  # whatever the caller left in it must not leak into the next result
+    del g
+    g = fast(loss, *arrays, engine=engine, want="grad")
+    assert g.ctypes.data == address
+    assert g.flags.owndata and g.flags.c_contiguous and g.flags.writeable
+    np.testing.assert_allclose(g, generic(loss, *arrays, want="grad"), rtol=1e-5, atol=1e-12)
+    assert cache.nbytes == g.nbytes
+
+
+def test_a_gradient_still_referenced_is_never_overwritten(engine, cache):
+    torch = pytest.importorskip("torch")
+    z, t = _big_inputs()
+    def snapshot(h):
+        return h.numpy().copy() if isinstance(h, torch.Tensor) else np.array(h, copy=True)
+
+    kept = []
+    for hold in (lambda g: g, lambda g: g[10:20], lambda g: torch.from_numpy(g),
+                 lambda g: memoryview(g)):
+        g = lk.mse.grad(z, t)
+        held = hold(g)
+        kept.append((held, snapshot(held), g.ctypes.data))
+        del g, held
+    # every slot of this shape is taken: the next gradients are new memory
+    for seed in range(3):
+        z2, t2 = _big_inputs(seed + 10)
+        g2 = fast(lk.mse, z2, t2, engine=engine, want="grad")
+        assert all(g2.ctypes.data != address for _, _, address in kept)
+        np.testing.assert_allclose(g2, _mse_grad(z2, t2), rtol=1e-6)
+    for held, expected, _ in kept:
+        np.testing.assert_array_equal(snapshot(held), expected)
+
+
+def test_the_cache_keeps_to_its_limits(cache, monkeypatch):
+    z, t = _big_inputs()
+    held = [lk.mse.grad(z, t) for _ in range(4)]  # 2 slots per shape: 2 cached, 2 not
+    assert cache.nbytes == 2 * z.nbytes
+    del held
+    # another shape: the idle buffers of the first are dropped when the limit needs room
+    monkeypatch.setattr(cache, "limit", 3 * z.nbytes)
+    z3, t3 = (a.reshape(2, -1) for a in _big_inputs(3))
+    a, b = lk.mse.grad(z3, t3), lk.mse.grad(z3, t3)
+    assert cache.nbytes <= cache.limit
+    np.testing.assert_allclose(a, _mse_grad(z3, t3), rtol=1e-6)
+    np.testing.assert_array_equal(a, b)
+    del a, b
+    _fast.clear_gradient_cache()
+    assert cache.nbytes == 0
+    # a limit of 0 (LOSSKIT_GRADIENT_CACHE_MIB=0) keeps nothing
+    monkeypatch.setattr(cache, "limit", 0)
+    g = lk.mse.grad(z, t)
+    assert cache.nbytes == 0
+    np.testing.assert_allclose(g, _mse_grad(z, t), rtol=1e-6)
+    # small gradients never go through it
+    monkeypatch.setattr(cache, "limit", 1 << 30)
+    lk.mse.grad(z[:1000], t[:1000])
+    assert cache.nbytes == 0
+
+
+def test_concurrent_calls_never_share_a_buffer(cache):
+    import threading
+
+    inputs = [_big_inputs(seed) for seed in range(4)]
+    errors = []
+
+    def work(z, t):
+        expected = _mse_grad(z, t)
+        for _ in range(8):
+            g = lk.mse.grad(z, t)
+            if not np.allclose(g, expected, rtol=1e-6):
+                errors.append("a gradient was overwritten by another thread")
+            del g
+
+    threads = [threading.Thread(target=work, args=pair) for pair in inputs]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    assert cache.nbytes <= 2 * inputs[0][0].nbytes
+
+
+@pytest.mark.parametrize("raw, expected", [("", 1024 << 20), ("0", 0), ("16", 16 << 20),
+                                           ("0.5", 1 << 19), ("nonsense", 1024 << 20)])
+def test_cache_limit_from_the_environment(monkeypatch, raw, expected):
+    monkeypatch.setenv("LOSSKIT_GRADIENT_CACHE_MIB", raw)
+    assert _fast._cache_limit() == expected

@@ -307,7 +307,8 @@ class Loss:
             opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
         else:
             opts = known  # read only
-        check_choice("reduction", reduction, REDUCTIONS)
+        if type(reduction) is not str or reduction not in REDUCTIONS:
+            check_choice("reduction", reduction, REDUCTIONS)
         need_grad = want != "value"
         wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
 

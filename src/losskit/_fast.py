@@ -50,11 +50,14 @@ at import; tests switch the module flags :data:`ENABLED` and :data:`USE_NUMBA`.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from collections import Counter
 
 import numpy as np
 
-__all__ = ["ENABLED", "USE_NUMBA", "STATS", "PARALLEL_MIN", "engine", "numba_error"]
+__all__ = ["ENABLED", "USE_NUMBA", "STATS", "PARALLEL_MIN", "GRADIENT_CACHE", "GradientCache",
+           "clear_gradient_cache", "engine", "numba_error"]
 
 
 def _env_flag(name: str) -> bool:
@@ -122,6 +125,18 @@ def _kernel(nb, kernel, *args):
 
 
 # --------------------------------------------------------------------------- shared plumbing
+_ONES: dict = {}
+
+
+def _ones(n, dt):
+    """A read-only array of n ones of dtype dt, made once (small calls save the fill)."""
+    a = _ONES.get((n, dt))
+    if a is None:
+        a = _ONES[n, dt] = np.ones(n, dtype=dt)
+        a.flags.writeable = False
+    return a
+
+
 def _float_prediction(z):
     """The prediction's dtype when the fast path can take it, else None."""
     dt = z.dtype
@@ -166,20 +181,124 @@ def _gradient_target(need_grad, out, z, inputs):
 
 #: fresh gradients from this size on are touched once per 2 MiB before a kernel runs
 PREFAULT_MIN = 1 << 26
+#: gradients from this size on are served by the gradient cache (below, page faults are
+#: cheap: glibc reuses freed memory itself)
+CACHE_MIN = 1 << 22
+
+
+def _cache_limit() -> int:
+    """Bytes the gradient cache may hold: ``LOSSKIT_GRADIENT_CACHE_MIB`` (default 1024)."""
+    raw = os.environ.get("LOSSKIT_GRADIENT_CACHE_MIB", "").strip()
+    try:
+        mib = float(raw) if raw else 1024.0
+    except ValueError:
+        mib = 1024.0
+    return max(0, int(mib * (1 << 20)))
+
+
+class GradientCache:
+    """Large gradient buffers, reused once the caller has dropped every reference.
+
+    A fresh gradient of a few hundred MiB costs more in page faults (the kernel zeroes
+    every new page) than the loss costs to compute; in a training loop the previous
+    step's gradient of the same shape has usually been dropped by then. The cache keeps
+    the buffers it handed out (at most :attr:`SLOTS` per shape and dtype, at most
+    ``limit`` bytes in all, least recently used dropped first) and hands one out again
+    only when nothing but the cache refers to it (``sys.getrefcount``; a view, a tensor
+    from ``torch.from_numpy`` or a ``memoryview`` of the array counts as a reference), so
+    a gradient the caller still holds is never overwritten. Like a memory allocator's free
+    list, it cannot see a raw pointer kept without a reference (``arr.ctypes.data``).
+
+    The price: up to ``limit`` bytes stay allocated after the gradients are gone.
+    ``LOSSKIT_GRADIENT_CACHE_MIB`` (read at import; default 1024, 0 turns the cache off)
+    sets the limit; :func:`clear_gradient_cache` releases what is held.
+    """
+
+    #: buffers kept per (shape, dtype): the one being returned and the previous step's
+    SLOTS = 2
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._slots: dict = {}  # (shape, dtype) -> [arrays], insertion order = recency
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers held (handed out or idle)."""
+        return self._bytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._slots.clear()
+            self._bytes = 0
+
+    def empty(self, shape, dtype):
+        """An uninitialised C-contiguous array: an idle cached buffer when there is one."""
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if size < CACHE_MIN or size > self.limit:
+            return None
+        key = (shape, dtype)
+        with self._lock:
+            held = self._slots.pop(key, [])
+            self._slots[key] = held  # most recently used
+            for i in range(len(held)):
+                if _idle(held, i):
+                    return held[i]
+            if len(held) >= self.SLOTS:
+                return None  # every slot in use: an uncached array
+            while self._bytes + size > self.limit and self._drop_idle():
+                pass
+            if self._bytes + size > self.limit:
+                return None
+            a = np.empty(shape, dtype=dtype)
+            held.append(a)
+            self._bytes += size
+            return a
+
+    def _drop_idle(self) -> bool:
+        """Release the least recently used idle buffer; False when there is none."""
+        for key, held in self._slots.items():
+            for i in range(len(held)):
+                if _idle(held, i):
+                    self._bytes -= held[i].nbytes
+                    del held[i]
+                    if not held:
+                        del self._slots[key]
+                    return True
+        return False
+
+
+def _idle(held, i) -> bool:
+    """Whether nothing but the list ``held`` refers to ``held[i]`` (the two references
+    counted: the list's and ``getrefcount``'s argument)."""
+    return sys.getrefcount(held[i]) == 2
+
+
+#: the cache :func:`_fresh` draws from
+GRADIENT_CACHE = GradientCache(_cache_limit())
+
+
+def clear_gradient_cache() -> None:
+    """Release the gradient buffers the fast paths keep for reuse (see GradientCache)."""
+    GRADIENT_CACHE.clear()
 
 
 def _fresh(z):
-    """An uninitialised array like ``z`` for a gradient.
+    """An uninitialised array like ``z`` (C-contiguous) for a gradient.
 
-    A large one is touched once per 2 MiB (a transparent huge page, which NumPy asks for)
-    here, in one thread, so that the huge-page faults do not happen in the kernel's
-    threads at once, where they stall each other. On the 2-core benchmark machine a
-    (4096, 32768) float32 softmax cross-entropy took 111 ms instead of 134 ms (and 111 ms
-    instead of 145 ms with ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``); the touch itself
-    costs microseconds. The page faults of a fresh gradient remain: pass ``out=`` to reuse
-    one.
+    Large ones come from :data:`GRADIENT_CACHE` when it has an idle buffer of this shape
+    and dtype. A newly allocated large one is touched once per 2 MiB (a transparent huge
+    page, which NumPy asks for) here, in one thread, so that the huge-page faults do not
+    happen in the kernel's threads at once, where they stall each other. On the 2-core
+    benchmark machine a (4096, 32768) float32 softmax cross-entropy took 111 ms instead
+    of 134 ms that way (111 ms instead of 145 ms with
+    ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``); the touch itself costs microseconds.
     """
-    g = np.empty_like(z)
+    g = GRADIENT_CACHE.empty(z.shape, z.dtype) if z.nbytes >= CACHE_MIN else None
+    if g is not None:
+        return g
+    g = np.empty(z.shape, dtype=z.dtype)
     if g.nbytes >= PREFAULT_MIN:
         g.reshape(-1)[:: (2 << 20) // g.itemsize] = 0
     return g
@@ -361,7 +480,7 @@ def sigmoid_binary_cross_entropy(loss, arrays, reduction, sample_weight, opts, w
         block = k * max(1, nb.BLOCK // k) if per_class else nb.BLOCK
         block = min(block, n)
         if pw is None:
-            pwb = np.ones(block, dtype=dt)
+            pwb = _ones(nb.BLOCK, dt)[:block]
         elif per_class:
             pwb = np.tile(pw, block // k)
         else:
