@@ -40,6 +40,12 @@ Engines:
 
 Neither allocates more than the gradient itself (plus per-example values for
 ``reduction="none"``); with ``out=`` the gradient is written into the caller's array.
+Without ``out=``, a gradient of 4 MiB or more comes from :class:`GradientCache`: the
+buffer of an earlier gradient of the same shape and dtype that the caller has dropped
+(a training loop's previous step), so that the kernel writes pages that already exist
+instead of pages the operating system must first zero (at 10M float32 elements the
+page faults cost as much as the loss itself). ``LOSSKIT_GRADIENT_CACHE_MIB`` bounds what
+it keeps (default 1024; 0 turns it off); :func:`clear_gradient_cache` releases it.
 
 Environment: ``LOSSKIT_DISABLE_FAST=1`` turns the fast paths off (every call runs the
 generic kernels); ``LOSSKIT_DISABLE_NUMBA=1`` keeps them on NumPy only. Both are read
@@ -304,6 +310,51 @@ def _fresh(z):
     return g
 
 
+class _Elementwise:
+    """The arrays of an elementwise fast-path call, prepared once (see :func:`_elementwise`).
+
+    ``zf``, ``tf``: the prediction and the target, flat; ``gf``, ``vf``: the flat gradient
+    and per-element values the kernel writes, or a dummy when not wanted; ``scale``: the
+    reduction's factor (1.0 for "none"/"sum").
+    """
+
+    __slots__ = ("z", "dt", "need_grad", "scale", "g", "copy_to", "values", "zf", "tf",
+                 "gf", "vf")
+
+    def result(self, want, reduction, total):
+        return _result(want, reduction, self.dt, total, self.values,
+                       None if reduction in ("none", "sum") else self.scale, self.g,
+                       self.copy_to)
+
+
+def _elementwise(arrays, reduction, sample_weight, want, out):
+    """The common start of the elementwise fast paths (prediction and target of one
+    shape): an :class:`_Elementwise`, or None when the call is not theirs to answer."""
+    if sample_weight is not None:
+        return None
+    z, t = arrays
+    dt = _float_prediction(z)
+    if dt is None:
+        return None
+    t = _same_shape_target(t, z, dt)
+    if t is None:
+        return None
+    need_grad = want != "value"
+    if need_grad and out is not None and not _out_ok(out, z):
+        return None
+    e = _Elementwise()
+    scale = _scale(reduction, z.size, z.shape[0] if z.ndim else 1)
+    e.z, e.dt, e.need_grad = z, dt, need_grad
+    e.scale = 1.0 if scale is None else scale
+    e.g, e.copy_to = _gradient_target(need_grad, out, z, arrays)
+    e.values = np.empty(z.shape, dtype=dt) if reduction == "none" else None
+    e.zf, e.tf = z.reshape(-1), t.reshape(-1)
+    dummy = _DUMMY1[dt.char]
+    e.gf = e.g.reshape(-1) if need_grad else dummy
+    e.vf = e.values.reshape(-1) if e.values is not None else dummy
+    return e
+
+
 def _scale(reduction, count, batch):
     """The factor of the reduction (``None`` for "none"/"sum": nothing to divide).
 
@@ -451,30 +502,18 @@ def _pos_weight(pw, k, dt):
 
 def sigmoid_binary_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, out):
     """Any shape; ``pos_weight`` scalar or per class along the last axis."""
-    if sample_weight is not None:
+    e = _elementwise(arrays, reduction, sample_weight, want, out)
+    if e is None:
         return NotImplemented
-    z, t = arrays
-    dt = _float_prediction(z)
-    if dt is None:
-        return NotImplemented
-    t = _same_shape_target(t, z, dt)
-    if t is None:
-        return NotImplemented
+    z, dt = e.z, e.dt
     k = z.shape[-1] if z.ndim else 1
     pw = opts["pos_weight"]
     if pw is not None:
         pw = _pos_weight(pw, k, dt)
         if pw is None:
             return NotImplemented
-    need_grad = want != "value"
-    if need_grad and out is not None and not _out_ok(out, z):
-        return NotImplemented
-    scale = _scale(reduction, z.size, z.shape[0] if z.ndim else 1)
-    g, copy_to = _gradient_target(need_grad, out, z, arrays)
-    values = np.empty(z.shape, dtype=dt) if reduction == "none" else None
     nb = _nb()
-    zf, tf = z.reshape(-1), t.reshape(-1)
-    n = zf.shape[0]
+    n = e.zf.shape[0]
     if nb is not None:
         per_class = pw is not None and pw.shape[0] > 1
         block = k * max(1, nb.BLOCK // k) if per_class else nb.BLOCK
@@ -487,10 +526,8 @@ def sigmoid_binary_cross_entropy(loss, arrays, reduction, sample_weight, opts, w
             pwb = np.full(block, pw[0], dtype=dt)
         partial = np.empty(-(-n // block), dtype=np.float64)
         kernel = nb.sigmoid_bce_parallel if n >= PARALLEL_MIN else nb.sigmoid_bce_serial
-        res = _kernel(nb, kernel, zf, tf, pwb, block, 1.0 if scale is None else scale,
-                      g.reshape(-1) if need_grad else _DUMMY1[dt.char],
-                      values.reshape(-1) if values is not None else _DUMMY1[dt.char],
-                      partial, values is not None, need_grad)
+        res = _kernel(nb, kernel, e.zf, e.tf, pwb, block, e.scale, e.gf, e.vf, partial,
+                      e.values is not None, e.need_grad)
         nb = None if res is None else nb
     if nb is not None:
         bad, total = res
@@ -498,16 +535,13 @@ def sigmoid_binary_cross_entropy(loss, arrays, reduction, sample_weight, opts, w
     else:
         with np.errstate(all="ignore"):
             total, bad = _sigmoid_bce_numpy(
-                zf, tf, pw, k, 1.0 if scale is None else scale,
-                g.reshape(-1) if need_grad else None,
-                values.reshape(-1) if values is not None else None)
+                e.zf, e.tf, pw, k, e.scale, e.gf if e.need_grad else None,
+                e.vf if e.values is not None else None)
         engine_name = "numpy"
     if bad:
         return NotImplemented  # targets outside [0, 1]: the generic path raises
     STATS["sigmoid_binary_cross_entropy", engine_name] += 1
-    return _result(want, reduction, dt, total, values, scale, g, copy_to)
-
-
+    return e.result(want, reduction, total)
 
 
 def _sigmoid_bce_numpy(z, t, pw, k, scale, g, values):
@@ -592,50 +626,32 @@ def _finite_number(v, lo, lo_open):
 
 def regression(loss, arrays, reduction, sample_weight, opts, want, out):
     """mse, l2_loss, mae and huber: any shape, any reduction."""
-    if sample_weight is not None:
-        return NotImplemented
     param = 0.0
     if "delta" in opts:  # huber
         param = _finite_number(opts["delta"], 0.0, lo_open=True)
         if param is None:
             return NotImplemented
-    z, t = arrays
-    dt = _float_prediction(z)
-    if dt is None:
-        return NotImplemented
-    t = _same_shape_target(t, z, dt)
-    if t is None:
-        return NotImplemented
-    need_grad = want != "value"
-    if need_grad and out is not None and not _out_ok(out, z):
-        return NotImplemented
     kind = _REGRESSION_KIND.get(loss.name)
-    if kind is None:
+    e = None if kind is None else _elementwise(arrays, reduction, sample_weight, want, out)
+    if e is None:
         return NotImplemented
-    scale = _scale(reduction, z.size, z.shape[0] if z.ndim else 1)
-    g, copy_to = _gradient_target(need_grad, out, z, arrays)
-    values = np.empty(z.shape, dtype=dt) if reduction == "none" else None
-    zf, tf = z.reshape(-1), t.reshape(-1)
-    n = zf.shape[0]
-    s = 1.0 if scale is None else scale
+    n = e.zf.shape[0]
     nb = _nb()
     total = None
     if nb is not None:
         partial = np.empty(-(-n // nb.BLOCK), dtype=np.float64)
         kernel = nb.regression_parallel if n >= PARALLEL_MIN else nb.regression_serial
-        total = _kernel(nb, kernel, kind, param, zf, tf, s,
-                        g.reshape(-1) if need_grad else _DUMMY1[dt.char],
-                        values.reshape(-1) if values is not None else _DUMMY1[dt.char],
-                        partial, values is not None, need_grad)
+        total = _kernel(nb, kernel, kind, param, e.zf, e.tf, e.scale, e.gf, e.vf, partial,
+                        e.values is not None, e.need_grad)
     if total is not None:
         STATS[loss.name, "numba"] += 1
     else:
         with np.errstate(all="ignore"):
-            total = _regression_numpy(kind, param, zf, tf, s,
-                                      g.reshape(-1) if need_grad else None,
-                                      values.reshape(-1) if values is not None else None)
+            total = _regression_numpy(kind, param, e.zf, e.tf, e.scale,
+                                      e.gf if e.need_grad else None,
+                                      e.vf if e.values is not None else None)
         STATS[loss.name, "numpy"] += 1
-    return _result(want, reduction, dt, total, values, scale, g, copy_to)
+    return e.result(want, reduction, total)
 
 
 def _regression_numpy(kind, param, z, t, scale, g, values):
@@ -676,52 +692,38 @@ def _regression_numpy(kind, param, z, t, scale, g, values):
 # --------------------------------------------------------------------------- sigmoid focal
 def sigmoid_focal_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     """Any shape; ``gamma`` and ``alpha`` as plain numbers (``alpha=None`` too)."""
-    if sample_weight is not None:
-        return NotImplemented
-    z, t = arrays
-    dt = _float_prediction(z)
-    if dt is None:
-        return NotImplemented
     gamma = _finite_number(opts["gamma"], 0.0, lo_open=False)
     alpha = opts["alpha"]
     if gamma is None or (alpha is not None and (
             type(alpha) not in (int, float) or not -float("inf") < alpha <= 1.0)):
         return NotImplemented
     has_alpha = alpha is not None and alpha >= 0  # a negative alpha disables the weighting
-    t = _same_shape_target(t, z, dt)
-    if t is None:
+    e = _elementwise(arrays, reduction, sample_weight, want, out)
+    if e is None:
         return NotImplemented
-    need_grad = want != "value"
-    if need_grad and out is not None and not _out_ok(out, z):
-        return NotImplemented
-    scale = _scale(reduction, z.size, z.shape[0] if z.ndim else 1)
-    g, copy_to = _gradient_target(need_grad, out, z, arrays)
-    values = np.empty(z.shape, dtype=dt) if reduction == "none" else None
-    zf, tf = z.reshape(-1), t.reshape(-1)
-    n = zf.shape[0]
-    s = 1.0 if scale is None else scale
+    n = e.zf.shape[0]
     nb = _nb()
     res = None
     if nb is not None:
         partial = np.empty(-(-n // nb.BLOCK), dtype=np.float64)
         kernel = nb.sigmoid_focal_parallel if n >= PARALLEL_MIN else nb.sigmoid_focal_serial
-        res = _kernel(nb, kernel, zf, tf, gamma, has_alpha, float(alpha) if has_alpha else 0.0,
-                      s, g.reshape(-1) if need_grad else _DUMMY1[dt.char],
-                      values.reshape(-1) if values is not None else _DUMMY1[dt.char],
-                      partial, values is not None, need_grad)
+        res = _kernel(nb, kernel, e.zf, e.tf, gamma, has_alpha,
+                      float(alpha) if has_alpha else 0.0, e.scale, e.gf, e.vf, partial,
+                      e.values is not None, e.need_grad)
     if res is not None:
         bad, total = res
         if bad:
             return NotImplemented  # targets outside [0, 1]: the generic path raises
         engine_name = "numba"
     else:
-        total = _chunked_generic(loss, zf, tf, opts, s, g.reshape(-1) if need_grad else None,
-                                 values.reshape(-1) if values is not None else None)
+        total = _chunked_generic(loss, e.zf, e.tf, opts, e.scale,
+                                 e.gf if e.need_grad else None,
+                                 e.vf if e.values is not None else None)
         if total is None:
             return NotImplemented
         engine_name = "numpy"
     STATS[loss.name, engine_name] += 1
-    return _result(want, reduction, dt, total, values, scale, g, copy_to)
+    return e.result(want, reduction, total)
 
 
 def _chunked_generic(loss, z, t, opts, scale, g, values):
