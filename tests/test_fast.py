@@ -693,3 +693,87 @@ def test_concurrent_calls_never_share_a_buffer(cache):
 def test_cache_limit_from_the_environment(monkeypatch, raw, expected):
     monkeypatch.setenv("LOSSKIT_GRADIENT_CACHE_MIB", raw)
     assert _fast._cache_limit() == expected
+
+
+# ------------------------------------------------------------------ numba kernels: internals
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_parallel_build_is_not_the_cached_serial_one(tmp_path):
+    # numba's cache key ignores parallel=: a kernel's parallel build once loaded the serial
+    # build's machine code whenever that one had been cached first, and ran on one thread
+    code = ("import numpy as np, numba, losskit as lk\n"
+            "from losskit import _fast\n"
+            "_fast.PARALLEL_MIN = {}\n"
+            "lk.mse.value_and_grad(np.ones(10), np.zeros(10))\n"
+            "try:\n    print(numba.threading_layer())\n"
+            "except ValueError:\n    print('no threads')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOSSKIT_DISABLE_")}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+    outs = [subprocess.run([sys.executable, "-c", code.format(parallel_min)], env=env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+            for parallel_min in (1 << 40, 1)]  # the serial build first, then the parallel
+    assert outs[0] == "no threads" and outs[1] != "no threads"
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_exp_and_log1p_accuracy(dtype):
+    # within 2 ulp of the exact values; float64's log1p (the artanh series of u / (2 + u)): 3
+    if dtype == np.float64 and np.finfo(np.longdouble).nmant <= 52:
+        pytest.skip("no extended precision for the float64 reference")
+    from numba import njit
+
+    from losskit._fast_numba import _exp_neg, _log1p_unit
+
+    @njit
+    def both(x, u, ex, lu):
+        for i in range(x.shape[0]):
+            ex[i] = _exp_neg(x[i])
+            lu[i] = _log1p_unit(u[i])
+
+    if dtype == np.float32:  # a sample of every bit pattern: x in [-104, 0], u in [0, 1]
+        x = np.arange(0x80000000, 0xC2D00000, 997, dtype=np.uint64).astype(np.uint32)
+        x = x.view(np.float32)
+        u = np.arange(0, 0x3F800001, 997, dtype=np.uint32).view(np.float32)
+        n = min(x.size, u.size)
+        x, u = x[:n], u[:n]
+    else:
+        x = -RNG.uniform(0.0, 746.0, 1 << 20) * RNG.random(1 << 20) ** 4
+        u = RNG.random(1 << 20) ** 8
+    specials_x = np.array([0.0, -0.0, -1e-30, -103.0, -104.5, -1e30, -INF, NAN], dtype)
+    specials_u = np.array([0.0, 1e-30, 1e-40, 1.0, 0.5, 2.0 ** -24, 1e-3, NAN], dtype)
+    x = np.concatenate([x, specials_x]).astype(dtype)
+    u = np.concatenate([u, specials_u]).astype(dtype)
+    ex, lu = np.empty_like(x), np.empty_like(u)
+    both(x, u, ex, lu)
+    l1p_ulp = 2.0 if dtype == np.float32 else 3.0
+    for got, ref, bound in ((ex, np.exp(x.astype(np.longdouble)), 2.0),
+                            (lu, np.log1p(u.astype(np.longdouble)), l1p_ulp)):
+        finite = np.isfinite(ref)
+        np.testing.assert_array_equal(np.isnan(got), ~finite)
+        ulp = np.maximum(np.spacing(np.abs(ref[finite].astype(dtype))),
+                         np.finfo(dtype).smallest_subnormal).astype(np.longdouble)
+        err = np.abs(got[finite].astype(np.longdouble) - ref[finite]) / ulp
+        assert float(err.max()) <= bound
+    assert ex[-2] == 0.0 and ex[-3] == 0.0 and ex[-7] == 1.0 and ex[-8] == 1.0  # -inf, -1e30, +-0
+    assert lu[-8] == 0.0 and lu[-6] == u[-6]  # log1p(0) = 0; log1p(1e-40) = 1e-40
+
+
+SPECIAL_Z = [0.0, -0.0, 1e-30, 0.5, -3.0, 15.0, -40.0, 88.0, -95.0, 104.0, -120.0, 745.0,
+             -800.0, 1e30, -1e30, INF, -INF, NAN]
+SPECIAL_T = [0.0, 1.0, 0.5, 1e-30, 1e-40, 1.0 - 2.0 ** -24, 0.3, 1e-7, NAN]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4])
+@pytest.mark.parametrize("alpha", [0.25, None, 0.0, 1.0])
+def test_sigmoid_focal_special_value_grid_equals_generic(engine, dtype, gamma, alpha):
+    # every logit against every target: the integer-gamma kernels (products) and the
+    # log-space one agree with the generic kernel at infinities, NaN, huge logits,
+    # subnormal results and targets, and zero weights
+    z, t = np.meshgrid(np.array(SPECIAL_Z, dtype), np.array(SPECIAL_T, dtype))
+    z, t = z.ravel(), t.ravel()
+    with np.errstate(all="ignore"):
+        check(lk.sigmoid_focal_loss, (z, t), engine, dtype, reduction="none", gamma=gamma,
+              alpha=alpha)
+        if gamma == 2.0 and alpha is None:
+            check(lk.sigmoid_binary_cross_entropy, (z, t), engine, dtype, reduction="none")

@@ -4,30 +4,37 @@ Each kernel makes one sweep over its rows (softmax cross-entropy) or over blocks
 elements (the elementwise losses), with the rows processed in ``prange``: the inputs are
 read once from memory and the gradient written once; everything else happens in cache.
 Two builds of each kernel exist, ``parallel=True`` for large inputs and a serial one for
-small calls, where starting the thread pool would cost more than the work.
+small calls, where starting the thread pool would cost more than the work; they are
+compiled from two copies of the function (:func:`_builds`), since numba's on-disk cache
+would otherwise hand one build's machine code to both.
 
 ``fastmath`` stays off: NaN and infinities keep their IEEE meaning, which the losses'
 documented edge cases rely on. Two things make the kernels vectorise anyway:
 
 * ``exp``, ``log`` and ``log1p`` are evaluated by :func:`_exp` (a Cody-Waite range
-  reduction and a Taylor polynomial), :func:`_log_unit` and :func:`_log1p_unit` (the
-  ``artanh`` series), instead of calls into the C library, which LLVM cannot vectorise
-  (PyPI's llvmlite has no SVML);
+  reduction and a Taylor polynomial), :func:`_exp_neg` (the same for arguments <= 0,
+  with one scaling factor; a minimax polynomial in float32), :func:`_log_unit` (the
+  ``artanh`` series) and :func:`_log1p_unit` (a minimax polynomial in float32, the
+  ``artanh`` series in float64), instead of calls into the C library, which LLVM cannot
+  vectorise (PyPI's llvmlite has no SVML);
 * sums and maxima use eight independent accumulators, which the SLP vectoriser packs
   into one SIMD register without reassociating any single accumulator's additions.
   Sums accumulate in float64, also for float32 inputs.
 
-Accuracy: :func:`_exp` is within 2 ulp of the exact exponential for float32 and
-float64 (the Taylor remainder is below 0.1 ulp; the rest is rounding), gradual underflow
-and overflow to ``inf`` included; ``log1p`` of a number in [0, 1] uses
-:math:`2\operatorname{artanh}(u/(2+u))` and ``log`` of a number in [0, 1] the exponent
-and :math:`2\operatorname{artanh}((m-1)/(m+1))` of the mantissa, summed to the same
-accuracy. ``tests/test_fast.py`` compares every kernel with the generic Array-API kernel.
+Accuracy: :func:`_exp` and :func:`_exp_neg` are within 2 ulp of the exact exponential for
+float32 and float64 (polynomial error below 0.1 ulp; the rest is rounding), gradual
+underflow (and, for :func:`_exp`, overflow to ``inf``) included; ``log1p`` of a number in
+[0, 1] is within 2 ulp in float32 (1.92 ulp, checked on every float32) and 3 ulp in
+float64 (the rounding of :math:`u/(2+u)`), and ``log`` of a number in [0, 1] uses the
+exponent and :math:`2\operatorname{artanh}((m-1)/(m+1))` of the mantissa, summed to about
+the same accuracy. ``tests/test_fast.py`` compares every kernel with the generic Array-API
+kernel.
 """
 
 from __future__ import annotations
 
 import math
+import types as pytypes
 
 import numpy as np
 from llvmlite import ir
@@ -99,6 +106,25 @@ _INV_FACT32 = tuple(_F32(1.0 / math.factorial(k)) for k in range(8))
 _INV_FACT64 = tuple(1.0 / math.factorial(k) for k in range(14))
 
 
+@njit(cache=True, inline="always")
+def _taylor_exp64(r):
+    """e^r for |r| <= ln2/2 by its Taylor polynomial of degree 13 (remainder < 0.1 ulp)."""
+    p = _INV_FACT64[13]
+    p = p * r + _INV_FACT64[12]
+    p = p * r + _INV_FACT64[11]
+    p = p * r + _INV_FACT64[10]
+    p = p * r + _INV_FACT64[9]
+    p = p * r + _INV_FACT64[8]
+    p = p * r + _INV_FACT64[7]
+    p = p * r + _INV_FACT64[6]
+    p = p * r + _INV_FACT64[5]
+    p = p * r + _INV_FACT64[4]
+    p = p * r + _INV_FACT64[3]
+    p = p * r + _INV_FACT64[2]
+    p = p * r + _INV_FACT64[1]
+    return p * r + _INV_FACT64[0]
+
+
 def _exp32(x):
     xc = x if x > _LO32 else _LO32  # NaN -> LO: the integer part stays in range
     xc = xc if xc < _HI32 else _HI32
@@ -130,20 +156,7 @@ def _exp64(x):
     n = kf - _MAGIC64
     ni = _bits_from_f64(kf) - _MAGIC64_BITS
     r = (r0 - n * _LN2HI64) - n * _LN2LO64
-    p = _INV_FACT64[13]
-    p = p * r + _INV_FACT64[12]
-    p = p * r + _INV_FACT64[11]
-    p = p * r + _INV_FACT64[10]
-    p = p * r + _INV_FACT64[9]
-    p = p * r + _INV_FACT64[8]
-    p = p * r + _INV_FACT64[7]
-    p = p * r + _INV_FACT64[6]
-    p = p * r + _INV_FACT64[5]
-    p = p * r + _INV_FACT64[4]
-    p = p * r + _INV_FACT64[3]
-    p = p * r + _INV_FACT64[2]
-    p = p * r + _INV_FACT64[1]
-    p = p * r + _INV_FACT64[0]
+    p = _taylor_exp64(r)
     n1 = ni >> np.int64(1)
     n2 = ni - n1
     s1 = _f64_from_bits((n1 + np.int64(1023)) << np.int64(52))
@@ -164,26 +177,93 @@ def _exp_overload(x):
     return None
 
 
+# --------------------------------------------------------------------------- exp(x), x <= 0
+# The elementwise losses exponentiate -|z| <= 0 (or NaN) only, and there 2^n needs one factor
+# instead of two: with n in [-150, 0] (float32; [-1077, 0] in float64) 2^(n + K) is a normal
+# number for K = 24 (64), so e^x = (p 2^(n + K)) 2^-K, where the first product is exact and
+# the second rounds once, into the subnormal range where it must (gradual underflow, as the
+# C library's exp). Valid up to x = 70 (float32) and 660 (float64): a slightly positive
+# argument (rounding) is fine. NaN propagates through r and p (the clamp keeps it).
+# float32: minimax polynomial of degree 6 for e^r on |r| <= ln2/2, relative error 1.9e-9
+# (0.03 ulp; the Taylor polynomial needs degree 7); over every float32 in [-104, 0] the
+# result is within 1.06 ulp of the exact e^x. float64: the Taylor polynomial of _exp64.
+_EXPK32, _EXPK64 = 24, 64
+_SBIAS32 = np.int32(int(_MAGIC32_BITS) - (127 + _EXPK32))  # bits(kf) - this = n + 127 + K
+_SBIAS64 = np.int64(int(_MAGIC64_BITS) - (1023 + _EXPK64))
+_UNSCALE32, _UNSCALE64 = _F32(2.0 ** -_EXPK32), 2.0 ** -_EXPK64
+_EXP6_32 = tuple(_F32(c) for c in (
+    1.0, 1.0, 0.49999991059303284, 0.16666419804096222, 0.04166822507977486,
+    0.008374815806746483, 0.0013836842263117433))
+
+
+def _exp_neg32(x):
+    xc = _LO32 if x < _LO32 else x  # NaN stays NaN
+    kf = xc * _L2E32 + _MAGIC32
+    n = kf - _MAGIC32
+    r = (xc - n * _LN2HI32) - n * _LN2LO32
+    p = _EXP6_32[6]
+    p = p * r + _EXP6_32[5]
+    p = p * r + _EXP6_32[4]
+    p = p * r + _EXP6_32[3]
+    p = p * r + _EXP6_32[2]
+    p = p * r + _EXP6_32[1]
+    p = p * r + _EXP6_32[0]
+    s = _f32_from_bits((_bits_from_f32(kf) - _SBIAS32) << np.int32(23))  # 2^(n + K)
+    return (p * s) * _UNSCALE32
+
+
+def _exp_neg64(x):
+    xc = _LO64 if x < _LO64 else x
+    kf = xc * _L2E64 + _MAGIC64
+    n = kf - _MAGIC64
+    r = (xc - n * _LN2HI64) - n * _LN2LO64
+    p = _taylor_exp64(r)
+    s = _f64_from_bits((_bits_from_f64(kf) - _SBIAS64) << np.int64(52))
+    return (p * s) * _UNSCALE64
+
+
+def _exp_neg(x):  # pragma: no cover - typed by the overload below
+    """e^x for x <= 0 (or NaN); see above."""
+    raise NotImplementedError
+
+
+@overload(_exp_neg)
+def _exp_neg_overload(x):
+    if x == types.float32:
+        return _exp_neg32
+    if x == types.float64:
+        return _exp_neg64
+    return None
+
+
 # --------------------------------------------------------------------------- log1p(u), 0 <= u <= 1
-# log(1 + u) = 2 artanh(f), f = u / (2 + u) in [0, 1/3]: no cancellation for small u, and
-# the odd series 2 f (1 + f^2/3 + f^4/5 + ...) converges like 9^-k (remainder < 0.1 ulp
-# after 7 terms in float32, 17 in float64).
-_ODD32 = tuple(_F32(1.0 / (2 * k + 1)) for k in range(7))
+# float32: u P(u), P the minimax polynomial of degree 9 for log1p(u)/u on [0, 1] (relative
+# error 4.7e-9, 0.08 ulp); no division. Over every float32 in [0, 1] the result is within
+# 1.92 ulp of the exact log1p (the artanh series below: 2.88 ulp). For small u it is u
+# times 1 - u/2 + ..., relative-exact, subnormal u included.
+# float64: log(1 + u) = 2 artanh(f), f = u / (2 + u) in [0, 1/3]: no cancellation for small
+# u, and the odd series 2 f (1 + f^2/3 + f^4/5 + ...) converges like 9^-k (remainder
+# < 0.1 ulp after 17 terms); the roundings of 2 + u and of the division leave 2.8 ulp.
+# (A polynomial in u would need degree ~20 here: no cheaper than the division.)
+_L1P9_32 = tuple(_F32(c) for c in (
+    1.0, -0.4999990165233612, 0.3332996368408203, -0.24954132735729218, 0.19675931334495544,
+    -0.15305569767951965, 0.10603617131710052, -0.056959159672260284, 0.019851263612508774,
+    -0.0032439809292554855))
 _ODD64 = tuple(1.0 / (2 * k + 1) for k in range(17))
-_TWO32 = _F32(2.0)
 
 
 def _log1p_unit32(u):
-    f = u / (_TWO32 + u)
-    w = f * f
-    p = _ODD32[6]
-    p = p * w + _ODD32[5]
-    p = p * w + _ODD32[4]
-    p = p * w + _ODD32[3]
-    p = p * w + _ODD32[2]
-    p = p * w + _ODD32[1]
-    p = p * w + _ODD32[0]
-    return _TWO32 * f * p
+    p = _L1P9_32[9]
+    p = p * u + _L1P9_32[8]
+    p = p * u + _L1P9_32[7]
+    p = p * u + _L1P9_32[6]
+    p = p * u + _L1P9_32[5]
+    p = p * u + _L1P9_32[4]
+    p = p * u + _L1P9_32[3]
+    p = p * u + _L1P9_32[2]
+    p = p * u + _L1P9_32[1]
+    p = p * u + _L1P9_32[0]
+    return u * p
 
 
 def _log1p_unit64(u):
@@ -310,6 +390,18 @@ def _sum(a, n):
     return s
 
 
+@njit(cache=True, error_model="numpy")
+def _outside_unit(t, n):
+    """Whether t[:n] holds a number outside [0, 1] (NaN is not). A loop of its own, run
+    after the block's main loop, while t is still in cache: inside the main loop the
+    flag costs a fifth more, and before it the block's first read of t from memory would
+    overlap with no arithmetic (10M float32 elements: about 1 ms more on two cores)."""
+    outside = False
+    for j in range(n):
+        outside |= (t[j] < _like(t[j], 0.0)) | (t[j] > _like(t[j], 1.0))
+    return outside
+
+
 # The maximum through integers: flipping the magnitude bits of negative numbers makes the
 # signed-integer order of the bit patterns the order of the floats (-0 < +0, +-inf at
 # the ends), and an integer maximum vectorises where a float one would need fastmath.
@@ -372,6 +464,22 @@ def _like_overload(x, v):
 # vectorisation); fastmath={"contract"}: a * b + c may become one fused multiply-add, which
 # rounds once instead of twice. No flag that assumes away NaN or infinities is set.
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}}
+
+
+def _builds(func):
+    """(parallel build, serial build) of a kernel, cached on disk apart.
+
+    numba's cache index keys a build by signature, CPU and bytecode, not by ``parallel=``,
+    and names its files after the function: two builds of one function would share one
+    entry, and whichever was compiled first would answer for both (the "parallel" kernel
+    ran on one thread whenever the serial build had been cached first). The parallel
+    build therefore compiles a copy of the function under its own qualified name.
+    """
+    copy = pytypes.FunctionType(func.__code__, func.__globals__, func.__name__ + "_parallel",
+                                func.__defaults__, func.__closure__)
+    copy.__qualname__ = func.__qualname__ + "_parallel"
+    copy.__doc__ = func.__doc__
+    return njit(parallel=True, **_JIT)(copy), njit(**_JIT)(func)
 
 
 @njit(**_JIT)
@@ -449,8 +557,7 @@ def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
     return bad, kept, _sum(values, n)
 
 
-softmax_ce_parallel = njit(parallel=True, **_JIT)(_softmax_ce)
-softmax_ce_serial = njit(**_JIT)(_softmax_ce)
+softmax_ce_parallel, softmax_ce_serial = _builds(_softmax_ce)
 
 
 # --------------------------------------------------------------------------- sigmoid BCE
@@ -463,6 +570,10 @@ def _sigmoid_bce(z, t, pw, block, scale, g, values, partial, want_values, want_g
     want_values) and per-block float64 sums into ``partial``. Returns (the number of
     blocks with a target outside [0, 1], the sum of the values); with bad targets the
     caller runs the generic path, which raises.
+
+    With e = exp(-|z|) <= 1 (:func:`_exp_neg`), softplus(+-z) = max(+-z, 0) + log1p(e)
+    (exact at huge |z|, relative-exact where tiny) and sigmoid(z) = (1 or e) / (1 + e): one
+    exponential, one log1p (a polynomial in float32) and one division per element.
     """
     n = z.shape[0]
     bad = 0
@@ -475,9 +586,6 @@ def _sigmoid_bce(z, t, pw, block, scale, g, values, partial, want_values, want_g
         vb = values[lo:hi] if want_values else np.empty(m, dtype=z.dtype)
         gb = g[lo:hi] if want_grad else np.empty(m, dtype=z.dtype)
         sc = _like(zb[0], scale)
-        outside = False  # a loop of its own: inside the main loop it costs a third more
-        for j in range(m):
-            outside |= (tb[j] < _like(tb[j], 0.0)) | (tb[j] > _like(tb[j], 1.0))
         for j in range(m):
             zj = zb[j]
             tj = tb[j]
@@ -485,7 +593,7 @@ def _sigmoid_bce(z, t, pw, block, scale, g, values, partial, want_values, want_g
             one = _like(zj, 1.0)
             pos = tj * pw[j]
             neg = one - tj
-            e = _exp(-abs(zj))
+            e = _exp_neg(-abs(zj))
             l1p = _log1p_unit(e)
             sp_pos = (zj if zj > zero else zero) + l1p  # softplus(z)
             sp_neg = (-zj if zj < zero else zero) + l1p  # softplus(-z)
@@ -496,12 +604,11 @@ def _sigmoid_bce(z, t, pw, block, scale, g, values, partial, want_values, want_g
             num = one if zj >= zero else e
             gb[j] = ((pos + neg) * (num / (one + e)) - pos) * sc
         partial[b] = _sum(vb, m)
-        bad += outside
+        bad += _outside_unit(tb, m)
     return bad, _sum(partial, partial.shape[0])
 
 
-sigmoid_bce_parallel = njit(parallel=True, **_JIT)(_sigmoid_bce)
-sigmoid_bce_serial = njit(**_JIT)(_sigmoid_bce)
+sigmoid_bce_parallel, sigmoid_bce_serial = _builds(_sigmoid_bce)
 
 
 # --------------------------------------------------------------------------- regression
@@ -551,20 +658,125 @@ def _regression(kind, param, z, t, scale, g, values, partial, want_values, want_
     return _sum(partial, partial.shape[0])
 
 
-regression_parallel = njit(parallel=True, **_JIT)(_regression)
-regression_serial = njit(**_JIT)(_regression)
+regression_parallel, regression_serial = _builds(_regression)
 
 
 # --------------------------------------------------------------------------- sigmoid focal
+# Notation (losskit._focal): p = sigmoid(z), q = 1 - p = sigmoid(-z), s = 1 - t,
+# q_t = 1 - p_t = s p + t q, alpha_t = alpha t + (1 - alpha) s, the cross-entropy
+# c = t softplus(-z) + s softplus(z), and
+#     loss = alpha_t q_t^gamma c,
+#     grad = alpha_t [q_t^gamma (p - t) + gamma (1 - 2t) q_t^(gamma-1) p q c].
+# Everything comes from one exponential e = exp(-|z|) <= 1, one division r = 1 / (1 + e)
+# and one log1p(e) (the generic kernel's log-space form, which this kernel used to follow,
+# takes five exponentials, a log and a log1p):
+#     p = P r, q = Q r with (P, Q) = (1, e) for z >= 0, (e, 1) below (NaN: e),
+#     p q = e r^2 (P Q = e),
+#     p - t = (s P - t Q) r          (exact for a hard label, also where p rounds to 1),
+#     q_t = (s P + t Q) r            (two terms >= 0: no cancellation, a few ulp for soft
+#                                     targets too),
+#     softplus(+-z) = max(+-z, 0) + log1p(e)  (exact at huge |z|, relative-exact when tiny).
+# Integer gamma = 1, 2, 3 (each a literal in a loop of its own, so that the powers unroll
+# and the loop vectorises): q_t^gamma and q_t^(gamma-1) p q by plain multiplication. Every
+# factor lies in [0, 1] and gamma - 1 >= 0, so the products are bounded, and a partial
+# product underflows only where the result does (q_t^gamma rounds to 0 where the generic
+# exp(gamma log q_t) does; subnormal rounding is far below the tests' absolute tolerance).
+# Any other gamma (0 < gamma < 1 above all, where q_t^(gamma-1) is unbounded as q_t -> 0,
+# while q_t^(gamma-1) p q <= 1 is not): the log-space form, with
+#     log q_t = log(s P + t Q) - log1p(e)
+# (the generic logsumexp of log p + log s and log q + log t: its shift max(log p, log q)
+# is -log1p(e) and its two exponentials are 1 and e), q_t^gamma = exp(gamma log q_t), and
+#     q_t^(gamma-1) p q = exp((gamma - 1) log q_t - softplus(z) - softplus(-z)),
+# exponentiated once the large terms are combined, so finite for every gamma >= 0; three
+# exponentials, a log and a log1p. gamma = 0 is alpha-weighted BCE. Zero weights follow the
+# generic kernel's 0 * inf = 0 rules: a target of 0 (or 1) removes an infinite softplus
+# from c, a zero focal factor (q_t^gamma or q_t^(gamma-1) p q) removes c, and alpha_t = 0
+# removes the loss unless it is NaN.
+@njit(inline="always", **_JIT)
+def _focal_element(zj, tj, npow, gm, has_alpha, al):
+    """(loss, gradient) of one element, unscaled. ``npow``: 0, 1, 2 or 3 for that integer
+    gamma, -1 for any gamma (log space); always a literal, so that the branches fold."""
+    zero = _like(zj, 0.0)
+    one = _like(zj, 1.0)
+    s = one - tj
+    e = _exp_neg(-abs(zj))
+    r = one / (one + e)
+    l1p = _log1p_unit(e)
+    up = zj >= zero
+    big_p = one if up else e  # p = big_p r, q = big_q r, big_p big_q = e
+    big_q = e if up else one
+    sp_pos = (zj if zj > zero else zero) + l1p  # softplus(z) = -log q
+    sp_neg = (-zj if zj < zero else zero) + l1p  # softplus(-z) = -log p
+    ce = tj * (sp_neg if tj != zero else zero) + s * (sp_pos if s != zero else zero)
+    gr = (s * big_p - tj * big_q) * r  # p - t, exact for a hard label where p rounds to 1
+    if npow == 0:
+        loss = ce
+    else:
+        if npow > 0:
+            qt = (s * big_p + tj * big_q) * r
+            w1 = one  # q_t^(gamma-1)
+            for _ in range(npow - 1):
+                w1 = w1 * qt
+            weight = w1 * qt
+            ee = w1 * (e * r * r)  # q_t^(gamma-1) p q
+        else:
+            log_qt = _log_unit(s * big_p + tj * big_q) - l1p
+            weight = _exp(gm * log_qt)
+            ok = log_qt > _like(zj, -math.inf)  # -inf: a perfect prediction, factor 0
+            safe = log_qt if ok else zero
+            ee = _exp((gm - one) * safe - (sp_pos + sp_neg)) if ok else zero
+        loss = weight * (ce if weight != zero else zero)
+        focus = gm * (one - _like(zj, 2.0) * tj) * (ee * (ce if ee != zero else zero))
+        gr = weight * gr + focus
+    if has_alpha:
+        alpha_t = al * tj + (one - al) * s
+        loss = zero if (alpha_t == zero and loss == loss) else alpha_t * loss
+        gr = alpha_t * gr
+    return loss, gr
+
+
+@njit(inline="always", **_JIT)
+def _focal_loop(zb, tb, vb, gb, npow, gm, has_alpha, al, sc):
+    for j in range(zb.shape[0]):
+        loss, gr = _focal_element(zb[j], tb[j], npow, gm, has_alpha, al)
+        vb[j] = loss
+        gb[j] = gr * sc
+
+
+@njit(**_JIT)
+def _focal_block(zb, tb, vb, gb, kind, gamma, has_alpha, alpha, scale):
+    """One block: values into vb, scale * gradient into gb. ``kind``: gamma when it is
+    0, 1, 2 or 3, else -1; each kind has a loop of its own, compiled with its exponent.
+    A function of its own (not inlined into the kernels): compiled once for both builds,
+    and the parallel build's loop body stays small."""
+    gm = _like(zb[0], gamma)
+    al = _like(zb[0], alpha)
+    sc = _like(zb[0], scale)
+    if kind == 2:
+        _focal_loop(zb, tb, vb, gb, 2, gm, has_alpha, al, sc)
+    elif kind == 1:
+        _focal_loop(zb, tb, vb, gb, 1, gm, has_alpha, al, sc)
+    elif kind == 3:
+        _focal_loop(zb, tb, vb, gb, 3, gm, has_alpha, al, sc)
+    elif kind == 0:
+        _focal_loop(zb, tb, vb, gb, 0, gm, has_alpha, al, sc)
+    else:
+        _focal_loop(zb, tb, vb, gb, -1, gm, has_alpha, al, sc)
+
+
 def _sigmoid_focal(z, t, gamma, has_alpha, alpha, scale, g, values, partial, want_values,
                    want_grad):
-    """Elementwise sigmoid focal loss over flat z, t, in blocks of ``BLOCK``: the generic
-    kernel's log-space formulas (``losskit._focal``), one element at a time.
+    """Elementwise sigmoid focal loss over flat z, t, in blocks of ``BLOCK``, with the
+    formulas above (the same function as the generic kernel's, ``losskit._focal``): one
+    exponential, one log1p and one division per element for gamma in {0, 1, 2, 3}.
 
     Returns (the number of blocks with a target outside [0, 1], the sum of the values).
     """
     n = z.shape[0]
     bad = 0
+    kind = -1
+    if gamma == 0.0 or gamma == 1.0 or gamma == 2.0 or gamma == 3.0:
+        kind = int(gamma)
     for b in prange(partial.shape[0]):
         lo = b * BLOCK
         hi = min(lo + BLOCK, n)
@@ -572,61 +784,10 @@ def _sigmoid_focal(z, t, gamma, has_alpha, alpha, scale, g, values, partial, wan
         zb, tb = z[lo:hi], t[lo:hi]
         vb = values[lo:hi] if want_values else np.empty(m, dtype=z.dtype)
         gb = g[lo:hi] if want_grad else np.empty(m, dtype=z.dtype)
-        outside = False
-        for j in range(m):
-            outside |= (tb[j] < _like(tb[j], 0.0)) | (tb[j] > _like(tb[j], 1.0))
-        zero = _like(zb[0], 0.0)
-        one = _like(zb[0], 1.0)
-        two = _like(zb[0], 2.0)
-        ninf = _like(zb[0], -math.inf)
-        gm = _like(zb[0], gamma)
-        al = _like(zb[0], alpha)
-        sc = _like(zb[0], scale)
-        for j in range(m):
-            zj = zb[j]
-            tj = tb[j]
-            e = _exp(-abs(zj))
-            l1p = _log1p_unit(e)
-            lp = -((-zj if zj < zero else zero) + l1p)  # log sigmoid(z)
-            lq = -((zj if zj > zero else zero) + l1p)  # log sigmoid(-z)
-            s = one - tj
-            # 0 * inf = 0 (a zero weight removes an infinite term)
-            ce = tj * (-lp if tj != zero else zero) + s * (-lq if s != zero else zero)
-            loss = ce
-            weight = one
-            log_qt = zero
-            if gamma != 0.0:
-                mx = lp if lp > lq else lq
-                mx = mx if (mx == mx and abs(mx) < math.inf) else zero
-                e1 = _exp(lp - mx)
-                e2 = _exp(lq - mx)
-                inner = s * (e1 if s != zero else zero) + tj * (e2 if tj != zero else zero)
-                log_qt = _log_unit(inner) + mx
-                weight = _exp(gm * log_qt)
-                loss = weight * (ce if weight != zero else zero)
-            alpha_t = al * tj + (one - al) * s
-            if has_alpha:
-                loss = zero if (alpha_t == zero and loss == loss) else alpha_t * loss
-            vb[j] = loss
-            # p - t as (1 - t) sigmoid(z) - t sigmoid(-z)
-            den = one + e
-            sig_p = (one if zj >= zero else e) / den
-            sig_m = (one if -zj >= zero else e) / den
-            gr = s * (sig_p if s != zero else zero) - tj * (sig_m if tj != zero else zero)
-            if gamma != 0.0:
-                ok = log_qt > ninf
-                safe = log_qt if ok else zero
-                expo = (gm - one) * safe + lp + lq if ok else ninf
-                ee = _exp(expo)
-                focus = gm * (one - two * tj) * (ee * (ce if ee != zero else zero))
-                gr = weight * gr + focus
-            if has_alpha:
-                gr = alpha_t * gr
-            gb[j] = gr * sc
+        _focal_block(zb, tb, vb, gb, kind, gamma, has_alpha, alpha, scale)
         partial[b] = _sum(vb, m)
-        bad += outside
+        bad += _outside_unit(tb, m)
     return bad, _sum(partial, partial.shape[0])
 
 
-sigmoid_focal_parallel = njit(parallel=True, **_JIT)(_sigmoid_focal)
-sigmoid_focal_serial = njit(**_JIT)(_sigmoid_focal)
+sigmoid_focal_parallel, sigmoid_focal_serial = _builds(_sigmoid_focal)
