@@ -85,6 +85,26 @@ def _bits_from_f64(typingctx, x):
     return types.int64(types.float64), codegen
 
 
+# --------------------------------------------------------------------------- float dispatch
+def _by_float_type(f32, f64, doc=""):
+    """A function of one float that numba compiles as ``f32`` for float32 arguments and
+    ``f64`` for float64 ones (float32 arithmetic stays float32, so it vectorises 8-wide)."""
+    def stub(x):  # pragma: no cover - typed by the overload below
+        raise NotImplementedError
+
+    stub.__doc__ = doc or None
+
+    @overload(stub)
+    def _overload(x):
+        if x == types.float32:
+            return f32
+        if x == types.float64:
+            return f64
+        return None
+
+    return stub
+
+
 # --------------------------------------------------------------------------- exp(x)
 # x = n ln2 + r with |r| <= ln2/2 (ln2 split in two so that n * ln2_hi is exact), then
 # e^r by its Taylor polynomial (degree 7 in float32, 13 in float64: remainder < 0.1 ulp)
@@ -164,17 +184,7 @@ def _exp64(x):
     return (p * s1) * s2
 
 
-def _exp(x):  # pragma: no cover - typed by the overload below
-    raise NotImplementedError
-
-
-@overload(_exp)
-def _exp_overload(x):
-    if x == types.float32:
-        return _exp32
-    if x == types.float64:
-        return _exp64
-    return None
+_exp = _by_float_type(_exp32, _exp64)
 
 
 # --------------------------------------------------------------------------- exp(x), x <= 0
@@ -222,18 +232,7 @@ def _exp_neg64(x):
     return (p * s) * _UNSCALE64
 
 
-def _exp_neg(x):  # pragma: no cover - typed by the overload below
-    """e^x for x <= 0 (or NaN); see above."""
-    raise NotImplementedError
-
-
-@overload(_exp_neg)
-def _exp_neg_overload(x):
-    if x == types.float32:
-        return _exp_neg32
-    if x == types.float64:
-        return _exp_neg64
-    return None
+_exp_neg = _by_float_type(_exp_neg32, _exp_neg64, "e^x for x <= 0 (or NaN); see above.")
 
 
 # --------------------------------------------------------------------------- log1p(u), 0 <= u <= 1
@@ -252,22 +251,22 @@ _L1P9_32 = tuple(_F32(c) for c in (
 _ODD64 = tuple(1.0 / (2 * k + 1) for k in range(17))
 
 
-def _log1p_unit32(u):
+def _log1p_unit32(x):
     p = _L1P9_32[9]
-    p = p * u + _L1P9_32[8]
-    p = p * u + _L1P9_32[7]
-    p = p * u + _L1P9_32[6]
-    p = p * u + _L1P9_32[5]
-    p = p * u + _L1P9_32[4]
-    p = p * u + _L1P9_32[3]
-    p = p * u + _L1P9_32[2]
-    p = p * u + _L1P9_32[1]
-    p = p * u + _L1P9_32[0]
-    return u * p
+    p = p * x + _L1P9_32[8]
+    p = p * x + _L1P9_32[7]
+    p = p * x + _L1P9_32[6]
+    p = p * x + _L1P9_32[5]
+    p = p * x + _L1P9_32[4]
+    p = p * x + _L1P9_32[3]
+    p = p * x + _L1P9_32[2]
+    p = p * x + _L1P9_32[1]
+    p = p * x + _L1P9_32[0]
+    return x * p
 
 
-def _log1p_unit64(u):
-    f = u / (2.0 + u)
+def _log1p_unit64(x):
+    f = x / (2.0 + x)
     w = f * f
     p = _ODD64[16]
     p = p * w + _ODD64[15]
@@ -289,17 +288,7 @@ def _log1p_unit64(u):
     return 2.0 * f * p
 
 
-def _log1p_unit(u):  # pragma: no cover - typed by the overload below
-    raise NotImplementedError
-
-
-@overload(_log1p_unit)
-def _log1p_unit_overload(u):
-    if u == types.float32:
-        return _log1p_unit32
-    if u == types.float64:
-        return _log1p_unit64
-    return None
+_log1p_unit = _by_float_type(_log1p_unit32, _log1p_unit64)
 
 
 # --------------------------------------------------------------------------- log(x), 0 <= x <= 1
@@ -365,17 +354,7 @@ def _log_unit64(x):
     return res if x > 0.0 else (-np.inf if x == 0.0 else np.nan)
 
 
-def _log_unit(x):  # pragma: no cover - typed by the overload below
-    raise NotImplementedError
-
-
-@overload(_log_unit)
-def _log_unit_overload(x):
-    if x == types.float32:
-        return _log_unit32
-    if x == types.float64:
-        return _log_unit64
-    return None
+_log_unit = _by_float_type(_log_unit32, _log_unit64)
 
 
 # --------------------------------------------------------------------------- reductions
