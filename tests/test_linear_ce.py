@@ -839,3 +839,50 @@ def test_metadata_and_catalog():
     assert "arXiv:2410.10989" in lce.__doc__ and ".. math::" in lce.__doc__
     if hasattr(lk, "linear_cross_entropy"):
         assert lk.linear_cross_entropy is lce
+
+
+# ------------------------------------------------------------------ the numba softmax step
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt", sorted(OPTIONS))
+def test_the_numba_softmax_step_equals_the_numpy_one(monkeypatch, dtype, opt):
+    """NumPy blocks take a fused numba kernel for max, exp, sum and the gradient scaling;
+    it must give what NumPy's ufuncs give, rows with +inf, NaN and only -inf included."""
+    pytest.importorskip("numba")
+    from losskit import _fast, _fast_numba
+
+    calls = []
+    real = _fast_numba.softmax_block_parallel
+
+    def spy(*args):
+        calls.append(args[0].shape)
+        return real(*args)
+
+    monkeypatch.setattr(_fast_numba, "softmax_block_parallel", spy)
+    h, W, y, b, cw = make(seed=21, ignore="ignore" in opt or opt == "all")
+    b = b.copy()
+    b[3] = np.inf  # every row's maximum is +inf: NaN softmax rows
+    h[5] = np.nan
+    b_rows = (h.astype(dtype), W.astype(dtype), y, b.astype(dtype))
+    kw = resolve(OPTIONS[opt], cw.astype(dtype))
+    for bias in (b_rows[3], np.full(V, -np.inf, dtype=dtype), None):
+        arrays = (*b_rows[:3], bias)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's inf - inf
+            calls.clear()
+            fused = lce.value_and_grad(*arrays, wrt="all", reduction="none", chunk_size=7,
+                                       **kw)
+            assert calls, "the numba kernel did not run"
+            monkeypatch.setattr(_fast, "USE_NUMBA", False)
+            calls.clear()
+            plain = lce.value_and_grad(*arrays, wrt="all", reduction="none", chunk_size=7,
+                                       **kw)
+            assert not calls
+            monkeypatch.setattr(_fast, "USE_NUMBA", True)
+        rtol = 2e-5 if dtype == np.float32 else 1e-12
+        for a, e in zip((fused[0], *fused[1]), (plain[0], *plain[1])):
+            if e is None:
+                assert a is None
+                continue
+            assert a.dtype == e.dtype and a.shape == e.shape
+            np.testing.assert_array_equal(np.isnan(a), np.isnan(e))
+            np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * 1e-2)

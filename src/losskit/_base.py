@@ -242,7 +242,7 @@ class Loss:
 
     # ------------------------------------------------------------------ public API
     def __call__(self, *arrays, reduction=None, sample_weight=None, **options):
-        return self._run(arrays, reduction, sample_weight, options, want="value", wrt=None)
+        return self._pipeline(arrays, reduction, sample_weight, options, "value", None)
 
     def grad(self, *arrays, wrt=None, reduction=None, sample_weight=None, out=None,
              **options):
@@ -260,8 +260,7 @@ class Loss:
         copied into ``out``. ``out`` may be one of the inputs: it is overwritten once they
         have been read. After an error its contents are unspecified.
         """
-        return self._run(arrays, reduction, sample_weight, options, want="grad", wrt=wrt,
-                         out=out)
+        return self._pipeline(arrays, reduction, sample_weight, options, "grad", wrt, out)
 
     def value_and_grad(self, *arrays, wrt=None, reduction=None, sample_weight=None,
                        out=None, **options):
@@ -269,13 +268,9 @@ class Loss:
 
         ``out=`` receives the gradient, as in :meth:`grad`.
         """
-        return self._run(arrays, reduction, sample_weight, options, want="both", wrt=wrt,
-                         out=out)
+        return self._pipeline(arrays, reduction, sample_weight, options, "both", wrt, out)
 
     # ------------------------------------------------------------------ the one pipeline
-    def _run(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
-        return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
-
     def _wrt_names(self, wrt):
         if wrt is None:
             return (self.differentiable[0],), False
@@ -298,7 +293,7 @@ class Loss:
             reduction = defaults.get("reduction", "mean")
         if sample_weight is None:
             sample_weight = defaults.get("sample_weight")
-        known = self._options()
+        known = _OPTIONS.get(type(self)) or self._options()
         if options:
             unknown = set(options) - set(known)
             if unknown:
@@ -316,8 +311,9 @@ class Loss:
         # fused kernels of losskit._fast, which answer NotImplemented for what they do not
         # cover, invalid input included (the generic path then raises its own errors)
         if (self._fast is not None and _fast.ENABLED and type(arrays[0]) is np.ndarray
-                and (not need_grad or (wrt_names == self.differentiable[:1]
-                                       and not (as_tuple and out is not None)))):
+                and (not need_grad or wrt is None
+                     or (wrt_names == self.differentiable[:1]
+                         and not (as_tuple and out is not None)))):
             result = self._fast(arrays, reduction, sample_weight, opts, want, out)
             if result is not NotImplemented:
                 if as_tuple:  # wrt="all" (or a 1-tuple) of a loss with one differentiable input

@@ -47,6 +47,7 @@ __all__ = [
     "sigmoid_bce_parallel", "sigmoid_bce_serial",
     "regression_parallel", "regression_serial",
     "sigmoid_focal_parallel", "sigmoid_focal_serial",
+    "softmax_block_parallel",
     "BLOCK", "NumbaError",
 ]
 
@@ -488,13 +489,43 @@ def _ce_row(z, g, label, scale):
         return _ce_row_edge(z, g, label, scale)
     zy = z[label]  # read before g is written (g may be z itself)
     for j in range(k):
-        g[j] = _exp(z[j] - m)
+        g[j] = _exp_neg(z[j] - m)  # z - m <= 0
     s = _sum(g, k)  # >= 1: the maximum contributes e^0
     c = _like(m, scale / s)
     for j in range(k):
         g[j] = g[j] * c
     g[label] -= _like(m, scale)
     return math.log(s) - float(zy - m)
+
+
+@njit(**_JIT)
+def _ce_row_short(z, g, label, scale):
+    """:func:`_ce_row` for a short row (``SHORT_ROW`` classes or fewer): plain loops, where
+    the vectorised ones would spend more on their set-up than on the row."""
+    k = z.shape[0]
+    m = z[0]
+    nan = m != m
+    for j in range(1, k):
+        v = z[j]
+        nan |= v != v
+        m = v if v > m else m
+    if nan or not math.isfinite(m):
+        return _ce_row_edge(z, g, label, scale)
+    zy = z[label]
+    s = 0.0
+    for j in range(k):
+        e = _exp_neg(z[j] - m)
+        g[j] = e
+        s += e
+    c = _like(m, scale / s)
+    for j in range(k):
+        g[j] = g[j] * c
+    g[label] -= _like(m, scale)
+    return math.log(s) - float(zy - m)
+
+
+#: rows of at most this many classes take :func:`_ce_row_short`
+SHORT_ROW = 16
 
 
 def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
@@ -532,11 +563,56 @@ def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
             values[i] = 0.0
         else:
             gi = g[i] if want_grad else np.empty(k, dtype=z.dtype)
-            values[i] = _ce_row(z[i], gi, label, scale)
+            if k <= SHORT_ROW:
+                values[i] = _ce_row_short(z[i], gi, label, scale)
+            else:
+                values[i] = _ce_row(z[i], gi, label, scale)
     return bad, kept, _sum(values, n)
 
 
 softmax_ce_parallel, softmax_ce_serial = _builds(_softmax_ce)
+
+
+# --------------------------------------------------------------------------- linear CE blocks
+def _softmax_block(z, labels, p_factor, label_factor, want_grad, log_s, shifted, shift):
+    """The softmax step of ``linear_cross_entropy`` on a block of logits z (k, V), in place.
+
+    Per row: m = the row maximum (0 when it is not finite, as the generic
+    ``_safe_row_max``), ``shift[i] = m``, ``shifted[i] = z_y - m``,
+    ``log_s[i] = log sum_c exp(z_c - m)`` (log 0 = -inf) and, when ``want_grad``,
+    z becomes ``p_factor / S * exp(z - m) - label_factor * e_y``; otherwise z holds
+    exp(z - m). Rows whose maximum is NaN or infinite take the C library's exp, as NumPy's
+    ufuncs would. Returns True.
+    """
+    k, v = z.shape
+    for i in prange(k):
+        row = z[i]
+        y = labels[i]
+        m, nan = _max_nan(row, v)
+        if nan or not math.isfinite(m):
+            m = _like(m, 0.0)
+            zy = row[y]
+            s = 0.0
+            for j in range(v):
+                row[j] = math.exp(row[j])
+                s += row[j]
+        else:
+            zy = row[y] - m
+            for j in range(v):
+                row[j] = _exp_neg(row[j] - m)  # row - m <= 0
+            s = _sum(row, v)
+        shift[i] = m
+        shifted[i] = zy
+        log_s[i] = math.log(s) if (s > 0.0 or s != s) else -math.inf
+        if want_grad:
+            c = _like(m, p_factor[i] / s)
+            for j in range(v):
+                row[j] = row[j] * c
+            row[y] -= _like(m, label_factor[i])
+    return True
+
+
+softmax_block_parallel = njit(parallel=True, **_JIT)(_softmax_block)
 
 
 # --------------------------------------------------------------------------- sigmoid BCE

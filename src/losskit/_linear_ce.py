@@ -71,6 +71,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
+from . import _fast as fast_paths
 from ._base import REDUCTIONS, Context, Loss, check_out, register
 from ._primitives import _safe_log, _weighted
 from ._validation import (
@@ -634,6 +635,21 @@ def _kernel(ctx, h, W, b, rows, row_factor, wanted, block_rows, dest):
     return _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, block_rows)
 
 
+def _softmax_block_kernel(lib, buf):
+    """The numba kernel for the softmax step of a NumPy block, or None (another library,
+    numba missing or switched off: ``LOSSKIT_DISABLE_NUMBA`` / ``LOSSKIT_DISABLE_FAST``).
+
+    It is called as ``kernel(*args)`` and returns True, or None when numba cannot compile
+    it here (the block is then done with NumPy's ufuncs, untouched by the kernel).
+    """
+    if lib != "numpy" or not fast_paths.ENABLED or buf.dtype.char not in "fd":
+        return None
+    nb = fast_paths._nb()
+    if nb is None:
+        return None
+    return functools.partial(fast_paths._kernel, nb, nb.softmax_block_parallel)
+
+
 def _row_factors(xp, rows, row_factor):
     """Per-row multipliers of the block gradient, 0 for rows that take no part.
 
@@ -680,6 +696,7 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
         h_eff = h if all_active else xp.where(active[:, None], h, xp.zeros_like(h))
     if want_w and lib == "numpy":
         tmp = xp.empty((min(_WEIGHT_GRAD_ROWS, V), d), dtype=work, device=dev)
+    kernel = _softmax_block_kernel(lib, buf)
     for lo in range(0, n_rows, nb):
         hi = min(lo + nb, n_rows)
         k = hi - lo
@@ -687,19 +704,31 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
         native.matmul(h[lo:hi], WT, out=z)
         if b is not None:
             native.add(z, b, out=z)
-        m = _safe_row_max(xp, z)
-        native.subtract(z, m[:, None], out=z)
         ar = xp.arange(k, device=dev)
         yb = labels[lo:hi]
-        shifted_label = z[ar, yb]  # a copy: read before the block is overwritten
-        native.exp(z, out=z)
-        s = xp.sum(z, axis=1)
-        values.append(_row_values(xp, rows, lo, hi, _safe_log(xp, s), shifted_label, m))
-        if not wanted:
-            continue
-        # the block becomes G = r (A softmax - a) (the smoothing part is added after)
-        native.multiply(z, (p_factor[lo:hi] / s)[:, None], out=z)
-        z[ar, yb] = z[ar, yb] - label_factor[lo:hi]
+        fused = False
+        if kernel is not None:  # the fused, multithreaded softmax step (numba)
+            log_s, shifted_label, m = (np.empty(k, dtype=z.dtype) for _ in range(3))
+            fused = kernel(z, yb, p_factor[lo:hi] if wanted else log_s,
+                           label_factor[lo:hi] if wanted else log_s, bool(wanted), log_s,
+                           shifted_label, m)
+            kernel = kernel if fused else None
+        if fused:
+            values.append(_row_values(xp, rows, lo, hi, log_s, shifted_label, m))
+            if not wanted:
+                continue
+        else:
+            m = _safe_row_max(xp, z)
+            native.subtract(z, m[:, None], out=z)
+            shifted_label = z[ar, yb]  # a copy: read before the block is overwritten
+            native.exp(z, out=z)
+            s = xp.sum(z, axis=1)
+            values.append(_row_values(xp, rows, lo, hi, _safe_log(xp, s), shifted_label, m))
+            if not wanted:
+                continue
+            # the block becomes G = r (A softmax - a) (the smoothing part is added after)
+            native.multiply(z, (p_factor[lo:hi] / s)[:, None], out=z)
+            z[ar, yb] = z[ar, yb] - label_factor[lo:hi]
         hb = h_eff[lo:hi]
         if not all_active:
             act = active[lo:hi]
