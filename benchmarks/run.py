@@ -64,7 +64,8 @@ cross-entropy took 15 ms instead of 0.1 ms that way here). The machine may be sh
 the load average before and after each run is reported.
 
 Options: ``--repeats N`` (default 9), ``--quick`` (smaller arrays, for a smoke run),
-``--settings default,hugetlb`` (which allocator settings).
+``--settings default,hugetlb`` (which allocator settings), ``--cases small_ce,mse`` (some
+cases only; the ids are in the table above).
 """
 
 from __future__ import annotations
@@ -334,6 +335,9 @@ def child(args):
     bw, bw1, bw2 = bandwidth_gbs(np)
     info.update(bandwidth_gbs=bw, bandwidth_1t=bw1, bandwidth_2t=bw2)
     cases = build_cases(args.quick)
+    if args.cases:
+        wanted = args.cases.split(",")
+        cases = [c for c in cases if c["id"] in wanted]
     results = []
     for case in cases:
         contenders = losskit_contenders(case) + torch_contender(case) + jax_contender(case)
@@ -488,6 +492,8 @@ def main(argv=None):
     parser.add_argument("--settings", default="default,hugetlb")
     parser.add_argument("--omp-wait-policy", default="PASSIVE",
                         help="OMP_WAIT_POLICY of the subprocesses ('' leaves it unset)")
+    parser.add_argument("--cases", default="",
+                        help="comma-separated case ids (default: all), e.g. small_ce,mse")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--setting", default="default", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -509,7 +515,8 @@ def main(argv=None):
                 env["GLIBC_TUNABLES"] = SETTINGS[setting]
             path = os.path.join(tmp, f"{setting}.json")
             cmd = [sys.executable, __file__, "--child", "--setting", setting, "--json", path,
-                   "--repeats", str(args.repeats)] + (["--quick"] if args.quick else [])
+                   "--repeats", str(args.repeats), "--cases", args.cases] + (
+                       ["--quick"] if args.quick else [])
             print(f"running {setting} ...", flush=True)
             subprocess.run(cmd, env=env, check=True)
             runs.append(json.loads(Path(path).read_text()))
