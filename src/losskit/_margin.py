@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from ._base import Loss, Terms, register
 from ._classification import class_target
-from ._primitives import _weighted
-from ._validation import check_scalar
-from ._xp import can_inspect, to_numpy
+from ._primitives import _hinge_part, _weighted
+from ._validation import check_scalar, check_two_values
 
 __all__ = ["hinge", "multiclass_hinge", "squared_hinge"]
+
+
+def _signed_labels(ctx, t):
+    """``t`` after checking that it holds labels -1 or +1 only."""
+    check_two_values(ctx.xp, "target", t, (1.0, -1.0), loss=ctx.loss,
+                     meaning="labels -1 or +1", hint="Map 0/1 labels with 2 * t - 1")
+    return t
 
 
 class Hinge(Loss):
@@ -69,19 +75,13 @@ class Hinge(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad, margin=1.0):
         xp = ctx.xp
         m = check_scalar("margin", margin)
-        t = self._real_target(ctx, prediction, target)
-        if can_inspect(t) and not bool(xp.all((t == 1) | (t == -1))):
-            bad = sorted(set(to_numpy(t).ravel().tolist()) - {1.0, -1.0})[:5]
-            raise ValueError(f"`target` of hinge must hold labels -1 or +1; got also {bad}. "
-                             "Map 0/1 labels with 2 * t - 1")
+        t = _signed_labels(ctx, self._real_target(ctx, prediction, target))
         slack = m - t * prediction
-        nan = xp.isnan(slack)  # NaN propagates to value and gradient
-        active = (slack > 0) | nan
-        zero = xp.zeros_like(prediction)
-        value = xp.where(active, slack, zero)
+        value, active = _hinge_part(xp, slack)  # NaN propagates to value and gradient
         grad = None
         if need_grad:
-            grad = xp.where(nan, slack, xp.where(active, -t, zero))
+            grad = xp.where(xp.isnan(slack), slack,
+                            xp.where(active, -t, xp.zeros_like(prediction)))
         return Terms(value, grad)
 
 
@@ -235,14 +235,8 @@ class SquaredHinge(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad, margin=1.0):
         xp = ctx.xp
         m = check_scalar("margin", margin)
-        t = self._real_target(ctx, prediction, target)
-        if can_inspect(t) and not bool(xp.all((t == 1) | (t == -1))):
-            bad = sorted(set(to_numpy(t).ravel().tolist()) - {1.0, -1.0})[:5]
-            raise ValueError(f"`target` of squared_hinge must hold labels -1 or +1; got also "
-                             f"{bad}. Map 0/1 labels with 2 * t - 1")
-        slack = m - t * prediction
-        # NaN > 0 is False: keep NaN explicitly so it propagates to value and gradient
-        active = xp.where((slack > 0) | xp.isnan(slack), slack, xp.zeros_like(slack))
+        t = _signed_labels(ctx, self._real_target(ctx, prediction, target))
+        active, _ = _hinge_part(xp, m - t * prediction)  # max(0, slack), NaN kept
         grad = 0.0 - 2.0 * (t * active) if need_grad else None  # 0.0 -: no -0 entries
         return Terms(active * active, grad)
 

@@ -47,8 +47,9 @@ import math
 import array_api_compat
 
 from ._base import Loss, Terms, register
-from ._validation import _dtype_name, check_floating, check_numeric, check_scalar
-from ._xp import can_inspect, to_numpy
+from ._primitives import _hinge_part
+from ._validation import (_dtype_name, check_floating, check_numeric, check_scalar,
+                          check_two_values)
 
 __all__ = [
     "contrastive",
@@ -110,21 +111,8 @@ def _labels(ctx, target, shape, *, allowed: tuple[float, float], first: str, mea
         raise ValueError(f"`target` of {ctx.loss} must have shape {tuple(shape)}{where}; got "
                          f"{tuple(t.shape)}. Nothing is broadcast")
     t = t if t.dtype == ctx.work else xp.astype(t, ctx.work)
-    if can_inspect(t) and math.prod(t.shape) > 0:
-        a, b = allowed
-        ok = (t == a) | (t == b)
-        if not bool(xp.all(ok)):
-            bad = sorted({float(v) for v in to_numpy(t).ravel().tolist()} - {a, b},
-                         key=lambda v: (math.isnan(v), v))[:5]
-            raise ValueError(f"`target` of {ctx.loss} must hold {meaning}; got also {bad}. "
-                             f"{hint}")
+    check_two_values(xp, "target", t, allowed, loss=ctx.loss, meaning=meaning, hint=hint)
     return t
-
-
-def _hinge_part(xp, s):
-    """max(0, s) and its active set; NaN counts as active so that it propagates."""
-    active = (s > 0) | xp.isnan(s)
-    return xp.where(active, s, xp.zeros_like(s)), active
 
 
 def _lp_norm(xp, v, p: float, need_grad: bool):

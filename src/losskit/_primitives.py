@@ -100,6 +100,12 @@ def _log_sigmoid(xp, z):
     return -_softplus(xp, -z)
 
 
+def _hinge_part(xp, s):
+    """max(0, s) and its active set; NaN counts as active so that it propagates."""
+    active = (s > 0) | xp.isnan(s)
+    return xp.where(active, s, xp.zeros_like(s)), active
+
+
 def _weighted(xp, w, x):
     """w * x with 0 * x = 0 for every x, inf and NaN included (no invalid-value warning)."""
     return w * xp.where(w == 0, xp.zeros_like(x), x)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from ._xp import can_inspect, compute_dtype, to_float
+from ._xp import can_inspect, compute_dtype, to_float, to_numpy
 
 __all__ = [
     "check_floating",
     "check_same_shape",
     "check_in_range",
     "check_labels",
+    "check_two_values",
     "check_choice",
     "check_scalar",
     "check_log_base",
@@ -106,6 +107,22 @@ def check_labels(xp, name: str, labels, num_classes: int, *, ignore_index: int |
                     f"{worst}" if ignore_index is None else
                     f" and ignore_index={ignore_index} does not match it")
         raise ValueError(msg)
+
+
+def check_two_values(xp, name: str, x, allowed: tuple[float, float], *, loss: str,
+                     meaning: str, hint: str = "") -> None:
+    """Every entry of ``x`` is one of the two ``allowed`` values (e.g. labels -1/+1).
+
+    The message lists up to five other values found (NaN last) and ends with ``hint``.
+    """
+    if not can_inspect(x) or math.prod(x.shape) == 0:
+        return
+    a, b = allowed
+    if bool(xp.all((x == a) | (x == b))):
+        return
+    bad = sorted({float(v) for v in to_numpy(x).ravel().tolist()} - {a, b},
+                 key=lambda v: (math.isnan(v), v))[:5]
+    raise ValueError(f"`{name}` of {loss} must hold {meaning}; got also {bad}. {hint}".rstrip())
 
 
 def check_choice(name: str, value: Any, allowed: Iterable[str]) -> None:
