@@ -28,11 +28,27 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+from ._base import fill_doc
 from ._primitives import _finish, _prepare
 from ._validation import check_scalar
 from ._xp import quiet
 
 __all__ = ["Penalty", "l1_penalty", "l2_penalty", "elastic_net_penalty"]
+
+
+#: docstring paragraphs shared by the penalties (``{name}`` placeholders, see fill_doc)
+_DOC_PARTS = {
+    "weights_strength": """w : array of shape (*), floating, or array-like
+    The weights (every element is penalised).
+strength : float
+    :math:`\\lambda \\ge 0`, finite.""",
+    "raises": """Raises
+------
+TypeError
+    ``w`` is an integer array; ``strength`` is not a real number.
+ValueError
+    ``strength`` is negative, infinite or NaN.""",
+}
 
 
 class Penalty:
@@ -52,6 +68,11 @@ class Penalty:
     when_to_use: ClassVar[str] = ""
     references: ClassVar[tuple[str, ...]] = ()
     params: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__doc__:
+            cls.__doc__ = fill_doc(cls.__doc__, **_DOC_PARTS)
 
     # ------------------------------------------------------------------ subclass API
     def _check(self, **params) -> dict[str, float]:
@@ -142,10 +163,7 @@ class L1Penalty(Penalty):
 
     Parameters
     ----------
-    w : array of shape (*), floating, or array-like
-        The weights (every element is penalised).
-    strength : float
-        :math:`\lambda \ge 0`, finite.
+    {weights_strength}
 
     Returns
     -------
@@ -154,12 +172,7 @@ class L1Penalty(Penalty):
     grad : array of ``w``'s shape (``.grad``)
         :math:`\lambda \operatorname{sign}(w_i)`, the subgradient 0 at :math:`w_i = 0`.
 
-    Raises
-    ------
-    TypeError
-        ``w`` is an integer array; ``strength`` is not a real number.
-    ValueError
-        ``strength`` is negative, infinite or NaN.
+    {raises}
 
     Notes
     -----
@@ -221,10 +234,7 @@ class L2Penalty(Penalty):
 
     Parameters
     ----------
-    w : array of shape (*), floating, or array-like
-        The weights (every element is penalised).
-    strength : float
-        :math:`\lambda \ge 0`, finite.
+    {weights_strength}
 
     Returns
     -------
@@ -233,12 +243,7 @@ class L2Penalty(Penalty):
     grad : array of ``w``'s shape (``.grad``)
         :math:`\lambda w`.
 
-    Raises
-    ------
-    TypeError
-        ``w`` is an integer array; ``strength`` is not a real number.
-    ValueError
-        ``strength`` is negative, infinite or NaN.
+    {raises}
 
     Notes
     -----

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 
+from ._base import fill_doc
 from ._primitives import _check_axis, _finish, _prepare, _safe_log, _xlogy
 from ._validation import (
     check_floating,
@@ -76,6 +77,28 @@ __all__ = [
 _HINT = "it holds probabilities (use losskit.softmax or losskit.sigmoid on logits first)"
 _INF = float("inf")
 _NAN = float("nan")
+
+
+#: the Returns and Raises sections of the functions of two distributions
+_PAIR_RETURNS_RAISES = """Returns
+-------
+array
+    The shape without ``axis``, in the common library, device and dtype of the inputs
+    (a list takes the other argument's dtype).
+
+Raises
+------
+TypeError
+    An integer array; arrays from two libraries.
+ValueError
+    Different shapes; values outside :math:`[0, 1]`; slices that do not sum to 1;
+    a bad ``axis`` or ``base``."""
+
+
+def _pair_doc(func):
+    """Fill the shared sections into the docstring of a function of two distributions."""
+    func.__doc__ = fill_doc(func.__doc__, pair_returns_raises=_PAIR_RETURNS_RAISES)
+    return func
 
 
 # --------------------------------------------------------------------------- preparation
@@ -313,6 +336,7 @@ def binary_entropy(p, *, base=math.e):
     return _finish(xp, _propagate_nan(xp, h, x) / ln_b, dtype)
 
 
+@_pair_doc
 def cross_entropy(p, q, axis=-1, *, base=math.e):
     r"""Cross-entropy of the model distribution ``q`` relative to the true ``p``.
 
@@ -340,19 +364,7 @@ def cross_entropy(p, q, axis=-1, *, base=math.e):
     base : float, default math.e
         Logarithm base.
 
-    Returns
-    -------
-    array
-        The shape without ``axis``, in the common library, device and dtype of the inputs
-        (a list takes the other argument's dtype).
-
-    Raises
-    ------
-    TypeError
-        An integer array; arrays from two libraries.
-    ValueError
-        Different shapes; values outside :math:`[0, 1]`; slices that do not sum to 1;
-        a bad ``axis`` or ``base``.
+    {pair_returns_raises}
 
     See Also
     --------
@@ -380,6 +392,7 @@ def cross_entropy(p, q, axis=-1, *, base=math.e):
     return _finish(xp, xp.sum(terms, axis=axis) / ln_b, dtype)
 
 
+@_pair_doc
 def kl_divergence(p, q, axis=-1, *, base=math.e):
     r"""Kullback-Leibler divergence (relative entropy) of ``q`` from the true ``p``.
 
@@ -404,18 +417,7 @@ def kl_divergence(p, q, axis=-1, *, base=math.e):
     base : float, default math.e
         Logarithm base: the tutorials print their numbers in base 10.
 
-    Returns
-    -------
-    array
-        The shape without ``axis``, in the common library, device and dtype of the inputs.
-
-    Raises
-    ------
-    TypeError
-        An integer array; arrays from two libraries.
-    ValueError
-        Different shapes; values outside :math:`[0, 1]`; slices that do not sum to 1;
-        a bad ``axis`` or ``base``.
+    {pair_returns_raises}
 
     See Also
     --------
@@ -449,6 +451,7 @@ def kl_divergence(p, q, axis=-1, *, base=math.e):
     return _finish(xp, xp.sum(_rel_entr(xp, p_, q_), axis=axis) / ln_b, dtype)
 
 
+@_pair_doc
 def js_divergence(p, q, axis=-1, *, base=math.e):
     r"""Jensen-Shannon divergence between ``p`` and ``q``: KL to their mixture, averaged.
 
@@ -471,18 +474,7 @@ def js_divergence(p, q, axis=-1, *, base=math.e):
     base : float, default math.e
         Logarithm base.
 
-    Returns
-    -------
-    array
-        The shape without ``axis``, in the common library, device and dtype of the inputs.
-
-    Raises
-    ------
-    TypeError
-        An integer array; arrays from two libraries.
-    ValueError
-        Different shapes; values outside :math:`[0, 1]`; slices that do not sum to 1;
-        a bad ``axis`` or ``base``.
+    {pair_returns_raises}
 
     References
     ----------
