@@ -793,6 +793,21 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
     return value, {"hidden": gh, "weight": gw, "bias": gb}
 
 
+def _add_smoothing(xp, rows, smooth_factor, h_eff, gh, gw, gb):
+    """The label-smoothing part of the gradients, rank one: ``-smooth_factor_n w_c``
+    (``None`` gradients, those not wanted, stay ``None``); no array is written."""
+    cw = rows.class_weight
+    if gh is not None:
+        gh = gh - smooth_factor[:, None] * rows.u[None, :]
+    if gw is not None:
+        v = xp.matmul(smooth_factor[None, :], h_eff)
+        gw = gw - (v if cw is None else cw[:, None] * v)
+    if gb is not None:
+        total = xp.sum(smooth_factor)
+        gb = gb - (total if cw is None else cw * total)
+    return gh, gw, gb
+
+
 def _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, nb):
     """Every other Array-API library: the same blocks, no array is ever written."""
     xp, work, dev = ctx.xp, ctx.work, ctx.device
@@ -855,15 +870,7 @@ def _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, nb):
             gw = pieces[0] if len(pieces) == 1 else xp.concat(pieces)
         del pieces
     if wanted and smooth_factor is not None:
-        cw = rows.class_weight
-        if want_h:
-            gh = gh - smooth_factor[:, None] * rows.u[None, :]
-        if want_w:
-            v = xp.matmul(smooth_factor[None, :], h_eff)
-            gw = gw - (v if cw is None else cw[:, None] * v)
-        if want_b:
-            total = xp.sum(smooth_factor)
-            gb = gb - (total if cw is None else cw * total)
+        gh, gw, gb = _add_smoothing(xp, rows, smooth_factor, h_eff, gh, gw, gb)
     return value, {"hidden": gh, "weight": gw, "bias": gb}
 
 
@@ -974,15 +981,7 @@ def _jax_scan(arrays, *, nb, want_h, want_w, want_b, piece):
     value = xp.reshape(values, (n_blocks * nb,))[:n_rows]
     gh = xp.reshape(ghs, (n_blocks * nb, d))[:n_rows, :] if want_h else None
     if smooth_factor is not None:
-        cw = rows.class_weight
-        if want_h:
-            gh = gh - smooth_factor[:, None] * rows.u[None, :]
-        if want_w:
-            v = xp.matmul(smooth_factor[None, :], h_eff)
-            gw = gw - (v if cw is None else cw[:, None] * v)
-        if want_b:
-            total = xp.sum(smooth_factor)
-            gb = gb - (total if cw is None else cw * total)
+        gh, gw, gb = _add_smoothing(xp, rows, smooth_factor, h_eff, gh, gw, gb)
     return value, gh, gw, gb
 
 
