@@ -321,6 +321,16 @@ class _Elementwise:
     __slots__ = ("z", "dt", "need_grad", "scale", "g", "copy_to", "values", "zf", "tf",
                  "gf", "vf")
 
+    def run_numba(self, nb, kernels, block, *head):
+        """Run ``kernels`` (parallel build, serial build) on blocks of ``block`` elements,
+        as ``kernel(*head, scale, g, values, partial sums, want values, want grad)``:
+        the kernel's result, or None when numba cannot compile it here."""
+        n = self.zf.shape[0]
+        partial = np.empty(-(-n // block), dtype=np.float64)
+        kernel = kernels[0] if n >= PARALLEL_MIN else kernels[1]
+        return _kernel(nb, kernel, *head, self.scale, self.gf, self.vf, partial,
+                       self.values is not None, self.need_grad)
+
     def result(self, want, reduction, total):
         return _result(want, reduction, self.dt, total, self.values,
                        None if reduction in ("none", "sum") else self.scale, self.g,
@@ -524,10 +534,8 @@ def sigmoid_binary_cross_entropy(loss, arrays, reduction, sample_weight, opts, w
             pwb = np.tile(pw, block // k)
         else:
             pwb = np.full(block, pw[0], dtype=dt)
-        partial = np.empty(-(-n // block), dtype=np.float64)
-        kernel = nb.sigmoid_bce_parallel if n >= PARALLEL_MIN else nb.sigmoid_bce_serial
-        res = _kernel(nb, kernel, e.zf, e.tf, pwb, block, e.scale, e.gf, e.vf, partial,
-                      e.values is not None, e.need_grad)
+        res = e.run_numba(nb, (nb.sigmoid_bce_parallel, nb.sigmoid_bce_serial), block,
+                          e.zf, e.tf, pwb, block)
         nb = None if res is None else nb
     if nb is not None:
         bad, total = res
@@ -635,14 +643,11 @@ def regression(loss, arrays, reduction, sample_weight, opts, want, out):
     e = None if kind is None else _elementwise(arrays, reduction, sample_weight, want, out)
     if e is None:
         return NotImplemented
-    n = e.zf.shape[0]
     nb = _nb()
     total = None
     if nb is not None:
-        partial = np.empty(-(-n // nb.BLOCK), dtype=np.float64)
-        kernel = nb.regression_parallel if n >= PARALLEL_MIN else nb.regression_serial
-        total = _kernel(nb, kernel, kind, param, e.zf, e.tf, e.scale, e.gf, e.vf, partial,
-                        e.values is not None, e.need_grad)
+        total = e.run_numba(nb, (nb.regression_parallel, nb.regression_serial), nb.BLOCK,
+                            kind, param, e.zf, e.tf)
     if total is not None:
         STATS[loss.name, "numba"] += 1
     else:
@@ -701,15 +706,11 @@ def sigmoid_focal_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     e = _elementwise(arrays, reduction, sample_weight, want, out)
     if e is None:
         return NotImplemented
-    n = e.zf.shape[0]
     nb = _nb()
     res = None
     if nb is not None:
-        partial = np.empty(-(-n // nb.BLOCK), dtype=np.float64)
-        kernel = nb.sigmoid_focal_parallel if n >= PARALLEL_MIN else nb.sigmoid_focal_serial
-        res = _kernel(nb, kernel, e.zf, e.tf, gamma, has_alpha,
-                      float(alpha) if has_alpha else 0.0, e.scale, e.gf, e.vf, partial,
-                      e.values is not None, e.need_grad)
+        res = e.run_numba(nb, (nb.sigmoid_focal_parallel, nb.sigmoid_focal_serial), nb.BLOCK,
+                          e.zf, e.tf, gamma, has_alpha, float(alpha) if has_alpha else 0.0)
     if res is not None:
         bad, total = res
         if bad:
