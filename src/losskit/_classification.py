@@ -147,17 +147,21 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
     return ClassTarget(coef, None, expand, ax)
 
 
-_TARGET_DOC = """\
+#: the class-target parameters of every loss that takes ``class_target`` (also _focal)
+CLASS_TARGET_DOC = """\
 target : integer array of shape (N, ...) or floating array like ``prediction``
     Class labels (the shape of ``prediction`` without the class axis), or per-class
     target probabilities (one-hot or soft) of the prediction's shape.
 axis : int, default -1
     The class axis of ``prediction``.
 class_weight : array of shape (K,), optional
-    Non-negative weight per class.
+    Non-negative weight per class, PyTorch's semantics: an example with label :math:`y`
+    is weighted by :math:`w_y` and the mean divides by :math:`\\sum_n w_{y_n}`.
 ignore_index : int, optional
     Integer targets equal to it contribute nothing, not even to the mean's denominator
-    (PyTorch's default is -100; losskit's is ``None``: every label must be a class).
+    (PyTorch's default is -100; losskit's is ``None``: every label must be a class)."""
+
+_TARGET_DOC = CLASS_TARGET_DOC + """
 label_smoothing : float in [0, 1], default 0
     Mix the target with the uniform distribution: :math:`(1-\\varepsilon) t + \\varepsilon/K`."""
 

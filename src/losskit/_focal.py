@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 
 from . import _fast as fast_paths
-from ._base import Loss, Terms, register
-from ._classification import class_target
+from ._base import Loss, Terms, fill_doc, register
+from ._classification import CLASS_TARGET_DOC, class_target
 from ._primitives import _log_sigmoid, _safe_log, _sigmoid, _softmax_and_neg_log, _weighted
 from ._validation import check_in_range, check_numeric, check_scalar
 from ._xp import device_of
@@ -237,20 +237,6 @@ class SigmoidFocalLoss(Loss):
 
 
 # ----------------------------------------------------------------------------- softmax
-_TARGET_DOC = """\
-target : integer array of shape (N, ...) or floating array like ``prediction``
-    Class labels (the shape of ``prediction`` without the class axis), or per-class
-    target probabilities (one-hot or soft) of the prediction's shape.
-axis : int, default -1
-    The class axis of ``prediction``.
-class_weight : array of shape (K,), optional
-    Non-negative weight per class, with ``softmax_cross_entropy``'s (PyTorch's)
-    semantics: an example with label :math:`y` is weighted by :math:`w_y` and the mean
-    divides by :math:`\\sum_n w_{y_n}`.
-ignore_index : int, optional
-    Integer targets equal to it contribute nothing, not even to the mean's denominator."""
-
-
 def _alpha_vector(ctx, alpha, k, bshape):
     """``alpha`` of softmax_focal_loss: None, a non-negative number, or shape (K,)."""
     xp = ctx.xp
@@ -510,7 +496,7 @@ class PolyLoss(Loss):
 
 
 for _cls in (SoftmaxFocalLoss, PolyLoss):
-    _cls.__doc__ = _cls.__doc__.replace("{target_doc}", _TARGET_DOC)
+    _cls.__doc__ = fill_doc(_cls.__doc__, target_doc=CLASS_TARGET_DOC)
 
 sigmoid_focal_loss = register(SigmoidFocalLoss())
 softmax_focal_loss = register(SoftmaxFocalLoss())
