@@ -32,7 +32,6 @@ from ._validation import (
     check_in_range,
     check_labels,
     check_numeric,
-    check_same_shape,
     check_scalar,
 )
 
