@@ -23,7 +23,6 @@ mse...real...regression...\ell = (y - t)^2...
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import os
 import re
@@ -351,25 +350,6 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _loss_names():
-    """``{name or alias: Loss}`` over the catalog."""
-    from . import catalog
-
-    names = {}
-    for loss in catalog():
-        names[loss.name] = loss
-        for alias in loss.aliases:
-            names.setdefault(alias, loss)
-    return names
-
-
-def _find_loss(name: str):
-    """The loss called ``name`` (or an alias; case and ``-``/``_`` forgiven), else None."""
-    names = _loss_names()
-    key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    return names.get(name) or names.get(key)
-
-
 def _wrap(text: str, indent: str = "  ") -> list[str]:
     return textwrap.wrap(" ".join(text.split()), width=88, initial_indent=indent,
                          subsequent_indent=indent) or [indent.rstrip()]
@@ -415,16 +395,12 @@ def _explanation(loss) -> list[str]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    loss = _find_loss(args.name)
-    if loss is None:
-        names = sorted(_loss_names())
-        close = difflib.get_close_matches(args.name.lower().replace("-", "_"), names, n=3,
-                                          cutoff=0.5)
-        msg = f"losskit explain: error: unknown loss {args.name!r}"
-        if close:
-            msg += f"; did you mean: {', '.join(close)}?"
-        msg += " (`losskit list` shows every loss)"
-        print(msg, file=sys.stderr)
+    from .evaluate import find_loss
+
+    try:
+        loss = find_loss(args.name)
+    except ValueError as exc:  # unknown name: the message suggests the closest ones
+        print(f"losskit explain: error: {exc}", file=sys.stderr)
         return 2
     plot = args.plot
     if plot is not None and os.path.splitext(plot)[1].lower() not in (".png", ".svg", ".pdf"):
