@@ -8,7 +8,10 @@ now (see :func:`losskit._xp.can_inspect`): never on Dask arrays or JAX tracers.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Iterable
+
+import numpy as np
 
 from ._xp import can_inspect, compute_dtype, to_float, to_numpy
 
@@ -20,6 +23,7 @@ __all__ = [
     "check_two_values",
     "check_choice",
     "check_scalar",
+    "check_int",
     "check_log_base",
     "check_sums_to_one",
 ]
@@ -152,6 +156,25 @@ def check_scalar(name: str, value: Any, *, lo: float | None = None, hi: float | 
         lo_s = "-inf" if lo is None else _fmt(lo)
         hi_s = "inf" if hi is None else _fmt(hi)
         raise ValueError(f"`{name}` must lie in {left}{lo_s}, {hi_s}{right}; got {value!r}")
+    return v
+
+
+def check_int(name: str, value: Any, *, lo: int, hint: str = "", or_none: bool = False) -> int:
+    """An integer (Python or NumPy; not a bool) of at least ``lo``; returns it as ``int``.
+
+    ``hint`` follows the bound in the range message; ``or_none`` only words the type
+    message for an option whose default is None (the caller handles None itself).
+    """
+    expected = f"an int >= {lo}" + (" or None" if or_none else "")
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be {expected}; got a bool")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be {expected}; got {type(value).__name__} "
+                        f"{value!r}") from None
+    if v < lo:
+        raise ValueError(f"`{name}` must be >= {lo}{hint}; got {v}")
     return v
 
 

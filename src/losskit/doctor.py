@@ -10,14 +10,13 @@ finding names the step where it shows and what to try.
 from __future__ import annotations
 
 import math
-import operator
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import array_api_compat
 import numpy as np
 
-from ._validation import check_scalar
+from ._validation import check_int, check_scalar
 from ._xp import to_numpy
 
 __all__ = ["doctor", "DoctorReport", "Finding", "CODES"]
@@ -427,16 +426,8 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
     train_steps = list(range(n)) if steps is None else _steps("steps", steps, n,
                                                                "train_losses")
     if num_classes is not None:
-        if isinstance(num_classes, (bool, np.bool_)):
-            raise TypeError("`num_classes` must be an int >= 2; got a bool")
-        try:
-            num_classes = operator.index(num_classes)
-        except TypeError:
-            raise TypeError(f"`num_classes` must be an int >= 2; got "
-                            f"{type(num_classes).__name__} {num_classes!r}") from None
-        if num_classes < 2:
-            raise ValueError(f"`num_classes` must be >= 2 (ln 1 = 0: one class cannot be "
-                             f"learned); got {num_classes}")
+        num_classes = check_int("num_classes", num_classes, lo=2, or_none=True,
+                                hint=" (ln 1 = 0: one class cannot be learned)")
     val = None
     vsteps: list = []
     if val_losses is not None:
@@ -453,20 +444,8 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
     elif val_steps is not None:
         raise ValueError("`val_steps` was given without `val_losses`")
     if window is not None:
-        if isinstance(window, (bool, np.bool_)):
-            raise TypeError("`window` must be an int >= 1 or None; got a bool")
-        try:
-            window = operator.index(window)
-        except TypeError:
-            raise TypeError(f"`window` must be an int >= 1 or None; got "
-                            f"{type(window).__name__}") from None
-        if window < 1:
-            raise ValueError(f"`window` must be >= 1 (1: no smoothing); got {window}")
-    if isinstance(min_length, (bool, np.bool_)) or not isinstance(min_length,
-                                                                  (int, np.integer)):
-        raise TypeError(f"`min_length` must be an int >= 2; got {type(min_length).__name__}")
-    if min_length < 2:
-        raise ValueError(f"`min_length` must be >= 2; got {min_length}")
+        window = check_int("window", window, lo=1, or_none=True, hint=" (1: no smoothing)")
+    min_length = check_int("min_length", min_length, lo=2)
     chance_tol = check_scalar("chance_tolerance", chance_tolerance, lo=0.0, hi=1.0,
                               lo_open=True, hi_open=True)
     factor = check_scalar("diverge_factor", diverge_factor, lo=1.0, lo_open=True)
