@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from loss_cases import Case, _jreduce, _reduce_torch, binary_logits, hinge_inputs
+from loss_cases import (Case, _jreduce, _reduce_torch, binary_logits, hinge_inputs,
+                        logits_labels, logits_soft)
 from losskit._divergence import js_divergence, kl_divergence, softmax_kl_divergence
 from losskit._focal import poly_loss, sigmoid_focal_loss, softmax_focal_loss
 from losskit._margin import squared_hinge
@@ -43,26 +44,6 @@ def _reduce(v, r, n, denom=None):
 
 
 # ---------------------------------------------------------------- input generators
-def logits_labels(shape=(N, K), axis=-1, ignore=None, scale=2.0):
-    def make(rng):
-        z = rng.normal(scale=scale, size=shape)
-        lshape = list(shape)
-        k = lshape.pop(axis)
-        y = rng.integers(0, k, size=tuple(lshape))
-        if ignore is not None:
-            y.flat[::3] = ignore
-        return z, y
-    return make
-
-
-def logits_soft(shape=(N, K), axis=-1):
-    def make(rng):
-        z = rng.normal(scale=2.0, size=shape)
-        t = rng.dirichlet(np.ones(shape[axis]), size=tuple(np.delete(shape, axis)))
-        return z, np.moveaxis(t, -1, axis)
-    return make
-
-
 def logits_pair(shape=(N, K)):
     """Student and teacher logits."""
     def make(rng):

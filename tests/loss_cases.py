@@ -63,9 +63,9 @@ def real_pair(shape=(N, 3)):
     return make
 
 
-def logits_labels(shape=(N, K), axis=-1, ignore=None):
+def logits_labels(shape=(N, K), axis=-1, ignore=None, scale=2.0):
     def make(rng):
-        z = rng.normal(scale=2.0, size=shape)
+        z = rng.normal(scale=scale, size=shape)
         lshape = list(shape)
         k = lshape.pop(axis)
         y = rng.integers(0, k, size=tuple(lshape))
@@ -75,11 +75,11 @@ def logits_labels(shape=(N, K), axis=-1, ignore=None):
     return make
 
 
-def logits_soft(shape=(N, K)):
+def logits_soft(shape=(N, K), axis=-1):
     def make(rng):
         z = rng.normal(scale=2.0, size=shape)
-        t = rng.dirichlet(np.ones(shape[-1]), size=shape[:-1])
-        return z, t
+        t = rng.dirichlet(np.ones(shape[axis]), size=tuple(np.delete(shape, axis)))
+        return z, np.moveaxis(t, -1, axis)
     return make
 
 
