@@ -11,7 +11,6 @@ message; hypothesis properties; metadata.
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -78,11 +77,8 @@ def ref_opts(loss):
     return {"image_size": IMAGE} if loss is mpdiou_loss else {}
 
 
-@pytest.fixture(autouse=True)
-def _no_runtime_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        yield
+# every RuntimeWarning (NumPy's overflow, invalid value, ...) fails the test
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 
 def _torch(fn, p, t, reduction="none", **kw):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -23,11 +22,8 @@ from losskit.gradcheck import GradcheckResult, gradcheck
 SETTINGS = settings(max_examples=40, deadline=None)
 
 
-@pytest.fixture(autouse=True)
-def _no_runtime_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        yield
+# every RuntimeWarning (NumPy's overflow, invalid value, ...) fails the test
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 
 def _x(shape=(3, 4), seed=0, scale=1.0):

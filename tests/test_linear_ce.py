@@ -43,11 +43,8 @@ OPTIONS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _no_runtime_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        yield
+# every RuntimeWarning (NumPy's overflow, invalid value, ...) fails the test
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 
 @pytest.fixture(autouse=True)

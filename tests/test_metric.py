@@ -10,7 +10,6 @@ torch autograd), never from losskit.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pytest
@@ -34,11 +33,8 @@ SETTINGS = settings(max_examples=50, deadline=None)
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
 
 
-@pytest.fixture(autouse=True)
-def _no_runtime_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        yield
+# every RuntimeWarning (NumPy's overflow, invalid value, ...) fails the test
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 
 def _torch_grads(fn, *arrays, diff=(0, 1)):

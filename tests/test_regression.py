@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 
 import mpmath
 import numpy as np
@@ -38,11 +37,8 @@ LIKELIHOOD = {"poisson_nll": poisson_nll, "gaussian_nll": gaussian_nll}
 ALL = {**ROBUST, **LIKELIHOOD}
 
 
-@pytest.fixture(autouse=True)
-def _no_runtime_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        yield
+# every RuntimeWarning (NumPy's overflow, invalid value, ...) fails the test
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
 
 def _t(a, grad=False, dtype=torch.float64):
