@@ -90,16 +90,24 @@ def probs_labels(shape=(N, K), ignore=None):
 
 
 # ---------------------------------------------------------------- sigmoid focal
+def torchvision_sigmoid_focal(z, t, gamma=2.0, alpha=0.25):
+    """torchvision.ops.sigmoid_focal_loss on torch tensors, reduction "none": its
+    documented formula written out (torchvision is not installable beside torch 2.13).
+    ``alpha`` None or negative: no alpha weighting."""
+    import torch
+
+    p = torch.sigmoid(z)
+    ce = torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="none")
+    p_t = p * t + (1 - p) * (1 - t)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha is not None and alpha >= 0:
+        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
+    return loss
+
+
 def t_sigmoid_focal(gamma=2.0, alpha=0.25):
-    """torchvision.ops.sigmoid_focal_loss, written out (torchvision is not installable)."""
     def ref(z, t, r, torch):
-        p = torch.sigmoid(z)
-        ce = torch.nn.functional.binary_cross_entropy_with_logits(z, t, reduction="none")
-        p_t = p * t + (1 - p) * (1 - t)
-        loss = ce * ((1 - p_t) ** gamma)
-        if alpha is not None and alpha >= 0:
-            loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
-        return _reduce(loss, r, z.shape[0])
+        return _reduce(torchvision_sigmoid_focal(z, t, gamma, alpha), r, z.shape[0])
     return ref
 
 

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import loss_cases  # noqa: F401  (import first: it loads cases_classification itself)
+from cases_classification import torchvision_sigmoid_focal
 import losskit as lk
 from losskit._divergence import js_divergence, kl_divergence, softmax_kl_divergence
 from losskit._focal import poly_loss, sigmoid_focal_loss, softmax_focal_loss
@@ -108,17 +109,6 @@ def test_options_are_the_documented_ones():
 
 
 # =============================================================================== sigmoid focal
-def _torchvision_focal(z, t, gamma, alpha):
-    """torchvision.ops.sigmoid_focal_loss's formula, reduction 'none'."""
-    p = torch.sigmoid(z)
-    ce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
-    return loss
-
-
 def test_sigmoid_focal_gamma0_is_binary_cross_entropy_exactly():
     rng = np.random.default_rng(0)
     z, t = rng.normal(scale=3, size=(5, 3)), rng.random((5, 3))
@@ -138,7 +128,7 @@ def test_sigmoid_focal_alpha_none_and_negative_alpha_disable_the_weighting():
     z, t = np.array([0.3, -1.2, 2.0]), np.array([1.0, 0.0, 1.0])
     none = sigmoid_focal_loss(z, t, alpha=None, reduction="none")
     neg = sigmoid_focal_loss(z, t, alpha=-1.0, reduction="none")
-    ref = _torchvision_focal(_t(z), _t(t), 2.0, -1.0).numpy()
+    ref = torchvision_sigmoid_focal(_t(z), _t(t), 2.0, -1.0).numpy()
     np.testing.assert_allclose(none, ref, rtol=1e-14)
     np.testing.assert_array_equal(neg, none)
     # alpha = 0.25: positives times 0.25, negatives times 0.75
@@ -219,7 +209,7 @@ def test_sigmoid_focal_float16_is_computed_in_float32():
     v, g = sigmoid_focal_loss.value_and_grad(z, t)
     assert v.dtype == torch.float16 and g.dtype == torch.float16
     zr = z.float().requires_grad_(True)
-    ref = _torchvision_focal(zr, t.float(), 2.0, 0.25).mean()
+    ref = torchvision_sigmoid_focal(zr, t.float(), 2.0, 0.25).mean()
     ref.backward()
     np.testing.assert_allclose(float(v), ref.item(), rtol=2e-3)
     np.testing.assert_allclose(g.float().numpy(), zr.grad.numpy(), rtol=5e-3, atol=1e-5)

@@ -28,7 +28,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")  # before anything imports keras
 import numpy as np
 import pytest
 
+import loss_cases  # noqa: F401  (import first: it loads cases_classification itself)
 import losskit as lk
+from cases_classification import torchvision_sigmoid_focal
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -736,15 +738,8 @@ def test_sigmoid_binary_cross_entropy_optax(optax):
 
 
 def _torchvision_sigmoid_focal_loss(z, t, alpha=0.25, gamma=2.0):
-    """torchvision.ops.sigmoid_focal_loss (reduction="none"), its documented formula."""
-    z, t = T(z, t)
-    p = torch.sigmoid(z)
-    ce = F.binary_cross_entropy_with_logits(z, t, reduction="none")
-    p_t = p * t + (1 - p) * (1 - t)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * t + (1 - alpha) * (1 - t)) * loss
-    return loss.numpy()
+    """torchvision.ops.sigmoid_focal_loss (reduction="none") on NumPy arrays."""
+    return torchvision_sigmoid_focal(*T(z, t), gamma=gamma, alpha=alpha).numpy()
 
 
 def test_sigmoid_focal_loss_torch():
