@@ -179,7 +179,7 @@ def _gradient_target(need_grad, out, z, inputs):
     if not need_grad:
         return None, None
     if out is None:
-        return (np.empty_like(z) if z.nbytes < CACHE_MIN else _fresh(z)), None
+        return _fresh(z), None
     if not out.flags.c_contiguous or any(np.may_share_memory(out, a) for a in inputs):
         return _fresh(z), out
     return out, None
