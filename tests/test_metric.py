@@ -418,10 +418,10 @@ def test_margin_ranking_is_elementwise_for_any_shape():
 
 def test_empty_batch_and_empty_embedding():
     x = np.zeros((0, 3))
-    for loss, arrays in ((contrastive, (x, x, np.zeros(0))),
+    for loss, inputs in ((contrastive, (x, x, np.zeros(0))),
                          (triplet_margin, (x, x, x)),
                          (cosine_embedding, (x, x, np.zeros(0)))):
-        v, g = loss.value_and_grad(*arrays, wrt="all")
+        v, g = loss.value_and_grad(*inputs, wrt="all")
         assert v == 0.0 and all(gi.shape == (0, 3) for gi in g)
     # D = 0: every distance is 0 (similar: 0; dissimilar: m^2/2)
     e = np.zeros((2, 0))
