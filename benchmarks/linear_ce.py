@@ -75,7 +75,7 @@ def _reset_peak() -> bool:
 def _step(method, h, W, y, b, chunk_size=None):
     """One value + three gradients; returns them as NumPy arrays (after the timing)."""
     if method.startswith("losskit"):
-        from losskit._linear_ce import linear_cross_entropy  # = lk.linear_cross_entropy
+        from losskit.losses.linear_cross_entropy import linear_cross_entropy  # = lk.linear_cross_entropy
 
         v, (gh, gw, gb) = linear_cross_entropy.value_and_grad(h, W, y, b, wrt="all",
                                                               chunk_size=chunk_size)

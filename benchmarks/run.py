@@ -22,7 +22,7 @@ case                        call
 ``small_bce``, ``small_mse``  the same (32, 10) for the elementwise losses
 ==========================  =============================================================
 
-Contenders: ``losskit[numba]`` (the fused kernels of ``losskit._fast`` on numba),
+Contenders: ``losskit[numba]`` (the fused kernels of ``losskit.kernels.fast_paths`` on numba),
 ``losskit[numba,out=]`` (the gradient written into a preallocated array), ``losskit[numpy]``
 (the same fast paths without numba), ``losskit[generic]`` (small cases only: the
 Array-API pipeline every backend runs), ``torch`` (``F.cross_entropy`` etc. on tensors
@@ -39,7 +39,7 @@ Numbers reported:
   here with ``np.copyto`` of a 256 MiB float32 array (read + write = 512 MiB moved; the
   best of one thread and of two threads each copying half, the larger is used);
 * **vs torch / vs jax**: the median over that contender's median in the same run;
-* **kept between calls**: the bytes losskit's gradient cache (``losskit._fast.GradientCache``)
+* **kept between calls**: the bytes losskit's gradient cache (``losskit.kernels.gradient_cache.GradientCache``)
   holds after a contender's timed calls: each call's gradient buffer is reused by the next
   call of the same shape once the caller has dropped it, as PyTorch's and JAX's device
   allocators reuse theirs; ``losskit[numba,no cache]`` (large cases) is the same call
@@ -215,25 +215,27 @@ def losskit_contenders(case):
     import numpy as np
 
     import losskit as lk
-    from losskit import _fast
+    from losskit.core import dispatch
+    from losskit.kernels import fast_paths as _fast
+    from losskit.kernels import gradient_cache
 
     loss = getattr(lk, case["loss"])
     arrays = case["arrays"]
     out = np.empty_like(arrays[0])
 
-    cache_limit = _fast.GRADIENT_CACHE.limit
+    cache_limit = gradient_cache.GRADIENT_CACHE.limit
 
     def engine(numba: bool, use_out: bool, enabled: bool = True, cache: bool = True):
         def fn():
-            _fast.USE_NUMBA, _fast.ENABLED = numba, enabled
-            _fast.GRADIENT_CACHE.limit = cache_limit if cache else 0
+            _fast.USE_NUMBA, dispatch.ENABLED = numba, enabled
+            gradient_cache.GRADIENT_CACHE.limit = cache_limit if cache else 0
             try:
                 if use_out:
                     return loss.value_and_grad(*arrays, out=out)
                 return loss.value_and_grad(*arrays)
             finally:
-                _fast.USE_NUMBA, _fast.ENABLED = True, True
-                _fast.GRADIENT_CACHE.limit = cache_limit
+                _fast.USE_NUMBA, dispatch.ENABLED = True, True
+                gradient_cache.GRADIENT_CACHE.limit = cache_limit
         return fn
 
     have_numba = _fast.engine() == "numba"
@@ -315,7 +317,8 @@ def child(args):
 
     sys.path.insert(0, str(ROOT / "src"))  # the working tree's losskit, installed or not
     import losskit  # noqa: F401
-    from losskit import _fast
+    from losskit.kernels import fast_paths as _fast
+    from losskit.kernels import gradient_cache
 
     info = {
         "setting": args.setting,
@@ -360,14 +363,14 @@ def child(args):
             ours = name.startswith("losskit")
             kept = None
             if ours:  # what the gradient cache holds after two calls of this contender
-                _fast.clear_gradient_cache()
+                gradient_cache.clear_gradient_cache()
                 fn()
                 fn()
-                kept = _fast.GRADIENT_CACHE.nbytes / MiB
-            trace, rss = peak_extra(fn, traced=ours, before=_fast.clear_gradient_cache)
+                kept = gradient_cache.GRADIENT_CACHE.nbytes / MiB
+            trace, rss = peak_extra(fn, traced=ours, before=gradient_cache.clear_gradient_cache)
             rows.append({"name": name, "median": med, "q1": q1, "q3": q3, "trace_mib": trace,
                          "rss_mib": rss, "kept_mib": kept})
-        _fast.clear_gradient_cache()
+        gradient_cache.clear_gradient_cache()
         results.append({"id": case["id"], "label": case["label"], "small": case["small"],
                         "bytes": case["bytes"], "floor": floor,
                         "grad_mib": case["arrays"][0].nbytes / MiB, "rows": rows})

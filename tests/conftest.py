@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# ``cases_<family>.py`` are data for loss_cases.py, which imports them at its end; imported
-# first on their own (by --doctest-modules collection) they would hit that circular import
-collect_ignore_glob = ["cases_*.py"]
+# ``cases/`` holds the reference-case registry (``loss_cases.py`` and the ``cases_<family>.py``
+# it imports at its end), importable as ``loss_cases`` (pyproject's pythonpath); it holds no
+# tests, and collected on its own (--doctest-modules) a cases module would hit that cycle
+collect_ignore = ["cases"]
 
 try:  # JAX references and jax arrays in float64
     import jax

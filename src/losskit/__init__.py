@@ -8,17 +8,17 @@ True
 """
 
 from . import info
-from ._base import REDUCTIONS, Loss, catalog
+from .core.loss import REDUCTIONS, Loss, catalog
 from .doctor import DoctorReport, Finding, doctor
 from .gradcheck import GradcheckResult, gradcheck
-from ._classification import (
+from .losses.cross_entropy import (
     binary_cross_entropy,
     cross_entropy,
     nll_loss,
     sigmoid_binary_cross_entropy,
     softmax_cross_entropy,
 )
-from ._boxes import (
+from .losses.boxes import (
     ciou_loss,
     complete_box_iou_loss,
     diou_loss,
@@ -33,12 +33,12 @@ from ._boxes import (
     siou_loss,
     wiou_loss,
 )
-from ._divergence import js_divergence, kl_divergence, softmax_kl_divergence
-from ._focal import poly_loss, sigmoid_focal_loss, softmax_focal_loss
-from ._likelihood import gaussian_nll, poisson_nll
-from ._linear_ce import linear_cross_entropy
-from ._margin import hinge, multiclass_hinge, squared_hinge
-from ._metric import (
+from .losses.divergence import js_divergence, kl_divergence, softmax_kl_divergence
+from .losses.focal import poly_loss, sigmoid_focal_loss, softmax_focal_loss
+from .losses.likelihood import gaussian_nll, poisson_nll
+from .losses.linear_cross_entropy import linear_cross_entropy
+from .losses.margin import hinge, multiclass_hinge, squared_hinge
+from .losses.metric_learning import (
     contrastive,
     contrastive_loss,
     cosine_embedding,
@@ -48,14 +48,14 @@ from ._metric import (
     triplet_margin,
     triplet_margin_loss,
 )
-from ._overlap import dice_loss, jaccard_loss, tversky_loss
-from ._penalties import elastic_net_penalty, l1_penalty, l2_penalty
-from ._primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
-from ._regression import l2_loss, mae, mean_absolute_error, mean_squared_error, mse
-from ._robust import huber, log_cosh, pinball, quantile, smooth_l1
-from ._scoring import brier_score
+from .losses.overlap import dice_loss, jaccard_loss, tversky_loss
+from .penalties import elastic_net_penalty, l1_penalty, l2_penalty
+from .core.primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
+from .losses.regression import l2_loss, mae, mean_absolute_error, mean_squared_error, mse
+from .losses.robust_regression import huber, log_cosh, pinball, quantile, smooth_l1
+from .losses.brier_score import brier_score
 
-__version__ = "0.1.0"
+from .core import __version__
 
 __all__ = [
     "Loss",

@@ -16,8 +16,8 @@ from typing import Any, Iterator
 import array_api_compat
 import numpy as np
 
-from ._validation import check_int, check_scalar
-from ._xp import to_numpy
+from .core.validation import check_int, check_scalar
+from .core.arrays import to_numpy
 
 __all__ = ["doctor", "DoctorReport", "Finding", "CODES"]
 

@@ -84,7 +84,7 @@ _REDUCTIONS = ("mean", "sum", "batchmean")
 
 # ----------------------------------------------------------------------------- loss names
 def _loss_names() -> dict:
-    from ._base import catalog
+    from .core.loss import catalog
 
     names = {}
     for loss in catalog():
@@ -104,7 +104,7 @@ def find_loss(name):
     >>> find_loss("mean-squared-error").name
     'mse'
     """
-    from ._base import Loss
+    from .core.loss import Loss
 
     if isinstance(name, Loss):
         return name
@@ -459,7 +459,7 @@ def open_array(source, *, label: str | None = None) -> ArraySource:
         import array_api_compat
 
         if array_api_compat.is_array_api_obj(source) and not isinstance(source, np.ndarray):
-            from ._xp import to_numpy
+            from .core.arrays import to_numpy
 
             source = to_numpy(source)
     except ImportError:  # pragma: no cover
@@ -522,10 +522,10 @@ def _chunk_totals(loss, arrays, sample_weight, options) -> tuple[float, float]:
     The same steps as ``Loss._pipeline`` up to the reduction (kernel, sample weights
     with zero-weight removal), stopping before the division so that blocks add up.
     """
-    from ._base import Context
-    from ._primitives import _weighted
-    from ._validation import check_floating
-    from ._xp import as_array, compute_dtype, device_of, namespace, quiet
+    from .core.loss import Context
+    from .core.primitives import _weighted
+    from .core.validation import check_floating
+    from .core.arrays import as_array, compute_dtype, device_of, namespace, quiet
 
     xp = namespace(*arrays, sample_weight)
     name0 = loss.inputs[0]
@@ -693,7 +693,7 @@ def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
         return _evaluate_dask(loss, names, sources, sw_source, reduction, opts, bounds,
                               chunk_size, described, client)
 
-    from .training import ProgressBar
+    from .core.progress import ProgressBar
 
     bar = ProgressBar(len(bounds), f"{loss.name}", enabled=progress)
     totals, weights = [], []

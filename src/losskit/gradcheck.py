@@ -18,8 +18,8 @@ from typing import Any, Callable
 import array_api_compat
 import numpy as np
 
-from ._validation import check_scalar
-from ._xp import to_numpy
+from .core.validation import check_scalar
+from .core.arrays import to_numpy
 
 __all__ = ["gradcheck", "GradcheckResult"]
 

@@ -54,16 +54,16 @@ from __future__ import annotations
 
 import math
 
-from ._base import fill_doc
-from ._primitives import _check_axis, _finish, _prepare, _safe_log, _xlogy
-from ._validation import (
+from .core.loss import fill_doc
+from .core.primitives import _check_axis, _finish, _prepare, _safe_log, _xlogy
+from .core.validation import (
     check_floating,
     check_in_range,
     check_log_base,
     check_same_shape,
     check_sums_to_one,
 )
-from ._xp import as_array, compute_dtype, device_of, namespace
+from .core.arrays import as_array, compute_dtype, device_of, namespace
 
 __all__ = [
     "self_information",

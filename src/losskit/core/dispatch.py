@@ -1,0 +1,62 @@
+"""The fast-path registry: fused kernels that the :class:`~losskit.core.loss.Loss` pipeline
+consults for plain NumPy arrays.
+
+The pipeline knows no kernel. A loss module registers the fused implementation of one of
+its losses here (``register_fast_path(MSE, fast_paths.regression)``); the pipeline asks
+:func:`fast_path_for` and, when it gets one, calls it as
+``kernel(loss, arrays, reduction, sample_weight, options, want, out)``. The kernel answers
+``NotImplemented`` for what it does not cover (invalid input included) and the generic
+Array-API path then runs. Imports point one way: losses -> kernels -> core.
+
+A subclass inherits its parent's fast path only while it keeps the parent's ``_compute``:
+a loss that states other math gets no fused kernel for the old one.
+
+``LOSSKIT_DISABLE_FAST=1`` (read at import) sets :data:`ENABLED` to False: every call runs
+the generic kernels; tests switch the flag.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+__all__ = ["ENABLED", "env_flag", "register_fast_path", "fast_path_for"]
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to 1/true/yes/on."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+#: whether the fast paths run at all (``LOSSKIT_DISABLE_FAST=1`` at import: False)
+ENABLED = not env_flag("LOSSKIT_DISABLE_FAST")
+
+_FAST_PATHS: dict[type, Callable[..., Any]] = {}
+_RESOLVED: dict[type, Callable[..., Any] | None] = {}
+
+
+def register_fast_path(loss_type: type, kernel: Callable[..., Any]) -> None:
+    """Register ``kernel`` as the fused implementation of ``loss_type``'s ``_compute``."""
+    _FAST_PATHS[loss_type] = kernel
+    _RESOLVED.clear()
+
+
+def fast_path_for(loss_type: type) -> Callable[..., Any] | None:
+    """The fused kernel for ``loss_type``, or None.
+
+    Walks the class hierarchy up to the class that defines ``_compute``: its registered
+    kernel is the answer (a subclass that overrides ``_compute`` has none of its parent's).
+    """
+    try:
+        return _RESOLVED[loss_type]
+    except KeyError:
+        pass
+    kernel = None
+    for cls in loss_type.__mro__:
+        if cls in _FAST_PATHS:
+            kernel = _FAST_PATHS[cls]
+            break
+        if "_compute" in cls.__dict__:
+            break
+    _RESOLVED[loss_type] = kernel
+    return kernel

@@ -1,0 +1,492 @@
+r"""The one ``Loss`` machinery every loss is built on.
+
+A concrete loss only writes a *kernel*: ``_compute(ctx, prediction, target, **options)``
+returning :class:`Terms`, the **unreduced** per-example value and its closed-form
+gradient with respect to the prediction. Everything else lives here, once:
+
+* array-library dispatch (NumPy, PyTorch, JAX, CuPy, Dask, array-api-strict) and devices;
+* dtype rules (float16/bfloat16 computed in float32, the input dtype returned;
+  integer predictions are an error);
+* ``sample_weight``, the class/ignore weights a kernel reports, and ``reduction``;
+* scaling the gradient by exactly the same reduction as the value.
+
+Reductions, with per-example values :math:`\ell_n`, sample weights :math:`s_n` and the
+kernel's denominator weights :math:`w_n` (1, 0 for an ignored target, or the class
+weight :math:`c_{y_n}` of the target):
+
+.. math::
+
+    \text{none}: s_n \ell_n \qquad
+    \text{sum}: \sum_n s_n \ell_n \qquad
+    \text{mean}: \frac{\sum_n s_n \ell_n}{\sum_n s_n w_n} \qquad
+    \text{batchmean}: \frac{1}{N}\sum_n s_n \ell_n
+
+where :math:`N` is the size of the first axis of the unreduced loss (1 for a single
+example, whose loss is 0-d). A mean over nothing
+(an empty batch, every target ignored, every weight 0) is defined as **0 with a zero
+gradient**, so a padded-out batch contributes nothing instead of poisoning training
+with NaN (PyTorch returns NaN there; Optax's masked means return 0). A sample weight
+of 0 removes its example entirely, even where the loss is ``inf`` or NaN.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import array_api_compat
+import numpy as np
+
+from . import dispatch
+from .primitives import _weighted
+from .validation import (
+    _dtype_name,
+    check_choice,
+    check_floating,
+    check_in_range,
+    check_numeric,
+    check_same_shape,
+)
+from .arrays import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
+
+__all__ = ["Loss", "Terms", "Context", "catalog", "check_out", "fill_doc", "REDUCTIONS"]
+
+REDUCTIONS = ("none", "sum", "mean", "batchmean")
+
+_REGISTRY: dict[str, "Loss"] = {}
+#: ``option_defaults`` per class (``inspect.signature`` is too slow to run on every call)
+_OPTIONS: dict[type, dict[str, Any]] = {}
+
+
+@dataclass
+class Context:
+    """What a kernel needs to know besides its arrays."""
+
+    xp: Any
+    dtype: Any  # the caller's floating dtype
+    work: Any  # the dtype arithmetic runs in
+    device: Any
+    loss: str
+
+    @property
+    def eps(self) -> float:
+        """Machine epsilon of the caller's dtype (clamps are dtype-aware)."""
+        return float(self.xp.finfo(self.dtype).eps)
+
+    def asarray(self, x, name: str):
+        """``x`` as an array of the prediction's library, on its device."""
+        return as_array(x, self.xp, device=self.device, name=name)
+
+
+@dataclass
+class Terms:
+    """A kernel's answer.
+
+    value:  per-example loss, shape ``E`` (class weights already applied).
+    grad:   d value / d prediction, the prediction's shape (``None`` when not asked).
+    weight: denominator weights for ``reduction="mean"``, shape ``E``; ``None`` means 1.
+    expand: maps an ``E``-shaped array to one that broadcasts against the prediction.
+    """
+
+    value: Any
+    grad: Any = None
+    weight: Any = None
+    expand: Callable[[Any], Any] = staticmethod(lambda a: a)  # type: ignore[assignment]
+    #: gradients with respect to the other differentiable inputs, by name, in the same
+    #: per-element layout as ``grad`` (so ``expand`` applies to them too)
+    grads: dict[str, Any] | None = None
+    #: per input, a map applied after weighting and reduction scaling (e.g. summing a
+    #: broadcast input's gradient back to its own shape)
+    finalize: dict[str, Callable[[Any], Any]] | None = None
+
+
+_COMMON_PARAMETERS = """\
+reduction : {"none", "sum", "mean", "batchmean"}, default "mean"
+    ``"none"`` returns the per-example loss (its ``.grad`` is the gradient of the sum);
+    ``"sum"``; ``"mean"`` divides by the total weight that took part (the count of
+    examples when unweighted; ignored targets excluded); ``"batchmean"`` divides the sum
+    by the batch size, the first axis of the unreduced loss (1 for a single example).
+    A mean over nothing is 0, with a zero gradient.
+sample_weight : array, optional
+    Non-negative weight per example: the shape of the unreduced loss, or ``(N,)`` to
+    weight every element of each of the N examples. A weight of 0 removes the example."""
+
+
+def fill_doc(doc: str, **parts: str) -> str:
+    """Substitute shared docstring paragraphs for ``{name}`` placeholders.
+
+    Each placeholder stands alone on its line; the paragraph's lines are indented like
+    the placeholder, so the numpydoc sections stay aligned (SciPy's ``doccer`` idea).
+    """
+    lines = []
+    for line in doc.split("\n"):
+        stripped = line.strip()
+        key = stripped[1:-1] if stripped.startswith("{") and stripped.endswith("}") else None
+        if key in parts:
+            indent = line[: len(line) - len(line.lstrip())]
+            lines.extend(indent + p if p else p for p in parts[key].split("\n"))
+        else:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+class Loss:
+    """Base class: a loss with its value, exact gradient and metadata.
+
+    Subclasses set the class attributes below and implement ``_compute``. Instances
+    are callable: ``loss(prediction, target, **options)`` gives the value,
+    ``loss.grad(...)`` the gradient with respect to ``prediction`` (same shape and dtype)
+    and ``loss.value_and_grad(...)`` both from one pass. ``Loss(**defaults)`` makes a
+    copy whose options default to ``defaults`` (like a PyTorch loss module).
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    family: ClassVar[str] = ""
+    prediction: ClassVar[str] = ""
+    target: ClassVar[str] = ""
+    formula: ClassVar[str] = ""
+    gradient_formula: ClassVar[str] = ""
+    when_to_use: ClassVar[str] = ""
+    references: ClassVar[tuple[str, ...]] = ()
+    #: names of the positional arrays, in order (the first is the prediction)
+    inputs: ClassVar[tuple[str, ...]] = ("prediction", "target")
+    #: the inputs ``.grad`` can differentiate with respect to (the first is the default)
+    differentiable: ClassVar[tuple[str, ...]] = ("prediction",)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__doc__:
+            cls.__doc__ = fill_doc(cls.__doc__, common_parameters=_COMMON_PARAMETERS)
+
+    def __init__(self, **defaults):
+        options = self.option_defaults()
+        unknown = set(defaults) - set(options) - {"reduction", "sample_weight"}
+        if unknown:
+            raise TypeError(self._unknown_message(unknown))
+        if "reduction" in defaults:
+            check_choice("reduction", defaults["reduction"], REDUCTIONS)
+        self._defaults = dict(defaults)
+
+    # ------------------------------------------------------------------ metadata
+    @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """The loss-specific keyword options and their defaults."""
+        return dict(cls._options())
+
+    @classmethod
+    def _options(cls) -> dict[str, Any]:
+        """``option_defaults``, introspected once per class (callers must not mutate it)."""
+        known = _OPTIONS.get(cls)
+        if known is None:
+            sig = inspect.signature(cls._compute)
+            known = _OPTIONS[cls] = {
+                p.name: p.default for p in sig.parameters.values()
+                if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name != "need_grad"}
+        return known
+
+    def info(self) -> dict[str, Any]:
+        """Metadata as a plain dict (for tables, docs and the command line)."""
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "family": self.family,
+            "prediction": self.prediction,
+            "target": self.target,
+            "formula": self.formula,
+            "gradient_formula": self.gradient_formula,
+            "when_to_use": self.when_to_use,
+            "inputs": list(self.inputs),
+            "differentiable": list(self.differentiable),
+            "options": {k: v for k, v in self.option_defaults().items()},
+            "references": list(self.references),
+        }
+
+    def __repr__(self) -> str:
+        extra = "".join(f", {k}={v!r}" for k, v in self._defaults.items())
+        return f"<losskit.{self.name}({', '.join(self.inputs)}; prediction: {self.prediction}{extra})>"
+
+    def _unknown_message(self, unknown) -> str:
+        valid = ", ".join(["reduction", "sample_weight", *self.option_defaults()])
+        names = ", ".join(sorted(repr(u) for u in unknown))
+        return f"{self.name}() got unexpected keyword argument(s) {names}; valid options: {valid}"
+
+    # ------------------------------------------------------------------ kernel API
+    def _compute(self, ctx: Context, prediction, *others, need_grad: bool) -> Terms:
+        """Unreduced values and closed-form gradients; ``others`` are ``inputs[1:]``."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ helpers for kernels
+    @staticmethod
+    def _real_target(ctx: Context, prediction, target, *, name: str = "target"):
+        """A real-valued target of exactly the prediction's shape, in the compute dtype."""
+        xp = ctx.xp
+        t = ctx.asarray(target, name)
+        check_numeric(xp, name, t)
+        check_same_shape("prediction", prediction.shape, name, t.shape)
+        return xp.astype(t, ctx.work) if t.dtype != ctx.work else t
+
+    @staticmethod
+    def _probability_target(ctx: Context, prediction, target, *, name: str = "target"):
+        t = Loss._real_target(ctx, prediction, target, name=name)
+        check_in_range(ctx.xp, name, t, 0.0, 1.0, hint="targets are probabilities")
+        return t
+
+    # ------------------------------------------------------------------ public API
+    def __call__(self, *arrays, reduction=None, sample_weight=None, **options):
+        return self._pipeline(arrays, reduction, sample_weight, options, "value", None)
+
+    def grad(self, *arrays, wrt=None, reduction=None, sample_weight=None, out=None,
+             **options):
+        """Gradient of the (reduced) loss with respect to ``prediction``.
+
+        Same shape and dtype as ``prediction``; with ``reduction="none"`` it is the
+        gradient of the sum of the per-example losses. Losses with several differentiable
+        inputs (``loss.differentiable``) take ``wrt=`` a name, a tuple of names or
+        ``"all"``, and then return a tuple.
+
+        ``out=``: an array of the prediction's library with the gradient's shape and dtype,
+        writeable (so not a JAX array). The gradient is written into it and ``out`` itself
+        is returned. On NumPy's fast paths (``losskit.kernels.fast_paths``) the kernel writes into it
+        directly, allocating nothing of its size; elsewhere the gradient is computed, then
+        copied into ``out``. ``out`` may be one of the inputs: it is overwritten once they
+        have been read. After an error its contents are unspecified.
+        """
+        return self._pipeline(arrays, reduction, sample_weight, options, "grad", wrt, out)
+
+    def value_and_grad(self, *arrays, wrt=None, reduction=None, sample_weight=None,
+                       out=None, **options):
+        """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``.
+
+        ``out=`` receives the gradient, as in :meth:`grad`.
+        """
+        return self._pipeline(arrays, reduction, sample_weight, options, "both", wrt, out)
+
+    # ------------------------------------------------------------------ the one pipeline
+    def _wrt_names(self, wrt):
+        if wrt is None:
+            return (self.differentiable[0],), False
+        if wrt == "all":
+            return tuple(self.differentiable), True
+        names = (wrt,) if isinstance(wrt, str) else tuple(wrt)
+        for n in names:
+            if n not in self.differentiable:
+                choices = ", ".join(repr(d) for d in (*self.differentiable, "all"))
+                raise ValueError(f"`wrt` of {self.name} must be one of {choices}; got {n!r}")
+        return names, not isinstance(wrt, str)
+
+    def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
+        names = self.inputs
+        if len(arrays) != len(names):
+            raise TypeError(f"{self.name}() takes {len(names)} arrays ({', '.join(names)}); "
+                            f"got {len(arrays)}")
+        defaults = self._defaults
+        if reduction is None:
+            reduction = defaults.get("reduction", "mean")
+        if sample_weight is None:
+            sample_weight = defaults.get("sample_weight")
+        known = _OPTIONS.get(type(self)) or self._options()
+        if options:
+            unknown = set(options) - set(known)
+            if unknown:
+                raise TypeError(self._unknown_message(unknown))
+        if options or defaults:
+            opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
+        else:
+            opts = known  # read only
+        if type(reduction) is not str or reduction not in REDUCTIONS:
+            check_choice("reduction", reduction, REDUCTIONS)
+        need_grad = want != "value"
+        wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
+
+        # plain NumPy arrays and the gradient (if any) with respect to the prediction: the
+        # fused kernel registered for this loss (losskit.core.dispatch), which answers
+        # NotImplemented for what it does not cover, invalid input included (the generic
+        # path then raises its own errors)
+        fast = dispatch.fast_path_for(type(self)) if dispatch.ENABLED else None
+        if (fast is not None and type(arrays[0]) is np.ndarray
+                and (not need_grad or wrt is None
+                     or (wrt_names == self.differentiable[:1]
+                         and not (as_tuple and out is not None)))):
+            result = fast(self, arrays, reduction, sample_weight, opts, want, out)
+            if result is not NotImplemented:
+                if as_tuple:  # wrt="all" (or a 1-tuple) of a loss with one differentiable input
+                    return (result,) if want == "grad" else (result[0], (result[1],))
+                return result
+
+        with quiet():
+            return self._generic(arrays, reduction, sample_weight, opts, want, wrt, wrt_names,
+                                 as_tuple, out)
+
+    def _generic(self, arrays, reduction, sample_weight, opts, want, wrt, wrt_names, as_tuple,
+                 out):
+        """The Array-API pipeline: validation, the kernel, weights, reduction, scaling."""
+        names = self.inputs
+        need_grad = want != "value"
+        named = list(zip(names, arrays)) + [("sample_weight", sample_weight)]
+        try:
+            xp = namespace(*arrays, sample_weight)
+        except TypeError as exc:  # say which argument is which library
+            kinds = ", ".join(f"`{n}` is a {type(a).__module__.split('.')[0]}.{type(a).__name__}"
+                              for n, a in named if hasattr(a, "shape"))
+            raise TypeError(f"{self.name}(): all array arguments must come from one array "
+                            f"library; {kinds}. Convert them to one library first") from exc
+        for n, a in named[:-1]:
+            if a is None:
+                raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
+        pred = as_array(arrays[0], xp, name=names[0])
+        check_floating(xp, names[0], pred, loss=self.name)
+        dtype = pred.dtype
+        work = compute_dtype(xp, dtype)
+        if work != dtype:
+            pred = xp.astype(pred, work)
+        ctx = Context(xp=xp, dtype=dtype, work=work, device=device_of(pred), loss=self.name)
+        if out is not None and need_grad:
+            if as_tuple:
+                raise TypeError(f"{self.name}(): `out` takes one gradient, but wrt={wrt!r} "
+                                "returns a tuple of gradients; leave `out` out")
+            if wrt_names[0] == self.differentiable[0]:  # else checked once the shape is known
+                check_out(out, tuple(pred.shape), dtype, xp, names[0])
+
+        terms = self._compute(ctx, pred, *arrays[1:], need_grad=need_grad, **opts)
+        value, weight = terms.value, terms.weight
+        grads = {}
+        if need_grad:
+            for n in wrt_names:
+                grads[n] = terms.grad if n == self.differentiable[0] else terms.grads[n]
+
+        if sample_weight is not None:
+            sw = self._sample_weight(ctx, sample_weight, value.shape)
+            # a zero weight removes the example, even an inf/NaN one
+            value = _weighted(xp, sw, value)
+            weight = sw if weight is None else sw * weight
+            grads = {n: _weighted(xp, terms.expand(sw), g) for n, g in grads.items()}
+
+        if reduction == "none":
+            value_out = value
+            scale = None
+        else:
+            value_out = xp.sum(value)
+            if reduction == "sum":
+                scale = None
+            elif reduction == "batchmean":
+                # the batch is the first axis of the unreduced loss; a 0-d loss is one example
+                n = value.shape[0] if value.ndim else 1
+                scale = 1.0 / n if n else 0.0
+            else:  # mean
+                if weight is None:
+                    count = 1
+                    for d in value.shape:
+                        count *= d
+                    scale = 1.0 / count if count else 0.0
+                else:
+                    total = xp.sum(weight)
+                    ok = total > 0
+                    scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)),
+                                     xp.zeros_like(total))
+            if scale is not None:
+                if isinstance(scale, float):
+                    value_out = value_out * scale
+                else:
+                    value_out = xp.where(scale > 0, value_out * scale, xp.zeros_like(value_out))
+        if value_out.dtype != dtype:
+            value_out = xp.astype(value_out, dtype)
+        value_out = ensure_array(value_out)
+        if not need_grad:
+            return value_out
+        result = []
+        for n in wrt_names:
+            g = grads[n]
+            if scale is not None:
+                if isinstance(scale, float):
+                    g = g * scale if scale else xp.zeros_like(g)
+                else:
+                    g = xp.where(scale > 0, g * scale, xp.zeros_like(g))
+            if terms.finalize and n in terms.finalize:
+                g = terms.finalize[n](g)
+            if g.dtype != dtype:
+                g = xp.astype(g, dtype)
+            result.append(g)
+        if out is not None:
+            g = result[0]
+            check_out(out, tuple(g.shape), dtype, xp, wrt_names[0])
+            if isinstance(out, np.ndarray):
+                np.copyto(out, g)
+            else:
+                out[...] = g
+            result[0] = out
+        grad = tuple(result) if as_tuple else result[0]
+        if want == "grad":
+            return grad
+        return value_out, grad
+
+    def _sample_weight(self, ctx: Context, sample_weight, shape):
+        xp = ctx.xp
+        sw = ctx.asarray(sample_weight, "sample_weight")
+        check_numeric(xp, "sample_weight", sw)
+        shape = tuple(shape)
+        if tuple(sw.shape) != shape:
+            if sw.ndim == 1 and len(shape) >= 1 and sw.shape[0] == shape[0]:
+                sw = xp.reshape(sw, (shape[0],) + (1,) * (len(shape) - 1))
+                sw = xp.broadcast_to(sw, shape)
+            else:
+                first = f" or ({shape[0]},)" if len(shape) > 1 else ""
+                raise ValueError(
+                    f"`sample_weight` of {self.name} must have the shape of the unreduced loss "
+                    f"{shape}{first}; got {tuple(sw.shape)}")
+        sw = xp.astype(sw, ctx.work)
+        check_in_range(xp, "sample_weight", sw, 0.0, float("inf"),
+                       hint="weights must be non-negative")
+        return sw
+
+
+def check_out(out, shape, dtype, xp, name: str = "prediction") -> None:
+    """``out=`` must be a writeable array of ``xp`` with the gradient's shape and dtype."""
+    if array_api_compat.is_jax_array(out):
+        raise TypeError("`out` cannot be a JAX array: JAX arrays are immutable; use the "
+                        "returned gradient instead")
+    try:
+        same = hasattr(out, "shape") and array_api_compat.array_namespace(out) is xp
+    except TypeError:
+        same = False
+    if not same:
+        lib = xp.__name__.replace("array_api_compat.", "")
+        raise TypeError(f"`out` must be a {lib} array like `{name}` (the gradient is written "
+                        f"into it); got {type(out).__module__}.{type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"`out` must have the gradient's dtype {_dtype_name(dtype)}; got "
+                        f"{_dtype_name(out.dtype)}")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"`out` must have the gradient's shape {tuple(shape)}; got "
+                         f"{tuple(out.shape)}")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("`out` is read-only; pass a writeable array to receive the gradient")
+
+
+def register(loss: Loss) -> Loss:
+    """Add a loss instance to the catalog (under its name; aliases point to it)."""
+    if loss.name in _REGISTRY:
+        raise ValueError(f"a loss named {loss.name!r} is already registered")
+    _REGISTRY[loss.name] = loss
+    return loss
+
+
+def catalog(family: str | None = None) -> list[Loss]:
+    """Every registered loss, sorted by family then name (aliases not repeated).
+
+    Each entry is the ``Loss`` object itself: read ``.name``, ``.formula``,
+    ``.gradient_formula``, ``.prediction``, ``.when_to_use`` or ``.info()``.
+
+    Examples
+    --------
+    >>> import losskit as lk
+    >>> "softmax_cross_entropy" in [loss.name for loss in lk.catalog()]
+    True
+    """
+    losses = sorted(_REGISTRY.values(), key=lambda loss: (loss.family, loss.name))
+    if family is not None:
+        families = sorted({loss.family for loss in losses})
+        check_choice("family", family, families)
+        losses = [loss for loss in losses if loss.family == family]
+    return losses

@@ -1,0 +1,230 @@
+"""Input checks with messages that name the argument, what was expected and what came.
+
+``TypeError`` for a wrong kind or dtype, ``ValueError`` for a wrong shape or range.
+Data-dependent checks (ranges, labels) run only on arrays whose values can be read
+now (see :func:`losskit.core.arrays.can_inspect`): never on Dask arrays or JAX tracers.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from typing import Any, Iterable
+
+import numpy as np
+
+from .arrays import can_inspect, compute_dtype, to_float, to_numpy
+
+__all__ = [
+    "check_floating",
+    "check_same_shape",
+    "check_in_range",
+    "check_labels",
+    "check_two_values",
+    "check_choice",
+    "check_scalar",
+    "check_int",
+    "check_log_base",
+    "check_sums_to_one",
+]
+
+
+def _dtype_name(dtype) -> str:
+    s = str(dtype)
+    for prefix in ("torch.", "dtype('", "<class '"):
+        s = s.replace(prefix, "")
+    return s.rstrip("')>").rsplit(".", 1)[-1]  # "array_api_strict.int64" -> "int64"
+
+
+def check_floating(xp, name: str, x, *, loss: str | None = None) -> None:
+    """``x`` must have a real floating dtype (integer predictions are an error)."""
+    if not xp.isdtype(x.dtype, "real floating"):
+        where = f" of `{loss}`" if loss else ""
+        raise TypeError(
+            f"`{name}`{where} must have a floating dtype (float16, bfloat16, float32 or "
+            f"float64); got {_dtype_name(x.dtype)}. Convert it explicitly, e.g. "
+            f"`{name}.astype(float32)`; losskit never casts floating inputs silently"
+        )
+
+
+def check_numeric(xp, name: str, x) -> None:
+    if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")
+            or x.dtype == xp.bool):
+        raise TypeError(f"`{name}` must be real-valued; got dtype {_dtype_name(x.dtype)}")
+
+
+def check_same_shape(pred_name: str, pred_shape, name: str, shape, *, hint: str = "") -> None:
+    """Shapes must match exactly: nothing is broadcast silently."""
+    if tuple(pred_shape) != tuple(shape):
+        msg = (
+            f"`{name}` must have the same shape as `{pred_name}` {tuple(pred_shape)}; "
+            f"got {tuple(shape)}"
+        )
+        if len(pred_shape) == len(shape) + 1 and pred_shape[-1] == 1:
+            msg += f"; squeeze the last axis of `{pred_name}` explicitly if that is meant"
+        elif len(shape) == len(pred_shape) + 1 and shape[-1] == 1:
+            msg += f"; squeeze the last axis of `{name}` explicitly if that is meant"
+        if hint:
+            msg += f". {hint}"
+        raise ValueError(msg)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.6g}"
+
+
+def check_in_range(xp, name: str, x, lo: float, hi: float, *, hint: str = "") -> None:
+    """All values of ``x`` lie in ``[lo, hi]`` (NaN passes: it propagates as NaN)."""
+    if not can_inspect(x) or math.prod(x.shape) == 0:
+        return
+    # NaN is neither above nor below: it propagates to the result instead.
+    below = xp.any(x < lo)
+    above = xp.any(x > hi)
+    if bool(below) or bool(above):
+        finite = x
+        if xp.isdtype(x.dtype, "real floating"):
+            finite = xp.where(xp.isnan(x), xp.zeros_like(x), x)
+        lo_v, hi_v = to_float(xp.min(finite)), to_float(xp.max(finite))
+        side = f"values below {_fmt(lo)} (min {_fmt(lo_v)})" if bool(below) else \
+            f"values above {_fmt(hi)} (max {_fmt(hi_v)})"
+        msg = f"`{name}` must lie in [{_fmt(lo)}, {_fmt(hi)}]; it has {side}"
+        if hint:
+            msg += f": {hint}"
+        raise ValueError(msg)
+
+
+def check_labels(xp, name: str, labels, num_classes: int, *, ignore_index: int | None) -> None:
+    """Integer labels lie in ``[0, num_classes)``, except those equal to ``ignore_index``."""
+    if not can_inspect(labels) or math.prod(labels.shape) == 0:
+        return
+    valid = (labels >= 0) & (labels < num_classes)
+    if ignore_index is not None:
+        valid = valid | (labels == ignore_index)
+    if not bool(xp.all(valid)):
+        bad = xp.where(valid, xp.zeros_like(labels), labels)
+        lo, hi = int(to_float(xp.min(bad))), int(to_float(xp.max(bad)))
+        worst = lo if lo < 0 else hi
+        msg = (f"`{name}` must hold class indices in [0, {num_classes - 1}] "
+               f"(num_classes={num_classes} from the class axis); got {worst}")
+        if worst < 0:
+            msg += ("; to skip targets such as padding, pass ignore_index="
+                    f"{worst}" if ignore_index is None else
+                    f" and ignore_index={ignore_index} does not match it")
+        raise ValueError(msg)
+
+
+def check_two_values(xp, name: str, x, allowed: tuple[float, float], *, loss: str,
+                     meaning: str, hint: str = "") -> None:
+    """Every entry of ``x`` is one of the two ``allowed`` values (e.g. labels -1/+1).
+
+    The message lists up to five other values found (NaN last) and ends with ``hint``.
+    """
+    if not can_inspect(x) or math.prod(x.shape) == 0:
+        return
+    a, b = allowed
+    if bool(xp.all((x == a) | (x == b))):
+        return
+    bad = sorted({float(v) for v in to_numpy(x).ravel().tolist()} - {a, b},
+                 key=lambda v: (math.isnan(v), v))[:5]
+    raise ValueError(f"`{name}` of {loss} must hold {meaning}; got also {bad}. {hint}".rstrip())
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[str]) -> None:
+    allowed = tuple(allowed)
+    if not isinstance(value, str) or value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"`{name}` must be one of {choices}; got {value!r}")
+
+
+def check_scalar(name: str, value: Any, *, lo: float | None = None, hi: float | None = None,
+                 lo_open: bool = False, hi_open: bool = False) -> float:
+    """A real Python number in the given interval; returns it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"`{name}` must be a real number; got {type(value).__name__}")
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`{name}` must be a real number; got {value!r}") from exc
+    bad = math.isnan(v)
+    if lo is not None:
+        bad |= v <= lo if lo_open else v < lo
+    if hi is not None:
+        bad |= v >= hi if hi_open else v > hi
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        lo_s = "-inf" if lo is None else _fmt(lo)
+        hi_s = "inf" if hi is None else _fmt(hi)
+        raise ValueError(f"`{name}` must lie in {left}{lo_s}, {hi_s}{right}; got {value!r}")
+    return v
+
+
+def check_int(name: str, value: Any, *, lo: int, hint: str = "", or_none: bool = False) -> int:
+    """An integer (Python or NumPy; not a bool) of at least ``lo``; returns it as ``int``.
+
+    ``hint`` follows the bound in the range message; ``or_none`` only words the type
+    message for an option whose default is None (the caller handles None itself).
+    """
+    expected = f"an int >= {lo}" + (" or None" if or_none else "")
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be {expected}; got a bool")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"`{name}` must be {expected}; got {type(value).__name__} "
+                        f"{value!r}") from None
+    if v < lo:
+        raise ValueError(f"`{name}` must be >= {lo}{hint}; got {v}")
+    return v
+
+
+def check_log_base(base: Any) -> float:
+    """A logarithm base: positive and not 1. Returns ``ln(base)``."""
+    b = check_scalar("base", base, lo=0.0, lo_open=True)
+    if b == 1.0:
+        raise ValueError("`base` must be positive and not 1 (log base 1 is undefined); got 1. "
+                         "Use math.e for nats, 2 for bits, 10 for the tutorials' numbers")
+    if math.isinf(b):
+        raise ValueError("`base` must be finite; got inf")
+    return math.log(b)
+
+
+def sums_to_one_tolerance(xp, dtype, k: int) -> float:
+    """How far a sum of ``k`` probabilities of ``dtype`` may stray from 1 by rounding.
+
+    ``k * min(1e-2, max(1e-6, 10 * sqrt(eps)))``: about ``1e-6 * k`` for float64,
+    ``3.5e-3 * k`` for float32 and ``1e-2 * k`` for float16/bfloat16.
+    """
+    eps = float(xp.finfo(dtype).eps)
+    return k * min(1e-2, max(1e-6, 10.0 * math.sqrt(eps)))
+
+
+def check_sums_to_one(xp, name: str, x, axis: int, *, dtype=None, hint: str = "") -> None:
+    """Every slice of ``x`` along ``axis`` sums to 1 within rounding (NaN passes).
+
+    The tolerance is :func:`sums_to_one_tolerance` of ``dtype`` (default ``x.dtype``; pass
+    the caller's dtype when ``x`` was already upcast); the sums are taken in the compute
+    dtype (float32 for float16/bfloat16). Nothing is renormalised: a slice that
+    does not sum to 1 is an error that tells the caller to normalise explicitly.
+    """
+    if not can_inspect(x) or math.prod(x.shape) == 0:
+        return
+    tol = sums_to_one_tolerance(xp, x.dtype if dtype is None else dtype, x.shape[axis])
+    work = compute_dtype(xp, x.dtype)
+    s = xp.sum(x if x.dtype == work else xp.astype(x, work), axis=axis)
+    dev = xp.abs(s - 1.0)
+    bad = dev > tol  # NaN compares False: it propagates to the result instead
+    if not bool(xp.any(bad)):
+        return
+    flat_dev = xp.reshape(xp.where(bad, dev, xp.zeros_like(dev)), (-1,))
+    worst = int(to_float(xp.argmax(flat_dev)))
+    worst_sum = to_float(xp.reshape(s, (-1,))[worst])
+    n_bad = int(to_float(xp.sum(xp.astype(bad, work))))
+    msg = (f"`{name}` must be a probability distribution along axis {axis}: every slice must "
+           f"sum to 1 (within {tol:.2g}); {n_bad} of {math.prod(s.shape)} slices do not, the "
+           f"worst sums to {_fmt(worst_sum)}. "
+           f"Normalise it explicitly, e.g. `{name} / {name}.sum(axis={axis}, keepdims=True)`: "
+           "losskit never renormalises silently")
+    if hint:
+        msg += f". {hint}"
+    raise ValueError(msg)

@@ -1,0 +1,28 @@
+"""The loss catalog, one module per family, each loss stating its math once.
+
+==========================  ===============================================================
+module                      losses
+==========================  ===============================================================
+``regression``              mse, l2_loss, mae
+``robust_regression``       huber, smooth_l1, log_cosh, quantile (pinball)
+``likelihood``              poisson_nll, gaussian_nll
+``cross_entropy``           softmax_cross_entropy, cross_entropy, nll_loss,
+                            binary_cross_entropy, sigmoid_binary_cross_entropy
+``linear_cross_entropy``    linear_cross_entropy (softmax CE of a linear layer, in blocks)
+``focal``                   sigmoid_focal_loss, softmax_focal_loss, poly_loss
+``brier_score``             brier_score
+``margin``                  hinge, squared_hinge, multiclass_hinge
+``divergence``              kl_divergence, softmax_kl_divergence, js_divergence
+``overlap``                 dice_loss, tversky_loss, jaccard_loss
+``boxes``                   iou_loss, giou_loss, diou_loss, ciou_loss, eiou_loss,
+                            focal_eiou_loss, siou_loss, wiou_loss, mpdiou_loss, inner_iou_loss
+``metric_learning``         contrastive, triplet_margin, margin_ranking, cosine_embedding
+==========================  ===============================================================
+
+Each loss is a :class:`losskit.core.loss.Loss` subclass whose ``_compute`` returns the
+unreduced value and the closed-form gradient; the pipeline does the rest. A fused NumPy
+kernel, where one exists, lives in :mod:`losskit.kernels.fast_paths` and is registered at
+the end of the loss's module. Tests: ``tests/losses/test_<module>.py`` and the reference
+cases of ``tests/cases/``. The losses are re-exported as ``losskit.NAME``; this package
+re-exports nothing (its modules keep their names).
+"""

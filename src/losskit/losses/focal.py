@@ -1,0 +1,506 @@
+r"""Re-weighted cross-entropies: the focal losses and the Poly-1 loss.
+
+* ``sigmoid_focal_loss``: the binary (one-vs-all, detection) focal loss of Lin et al.,
+  elementwise on logits, with torchvision's ``alpha``/``gamma`` semantics;
+* ``softmax_focal_loss``: the multi-class focal loss :math:`-(1-p_y)^\gamma \log p_y`
+  on logits, with the K-class target handling of ``softmax_cross_entropy``;
+* ``poly_loss``: Poly-1, cross-entropy plus :math:`\varepsilon (1 - p_y)`.
+
+Stability: every probability is handled through its logarithm. The focal weight
+:math:`(1 - p_t)^\gamma` is :math:`\exp(\gamma \log(1 - p_t))`, with
+:math:`\log(1 - p_t)` formed from log-sigmoids (binary) or from :math:`\log p` by
+``log1mexp`` (multi-class), so it is exact at huge logits and its derivative, which
+contains :math:`(1 - p_t)^{\gamma - 1}`, stays finite for :math:`0 < \gamma < 1`: the
+power is always multiplied by a factor that vanishes like :math:`1 - p_t` and the two
+are combined in log space (:math:`\gamma \log(1-p_t)` plus a finite rest) before
+exponentiating.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..core.dispatch import register_fast_path
+from ..kernels import fast_paths
+from ..core.loss import Loss, Terms, fill_doc, register
+from .cross_entropy import CLASS_TARGET_DOC, class_target
+from ..core.primitives import _log_sigmoid, _safe_log, _sigmoid, _softmax_and_neg_log, _weighted
+from ..core.validation import check_in_range, check_numeric, check_scalar
+from ..core.arrays import device_of
+
+__all__ = ["sigmoid_focal_loss", "softmax_focal_loss", "poly_loss"]
+
+_INF = float("inf")
+_LN2 = math.log(2.0)
+
+
+def _finite_scalar(name, value, *, lo=None, hi=None, hint=""):
+    """A finite real number in [lo, hi]; ``hint`` is appended to a range error."""
+    try:
+        v = check_scalar(name, value, lo=lo, hi=hi)
+    except ValueError as exc:
+        raise ValueError(f"{exc}{hint}") from None
+    if math.isinf(v):
+        raise ValueError(f"`{name}` must be finite; got {value!r}{hint}")
+    return v
+
+
+def _scale(xp, w, x):
+    """w * x with 0 * inf = 0 (a zero weight removes an infinite loss), NaN kept."""
+    return xp.where((w == 0) & ~xp.isnan(x), xp.zeros_like(x), w * x)
+
+
+def _gamma(gamma):
+    return _finite_scalar("gamma", gamma, lo=0.0)
+
+
+def _log1mexp(xp, x):
+    r""":math:`\log(1 - e^x)` for :math:`x \le 0`, accurate at both ends (M. Mächler,
+    "Accurately computing log(1 - exp(-|a|))", Rmpfr vignette, 2012).
+
+    ``log(-expm1(x))`` near 0, ``log1p(-exp(x))`` below :math:`-\ln 2`; ``x = 0`` gives
+    ``-inf`` and ``x = -inf`` gives 0, without warnings; NaN propagates.
+    """
+    near = x > -_LN2
+    minus_one = xp.full_like(x, -1.0)
+    a = _safe_log(xp, -xp.expm1(xp.where(near, x, minus_one)))
+    b = xp.log1p(-xp.exp(xp.where(near, minus_one, x)))
+    out = xp.where(near, a, b)
+    return xp.where(xp.isnan(x), x, out)
+
+
+def _softmax_and_log(xp, x, axis):
+    r"""Softmax :math:`p`, :math:`-\log p` and :math:`1 - p`, each to full relative precision.
+
+    The shared kernel forms :math:`\log s` with :math:`s = \sum_c e^{x_c - m}`, which
+    rounds to :math:`\log 1 = 0` once the other classes weigh less than the float's
+    epsilon: :math:`-\log p_y` and :math:`1 - p_y` of a confident class become 0 instead of
+    :math:`\approx e^{-40}`. Here :math:`s = 1 + r`, with :math:`r` the sum over every class
+    but the (first) maximum, and :math:`\log s = \operatorname{log1p}(r)`; :math:`1 - p_c
+    = -\operatorname{expm1}(\log p_c)`. Rows whose maximum is not finite keep the shared
+    kernel's values (``-inf`` rows are NaN, ``+inf`` entries as ``log_softmax``).
+    """
+    p, neg_log = _softmax_and_neg_log(xp, x, axis=axis)
+    k = x.shape[axis]
+    if k == 0:
+        return p, neg_log, 1.0 - p
+    m = xp.max(x, axis=axis, keepdims=True)
+    finite = xp.isfinite(m)
+    # rows without a finite maximum are replaced by zeros here (no overflow, no inf - inf)
+    # and keep the shared kernel's values below
+    shifted = xp.where(finite, x - xp.where(finite, m, xp.zeros_like(m)), xp.zeros_like(x))
+    e = xp.exp(shifted)
+    bshape = tuple(k if i == axis else 1 for i in range(x.ndim))
+    classes = xp.reshape(xp.arange(k, device=device_of(x)), bshape)
+    top = classes == xp.argmax(x, axis=axis, keepdims=True)
+    rest = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=axis, keepdims=True)
+    precise = xp.log1p(rest) - shifted
+    neg_log = xp.where(finite, precise, neg_log)
+    return p, neg_log, -xp.expm1(-neg_log)
+
+
+# ----------------------------------------------------------------------------- sigmoid
+class SigmoidFocalLoss(Loss):
+    r"""Binary focal loss on logits, elementwise: :math:`-\alpha_t (1 - p_t)^\gamma \log p_t`.
+
+    The loss of RetinaNet [1]_: binary cross-entropy on logits, scaled down by
+    :math:`(1 - p_t)^\gamma` for examples the model already gets right, so that the many
+    easy negatives of dense detection do not swamp the few hard ones. Same semantics as
+    ``torchvision.ops.sigmoid_focal_loss`` (defaults ``alpha=0.25``, ``gamma=2``; its
+    default reduction is ``"none"``, losskit's ``"mean"``) and ``optax.sigmoid_focal_loss``
+    (whose default is ``alpha=None``).
+
+    Parameters
+    ----------
+    prediction : floating array of shape (*)
+        Logits :math:`z`; the probability of the positive class is :math:`p = \sigma(z)`.
+    target : array of the same shape
+        Targets in [0, 1]: hard 0/1 labels, or soft labels (the formulas below hold for
+        any :math:`t \in [0, 1]`, as in torchvision and Optax).
+    gamma : float >= 0, default 2
+        Focusing parameter :math:`\gamma`; 0 gives (alpha-weighted) binary cross-entropy
+        exactly.
+    alpha : float in [0, 1] or None, default 0.25
+        Weight :math:`\alpha` of the positive class (:math:`1 - \alpha` for the negative).
+        ``None`` or a negative number disables the weighting (:math:`\alpha_t = 1`),
+        as torchvision's ``alpha >= 0`` test does; above 1 is an error (it would give the
+        negatives a negative weight).
+    {common_parameters}
+
+    Notes
+    -----
+    With :math:`p = \sigma(z)`, :math:`q_t = 1 - p_t = t + p(1 - 2t)`,
+    :math:`\alpha_t = \alpha t + (1 - \alpha)(1 - t)` and the binary cross-entropy
+    :math:`c = t\,\operatorname{softplus}(-z) + (1-t)\operatorname{softplus}(z)`:
+
+    .. math::
+
+        \ell = \alpha_t\, q_t^{\gamma}\, c, \qquad
+        \frac{\partial \ell}{\partial z} = \alpha_t \Bigl[ q_t^{\gamma} (p - t)
+            + \gamma (1 - 2t)\, q_t^{\gamma - 1} p (1 - p)\, c \Bigr]
+
+    using :math:`\partial q_t/\partial z = (1 - 2t)\,p(1-p)` and
+    :math:`\partial c/\partial z = p - t`. Computed in log space:
+    :math:`\log q_t = \operatorname{logsumexp}(\log p + \log(1-t), \log(1-p) + \log t)`
+    from the log-sigmoids, :math:`q_t^\gamma = e^{\gamma \log q_t}` and
+    :math:`q_t^{\gamma-1} p(1-p) = e^{(\gamma - 1)\log q_t + \log p + \log(1-p)}`; for a
+    hard label the second factor equals :math:`q_t^\gamma\, p` or
+    :math:`q_t^\gamma (1-p)`, so the gradient is finite for every :math:`\gamma \ge 0`
+    (the autodiff of the textbook formula gives ``inf * 0 = NaN`` at
+    :math:`p_t = 1` when :math:`\gamma < 1`), and :math:`p - t` is formed as
+    :math:`(1-t)\,\sigma(z) - t\,\sigma(-z)`, exact for a hard label even where
+    :math:`\sigma(z)` rounds to 1. :math:`0^0 = 1`: with :math:`\gamma = 0`
+    the weight is 1 everywhere. At infinite logits the limits are taken: a perfect
+    prediction costs 0 with gradient 0.
+
+    References
+    ----------
+    .. [1] T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollár, "Focal Loss for Dense
+       Object Detection", ICCV 2017, arXiv:1708.02002.
+
+    Examples
+    --------
+    A positive predicted at :math:`p = 0.5` (logit 0): :math:`\alpha (1 - p)^2 (-\ln p) =
+    0.25 \cdot 0.25 \cdot \ln 2`; an easy negative at :math:`p = 0.1` costs
+    :math:`0.75 \cdot 0.1^2 \cdot (-\ln 0.9)`, a hundredth of its (alpha-weighted)
+    cross-entropy.
+
+    >>> import numpy as np, losskit as lk
+    >>> z = np.array([0.0, np.log(1 / 9)]); t = np.array([1.0, 0.0])
+    >>> v = lk.sigmoid_focal_loss(z, t, reduction="none")
+    >>> bool(np.allclose(v, [0.0625 * np.log(2), 0.0075 * -np.log(0.9)]))
+    True
+    >>> lk.sigmoid_focal_loss.grad(np.array([0.0]), np.array([1.0]), alpha=None, gamma=0.0)
+    array([-0.5])
+    """
+
+    name = "sigmoid_focal_loss"
+    family = "classification"
+    prediction = "logits"
+    target = "probabilities in [0, 1], same shape"
+    formula = (r"\ell = -\alpha_t (1 - p_t)^\gamma \log p_t,\ p_t = p t + (1-p)(1-t),\ "
+               r"p = \sigma(z)")
+    gradient_formula = (r"\frac{\partial \ell}{\partial z} = \alpha_t \left[(1-p_t)^\gamma "
+                        r"(p - t) + \gamma (1 - 2t) (1-p_t)^{\gamma-1} p (1-p) "
+                        r"(-\log p_t)\right]")
+    when_to_use = (
+        "Dense detection and other binary or multi-label problems with extreme class "
+        "imbalance (RetinaNet: ~100k easy background anchors per image). The factor "
+        "(1 - p_t)^gamma shrinks the loss of well-classified examples so the few hard ones "
+        "dominate the gradient; alpha rebalances positives and negatives. With gamma = 0 "
+        "it is sigmoid binary cross-entropy."
+    )
+    references = ("Lin et al., Focal Loss for Dense Object Detection, ICCV 2017, "
+                  "arXiv:1708.02002",)
+
+
+    def _compute(self, ctx, prediction, target, *, need_grad, gamma=2.0, alpha=0.25):
+        xp = ctx.xp
+        g = _gamma(gamma)
+        a = None
+        if alpha is not None:
+            a = _finite_scalar("alpha", alpha, hi=1.0,
+                               hint="; None or a negative alpha disables the weighting")
+            if a < 0:  # torchvision: alpha < 0 disables the weighting
+                a = None
+        t = self._probability_target(ctx, prediction, target)
+        z = prediction
+        lp = _log_sigmoid(xp, z)  # log p
+        lq = _log_sigmoid(xp, -z)  # log (1 - p)
+        s = 1.0 - t
+        ce = _weighted(xp, t, -lp) + _weighted(xp, s, -lq)
+        if g == 0.0:
+            loss = ce
+        else:
+            # log(1 - p_t) = log((1 - t) p + t (1 - p)), shifted by the larger log
+            m = xp.maximum(lp, lq)
+            m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+            inner = _weighted(xp, s, xp.exp(lp - m)) + _weighted(xp, t, xp.exp(lq - m))
+            log_qt = _safe_log(xp, inner) + m
+            weight = xp.exp(g * log_qt)
+            loss = _weighted(xp, weight, ce)  # weight 0 only where ce is 0 (or inf - 0)
+        alpha_t = None if a is None else a * t + (1.0 - a) * s
+        value = loss if alpha_t is None else _scale(xp, alpha_t, loss)
+        grad = None
+        if need_grad:
+            # p - t as (1 - t) p - t (1 - p): exact for hard labels where p rounds to 1
+            grad = _weighted(xp, s, _sigmoid(xp, z)) - _weighted(xp, t, _sigmoid(xp, -z))
+            if g != 0.0:
+                ok = log_qt > -_INF  # -inf: a perfect prediction at an infinite logit
+                safe = xp.where(ok, log_qt, xp.zeros_like(log_qt))
+                expo = xp.where(ok, (g - 1.0) * safe + lp + lq, xp.full_like(log_qt, -_INF))
+                focus = g * (1.0 - 2.0 * t) * _weighted(xp, xp.exp(expo), ce)
+                grad = weight * grad + focus
+            if alpha_t is not None:
+                grad = alpha_t * grad
+        return Terms(value, grad)
+
+
+# ----------------------------------------------------------------------------- softmax
+def _alpha_vector(ctx, alpha, k, bshape):
+    """``alpha`` of softmax_focal_loss: None, a non-negative number, or shape (K,)."""
+    xp = ctx.xp
+    if alpha is None:
+        return None
+    if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        return _finite_scalar("alpha", alpha, lo=0.0)
+    a = ctx.asarray(alpha, "alpha")
+    check_numeric(xp, "alpha", a)
+    if a.ndim == 0:
+        a = xp.astype(a, ctx.work)
+        check_in_range(xp, "alpha", a, 0.0, _INF, hint="class factors must be non-negative")
+        return a
+    if tuple(a.shape) != (k,):
+        raise ValueError(f"`alpha` must be a number or one factor per class, shape ({k},) "
+                         f"(the size of the class axis of `prediction`); got "
+                         f"{tuple(a.shape)}")
+    a = xp.astype(a, ctx.work)
+    check_in_range(xp, "alpha", a, 0.0, _INF, hint="class factors must be non-negative")
+    return xp.reshape(a, bshape)
+
+
+class SoftmaxFocalLoss(Loss):
+    r"""Multi-class focal loss on logits: :math:`\ell = -\alpha_y (1 - p_y)^\gamma \log p_y`.
+
+    The focal loss of Lin et al. [1]_ with a softmax over K classes, :math:`p =
+    \operatorname{softmax}(z)`: cross-entropy whose well-classified examples are
+    down-weighted by :math:`(1 - p_y)^\gamma`. Probability targets give
+    :math:`-\sum_c t_c (1 - p_c)^\gamma \log p_c`.
+
+    Parameters
+    ----------
+    prediction : floating array of shape (N, ..., K, ...)
+        Logits; the class axis is ``axis``.
+    {target_doc}
+    gamma : float >= 0, default 2
+        Focusing parameter; 0 gives ``softmax_cross_entropy`` (to rounding: this loss
+        keeps full relative precision where :math:`p_y` rounds to 1).
+    alpha : float or array of shape (K,), optional
+        Non-negative factor :math:`\alpha_c` on the loss of class :math:`c` (Lin et al.'s
+        :math:`\alpha_t`; kornia's ``focal_loss`` ``alpha`` is the scalar case). Unlike
+        ``class_weight`` it does not enter the mean's denominator. Default: 1.
+    {common_parameters}
+
+    Notes
+    -----
+    With :math:`a_{nc}` the target coefficients of ``softmax_cross_entropy`` (one-hot times
+    the class weight, 0 for an ignored label; or :math:`w_c t_{nc}`), :math:`b_{nc} =
+    \alpha_c a_{nc}` and :math:`u_c = 1 - p_c`:
+
+    .. math::
+
+        \ell_n = -\sum_c b_{nc}\, u_{nc}^{\gamma} \log p_{nc}, \qquad
+        \frac{\partial \ell_n}{\partial z_{nj}} = b_{nj} f_{nj} - p_{nj} \sum_c b_{nc} f_{nc},
+
+    .. math::
+
+        f_c = \frac{\partial\bigl(-u_c^\gamma \log p_c\bigr)}{\partial \log p_c}
+            = u_c^{\gamma}\Bigl(\gamma\,\frac{p_c \log p_c}{1 - p_c} - 1\Bigr)
+
+    by the chain rule through :math:`\partial \log p_c / \partial z_j = \delta_{cj} - p_j`
+    and :math:`\partial u_c / \partial \log p_c = -p_c`. With :math:`\gamma = 0`,
+    :math:`f_c = -1` and the gradient is :math:`(\sum_c b_c)\,p - b`, the softmax
+    cross-entropy's. Stable forms: :math:`\log p` is the log-softmax with
+    :math:`\log\sum_c e^{z_c - \max z}` taken as ``log1p`` of the non-maximal terms (so
+    :math:`-\log p_y \approx e^{-40}` does not round to 0), :math:`u = 1 - p =
+    -\operatorname{expm1}(\log p)`, :math:`\log u = \operatorname{log1mexp}(\log p)`,
+    :math:`u^\gamma = e^{\gamma\log u}`, and :math:`p \log p / (1 - p)` takes its limits
+    :math:`-1` at :math:`p = 1` and 0 at :math:`p = 0`; the gradient is evaluated as
+    :math:`b_j f_j u_j - p_j \sum_{c \ne j} b_c f_c`. Everything is finite for every
+    :math:`\gamma \ge 0`, huge logits and ``-inf`` logits (a ``-inf`` logit on the target
+    class costs ``inf``, with the cross-entropy's gradient there), and accurate to full
+    relative precision also where :math:`p_y` rounds to 1.
+
+    References
+    ----------
+    .. [1] T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollár, "Focal Loss for Dense
+       Object Detection", ICCV 2017, arXiv:1708.02002.
+
+    Examples
+    --------
+    Two equal logits, label 0: :math:`p_0 = 1/2`, so the loss is :math:`(1/2)^2 \ln 2`
+    (cross-entropy :math:`\ln 2` scaled by :math:`1/4`).
+
+    >>> import numpy as np, losskit as lk
+    >>> v = lk.softmax_focal_loss(np.array([[0.0, 0.0]]), np.array([0]))
+    >>> bool(np.isclose(v, 0.25 * np.log(2)))
+    True
+    >>> float(lk.softmax_focal_loss(np.array([[1e4, 0.0]]), np.array([0])))  # p_y = 1
+    0.0
+    """
+
+    name = "softmax_focal_loss"
+    family = "classification"
+    prediction = "logits"
+    target = "integer labels or class probabilities"
+    formula = (r"\ell = -\alpha_y (1 - p_y)^\gamma \log p_y,\ "
+               r"p = \operatorname{softmax}(z)")
+    gradient_formula = (r"\frac{\partial \ell}{\partial z_j} = b_j f_j - p_j \sum_c b_c f_c,\ "
+                        r"f_c = (1-p_c)^\gamma \left(\frac{\gamma p_c \log p_c}{1-p_c} - 1\right)")
+    when_to_use = (
+        "Single-label classification with many easy examples and few hard ones (long-tailed "
+        "data, dense per-pixel or per-anchor softmax classification): the factor "
+        "(1 - p_y)^gamma shrinks the loss of confidently correct examples so training "
+        "concentrates on the misclassified. With gamma = 0 it is softmax cross-entropy; "
+        "alpha and class_weight rebalance classes."
+    )
+    references = ("Lin et al., Focal Loss for Dense Object Detection, ICCV 2017, "
+                  "arXiv:1708.02002",)
+
+    def _compute(self, ctx, prediction, target, *, need_grad, gamma=2.0, alpha=None, axis=-1,
+                 class_weight=None, ignore_index=None):
+        xp = ctx.xp
+        g = _gamma(gamma)
+        ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
+                          ignore_index=ignore_index)
+        ax = ct.axis
+        k = prediction.shape[ax]
+        bshape = tuple(k if i == ax else 1 for i in range(prediction.ndim))
+        av = _alpha_vector(ctx, alpha, k, bshape)
+        b = ct.coef if av is None else ct.coef * av
+        p, neg_log, u = _softmax_and_log(xp, prediction, ax)
+        log_p = -neg_log
+        if g == 0.0:
+            per_class = neg_log
+        else:
+            log_u = _log1mexp(xp, log_p)
+            u_g = xp.exp(g * log_u)  # (1 - p)^gamma; 0 at p = 1, 1 at p = 0
+            per_class = _weighted(xp, u_g, neg_log)  # 0 * inf = 0 cannot occur: kept safe
+        value = xp.sum(_weighted(xp, b, per_class), axis=ax)
+        grad = None
+        if need_grad:
+            if g == 0.0:
+                f = -xp.ones_like(p)
+            else:
+                pos = u > 0
+                ratio = xp.where(pos, log_p / xp.where(pos, u, xp.ones_like(u)),
+                                 -xp.ones_like(u))  # log p / (1 - p) -> -1 at p = 1
+                has = p > 0
+                p_ratio = xp.where(has, p * xp.where(has, ratio, xp.zeros_like(ratio)),
+                                   xp.zeros_like(p))  # p log p / (1 - p) -> 0 at p = 0
+                f = u_g * (g * p_ratio - 1.0)
+                f = xp.where(xp.isnan(log_p), log_p, f)
+            bf = _weighted(xp, b, f)
+            total = xp.sum(bf, axis=ax, keepdims=True)
+            # sum_c b_c f_c (delta_cj - p_j), with 1 - p_j taken from u (exact near p = 1)
+            grad = bf * u - p * (total - bf)
+            mass = xp.sum(b, axis=ax, keepdims=True)
+            grad = xp.where(mass == 0, xp.zeros_like(grad), grad)  # ignored: no gradient
+        return Terms(value, grad, ct.weight, ct.expand)
+
+
+# ----------------------------------------------------------------------------- poly-1
+class PolyLoss(Loss):
+    r"""Poly-1 loss on logits: cross-entropy plus :math:`\varepsilon (1 - p_y)`.
+
+    Leng et al. [1]_ expand cross-entropy in the polynomial basis :math:`(1 - p_y)^j`,
+    :math:`-\log p_y = \sum_{j \ge 1} (1 - p_y)^j / j`, and find that perturbing only the
+    leading coefficient, :math:`1 \to 1 + \varepsilon`, is enough to tune the loss to a
+    task: :math:`\varepsilon > 0` pushes harder towards confident predictions
+    (:math:`\varepsilon = 2` on ImageNet), :math:`\varepsilon = -1` removes the leading
+    term (their best on COCO detection).
+
+    Parameters
+    ----------
+    prediction : floating array of shape (N, ..., K, ...)
+        Logits; the class axis is ``axis``.
+    {target_doc}
+    label_smoothing : float in [0, 1], default 0
+        Mix the target with the uniform distribution before both terms, as the paper's
+        ImageNet recipe does.
+    epsilon : float >= -1, default 1
+        The perturbation :math:`\varepsilon` of the leading polynomial coefficient; the
+        paper restricts it to :math:`\varepsilon \ge -1` so that the coefficient
+        :math:`1 + \varepsilon` stays non-negative (below, the loss would *rise* as
+        :math:`p_y \to 1`). 0 gives ``softmax_cross_entropy``. ``optax``'s default is 2.
+    {common_parameters}
+
+    Notes
+    -----
+    With the target coefficients :math:`a_{nc}` of ``softmax_cross_entropy`` (class
+    weights, ignored labels and label smoothing included), :math:`A_n = \sum_c a_{nc}`
+    and :math:`S_n = \sum_c a_{nc} p_{nc}`:
+
+    .. math::
+
+        \ell_n = \sum_c a_{nc} \bigl(-\log p_{nc}\bigr)
+               + \varepsilon \sum_c a_{nc} (1 - p_{nc}), \qquad
+        \frac{\partial \ell_n}{\partial z_{nj}} = A_n p_{nj} - a_{nj}
+               + \varepsilon\, p_{nj} (S_n - a_{nj})
+
+    For a one-hot target this is :math:`-\log p_y + \varepsilon (1 - p_y)` with gradient
+    :math:`p - e_y + \varepsilon\, p_y (p - e_y)`; for soft targets summing to 1 it is the
+    paper's :math:`\mathrm{CE} + \varepsilon (1 - \sum_c t_c p_c)`, i.e.
+    ``optax.poly_loss_cross_entropy``. :math:`1 - p` is computed as
+    :math:`-\operatorname{expm1}(\log p)` from a log-softmax that keeps full relative
+    precision as :math:`p_y \to 1`, and the gradient as
+    :math:`p_j (A - a_j) - a_j (1 - p_j) + \varepsilon\, p_j \bigl(\sum_{c \ne j} a_c p_c
+    - a_j (1 - p_j)\bigr)`, so both stay exact where :math:`p_y` rounds to 1.
+
+    References
+    ----------
+    .. [1] Z. Leng, M. Tan, C. Liu, E. D. Cubuk, X. Shi, S. Cheng, D. Anguelov, "PolyLoss:
+       A Polynomial Expansion Perspective of Classification Loss Functions", ICLR 2022,
+       arXiv:2204.12511.
+
+    Examples
+    --------
+    Two equal logits, label 0: :math:`\ln 2 + \varepsilon \cdot 1/2`.
+
+    >>> import numpy as np, losskit as lk
+    >>> v = lk.poly_loss(np.array([[0.0, 0.0]]), np.array([0]), epsilon=1.0)
+    >>> bool(np.isclose(v, np.log(2) + 0.5))
+    True
+    """
+
+    name = "poly_loss"
+    family = "classification"
+    prediction = "logits"
+    target = "integer labels or class probabilities"
+    formula = r"\ell = -\log p_y + \varepsilon (1 - p_y),\ p = \operatorname{softmax}(z)"
+    gradient_formula = (r"\frac{\partial \ell}{\partial z} = p - e_y "
+                        r"+ \varepsilon\, p_y (p - e_y)")
+    when_to_use = (
+        "A drop-in replacement for softmax cross-entropy with one extra knob: epsilon "
+        "changes the weight of the leading (1 - p_y) term of cross-entropy's polynomial "
+        "expansion. Positive epsilon (2 on ImageNet) makes the model more confident; "
+        "epsilon = -1 (COCO detection) drops the term. Tune it like a learning rate."
+    )
+    references = ("Leng et al., PolyLoss, ICLR 2022, arXiv:2204.12511",)
+
+    def _compute(self, ctx, prediction, target, *, need_grad, epsilon=1.0, axis=-1,
+                 class_weight=None, ignore_index=None, label_smoothing=0.0):
+        xp = ctx.xp
+        eps = _finite_scalar(
+            "epsilon", epsilon, lo=-1.0,
+            hint="; the leading coefficient 1 + epsilon of Poly-1 must be non-negative")
+        ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
+                          ignore_index=ignore_index, label_smoothing=label_smoothing)
+        ax, a = ct.axis, ct.coef
+        p, neg_log, one_minus_p = _softmax_and_log(xp, prediction, ax)
+        per_class = neg_log if eps == 0.0 else neg_log + eps * one_minus_p
+        value = xp.sum(_weighted(xp, a, per_class), axis=ax)
+        grad = None
+        if need_grad:
+            # A p_j - a_j = p_j (A - a_j) - a_j (1 - p_j), and
+            # S - a_j = (S - a_j p_j) - a_j (1 - p_j): exact near p_j = 1
+            mass = xp.sum(a, axis=ax, keepdims=True)
+            au = _weighted(xp, a, one_minus_p)
+            grad = p * (mass - a) - au
+            if eps != 0.0:
+                ap = _weighted(xp, a, p)
+                s = xp.sum(ap, axis=ax, keepdims=True)
+                grad = grad + eps * p * ((s - ap) - au)
+            grad = xp.where(mass == 0, xp.zeros_like(grad), grad)
+        return Terms(value, grad, ct.weight, ct.expand)
+
+
+for _cls in (SoftmaxFocalLoss, PolyLoss):
+    _cls.__doc__ = fill_doc(_cls.__doc__, target_doc=CLASS_TARGET_DOC)
+
+sigmoid_focal_loss = register(SigmoidFocalLoss())
+softmax_focal_loss = register(SoftmaxFocalLoss())
+poly_loss = register(PolyLoss())
+
+# fused NumPy kernels (losskit.kernels.fast_paths), consulted by the pipeline
+register_fast_path(SigmoidFocalLoss, fast_paths.sigmoid_focal_loss)

@@ -1,0 +1,989 @@
+r"""A linear layer fused with softmax cross-entropy: the (N, V) logits never exist at once.
+
+For a language model's output head the logits :math:`Z = H W^\top + b` are the largest
+array of the whole step: 4096 tokens times a 65536-word vocabulary is 1 GiB in float32,
+and autodiff keeps two or three such arrays alive. :data:`linear_cross_entropy` takes the
+head's *input* (the hidden features), its weight and bias, and the integer labels, and
+returns exactly ``softmax_cross_entropy(hidden @ weight.T + bias, labels)`` with its
+closed-form gradients for the hidden features, the weight and the bias, while holding
+only one block of rows of the logits at a time.
+
+**Algorithm.** The examples are processed in blocks of ``chunk_size`` rows, each against
+the whole vocabulary (the approach of Liger Kernel's fused linear cross-entropy [1]_;
+Cut Cross-Entropy [2]_ is a GPU kernel for the same problem). For a block of rows
+:math:`H_B`:
+
+1. :math:`Z_B = H_B W^\top + b` (one matrix product), shifted by its row maxima;
+2. the value of each row from :math:`\log\sum_c e^{z_c - m}` and the shifted logit of
+   its label, before anything else overwrites the block;
+3. the block becomes the gradient of the loss with respect to its logits,
+   :math:`G_B = r\,(A\,\operatorname{softmax}(Z_B) - a)`, with every reduction and sample
+   weight already folded into the row factor :math:`r`;
+4. :math:`\partial L/\partial H_B = G_B W`, :math:`\partial L/\partial W \mathrel{+}=
+   G_B^\top H_B` and :math:`\partial L/\partial b \mathrel{+}= \sum_n G_{B,n}`.
+
+That is the minimum of three matrix products of size :math:`N \times V \times d`: the
+logits are never recomputed (a vocabulary-chunked online softmax needs a fourth product,
+because :math:`\partial L/\partial W` needs every row's final normaliser). The
+label-smoothing part of the target, :math:`\tfrac{\varepsilon}{V} w_c`, is handled in
+closed form instead of inside the block: :math:`\sum_c w_c z_{nc} = h_n \cdot u + w\cdot b`
+with :math:`u = W^\top w`, and its gradient contributions are rank-one.
+
+**Backends.** NumPy and PyTorch arrays (CPU or GPU) run a path that reuses one block
+buffer in place (``out=`` products, an in-place ``exp``; PyTorch accumulates the weight
+gradient with ``addmm_``, NumPy through a buffer of 2048 weight rows). JAX arrays run the
+blocks as one ``lax.scan`` inside ``jax.jit`` (eagerly or inside the caller's ``jit``): an
+unrolled loop would let XLA schedule every block's logits at once. Every other Array-API
+library (CuPy, Dask, array-api-strict) runs the same algorithm as a plain functional loop;
+its weight gradient is gathered in pieces of weight rows and concatenated at the end.
+PyTorch inputs are detached: no autograd graph is recorded (the gradients are what this
+loss returns). Float16/bfloat16 inputs are computed in float32, on float32 copies of
+``hidden`` and ``weight``.
+
+**Memory.** Beyond the inputs and the returned gradients, the in-place path holds one block
+of ``chunk_size`` x V logits (by default as many rows as fit 64 MiB), a 2048 x d buffer
+(NumPy) and vectors of length N, V and d: for N = 4096, d = 1024, V = 65536 in float32 about
+75 MiB, where the logits alone would be 1 GiB (see ``benchmarks/linear_ce.py``). JAX's
+compiled loop holds blocks of 32 MiB of logits by default, but XLA (on the CPU) also keeps a
+second weight-gradient-sized buffer for the loop's carry: about 300 MiB at that size.
+The plain functional path holds a few temporaries of one block (16 MiB of logits by
+default) and, while the pieces of the weight gradient are joined, a second copy of it.
+
+**Precision.** Every product and sum runs in the compute dtype (float32 for float32
+input), as the naive ``softmax(h @ W.T + b)`` would; the results agree with it to float32
+rounding (relative differences of 1e-7 to 5e-7 at the benchmark's size).
+
+References
+----------
+.. [1] P.-L. Hsu et al., "Liger Kernel: Efficient Triton Kernels for LLM Training",
+   arXiv:2410.10989, 2024 (fused linear cross-entropy, chunked over rows).
+.. [2] E. Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models",
+   ICLR 2025, arXiv:2411.09009.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ..core import dispatch
+from ..kernels import fast_paths
+from ..core.loss import REDUCTIONS, Context, Loss, check_out, register
+from ..core.primitives import _safe_log, _weighted
+from ..core.validation import (
+    _dtype_name,
+    check_choice,
+    check_floating,
+    check_in_range,
+    check_labels,
+    check_numeric,
+    check_scalar,
+)
+from ..core.arrays import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
+
+__all__ = ["linear_cross_entropy"]
+
+#: default size of one block of logits on the in-place (NumPy, PyTorch) path, in bytes
+_BLOCK_BYTES = 64 * 2**20
+#: the same for JAX's compiled loop (XLA keeps about two blocks of temporaries)
+_JAX_BLOCK_BYTES = 32 * 2**20
+#: the same for the functional path of the other libraries (about four temporaries)
+_FUNCTIONAL_BLOCK_BYTES = 16 * 2**20
+#: weight rows per piece of the weight gradient (NumPy's accumulation buffer, the
+#: functional path's pieces)
+_WEIGHT_GRAD_ROWS = 2048
+
+_INF = float("inf")
+
+
+# ---------------------------------------------------------------------------- per-row data
+@dataclass
+class _Rows:
+    r"""What every block needs to know about its rows and classes (vectors, compute dtype).
+
+    With class weights :math:`w_c` (1 without), smoothing :math:`\varepsilon`, V classes
+    and keep :math:`k_n` (0 for an ignored label), the target coefficients are
+    :math:`a_{nc} = a^y_n [c = y_n] + a^s_n w_c` with :math:`a^y_n = (1-\varepsilon) k_n
+    w_{y_n}` and :math:`a^s_n = \tfrac{\varepsilon}{V} k_n`; their row total is
+    :math:`A_n = a^y_n + a^s_n \sum_c w_c`.
+    """
+
+    labels: Any  # the labels, ignored ones replaced by 0 (safe indices)
+    a_label: Any  # a^y_n
+    total: Any  # A_n
+    weight: Any  # the mean's denominator weight k_n w_{y_n}
+    a_smooth: Any = None  # a^s_n; None without smoothing
+    class_weight: Any = None  # w_c (V,); None without class weights
+    class_total: Any = None  # sum_c w_c (a float or a 0-d array)
+    wsum_logits: Any = None  # sum_c w_c z_nc = h_n . u + w . b (only with smoothing)
+    u: Any = None  # u = W^T w (d,) (only with smoothing)
+
+
+def _class_sum(xp, class_weight, v):
+    """sum_c w_c v_c with 0 * inf = 0 (w = 1 without class weights)."""
+    if class_weight is None:
+        return xp.sum(v)
+    return xp.sum(_weighted(xp, class_weight, v))
+
+
+# ---------------------------------------------------------------------------- the loss
+class LinearCrossEntropy(Loss):
+    r"""Softmax cross-entropy of a linear layer's output, without forming the logits.
+
+    ``linear_cross_entropy(hidden, weight, labels, bias)`` equals
+    ``softmax_cross_entropy(hidden @ weight.T + bias, labels)`` (same options, same
+    reductions, same edge cases), and its gradients are those of the logits chained
+    through the layer, but the (N, V) logits are only ever held one block of rows at a
+    time. For language-model heads with a large vocabulary V.
+
+    Parameters
+    ----------
+    hidden : floating array of shape (N, d) or (..., d)
+        The features entering the last linear layer, one row per example (token).
+    weight : floating array of shape (V, d)
+        The layer's weight in PyTorch's ``nn.Linear`` / ``F.linear`` layout
+        (``out_features, in_features``): the logits are ``hidden @ weight.T + bias``.
+        Same dtype as ``hidden``.
+    labels : integer array of shape (N,) or (...)
+        Class indices in ``[0, V)``: ``hidden``'s shape without its last axis.
+    bias : floating array of shape (V,), optional
+        The layer's bias (positional or keyword); ``None`` for a layer without one.
+    class_weight : array of shape (V,), optional
+        Non-negative weight per class, as in ``softmax_cross_entropy``.
+    ignore_index : int, optional
+        Labels equal to it contribute nothing, not even to the mean's denominator.
+    label_smoothing : float in [0, 1], default 0
+        Mix the target with the uniform distribution: :math:`(1-\varepsilon) e_y +
+        \varepsilon/V`.
+    chunk_size : int, optional
+        Rows (examples) per block. Default: as many as fit 64 MiB of logits in the
+        compute dtype on NumPy and PyTorch (32 MiB on JAX, 16 MiB on other libraries; see
+        the module notes); smaller saves memory, larger makes bigger matrix products.
+    {common_parameters}
+
+    Returns
+    -------
+    value : array
+        0-d for a reduced loss, ``labels``' shape for ``reduction="none"``.
+    grad : array or tuple
+        ``.grad``/``.value_and_grad`` take ``wrt=`` one of ``"hidden"`` (the default),
+        ``"weight"``, ``"bias"``, a tuple of them, or ``"all"``: the tuple
+        ``(d hidden, d weight, d bias)``, whose last entry is ``None`` without a bias.
+        Each gradient has its input's shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit together (each named with both shapes), labels outside
+        ``[0, V)``, ``wrt="bias"`` without a bias, a bad option value.
+    TypeError
+        A non-floating ``hidden``/``weight``/``bias``, dtypes that differ, non-integer
+        labels, arrays of several libraries.
+
+    Notes
+    -----
+    With :math:`z_n = W h_n + b`, class weights :math:`w_c`, smoothing
+    :math:`\varepsilon` and the coefficients :math:`a_{nc}` of ``softmax_cross_entropy``
+    (:math:`a_{nc} = (1-\varepsilon) w_{y_n} [c = y_n] + \tfrac{\varepsilon}{V} w_c`, 0 for
+    an ignored label) and :math:`A_n = \sum_c a_{nc}`:
+
+    .. math::
+
+        \ell_n = \sum_c a_{nc}\,\bigl(\operatorname{logsumexp}(z_n) - z_{nc}\bigr), \qquad
+        G_{nc} = \frac{\partial \ell_n}{\partial z_{nc}}
+               = A_n \operatorname{softmax}(z_n)_c - a_{nc}
+
+    .. math::
+
+        \frac{\partial L}{\partial H} = G\,W, \qquad
+        \frac{\partial L}{\partial W} = G^\top H, \qquad
+        \frac{\partial L}{\partial b} = \sum_n G_{n\cdot}
+
+    where the rows of :math:`G` carry the reduction's factor and the sample weights
+    (the mean divides by :math:`\sum_n s_n w_{y_n}` over labels not ignored, and a mean
+    over nothing is 0 with zero gradients). An example with sample weight 0 or an ignored
+    label contributes exactly 0 to the value and every gradient, even if its features are
+    NaN or infinite. Non-finite logits elsewhere give NaN as in ``softmax_cross_entropy``;
+    a ``-inf`` bias masks a class (probability 0).
+
+    Compared with PyTorch 2.13's ``torch.nn.functional.linear_cross_entropy``: the same
+    weight layout, values and gradients; its chunked path has no label smoothing and no
+    sample weights, and its ``ignore_index`` defaults to -100 (losskit's to ``None``:
+    every label must then be a class).
+
+    References
+    ----------
+    .. [1] P.-L. Hsu et al., "Liger Kernel: Efficient Triton Kernels for LLM Training",
+       arXiv:2410.10989, 2024.
+    .. [2] E. Wijmans et al., "Cut Your Losses in Large-Vocabulary Language Models",
+       ICLR 2025, arXiv:2411.09009.
+
+    Examples
+    --------
+    An identity layer turns ``hidden = [ln 3, 0]`` into the logits ``[ln 3, 0]``, whose
+    softmax is ``[3/4, 1/4]``: label 0 costs :math:`-\ln(3/4) = 0.2877` and the
+    gradient with respect to the logits is ``[3/4 - 1, 1/4]``.
+
+    >>> import numpy as np, losskit as lk
+    >>> h = np.array([[np.log(3.0), 0.0]]); W = np.eye(2); b = np.zeros(2)
+    >>> y = np.array([0])
+    >>> round(float(lk.linear_cross_entropy(h, W, y, b)), 4)
+    0.2877
+    >>> gh, gW, gb = lk.linear_cross_entropy.grad(h, W, y, b, wrt="all")
+    >>> gh   # G @ W
+    array([[-0.25,  0.25]])
+    >>> gb   # the rows of G summed
+    array([-0.25,  0.25])
+    """
+
+    name = "linear_cross_entropy"
+    family = "classification"
+    prediction = "hidden features (the input of the last linear layer)"
+    target = "integer labels"
+    formula = (r"\ell = \operatorname{logsumexp}(W h + b) - (W h + b)_y")
+    gradient_formula = (
+        r"\frac{\partial \ell}{\partial h} = W^\top g, \quad "
+        r"\frac{\partial \ell}{\partial W} = g\,h^\top, \quad "
+        r"\frac{\partial \ell}{\partial b} = g, \quad "
+        r"g = \operatorname{softmax}(W h + b) - e_y")
+    when_to_use = (
+        "Training a classifier whose last layer is linear and whose number of classes is "
+        "large, above all a language model's output head (vocabularies of 32k-256k words): "
+        "it gives softmax_cross_entropy of the layer's logits and the gradients for the "
+        "hidden features, the weight and the bias, without ever holding the N x V logits "
+        "(gigabytes for a few thousand tokens), in blocks of rows and three matrix "
+        "products. For small class counts the plain softmax_cross_entropy is as good."
+    )
+    references = (
+        ("Hsu et al., Liger Kernel: Efficient Triton Kernels for LLM Training, "
+         "arXiv:2410.10989"),
+        ("Wijmans et al., Cut Your Losses in Large-Vocabulary Language Models, "
+         "arXiv:2411.09009"),
+        "Goodfellow, Bengio, Courville, Deep Learning, 2016, sec. 6.2.2.3",
+    )
+    inputs = ("hidden", "weight", "labels", "bias")
+    differentiable = ("hidden", "weight", "bias")
+
+    # ------------------------------------------------------------------ public API
+    def __call__(self, hidden, weight, labels, bias=None, *, reduction=None,
+                 sample_weight=None, **options):
+        return self._run((hidden, weight, labels, bias), reduction, sample_weight, options,
+                         want="value", wrt=None)
+
+    def grad(self, hidden, weight, labels, bias=None, *, wrt=None, reduction=None,
+             sample_weight=None, out=None, **options):
+        """Gradient of the (reduced) loss with respect to ``hidden`` (or ``wrt=``).
+
+        ``wrt`` is ``"hidden"`` (default), ``"weight"``, ``"bias"``, a tuple of these
+        (a tuple comes back) or ``"all"`` (``(d hidden, d weight, d bias)``, the last
+        ``None`` when there is no bias). With ``reduction="none"`` it is the gradient of
+        the sum of the per-example losses. ``out=``: a writeable array of the input's
+        library, shape and dtype that receives the (single) gradient and is returned; on
+        the NumPy/PyTorch path the kernel accumulates into it directly.
+        """
+        return self._run((hidden, weight, labels, bias), reduction, sample_weight, options,
+                         want="grad", wrt=wrt, out=out)
+
+    def value_and_grad(self, hidden, weight, labels, bias=None, *, wrt=None, reduction=None,
+                       sample_weight=None, out=None, **options):
+        """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``."""
+        return self._run((hidden, weight, labels, bias), reduction, sample_weight, options,
+                         want="both", wrt=wrt, out=out)
+
+    def _run(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
+        with quiet():
+            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
+
+    def _compute(self, ctx, hidden, weight, labels, bias, *, need_grad, class_weight=None,
+                 ignore_index=None, label_smoothing=0.0, chunk_size=None):
+        """Declares the options (read by ``option_defaults``); the work is in ``_pipeline``.
+
+        The base pipeline expects per-example gradients that sample weights can scale
+        afterwards; the weight and bias gradients here are sums over examples, so the
+        sample weights and the reduction are folded into the rows before the products.
+        """
+        raise NotImplementedError("LinearCrossEntropy runs its own _pipeline")
+
+    # ------------------------------------------------------------------ the pipeline
+    def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
+        hidden, weight, labels, bias = arrays
+        defaults = self._defaults
+        if reduction is None:
+            reduction = defaults.get("reduction", "mean")
+        if sample_weight is None:
+            sample_weight = defaults.get("sample_weight")
+        known = self.option_defaults()
+        unknown = set(options) - set(known)
+        if unknown:
+            raise TypeError(self._unknown_message(unknown))
+        opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
+        check_choice("reduction", reduction, REDUCTIONS)
+        need_grad = want != "value"
+        wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
+        if bias is None and "bias" in wrt_names and wrt != "all":
+            raise ValueError(f"{self.name}(): wrt='bias' needs a `bias`; got bias=None "
+                             "(a layer without a bias has no bias gradient)")
+        if out is not None and need_grad and as_tuple:
+            raise TypeError(f"{self.name}(): `out` takes one gradient, but wrt={wrt!r} "
+                            "returns a tuple of gradients; leave `out` out")
+
+        named = (("hidden", hidden), ("weight", weight), ("labels", labels), ("bias", bias),
+                 ("sample_weight", sample_weight))
+        try:
+            xp = namespace(hidden, weight, labels, bias, sample_weight)
+        except TypeError as exc:
+            kinds = ", ".join(f"`{n}` is a {type(a).__module__.split('.')[0]}."
+                              f"{type(a).__name__}" for n, a in named if hasattr(a, "shape"))
+            raise TypeError(f"{self.name}(): all array arguments must come from one array "
+                            f"library; {kinds}. Convert them to one library first") from exc
+        for n, a in named[:3]:
+            if a is None:
+                raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
+
+        h = _plain(as_array(hidden, xp, name="hidden"))
+        check_floating(xp, "hidden", h, loss=self.name)
+        dtype = h.dtype
+        work = compute_dtype(xp, dtype)
+        device = device_of(h)
+        ctx = Context(xp=xp, dtype=dtype, work=work, device=device, loss=self.name)
+        h, W, b, y = self._check_arrays(ctx, h, weight, bias, labels)
+        lead = tuple(y.shape)
+        n_rows = math.prod(lead)
+        d = h.shape[-1]
+        V = W.shape[0]
+        h = xp.reshape(h, (n_rows, d))
+        y = xp.reshape(y, (n_rows,))
+
+        rows = self._rows(ctx, h, W, b, y, V, opts)
+        # sample weights: labels' shape, or (N_first,) for every row of each example
+        if sample_weight is not None:
+            sw = _plain(self._sample_weight(ctx, sample_weight, lead))
+            sw = xp.reshape(sw, (n_rows,))
+        else:
+            sw = None
+
+        # the reduction's factor for the sum of (sample-weighted) per-example losses
+        if reduction in ("none", "sum"):
+            scale = None
+        elif reduction == "batchmean":
+            if len(lead) == 0:
+                raise ValueError(
+                    f"{self.name}(): reduction='batchmean' divides by the batch size, the "
+                    "first axis of `hidden`, but `hidden` holds a single example (shape "
+                    f"{tuple(hidden.shape)}); use 'mean' or 'sum'")
+            scale = 1.0 / lead[0] if lead[0] else 0.0
+        else:
+            denom = rows.weight if sw is None else sw * rows.weight
+            total = xp.sum(denom)
+            ok = total > 0
+            scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)),
+                             xp.zeros_like(total))
+
+        grads_wanted = set(wrt_names) if need_grad else set()
+        if bias is None:
+            grads_wanted.discard("bias")
+        row_factor = None
+        if grads_wanted:
+            row_factor = xp.ones((n_rows,), dtype=work, device=device) if sw is None else sw
+            if scale is not None:
+                row_factor = row_factor * scale
+        block_rows = self._block_rows(opts["chunk_size"], n_rows, V, work, xp)
+        shapes = {"hidden": tuple(hidden.shape), "weight": (V, d), "bias": (V,)}
+        dest = {}
+        if out is not None and need_grad:
+            (target,) = wrt_names
+            check_out(out, shapes[target], dtype, xp, target)
+            if (work == dtype and out.ndim == 2 and _contiguous(out)
+                    and not any(_may_alias(out, a) for a in (hidden, weight, bias))):
+                dest[target] = out  # the in-place kernel writes into it directly
+
+        value, g = _kernel(ctx, h, W, b, rows, row_factor, grads_wanted, block_rows, dest)
+
+        if sw is not None:
+            value = _weighted(xp, sw, value)  # a zero weight removes the example
+        if reduction == "none":
+            total_value = xp.reshape(value, lead)
+        else:
+            total_value = xp.sum(value)
+            if scale is not None:
+                if isinstance(scale, float):
+                    total_value = total_value * scale
+                else:
+                    total_value = xp.where(scale > 0, total_value * scale,
+                                           xp.zeros_like(total_value))
+        if total_value.dtype != dtype:
+            total_value = xp.astype(total_value, dtype)
+        total_value = ensure_array(total_value)
+        if not need_grad:
+            return total_value
+        result = []
+        for n in wrt_names:
+            gn = g.get(n)
+            if gn is not None:
+                gn = xp.reshape(gn, shapes[n])
+                if gn.dtype != dtype:
+                    gn = xp.astype(gn, dtype)
+            result.append(gn)
+        if out is not None:
+            written = dest.get(wrt_names[0])
+            if written is None or g[wrt_names[0]] is not written:  # not computed in place
+                if isinstance(out, np.ndarray):
+                    np.copyto(out, result[0])
+                else:
+                    out[...] = result[0]
+            result[0] = out
+        grad = tuple(result) if as_tuple else result[0]
+        if want == "grad":
+            return grad
+        return total_value, grad
+
+    # ------------------------------------------------------------------ validation
+    def _check_arrays(self, ctx, h, weight, bias, labels):
+        xp = ctx.xp
+        if h.ndim == 0:
+            raise ValueError(f"`hidden` of {self.name} must have shape (N, d) or (..., d), "
+                             "one feature vector per example; got a 0-d array")
+        d = h.shape[-1]
+        W = _plain(as_array(weight, xp, name="weight"))
+        check_floating(xp, "weight", W, loss=self.name)
+        if W.ndim != 2:
+            raise ValueError(
+                f"`weight` of {self.name} must have shape (V, d) = (num_classes, features), "
+                f"the layout of torch.nn.Linear.weight; got shape {tuple(W.shape)}")
+        if W.shape[1] != d:
+            msg = (f"`weight` must have shape (V, d) with d = {d}, the last axis of `hidden` "
+                   f"{tuple(h.shape)}; got {tuple(W.shape)}")
+            if W.shape[0] == d:
+                msg += ("; the layout is (num_classes, features) like torch.nn.Linear.weight: "
+                        "pass weight.T")
+            raise ValueError(msg)
+        V = W.shape[0]
+        if V == 0:
+            raise ValueError(f"`weight` of {self.name} must have at least one row (class); "
+                             f"got shape {tuple(W.shape)}")
+        if W.dtype != h.dtype:
+            raise TypeError(f"`weight` must have the dtype of `hidden` ({_dtype_name(h.dtype)})"
+                            f"; got {_dtype_name(W.dtype)}. Convert one of them explicitly")
+        b = None
+        if bias is not None:
+            b = _plain(as_array(bias, xp, name="bias"))
+            check_floating(xp, "bias", b, loss=self.name)
+            if tuple(b.shape) != (V,):
+                raise ValueError(f"`bias` must have shape (V,) = ({V},), one entry per row of "
+                                 f"`weight` {tuple(W.shape)}; got {tuple(b.shape)}")
+            if b.dtype != h.dtype:
+                raise TypeError(f"`bias` must have the dtype of `hidden` "
+                                f"({_dtype_name(h.dtype)}); got {_dtype_name(b.dtype)}. "
+                                "Convert one of them explicitly")
+        y = ctx.asarray(labels, "labels")
+        if not xp.isdtype(y.dtype, "integral"):
+            raise TypeError(f"`labels` of {self.name} must be integer class indices; got dtype "
+                            f"{_dtype_name(y.dtype)} (probability targets would need the "
+                            "full logits: use softmax_cross_entropy for them)")
+        expected = tuple(h.shape[:-1])
+        if tuple(y.shape) != expected:
+            msg = (f"`labels` must have the shape of `hidden` {tuple(h.shape)} without its "
+                   f"last (feature) axis, {expected}; got {tuple(y.shape)}")
+            if tuple(y.shape) == expected + (1,):
+                msg += "; squeeze the last axis of `labels` explicitly"
+            raise ValueError(msg)
+        work = ctx.work
+        if h.dtype != work:  # float16/bfloat16: computed in float32
+            h = xp.astype(h, work)
+            W = xp.astype(W, work)
+            b = None if b is None else xp.astype(b, work)
+        return h, W, b, y
+
+    def _rows(self, ctx, h, W, b, y, V, opts) -> _Rows:
+        xp = ctx.xp
+        work = ctx.work
+        ignore_index = opts["ignore_index"]
+        if ignore_index is not None and (isinstance(ignore_index, bool)
+                                         or not isinstance(ignore_index, int)):
+            raise TypeError(f"`ignore_index` must be an int or None; got {ignore_index!r}")
+        smoothing = check_scalar("label_smoothing", opts["label_smoothing"], lo=0.0, hi=1.0)
+        check_labels(xp, "labels", y, V, ignore_index=ignore_index)
+        cw = opts["class_weight"]
+        if cw is not None:
+            cw = ctx.asarray(cw, "class_weight")
+            check_numeric(xp, "class_weight", cw)
+            if tuple(cw.shape) != (V,):
+                raise ValueError(f"`class_weight` must have one weight per class: shape ({V},) "
+                                 f"(the rows of `weight`); got {tuple(cw.shape)}")
+            cw = _plain(xp.astype(cw, work))
+            check_in_range(xp, "class_weight", cw, 0.0, _INF,
+                           hint="weights must be non-negative")
+        labels = y
+        if ignore_index is not None:
+            keep_b = labels != ignore_index
+            labels = xp.where(keep_b, labels, xp.zeros_like(labels))
+            keep = xp.astype(keep_b, work)
+        else:
+            keep = xp.ones(labels.shape, dtype=work, device=ctx.device)
+        weight = keep if cw is None else keep * xp.take(cw, labels, axis=0)
+        a_label = (1.0 - smoothing) * weight
+        rows = _Rows(labels=labels, a_label=a_label, total=a_label, weight=weight,
+                     class_weight=cw)
+        if smoothing > 0:
+            rows.a_smooth = (smoothing / V) * keep
+            rows.class_total = float(V) if cw is None else xp.sum(cw)
+            rows.total = a_label + rows.a_smooth * rows.class_total
+            # sum_c w_c z_nc = h_n . u + w . b with u = W^T w: no pass over the logits
+            u = xp.sum(W, axis=0) if cw is None else xp.matmul(cw[None, :], W)[0, :]
+            wsum_logits = xp.matmul(h, u[:, None])[:, 0]
+            if b is not None:
+                wsum_logits = wsum_logits + _class_sum(xp, cw, b)
+            rows.u, rows.wsum_logits = u, wsum_logits
+        return rows
+
+    @staticmethod
+    def _block_rows(chunk_size, n_rows, V, work, xp) -> int:
+        if chunk_size is not None:
+            if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+                raise TypeError(f"`chunk_size` must be a positive int (rows per block) or None; "
+                                f"got {chunk_size!r}")
+            if chunk_size < 1:
+                raise ValueError(f"`chunk_size` must be a positive int (rows per block); got "
+                                 f"{chunk_size}")
+            return max(1, min(chunk_size, n_rows))
+        itemsize = 8 if work == xp.float64 else 4
+        if _inplace_library(xp):
+            budget = _BLOCK_BYTES
+        elif array_api_compat.is_jax_namespace(xp):
+            budget = _JAX_BLOCK_BYTES
+        else:
+            budget = _FUNCTIONAL_BLOCK_BYTES
+        return max(1, min(budget // (V * itemsize), n_rows))
+
+
+# ---------------------------------------------------------------------------- kernels
+def _contiguous(x) -> bool:
+    """Whether ``x`` is a C-contiguous NumPy array or PyTorch tensor (``out=`` targets)."""
+    if isinstance(x, np.ndarray):
+        return bool(x.flags.c_contiguous)
+    if array_api_compat.is_torch_array(x):
+        return bool(x.is_contiguous())
+    return False
+
+
+def _may_alias(out, x) -> bool:
+    """Whether ``out`` may share memory with the input ``x`` (then it is filled at the end)."""
+    if x is None:
+        return False
+    if isinstance(out, np.ndarray) and isinstance(x, np.ndarray):
+        return bool(np.may_share_memory(out, x))
+    if array_api_compat.is_torch_array(out) and array_api_compat.is_torch_array(x):
+        return out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
+    return False
+
+
+def _plain(x):
+    """A PyTorch tensor without autograd history (the gradients are computed here)."""
+    if array_api_compat.is_torch_array(x) and x.requires_grad:
+        return x.detach()
+    return x
+
+
+def _inplace_library(xp):
+    """``"numpy"`` or ``"torch"`` when the in-place path serves ``xp``, else ``None``."""
+    if array_api_compat.is_numpy_namespace(xp):
+        return "numpy"
+    if array_api_compat.is_torch_namespace(xp):
+        return "torch"
+    return None
+
+
+def _safe_row_max(xp, z):
+    """Row maxima, replaced by 0 where not finite (as ``losskit.core.primitives._safe_max``)."""
+    m = xp.max(z, axis=1)
+    return xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+
+
+def _block_values(xp, total, a_label, log_s, shifted_label, m, a_smooth=None,
+                  wsum_logits=None, class_total=None):
+    r""":math:`\ell_n = A \log S + a^y (m - z_y) + a^s \sum_c w_c (m - z_c)`, 0 * inf = 0.
+
+    ``log_s`` is :math:`\log \sum_c e^{z_c - m}` and ``shifted_label`` :math:`z_y - m`;
+    the other arguments are the block's rows of the :class:`_Rows` vectors.
+    """
+    value = _weighted(xp, total, log_s) - _weighted(xp, a_label, shifted_label)
+    if a_smooth is not None:
+        value = value - _weighted(xp, a_smooth, wsum_logits - m * class_total)
+    return value
+
+
+def _row_values(xp, rows, lo, hi, log_s, shifted_label, m):
+    """:func:`_block_values` for rows ``lo:hi``."""
+    smooth = {}
+    if rows.a_smooth is not None:
+        smooth = {"a_smooth": rows.a_smooth[lo:hi], "wsum_logits": rows.wsum_logits[lo:hi],
+                  "class_total": rows.class_total}
+    return _block_values(xp, rows.total[lo:hi], rows.a_label[lo:hi], log_s, shifted_label, m,
+                         **smooth)
+
+
+def _kernel(ctx, h, W, b, rows, row_factor, wanted, block_rows, dest):
+    lib = _inplace_library(ctx.xp)
+    if lib is not None:
+        return _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, block_rows, dest)
+    if array_api_compat.is_jax_namespace(ctx.xp):
+        return _blocks_jax(ctx, h, W, b, rows, row_factor, wanted, block_rows)
+    return _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, block_rows)
+
+
+def _softmax_block_kernel(lib, buf):
+    """The numba kernel for the softmax step of a NumPy block, or None (another library,
+    numba missing or switched off: ``LOSSKIT_DISABLE_NUMBA`` / ``LOSSKIT_DISABLE_FAST``).
+
+    It is called as ``kernel(*args)`` and returns True, or None when numba cannot compile
+    it here (the block is then done with NumPy's ufuncs, untouched by the kernel).
+    """
+    if lib != "numpy" or not dispatch.ENABLED or buf.dtype.char not in "fd":
+        return None
+    nb = fast_paths._nb()
+    if nb is None:
+        return None
+    return functools.partial(fast_paths._kernel, nb, nb.softmax_block_parallel)
+
+
+def _row_factors(xp, rows, row_factor):
+    """Per-row multipliers of the block gradient, 0 for rows that take no part.
+
+    ``G = p_factor / S * exp(z - m) - label_factor * e_y - smooth_factor * w``; a row is
+    active when its factor ``r`` and its total coefficient ``A`` are both non-zero.
+    """
+    zero = xp.zeros_like(row_factor)
+    active = (row_factor != 0) & (rows.total != 0)
+    p_factor = xp.where(active, row_factor * rows.total, zero)
+    label_factor = xp.where(active, row_factor * rows.a_label, zero)
+    smooth_factor = None
+    if rows.a_smooth is not None:
+        smooth_factor = xp.where(active, row_factor * rows.a_smooth, zero)
+    return active, p_factor, label_factor, smooth_factor
+
+
+def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
+    """NumPy and PyTorch: one block buffer reused in place, three products per block.
+
+    ``dest`` may hold the caller's ``out=`` array for the hidden or the weight gradient,
+    which is then written directly.
+    """
+    xp, work, dev = ctx.xp, ctx.work, ctx.device
+    if lib == "torch":
+        import torch as native
+    else:
+        import numpy as native
+    n_rows, d = h.shape
+    V = W.shape[0]
+    want_h, want_w, want_b = ("hidden" in wanted), ("weight" in wanted), ("bias" in wanted)
+    labels = xp.astype(rows.labels, xp.int64)  # index dtype for both libraries
+    buf = xp.empty((min(nb, n_rows), V), dtype=work, device=dev)
+    WT = W.T
+    values = []
+    gh = dest.get("hidden")
+    if want_h and gh is None:
+        gh = xp.empty((n_rows, d), dtype=work, device=dev)
+    gw_out = dest.get("weight")
+    gw = None
+    gb = xp.zeros((V,), dtype=work, device=dev) if want_b else None
+    if wanted:
+        active, p_factor, label_factor, smooth_factor = _row_factors(xp, rows, row_factor)
+        all_active = bool(xp.all(active))
+        h_eff = h if all_active else xp.where(active[:, None], h, xp.zeros_like(h))
+    if want_w and lib == "numpy":
+        tmp = xp.empty((min(_WEIGHT_GRAD_ROWS, V), d), dtype=work, device=dev)
+    kernel = _softmax_block_kernel(lib, buf)
+    for lo in range(0, n_rows, nb):
+        hi = min(lo + nb, n_rows)
+        k = hi - lo
+        z = buf[:k]
+        native.matmul(h[lo:hi], WT, out=z)
+        if b is not None:
+            native.add(z, b, out=z)
+        ar = xp.arange(k, device=dev)
+        yb = labels[lo:hi]
+        fused = False
+        if kernel is not None:  # the fused, multithreaded softmax step (numba)
+            log_s, shifted_label, m = (np.empty(k, dtype=z.dtype) for _ in range(3))
+            fused = kernel(z, yb, p_factor[lo:hi] if wanted else log_s,
+                           label_factor[lo:hi] if wanted else log_s, bool(wanted), log_s,
+                           shifted_label, m)
+            kernel = kernel if fused else None
+        if fused:
+            values.append(_row_values(xp, rows, lo, hi, log_s, shifted_label, m))
+            if not wanted:
+                continue
+        else:
+            m = _safe_row_max(xp, z)
+            native.subtract(z, m[:, None], out=z)
+            shifted_label = z[ar, yb]  # a copy: read before the block is overwritten
+            native.exp(z, out=z)
+            s = xp.sum(z, axis=1)
+            values.append(_row_values(xp, rows, lo, hi, _safe_log(xp, s), shifted_label, m))
+            if not wanted:
+                continue
+            # the block becomes G = r (A softmax - a) (the smoothing part is added after)
+            native.multiply(z, (p_factor[lo:hi] / s)[:, None], out=z)
+            z[ar, yb] = z[ar, yb] - label_factor[lo:hi]
+        hb = h_eff[lo:hi]
+        if not all_active:
+            act = active[lo:hi]
+            if not bool(xp.all(act)):
+                z[~act] = 0.0  # exactly 0, even where the row is inf or NaN
+        if want_h:
+            if lib == "numpy":
+                # (W^T G^T)^T: OpenBLAS runs this orientation up to 2-3x faster than G W
+                # (whose K = V is the longest axis) on a busy 2-core machine
+                native.matmul(WT, z.T, out=gh[lo:hi].T)
+            else:
+                native.matmul(z, W, out=gh[lo:hi])
+        if want_b:
+            gb = gb + xp.sum(z, axis=0)
+        if want_w:
+            if lib == "torch":
+                if gw is None:
+                    gw = native.matmul(z.T, hb, out=gw_out)
+                else:
+                    gw.addmm_(z.T, hb)
+            else:
+                # NumPy's matmul cannot accumulate: a few thousand weight rows at a time
+                # (also keeps OpenBLAS from packing all V rows of z.T at once)
+                first = gw is None
+                if first:
+                    gw = xp.empty((V, d), dtype=work, device=dev) if gw_out is None else gw_out
+                for c0 in range(0, V, _WEIGHT_GRAD_ROWS):
+                    c1 = min(c0 + _WEIGHT_GRAD_ROWS, V)
+                    if first:
+                        native.matmul(z[:, c0:c1].T, hb, out=gw[c0:c1])
+                    else:
+                        t = tmp[:c1 - c0]
+                        native.matmul(z[:, c0:c1].T, hb, out=t)
+                        native.add(gw[c0:c1], t, out=gw[c0:c1])
+
+    del buf
+    value = xp.concat(values) if values else xp.zeros((0,), dtype=work, device=dev)
+    if want_w and gw is None:  # no rows at all
+        gw = xp.zeros((V, d), dtype=work, device=dev)
+        if gw_out is not None:
+            gw_out[...] = gw
+            gw = gw_out
+    if wanted and smooth_factor is not None:
+        # the smoothing part of G is rank one: -smooth_factor_n w_c
+        cw = rows.class_weight
+        if want_h:
+            native.subtract(gh, smooth_factor[:, None] * rows.u[None, :], out=gh)
+        if want_w:
+            v = xp.matmul(smooth_factor[None, :], h_eff)[0, :]
+            if cw is None:
+                native.subtract(gw, v[None, :], out=gw)
+            elif lib == "torch":
+                gw.addr_(cw, v, alpha=-1.0)
+            else:
+                for c0 in range(0, V, _WEIGHT_GRAD_ROWS):
+                    c1 = min(c0 + _WEIGHT_GRAD_ROWS, V)
+                    native.subtract(gw[c0:c1], cw[c0:c1, None] * v[None, :],
+                                    out=gw[c0:c1])
+        if want_b:
+            total = xp.sum(smooth_factor)
+            gb = gb - (total if cw is None else cw * total)
+    return value, {"hidden": gh, "weight": gw, "bias": gb}
+
+
+def _add_smoothing(xp, rows, smooth_factor, h_eff, gh, gw, gb):
+    """The label-smoothing part of the gradients, rank one: ``-smooth_factor_n w_c``
+    (``None`` gradients, those not wanted, stay ``None``); no array is written."""
+    cw = rows.class_weight
+    if gh is not None:
+        gh = gh - smooth_factor[:, None] * rows.u[None, :]
+    if gw is not None:
+        v = xp.matmul(smooth_factor[None, :], h_eff)
+        gw = gw - (v if cw is None else cw[:, None] * v)
+    if gb is not None:
+        total = xp.sum(smooth_factor)
+        gb = gb - (total if cw is None else cw * total)
+    return gh, gw, gb
+
+
+def _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, nb):
+    """Every other Array-API library: the same blocks, no array is ever written."""
+    xp, work, dev = ctx.xp, ctx.work, ctx.device
+    n_rows, d = h.shape
+    V = W.shape[0]
+    want_h, want_w, want_b = ("hidden" in wanted), ("weight" in wanted), ("bias" in wanted)
+    WT = xp.permute_dims(W, (1, 0))
+    classes = xp.arange(V, device=dev)
+    values, gh_parts = [], []
+    pieces: list = []  # the weight gradient, in pieces of _WEIGHT_GRAD_ROWS rows
+    single = nb >= n_rows
+    gb = xp.zeros((V,), dtype=work, device=dev) if want_b else None
+    if wanted:
+        active, p_factor, label_factor, smooth_factor = _row_factors(xp, rows, row_factor)
+        h_eff = xp.where(active[:, None], h, xp.zeros_like(h))
+    for lo in range(0, n_rows, nb):
+        hi = min(lo + nb, n_rows)
+        z = xp.matmul(h[lo:hi, :], WT)
+        if b is not None:
+            z = z + b
+        m = _safe_row_max(xp, z)
+        z = z - m[:, None]
+        onehot = rows.labels[lo:hi, None] == classes[None, :]
+        shifted_label = xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=1)
+        e = xp.exp(z)
+        del z
+        s = xp.sum(e, axis=1)
+        values.append(_row_values(xp, rows, lo, hi, _safe_log(xp, s), shifted_label, m))
+        if not wanted:
+            continue
+        act = active[lo:hi, None]
+        g = e * (p_factor[lo:hi] / s)[:, None]
+        del e
+        g = g - xp.where(onehot, label_factor[lo:hi, None], xp.zeros_like(g))
+        g = xp.where(act, g, xp.zeros_like(g))  # exactly 0, even where the row is inf/NaN
+        if want_h:
+            gh_parts.append(xp.matmul(g, W))
+        if want_b:
+            gb = gb + xp.sum(g, axis=0)
+        if want_w:
+            hb = h_eff[lo:hi, :]
+            if single:
+                pieces = [xp.matmul(xp.permute_dims(g, (1, 0)), hb)]
+                continue
+            for i, c0 in enumerate(range(0, V, _WEIGHT_GRAD_ROWS)):
+                c1 = min(c0 + _WEIGHT_GRAD_ROWS, V)
+                part = xp.matmul(xp.permute_dims(g[:, c0:c1], (1, 0)), hb)
+                if i < len(pieces):
+                    pieces[i] = pieces[i] + part
+                else:
+                    pieces.append(part)
+    value = xp.concat(values) if values else xp.zeros((0,), dtype=work, device=dev)
+    gh = gw = None
+    if want_h:
+        gh = xp.concat(gh_parts) if gh_parts else xp.zeros((0, d), dtype=work, device=dev)
+    if want_w:
+        if not pieces:
+            gw = xp.zeros((V, d), dtype=work, device=dev)
+        else:
+            gw = pieces[0] if len(pieces) == 1 else xp.concat(pieces)
+        del pieces
+    if wanted and smooth_factor is not None:
+        gh, gw, gb = _add_smoothing(xp, rows, smooth_factor, h_eff, gh, gw, gb)
+    return value, {"hidden": gh, "weight": gw, "bias": gb}
+
+
+def _blocks_jax(ctx, h, W, b, rows, row_factor, wanted, nb):
+    """JAX: the blocks as one ``lax.scan`` inside one ``jax.jit``.
+
+    An unrolled Python loop lets XLA schedule every block's logits at once (gigabytes under
+    ``jit``) and eager dispatch run ahead of the computation; the scan holds one block at a
+    time, and the enclosing ``jit`` (compiled once per configuration and shapes) lets the
+    weight gradient be updated in place. Inside a caller's ``jit`` it is simply inlined.
+    """
+    import jax
+
+    key = (nb, "hidden" in wanted, "weight" in wanted, "bias" in wanted, _WEIGHT_GRAD_ROWS)
+    fn = _JAX_KERNELS.get(key)
+    if fn is None:
+        fn = _JAX_KERNELS[key] = jax.jit(functools.partial(
+            _jax_scan, nb=nb, want_h=key[1], want_w=key[2], want_b=key[3], piece=key[4]))
+    arrays = {"h": h, "W": W, "b": b, "row_factor": row_factor, "labels": rows.labels,
+              "a_label": rows.a_label, "total": rows.total, "a_smooth": rows.a_smooth,
+              "class_weight": rows.class_weight, "class_total": rows.class_total,
+              "wsum_logits": rows.wsum_logits, "u": rows.u}
+    value, gh, gw, gb = fn(arrays)
+    return value, {"hidden": gh, "weight": gw, "bias": gb}
+
+
+_JAX_KERNELS: dict = {}
+
+
+def _jax_scan(arrays, *, nb, want_h, want_w, want_b, piece):
+    from jax import lax
+
+    h, W, b = arrays["h"], arrays["W"], arrays["b"]
+    xp = array_api_compat.array_namespace(h)
+    rows = _Rows(labels=arrays["labels"], a_label=arrays["a_label"], total=arrays["total"],
+                 weight=None, a_smooth=arrays["a_smooth"], class_weight=arrays["class_weight"],
+                 class_total=arrays["class_total"], wsum_logits=arrays["wsum_logits"],
+                 u=arrays["u"])
+    wanted = want_h or want_w or want_b
+    work = h.dtype
+    n_rows, d = h.shape
+    V = W.shape[0]
+    n_blocks = max(1, -(-n_rows // nb))
+    pad = n_blocks * nb - n_rows
+    classes = xp.arange(V)
+    smoothing = rows.a_smooth is not None
+    smooth_factor = None
+    if wanted:
+        active, p_factor, label_factor, smooth_factor = _row_factors(xp, rows,
+                                                                     arrays["row_factor"])
+        h_eff = xp.where(active[:, None], h, xp.zeros_like(h))
+
+    def blocks(x):
+        """(N, ...) -> (n_blocks, nb, ...), padded with zeros (rows that take no part)."""
+        if pad:
+            x = xp.concat([x, xp.zeros((pad, *x.shape[1:]), dtype=x.dtype)])
+        return xp.reshape(x, (n_blocks, nb, *x.shape[1:]))
+
+    xs = {"h": blocks(h), "y": blocks(rows.labels), "total": blocks(rows.total),
+          "a_label": blocks(rows.a_label)}
+    if smoothing:
+        xs["a_smooth"] = blocks(rows.a_smooth)
+        xs["wsum_logits"] = blocks(rows.wsum_logits)
+    if wanted:
+        xs.update(h_eff=blocks(h_eff), active=blocks(active), p_factor=blocks(p_factor),
+                  label_factor=blocks(label_factor))
+    carry = (xp.zeros((V, d), dtype=work) if want_w else None,
+             xp.zeros((V,), dtype=work) if want_b else None)
+
+    def nt(a, c):  # a @ c.T without materialising a transposed copy of c
+        return lax.dot_general(a, c, (((1,), (1,)), ((), ())))
+
+    def tn(a, c):  # a.T @ c
+        return lax.dot_general(a, c, (((0,), (0,)), ((), ())))
+
+    def body(carry, x):
+        gw, gb = carry
+        z = nt(x["h"], W)
+        if b is not None:
+            z = z + b
+        m = _safe_row_max(xp, z)
+        z = z - m[:, None]
+        onehot = x["y"][:, None] == classes[None, :]
+        shifted_label = xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=1)
+        e = xp.exp(z)
+        s = xp.sum(e, axis=1)
+        smooth = {}
+        if smoothing:
+            smooth = {"a_smooth": x["a_smooth"], "wsum_logits": x["wsum_logits"],
+                      "class_total": rows.class_total}
+        value = _block_values(xp, x["total"], x["a_label"], _safe_log(xp, s), shifted_label,
+                              m, **smooth)
+        if not wanted:
+            return carry, (value, None)
+        g = e * (x["p_factor"] / s)[:, None]
+        g = g - xp.where(onehot, x["label_factor"][:, None], xp.zeros_like(g))
+        g = xp.where(x["active"][:, None], g, xp.zeros_like(g))
+        gh = xp.matmul(g, W) if want_h else None
+        if want_b:
+            gb = gb + xp.sum(g, axis=0)
+        if want_w:
+            for c0 in range(0, V, piece):
+                c1 = min(c0 + piece, V)
+                gw = gw.at[c0:c1].add(tn(g[:, c0:c1], x["h_eff"]))  # in place in the loop
+        return (gw, gb), (value, gh)
+
+    (gw, gb), (values, ghs) = lax.scan(body, carry, xs)
+    value = xp.reshape(values, (n_blocks * nb,))[:n_rows]
+    gh = xp.reshape(ghs, (n_blocks * nb, d))[:n_rows, :] if want_h else None
+    if smooth_factor is not None:
+        gh, gw, gb = _add_smoothing(xp, rows, smooth_factor, h_eff, gh, gw, gb)
+    return value, gh, gw, gb
+
+
+linear_cross_entropy = register(LinearCrossEntropy())
