@@ -10,6 +10,8 @@ Nothing here imports torch, jax, cupy or dask: ``import losskit`` stays light.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from typing import Any
 
@@ -95,13 +97,31 @@ def as_array(x: Any, xp, *, device=None, name: str = "argument"):
     return xp.asarray(arr, device=device)
 
 
+_INSPECT: contextvars.ContextVar[bool] = contextvars.ContextVar("losskit_inspect", default=True)
+
+
+@contextlib.contextmanager
+def unchecked():
+    """Inside: no check reads array values (``validate=False`` of every loss).
+
+    Shapes, dtypes and options are still checked; label ranges, probability ranges,
+    non-negative weights and box orders are not.
+    """
+    token = _INSPECT.set(False)
+    try:
+        yield
+    finally:
+        _INSPECT.reset(token)
+
+
 def can_inspect(x: Any) -> bool:
     """Whether the values of ``x`` can be read now, cheaply, for validation.
 
-    False for Dask arrays (lazy) and JAX tracers (inside ``jax.jit``/``grad``);
-    True for NumPy, CuPy, PyTorch, array-api-strict and concrete JAX arrays.
+    False inside :func:`unchecked` (``validate=False``), for Dask arrays (lazy) and JAX
+    tracers (inside ``jax.jit``/``grad``); True for NumPy, CuPy, PyTorch, array-api-strict
+    and concrete JAX arrays.
     """
-    if x is None:
+    if x is None or not _INSPECT.get():
         return False
     if array_api_compat.is_dask_array(x):
         return False

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-__all__ = ["ENABLED", "env_flag", "register_fast_path", "fast_path_for"]
+__all__ = ["ENABLED", "env_flag", "register_fast_path", "fast_path_for", "framework_hook",
+           "FRAMEWORK_ADAPTERS"]
 
 
 def env_flag(name: str) -> bool:
@@ -60,3 +61,24 @@ def fast_path_for(loss_type: type) -> Callable[..., Any] | None:
             break
     _RESOLVED[loss_type] = kernel
     return kernel
+
+
+# ----------------------------------------------------------------------- framework adapters
+#: the adapter module of each framework whose arrays get closed-form autodiff rules, by the
+#: top-level package of the array's type. Named, not imported: an adapter sits above the
+#: losses and is imported on the first call with one of its arrays (``import losskit``
+#: stays free of torch). The adapter module defines ``call(loss, arrays, reduction,
+#: sample_weight, options, want, wrt, out, validate)``.
+FRAMEWORK_ADAPTERS: dict[str, str] = {"torch": "losskit.torch"}
+_HOOKS: dict[str, Callable[..., Any]] = {}
+
+
+def framework_hook(prediction) -> Callable[..., Any] | None:
+    """The adapter's ``call`` for ``prediction``'s framework, or None (the pipeline runs)."""
+    root = type(prediction).__module__.partition(".")[0]
+    hook = _HOOKS.get(root)
+    if hook is None and root in FRAMEWORK_ADAPTERS:
+        import importlib
+
+        hook = _HOOKS[root] = importlib.import_module(FRAMEWORK_ADAPTERS[root]).call
+    return hook

@@ -48,7 +48,8 @@ from .validation import (
     check_numeric,
     check_same_shape,
 )
-from .arrays import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
+from .arrays import (as_array, compute_dtype, device_of, ensure_array, namespace, quiet,
+                     unchecked)
 
 __all__ = ["Loss", "Terms", "Context", "catalog", "check_out", "fill_doc", "REDUCTIONS"]
 
@@ -234,11 +235,12 @@ class Loss:
         return t
 
     # ------------------------------------------------------------------ public API
-    def __call__(self, *arrays, reduction=None, sample_weight=None, **options):
-        return self._pipeline(arrays, reduction, sample_weight, options, "value", None)
+    def __call__(self, *arrays, reduction=None, sample_weight=None, validate=True, **options):
+        return self._entry(arrays, reduction, sample_weight, options, "value", None, None,
+                           validate)
 
     def grad(self, *arrays, wrt=None, reduction=None, sample_weight=None, out=None,
-             **options):
+             validate=True, **options):
         """Gradient of the (reduced) loss with respect to ``prediction``.
 
         Same shape and dtype as ``prediction``; with ``reduction="none"`` it is the
@@ -252,16 +254,40 @@ class Loss:
         directly, allocating nothing of its size; elsewhere the gradient is computed, then
         copied into ``out``. ``out`` may be one of the inputs: it is overwritten once they
         have been read. After an error its contents are unspecified.
+
+        ``validate=False`` (also of the call and :meth:`value_and_grad`) skips the checks
+        that read array values (label and probability ranges, non-negative weights, box
+        order); shapes, dtypes and options are still checked.
         """
-        return self._pipeline(arrays, reduction, sample_weight, options, "grad", wrt, out)
+        return self._entry(arrays, reduction, sample_weight, options, "grad", wrt, out,
+                           validate)
 
     def value_and_grad(self, *arrays, wrt=None, reduction=None, sample_weight=None,
-                       out=None, **options):
+                       out=None, validate=True, **options):
         """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``.
 
         ``out=`` receives the gradient, as in :meth:`grad`.
         """
-        return self._pipeline(arrays, reduction, sample_weight, options, "both", wrt, out)
+        return self._entry(arrays, reduction, sample_weight, options, "both", wrt, out,
+                           validate)
+
+    def _entry(self, arrays, reduction, sample_weight, options, want, wrt, out, validate):
+        """Every public call: a framework's adapter (PyTorch tensors: losskit.torch, found
+        through losskit.core.dispatch) or the pipeline, with or without value checks."""
+        if arrays and type(arrays[0]) is not np.ndarray:
+            hook = dispatch.framework_hook(arrays[0])
+            if hook is not None:
+                return hook(self, arrays, reduction, sample_weight, options, want, wrt, out,
+                            validate)
+        if validate is True:
+            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
+        if not isinstance(validate, (bool, np.bool_)):
+            raise TypeError(f"`validate` of {self.name} must be True or False; "
+                            f"got {validate!r}")
+        if validate:
+            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
+        with unchecked():
+            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
 
     # ------------------------------------------------------------------ the one pipeline
     def _wrt_names(self, wrt):
@@ -382,14 +408,15 @@ class Loss:
                     scale = 1.0 / count if count else 0.0
                 else:
                     total = xp.sum(weight)
-                    ok = total > 0
+                    # a mean over nothing (total weight 0) is 0; a NaN total propagates
+                    ok = total != 0
                     scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)),
                                      xp.zeros_like(total))
             if scale is not None:
                 if isinstance(scale, float):
                     value_out = value_out * scale
                 else:
-                    value_out = xp.where(scale > 0, value_out * scale, xp.zeros_like(value_out))
+                    value_out = xp.where(scale != 0, value_out * scale, xp.zeros_like(value_out))
         if value_out.dtype != dtype:
             value_out = xp.astype(value_out, dtype)
         value_out = ensure_array(value_out)
@@ -402,7 +429,7 @@ class Loss:
                 if isinstance(scale, float):
                     g = g * scale if scale else xp.zeros_like(g)
                 else:
-                    g = xp.where(scale > 0, g * scale, xp.zeros_like(g))
+                    g = xp.where(scale != 0, g * scale, xp.zeros_like(g))
             if terms.finalize and n in terms.finalize:
                 g = terms.finalize[n](g)
             if g.dtype != dtype:

@@ -271,12 +271,12 @@ class LinearCrossEntropy(Loss):
 
     # ------------------------------------------------------------------ public API
     def __call__(self, hidden, weight, labels, bias=None, *, reduction=None,
-                 sample_weight=None, **options):
+                 sample_weight=None, validate=True, **options):
         return self._run((hidden, weight, labels, bias), reduction, sample_weight, options,
-                         want="value", wrt=None)
+                         want="value", wrt=None, validate=validate)
 
     def grad(self, hidden, weight, labels, bias=None, *, wrt=None, reduction=None,
-             sample_weight=None, out=None, **options):
+             sample_weight=None, out=None, validate=True, **options):
         """Gradient of the (reduced) loss with respect to ``hidden`` (or ``wrt=``).
 
         ``wrt`` is ``"hidden"`` (default), ``"weight"``, ``"bias"``, a tuple of these
@@ -287,17 +287,19 @@ class LinearCrossEntropy(Loss):
         the NumPy/PyTorch path the kernel accumulates into it directly.
         """
         return self._run((hidden, weight, labels, bias), reduction, sample_weight, options,
-                         want="grad", wrt=wrt, out=out)
+                         want="grad", wrt=wrt, out=out, validate=validate)
 
     def value_and_grad(self, hidden, weight, labels, bias=None, *, wrt=None, reduction=None,
-                       sample_weight=None, out=None, **options):
+                       sample_weight=None, out=None, validate=True, **options):
         """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``."""
         return self._run((hidden, weight, labels, bias), reduction, sample_weight, options,
-                         want="both", wrt=wrt, out=out)
+                         want="both", wrt=wrt, out=out, validate=validate)
 
-    def _run(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
+    def _run(self, arrays, reduction, sample_weight, options, want, wrt, out=None,
+             validate=True):
         with quiet():
-            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
+            return self._entry(arrays, reduction, sample_weight, options, want, wrt, out,
+                               validate)
 
     def _compute(self, ctx, hidden, weight, labels, bias, *, need_grad, class_weight=None,
                  ignore_index=None, label_smoothing=0.0, chunk_size=None):
@@ -380,7 +382,8 @@ class LinearCrossEntropy(Loss):
         else:
             denom = rows.weight if sw is None else sw * rows.weight
             total = xp.sum(denom)
-            ok = total > 0
+            # a mean over nothing (total weight 0) is 0; a NaN total propagates
+            ok = total != 0
             scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)),
                              xp.zeros_like(total))
 
@@ -414,7 +417,7 @@ class LinearCrossEntropy(Loss):
                 if isinstance(scale, float):
                     total_value = total_value * scale
                 else:
-                    total_value = xp.where(scale > 0, total_value * scale,
+                    total_value = xp.where(scale != 0, total_value * scale,
                                            xp.zeros_like(total_value))
         if total_value.dtype != dtype:
             total_value = xp.astype(total_value, dtype)

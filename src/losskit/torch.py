@@ -1,0 +1,411 @@
+r"""losskit inside PyTorch training: the closed-form gradient as the backward.
+
+Calling any loss on PyTorch tensors runs it as one operator, ``losskit::value_and_grad``
+(a :func:`torch.library.custom_op` with a fake implementation and a vmap rule), which
+computes the value and, when an input requires grad, the closed-form gradient in the same
+pass. An :class:`torch.autograd.Function` (with ``setup_context``, as ``torch.func``
+requires) hands that saved gradient to autograd: the backward is
+``grad_output * gradient``, nothing is differentiated through the forward code. So:
+
+* ``loss = lk.softmax_cross_entropy(logits, labels); loss.backward()`` uses
+  ``softmax(z) - onehot``, also where autodiff of the forward would give NaN (an identical
+  contrastive pair, a ``-inf`` logit under focal loss, a zero triplet distance);
+* every differentiable input gets its gradient (``loss.differentiable``: triplet's anchor,
+  positive and negative, gaussian_nll's ``var``, linear_cross_entropy's hidden, weight and
+  bias); targets, labels and weights get none;
+* ``torch.compile(fullgraph=True)`` sees one opaque operator (no graph break: the checks
+  run inside it, on real tensors), and ``torch.func.grad``/``vmap`` work (per-sample
+  gradients: ``vmap(grad(f))``);
+* double backward raises a clear error (the gradient is closed-form, not a graph).
+
+CPU tensors (float32/float64/float16) go to the NumPy engines zero-copy
+(``tensor.numpy()`` views in, ``torch.from_numpy`` out: the fused kernels of
+:mod:`losskit.kernels`); other devices and dtypes (CUDA, bfloat16) run the generic
+Array-API path with torch operations on the tensors' own device.
+
+``reduction="none"``: the backward of per-example values with an upstream gradient
+``v`` is the gradient of ``sum(v * loss)``, computed by a second call with
+``sample_weight=v`` (times any ``sample_weight`` given) and ``reduction="sum"``.
+
+``validate=False`` skips the checks that read tensor values (on CUDA each check is a
+host synchronisation). Then an out-of-range label is not detected; what it gives depends
+on the engine (an ``IndexError`` on the CPU, an undefined value elsewhere): validate at
+least once before turning the checks off.
+
+``.grad(...)`` and ``.value_and_grad(...)`` on tensors return plain tensors (no autograd
+graph is recorded) from the same operator; ``out=`` may be a leaf that requires grad
+(its ``.grad`` is not touched: the gradient is written into its data).
+
+:class:`Loss` wraps any loss as a ``torch.nn.Module`` criterion.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from .core.arrays import quiet, unchecked
+from .core.loss import Loss as _Loss
+from .core.loss import check_out
+
+__all__ = ["Loss", "call"]
+
+# ----------------------------------------------------------------------------- the losses
+# the operator takes strings, tensors and numbers; a loss object is named by a key
+_LOSSES: dict[str, _Loss] = {}
+_LOCK = threading.Lock()
+
+
+def _key(loss: _Loss) -> str:
+    key = f"{loss.name}@{id(loss):x}"
+    if key not in _LOSSES:
+        with _LOCK:
+            _LOSSES[key] = loss  # kept alive: the key stays valid
+    return key
+
+
+# ----------------------------------------------------------------------------- options
+def _encode(options: dict, sample_weight) -> tuple[str, list]:
+    """(static options as text, the tensor-valued options in order).
+
+    Static values (numbers, strings, None, booleans, tuples/lists of them) are written
+    with ``repr`` and read back with ``ast.literal_eval``; a tensor or array option
+    (``class_weight``, ``pos_weight``, ``sample_weight``) travels as a tensor.
+    """
+    tensors = []
+    parts = []
+    items = list(options.items())
+    if sample_weight is not None:
+        items.append(("sample_weight", sample_weight))
+    for name, value in items:
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            parts.append(f"{name!r}: _T({len(tensors)})")
+            tensors.append(value)
+        else:
+            parts.append(f"{name!r}: {_literal(name, value)}")
+    return "{" + ", ".join(parts) + "}", tensors
+
+
+def _literal(name, value) -> str:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(_literal(name, v) for v in value)
+        return f"({inner},)" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "_F('nan')"
+        if math.isinf(value):
+            return "_F('inf')" if value > 0 else "_F('-inf')"
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return repr(value)
+    raise TypeError(f"option `{name}` must be a number, a string, None, a tuple/list of "
+                    f"these, or an array; got {type(value).__name__}")
+
+
+_DECODED: dict[str, Any] = {}
+
+
+def _decode(text: str, tensors: list) -> dict:
+    code = _DECODED.get(text)
+    if code is None:
+        code = _DECODED[text] = compile(text, "<losskit options>", "eval")
+    return eval(code, {"__builtins__": {}, "_T": tensors.__getitem__, "_F": float})
+
+
+# ----------------------------------------------------------------------------- the operator
+def _plain_cpu(t: torch.Tensor) -> bool:
+    return t.device.type == "cpu" and t.dtype not in (torch.bfloat16, torch.complex32)
+
+
+def _to_tensor(a, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(a, np.ndarray):
+        if a.flags.writeable and a.flags.c_contiguous and a.dtype.isnative:
+            t = torch.from_numpy(a)
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(a).copy())
+        return t if like.device.type == "cpu" else t.to(like.device)
+    return a
+
+
+def _fresh(t: torch.Tensor, inputs) -> torch.Tensor:
+    """An operator's output must not alias an input: copy in the rare case it would."""
+    ptr = t.untyped_storage().data_ptr()
+    if ptr and any(ptr == x.untyped_storage().data_ptr() for x in inputs):
+        return t.clone()
+    return t
+
+
+def _run(key: str, inputs: list[torch.Tensor], tensor_options: list[torch.Tensor],
+         options: str, reduction: str, wrt: list[int], validate: bool, present: list[int]):
+    loss = _LOSSES[key]
+    opts = _decode(options, tensor_options)
+    sample_weight = opts.pop("sample_weight", None)
+    arrays: list[Any] = [None] * len(loss.inputs)
+    for slot, t in zip(present, inputs):
+        arrays[slot] = t
+    if all(_plain_cpu(t) for t in (*inputs, *tensor_options)):
+        arrays = [a.numpy() if a is not None else None for a in arrays]
+        opts = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in opts.items()}
+        if sample_weight is not None:
+            sample_weight = sample_weight.numpy()
+    names = tuple(loss.inputs[i] for i in wrt)
+    want = "both" if names else "value"
+    with quiet():
+        if validate:
+            result = loss._pipeline(tuple(arrays), reduction, sample_weight, opts, want,
+                                    names or None)
+        else:
+            with unchecked():
+                result = loss._pipeline(tuple(arrays), reduction, sample_weight, opts, want,
+                                        names or None)
+    value, grads = (result, ()) if want == "value" else result
+    like = inputs[0]
+    out = [_to_tensor(value, like)]
+    out += [_to_tensor(g, like) for g in grads]
+    return [_fresh(t, inputs) for t in out]
+
+
+@torch.library.custom_op("losskit::value_and_grad", mutates_args=())
+def _value_and_grad(key: str, inputs: list[torch.Tensor], tensor_options: list[torch.Tensor],
+                    options: str, reduction: str, wrt: list[int], validate: bool,
+                    present: list[int]) -> list[torch.Tensor]:
+    """``[value, gradient of each input in wrt]`` of the loss named by ``key``."""
+    return _run(key, inputs, tensor_options, options, reduction, wrt, validate, present)
+
+
+@_value_and_grad.register_fake
+def _value_and_grad_fake(key, inputs, tensor_options, options, reduction, wrt, validate,
+                         present):
+    loss = _LOSSES[key]
+    like = inputs[0]
+    if reduction == "none":
+        shape = _none_shape(loss, inputs, tensor_options, options, present)
+        value = like.new_empty(shape)
+    else:
+        value = like.new_empty(())
+    slot = {s: i for i, s in enumerate(present)}
+    return [value] + [torch.empty_like(inputs[slot[i]]) for i in wrt]
+
+
+def _none_shape(loss, inputs, tensor_options, options, present):
+    """The shape of the per-example values, from the same call on tiny CPU stand-ins.
+
+    A loss's unreduced shape depends only on its inputs' shapes and options; computing it
+    on a copy of zeros of the same shapes would cost their memory, so the stand-ins share
+    one zero element (``expand``)."""
+    stand = [torch.zeros((), dtype=t.dtype).expand(t.shape) for t in inputs]
+    topts = [torch.zeros((), dtype=t.dtype).expand(t.shape) for t in tensor_options]
+    value = _run(_key(loss), stand, topts, options, "none", [], False, present)[0]
+    return value.shape
+
+
+def _vmap_rule(info, in_dims, key, inputs, tensor_options, options, reduction, wrt, validate,
+               present):
+    """vmap: the operator once per batch entry (each entry is one independent call)."""
+    dims_in, dims_opt = in_dims[1], in_dims[2]
+    results = []
+    for b in range(info.batch_size):
+        xs = [x if d is None else x.select(d, b) for x, d in zip(inputs, dims_in)]
+        os_ = [x if d is None else x.select(d, b) for x, d in zip(tensor_options, dims_opt)]
+        results.append(_value_and_grad(key, xs, os_, options, reduction, wrt, validate,
+                                       present))
+    stacked = [torch.stack([r[k] for r in results]) for k in range(len(results[0]))]
+    return stacked, [0] * len(stacked)
+
+
+torch.library.register_vmap(_value_and_grad, _vmap_rule)
+
+
+# ----------------------------------------------------------------------------- autograd
+class _ClosedForm(torch.autograd.Function):
+    """The operator as an autograd node whose backward is the saved closed-form gradient."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(key, tensor_options, options, reduction, wrt, validate, present, *inputs):
+        return tuple(_value_and_grad(key, list(inputs), tensor_options, options,
+                                     reduction, [] if reduction == "none" else wrt, validate,
+                                     present))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        key, tensor_options, options, reduction, wrt, validate, present = inputs[:7]
+        ctx.args = (key, options, reduction, wrt, validate, present)
+        ctx.n_inputs = len(inputs) - 7
+        if reduction == "none":
+            ctx.tensor_options = tensor_options
+            ctx.save_for_backward(*inputs[7:])
+        else:
+            ctx.mark_non_differentiable(*output[1:])
+            ctx.save_for_backward(*output[1:])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_value, *unused):
+        key, options, reduction, wrt, validate, present = ctx.args
+        if reduction == "none":
+            grads = _none_backward(key, list(ctx.saved_tensors), ctx.tensor_options, options,
+                                   wrt, present, grad_value)
+        else:
+            grads = [grad_value * g for g in ctx.saved_tensors]
+        slot = {s: i for i, s in enumerate(present)}
+        result: list[Any] = [None] * ctx.n_inputs
+        for i, g in zip(wrt, grads):
+            result[slot[i]] = g
+        return (None,) * 7 + tuple(result)
+
+
+def _none_backward(key, inputs, tensor_options, options, wrt, present, grad_value):
+    """The vector-Jacobian product of the per-example values: the gradient of
+    ``sum(grad_value * loss)``, i.e. the loss with ``sample_weight=grad_value`` summed."""
+    opts = _decode(options, tensor_options)
+    sw = opts.get("sample_weight")
+    weight = grad_value
+    if sw is not None:
+        sw = torch.as_tensor(sw, device=grad_value.device, dtype=grad_value.dtype)
+        if sw.shape != grad_value.shape:  # (N,): every element of each example
+            sw = sw.reshape(sw.shape + (1,) * (grad_value.ndim - sw.ndim))
+        weight = grad_value * sw
+    opts["sample_weight"] = weight
+    rest = {k: v for k, v in opts.items() if k != "sample_weight"}
+    text, tensors = _encode(rest, weight)
+    out = _value_and_grad(key, inputs, tensors, text, "sum", wrt, False, present)
+    return out[1:]
+
+
+# ----------------------------------------------------------------------------- entry point
+def _as_tensor(a, like: torch.Tensor):
+    if a is None or isinstance(a, torch.Tensor):
+        return a
+    if isinstance(a, (np.ndarray, list, tuple, int, float, np.generic)):
+        return torch.as_tensor(np.asarray(a), device=like.device)
+    return a
+
+
+def call(loss: _Loss, arrays, reduction, sample_weight, options, want, wrt, out, validate):
+    """The loss on PyTorch tensors (found by :func:`losskit.core.dispatch.framework_hook`).
+
+    ``want``: "value" (a tensor with the closed-form backward when an input requires
+    grad), "grad" or "both" (plain tensors, no graph).
+    """
+    if not isinstance(validate, (bool, np.bool_)):
+        raise TypeError(f"`validate` of {loss.name} must be True or False; got {validate!r}")
+    names = loss.inputs
+    if len(arrays) > len(names):
+        raise TypeError(f"{loss.name}() takes {len(names)} arrays ({', '.join(names)}); "
+                        f"got {len(arrays)}")
+    if reduction is None:
+        reduction = loss._defaults.get("reduction", "mean")
+    if not isinstance(reduction, str):
+        from .core.validation import check_choice
+        from .core.loss import REDUCTIONS
+
+        check_choice("reduction", reduction, REDUCTIONS)
+    pred = arrays[0]
+    if any(a is not None and not isinstance(a, torch.Tensor) for a in (*arrays, sample_weight)):
+        # arrays of two libraries: the pipeline says which argument is which
+        with quiet():
+            return loss._pipeline(tuple(arrays), reduction, sample_weight, options, want, wrt,
+                                  out)
+    tensors = list(arrays)
+    present = [i for i, t in enumerate(tensors) if t is not None]
+    inputs = [tensors[i] for i in present]
+    opts = {k: (_as_tensor(v, pred) if isinstance(v, np.ndarray) else v)
+            for k, v in options.items()}
+    text, tensor_options = _encode(opts, _as_tensor(sample_weight, pred)
+                                   if sample_weight is not None else None)
+    key = _key(loss)
+    validate = bool(validate)
+
+    if want == "value":
+        diff = [i for i in present if names[i] in loss.differentiable]
+        need = torch.is_grad_enabled() and any(tensors[i].requires_grad for i in diff)
+        if not need:
+            return _value_and_grad(key, inputs, tensor_options, text, reduction, [],
+                                   validate, present)[0]
+        wrt_idx = [i for i in diff if tensors[i].requires_grad]
+        return _ClosedForm.apply(key, tensor_options, text, reduction, wrt_idx, validate,
+                                 present, *inputs)[0]
+
+    wrt_names, as_tuple = loss._wrt_names(wrt)
+    if "bias" in wrt_names and len(arrays) > 3 and arrays[3] is None and wrt != "all":
+        raise ValueError(f"{loss.name}(): wrt='bias' needs a `bias`; got bias=None "
+                         "(a layer without a bias has no bias gradient)")
+    wanted = [names.index(n) for n in wrt_names]
+    wrt_idx = [i for i in wanted if i in present]
+    detached = [t.detach() for t in inputs]
+    with torch.no_grad():
+        result = _value_and_grad(key, detached, [t.detach() for t in tensor_options], text,
+                                 reduction, wrt_idx, validate, present)
+    value, grads = result[0], dict(zip(wrt_idx, result[1:]))
+    gs = [grads.get(i) for i in wanted]
+    if out is not None:
+        if as_tuple:
+            raise TypeError(f"{loss.name}(): `out` takes one gradient, but wrt={wrt!r} "
+                            "returns a tuple of gradients; leave `out` out")
+        import array_api_compat
+
+        check_out(out, tuple(gs[0].shape), gs[0].dtype, array_api_compat.array_namespace(gs[0]),
+                  wrt_names[0])
+        with torch.no_grad():
+            out.detach().copy_(gs[0])
+        gs[0] = out
+    grad = tuple(gs) if as_tuple else gs[0]
+    return grad if want == "grad" else (value, grad)
+
+
+# ----------------------------------------------------------------------------- nn.Module
+class Loss(torch.nn.Module):
+    """A losskit loss as a PyTorch criterion: ``losskit.torch.Loss(lk.huber, delta=0.5)``.
+
+    ``forward(prediction, target, ...)`` takes the loss's arrays in losskit's order
+    (prediction first, as PyTorch's criteria do) and returns its value; the backward is the
+    loss's closed-form gradient. ``reduction`` (default ``"mean"``) and every option of
+    the loss are fixed at construction and shown by ``repr``; ``sample_weight`` (and
+    options) may also be passed per call to ``forward``.
+
+    >>> import torch, losskit as lk, losskit.torch
+    >>> criterion = losskit.torch.Loss(lk.softmax_cross_entropy, label_smoothing=0.1)
+    >>> criterion
+    Loss(softmax_cross_entropy, reduction='mean', label_smoothing=0.1)
+    >>> z = torch.tensor([[2.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    >>> criterion(z, torch.tensor([0, 1])).backward()
+    >>> z.grad.shape
+    torch.Size([2, 2])
+    """
+
+    def __init__(self, loss: _Loss, *, reduction: str = "mean", **options):
+        super().__init__()
+        if not isinstance(loss, _Loss):
+            raise TypeError(f"`loss` must be a losskit loss (such as lk.mse); got "
+                            f"{type(loss).__name__}")
+        known = loss.option_defaults()
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise TypeError(loss._unknown_message(set(unknown)))
+        from .core.loss import REDUCTIONS
+        from .core.validation import check_choice
+
+        check_choice("reduction", reduction, REDUCTIONS)
+        self.loss = loss
+        self.reduction = reduction
+        self.options = dict(options)
+
+    def forward(self, *arrays, sample_weight=None, **options):
+        return self.loss(*arrays, reduction=self.reduction, sample_weight=sample_weight,
+                         **{**self.options, **options})
+
+    def extra_repr(self) -> str:
+        parts = [self.loss.name, f"reduction={self.reduction!r}"]
+        parts += [f"{k}={v!r}" for k, v in self.options.items()]
+        return ", ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"Loss({self.extra_repr()})"

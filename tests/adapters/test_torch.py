@@ -1,0 +1,374 @@
+"""losskit on PyTorch tensors: the closed-form gradient as the backward (``losskit.torch``).
+
+References are independent: torch autograd of each case's PyTorch reference
+(``loss_cases``: the other library's formula with the convention translated), PyTorch's own
+losses, ``torch.autograd.gradcheck`` (finite differences), and loops against ``vmap``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import losskit as lk
+from loss_cases import CASE_IDS, CASES
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+
+import losskit.torch as lkt  # noqa: E402
+
+CLOSED_FORM = "_ClosedFormBackward"
+
+
+def _is_float(a):
+    return np.asarray(a).dtype.kind == "f"
+
+
+def _tensors(case, arrays, dtype=torch.float64, grad=True):
+    out = []
+    for name, a in zip(case.loss.inputs, arrays):
+        if _is_float(a):
+            out.append(torch.tensor(a, dtype=dtype,
+                                    requires_grad=grad and name in case.loss.differentiable))
+        else:
+            out.append(torch.as_tensor(a, dtype=torch.int64))
+    return out
+
+
+def _options(options):
+    return {k: torch.tensor(v, dtype=torch.float64) if isinstance(v, list) else v
+            for k, v in options.items()}
+
+
+def _reference(case, arrays, reduction, upstream=None):
+    ts = _tensors(case, arrays)
+    v = case.torch_ref(*ts, reduction, torch)
+    (v if upstream is None else (v * upstream).sum()).backward()
+    return v.detach(), [ts[case.loss.inputs.index(n)].grad for n in case.loss.differentiable]
+
+
+def _ours(case, arrays, reduction, upstream=None):
+    ts = _tensors(case, arrays)
+    v = case.loss(*ts, reduction=reduction, **_options(case.options))
+    assert type(v.grad_fn).__name__ == CLOSED_FORM, "the backward is not losskit's"
+    (v if upstream is None else (v * upstream).sum()).backward()
+    return v.detach(), [ts[case.loss.inputs.index(n)].grad for n in case.loss.differentiable]
+
+
+# ------------------------------------------------------------------ every loss, every input
+@pytest.mark.parametrize("reduction", ["mean", "sum", "batchmean"])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_backward_is_the_closed_form_and_equals_torch_autograd(case, reduction):
+    arrays = case.inputs(seed=3)
+    ref_v, ref_g = _reference(case, arrays, reduction)
+    v, g = _ours(case, arrays, reduction)
+    torch.testing.assert_close(v, ref_v, rtol=case.rtol64, atol=1e-12)
+    for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
+        assert gi is not None, f"{name} got no gradient"
+        torch.testing.assert_close(gi, ri, rtol=case.rtol64, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_reduction_none_backward_with_an_upstream_gradient(case):
+    arrays = case.inputs(seed=4)
+    ref_v = case.torch_ref(*_tensors(case, arrays, grad=False), "none", torch)
+    upstream = torch.linspace(-1.0, 2.0, ref_v.numel(), dtype=torch.float64).reshape(ref_v.shape)
+    ref_v, ref_g = _reference(case, arrays, "none", upstream)
+    v, g = _ours(case, arrays, "none", upstream)
+    torch.testing.assert_close(v, ref_v, rtol=case.rtol64, atol=1e-12)
+    for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
+        torch.testing.assert_close(gi, ri, rtol=case.rtol64, atol=1e-12, msg=name)
+
+
+GRADCHECK = [c for c in CASES if c.on_every_backend and not c.kinky]
+
+
+@pytest.mark.parametrize("case", GRADCHECK, ids=[c.id for c in GRADCHECK])
+def test_torch_gradcheck(case):
+    arrays = case.inputs(seed=6)
+    ts = _tensors(case, arrays)
+    diff = [i for i, n in enumerate(case.loss.inputs) if n in case.loss.differentiable]
+    opts = _options(case.options)
+
+    def f(*xs):
+        full = list(ts)
+        for i, x in zip(diff, xs):
+            full[i] = x
+        return case.loss(*full, **opts)
+
+    assert torch.autograd.gradcheck(f, tuple(ts[i] for i in diff))
+
+
+def test_float32_backward_matches_torch():
+    torch.manual_seed(0)
+    z = torch.randn(64, 10, requires_grad=True)
+    y = torch.randint(0, 10, (64,))
+    lk.softmax_cross_entropy(z, y, label_smoothing=0.1).backward()
+    z2 = z.detach().clone().requires_grad_()
+    F.cross_entropy(z2, y, label_smoothing=0.1).backward()
+    assert z.grad.dtype == torch.float32
+    torch.testing.assert_close(z.grad, z2.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_no_grad_calls_and_plain_tensors_return_plain_values():
+    z = torch.randn(4, 3, dtype=torch.float64)
+    v = lk.softmax_cross_entropy(z, torch.tensor([0, 1, 2, 0]))
+    assert v.grad_fn is None and not v.requires_grad
+    zg = z.clone().requires_grad_()
+    with torch.no_grad():
+        assert lk.softmax_cross_entropy(zg, torch.tensor([0, 1, 2, 0])).grad_fn is None
+
+
+def test_targets_and_weights_get_no_gradient():
+    z = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    t = torch.rand(5, 3, dtype=torch.float64, requires_grad=True)
+    lk.sigmoid_binary_cross_entropy(z, t).backward()
+    assert z.grad is not None and t.grad is None
+
+
+# ------------------------------------------------------------------ where autodiff gives NaN
+def test_contrastive_identical_pair_has_the_finite_closed_form_gradient():
+    x = torch.tensor([[1.0, 2.0, 3.0]], dtype=torch.float64, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_()
+    lk.contrastive(x, x2, torch.tensor([1.0], dtype=torch.float64)).backward()
+    # similar pair at distance 0: the loss d^2/2 has gradient d * unit = 0
+    assert torch.equal(x.grad, torch.zeros_like(x)) and torch.equal(x2.grad, torch.zeros_like(x2))
+    # a siamese layer stays finite after one SGD step
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2).double()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    a = torch.randn(4, 3, dtype=torch.float64)
+    lk.contrastive(net(a), net(a), torch.ones(4, dtype=torch.float64)).backward()
+    opt.step()
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_softmax_focal_with_a_masked_class_is_finite():
+    z = torch.tensor([[2.0, -float("inf"), 0.5]], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0])
+    lk.softmax_focal_loss(z, y, gamma=2.0).backward()
+    expected = lk.softmax_focal_loss.grad(z.detach().numpy(), y.numpy(), gamma=2.0)
+    assert torch.isfinite(z.grad).all()
+    np.testing.assert_allclose(z.grad.numpy(), expected, rtol=1e-12)
+    assert z.grad[0, 1] == 0.0
+
+
+def test_triplet_with_eps0_and_anchor_equal_positive_is_finite():
+    a = torch.tensor([[1.0, 2.0]], dtype=torch.float64, requires_grad=True)
+    p = a.detach().clone().requires_grad_()
+    n = torch.tensor([[1.5, 2.0]], dtype=torch.float64, requires_grad=True)
+    lk.triplet_margin(a, p, n, eps=0.0).backward()
+    for t in (a, p, n):
+        assert torch.isfinite(t.grad).all()
+    # d(a,p) = 0 (subgradient 0), d(a,n) = 0.5 < margin: only the negative term acts
+    torch.testing.assert_close(a.grad, torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(n.grad, torch.tensor([[-1.0, 0.0]], dtype=torch.float64))
+    torch.testing.assert_close(p.grad, torch.zeros_like(p))
+
+
+# ------------------------------------------------------------------ linear_cross_entropy
+def test_linear_cross_entropy_backward_for_hidden_weight_and_bias():
+    torch.manual_seed(1)
+    h = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(11, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(11, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 11, (8,))
+    v = lk.linear_cross_entropy(h, w, y, b)
+    assert v.requires_grad and type(v.grad_fn).__name__ == CLOSED_FORM
+    v.backward()
+    h2, w2, b2 = (t.detach().clone().requires_grad_() for t in (h, w, b))
+    ref = F.cross_entropy(h2 @ w2.T + b2, y)
+    ref.backward()
+    torch.testing.assert_close(v.detach(), ref.detach())
+    for ours, theirs in ((h, h2), (w, w2), (b, b2)):
+        torch.testing.assert_close(ours.grad, theirs.grad)
+    # without a bias, and only the weight requiring grad
+    w.grad = None
+    lk.linear_cross_entropy(h.detach(), w, y).backward()
+    w3 = w.detach().clone().requires_grad_()
+    F.cross_entropy(h.detach() @ w3.T, y).backward()
+    torch.testing.assert_close(w.grad, w3.grad)
+
+
+# ------------------------------------------------------------------ .grad and out=
+def test_grad_records_no_graph_and_out_may_be_a_leaf_that_requires_grad():
+    z = torch.randn(4, 3, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 0])
+    g = lk.softmax_cross_entropy.grad(z, y)
+    assert not g.requires_grad and g.grad_fn is None
+    expected = (torch.softmax(z.detach(), -1) - F.one_hot(y, 3)) / 4
+    torch.testing.assert_close(g, expected)
+    out = torch.zeros(4, 3, requires_grad=True)
+    r = lk.softmax_cross_entropy.grad(z, y, out=out)
+    assert r is out
+    torch.testing.assert_close(out.detach(), expected)
+    v, (ga, gp, gn) = lk.triplet_margin.value_and_grad(
+        torch.randn(3, 2), torch.randn(3, 2), torch.randn(3, 2), wrt="all")
+    assert ga.shape == gp.shape == gn.shape == (3, 2) and v.ndim == 0
+
+
+def test_cpu_tensors_take_the_fused_kernels():
+    from losskit.kernels import fast_paths
+
+    z = torch.randn(32, 10)
+    y = torch.randint(0, 10, (32,))
+    before = sum(n for (name, _), n in fast_paths.STATS.items()
+                 if name == "softmax_cross_entropy")
+    lk.softmax_cross_entropy(z.requires_grad_(), y).backward()
+    after = sum(n for (name, _), n in fast_paths.STATS.items()
+                if name == "softmax_cross_entropy")
+    assert after == before + 1
+
+
+# ------------------------------------------------------------------ compile and torch.func
+COMPILED = ["mse", "softmax_ce", "sigmoid_bce-pos_weight", "triplet_margin", "huber"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in COMPILED],
+                         ids=lambda c: c.id)
+def test_compile_fullgraph_equals_eager(case):
+    arrays = case.inputs(seed=7)
+    opts = _options(case.options)
+    eager_ts = _tensors(case, arrays)
+    compiled_ts = _tensors(case, arrays)
+    torch._dynamo.reset()
+
+    def f(*ts):
+        return case.loss(*ts, **opts)
+
+    ve = f(*eager_ts)
+    ve.backward()
+    vc = torch.compile(f, fullgraph=True)(*compiled_ts)
+    vc.backward()
+    torch.testing.assert_close(vc, ve)
+    for a, b in zip(eager_ts, compiled_ts):
+        if a.requires_grad:
+            torch.testing.assert_close(b.grad, a.grad)
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy",
+                                  "mse", "huber"])
+def test_vmap_grad_per_sample_gradients_equal_a_loop(name):
+    torch.manual_seed(2)
+    loss = getattr(lk, name)
+    z = torch.randn(5, 4, dtype=torch.float64)
+    if name == "softmax_cross_entropy":
+        t = torch.randint(0, 4, (5,))
+    else:
+        t = torch.rand(5, 4, dtype=torch.float64)
+    from torch.func import grad, vmap
+
+    per_sample = vmap(grad(lambda zi, ti: loss(zi[None], ti[None])))(z, t)
+    loop = torch.stack([_single_grad(loss, z[i:i + 1], t[i:i + 1])[0] for i in range(5)])
+    torch.testing.assert_close(per_sample, loop)
+
+
+def _single_grad(loss, z, t):
+    z = z.detach().clone().requires_grad_()
+    loss(z, t).backward()
+    return z.grad
+
+
+def test_double_backward_does_not_give_a_silent_second_derivative():
+    z = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(lk.mse(z, torch.zeros(3, dtype=torch.float64)), z,
+                               create_graph=True)
+    assert not g.requires_grad  # a constant: differentiating it again raises
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
+
+
+# ------------------------------------------------------------------ validate=
+def test_validation_runs_on_eager_cpu_calls_and_validate_false_skips_it():
+    z = torch.randn(3, 4, requires_grad=True)
+    bad = torch.tensor([0, 1, 7])
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\].*got 7"):
+        lk.softmax_cross_entropy(z, bad)
+    # unchecked, an out-of-range label is NaN (value and gradient), never a dropped label
+    v = lk.softmax_cross_entropy(z, bad, validate=False)
+    v.backward()
+    assert torch.isnan(v) and torch.isnan(z.grad).all()
+    for label in (-1, 4):
+        for reduction in ("none", "sum"):
+            v = lk.softmax_cross_entropy(z.detach(), torch.tensor([0, 1, label]),
+                                         reduction=reduction, validate=False)
+            assert torch.isnan(v).any(), (label, reduction)
+    t = torch.tensor([[0.5, 1.5, 0.0, 0.0]] * 3)
+    with pytest.raises(ValueError, match="target"):
+        lk.sigmoid_binary_cross_entropy(z, t)
+    # without the checks a target outside [0, 1] is used as given: the formula's value
+    v = lk.sigmoid_binary_cross_entropy(z, t, validate=False)
+    ref = F.binary_cross_entropy_with_logits(z.detach(), t)
+    torch.testing.assert_close(v.detach(), ref)
+    with pytest.raises(TypeError, match="validate"):
+        lk.mse(z, z.detach(), validate="no")
+
+
+# ------------------------------------------------------------------ the nn.Module criterion
+def test_module_criterion_in_place_of_cross_entropy_loss():
+    crit = lkt.Loss(lk.softmax_cross_entropy, label_smoothing=0.1)
+    assert isinstance(crit, torch.nn.Module)
+    assert repr(crit) == "Loss(softmax_cross_entropy, reduction='mean', label_smoothing=0.1)"
+    torch.manual_seed(3)
+    z = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (6,))
+    crit(z, y).backward()
+    z2 = z.detach().clone().requires_grad_()
+    torch.nn.CrossEntropyLoss(label_smoothing=0.1)(z2, y).backward()
+    torch.testing.assert_close(z.grad, z2.grad)
+    s = lkt.Loss(lk.mse, reduction="sum")
+    torch.testing.assert_close(s(torch.ones(3), torch.zeros(3)), torch.tensor(3.0))
+    with pytest.raises(TypeError, match="label_smothing"):
+        lkt.Loss(lk.softmax_cross_entropy, label_smothing=0.1)
+    with pytest.raises(ValueError, match="reduction"):
+        lkt.Loss(lk.mse, reduction="avg")
+    with pytest.raises(TypeError, match="losskit loss"):
+        lkt.Loss(torch.nn.MSELoss())
+
+
+@pytest.mark.slow
+def test_mlp_on_digits_trains_like_f_cross_entropy():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    X, y = sklearn.load_digits(return_X_y=True)
+    X = torch.tensor(X / 16.0, dtype=torch.float64)
+    y = torch.as_tensor(y)
+
+    def train(loss_fn):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Tanh(),
+                                  torch.nn.Linear(32, 10)).double()
+        opt = torch.optim.SGD(net.parameters(), lr=0.5, momentum=0.9)
+        for step in range(200):
+            idx = torch.arange(step * 64, step * 64 + 64) % len(X)
+            opt.zero_grad()
+            loss_fn(net(X[idx]), y[idx]).backward()
+            opt.step()
+        return [p.detach() for p in net.parameters()], loss_fn(net(X), y).item()
+
+    ours, our_loss = train(lk.softmax_cross_entropy)
+    theirs, their_loss = train(F.cross_entropy)
+    assert our_loss < np.log(10) / 3  # it trained: chance is ln 10
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+# ------------------------------------------------------------------ CUDA, where present
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+class TestCuda:
+    def test_backward_on_the_device(self):
+        z = torch.randn(16, 7, device="cuda", requires_grad=True)
+        y = torch.randint(0, 7, (16,), device="cuda")
+        v = lk.softmax_cross_entropy(z, y)
+        assert v.device.type == "cuda"
+        v.backward()
+        z2 = z.detach().clone().requires_grad_()
+        F.cross_entropy(z2, y).backward()
+        torch.testing.assert_close(z.grad, z2.grad)
+
+    def test_unchecked_call_on_the_device(self):
+        z = torch.randn(16, 7, device="cuda", requires_grad=True)
+        t = torch.rand(16, 7, device="cuda")
+        lk.sigmoid_binary_cross_entropy(z, t, validate=False).backward()
+        assert z.grad.device.type == "cuda"
