@@ -18,6 +18,7 @@ size before it; the gradient counts (it is new memory for both).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -163,12 +164,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
+    ap.add_argument("--cases", help="comma-separated case names (default: all)")
     ap.add_argument("--out", help="write the Markdown table here too")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     lines = ["| case | losskit | torch | losskit / torch | target | peak extra MiB (losskit / torch) |",
              "|---|---:|---:|---:|---:|---|"]
+    wanted = set(args.cases.split(",")) if args.cases else None
     for name, ours_loss, theirs, pred, target, flags in cases(args.quick):
+        if wanted is not None and name not in wanted:
+            continue
         ours, native = contenders(name, ours_loss, theirs, pred, target, flags)
         va, ga = ours()
         vb, gb = native()
@@ -188,7 +193,8 @@ def main(argv=None):
         Path(args.out).write_text(
             "# losskit inside PyTorch training (CPU, float32, forward + backward)\n\n"
             f"`python benchmarks/torch_training.py{' --quick' if args.quick else ''} "
-            f"--repeats {args.repeats}`, torch {torch.__version__}, 2 threads, medians.\n\n"
+            f"--repeats {args.repeats}`, torch {torch.__version__}, 2 threads, medians, "
+            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}.\n\n"
             + text)
 
 

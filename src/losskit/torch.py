@@ -238,6 +238,7 @@ class _ClosedForm(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         key, tensor_options, options, reduction, wrt, validate, present = inputs[:7]
         ctx.args = (key, options, reduction, wrt, validate, present)
+        ctx.set_materialize_grads(False)  # no zeros for the gradient outputs nobody uses
         ctx.n_inputs = len(inputs) - 7
         if reduction == "none":
             ctx.tensor_options = tensor_options
@@ -250,16 +251,30 @@ class _ClosedForm(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_value, *unused):
         key, options, reduction, wrt, validate, present = ctx.args
+        slot = {s: i for i, s in enumerate(present)}
+        if grad_value is None:  # the value was not used
+            return (None,) * (7 + ctx.n_inputs)
         if reduction == "none":
             grads = _none_backward(key, list(ctx.saved_tensors), ctx.tensor_options, options,
                                    wrt, present, grad_value)
+        elif _is_one(grad_value):  # loss.backward(): the saved gradient as it is
+            grads = list(ctx.saved_tensors)
         else:
             grads = [grad_value * g for g in ctx.saved_tensors]
-        slot = {s: i for i, s in enumerate(present)}
         result: list[Any] = [None] * ctx.n_inputs
         for i, g in zip(wrt, grads):
             result[slot[i]] = g
         return (None,) * 7 + tuple(result)
+
+
+def _is_one(grad_value) -> bool:
+    """Whether the upstream gradient is a plain eager CPU scalar 1 (``loss.backward()``):
+    then the saved gradient is the answer and the multiplication (a pass over it and a new
+    buffer) is skipped. Under torch.compile and torch.func the product is always taken."""
+    return (type(grad_value) is torch.Tensor and grad_value.device.type == "cpu"
+            and grad_value.ndim == 0 and not torch.compiler.is_compiling()
+            and not torch._C._functorch.is_functorch_wrapped_tensor(grad_value)
+            and grad_value.item() == 1.0)
 
 
 def _none_backward(key, inputs, tensor_options, options, wrt, present, grad_value):

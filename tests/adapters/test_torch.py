@@ -372,3 +372,18 @@ class TestCuda:
         t = torch.rand(16, 7, device="cuda")
         lk.sigmoid_binary_cross_entropy(z, t, validate=False).backward()
         assert z.grad.device.type == "cuda"
+
+
+def test_retained_graph_backward_twice_accumulates_twice():
+    # the saved gradient is handed to autograd as it is when the upstream gradient is 1:
+    # a second backward must still see it unchanged
+    z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 0])
+    v = lk.softmax_cross_entropy(z, y)
+    v.backward(retain_graph=True)
+    first = z.grad.clone()
+    v.backward(retain_graph=True)
+    v.backward()
+    torch.testing.assert_close(z.grad, 3 * first)
+    expected = (torch.softmax(z.detach(), -1) - F.one_hot(y, 3)) / 4
+    torch.testing.assert_close(first, expected)
