@@ -41,6 +41,7 @@ graph is recorded) from the same operator; ``out=`` may be a leaf that requires 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from typing import Any
@@ -50,7 +51,7 @@ import torch
 
 from .core.arrays import quiet, unchecked
 from .core.loss import Loss as _Loss
-from .core.loss import check_out
+from .core.loss import check_out, vjp_weights
 
 __all__ = ["Loss", "call"]
 
@@ -146,6 +147,7 @@ def _run(key: str, inputs: list[torch.Tensor], tensor_options: list[torch.Tensor
     loss = _LOSSES[key]
     opts = _decode(options, tensor_options)
     sample_weight = opts.pop("sample_weight", None)
+    vjp = opts.pop("__vjp__", False)  # a cotangent as sample_weight: any sign
     arrays: list[Any] = [None] * len(loss.inputs)
     for slot, t in zip(present, inputs):
         arrays[slot] = t
@@ -156,14 +158,13 @@ def _run(key: str, inputs: list[torch.Tensor], tensor_options: list[torch.Tensor
             sample_weight = sample_weight.numpy()
     names = tuple(loss.inputs[i] for i in wrt)
     want = "both" if names else "value"
-    with quiet():
-        if validate:
-            result = loss._pipeline(tuple(arrays), reduction, sample_weight, opts, want,
-                                    names or None)
-        else:
-            with unchecked():
-                result = loss._pipeline(tuple(arrays), reduction, sample_weight, opts, want,
-                                        names or None)
+    with quiet(), contextlib.ExitStack() as stack:
+        if not validate:
+            stack.enter_context(unchecked())
+        if vjp:
+            stack.enter_context(vjp_weights())
+        result = loss._pipeline(tuple(arrays), reduction, sample_weight, opts, want,
+                                names or None)
     value, grads = (result, ()) if want == "value" else result
     like = inputs[0]
     out = [_to_tensor(value, like)]
@@ -291,6 +292,7 @@ def _none_backward(key, inputs, tensor_options, options, wrt, present, grad_valu
     opts["sample_weight"] = weight
     rest = {k: v for k, v in opts.items() if k != "sample_weight"}
     text, tensors = _encode(rest, weight)
+    text = text[:-1] + ", '__vjp__': True}"  # the weights are a cotangent: any sign
     out = _value_and_grad(key, inputs, tensors, text, "sum", wrt, False, present)
     return out[1:]
 

@@ -69,7 +69,8 @@ def fast_path_for(loss_type: type) -> Callable[..., Any] | None:
 #: losses and is imported on the first call with one of its arrays (``import losskit``
 #: stays free of torch). The adapter module defines ``call(loss, arrays, reduction,
 #: sample_weight, options, want, wrt, out, validate)``.
-FRAMEWORK_ADAPTERS: dict[str, str] = {"torch": "losskit.torch"}
+FRAMEWORK_ADAPTERS: dict[str, str] = {"torch": "losskit.torch", "jax": "losskit.jax",
+                                      "jaxlib": "losskit.jax"}
 _HOOKS: dict[str, Callable[..., Any]] = {}
 
 

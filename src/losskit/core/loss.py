@@ -31,6 +31,8 @@ of 0 removes its example entirely, even where the loss is ``inf`` or NaN.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
@@ -47,6 +49,8 @@ from .validation import (
     check_in_range,
     check_numeric,
     check_same_shape,
+    deferred_checks,
+    poison,
 )
 from .arrays import (as_array, compute_dtype, device_of, ensure_array, namespace, quiet,
                      unchecked)
@@ -375,7 +379,10 @@ class Loss:
             if wrt_names[0] == self.differentiable[0]:  # else checked once the shape is known
                 check_out(out, tuple(pred.shape), dtype, xp, names[0])
 
-        terms = self._compute(ctx, pred, *arrays[1:], need_grad=need_grad, **opts)
+        with deferred_checks() as pending:  # value checks that could not read values
+            terms = self._compute(ctx, pred, *arrays[1:], need_grad=need_grad, **opts)
+            sw = (None if sample_weight is None else
+                  self._sample_weight(ctx, sample_weight, terms.value.shape))
         value, weight = terms.value, terms.weight
         grads = {}
         if need_grad:
@@ -383,7 +390,6 @@ class Loss:
                 grads[n] = terms.grad if n == self.differentiable[0] else terms.grads[n]
 
         if sample_weight is not None:
-            sw = self._sample_weight(ctx, sample_weight, value.shape)
             # a zero weight removes the example, even an inf/NaN one
             value = _weighted(xp, sw, value)
             weight = sw if weight is None else sw * weight
@@ -419,6 +425,8 @@ class Loss:
                     value_out = xp.where(scale != 0, value_out * scale, xp.zeros_like(value_out))
         if value_out.dtype != dtype:
             value_out = xp.astype(value_out, dtype)
+        if pending:
+            (value_out,) = poison(xp, pending, value_out)
         value_out = ensure_array(value_out)
         if not need_grad:
             return value_out
@@ -434,6 +442,8 @@ class Loss:
                 g = terms.finalize[n](g)
             if g.dtype != dtype:
                 g = xp.astype(g, dtype)
+            if pending:
+                (g,) = poison(xp, pending, g)
             result.append(g)
         if out is not None:
             g = result[0]
@@ -463,9 +473,26 @@ class Loss:
                     f"`sample_weight` of {self.name} must have the shape of the unreduced loss "
                     f"{shape}{first}; got {tuple(sw.shape)}")
         sw = xp.astype(sw, ctx.work)
-        check_in_range(xp, "sample_weight", sw, 0.0, float("inf"),
-                       hint="weights must be non-negative")
+        if not _SIGNED_WEIGHTS.get():
+            check_in_range(xp, "sample_weight", sw, 0.0, float("inf"),
+                           hint="weights must be non-negative")
         return sw
+
+
+_SIGNED_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("losskit_signed_weights",
+                                                                       default=False)
+
+
+@contextlib.contextmanager
+def vjp_weights():
+    """Inside: ``sample_weight`` may be negative. The framework adapters backpropagate a
+    cotangent ``v`` of per-example values as the gradient of the loss weighted by ``v``
+    (any sign); only they use this."""
+    token = _SIGNED_WEIGHTS.set(True)
+    try:
+        yield
+    finally:
+        _SIGNED_WEIGHTS.reset(token)
 
 
 def check_out(out, shape, dtype, xp, name: str = "prediction") -> None:

@@ -7,6 +7,8 @@ now (see :func:`losskit.core.arrays.can_inspect`): never on Dask arrays or JAX t
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import operator
 from typing import Any, Iterable
@@ -73,9 +75,52 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
+# ---------------------------------------------------------------- checks that cannot read
+# Where values cannot be read now (``validate=False``, JAX tracers, Dask, torch.compile's
+# fake tensors), a value check records where its input is invalid instead of raising; the
+# pipeline then makes the result NaN if anything was invalid: never a silently different
+# number, and no Python branch on a traced value.
+_DEFERRED: contextvars.ContextVar[list | None] = contextvars.ContextVar("losskit_deferred",
+                                                                        default=None)
+
+
+def defer_invalid(invalid) -> None:
+    """Record a boolean array, True where a value failed a check that could not raise."""
+    pending = _DEFERRED.get()
+    if pending is not None:
+        pending.append(invalid)
+
+
+@contextlib.contextmanager
+def deferred_checks():
+    """The scope of one loss evaluation: yields the list :func:`defer_invalid` fills."""
+    pending: list = []
+    token = _DEFERRED.set(pending)
+    try:
+        yield pending
+    finally:
+        _DEFERRED.reset(token)
+
+
+def poison(xp, pending, *arrays):
+    """``arrays`` unchanged when nothing was recorded, else NaN wherever any recorded
+    check failed (the whole result: a reduced loss mixes every example)."""
+    if not pending:
+        return arrays
+    bad = None
+    for invalid in pending:
+        b = xp.any(invalid)
+        bad = b if bad is None else (bad | b)
+    return tuple(a if a is None else
+                 xp.where(bad, xp.full_like(a, float("nan")), a) for a in arrays)
+
+
 def check_in_range(xp, name: str, x, lo: float, hi: float, *, hint: str = "") -> None:
     """All values of ``x`` lie in ``[lo, hi]`` (NaN passes: it propagates as NaN)."""
-    if not can_inspect(x) or math.prod(x.shape) == 0:
+    if math.prod(x.shape) == 0:
+        return
+    if not can_inspect(x):
+        defer_invalid((x < lo) | (x > hi))
         return
     # NaN is neither above nor below: it propagates to the result instead.
     below = xp.any(x < lo)
@@ -95,11 +140,14 @@ def check_in_range(xp, name: str, x, lo: float, hi: float, *, hint: str = "") ->
 
 def check_labels(xp, name: str, labels, num_classes: int, *, ignore_index: int | None) -> None:
     """Integer labels lie in ``[0, num_classes)``, except those equal to ``ignore_index``."""
-    if not can_inspect(labels) or math.prod(labels.shape) == 0:
+    if math.prod(labels.shape) == 0:
         return
     valid = (labels >= 0) & (labels < num_classes)
     if ignore_index is not None:
         valid = valid | (labels == ignore_index)
+    if not can_inspect(labels):
+        defer_invalid(~valid)
+        return
     if not bool(xp.all(valid)):
         bad = xp.where(valid, xp.zeros_like(labels), labels)
         lo, hi = int(to_float(xp.min(bad))), int(to_float(xp.max(bad)))
@@ -119,9 +167,12 @@ def check_two_values(xp, name: str, x, allowed: tuple[float, float], *, loss: st
 
     The message lists up to five other values found (NaN last) and ends with ``hint``.
     """
-    if not can_inspect(x) or math.prod(x.shape) == 0:
+    if math.prod(x.shape) == 0:
         return
     a, b = allowed
+    if not can_inspect(x):
+        defer_invalid(~((x == a) | (x == b) | (x != x)))  # NaN propagates by itself
+        return
     if bool(xp.all((x == a) | (x == b))):
         return
     bad = sorted({float(v) for v in to_numpy(x).ravel().tolist()} - {a, b},
@@ -207,13 +258,16 @@ def check_sums_to_one(xp, name: str, x, axis: int, *, dtype=None, hint: str = ""
     dtype (float32 for float16/bfloat16). Nothing is renormalised: a slice that
     does not sum to 1 is an error that tells the caller to normalise explicitly.
     """
-    if not can_inspect(x) or math.prod(x.shape) == 0:
+    if math.prod(x.shape) == 0:
         return
     tol = sums_to_one_tolerance(xp, x.dtype if dtype is None else dtype, x.shape[axis])
     work = compute_dtype(xp, x.dtype)
     s = xp.sum(x if x.dtype == work else xp.astype(x, work), axis=axis)
     dev = xp.abs(s - 1.0)
     bad = dev > tol  # NaN compares False: it propagates to the result instead
+    if not can_inspect(x):
+        defer_invalid(bad)
+        return
     if not bool(xp.any(bad)):
         return
     flat_dev = xp.reshape(xp.where(bad, dev, xp.zeros_like(dev)), (-1,))

@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.loss import Loss, Terms, register
-from ..core.validation import check_numeric, check_same_shape, check_scalar
+from ..core.validation import check_numeric, check_same_shape, check_scalar, defer_invalid
 from ..core.arrays import can_inspect, to_numpy
 
 __all__ = [
@@ -245,8 +245,9 @@ def _check_flag(name: str, value) -> bool:
 
 
 def _check_ordered(xp, name: str, box: _Box, loss: str) -> None:
-    """x2 >= x1 and y2 >= y1 for every box whose values can be read (NaN passes)."""
+    """x2 >= x1 and y2 >= y1 for every box (NaN passes); unreadable values: NaN result."""
     if not can_inspect(box.x1):
+        defer_invalid((box.x2 < box.x1) | (box.y2 < box.y1))
         return
     for lo, hi, lo_n, hi_n in ((box.x1, box.x2, "x1", "x2"), (box.y1, box.y2, "y1", "y2")):
         bad = hi < lo

@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..core.arrays import can_inspect
 from ..core.dispatch import register_fast_path
 from ..kernels import fast_paths
 from ..core.loss import Loss, Terms, fill_doc, register
@@ -127,17 +126,6 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
             if keep is not None:
                 smooth = smooth * expand(keep)
             coef = (1.0 - smoothing) * picked + (smoothing / k) * smooth
-        if not can_inspect(t):
-            # unchecked (validate=False, jit, compile): a label outside [0, K) gives NaN,
-            # never the value of a dropped or wrapped label
-            valid = (t >= 0) & (t < k)
-            if ignore_index is not None:
-                valid = valid | (t == ignore_index)
-            zero = xp.zeros(weight.shape, dtype=ctx.work, device=ctx.device)
-            poison = xp.where(valid, zero, zero + float("nan"))
-            coef = coef + expand(poison)
-            weight = weight + poison
-            onehot = onehot + expand(poison)
         return ClassTarget(coef, weight, expand, ax, onehot)
     if not soft_ok:
         raise TypeError(f"`target` of {ctx.loss} must be integer class labels; got dtype "

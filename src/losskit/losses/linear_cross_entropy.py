@@ -83,6 +83,8 @@ from ..core.validation import (
     check_labels,
     check_numeric,
     check_scalar,
+    deferred_checks,
+    poison,
 )
 from ..core.arrays import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
 
@@ -353,7 +355,8 @@ class LinearCrossEntropy(Loss):
         work = compute_dtype(xp, dtype)
         device = device_of(h)
         ctx = Context(xp=xp, dtype=dtype, work=work, device=device, loss=self.name)
-        h, W, b, y = self._check_arrays(ctx, h, weight, bias, labels)
+        with deferred_checks() as pending:  # value checks that could not read values
+            h, W, b, y = self._check_arrays(ctx, h, weight, bias, labels)
         lead = tuple(y.shape)
         n_rows = math.prod(lead)
         d = h.shape[-1]
@@ -364,7 +367,9 @@ class LinearCrossEntropy(Loss):
         rows = self._rows(ctx, h, W, b, y, V, opts)
         # sample weights: labels' shape, or (N_first,) for every row of each example
         if sample_weight is not None:
-            sw = _plain(self._sample_weight(ctx, sample_weight, lead))
+            with deferred_checks() as more:
+                sw = _plain(self._sample_weight(ctx, sample_weight, lead))
+            pending += more
             sw = xp.reshape(sw, (n_rows,))
         else:
             sw = None
@@ -421,6 +426,7 @@ class LinearCrossEntropy(Loss):
                                            xp.zeros_like(total_value))
         if total_value.dtype != dtype:
             total_value = xp.astype(total_value, dtype)
+        (total_value,) = poison(xp, pending, total_value)
         total_value = ensure_array(total_value)
         if not need_grad:
             return total_value
@@ -431,6 +437,7 @@ class LinearCrossEntropy(Loss):
                 gn = xp.reshape(gn, shapes[n])
                 if gn.dtype != dtype:
                     gn = xp.astype(gn, dtype)
+                (gn,) = poison(xp, pending, gn)
             result.append(gn)
         if out is not None:
             written = dest.get(wrt_names[0])

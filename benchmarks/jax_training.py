@@ -1,0 +1,118 @@
+"""Benchmark: losskit under ``jax.jit`` against Optax's losses (CPU, float32).
+
+One command::
+
+    python benchmarks/jax_training.py --out benchmarks/JAX.md
+
+Not part of the test suite. For each loss Optax also has, ``jax.jit(jax.value_and_grad(f))``
+with ``f`` the losskit loss and ``f`` the Optax loss (mean over the batch), inputs already
+on the device, ``block_until_ready``; calls interleaved (repeat r runs both, the order
+alternating), medians of ``--repeats`` after two warm-up calls (compilation). Memory: XLA's
+temporary buffer size of each compiled function (``compiled.memory_analysis()``), the
+``N x V`` logits of linear cross-entropy included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+
+import losskit as lk  # noqa: E402
+
+
+def cases(quick: bool):
+    key = jax.random.PRNGKey(0)
+    k1, k2, k3 = jax.random.split(key, 3)
+    rows = 1024 if quick else 4096
+    big = 1_000_000 if quick else 10_000_000
+    z = jax.random.normal(k1, (rows, 1000))
+    y = jax.random.randint(k2, (rows,), 0, 1000)
+    t = jax.nn.softmax(jax.random.normal(k3, (rows, 1000)))
+    zb = jax.random.normal(k1, (big,))
+    tb = (jax.random.uniform(k2, (big,)) > 0.5).astype(jnp.float32)
+    tr = jax.random.normal(k3, (big,))
+    yield ("softmax_ce labels", (rows, 1000), lambda z: lk.softmax_cross_entropy(z, y),
+           lambda z: optax.softmax_cross_entropy_with_integer_labels(z, y).mean(), z)
+    yield ("softmax_ce probabilities", (rows, 1000), lambda z: lk.softmax_cross_entropy(z, t),
+           lambda z: optax.softmax_cross_entropy(z, t).mean(), z)
+    yield ("sigmoid_bce", (big,), lambda z: lk.sigmoid_binary_cross_entropy(z, tb),
+           lambda z: optax.sigmoid_binary_cross_entropy(z, tb).mean(), zb)
+    yield ("mse (optax l2_loss x 2)", (big,), lambda z: lk.mse(z, tr),
+           lambda z: (2 * optax.l2_loss(z, tr)).mean(), zb)
+    yield ("huber", (big,), lambda z: lk.huber(z, tr), lambda z: optax.huber_loss(z, tr).mean(),
+           zb)
+    yield ("log_cosh", (big,), lambda z: lk.log_cosh(z, tr),
+           lambda z: optax.log_cosh(z, tr).mean(), zb)
+    yield ("sigmoid_focal", (big,), lambda z: lk.sigmoid_focal_loss(z, tb),
+           lambda z: optax.sigmoid_focal_loss(z, tb).mean(), zb)
+    yield ("hinge", (big,), lambda z: lk.hinge(z, 2 * tb - 1),
+           lambda z: optax.hinge_loss(z, 2 * tb - 1).mean(), zb)
+    yield ("poly_loss", (rows, 1000), lambda z: lk.poly_loss(z, y),
+           lambda z: optax.poly_loss_cross_entropy(z, jax.nn.one_hot(y, 1000)).mean(), z)
+    yield ("softmax_kl (T=1)", (rows, 1000),
+           lambda z: lk.softmax_kl_divergence(z, z * 0.5, reduction="batchmean"),
+           lambda z: optax.kl_divergence(jax.nn.log_softmax(z),
+                                         jax.nn.softmax(z * 0.5)).mean(), z)
+
+
+def compiled_vg(f, x):
+    fn = jax.jit(jax.value_and_grad(f))
+    lowered = fn.lower(x).compile()
+    mem = lowered.memory_analysis()
+    temp = getattr(mem, "temp_size_in_bytes", None) if mem is not None else None
+    return fn, temp
+
+
+def measure(fa, fb, x, repeats):
+    for _ in range(2):
+        jax.block_until_ready(fa(x))
+        jax.block_until_ready(fb(x))
+    ta, tb = [], []
+    for r in range(repeats):
+        order = ((fa, ta), (fb, tb)) if r % 2 == 0 else ((fb, tb), (fa, ta))
+        for fn, times in order:
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(x))
+            times.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args(argv)
+    lines = ["| case | losskit | optax | losskit / optax | XLA temp MiB (losskit / optax) |",
+             "|---|---:|---:|---:|---|"]
+    for name, shape, ours, theirs, x in cases(args.quick):
+        fa, ma = compiled_vg(ours, x)
+        fb, mb = compiled_vg(theirs, x)
+        va, vb = fa(x)[0], fb(x)[0]
+        ok = bool(jnp.allclose(va, vb, rtol=1e-4, atol=1e-6))
+        ta, tb = measure(fa, fb, x, args.repeats)
+        mem = "n/a" if ma is None else f"{ma / 2**20:.0f} / {mb / 2**20:.0f}"
+        line = (f"| {name} {shape} | {ta * 1e3:.2f} ms | {tb * 1e3:.2f} ms | {ta / tb:.2f} | "
+                f"{mem} |" + ("" if ok else " VALUES DIFFER |"))
+        print(line, flush=True)
+        lines.append(line)
+    if args.out:
+        Path(args.out).write_text(
+            "# losskit under jax.jit against Optax (CPU, float32, value and gradient)\n\n"
+            f"`python benchmarks/jax_training.py --repeats {args.repeats}`, jax "
+            f"{jax.__version__}, optax {optax.__version__}, medians.\n\n" + "\n".join(lines)
+            + "\n")
+
+
+if __name__ == "__main__":
+    main()

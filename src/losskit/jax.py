@@ -1,0 +1,163 @@
+r"""losskit inside JAX: every loss differentiable with its closed-form rule.
+
+Calling a loss on JAX arrays (or tracers: inside ``jit``, ``grad``, ``vmap``, ``lax.scan``)
+runs it as a :func:`jax.custom_vjp` function: the forward pass computes the value and the
+closed-form gradient of every differentiable input together (the residual), and the
+backward rule is ``cotangent * gradient``. ``jax.grad`` never differentiates losskit's
+forward code: ``mae`` at the kink has gradient 0 as documented, and the jaxpr of the
+backward is one multiplication.
+
+* Targets, labels, weights and options may come from outside the function (a closure);
+  NumPy targets and weights with JAX predictions are accepted (converted), as Optax does.
+* Under tracing the checks that read values cannot raise; they are deferred instead: an
+  invalid label, a probability outside [0, 1] or a box with x2 < x1 makes the result NaN,
+  never a different finite number. Eager calls keep raising their clear errors, and
+  ``validate=False`` turns the checks off there too (the NaN rule then applies).
+* ``reduction="none"``: the cotangent ``v`` of the per-example values is backpropagated
+  exactly, as the gradient of ``sum(v * loss)`` (a second evaluation with
+  ``sample_weight=v``).
+* ``.grad(...)`` and ``.value_and_grad(...)`` on JAX arrays are the closed form itself.
+
+>>> import jax, jax.numpy as jnp, losskit as lk
+>>> z = jnp.array([[2.0, 0.5, -1.0]]); y = jnp.array([0])
+>>> g = jax.jit(jax.grad(lambda z: lk.softmax_cross_entropy(z, y)))(z)
+>>> bool(jnp.allclose(g, jax.nn.softmax(z) - jnp.eye(3)[y]))
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .core.arrays import quiet, unchecked
+from .core.loss import Loss as _Loss
+from .core.loss import vjp_weights
+
+__all__ = ["call"]
+
+
+def _traced(x) -> bool:
+    return isinstance(x, jax.core.Tracer)
+
+
+def _to_jax(a):
+    if isinstance(a, (np.ndarray, np.generic)):
+        return jnp.asarray(a)
+    return a
+
+
+def _is_array(v) -> bool:
+    return isinstance(v, (jax.Array, np.ndarray))
+
+
+def _evaluate(loss, arrays, reduction, sample_weight, options, want, wrt, check):
+    """The pipeline itself, with or without the checks that read values."""
+    with quiet():
+        if check:
+            return loss._pipeline(arrays, reduction, sample_weight, options, want, wrt)
+        with unchecked():
+            return loss._pipeline(arrays, reduction, sample_weight, options, want, wrt)
+
+
+def _closed_form(loss: _Loss, reduction: str, static: dict, check: bool, slots: tuple,
+                 diff: tuple):
+    """A custom_vjp function ``f(diff_arrays, other_arrays, array_options, weight)``.
+
+    ``slots``: the positions of the arrays present (``None`` bias left out); ``diff``: the
+    positions whose gradient is wanted. Arrays are arguments, never closed over (a
+    custom_vjp function may not close over tracers); the static options are.
+    """
+    names = loss.inputs
+    wrt = tuple(names[i] for i in diff)
+
+    def assemble(diff_arrays, other_arrays):
+        full: list[Any] = [None] * len(names)
+        it_d, it_o = iter(diff_arrays), iter(other_arrays)
+        for i in slots:
+            full[i] = next(it_d) if i in diff else next(it_o)
+        return tuple(full)
+
+    def value(diff_arrays, other_arrays, array_options, weight):
+        arrays = assemble(diff_arrays, other_arrays)
+        return _evaluate(loss, arrays, reduction, weight, {**static, **array_options},
+                         "value", None, check)
+
+    f = jax.custom_vjp(value)
+
+    def fwd(diff_arrays, other_arrays, array_options, weight):
+        arrays = assemble(diff_arrays, other_arrays)
+        opts = {**static, **array_options}
+        if reduction == "none":
+            v = _evaluate(loss, arrays, reduction, weight, opts, "value", None, check)
+            return v, (diff_arrays, other_arrays, array_options, weight)
+        v, grads = _evaluate(loss, arrays, reduction, weight, opts, "both", wrt, check)
+        return v, (grads, other_arrays, array_options, weight)
+
+    def bwd(residual, cotangent):
+        if reduction == "none":
+            diff_arrays, other_arrays, array_options, weight = residual
+            arrays = assemble(diff_arrays, other_arrays)
+            v_weight = cotangent
+            if weight is not None:
+                w = jnp.asarray(weight, dtype=cotangent.dtype)
+                if w.shape != cotangent.shape:  # (N,): every element of each example
+                    w = jnp.reshape(w, w.shape + (1,) * (cotangent.ndim - w.ndim))
+                v_weight = cotangent * w
+            with vjp_weights():
+                grads = _evaluate(loss, arrays, "sum", v_weight, {**static, **array_options},
+                                  "grad", wrt, False)
+        else:
+            grads, other_arrays, array_options, weight = residual
+            grads = tuple(cotangent * g for g in grads)
+        zeros = jax.tree_util.tree_map(_zero_cotangent, (other_arrays, array_options, weight))
+        return (tuple(grads), *zeros)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def _zero_cotangent(x):
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return jnp.zeros_like(x)
+    return np.zeros(x.shape, dtype=jax.dtypes.float0)
+
+
+def call(loss: _Loss, arrays, reduction, sample_weight, options, want, wrt, out, validate):
+    """The loss on JAX arrays (found by :func:`losskit.core.dispatch.framework_hook`)."""
+    if not isinstance(validate, (bool, np.bool_)):
+        raise TypeError(f"`validate` of {loss.name} must be True or False; got {validate!r}")
+    arrays = tuple(_to_jax(a) for a in arrays)
+    sample_weight = _to_jax(sample_weight)
+    options = {k: _to_jax(v) for k, v in options.items()}
+    leaves = jax.tree_util.tree_leaves((arrays, sample_weight, options))
+    check = bool(validate) and not any(_traced(x) for x in leaves)
+    names = loss.inputs
+    if want != "value" or len(arrays) != len(names) or out is not None:
+        # the closed form itself (and the pipeline's own errors)
+        with quiet():
+            if check:
+                return loss._pipeline(arrays, reduction, sample_weight, options, want, wrt,
+                                      out)
+            with unchecked():
+                return loss._pipeline(arrays, reduction, sample_weight, options, want, wrt,
+                                      out)
+    if reduction is None:
+        reduction = loss._defaults.get("reduction", "mean")
+    if not isinstance(reduction, str):
+        return _evaluate(loss, arrays, reduction, sample_weight, options, want, wrt, check)
+    slots = tuple(i for i, a in enumerate(arrays) if a is not None)
+    diff = tuple(i for i in slots if names[i] in loss.differentiable
+                 and _is_array(arrays[i]) and jnp.issubdtype(arrays[i].dtype, jnp.floating))
+    if not diff:
+        return _evaluate(loss, arrays, reduction, sample_weight, options, want, wrt, check)
+    static = {k: v for k, v in options.items() if not _is_array(v)}
+    array_options = {k: v for k, v in options.items() if _is_array(v)}
+    f = _closed_form(loss, reduction, static, check, slots, diff)
+    diff_arrays = tuple(arrays[i] for i in diff)
+    other = tuple(arrays[i] for i in slots if i not in diff)
+    return f(diff_arrays, other, array_options, sample_weight)

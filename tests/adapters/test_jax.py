@@ -1,0 +1,230 @@
+"""losskit on JAX arrays: closed-form custom_vjp rules under grad, jit, vmap and scan.
+
+References are independent: ``jax.grad`` of each case's JAX/Optax reference where the
+registry has one, torch autograd of its PyTorch reference otherwise (``loss_cases``),
+Optax's own losses, and loops against ``vmap``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import losskit as lk
+from loss_cases import CASE_IDS, CASES
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+optax = pytest.importorskip("optax")
+torch = pytest.importorskip("torch")
+
+
+def _is_float(a):
+    return np.asarray(a).dtype.kind == "f"
+
+
+def _options(options):
+    return {k: jnp.asarray(v) if isinstance(v, list) else v for k, v in options.items()}
+
+
+def _torch_reference(case, arrays, reduction, upstream=None):
+    ts = []
+    for name, a in zip(case.loss.inputs, arrays):
+        if _is_float(a):
+            ts.append(torch.tensor(a, dtype=torch.float64,
+                                   requires_grad=name in case.loss.differentiable))
+        else:
+            ts.append(torch.as_tensor(a, dtype=torch.int64))
+    v = case.torch_ref(*ts, reduction, torch)
+    w = None if upstream is None else torch.as_tensor(np.asarray(upstream))
+    (v if w is None else (v * w).sum()).backward()
+    return v.detach().numpy(), [ts[case.loss.inputs.index(n)].grad.numpy()
+                                for n in case.loss.differentiable]
+
+
+def _diff_positions(case):
+    return [i for i, n in enumerate(case.loss.inputs) if n in case.loss.differentiable]
+
+
+def _jax_grads(case, arrays, reduction, upstream=None, jit=False):
+    """Value and jax.grad of losskit for every differentiable input, the targets closed over."""
+    opts = _options(case.options)
+    diff = _diff_positions(case)
+    fixed = [jnp.asarray(a) for a in arrays]
+
+    def f(*xs):
+        full = list(fixed)
+        for i, x in zip(diff, xs):
+            full[i] = x
+        v = case.loss(*full, reduction=reduction, **opts)
+        return v if upstream is None else (v * upstream).sum()
+
+    fn = jax.value_and_grad(f, argnums=tuple(range(len(diff))))
+    if jit:
+        fn = jax.jit(fn)
+    v, g = fn(*(fixed[i] for i in diff))
+    return np.asarray(v), [np.asarray(x) for x in g]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_grad_under_jit_with_captured_targets_equals_the_reference(case, reduction):
+    arrays = case.inputs(seed=3)
+    ref_v, ref_g = _torch_reference(case, arrays, reduction)
+    v, g = _jax_grads(case, arrays, reduction, jit=True)
+    np.testing.assert_allclose(v, ref_v, rtol=case.rtol64, atol=1e-12)
+    for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
+        np.testing.assert_allclose(gi, ri, rtol=case.rtol64, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_reduction_none_cotangents(case):
+    arrays = case.inputs(seed=4)
+    shape = np.shape(case.loss(*arrays, reduction="none", **case.options))
+    upstream = np.linspace(-1.0, 2.0, int(np.prod(shape))).reshape(shape)
+    _, ref_g = _torch_reference(case, arrays, "none", upstream)
+    _, g = _jax_grads(case, arrays, "none", upstream=jnp.asarray(upstream))
+    for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
+        np.testing.assert_allclose(gi, ri, rtol=case.rtol64, atol=1e-12, err_msg=name)
+
+
+JAX_CASES = [c for c in CASES if c.jax_ref is not None]
+
+
+@pytest.mark.parametrize("case", JAX_CASES, ids=[c.id for c in JAX_CASES])
+def test_grad_equals_jax_grad_of_the_optax_reference(case):
+    arrays = case.inputs(seed=5)
+    diff = _diff_positions(case)
+    ts = [jnp.asarray(a) for a in arrays]
+
+    def ref(*xs):
+        full = list(ts)
+        for i, x in zip(diff, xs):
+            full[i] = x
+        return case.jax_ref(*full, "mean")
+
+    ref_g = jax.grad(ref, argnums=tuple(range(len(diff))))(*(ts[i] for i in diff))
+    _, g = _jax_grads(case, arrays, "mean")
+    for gi, ri in zip(g, ref_g):
+        np.testing.assert_allclose(gi, np.asarray(ri), rtol=case.rtol64, atol=1e-12)
+
+
+def test_the_backward_is_one_multiplication_not_the_forward():
+    z = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)))
+    y = jnp.array([0, 1, 2, 0])
+    jaxpr = jax.make_jaxpr(lambda z: lk.softmax_cross_entropy(z, y))(z)
+    assert [e.primitive.name for e in jaxpr.jaxpr.eqns] == ["custom_vjp_call"]
+    # under grad: the forward (value and gradient together) and one multiplication
+    grad_eqns = [e.primitive.name for e in jax.make_jaxpr(
+        jax.grad(lambda z: lk.softmax_cross_entropy(z, y)))(z).jaxpr.eqns]
+    assert grad_eqns[-1] == "mul" and "custom_vjp_call" not in grad_eqns
+    # mae at the kink: the documented subgradient 0, not autodiff's 1
+    g = jax.grad(lambda x: lk.mae(x, jnp.zeros(3)))(jnp.zeros(3))
+    np.testing.assert_array_equal(np.asarray(g), np.zeros(3))
+
+
+def test_numpy_targets_and_weights_with_jax_predictions():
+    z = jnp.asarray(np.random.default_rng(1).normal(size=(5, 3)))
+    y = np.array([0, 1, 2, 1, 0])
+    w = np.array([1.0, 2.0, 0.0, 1.0, 1.0])
+    v = jax.jit(lambda z: lk.softmax_cross_entropy(z, y, sample_weight=w))(z)
+    ref = (optax.softmax_cross_entropy_with_integer_labels(z, jnp.asarray(y)) * w).sum() / w.sum()
+    np.testing.assert_allclose(float(v), float(ref), rtol=1e-12)
+
+
+def test_invalid_values_under_jit_are_nan_and_eager_calls_raise():
+    z = jnp.asarray(np.random.default_rng(2).normal(size=(3, 4)))
+    bad = jnp.array([0, 1, 9])
+    assert np.isnan(float(jax.jit(lambda z: lk.softmax_cross_entropy(z, bad))(z)))
+    g = jax.jit(jax.grad(lambda z: lk.softmax_cross_entropy(z, bad)))(z)
+    assert np.isnan(np.asarray(g)).all()
+    with pytest.raises(ValueError, match="class indices"):
+        lk.softmax_cross_entropy(z, bad)
+    t = jnp.full((3, 4), 1.5)
+    assert np.isnan(float(jax.jit(lambda z: lk.sigmoid_binary_cross_entropy(z, t))(z)))
+    boxes = jnp.array([[0.0, 0.0, 1.0, 1.0], [2.0, 0.0, 1.0, 1.0]])  # second: x2 < x1
+    good = jnp.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    assert np.isnan(float(jax.jit(lambda b: lk.giou_loss(b, good))(boxes)))
+    # a valid batch under jit is finite and equal to the eager value
+    y = jnp.array([0, 1, 3])
+    np.testing.assert_allclose(float(jax.jit(lambda z: lk.softmax_cross_entropy(z, y))(z)),
+                               float(lk.softmax_cross_entropy(z, y)), rtol=1e-12)
+    # validate=False on an eager call: the same NaN rule
+    assert np.isnan(float(lk.softmax_cross_entropy(z, bad, validate=False)))
+
+
+def test_vmap_of_grad_gives_per_example_gradients():
+    rng = np.random.default_rng(3)
+    z = jnp.asarray(rng.normal(size=(6, 4)))
+    y = jnp.asarray(rng.integers(0, 4, 6))
+    per = jax.vmap(jax.grad(lambda zi, yi: lk.softmax_cross_entropy(zi[None], yi[None])))(z, y)
+    loop = np.stack([np.asarray(jax.grad(
+        lambda zi: optax.softmax_cross_entropy_with_integer_labels(zi[None], y[i:i + 1]).mean())(
+        z[i])) for i in range(6)])
+    np.testing.assert_allclose(np.asarray(per), loop, rtol=1e-12, atol=1e-15)
+
+
+def test_scan_body_with_a_loss_and_captured_targets():
+    targets = jnp.asarray(np.random.default_rng(4).normal(size=(5, 3)))
+
+    def total(xs):
+        def body(c, xt):
+            x, t = xt
+            return c + lk.huber(x, t, delta=0.5), None
+        return jax.lax.scan(body, 0.0, (xs, targets))[0]
+
+    xs = jnp.zeros((5, 3))
+    g = jax.jit(jax.grad(total))(xs)
+    ref = jax.grad(lambda xs: (optax.huber_loss(xs, targets, delta=0.5).mean(-1)).sum())(xs)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(ref), rtol=1e-12)
+
+
+def test_linear_cross_entropy_grads_for_hidden_weight_and_bias():
+    rng = np.random.default_rng(5)
+    h, w, b = (jnp.asarray(rng.normal(size=s)) for s in ((8, 5), (11, 5), (11,)))
+    y = jnp.asarray(rng.integers(0, 11, 8))
+    g = jax.jit(jax.grad(lambda h, w, b: lk.linear_cross_entropy(h, w, y, b),
+                         argnums=(0, 1, 2)))(h, w, b)
+    ref = jax.grad(lambda h, w, b: optax.softmax_cross_entropy_with_integer_labels(
+        h @ w.T + b, y).mean(), argnums=(0, 1, 2))(h, w, b)
+    for a, r in zip(g, ref):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(r), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_optax_training_on_digits_matches_optax_loss():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    X, y = sklearn.load_digits(return_X_y=True)
+    X = jnp.asarray(X / 16.0)
+    y = jnp.asarray(y)
+
+    def train(loss_fn):
+        key = jax.random.PRNGKey(0)
+        k1, k2 = jax.random.split(key)
+        params = {"w1": jax.random.normal(k1, (64, 32)) * 0.1, "b1": jnp.zeros(32),
+                  "w2": jax.random.normal(k2, (32, 10)) * 0.1, "b2": jnp.zeros(10)}
+        opt = optax.sgd(0.5, momentum=0.9)
+        state = opt.init(params)
+
+        def objective(p, xb, yb):
+            logits = jnp.tanh(xb @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+            return loss_fn(logits, yb)
+
+        @jax.jit
+        def step(p, s, xb, yb):
+            loss, g = jax.value_and_grad(objective)(p, xb, yb)
+            updates, s = opt.update(g, s, p)
+            return optax.apply_updates(p, updates), s, loss
+
+        for i in range(200):
+            idx = (jnp.arange(64) + 64 * i) % X.shape[0]
+            params, state, _ = step(params, state, X[idx], y[idx])
+        return params, float(objective(params, X, y))
+
+    ours, our_loss = train(lk.softmax_cross_entropy)
+    theirs, their_loss = train(
+        lambda z, t: optax.softmax_cross_entropy_with_integer_labels(z, t).mean())
+    assert our_loss < np.log(10) / 3
+    assert abs(our_loss - their_loss) < 1e-5
+    for k in ours:
+        np.testing.assert_allclose(np.asarray(ours[k]), np.asarray(theirs[k]), atol=1e-5)
