@@ -6,8 +6,9 @@ class labels arrive as floats (and often with a trailing axis of 1). :class:`Los
 translates: it passes ``(y_pred, y_true)``, turns float labels back into integers for the
 losses that take class labels (when ``y_true`` has one axis fewer than ``y_pred``, or a
 trailing axis of 1 where ``y_pred`` has classes), and returns the per-example losses
-(``reduction="none"``) so that Keras applies its own ``sample_weight``, masking and
-reduction (``"sum_over_batch_size"``, the default, is the mean, as Keras's built-in losses).
+(``reduction="none"``; an elementwise loss averaged over the last axis, as Keras's
+built-in losses do) so that Keras applies its own ``sample_weight``, masking and reduction
+(``"sum_over_batch_size"``, the default, is the mean).
 
 On the jax and torch backends the gradient is losskit's closed form (:mod:`losskit.jax`,
 :mod:`losskit.torch`). The loss is serialisable: ``get_config``/``from_config`` store the
@@ -96,7 +97,12 @@ class Loss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         y_true = self._labels(y_true, y_pred)
-        return self.loss(y_pred, y_true, reduction="none", **self.options)
+        values = self.loss(y_pred, y_true, reduction="none", **self.options)
+        if len(values.shape) == len(y_pred.shape) and len(values.shape) > 1:
+            # elementwise losses: per-sample values are the mean over the last axis, as
+            # Keras's MeanSquaredError, Huber, BinaryCrossentropy... (sample weights apply)
+            values = keras.ops.mean(values, axis=-1)
+        return values
 
     def get_config(self):
         config = super().get_config()
