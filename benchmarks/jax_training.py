@@ -54,11 +54,11 @@ def cases(quick: bool):
     yield ("log_cosh", (big,), lambda z: lk.log_cosh(z, tr),
            lambda z: optax.log_cosh(z, tr).mean(), zb)
     yield ("sigmoid_focal", (big,), lambda z: lk.sigmoid_focal_loss(z, tb),
-           lambda z: optax.sigmoid_focal_loss(z, tb).mean(), zb)
+           lambda z: optax.losses.sigmoid_focal_loss(z, tb, alpha=0.25).mean(), zb)
     yield ("hinge", (big,), lambda z: lk.hinge(z, 2 * tb - 1),
            lambda z: optax.hinge_loss(z, 2 * tb - 1).mean(), zb)
     yield ("poly_loss", (rows, 1000), lambda z: lk.poly_loss(z, y),
-           lambda z: optax.poly_loss_cross_entropy(z, jax.nn.one_hot(y, 1000)).mean(), z)
+           lambda z: optax.losses.poly_loss_cross_entropy(z, jax.nn.one_hot(y, 1000), epsilon=1.0).mean(), z)
     yield ("softmax_kl (T=1)", (rows, 1000),
            lambda z: lk.softmax_kl_divergence(z, z * 0.5, reduction="batchmean"),
            lambda z: optax.kl_divergence(jax.nn.log_softmax(z),

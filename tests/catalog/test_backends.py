@@ -129,3 +129,31 @@ def test_kernels_do_not_write_into_their_inputs(case):
     case.loss.value_and_grad(*frozen, **case.options)
     for a, b in zip(frozen, arrays):
         np.testing.assert_array_equal(a, b)
+
+
+def test_dask_arrays_of_unknown_chunk_sizes():
+    # boolean masking leaves Dask arrays whose length is unknown until computed (nan)
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 16))
+    t = rng.normal(size=(100, 16))
+    y = rng.integers(0, 16, 100)
+    keep = rng.random(100) > 0.5
+    m = da.from_array(keep, chunks=25)
+    xm, tm, ym = (da.from_array(a, chunks=25)[m] for a in (x, t, y))
+    assert np.isnan(xm.shape[0])
+    ref_mse = np.mean((x[keep] - t[keep]) ** 2)  # the formula on the kept rows
+    np.testing.assert_allclose(float(lk.mse(xm, tm).compute()), ref_mse, rtol=1e-12)
+    np.testing.assert_allclose(float(lk.mse(xm, tm, reduction="batchmean").compute()),
+                               np.sum((x[keep] - t[keep]) ** 2) / keep.sum(), rtol=1e-12)
+    z = x[keep]
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    ref_ce = -np.mean(logp[np.arange(keep.sum()), y[keep]])
+    np.testing.assert_allclose(float(lk.softmax_cross_entropy(xm, ym).compute()), ref_ce,
+                               rtol=1e-12)
+    g = lk.softmax_cross_entropy.grad(xm, ym).compute()
+    np.testing.assert_allclose(g, (np.exp(logp) - np.eye(16)[y[keep]]) / keep.sum(),
+                               rtol=1e-12, atol=1e-15)
+    # a label out of range cannot be seen before computing: the result is NaN
+    bad = da.from_array(np.full(100, 99), chunks=25)[m]
+    assert np.isnan(float(lk.softmax_cross_entropy(xm, bad).compute()))

@@ -43,6 +43,7 @@ import numpy as np
 from . import dispatch
 from .primitives import _weighted
 from .validation import (
+    same_shape,
     _dtype_name,
     check_choice,
     check_floating,
@@ -405,13 +406,19 @@ class Loss:
             elif reduction == "batchmean":
                 # the batch is the first axis of the unreduced loss; a 0-d loss is one example
                 n = value.shape[0] if value.ndim else 1
-                scale = 1.0 / n if n else 0.0
+                if n is None or n != n:  # unknown until computed (Dask after masking)
+                    scale = _lazy_reciprocal(xp, value, first_axis=True)
+                else:
+                    scale = 1.0 / n if n else 0.0
             else:  # mean
                 if weight is None:
                     count = 1
                     for d in value.shape:
-                        count *= d
-                    scale = 1.0 / count if count else 0.0
+                        count = count * d if d is not None else float("nan")
+                    if count != count:  # unknown until computed (Dask after masking)
+                        scale = _lazy_reciprocal(xp, value, first_axis=False)
+                    else:
+                        scale = 1.0 / count if count else 0.0
                 else:
                     total = xp.sum(weight)
                     # a mean over nothing (total weight 0) is 0; a NaN total propagates
@@ -463,7 +470,7 @@ class Loss:
         sw = ctx.asarray(sample_weight, "sample_weight")
         check_numeric(xp, "sample_weight", sw)
         shape = tuple(shape)
-        if tuple(sw.shape) != shape:
+        if not same_shape(sw.shape, shape):
             if sw.ndim == 1 and len(shape) >= 1 and sw.shape[0] == shape[0]:
                 sw = xp.reshape(sw, (shape[0],) + (1,) * (len(shape) - 1))
                 sw = xp.broadcast_to(sw, shape)
@@ -477,6 +484,20 @@ class Loss:
             check_in_range(xp, "sample_weight", sw, 0.0, float("inf"),
                            hint="weights must be non-negative")
         return sw
+
+
+def _lazy_reciprocal(xp, value, *, first_axis: bool):
+    """1 / (the number of elements of ``value``, or of its first axis), computed from the
+    array itself where its shape is not known yet; 0 for an empty array."""
+    ones = xp.ones_like(value)
+    n = xp.sum(ones)
+    if first_axis:
+        rest = 1
+        for d in value.shape[1:]:
+            rest *= d
+        n = n / rest if rest else n
+    ok = n != 0
+    return xp.where(ok, 1.0 / xp.where(ok, n, xp.ones_like(n)), xp.zeros_like(n))
 
 
 _SIGNED_WEIGHTS: contextvars.ContextVar[bool] = contextvars.ContextVar("losskit_signed_weights",

@@ -55,9 +55,22 @@ def check_numeric(xp, name: str, x) -> None:
         raise TypeError(f"`{name}` must be real-valued; got dtype {_dtype_name(x.dtype)}")
 
 
+def _unknown(d) -> bool:
+    return d is None or (isinstance(d, float) and math.isnan(d))
+
+
+def same_shape(a, b) -> bool:
+    """Whether two shapes are equal, a dimension unknown until computed (Dask's NaN after
+    boolean masking, None) matching any: it is checked where it becomes known."""
+    a, b = tuple(a), tuple(b)
+    if a == b:
+        return True
+    return len(a) == len(b) and all(x == y or _unknown(x) or _unknown(y) for x, y in zip(a, b))
+
+
 def check_same_shape(pred_name: str, pred_shape, name: str, shape, *, hint: str = "") -> None:
     """Shapes must match exactly: nothing is broadcast silently."""
-    if tuple(pred_shape) != tuple(shape):
+    if not same_shape(pred_shape, shape):
         msg = (
             f"`{name}` must have the same shape as `{pred_name}` {tuple(pred_shape)}; "
             f"got {tuple(shape)}"

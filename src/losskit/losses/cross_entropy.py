@@ -30,6 +30,7 @@ from ..kernels import fast_paths
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import _sigmoid, _softmax_and_neg_log, _softplus, _weighted
 from ..core.validation import (
+    same_shape,
     check_in_range,
     check_labels,
     check_numeric,
@@ -83,8 +84,15 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
     label_shape = tuple(prediction.shape[:ax] + prediction.shape[ax + 1:])
     bshape = tuple(k if i == ax else 1 for i in range(prediction.ndim))
 
-    def expand(a):
-        return xp.expand_dims(a, axis=ax)
+    if any(d is None or d != d for d in prediction.shape):
+        # Dask cannot reshape arrays of unknown chunk sizes: a new axis by indexing
+        index = (slice(None),) * ax + (None,)
+
+        def expand(a):
+            return a[index]
+    else:
+        def expand(a):
+            return xp.expand_dims(a, axis=ax)
 
     cw = None
     if class_weight is not None:
@@ -103,7 +111,7 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
         raise TypeError("`target` must be integer class labels or floating probabilities; "
                         "got bool")
     if xp.isdtype(t.dtype, "integral"):
-        if tuple(t.shape) != label_shape:
+        if not same_shape(t.shape, label_shape):
             msg = (f"integer `target` (class labels) must have the shape of `prediction` "
                    f"{tuple(prediction.shape)} without its class axis {axis}, {label_shape}; "
                    f"got {tuple(t.shape)}")
@@ -133,7 +141,7 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
     if ignore_index is not None:
         raise ValueError("`ignore_index` applies to integer class labels only; `target` holds "
                          "probabilities (to drop examples, give them sample_weight 0)")
-    if tuple(t.shape) != tuple(prediction.shape):
+    if not same_shape(t.shape, prediction.shape):
         msg = (f"probability `target` must have the same shape as `prediction` "
                f"{tuple(prediction.shape)}; got {tuple(t.shape)}")
         if tuple(t.shape) == label_shape:

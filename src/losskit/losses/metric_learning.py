@@ -48,7 +48,7 @@ import array_api_compat
 
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _hinge_part
-from ..core.validation import (_dtype_name, check_floating, check_numeric, check_scalar,
+from ..core.validation import (same_shape, _dtype_name, check_floating, check_numeric, check_scalar,
                           check_two_values)
 
 __all__ = [
@@ -86,7 +86,7 @@ def _other_input(ctx, x, name: str, first: str, first_shape):
             f"`{name}` of {ctx.loss} must have the dtype of `{first}` "
             f"({_dtype_name(ctx.dtype)}); got {_dtype_name(arr.dtype)}. Convert one of them "
             "explicitly: its gradient is returned in that dtype")
-    if tuple(arr.shape) != tuple(first_shape):
+    if not same_shape(arr.shape, first_shape):
         raise ValueError(f"`{name}` of {ctx.loss} must have the same shape as `{first}` "
                          f"{tuple(first_shape)}; got {tuple(arr.shape)}")
     return arr if arr.dtype == ctx.work else xp.astype(arr, ctx.work)
@@ -105,7 +105,7 @@ def _labels(ctx, target, shape, *, allowed: tuple[float, float], first: str, mea
     xp = ctx.xp
     t = ctx.asarray(target, "target")
     check_numeric(xp, "target", t)
-    if tuple(t.shape) != tuple(shape):
+    if not same_shape(t.shape, shape):
         where = (f": one label per pair, the shape of `{first}` without its last "
                  "(embedding) axis" if per_pair else f", the shape of `{first}`")
         raise ValueError(f"`target` of {ctx.loss} must have shape {tuple(shape)}{where}; got "

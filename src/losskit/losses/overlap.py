@@ -69,6 +69,7 @@ from typing import Any, Callable
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import _sigmoid, _softmax
 from ..core.validation import (
+    same_shape,
     check_choice,
     check_in_range,
     check_labels,
@@ -199,10 +200,10 @@ class _OverlapLoss(Loss):
         check_numeric(xp, "target", t)
         shape = tuple(prediction.shape)
         integral = xp.isdtype(t.dtype, "integral")
-        if integral and ax is not None and tuple(t.shape) != shape:
+        if integral and ax is not None and not same_shape(t.shape, shape):
             k = shape[ax]
             label_shape = shape[:ax] + shape[ax + 1:]
-            if tuple(t.shape) != label_shape:
+            if not same_shape(t.shape, label_shape):
                 raise ValueError(
                     f"integer `target` of {self.name} must be class labels of shape "
                     f"{label_shape} (`prediction` {shape} without its class axis {ax}) or a 0/1 "
