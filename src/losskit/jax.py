@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .core.arrays import quiet, unchecked
+from .core.arrays import quiet
 from .core.loss import Loss as _Loss
 from .core.loss import vjp_weights
 
@@ -54,13 +54,11 @@ def _is_array(v) -> bool:
     return isinstance(v, (jax.Array, np.ndarray))
 
 
-def _evaluate(loss, arrays, reduction, sample_weight, options, want, wrt, check):
+def _evaluate(loss, arrays, reduction, sample_weight, options, want, wrt, check, out=None):
     """The pipeline itself, with or without the checks that read values."""
     with quiet():
-        if check:
-            return loss._pipeline(arrays, reduction, sample_weight, options, want, wrt)
-        with unchecked():
-            return loss._pipeline(arrays, reduction, sample_weight, options, want, wrt)
+        return loss._checked_pipeline(check, arrays, reduction, sample_weight, options, want,
+                                      wrt, out)
 
 
 def _closed_form(loss: _Loss, reduction: str, static: dict, check: bool, slots: tuple,
@@ -129,23 +127,15 @@ def _zero_cotangent(x):
 
 def call(loss: _Loss, arrays, reduction, sample_weight, options, want, wrt, out, validate):
     """The loss on JAX arrays (found by :func:`losskit.core.dispatch.framework_hook`)."""
-    if not isinstance(validate, (bool, np.bool_)):
-        raise TypeError(f"`validate` of {loss.name} must be True or False; got {validate!r}")
     arrays = tuple(_to_jax(a) for a in arrays)
     sample_weight = _to_jax(sample_weight)
     options = {k: _to_jax(v) for k, v in options.items()}
     leaves = jax.tree_util.tree_leaves((arrays, sample_weight, options))
-    check = bool(validate) and not any(_traced(x) for x in leaves)
+    check = validate and not any(_traced(x) for x in leaves)
     names = loss.inputs
     if want != "value" or len(arrays) != len(names) or out is not None:
         # the closed form itself (and the pipeline's own errors)
-        with quiet():
-            if check:
-                return loss._pipeline(arrays, reduction, sample_weight, options, want, wrt,
-                                      out)
-            with unchecked():
-                return loss._pipeline(arrays, reduction, sample_weight, options, want, wrt,
-                                      out)
+        return _evaluate(loss, arrays, reduction, sample_weight, options, want, wrt, check, out)
     if reduction is None:
         reduction = loss._defaults.get("reduction", "mean")
     if not isinstance(reduction, str):

@@ -28,9 +28,9 @@ Array-API path with torch operations on the tensors' own device.
 ``sample_weight=v`` (times any ``sample_weight`` given) and ``reduction="sum"``.
 
 ``validate=False`` skips the checks that read tensor values (on CUDA each check is a
-host synchronisation). Then an out-of-range label is not detected; what it gives depends
-on the engine (an ``IndexError`` on the CPU, an undefined value elsewhere): validate at
-least once before turning the checks off.
+host synchronisation). Then an out-of-range label, a probability outside [0, 1] or a box
+with x2 < x1 cannot raise: the result is NaN (:mod:`losskit.core.validation`'s deferred
+checks), never a different number.
 
 ``.grad(...)`` and ``.value_and_grad(...)`` on tensors return plain tensors (no autograd
 graph is recorded) from the same operator; ``out=`` may be a leaf that requires grad
@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .core.arrays import quiet, unchecked
+from .core.arrays import quiet
 from .core.loss import Loss as _Loss
 from .core.loss import check_out, vjp_weights
 
@@ -158,13 +158,9 @@ def _run(key: str, inputs: list[torch.Tensor], tensor_options: list[torch.Tensor
             sample_weight = sample_weight.numpy()
     names = tuple(loss.inputs[i] for i in wrt)
     want = "both" if names else "value"
-    with quiet(), contextlib.ExitStack() as stack:
-        if not validate:
-            stack.enter_context(unchecked())
-        if vjp:
-            stack.enter_context(vjp_weights())
-        result = loss._pipeline(tuple(arrays), reduction, sample_weight, opts, want,
-                                names or None)
+    with quiet(), (vjp_weights() if vjp else contextlib.nullcontext()):
+        result = loss._checked_pipeline(validate, tuple(arrays), reduction, sample_weight,
+                                        opts, want, names or None)
     value, grads = (result, ()) if want == "value" else result
     like = inputs[0]
     out = [_to_tensor(value, like)]
@@ -312,8 +308,6 @@ def call(loss: _Loss, arrays, reduction, sample_weight, options, want, wrt, out,
     ``want``: "value" (a tensor with the closed-form backward when an input requires
     grad), "grad" or "both" (plain tensors, no graph).
     """
-    if not isinstance(validate, (bool, np.bool_)):
-        raise TypeError(f"`validate` of {loss.name} must be True or False; got {validate!r}")
     names = loss.inputs
     if len(arrays) > len(names):
         raise TypeError(f"{loss.name}() takes {len(names)} arrays ({', '.join(names)}); "
@@ -339,7 +333,6 @@ def call(loss: _Loss, arrays, reduction, sample_weight, options, want, wrt, out,
     text, tensor_options = _encode(opts, _as_tensor(sample_weight, pred)
                                    if sample_weight is not None else None)
     key = _key(loss)
-    validate = bool(validate)
 
     if want == "value":
         diff = [i for i in present if names[i] in loss.differentiable]

@@ -277,19 +277,26 @@ class Loss:
                            validate)
 
     def _entry(self, arrays, reduction, sample_weight, options, want, wrt, out, validate):
-        """Every public call: a framework's adapter (PyTorch tensors: losskit.torch, found
-        through losskit.core.dispatch) or the pipeline, with or without value checks."""
+        """Every public call: a framework's adapter (PyTorch tensors: losskit.torch, JAX
+        arrays: losskit.jax, found through losskit.core.dispatch) or the pipeline, with or
+        without the checks that read values."""
+        if validate is not True:
+            if not isinstance(validate, (bool, np.bool_)):
+                raise TypeError(f"`validate` of {self.name} must be True or False; "
+                                f"got {validate!r}")
+            validate = bool(validate)
         if arrays and type(arrays[0]) is not np.ndarray:
             hook = dispatch.framework_hook(arrays[0])
             if hook is not None:
                 return hook(self, arrays, reduction, sample_weight, options, want, wrt, out,
                             validate)
-        if validate is True:
-            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
-        if not isinstance(validate, (bool, np.bool_)):
-            raise TypeError(f"`validate` of {self.name} must be True or False; "
-                            f"got {validate!r}")
-        if validate:
+        return self._checked_pipeline(validate, arrays, reduction, sample_weight, options,
+                                      want, wrt, out)
+
+    def _checked_pipeline(self, check, arrays, reduction, sample_weight, options, want, wrt,
+                          out=None):
+        """The pipeline; with ``check`` False, inside :func:`unchecked` (no value reads)."""
+        if check:
             return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
         with unchecked():
             return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
