@@ -7,6 +7,8 @@ worked by hand (comments give the derivation); none comes from losskit.
 
 from __future__ import annotations
 
+import re
+
 import math
 import warnings
 
@@ -412,7 +414,7 @@ def test_axis_of_a_0d_input_is_a_value_error(name):
 @pytest.mark.parametrize("name", ROW_FUNCS)
 @pytest.mark.parametrize("axis,kind", [(1.5, "float"), ("1", "str"), (True, "bool")])
 def test_axis_of_the_wrong_type_is_a_type_error(name, axis, kind):
-    with pytest.raises(TypeError, match=rf"`axis` must be an int; got {kind}$"):
+    with pytest.raises(TypeError, match=rf"`axis` must be an int; got {re.escape(repr(axis))}$"):
         call(name, np.zeros((2, 3)), axis)
 
 

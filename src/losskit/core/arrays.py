@@ -61,14 +61,16 @@ def device_of(x: Any):
     return array_api_compat.device(x)
 
 
-def as_array(x: Any, xp, *, device=None, name: str = "argument"):
+def as_array(x: Any, xp, *, device=None, name: str = "argument", loss: str | None = None):
     """``x`` as an array of namespace ``xp`` on ``device``.
 
     Arrays of ``xp`` pass through untouched; lists, tuples, Python scalars and NumPy
-    arrays (when ``xp`` is not NumPy) are converted.
+    arrays (when ``xp`` is not NumPy) are converted. Errors name the argument (and the
+    ``loss`` it was given to).
     """
     if x is None:
         return None
+    arg = f"`{name}` of {loss}" if loss else f"`{name}`"
     if _is_array(x):
         try:
             if array_api_compat.array_namespace(x) is xp:
@@ -77,17 +79,31 @@ def as_array(x: Any, xp, *, device=None, name: str = "argument"):
             pass
         if not array_api_compat.is_numpy_array(x):
             raise TypeError(
-                f"`{name}` is a {type(x).__module__}.{type(x).__name__}, but the other "
+                f"{arg} is a {type(x).__module__}.{type(x).__name__}, but the other "
                 f"arguments are {xp.__name__.replace('array_api_compat.', '')} arrays: pass "
                 "arrays of one library"
             )
     if isinstance(x, str) or (isinstance(x, (list, tuple)) and any(isinstance(v, str) for v in x)):
-        raise TypeError(f"`{name}` must be numeric array-like; got {type(x).__name__} of strings")
+        what = "a string" if isinstance(x, str) else f"{type(x).__name__} of strings"
+        raise TypeError(f"{arg} must be numeric array-like (an array, a number or nested "
+                        f"lists of numbers); got {what} {x!r:.40}")
     if isinstance(x, np.ndarray) and x.dtype == object:
-        raise TypeError(f"`{name}` must be a numeric array; got dtype object")
-    arr = np.asarray(x)
+        raise TypeError(f"{arg} must be a numeric array; got dtype object")
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:
+        if "inhomogeneous" in str(exc) or "sequence" in str(exc):
+            raise ValueError(
+                f"{arg} is ragged: its nested lists have different lengths or depths, so it "
+                f"is not a rectangular array ({exc}). Pad it to one shape, or pass an "
+                "array") from None
+        raise ValueError(f"{arg} cannot be read as an array: {exc}") from None
+    except TypeError as exc:
+        raise TypeError(f"{arg} must be a numeric array-like; got {type(x).__name__}: "
+                        f"{exc}") from None
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"`{name}` must be numeric; got dtype {arr.dtype}")
+        what = "strings" if arr.dtype.kind in "SU" else f"dtype {arr.dtype}"
+        raise TypeError(f"{arg} must be numeric; got {what}")
     if arr.dtype.kind == "f" and not _is_array(x) and arr.dtype != np.float64:
         arr = arr.astype(np.float64)
     if array_api_compat.is_numpy_namespace(xp):

@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
@@ -82,7 +83,7 @@ class Context:
 
     def asarray(self, x, name: str):
         """``x`` as an array of the prediction's library, on its device."""
-        return as_array(x, self.xp, device=self.device, name=name)
+        return as_array(x, self.xp, device=self.device, name=name, loss=self.loss)
 
 
 @dataclass
@@ -165,6 +166,9 @@ class Loss:
         super().__init_subclass__(**kwargs)
         if cls.__doc__:
             cls.__doc__ = fill_doc(cls.__doc__, common_parameters=_COMMON_PARAMETERS)
+        _OPTIONS.pop(cls, None)
+        for method in _PUBLIC_METHODS:
+            setattr(cls, method, _with_signature(cls, getattr(cls, method)))
 
     def __init__(self, **defaults):
         options = self.option_defaults()
@@ -173,7 +177,12 @@ class Loss:
             raise TypeError(self._unknown_message(unknown))
         if "reduction" in defaults:
             check_choice("reduction", defaults["reduction"], REDUCTIONS)
-        self._defaults = dict(defaults)
+        self._defaults = _python_scalars(defaults)
+        if defaults:  # inspect.signature(copy) shows the copy's own defaults
+            sig = inspect.signature(type(self).__call__)
+            self.__signature__ = sig.replace(parameters=[
+                p.replace(default=self._defaults.get(p.name, p.default))
+                for p in list(sig.parameters.values())[1:]])
 
     # ------------------------------------------------------------------ metadata
     @classmethod
@@ -285,6 +294,8 @@ class Loss:
                 raise TypeError(f"`validate` of {self.name} must be True or False; "
                                 f"got {validate!r}")
             validate = bool(validate)
+        if options:
+            options = _python_scalars(options)
         if arrays and type(arrays[0]) is not np.ndarray:
             hook = dispatch.framework_hook(arrays[0])
             if hook is not None:
@@ -373,7 +384,7 @@ class Loss:
         for n, a in named[:-1]:
             if a is None:
                 raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
-        pred = as_array(arrays[0], xp, name=names[0])
+        pred = as_array(arrays[0], xp, name=names[0], loss=self.name)
         check_floating(xp, names[0], pred, loss=self.name)
         dtype = pred.dtype
         work = compute_dtype(xp, dtype)
@@ -493,6 +504,56 @@ class Loss:
         return sw
 
 
+_PUBLIC_METHODS = ("__call__", "grad", "value_and_grad")
+
+
+def _with_signature(cls, func):
+    """A copy of ``func`` (a public method of ``cls``) whose ``__signature__`` names the
+    loss's inputs and options: ``(self, prediction, target, /, *, delta=1.0, reduction=
+    'mean', sample_weight=None, validate=True)`` instead of ``(*arrays, **options)``, for
+    ``inspect.signature``, ``help()``, IDEs and tab completion. The code is the same
+    function's: no wrapper, no cost per call."""
+    original = getattr(func, "_losskit_original", func)
+    sig = inspect.signature(original)
+    P = inspect.Parameter
+    params = []
+    for p in sig.parameters.values():
+        if p.name == "self":
+            params.append(p.replace(kind=P.POSITIONAL_ONLY))
+        elif p.kind is P.VAR_POSITIONAL:  # *arrays: the loss's inputs, by name
+            params += [P(n, P.POSITIONAL_ONLY) for n in cls.inputs]
+        elif p.kind is P.VAR_KEYWORD:  # **options: the loss's options, with defaults
+            params += [P(n, P.KEYWORD_ONLY, default=d) for n, d in cls._options().items()]
+        elif p.name == "reduction":
+            params.append(p.replace(default="mean"))
+        else:
+            params.append(p)
+    # keyword-only order: wrt, the options, then the common keywords
+    head = [p for p in params if p.kind is not P.KEYWORD_ONLY]
+    keywords = [p for p in params if p.kind is P.KEYWORD_ONLY]
+    first = [p for p in keywords if p.name == "wrt"]
+    options = [p for p in keywords if p.name in cls._options()]
+    rest = [p for p in keywords if p not in first and p not in options]
+    copy = types.FunctionType(original.__code__, original.__globals__, original.__name__,
+                              original.__defaults__, original.__closure__)
+    copy.__kwdefaults__ = original.__kwdefaults__
+    copy.__doc__ = original.__doc__
+    copy.__module__ = original.__module__
+    copy.__qualname__ = f"{cls.__qualname__}.{original.__name__}"
+    copy.__signature__ = sig.replace(parameters=head + first + options + rest)
+    copy._losskit_original = original
+    return copy
+
+
+def _python_scalars(options: dict) -> dict:
+    """``options`` with NumPy scalars as Python ones (``np.int64(-1)`` is ``-1``): every
+    backend and fused kernel then sees the same option, a JAX call a static one."""
+    for value in options.values():
+        if isinstance(value, np.generic):
+            return {k: v.item() if isinstance(v, np.generic) else v for k, v in options.items()}
+    return options
+
+
 def _lazy_reciprocal(xp, value, *, first_axis: bool):
     """1 / (the number of elements of ``value``, or of its first axis), computed from the
     array itself where its shape is not known yet; 0 for an empty array."""
@@ -557,6 +618,9 @@ def register(loss: Loss) -> Loss:
 def catalog(family: str | None = None) -> list[Loss]:
     """Every registered loss, sorted by family then name (aliases not repeated).
 
+    ``family`` selects one family; its name may be written with spaces or hyphens
+    (``"metric learning"`` is ``"metric_learning"``), in any case.
+
     Each entry is the ``Loss`` object itself: read ``.name``, ``.formula``,
     ``.gradient_formula``, ``.prediction``, ``.when_to_use`` or ``.info()``.
 
@@ -569,6 +633,8 @@ def catalog(family: str | None = None) -> list[Loss]:
     losses = sorted(_REGISTRY.values(), key=lambda loss: (loss.family, loss.name))
     if family is not None:
         families = sorted({loss.family for loss in losses})
+        if isinstance(family, str):  # "metric learning", "Metric-Learning": metric_learning
+            family = "_".join(family.strip().lower().replace("-", " ").split())
         check_choice("family", family, families)
         losses = [loss for loss in losses if loss.family == family]
     return losses

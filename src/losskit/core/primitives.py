@@ -16,7 +16,7 @@ device and floating dtype, and compute float16/bfloat16 in float32.
 
 from __future__ import annotations
 
-from .validation import check_floating
+from .validation import check_floating, check_integer
 from .arrays import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "softplus"]
@@ -139,14 +139,14 @@ def _finish(xp, y, dtype):
 
 
 def _check_axis(x, axis):
-    if not isinstance(axis, int) or isinstance(axis, bool):
-        raise TypeError(f"`axis` must be an int; got {type(axis).__name__}")
+    axis = check_integer("axis", axis)
     if x.ndim == 0:
         raise ValueError(f"`axis`={axis} needs an input with at least one dimension; got a "
                          "0-d array")
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"`axis` must lie in [{-x.ndim}, {x.ndim - 1}] for an input of "
                          f"shape {tuple(x.shape)}; got {axis}")
+    return axis
 
 
 def logsumexp(x, axis=-1, *, keepdims=False):
@@ -167,7 +167,7 @@ def logsumexp(x, axis=-1, *, keepdims=False):
     -inf
     """
     xp, x, dtype = _prepare(x)
-    _check_axis(x, axis)
+    axis = _check_axis(x, axis)
     with quiet():
         return _finish(xp, _logsumexp(xp, x, axis=axis, keepdims=keepdims), dtype)
 
@@ -186,7 +186,7 @@ def softmax(x, axis=-1):
     array([0.5, 0.5, 0. ])
     """
     xp, x, dtype = _prepare(x)
-    _check_axis(x, axis)
+    axis = _check_axis(x, axis)
     with quiet():
         return _finish(xp, _softmax(xp, x, axis=axis), dtype)
 
@@ -203,7 +203,7 @@ def log_softmax(x, axis=-1):
     array([   0., -999.])
     """
     xp, x, dtype = _prepare(x)
-    _check_axis(x, axis)
+    axis = _check_axis(x, axis)
     with quiet():
         return _finish(xp, _log_softmax(xp, x, axis=axis), dtype)
 

@@ -26,6 +26,7 @@ __all__ = [
     "check_choice",
     "check_scalar",
     "check_int",
+    "check_integer",
     "check_log_base",
     "check_sums_to_one",
 ]
@@ -49,9 +50,11 @@ def check_floating(xp, name: str, x, *, loss: str | None = None) -> None:
         )
 
 
-def check_numeric(xp, name: str, x) -> None:
+def check_numeric(xp, name: str, x, *, bool_ok: bool = True) -> None:
+    """``x`` holds real numbers (booleans too unless ``bool_ok`` is False: a weight or a
+    factor given as True is a mistake, not 1)."""
     if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")
-            or x.dtype == xp.bool):
+            or (bool_ok and x.dtype == xp.bool)):
         raise TypeError(f"`{name}` must be real-valued; got dtype {_dtype_name(x.dtype)}")
 
 
@@ -221,6 +224,22 @@ def check_scalar(name: str, value: Any, *, lo: float | None = None, hi: float | 
         hi_s = "inf" if hi is None else _fmt(hi)
         raise ValueError(f"`{name}` must lie in {left}{lo_s}, {hi_s}{right}; got {value!r}")
     return v
+
+
+def check_integer(name: str, value: Any, *, loss: str | None = None,
+                  or_none: bool = False) -> int | None:
+    """Any integer (``numbers.Integral``: Python, NumPy, a user's own; not a bool) as an
+    ``int``, as NumPy and PyTorch accept them; ``None`` passes when ``or_none``."""
+    if value is None and or_none:
+        return None
+    where = f" of {loss}" if loss else ""
+    expected = "an int" + (" or None" if or_none else "")
+    if not isinstance(value, (bool, np.bool_)):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"`{name}`{where} must be {expected}; got {value!r}")
 
 
 def check_int(name: str, value: Any, *, lo: int, hint: str = "", or_none: bool = False) -> int:

@@ -30,6 +30,7 @@ from ..kernels import fast_paths
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import _sigmoid, _softmax_and_neg_log, _softplus, _weighted
 from ..core.validation import (
+    check_integer,
     same_shape,
     check_in_range,
     check_labels,
@@ -50,8 +51,7 @@ _INF = float("inf")
 
 def normalize_axis(ndim: int, axis: Any, loss: str) -> int:
     """``axis`` as a non-negative index into ``ndim`` dimensions, or a clear error."""
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise TypeError(f"`axis` of {loss} must be an int; got {type(axis).__name__}")
+    axis = check_integer("axis", axis, loss=loss)
     if ndim == 0:
         raise ValueError(f"`prediction` of {loss} needs a class axis; got a 0-d array")
     if not -ndim <= axis < ndim:
@@ -78,9 +78,7 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
     ax = normalize_axis(prediction.ndim, axis, ctx.loss)
     k = prediction.shape[ax]
     smoothing = check_scalar("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
-    if ignore_index is not None and (isinstance(ignore_index, bool)
-                                     or not isinstance(ignore_index, int)):
-        raise TypeError(f"`ignore_index` must be an int or None; got {ignore_index!r}")
+    ignore_index = check_integer("ignore_index", ignore_index, loss=ctx.loss, or_none=True)
     label_shape = tuple(prediction.shape[:ax] + prediction.shape[ax + 1:])
     bshape = tuple(k if i == ax else 1 for i in range(prediction.ndim))
 
@@ -97,7 +95,7 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
     cw = None
     if class_weight is not None:
         cw = ctx.asarray(class_weight, "class_weight")
-        check_numeric(xp, "class_weight", cw)
+        check_numeric(xp, "class_weight", cw, bool_ok=False)
         if tuple(cw.shape) != (k,):
             raise ValueError(
                 f"`class_weight` must have one weight per class: shape ({k},) (the size of "
@@ -518,7 +516,7 @@ class SigmoidBinaryCrossEntropy(Loss):
         pos = t
         if pos_weight is not None:
             pw = ctx.asarray(pos_weight, "pos_weight")
-            check_numeric(xp, "pos_weight", pw)
+            check_numeric(xp, "pos_weight", pw, bool_ok=False)
             k = prediction.shape[-1] if prediction.ndim else 1
             if pw.ndim != 0 and tuple(pw.shape) != (k,):
                 raise ValueError(

@@ -245,7 +245,7 @@ def _alpha_vector(ctx, alpha, k, bshape):
     if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
         return _finite_scalar("alpha", alpha, lo=0.0)
     a = ctx.asarray(alpha, "alpha")
-    check_numeric(xp, "alpha", a)
+    check_numeric(xp, "alpha", a, bool_ok=False)
     if a.ndim == 0:
         a = xp.astype(a, ctx.work)
         check_in_range(xp, "alpha", a, 0.0, _INF, hint="class factors must be non-negative")

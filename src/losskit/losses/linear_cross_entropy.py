@@ -76,6 +76,7 @@ from ..kernels import fast_paths
 from ..core.loss import REDUCTIONS, Context, Loss, check_out, register
 from ..core.primitives import _safe_log, _weighted
 from ..core.validation import (
+    check_integer,
     _dtype_name,
     check_choice,
     check_floating,
@@ -349,7 +350,8 @@ class LinearCrossEntropy(Loss):
             if a is None:
                 raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
 
-        h = _plain(as_array(hidden, xp, name="hidden"))
+        h = _plain(as_array(hidden, xp, name="hidden", loss=self.name))
+        hidden_shape = tuple(h.shape)
         check_floating(xp, "hidden", h, loss=self.name)
         dtype = h.dtype
         work = compute_dtype(xp, dtype)
@@ -382,7 +384,7 @@ class LinearCrossEntropy(Loss):
                 raise ValueError(
                     f"{self.name}(): reduction='batchmean' divides by the batch size, the "
                     "first axis of `hidden`, but `hidden` holds a single example (shape "
-                    f"{tuple(hidden.shape)}); use 'mean' or 'sum'")
+                    f"{hidden_shape}); use 'mean' or 'sum'")
             scale = 1.0 / lead[0] if lead[0] else 0.0
         else:
             denom = rows.weight if sw is None else sw * rows.weight
@@ -401,7 +403,7 @@ class LinearCrossEntropy(Loss):
             if scale is not None:
                 row_factor = row_factor * scale
         block_rows = self._block_rows(opts["chunk_size"], n_rows, V, work, xp)
-        shapes = {"hidden": tuple(hidden.shape), "weight": (V, d), "bias": (V,)}
+        shapes = {"hidden": hidden_shape, "weight": (V, d), "bias": (V,)}
         dest = {}
         if out is not None and need_grad:
             (target,) = wrt_names
@@ -459,7 +461,7 @@ class LinearCrossEntropy(Loss):
             raise ValueError(f"`hidden` of {self.name} must have shape (N, d) or (..., d), "
                              "one feature vector per example; got a 0-d array")
         d = h.shape[-1]
-        W = _plain(as_array(weight, xp, name="weight"))
+        W = _plain(as_array(weight, xp, name="weight", loss=self.name))
         check_floating(xp, "weight", W, loss=self.name)
         if W.ndim != 2:
             raise ValueError(
@@ -481,7 +483,7 @@ class LinearCrossEntropy(Loss):
                             f"; got {_dtype_name(W.dtype)}. Convert one of them explicitly")
         b = None
         if bias is not None:
-            b = _plain(as_array(bias, xp, name="bias"))
+            b = _plain(as_array(bias, xp, name="bias", loss=self.name))
             check_floating(xp, "bias", b, loss=self.name)
             if tuple(b.shape) != (V,):
                 raise ValueError(f"`bias` must have shape (V,) = ({V},), one entry per row of "
@@ -513,15 +515,14 @@ class LinearCrossEntropy(Loss):
         xp = ctx.xp
         work = ctx.work
         ignore_index = opts["ignore_index"]
-        if ignore_index is not None and (isinstance(ignore_index, bool)
-                                         or not isinstance(ignore_index, int)):
-            raise TypeError(f"`ignore_index` must be an int or None; got {ignore_index!r}")
+        ignore_index = check_integer("ignore_index", ignore_index, loss=ctx.loss,
+                                     or_none=True)
         smoothing = check_scalar("label_smoothing", opts["label_smoothing"], lo=0.0, hi=1.0)
         check_labels(xp, "labels", y, V, ignore_index=ignore_index)
         cw = opts["class_weight"]
         if cw is not None:
             cw = ctx.asarray(cw, "class_weight")
-            check_numeric(xp, "class_weight", cw)
+            check_numeric(xp, "class_weight", cw, bool_ok=False)
             if tuple(cw.shape) != (V,):
                 raise ValueError(f"`class_weight` must have one weight per class: shape ({V},) "
                                  f"(the rows of `weight`); got {tuple(cw.shape)}")
@@ -554,9 +555,7 @@ class LinearCrossEntropy(Loss):
     @staticmethod
     def _block_rows(chunk_size, n_rows, V, work, xp) -> int:
         if chunk_size is not None:
-            if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
-                raise TypeError(f"`chunk_size` must be a positive int (rows per block) or None; "
-                                f"got {chunk_size!r}")
+            chunk_size = check_integer("chunk_size", chunk_size, or_none=True)
             if chunk_size < 1:
                 raise ValueError(f"`chunk_size` must be a positive int (rows per block); got "
                                  f"{chunk_size}")

@@ -69,6 +69,7 @@ from typing import Any, Callable
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import _sigmoid, _softmax
 from ..core.validation import (
+    check_integer,
     same_shape,
     check_choice,
     check_in_range,
@@ -112,8 +113,7 @@ def _class_axis(axis: Any, shape: tuple, loss: str):
     """``axis`` as an index in [1, ndim), or None for no class axis."""
     if axis is None:
         return None
-    if isinstance(axis, bool) or not isinstance(axis, int):
-        raise TypeError(f"`axis` of {loss} must be an int or None; got {type(axis).__name__}")
+    axis = check_integer("axis", axis, loss=loss, or_none=True)
     ndim = len(shape)
     if ndim < 2:
         raise ValueError(
@@ -193,9 +193,8 @@ class _OverlapLoss(Loss):
 
     def _decode_target(self, ctx, prediction, target, ax, ignore_index):
         xp = ctx.xp
-        if ignore_index is not None and (isinstance(ignore_index, bool)
-                                         or not isinstance(ignore_index, int)):
-            raise TypeError(f"`ignore_index` must be an int or None; got {ignore_index!r}")
+        ignore_index = check_integer("ignore_index", ignore_index, loss=ctx.loss,
+                                     or_none=True)
         t = ctx.asarray(target, "target")
         check_numeric(xp, "target", t)
         shape = tuple(prediction.shape)
