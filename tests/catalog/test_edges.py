@@ -124,3 +124,75 @@ def test_mae_and_hinge_use_subgradient_zero_at_the_kink():
     assert lk.mae.grad(np.array([1.0]), np.array([1.0]))[0] == 0.0
     assert lk.hinge.grad(np.array([1.0]), np.array([1.0]))[0] == 0.0  # t*s == margin
     assert lk.multiclass_hinge.grad(np.array([[1.0, 0.0]]), np.array([0]))[0].tolist() == [0, 0]
+
+
+# ------------------------------------------------------------------ NaN weights propagate
+# The weighted mean is sum(s l) / sum(s w): a NaN weight makes both sums NaN, so the value
+# and every gradient entry are NaN (IEEE arithmetic); only a true zero total weight is "a
+# mean over nothing" (0 with a zero gradient).
+from loss_cases import CASES  # noqa: E402
+
+_SEEN: dict[str, object] = {}
+for _c in CASES:
+    _SEEN.setdefault(_c.loss.name, _c)
+_ONE = list(_SEEN.values())
+
+
+def _nan_weight_for(case, arrays):
+    v = case.loss(*arrays, reduction="none", **case.options)
+    sw = np.ones(np.shape(v))
+    sw.flat[0] = np.nan
+    return sw
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("reduction", ["mean", "sum", "batchmean"])
+@pytest.mark.parametrize("case", _ONE, ids=list(_SEEN))
+def test_a_nan_sample_weight_makes_the_loss_and_gradient_nan(case, reduction):
+    arrays = case.inputs()
+    sw = _nan_weight_for(case, arrays)
+    v, g = case.loss.value_and_grad(*arrays, reduction=reduction, sample_weight=sw,
+                                    **case.options)
+    assert np.isnan(v)
+    if reduction == "mean":  # the total weight is NaN: every entry of the gradient
+        assert np.isnan(g).all()
+    else:  # the NaN example's own entries
+        assert np.isnan(g).any()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("case", [c for c in _ONE if "class_weight" in c.loss.option_defaults()],
+                         ids=[n for n, c in _SEEN.items()
+                              if "class_weight" in c.loss.option_defaults()])
+def test_a_nan_class_weight_makes_the_loss_nan(case):
+    arrays = case.inputs()
+    k = np.shape(arrays[1] if case.loss.name == "linear_cross_entropy" else arrays[0])
+    k = k[case.options.get("axis", case.loss.option_defaults().get("axis", -1)) or -1]
+    cw = np.ones(k)
+    cw[:] = np.nan  # every class: whichever labels the case draws, its weight is NaN
+    v, g = case.loss.value_and_grad(*arrays, **{**case.options, "class_weight": cw})
+    assert np.isnan(v) and np.isnan(g).all()
+
+
+def test_mse_nan_weight_is_not_a_mean_over_nothing():
+    # the issue's example: (0.0, [0, 0, 0]) before
+    v, g = lk.mse.value_and_grad(np.ones(3), np.zeros(3), sample_weight=np.array([1.0, np.nan, 1.0]))
+    assert np.isnan(v) and np.isnan(g).all()
+    # a true zero total weight stays a mean over nothing
+    v, g = lk.mse.value_and_grad(np.ones(3), np.zeros(3), sample_weight=np.zeros(3))
+    assert v == 0.0 and not g.any()
+
+
+def test_nan_weights_propagate_on_torch_and_jax():
+    torch = pytest.importorskip("torch")
+    jnp = pytest.importorskip("jax.numpy")
+    z = np.array([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]])
+    y = np.array([0, 1])
+    cw = np.array([1.0, np.nan, 1.0])
+    zt = torch.tensor(z, requires_grad=True)
+    v = lk.softmax_cross_entropy(zt, torch.tensor(y), class_weight=torch.tensor(cw))
+    v.backward()
+    assert torch.isnan(v) and torch.isnan(zt.grad).all()
+    vj, gj = lk.softmax_cross_entropy.value_and_grad(jnp.asarray(z), jnp.asarray(y),
+                                                     class_weight=jnp.asarray(cw))
+    assert np.isnan(np.asarray(vj)) and np.isnan(np.asarray(gj)).all()
