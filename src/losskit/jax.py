@@ -35,7 +35,7 @@ import numpy as np
 
 from .core.arrays import quiet
 from .core.loss import Loss as _Loss
-from .core.loss import vjp_weights
+from .core.loss import cotangent_weights, vjp_weights
 
 __all__ = ["call"]
 
@@ -99,12 +99,7 @@ def _closed_form(loss: _Loss, reduction: str, static: dict, check: bool, slots: 
         if reduction == "none":
             diff_arrays, other_arrays, array_options, weight = residual
             arrays = assemble(diff_arrays, other_arrays)
-            v_weight = cotangent
-            if weight is not None:
-                w = jnp.asarray(weight, dtype=cotangent.dtype)
-                if w.shape != cotangent.shape:  # (N,): every element of each example
-                    w = jnp.reshape(w, w.shape + (1,) * (cotangent.ndim - w.ndim))
-                v_weight = cotangent * w
+            v_weight = cotangent_weights(jnp, cotangent, weight)
             with vjp_weights():
                 grads = _evaluate(loss, arrays, "sum", v_weight, {**static, **array_options},
                                   "grad", wrt, False)

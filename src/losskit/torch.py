@@ -46,12 +46,13 @@ import math
 import threading
 from typing import Any
 
+import array_api_compat
 import numpy as np
 import torch
 
 from .core.arrays import quiet
 from .core.loss import Loss as _Loss
-from .core.loss import check_out, vjp_weights
+from .core.loss import check_out, cotangent_weights, vjp_weights
 
 __all__ = ["Loss", "call"]
 
@@ -278,15 +279,11 @@ def _none_backward(key, inputs, tensor_options, options, wrt, present, grad_valu
     """The vector-Jacobian product of the per-example values: the gradient of
     ``sum(grad_value * loss)``, i.e. the loss with ``sample_weight=grad_value`` summed."""
     opts = _decode(options, tensor_options)
-    sw = opts.get("sample_weight")
-    weight = grad_value
+    sw = opts.pop("sample_weight", None)
     if sw is not None:
-        sw = torch.as_tensor(sw, device=grad_value.device, dtype=grad_value.dtype)
-        if sw.shape != grad_value.shape:  # (N,): every element of each example
-            sw = sw.reshape(sw.shape + (1,) * (grad_value.ndim - sw.ndim))
-        weight = grad_value * sw
-    opts["sample_weight"] = weight
-    rest = {k: v for k, v in opts.items() if k != "sample_weight"}
+        sw = torch.as_tensor(sw, device=grad_value.device)
+    weight = cotangent_weights(array_api_compat.array_namespace(grad_value), grad_value, sw)
+    rest = opts
     text, tensors = _encode(rest, weight)
     text = text[:-1] + ", '__vjp__': True}"  # the weights are a cotangent: any sign
     out = _value_and_grad(key, inputs, tensors, text, "sum", wrt, False, present)

@@ -584,6 +584,19 @@ def vjp_weights():
         _SIGNED_WEIGHTS.reset(token)
 
 
+def cotangent_weights(xp, cotangent, sample_weight):
+    """The ``sample_weight`` whose weighted sum has the gradient of ``sum(cotangent *
+    loss)``, the vector-Jacobian product of a ``reduction="none"`` loss: the cotangent
+    times the caller's own sample weights (``(N,)`` ones spread over every element of each
+    example). Used with :func:`vjp_weights` by the framework adapters."""
+    if sample_weight is None:
+        return cotangent
+    w = xp.asarray(sample_weight, dtype=cotangent.dtype)
+    if tuple(w.shape) != tuple(cotangent.shape):  # (N,): every element of each example
+        w = xp.reshape(w, tuple(w.shape) + (1,) * (cotangent.ndim - w.ndim))
+    return cotangent * w
+
+
 def check_out(out, shape, dtype, xp, name: str = "prediction") -> None:
     """``out=`` must be a writeable array of ``xp`` with the gradient's shape and dtype."""
     if array_api_compat.is_jax_array(out):
