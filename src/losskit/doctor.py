@@ -19,23 +19,36 @@ import numpy as np
 from .core.validation import check_int, check_scalar
 from .core.arrays import to_numpy
 
-__all__ = ["doctor", "DoctorReport", "Finding", "CODES"]
+__all__ = ["doctor", "DoctorReport", "Finding", "CODES", "VERDICTS"]
 
 #: Every finding code :func:`doctor` can report, most severe first.
-CODES = ("non_finite", "diverging", "rising", "stuck_at_chance", "not_decreasing",
+CODES = ("non_finite", "diverging", "stuck_at_chance", "rising", "not_decreasing",
          "overfitting")
+
+#: The verdicts of :attr:`DoctorReport.verdict`, and the exit status of
+#: ``losskit doctor`` for each.
+VERDICTS = {"healthy": 0, "warnings": 0, "failed": 1, "too_short": 3}
+
+#: The class counts ``K`` that :func:`doctor` considers for a chance level
+#: :math:`\ln K` when ``num_classes`` is not given.
+GUESS_CLASSES = (2, 1000)
+
+#: Without ``num_classes``: a plateau counts as :math:`\ln K` only when
+#: :math:`|L - \ln K| \le \min(\text{GUESS\_ABS}, \text{GUESS\_REL}/K)`.
+GUESS_ABS = 0.005
+GUESS_REL = 0.025
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing :func:`doctor` noticed.
+    r"""One thing :func:`doctor` noticed.
 
     Attributes
     ----------
     code : str
         Machine-readable kind, one of :data:`CODES`.
     level : {"error", "warning"}
-        ``"error"``: the run is broken (NaN, divergence); ``"warning"``: it is not
-        learning, or not generalising, as it should.
+        ``"error"``: the run is broken (NaN, divergence, stuck at chance); ``"warning"``:
+        it is not learning, or not generalising, as it should.
     step : int or float
         Where it shows: the caller's step number (``steps=``/``val_steps=``), else the
         index into the history.
@@ -43,6 +56,9 @@ class Finding:
         What was seen, with the numbers.
     advice : str
         What to try.
+    num_classes : int or None
+        For ``stuck_at_chance``: the :math:`K` whose chance level :math:`\ln K` the loss
+        sits at (the one passed to :func:`doctor`, or the one it inferred); else None.
     """
 
     code: str
@@ -50,10 +66,15 @@ class Finding:
     step: Any
     message: str
     advice: str
+    num_classes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "level": self.level, "step": self.step,
-                "message": self.message, "advice": self.advice}
+        """A JSON-friendly dict; ``num_classes`` only for ``stuck_at_chance``."""
+        out = {"code": self.code, "level": self.level, "step": self.step,
+               "message": self.message, "advice": self.advice}
+        if self.code == "stuck_at_chance":
+            out["num_classes"] = self.num_classes
+        return out
 
     def __str__(self) -> str:
         return (f"[{self.level}] {self.code} at step {self.step}: {self.message}\n"
@@ -66,7 +87,9 @@ class DoctorReport:
 
     Iterating gives the :class:`Finding` objects; ``len(report)`` counts them and
     ``"overfitting" in report`` tests for a code. An empty report means the curve looks
-    healthy. ``bool(report)`` is :attr:`ok`, like ``bool`` of a gradcheck result.
+    healthy, unless it was :attr:`too_short` to judge (fewer than ``min_length`` finite
+    training values: one point, or none, says nothing about a trend). ``bool(report)``
+    is :attr:`ok`, like ``bool`` of a gradcheck result.
 
     Attributes
     ----------
@@ -77,6 +100,9 @@ class DoctorReport:
         The moving-median width used on the training curve.
     num_classes : int or None
         As passed to :func:`doctor`.
+    too_short : bool
+        The training curve had fewer finite values than ``min_length``, so the trend
+        checks did not run: the verdict is ``"too_short"`` unless an error was found.
     """
 
     findings: tuple[Finding, ...]
@@ -84,6 +110,7 @@ class DoctorReport:
     window: int
     num_classes: int | None = None
     num_val_points: int | None = None
+    too_short: bool = False
 
     def __iter__(self) -> Iterator[Finding]:
         return iter(self.findings)
@@ -104,13 +131,26 @@ class DoctorReport:
 
     @property
     def ok(self) -> bool:
-        """No error-level finding (warnings allowed)."""
-        return not any(f.level == "error" for f in self.findings)
+        """No error-level finding (warnings allowed) and a curve long enough to judge."""
+        return self.verdict in ("healthy", "warnings")
 
     @property
     def healthy(self) -> bool:
-        """No finding at all."""
-        return not self.findings
+        """No finding at all, on a curve long enough to judge."""
+        return self.verdict == "healthy"
+
+    @property
+    def verdict(self) -> str:
+        """``"failed"`` (an error-level finding), ``"too_short"`` (too few values to
+        judge, no error), ``"warnings"`` (warnings only) or ``"healthy"`` (nothing found).
+
+        ``losskit doctor`` exits with :data:`VERDICTS` ``[verdict]``: 0, 0, 1 or 3.
+        """
+        if any(f.level == "error" for f in self.findings):
+            return "failed"
+        if self.too_short:
+            return "too_short"
+        return "warnings" if self.findings else "healthy"
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -130,6 +170,7 @@ class DoctorReport:
         return {
             "ok": self.ok,
             "healthy": self.healthy,
+            "verdict": self.verdict,
             "num_points": self.num_points,
             "num_val_points": self.num_val_points,
             "num_classes": self.num_classes,
@@ -143,13 +184,20 @@ class DoctorReport:
         if self.num_val_points is not None:
             head += f", {self.num_val_points} validation"
         head += f" (smoothing window {self.window})"
+        short = ("too short to judge: fewer training loss values than the trend checks "
+                 "need (one point, or none, shows no trend); log more steps and run again")
         if not self.findings:
-            return head + "\nno problems found: the curve looks healthy"
+            return head + "\n" + (short if self.too_short
+                                  else "no problems found: the curve looks healthy")
         n_err, n_warn = len(self.errors), len(self.warnings)
         counts = ", ".join(p for p in (
             f"{n_err} error{'s' if n_err != 1 else ''}" if n_err else "",
             f"{n_warn} warning{'s' if n_warn != 1 else ''}" if n_warn else "") if p)
-        return "\n".join([f"{head}: {counts}", *(str(f) for f in self.findings)])
+        lines = [f"{head}: {counts}", *(str(f) for f in self.findings)]
+        if self.too_short:
+            lines.append(short.replace("too short to judge", "the trend is too short to "
+                                       "judge", 1))
+        return "\n".join(lines)
 
     def __repr__(self) -> str:
         return f"DoctorReport(ok={self.ok}, codes={self.codes})"
@@ -161,7 +209,8 @@ def _g(v: float) -> str:
 
 
 def _curve(name: str, x: Any) -> np.ndarray:
-    """A 1-D float64 array of real numbers (NaN/inf allowed: they are findings)."""
+    """A 1-D float64 array of real numbers (NaN/inf allowed: they are findings; empty
+    allowed: it is too short to judge)."""
     if isinstance(x, (str, bytes)) or isinstance(x, dict):
         raise TypeError(f"`{name}` must be a 1-D sequence of numbers; got "
                         f"{type(x).__name__}")
@@ -173,6 +222,8 @@ def _curve(name: str, x: Any) -> np.ndarray:
     except (TypeError, ValueError) as exc:
         raise TypeError(f"`{name}` must be a 1-D sequence of numbers; could not read "
                         f"{type(x).__name__} as an array ({exc})") from exc
+    if arr.size == 0 and arr.ndim == 1:
+        arr = arr.astype(np.float64)  # [] reads as float64 already; np.array([], int)
     if arr.dtype.kind not in "iuf":
         what = "booleans" if arr.dtype.kind == "b" else f"dtype {arr.dtype}"
         raise TypeError(f"`{name}` must hold real numbers; got {what}")
@@ -180,8 +231,6 @@ def _curve(name: str, x: Any) -> np.ndarray:
         raise ValueError(f"`{name}` must be 1-D (one value per step); got shape "
                          f"{arr.shape}" + ("; flatten it explicitly if that is meant"
                                            if arr.ndim > 1 else ""))
-    if arr.size == 0:
-        raise ValueError(f"`{name}` is empty: there is no history to read")
     return arr.astype(np.float64)
 
 
@@ -280,6 +329,75 @@ def _non_finite(x: np.ndarray, first: int, steps: list, what: str) -> Finding:
         "and labels for NaN/inf and the model for divisions by zero or log(0)")
 
 
+_STUCK_ADVICE = ("raise the learning rate or change the weight initialisation; also check "
+                 "that the labels belong to the inputs (shuffled labels give this curve), "
+                 "that the loss receives logits (softmax_cross_entropy), and that gradients "
+                 "reach the parameters")
+
+
+def _in_band_from(inside: np.ndarray, steps: list, fallback: int) -> Any:
+    """The first step from which at least 90% of the curve lies in the band."""
+    m = inside.size
+    suffix_frac = np.cumsum(inside[::-1])[::-1] / np.arange(m, 0, -1)
+    ok_from = np.nonzero(inside & (suffix_frac >= 0.9))[0]
+    return steps[int(ok_from[0])] if ok_from.size else steps[fallback]
+
+
+def _guess_tolerance(k: int) -> float:
+    """How close to :math:`\\ln K` a plateau must be for :func:`doctor` to name ``K``."""
+    return min(GUESS_ABS, GUESS_REL / k)
+
+
+def _stuck_at_chance(x: np.ndarray, s: np.ndarray, steps: list, num_classes: int | None,
+                     min_length: int, chance_tol: float) -> Finding | None:
+    """The ``stuck_at_chance`` finding of :func:`doctor` (its Notes give the rules)."""
+    m = x.size
+    if num_classes is not None:
+        k = num_classes
+        chance = math.log(k)
+        band = chance_tol * chance
+        tail = max(min_length, m // 4)
+        level = float(np.median(x[m - tail:]))
+        if abs(level - chance) > band:
+            return None
+    else:
+        tail = min(m, max(min_length, m // 2))
+        level = float(np.median(x[m - tail:]))
+        if not level > 0.5 * math.log(GUESS_CLASSES[0]):
+            return None
+        k = int(round(math.exp(min(level, 50.0))))
+        if not GUESS_CLASSES[0] <= k <= GUESS_CLASSES[1]:
+            return None
+        chance = math.log(k)
+        tol = _guess_tolerance(k)
+        if abs(level - chance) > tol:
+            return None
+        # flat: the two halves of the final stretch sit at the same level
+        half = tail // 2
+        early = float(np.median(x[m - tail:m - tail + half])) if half else level
+        late = float(np.median(x[m - tail + half:]))
+        if abs(late - early) > 2.0 * tol:
+            return None
+        band = chance_tol * chance
+    if float(np.mean(np.abs(s[m - tail:] - chance) <= band)) < 0.9:
+        return None  # only passing through ln K
+    t0 = _in_band_from(np.abs(s - chance) <= band, steps, m // 2)
+    if num_classes is not None:
+        message = (f"the training loss stays at {_g(level)}, within {chance_tol:.0%} of "
+                   f"ln {k} = {chance:.5g}, the loss of a uniform guess over {k} classes, "
+                   f"from step {t0} on: the model shows no sign of learning")
+        advice = _STUCK_ADVICE
+    else:
+        message = (f"the training loss stays at {level:.6g} from step {t0} on, within "
+                   f"{_guess_tolerance(k):.2g} of ln {k} = {chance:.5g}: likely stuck at "
+                   f"chance for {k} classes (the loss of a uniform guess over {k} "
+                   "classes); the model shows no sign of learning")
+        advice = (f"if the model has {k} classes, it predicts a uniform guess (pass "
+                  f"num_classes={k}, --num-classes {k}, to check against ln {k}): "
+                  + _STUCK_ADVICE)
+    return Finding("stuck_at_chance", "error", t0, message, advice, num_classes=k)
+
+
 # ----------------------------------------------------------------------------- doctor
 def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any = None,
            steps: Any = None, val_steps: Any = None, window: int | None = None,
@@ -292,11 +410,14 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
     ----------
     train_losses : 1-D sequence or array of real numbers
         The training loss, one value per logged step (any array library; NaN and inf
-        allowed: they are findings).
+        allowed: they are findings; empty allowed: too short to judge).
     num_classes : int, optional
         Number of classes :math:`K \ge 2` of a single-label classifier trained with
-        cross-entropy (in nats). Enables ``stuck_at_chance``: a uniform prediction costs
-        exactly :math:`\ln K` (ImageNet, :math:`K = 1000`: :math:`\ln 1000 = 6.90775`).
+        cross-entropy (in nats). A uniform prediction costs exactly :math:`\ln K`
+        (ImageNet, :math:`K = 1000`: :math:`\ln 1000 = 6.90775`): ``stuck_at_chance``
+        compares the curve with it, in a band of ``chance_tolerance``. Without it, a
+        long flat plateau very close to :math:`\ln K` for some
+        :math:`2 \le K \le 1000` is still reported, with that :math:`K` (see Notes).
     val_losses : 1-D sequence or array of real numbers, optional
         The validation loss. Enables ``overfitting``. Of the same length as
         ``train_losses`` (logged at the same steps), or of any length with ``val_steps=``.
@@ -313,7 +434,9 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
         checks (truncated at the ends). Default: about 5% of the curve's length,
         ``n // 20`` made odd, between 3 and 101 (1, no smoothing, below 9 values).
     min_length : int, default 5
-        Curves with fewer finite values than this only get the ``non_finite`` check.
+        Curves with fewer finite values than this only get the ``non_finite`` check, and
+        are too short to judge: the report's ``verdict`` is ``"too_short"`` and its
+        ``ok`` false (unless an error was found: ``"failed"``).
     chance_tolerance : float, default 0.05
         ``stuck_at_chance`` band: within ``chance_tolerance * ln K`` of :math:`\ln K`.
     diverge_factor : float, default 2.0
@@ -334,16 +457,18 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
     Returns
     -------
     DoctorReport
-        The findings (errors first); empty when the curve looks healthy. ``report.ok``
-        means no error-level finding; ``report.codes``, ``print(report)`` and
-        ``report.to_dict()`` (JSON-friendly) summarise it.
+        The findings (errors first); empty when the curve looks healthy (or is too short
+        to judge). ``report.verdict`` is ``"healthy"``, ``"warnings"``, ``"failed"`` (an
+        error-level finding) or ``"too_short"``; ``report.ok`` means healthy or warnings
+        only; ``report.codes``, ``print(report)`` and ``report.to_dict()``
+        (JSON-friendly) summarise it.
 
     Raises
     ------
     TypeError
         A curve or step list that is not real numbers; ``num_classes`` not an int.
     ValueError
-        An empty or non-1-D curve, steps of the wrong length or not strictly increasing,
+        A non-1-D curve, steps of the wrong length or not strictly increasing,
         ``val_losses`` of another length without ``val_steps``, ``num_classes < 2``, or
         a threshold out of range.
 
@@ -372,11 +497,25 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
         Not diverging, but the loss fell (start to *low*) by more than
         ``min_decrease`` :math:`\cdot |s_0|` and then climbed back (*low* to *high*) by
         more than ``rebound_fraction`` of that fall.
-    ``stuck_at_chance`` (warning)
-        ``num_classes`` given, and over the last quarter of the curve (at least
-        ``min_length`` values) the median lies within ``chance_tolerance``
-        :math:`\cdot \ln K` of :math:`\ln K` and at least 90% of :math:`s` stays in
-        that band (a curve only passing through :math:`\ln K` is not stuck).
+    ``stuck_at_chance`` (error)
+        The model predicts a uniform guess and does not learn. With ``num_classes``:
+        over the last quarter of the curve (at least ``min_length`` values) the median
+        lies within ``chance_tolerance`` :math:`\cdot \ln K` of :math:`\ln K` and at
+        least 90% of :math:`s` stays in that band (a curve only passing through
+        :math:`\ln K` is not stuck). Without ``num_classes``, :math:`K` is inferred,
+        and more is asked, since a plateau can sit near some :math:`\ln K` by chance:
+        over the last half of the curve (at least ``min_length`` values) the median
+        :math:`L` has :math:`K = \mathrm{round}(e^L)` with :math:`2 \le K \le 1000`
+        and :math:`|L - \ln K| \le \tau_K = \min(0.005, 0.025 / K)` nats (about
+        :math:`|e^L - K| \le 0.025`: 0.005 for :math:`K \le 5`, 0.0025 for
+        :math:`K = 10`, 0.00025 for :math:`K = 100`), the medians of the two halves of
+        that stretch differ by at most :math:`2\tau_K` (flat, not falling through
+        :math:`\ln K`), and at least 90% of :math:`s` on it lies within
+        ``chance_tolerance`` :math:`\cdot \ln K`. The finding's ``num_classes`` is
+        :math:`K`. On a curve that has flattened at a level unrelated to chance, this
+        fires for a few percent of levels at most (the bands cover that much of the
+        line); noisy plateaus at a large :math:`K` may be missed: pass
+        ``num_classes`` for those.
     ``not_decreasing`` (warning)
         :math:`s_0 - s_\text{end} < \text{min\_decrease} \cdot |s_0|`. Not reported
         together with any of the three above, which explain it better.
@@ -410,8 +549,21 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
 
     >>> rng = np.random.default_rng(0)
     >>> stuck = np.log(10) + rng.normal(0, 0.02, size=200)
-    >>> doctor(stuck, num_classes=10).codes
-    ('stuck_at_chance',)
+    >>> report = doctor(stuck, num_classes=10)
+    >>> report.codes, report.ok, report.verdict
+    (('stuck_at_chance',), False, 'failed')
+
+    Without ``num_classes``, a flat plateau at :math:`\ln 3 = 1.0986` names :math:`K`:
+
+    >>> plateau = np.concatenate([np.linspace(2.5, np.log(3), 100), np.full(900, np.log(3))])
+    >>> finding = doctor(plateau)[0]
+    >>> finding.code, finding.num_classes
+    ('stuck_at_chance', 3)
+
+    One value says nothing about a trend:
+
+    >>> doctor([2.3]).verdict
+    'too_short'
 
     A NaN at step 37:
 
@@ -503,29 +655,10 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
                 "progress is lost, training has become unstable",
                 "lower the learning rate or decay it (a schedule), add gradient clipping; "
                 "check that the data are shuffled"))
-        stuck = False
-        if num_classes is not None:
-            chance = math.log(num_classes)
-            band = chance_tol * chance
-            tail = max(min_length, m // 4)
-            level = float(np.median(finite[m - tail:]))
-            in_band = np.abs(s[m - tail:] - chance) <= band
-            stuck = abs(level - chance) <= band and float(np.mean(in_band)) >= 0.9
-            if stuck:
-                inside = np.abs(s - chance) <= band
-                suffix_frac = np.cumsum(inside[::-1])[::-1] / np.arange(m, 0, -1)
-                ok_from = np.nonzero(inside & (suffix_frac >= 0.9))[0]
-                t0 = train_steps[int(ok_from[0])] if ok_from.size else train_steps[m // 2]
-                warnings.append(Finding(
-                    "stuck_at_chance", "warning", t0,
-                    f"the training loss stays at {_g(level)}, within "
-                    f"{chance_tol:.0%} of ln {num_classes} = {chance:.5g}, the loss of a "
-                    f"uniform guess over {num_classes} classes, from step {t0} on: the "
-                    "model shows no sign of learning",
-                    "raise the learning rate or change the weight initialisation; also "
-                    "check that the labels belong to the inputs (shuffled labels give this "
-                    "curve), that the loss receives logits (softmax_cross_entropy), and "
-                    "that gradients reach the parameters"))
+        stuck = _stuck_at_chance(finite, s, train_steps, num_classes, min_length,
+                                 chance_tol)
+        if stuck is not None:
+            errors.append(stuck)
         if not (diverging or rising or stuck) and s0 - s_end < min_dec * scale:
             change = (s_end - s0) / scale
             if change >= 0.0005:
@@ -578,4 +711,5 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
     findings = tuple(sorted(errors, key=key)) + tuple(sorted(warnings, key=key))
     return DoctorReport(findings=findings, num_points=n, window=w,
                         num_classes=num_classes,
-                        num_val_points=None if val is None else int(val.size))
+                        num_val_points=None if val is None else int(val.size),
+                        too_short=m < min_length)

@@ -70,7 +70,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 __all__ = ["evaluate", "EvalResult", "ArraySource", "open_array", "find_loss", "SUFFIXES",
-           "DEFAULT_CHUNK_BYTES"]
+           "DEFAULT_CHUNK_BYTES", "NonFiniteInputError", "OptionError"]
 
 #: The file suffixes :func:`open_array` reads.
 SUFFIXES = (".npy", ".csv", ".parquet")
@@ -167,6 +167,10 @@ class ArraySource:
 
     def describe(self) -> str:
         return f"{self.shape} {self.dtype} in {self.label}"
+
+    def line_of(self, row: int) -> int | None:
+        """The line of a text file that holds ``row`` (1-based), or None."""
+        return None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
@@ -277,6 +281,21 @@ class _CsvSource(ArraySource):
         self.ncols = ncols
         shape = (rows,) if ncols == 1 else (rows, ncols)
         super().__init__(path, shape, np.float64 if is_float else np.int64)
+
+    def line_of(self, row):
+        if not 0 <= row < self.rows:
+            return None
+        offset, line_no = self._offsets[row // self.index_every]
+        skip = row % self.index_every
+        with open(self._path, "rb") as f:
+            f.seek(offset)
+            for raw in f:
+                if raw.strip():
+                    if not skip:
+                        return line_no
+                    skip -= 1
+                line_no += 1
+        return None  # pragma: no cover - the index covers every row
 
     def read(self, start, stop):
         if stop <= start:
@@ -515,6 +534,143 @@ class EvalResult:
                 "backend": self.backend, "inputs": list(self.inputs)}
 
 
+# ----------------------------------------------------------------------------- errors
+class NonFiniteInputError(ValueError):
+    """An input of :func:`evaluate` holds NaN or inf: the first such value, by row.
+
+    Attributes
+    ----------
+    input : str
+        The input's role (``"prediction"``, ``"target"``, ..., ``"sample_weight"``).
+    label : str
+        Its file (or ``"array"``).
+    row : int
+        The global row (0-based) of the first non-finite value.
+    column : int, tuple of int or None
+        Where in the row (0-based): the column of a 2-D input, the index of a higher
+        one, None for a 1-D input.
+    value : {"nan", "+inf", "-inf"}
+    line : int or None
+        For a CSV file, the line (1-based) that holds the row.
+    """
+
+    def __init__(self, input: str, label: str, row: int, column, value: str,
+                 line: int | None = None):
+        self.input, self.label, self.row = input, label, int(row)
+        self.column, self.value, self.line = column, value, line
+        if line is not None:
+            where = f"row {self.row} (0-based; line {line}" + (
+                f", column {column + 1}" if isinstance(column, int) else "") + f" of {label})"
+        else:
+            where = f"row {self.row}" + (
+                f", column {column}" if isinstance(column, int) else
+                f", index {column}" if column is not None else "") + " (0-based)"
+        super().__init__(f"{input} ({label}) is {value} at {where}: the first non-finite "
+                         "value in the inputs, so the loss would be non-finite; fix or drop "
+                         "that row")
+
+    def to_dict(self) -> dict[str, Any]:
+        column = list(self.column) if isinstance(self.column, tuple) else self.column
+        return {"ok": False, "error": "non_finite", "message": str(self),
+                "input": self.input, "file": self.label, "row": self.row,
+                "column": column, "value": self.value, "line": self.line}
+
+
+class OptionError(ValueError):
+    """A loss option of :func:`evaluate` that the loss rejects (whatever the rows).
+
+    Attributes
+    ----------
+    loss : str
+    options : dict
+        The option(s) to blame, as given: with them at their defaults the rows pass.
+    reason : str
+        The loss's own message.
+    """
+
+    def __init__(self, loss: str, options: dict, reason: str, row: int | None = None):
+        self.loss, self.options, self.reason, self.row = loss, dict(options), reason, row
+        names = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        s = "s" if len(self.options) > 1 else ""
+        extra = (f" (it conflicts with the data at row {row}, 0-based; the rows before it "
+                 "pass)" if row else "")
+        super().__init__(f"{loss} rejected the option{s} {names}: {reason}{extra}")
+
+
+def _non_finite_in_block(names, arrays, sw):
+    """``(role, index in block, where in row, kind)`` of the first non-finite value."""
+    best = None
+    for role, arr in [*zip(names, arrays), ("sample_weight", sw)]:
+        if arr is None or arr.dtype.kind not in "fc" or arr.size == 0:
+            continue
+        bad = ~np.isfinite(arr)
+        if not bad.any():
+            continue
+        flat = bad.reshape(bad.shape[0], -1)
+        i = int(np.argmax(flat.any(axis=1)))
+        if best is not None and i >= best[1]:
+            continue
+        j = int(np.argmax(flat[i]))
+        rest = arr.shape[1:]
+        where = None if not rest else (j if len(rest) == 1 else
+                                       tuple(int(v) for v in np.unravel_index(j, rest)))
+        v = float(arr.reshape(arr.shape[0], -1)[i, j])
+        kind = "nan" if math.isnan(v) else ("+inf" if v > 0 else "-inf")
+        best = (role, i, where, kind)
+    return best
+
+
+def _row_lines(sources, row) -> str:
+    """``; line L of FILE, ...`` for the CSV files among ``sources``; else empty."""
+    where = []
+    for src in sources:
+        line = src.line_of(row) if src is not None else None
+        if line is not None:
+            where.append(f"line {line} of {src.label}")
+    return f"; {', '.join(where)}" if where else ""
+
+
+def _rejected(loss, arrays, sw, opts, user_options, ndims, start, exc, sources,
+              hint) -> ValueError:
+    """Why the loss rejected a block: the option to blame, else the first bad row.
+
+    The first bad row is the shortest prefix of the block that the loss rejects (a
+    binary search over prefixes: about log2 of the block's rows more evaluations, all
+    on shorter blocks). An option is to blame when that prefix passes with it at its
+    default (each given option alone, then all of them).
+    """
+    def fails(stop, o):
+        try:
+            _chunk_totals(loss, [x[:stop] for x in arrays],
+                          None if sw is None else sw[:stop], o)
+        except (TypeError, ValueError) as e:
+            return e
+        return None
+
+    lo, hi, err = 0, len(arrays[0]), exc  # rows [0, lo) pass (lo = 0: nothing), [0, hi) fail
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        e = fails(mid, opts)
+        if e is None:
+            lo = mid
+        else:
+            hi, err = mid, e
+    row = start + hi - 1
+    candidates = [[k] for k in user_options]
+    if len(user_options) > 1:
+        candidates.append(list(user_options))
+    for keys in candidates:
+        try:
+            o = _check_options(loss, {k: v for k, v in user_options.items() if k not in keys},
+                               ndims)
+        except ValueError:
+            continue
+        if fails(hi, o) is None:
+            return OptionError(loss.name, {k: user_options[k] for k in keys}, str(err), row)
+    return ValueError(f"{loss.name} rejected row {row} (0-based{_row_lines(sources, row)}): "
+                      f"{err}{hint}")
+
+
 # ----------------------------------------------------------------------------- one chunk
 def _chunk_totals(loss, arrays, sample_weight, options) -> tuple[float, float]:
     r"""``(S, W)`` of one block: :math:`\sum s_n \ell_n` and the mean's denominator.
@@ -598,7 +754,8 @@ def _as_input(array, role: str, loss):
 
 def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
              chunk_size: int | None = None, options: dict | None = None,
-             progress: bool | None = False, dask: bool = False, client=None) -> EvalResult:
+             progress: bool | None = False, dask: bool = False, client=None,
+             check_finite: bool = True) -> EvalResult:
     r"""The value of ``loss`` over files (or arrays) read a block of rows at a time.
 
     Parameters
@@ -630,6 +787,12 @@ def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
         run without ``dask`` first on data you have not checked.
     client : distributed.Client, optional
         The cluster to compute on (with ``dask=True``).
+    check_finite : bool, default True
+        Stop at the first NaN or inf in a floating input (sample weights included) with
+        a :class:`NonFiniteInputError` naming the input, its global row, the place in
+        the row (and the line of a CSV file); rows are read in order, so it is the first
+        row with one, and a row the loss rejects before it is reported first. False: no
+        check, the value is non-finite as the loss's own would be.
 
     Returns
     -------
@@ -643,8 +806,15 @@ def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
     ValueError
         An unknown loss (with suggestions), reduction or option; the wrong number of
         inputs; an unknown file type; a non-numeric or ragged file (with its line);
-        inputs with different numbers of rows; data the loss rejects (its message,
-        with the rows of the block).
+        inputs with different numbers of rows; data the loss rejects (its message, with
+        the first row it rejects: the global row, counting from 0, and the line of a
+        CSV file).
+    OptionError
+        A ``ValueError``: an option value the loss rejects (``label_smoothing="abc"``,
+        a ``class_weight`` of the wrong length), named, with the loss's message; it is
+        told from bad rows by the rows passing with that option at its default.
+    NonFiniteInputError
+        A ``ValueError``: NaN or inf in an input (with ``check_finite``).
     """
     loss = find_loss(loss)
     if reduction not in _REDUCTIONS:
@@ -680,8 +850,10 @@ def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
     swapped = (len(sources) > 1 and sources[0].dtype.kind in "biu"
                and sources[1].dtype.kind == "f")
     hint = " (did you swap the prediction and the target?)" if swapped else ""
+    user_options = dict(options or {})
+    ndims = len(sources[0].shape)
     try:
-        opts = _check_options(loss, dict(options or {}), len(sources[0].shape))
+        opts = _check_options(loss, user_options, ndims)
     except ValueError as exc:
         raise ValueError(f"{exc}{hint if 'axis=' in str(exc) else ''}") from None
     if chunk_size is None:
@@ -691,7 +863,8 @@ def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
     described = tuple(f"{n}: {s.describe()}" for n, s in everything)
     if dask:
         return _evaluate_dask(loss, names, sources, sw_source, reduction, opts, bounds,
-                              chunk_size, described, client)
+                              chunk_size, described, client, user_options, ndims,
+                              check_finite)
 
     from .core.progress import ProgressBar
 
@@ -705,10 +878,24 @@ def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
             sw = next(sw_stream) if sw_stream is not None else None
             if sw is not None and sw.dtype.kind != "f":
                 sw = sw.astype(np.float64)
+            bad = _non_finite_in_block(names, arrays, sw) if check_finite else None
+            # a NaN at row j: the rows before it are checked first (an earlier bad row wins)
+            stop = bad[1] if bad is not None else b - a
             try:
-                total, weight = _chunk_totals(loss, arrays, sw, opts)
+                if stop == b - a:
+                    total, weight = _chunk_totals(loss, arrays, sw, opts)
+                elif stop:
+                    _chunk_totals(loss, [x[:stop] for x in arrays],
+                                  None if sw is None else sw[:stop], opts)
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"{loss.name} rejected rows {a}-{b - 1}: {exc}{hint}") from exc
+                raise _rejected(loss, [x[:stop] for x in arrays],
+                                None if sw is None else sw[:stop], opts, user_options,
+                                ndims, a, exc, [s for _, s in everything], hint) from exc
+            if bad is not None:
+                role, j, where, kind = bad
+                src = dict(everything)[role]
+                raise NonFiniteInputError(role, src.label, a + j, where, kind,
+                                          src.line_of(a + j))
             totals.append(total)
             weights.append(weight)
             bar.update(i + 1, f"rows {b}/{rows}")
@@ -750,8 +937,25 @@ def _dask_array(src: ArraySource, bounds, role, loss):
     return arr
 
 
+def _first_non_finite(names, sources, sw_source, bounds, loss) -> NonFiniteInputError:
+    """Read the inputs block by block up to the first NaN/inf (after a failed check)."""
+    streams = [src.blocks(bounds) for src in sources]
+    sw_stream = sw_source.blocks(bounds) if sw_source is not None else None
+    everything = dict(zip(names, sources), sample_weight=sw_source)
+    for a, _ in bounds:
+        arrays = [_as_input(next(st), n, loss) for st, n in zip(streams, names)]
+        sw = next(sw_stream) if sw_stream is not None else None
+        bad = _non_finite_in_block(names, arrays, sw)
+        if bad is not None:
+            role, j, where, kind = bad
+            src = everything[role]
+            return NonFiniteInputError(role, src.label, a + j, where, kind,
+                                       src.line_of(a + j))
+    raise AssertionError("no non-finite value found")  # pragma: no cover
+
+
 def _evaluate_dask(loss, names, sources, sw_source, reduction, opts, bounds, chunk_rows,
-                   described, client):
+                   described, client, user_options=None, ndims=1, check_finite=True):
     try:
         import dask.array  # noqa: F401
     except ImportError:
@@ -762,7 +966,23 @@ def _evaluate_dask(loss, names, sources, sw_source, reduction, opts, bounds, chu
     try:
         lazy = loss(*arrays, reduction=reduction, sample_weight=sw, **opts)
     except (TypeError, ValueError) as exc:
+        # lazy arrays are not checked against their values: an option is the usual cause
+        user_options = dict(user_options or {})
+        for key in user_options:
+            rest = {k: v for k, v in user_options.items() if k != key}
+            try:
+                loss(*arrays, reduction=reduction, sample_weight=sw,
+                     **_check_options(loss, rest, ndims))
+            except (TypeError, ValueError):
+                continue
+            raise OptionError(loss.name, {key: user_options[key]}, str(exc)) from exc
         raise ValueError(f"{loss.name} rejected the inputs: {exc}") from exc
+    import dask.array as da
+
+    checks = []
+    if check_finite:
+        checks = [da.isfinite(arr).all() for arr in [*arrays, sw]
+                  if arr is not None and arr.dtype.kind in "fc"]
     own = None
     if client is None:
         try:
@@ -776,7 +996,7 @@ def _evaluate_dask(loss, names, sources, sw_source, reduction, opts, bounds, chu
             client = own[0]
     try:
         if client is not None:
-            value = client.compute(lazy).result()
+            value, *finite = client.gather(client.compute([lazy, *checks]))
             info = client.scheduler_info()
             workers = info.get("workers", {})
             threads = sum(w.get("nthreads", 0) for w in workers.values())
@@ -784,11 +1004,15 @@ def _evaluate_dask(loss, names, sources, sw_source, reduction, opts, bounds, chu
                        f"{'s' if len(workers) != 1 else ''}, {threads} thread"
                        f"{'s' if threads != 1 else ''})")
         else:
-            value = lazy.compute(scheduler="threads")
+            import dask
+
+            value, *finite = dask.compute(lazy, *checks, scheduler="threads")
             backend = "dask threaded scheduler (distributed is not installed)"
     finally:
         if own is not None:
             own[0].close()
             own[1].close()
+    if not all(bool(f) for f in finite):
+        raise _first_non_finite(names, sources, sw_source, bounds, loss)
     return EvalResult(loss.name, reduction, float(np.asarray(value)), None, None,
                       sources[0].rows, len(bounds), chunk_rows, backend, described)

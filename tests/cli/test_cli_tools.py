@@ -74,7 +74,7 @@ def test_nan_is_an_error_at_its_step_exit_1(tmp_path):
     assert first["advice"]
 
 
-def test_stuck_at_ln_k_needs_num_classes(tmp_path):
+def test_stuck_at_ln_k_fails_the_check(tmp_path):
     rng = np.random.default_rng(1)
     # a 10-class classifier that never learns: loss = ln 10 = 2.302585 (+- 0.2%)
     loss = math.log(10) * (1 + 0.002 * rng.normal(size=120))
@@ -82,23 +82,96 @@ def test_stuck_at_ln_k_needs_num_classes(tmp_path):
     path.write_text("\n".join(json.dumps({"step": i, "loss": float(v)})
                               for i, v in enumerate(loss)) + "\n")
     proc = _run(["doctor", str(path), "--num-classes", "10"], tmp_path)
-    assert proc.returncode == 0, proc.stderr  # a warning, not an error
-    assert "stuck_at_chance" in proc.stdout
+    assert proc.returncode == 1, proc.stderr  # an error: the check fails
+    assert "[error] stuck_at_chance" in proc.stdout
     assert "ln 10 = 2.3026" in proc.stdout
     assert "advice:" in proc.stdout
-    # without K there is no chance level to compare with: only "not decreasing"
-    assert main(["doctor", str(path), "--json"]) == 0
+    assert "healthy" not in proc.stdout
 
 
-def test_without_num_classes_no_chance_finding(tmp_path, capsys):
+def _stuck_history(tmp_path, level, name="h.csv", n=2000, plateau_from=200, noise=0.002):
+    """Falls from level + 1.7 to ``level`` by ``plateau_from``, then stays there."""
+    rng = np.random.default_rng(2)
+    i = np.arange(n)
+    loss = (1.7 * np.exp(-i / (plateau_from / 8)) + level) * (1 + noise * rng.normal(size=n))
+    return _write_csv(tmp_path / name, ["step", "loss"],
+                      [(10 * j, f"{v:.7f}") for j, v in enumerate(loss)])
+
+
+def test_issue_curve_stuck_at_ln_10_for_1800_of_2000_steps(tmp_path, capsys):
+    path = _stuck_history(tmp_path, math.log(10))
+    # with --num-classes: an error, exit 1, "ok": false
+    assert main(["doctor", str(path), "--num-classes", "10", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["verdict"] == "failed"
+    (finding,) = report["findings"]
+    assert (finding["code"], finding["level"]) == ("stuck_at_chance", "error")
+    assert finding["num_classes"] == 10
+    # within 5% of ln 10 from 1.7 e^{-i/25} = 0.05 ln 10, i = 67.2: step 672
+    i_in = 25 * math.log(1.7 / (0.05 * math.log(10)))
+    assert abs(finding["step"] - 10 * i_in) <= 150, finding["step"]
+    # without it: the plateau at ln 10 is still reported, with K = 10
+    assert main(["doctor", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "no problems found" not in out and "healthy" not in out
+    assert "[error] stuck_at_chance" in out and "10 classes" in out
+    assert "ln 10 = 2.3026" in out
+    assert main(["doctor", str(path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert [(f["code"], f["num_classes"]) for f in report["findings"]] == \
+        [("stuck_at_chance", 10)]
+
+
+def test_without_num_classes_a_plateau_at_ln_2_names_k_2(tmp_path, capsys):
+    path = _stuck_history(tmp_path, math.log(2), noise=0.0005)
+    assert main(["doctor", str(path), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False
+    assert [(f["code"], f["level"], f["num_classes"]) for f in report["findings"]] == \
+        [("stuck_at_chance", "error", 2)]
+    assert "ln 2 = 0.69315" in report["findings"][0]["message"]
+
+
+def test_without_num_classes_an_exact_ln_10_plateau_is_named(tmp_path, capsys):
     loss = [math.log(10)] * 50
     path = _write_csv(tmp_path / "h.csv", ["loss"], [(v,) for v in loss])
-    assert main(["doctor", str(path), "--json"]) == 0
-    codes = [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]
-    assert codes == ["not_decreasing"]
-    assert main(["doctor", str(path), "--json", "--num-classes", "10"]) == 0
+    assert main(["doctor", str(path), "--json"]) == 1
+    findings = json.loads(capsys.readouterr().out)["findings"]
+    assert [(f["code"], f["num_classes"]) for f in findings] == [("stuck_at_chance", 10)]
+    assert main(["doctor", str(path), "--json", "--num-classes", "10"]) == 1
     codes = [f["code"] for f in json.loads(capsys.readouterr().out)["findings"]]
     assert codes == ["stuck_at_chance"]
+
+
+def test_plateau_at_no_ln_k_is_not_called_chance(tmp_path, capsys):
+    # a loss that settles at 1.25: between ln 3 = 1.0986 and ln 4 = 1.3863
+    path = _stuck_history(tmp_path, 1.25, noise=0.0005)
+    assert main(["doctor", str(path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert "stuck_at_chance" not in [f["code"] for f in report["findings"]]
+
+
+def test_one_point_history_is_too_short_to_judge(tmp_path, capsys):
+    path = _write_csv(tmp_path / "h.csv", ["step", "loss"], [(1, 2.3)])
+    assert main(["doctor", str(path)]) == 3
+    out = capsys.readouterr().out
+    assert "too short to judge" in out and "healthy" not in out
+    assert main(["doctor", str(path), "--json", "--num-classes", "10"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["healthy"] is False
+    assert report["verdict"] == "too_short" and report["num_points"] == 1
+    assert report["findings"] == []
+
+
+def test_empty_history_is_too_short_to_judge(tmp_path, capsys):
+    path = _write_csv(tmp_path / "h.csv", ["step", "loss"], [])  # a header only
+    assert main(["doctor", str(path)]) == 3
+    out = capsys.readouterr().out
+    assert "0 training loss values" in out and "too short to judge" in out
+    assert main(["doctor", str(path), "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert (report["ok"], report["verdict"], report["num_points"]) == (False, "too_short", 0)
 
 
 def test_overfitting_from_lightning_style_rows(tmp_path, capsys):
@@ -244,9 +317,11 @@ def test_empty_files_and_empty_columns(tmp_path, capsys):
     path.write_text("")
     code, err = _error(["doctor", str(path)], capsys)
     assert code == 2 and "the file is empty" in err
+    # a loss column empty on every row: no training history yet, too short to judge
     path = _write_csv(tmp_path / "h.csv", ["loss", "val_loss"], [(None, 1.0)])
-    code, err = _error(["doctor", str(path)], capsys)
-    assert code == 2 and "no training-loss values" in err
+    assert main(["doctor", str(path)]) == 3
+    out = capsys.readouterr().out
+    assert "too short to judge" in out and "0 training loss values" in out
 
 
 def test_bad_num_classes_is_a_usage_error(tmp_path, capsys):

@@ -133,7 +133,8 @@ def test_stuck_at_ln_10():
     report = doctor(x, num_classes=10)
     assert report.codes == ("stuck_at_chance",)
     f = report[0]
-    assert f.level == "warning" and f.step <= 10
+    assert f.level == "error" and f.step <= 10
+    assert not report.ok and not report.healthy and report.verdict == "failed"
     assert "2.3026" in f.message  # ln 10 = 2.302585...
     assert "learning rate" in f.advice and "initialisation" in f.advice
 
@@ -156,6 +157,69 @@ def test_stuck_after_an_initial_drop():
     report = doctor(noisy(x, 0.01, 8), num_classes=10)
     assert report.codes == ("stuck_at_chance",)
     assert 30 <= report[0].step <= 80
+
+
+def _falls_then_stays(level, n=2000, plateau_from=200, start=4.0, rel_noise=0.002, seed=0):
+    """Falls from ``start`` to ``level`` by step ``plateau_from``, then stays there."""
+    t = np.arange(n)
+    x = (start - level) * np.exp(-t / (plateau_from / 8.0)) + level  # e^-8: there by then
+    return x * (1.0 + rel_noise * np.random.default_rng(seed).normal(size=n))
+
+
+def test_stuck_at_chance_for_most_of_the_run_fails_the_check():
+    # the issue's curve: falls to ln 10 and stays there for 1800 of 2000 steps
+    x = _falls_then_stays(math.log(10))
+    report = doctor(x, num_classes=10)
+    assert report.codes == ("stuck_at_chance",)
+    f = report[0]
+    assert f.level == "error" and not report.ok and not bool(report)
+    # it enters the 5% band when (4 - ln 10) e^{-t/25} = 0.05 ln 10: t = 67.3
+    t_in = 25.0 * math.log((4.0 - math.log(10)) / (0.05 * math.log(10)))
+    assert abs(f.step - t_in) <= 15, (f.step, t_in)
+    assert "2.3026" in f.message  # ln 10 = 2.302585...
+    d = report.to_dict()
+    assert d["ok"] is False and d["verdict"] == "failed"
+    assert d["findings"][0]["num_classes"] == 10
+
+
+@pytest.mark.parametrize("k", [2, 3, 10, 100])
+def test_stuck_at_chance_without_num_classes_names_k(k):
+    # no num_classes: a long plateau at ln K for a small K is reported with that K
+    x = _falls_then_stays(math.log(k), start=math.log(k) + 2.0, rel_noise=1e-5)
+    report = doctor(x)
+    assert report.codes == ("stuck_at_chance",), str(report)
+    f = report[0]
+    assert f.level == "error" and not report.ok
+    assert f.num_classes == k and f.to_dict()["num_classes"] == k
+    assert f"{k} classes" in f.message and f"ln {k} = {math.log(k):.5g}" in f.message
+    assert "likely" in f.message
+
+
+def test_stuck_at_ln_2_exactly_without_num_classes():
+    # a binary classifier predicting 1/2 everywhere: the loss is exactly ln 2
+    report = doctor(np.concatenate([np.linspace(1.5, math.log(2), 50),
+                                    np.full(450, math.log(2))]))
+    assert report.codes == ("stuck_at_chance",) and report[0].num_classes == 2
+
+
+@pytest.mark.parametrize("level", [math.log(10.5), math.log(3.5), 0.5, 1.5, 3.0])
+def test_plateau_away_from_any_ln_k_is_not_a_chance_guess(level):
+    # halfway between ln 10 and ln 11 (and other levels that are no ln K): no guess
+    x = _falls_then_stays(level, start=level + 2.0, rel_noise=1e-5)
+    assert "stuck_at_chance" not in doctor(x)
+
+
+def test_falling_through_ln_k_without_num_classes_is_not_stuck():
+    # a slow steady decline across ln 3 = 1.0986 in its second half: still learning
+    i = np.arange(2000)
+    x = math.log(3) + (1500 - i) * 1e-4  # the median of the last half is ln 3
+    y = math.log(3) + (1750 - i) * 1e-4  # the median of the last quarter is ln 3
+    assert abs(np.median(x[1000:]) - math.log(3)) < 1e-4
+    assert abs(np.median(y[1500:]) - math.log(3)) < 1e-4
+    for curve in (x, y):
+        assert "stuck_at_chance" not in doctor(curve)
+    # and a healthy decay from ln 10 through every ln K down to 0.1
+    assert doctor(decay(2000, start=math.log(10), tau=300.0)).healthy
 
 
 def test_passing_through_chance_is_not_stuck():
@@ -305,14 +369,37 @@ def test_noise_estimate_ignores_trends():
 
 
 def test_short_curves_only_get_the_non_finite_check():
-    assert doctor([1.0, 1.0, 1.0]).healthy  # too short to call flat
-    assert doctor([1.0, math.nan]).codes == ("non_finite",)
+    short = doctor([1.0, 1.0, 1.0])  # too short to call flat: not judged, not healthy
+    assert short.codes == () and short.verdict == "too_short"
+    assert not short.healthy and not short.ok
+    nan = doctor([1.0, math.nan])
+    assert nan.codes == ("non_finite",) and nan.verdict == "failed"
     assert doctor([1.0, 1.0, 1.0], min_length=3).codes == ("not_decreasing",)
+
+
+@pytest.mark.parametrize("curve", [[2.3], [], np.array([0.7]), [5.0, 4.0]])
+def test_one_point_and_empty_histories_are_too_short_to_judge(curve):
+    report = doctor(curve, num_classes=10)
+    assert report.codes == () and report.verdict == "too_short"
+    assert not report.healthy and not report.ok and not bool(report)
+    text = str(report)
+    assert "too short to judge" in text and "healthy" not in text
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d["ok"] is False and d["healthy"] is False and d["verdict"] == "too_short"
+    assert d["num_points"] == len(curve)
+
+
+def test_verdicts():
+    assert doctor(decay()).verdict == "healthy"
+    assert doctor(np.ones(100)).verdict == "warnings"  # not_decreasing: ok, not healthy
+    assert doctor(np.ones(100)).ok
+    x = decay()
+    x[40] = np.nan
+    assert doctor(x).verdict == "failed"
 
 
 # ----------------------------------------------------------------------- errors
 @pytest.mark.parametrize("kwargs, exc, pattern", [
-    (dict(train_losses=[]), ValueError, "`train_losses` is empty"),
     (dict(train_losses=np.ones((3, 4))), ValueError, r"`train_losses` must be 1-D.*\(3, 4\)"),
     (dict(train_losses=1.0), ValueError, "`train_losses` must be 1-D"),
     (dict(train_losses="1,2,3"), TypeError, "`train_losses`"),
@@ -361,7 +448,9 @@ def test_strictly_decreasing_curves_have_no_errors(start, ratios):
         x = x * np.linspace(1.0, 0.9, x.size) ** 2  # still strictly decreasing
     assert np.all(np.diff(x) < 0) and np.all(x > 0)
     report = doctor(x)
-    assert report.ok, str(report)
+    assert not report.errors, str(report)
+    # fewer than min_length = 5 points: too short to judge, else ok
+    assert report.verdict == "too_short" if x.size < 5 else report.ok, str(report)
     assert not set(report.codes) & {"diverging", "rising", "non_finite"}
 
 
@@ -379,6 +468,10 @@ def test_findings_are_well_formed_and_scale_free(values, k, num_classes):
     levels = [f.level for f in report]
     assert levels == sorted(levels)  # errors ("error" < "warning") first
     if num_classes is None:
-        # multiplying by a power of two is exact in floating point: same diagnosis
+        # multiplying by a power of two is exact in floating point: same diagnosis,
+        # except a level at ln K (an absolute number: chance), which scaling moves
         scaled = doctor(x * 2.0 ** k)
-        assert [(f.code, f.step) for f in scaled] == [(f.code, f.step) for f in report]
+        if "stuck_at_chance" not in report and "stuck_at_chance" not in scaled:
+            assert [(f.code, f.step) for f in scaled] == \
+                [(f.code, f.step) for f in report]
+            assert scaled.verdict == report.verdict

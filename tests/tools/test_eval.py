@@ -21,7 +21,8 @@ import pytest
 import losskit as lk
 from losskit.cli.tools import parse_option
 from losskit.cli import main
-from losskit.evaluate import ArraySource, EvalResult, evaluate, find_loss, open_array
+from losskit.evaluate import (ArraySource, EvalResult, NonFiniteInputError, evaluate,
+                              find_loss, open_array)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 N, K = 1003, 5
@@ -279,6 +280,120 @@ def test_dask_local_cluster_matches(tmp_path, data):
     assert r.total is None and r.weight is None
 
 
+# ----------------------------------------------------------------------------- bad rows
+def _labels_with_a_bad_row(n, k, bad_row, seed=5):
+    y = np.random.default_rng(seed).integers(0, k, size=n)
+    y[bad_row] = k + 4  # no class k + 4 among 0..k-1
+    return y
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 300, 1000])
+def test_a_bad_row_is_named_not_its_chunk(chunk):
+    z = np.random.default_rng(4).normal(size=(1000, 5))
+    y = _labels_with_a_bad_row(1000, 5, 537)
+    with pytest.raises(ValueError) as info:
+        evaluate("softmax_cross_entropy", z, y, chunk_size=chunk)
+    msg = str(info.value)
+    assert "row 537" in msg and "rows " not in msg, msg
+    assert "got 9" in msg  # why: the class index 5 + 4 that is out of range
+
+
+def test_the_first_of_several_bad_rows_is_named():
+    z = np.random.default_rng(4).normal(size=(2000, 3))
+    y = _labels_with_a_bad_row(2000, 3, 1999)
+    y[1234] = -1
+    y[1500] = 7
+    with pytest.raises(ValueError, match=r"\brow 1234\b"):
+        evaluate("softmax_cross_entropy", z, y, chunk_size=800)
+
+
+def test_a_bad_row_in_a_csv_file_names_its_line(tmp_path):
+    z = np.random.default_rng(4).normal(size=(50, 3))
+    y = _labels_with_a_bad_row(50, 3, 20)
+    (tmp_path / "y.csv").write_text("label\n" + "\n".join(str(v) for v in y) + "\n")
+    # the header is line 1: row 20 (0-based) is line 22
+    with pytest.raises(ValueError, match=r"row 20 \(0-based; line 22 of .*y\.csv\)"):
+        evaluate("softmax_cross_entropy", z, tmp_path / "y.csv", chunk_size=16)
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"label_smoothing": "abc"}, "label_smoothing"),
+    ({"label_smoothing": 2.0}, "label_smoothing"),  # outside [0, 1]
+    ({"class_weight": [1.0, 2.0, 3.0]}, "class_weight"),  # 3 weights for 5 classes
+    ({"ignore_index": -100, "label_smoothing": "abc"}, "label_smoothing"),
+])
+def test_a_bad_option_is_named_not_blamed_on_rows(data, options, key):
+    z, y, _, _ = data
+    options = {"ignore_index": -100, **options}
+    with pytest.raises(ValueError) as info:
+        evaluate("softmax_cross_entropy", z, y, chunk_size=300, options=options)
+    msg = str(info.value)
+    assert f"option {key}=" in msg and "row" not in msg, msg
+    assert "ignore_index" not in msg.split(":")[0]  # the good option is not blamed
+
+
+# ----------------------------------------------------------------------------- non-finite
+@pytest.mark.parametrize("chunk", [None, 64, 1000])
+def test_nan_in_the_prediction_names_its_row_and_column(data, chunk):
+    z, y, _, _ = data
+    z = z.astype(np.float64)
+    z[701, 2] = np.nan
+    z[900, 0] = np.inf
+    with pytest.raises(NonFiniteInputError) as info:
+        evaluate("softmax_cross_entropy", z, y, chunk_size=chunk,
+                 options={"ignore_index": -100})
+    e = info.value
+    assert isinstance(e, ValueError)
+    assert (e.input, e.row, e.column, e.value) == ("prediction", 701, 2, "nan")
+    assert "row 701" in str(e) and "column 2" in str(e) and "prediction" in str(e)
+
+
+def test_inf_in_the_target_and_in_sample_weights():
+    p = np.zeros((10, 2))
+    t = np.ones((10, 2))
+    t[6, 1] = -np.inf
+    with pytest.raises(NonFiniteInputError) as info:
+        evaluate("mse", p, t, chunk_size=4)
+    assert (info.value.input, info.value.row, info.value.column, info.value.value) == \
+        ("target", 6, 1, "-inf")
+    w = np.ones(10)
+    w[3] = np.nan
+    with pytest.raises(NonFiniteInputError) as info:
+        evaluate("mse", p, p, sample_weight=w, chunk_size=4)
+    assert (info.value.input, info.value.row, info.value.column) == ("sample_weight", 3, None)
+    # the first non-finite row across the inputs: target row 6 before prediction row 8
+    p[8, 0] = np.nan
+    with pytest.raises(NonFiniteInputError) as info:
+        evaluate("mse", p, t)
+    assert (info.value.input, info.value.row) == ("target", 6)
+    # asked for, NaN propagates as in the loss itself
+    r = evaluate("mse", p, t, check_finite=False)
+    assert np.isnan(r.value)
+
+
+def test_an_earlier_bad_row_comes_before_a_later_nan():
+    z = np.random.default_rng(4).normal(size=(100, 3))
+    y = _labels_with_a_bad_row(100, 3, 40)
+    z[60, 1] = np.nan
+    with pytest.raises(ValueError, match=r"\brow 40\b") as info:
+        evaluate("softmax_cross_entropy", z, y)
+    assert not isinstance(info.value, NonFiniteInputError)
+    z[30, 0] = np.inf
+    with pytest.raises(NonFiniteInputError, match=r"\brow 30\b"):
+        evaluate("softmax_cross_entropy", z, y)
+
+
+def test_dask_reports_the_first_non_finite_row(data):
+    pytest.importorskip("dask.array")
+    z, y, _, _ = data
+    z = z.astype(np.float64)
+    z[555, 4] = np.nan
+    with pytest.raises(NonFiniteInputError) as info:
+        evaluate("softmax_cross_entropy", z, y, chunk_size=200, dask=True,
+                 options={"ignore_index": -100})
+    assert (info.value.row, info.value.column) == (555, 4)
+
+
 # ----------------------------------------------------------------------------- the command
 def test_command_streams_and_prints_json(tmp_path, data):
     z, y, sw, cw = data
@@ -347,7 +462,9 @@ def test_command_errors(tmp_path, data, capsys):
     code, err = _error(["eval", "--loss", "softmax_cross_entropy", yp, zp], capsys)
     assert code == 2 and "must be floating (did you swap the prediction and the target?)" in err
     code, err = _error(["eval", "--loss", "softmax_cross_entropy", zp, yp], capsys)
-    assert code == 2 and "rejected rows 0-1002" in err and "ignore_index" in err
+    # y[0] = -100 (every 7th target is -100): row 0 is the first bad row
+    assert code == 2 and "rejected row 0 (0-based)" in err and "ignore_index" in err
+    assert "rows 0-1002" not in err
     code, err = _error(["eval", "--loss", "softmax_cross_entropy", zp, yp, "--option",
                         "ignore=-100"], capsys)
     assert code == 2 and "has no option 'ignore'; its options: axis, class_weight" in err
@@ -370,6 +487,48 @@ def test_command_errors(tmp_path, data, capsys):
     bad.write_bytes(b"not an npy file at all")
     code, err = _error(["eval", "--loss", "mse", str(bad), zp], capsys)
     assert code == 2 and "not a readable .npy" in err
+
+
+def test_command_names_the_bad_row_the_bad_option_and_the_first_nan(tmp_path, data,
+                                                                    capsys):
+    z, y, _, _ = data
+    zp, yp = str(tmp_path / "z.npy"), str(tmp_path / "y.npy")
+    np.save(zp, z)
+    y = y.copy()
+    y[y == -100] = 0
+    y[777] = 12
+    np.save(yp, y)
+    code, err = _error(["eval", "--loss", "softmax_cross_entropy", zp, yp,
+                        "--chunk-size", "500"], capsys)
+    assert code == 2 and "row 777" in err and "rows 500-" not in err
+    y[777] = 1
+    np.save(yp, y)
+    # an option typo is an option error, not the rows' fault
+    code, err = _error(["eval", "--loss", "softmax_cross_entropy", zp, yp, "--option",
+                        "label_smoothing=abc"], capsys)
+    assert code == 2 and "--option label_smoothing='abc'" in err and "row" not in err
+    # NaN in the inputs: the first non-finite row, and exit 1 (not a value of nan)
+    z = z.copy()
+    z[321, 3] = np.nan
+    z[654, 0] = np.nan
+    np.save(zp, z)
+    code, err = _error(["eval", "--loss", "softmax_cross_entropy", zp, yp,
+                        "--chunk-size", "100"], capsys)
+    assert code == 1
+    assert "row 321" in err and "column 3" in err and "prediction" in err and "nan" in err
+    assert main(["eval", "--loss", "softmax_cross_entropy", zp, yp, "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] is False and out["error"] == "non_finite"
+    assert (out["input"], out["row"], out["column"], out["value"]) == \
+        ("prediction", 321, 3, "nan")
+
+
+def test_command_csv_nan_names_row_and_line(tmp_path, capsys):
+    (tmp_path / "p.csv").write_text("p\n1.0\n2.0\nnan\n4.0\n")
+    (tmp_path / "t.csv").write_text("t\n1.0\n2.0\n3.0\n4.0\n")
+    code, err = _error(["eval", "--loss", "mse", str(tmp_path / "p.csv"),
+                        str(tmp_path / "t.csv")], capsys)
+    assert code == 1 and "row 2" in err and "line 4" in err
 
 
 def test_api_errors(data):

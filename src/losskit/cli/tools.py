@@ -37,6 +37,7 @@ import csv
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 
 from .text import INSTALL_DEMO as _INSTALL_DEMO
@@ -184,9 +185,11 @@ def _rows_jsonl(path):
 def read_history(path) -> History:
     """Read a loss history file (CSV, TSV, JSONL) into a :class:`History`.
 
-    Raises ``ValueError`` naming the file (and the line) for an unknown suffix, a
-    missing loss column, a value that is not a number, a missing or repeated step, or
-    steps that do not increase.
+    Raises ``ValueError`` naming the file (and the line) for an unknown suffix, an
+    empty file, a missing loss column, a value that is not a number, a missing or
+    repeated step, or steps that do not increase. A loss column without any value (a
+    header only, or validation rows only) gives an empty ``losses`` list: a history too
+    short to judge, not an error.
 
     >>> import tempfile
     >>> from pathlib import Path
@@ -240,14 +243,11 @@ def read_history(path) -> History:
             last[role] = (step, line)
             steps.append(step)
             values.append(value)
-    if not h.losses:
-        raise ValueError(f"{path}: no training-loss values (the {roles['loss']!r} column is "
-                         "empty on every row)")
     return h
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from ..doctor import doctor
+    from ..doctor import VERDICTS, doctor
 
     h = read_history(args.file)
     val = h.val_losses or None
@@ -262,8 +262,11 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         cols = ", ".join(f"{role} = {name!r}" for role, name in h.columns.items())
-        lines = [f"{h.path}: {len(h.losses)} training loss values (steps {h.steps[0]} to "
-                 f"{h.steps[-1]})"
+        n = len(h.losses)
+        lines = [f"{h.path}: {n} training loss value{'s' if n != 1 else ''}"
+                 + (f" (steps {h.steps[0]} to {h.steps[-1]})" if n > 1 else
+                    f" (step {h.steps[0]})" if n else
+                    f" (the {h.columns['loss']!r} column is empty on every row)")
                  + (f", {len(h.val_losses)} validation" if h.val_losses else "")
                  + f"; columns: {cols}"]
         if args.num_classes is not None:
@@ -272,7 +275,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         lines.append("")
         lines.append(str(report))  # "... the curve looks healthy" when nothing is found
         print("\n".join(lines))
-    return 0 if report.ok else 1
+    # 0 healthy or warnings only, 1 an error-level finding, 3 too short to judge
+    return VERDICTS[report.verdict]
 
 
 # ----------------------------------------------------------------------------- atlas
@@ -319,7 +323,10 @@ def parse_option(text: str) -> tuple[str, object]:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate, find_loss
+    """Exit 0 with the value; 1 when an input holds NaN/inf (the first such row is
+    named); 2 for a usage error: a bad option (named), a row the loss rejects (named),
+    an unreadable file."""
+    from ..evaluate import NonFiniteInputError, OptionError, evaluate, find_loss
 
     loss = find_loss(args.loss)
     files = [args.pred, args.labels, *args.more]
@@ -340,8 +347,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                           options=options, progress=progress, dask=args.dask)
     except FileNotFoundError as exc:
         raise ValueError(str(exc)) from None
+    except OptionError as exc:  # the option's fault, whatever the rows
+        names = ", ".join(f"{k}={v!r}" for k, v in exc.options.items())
+        extra = (f" (it conflicts with the data at row {exc.row}, 0-based)"
+                 if exc.row else "")
+        raise ValueError(f"--option {names}: {exc.loss} rejects it: {exc.reason}"
+                         f"{extra}") from None
+    except NonFiniteInputError as exc:  # the data fail the check: exit 1, not a value
+        if args.json:
+            print(json.dumps(exc.to_dict(), indent=2))
+        print(f"losskit eval: error: {exc}", file=sys.stderr)
+        return 1
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(json.dumps({"ok": True, **result.to_dict()}, indent=2))
         return 0
     rows = [("loss", loss.name), ("reduction", result.reduction)]
     rows += [(text.split(":", 1)[0], text.split(":", 1)[1].strip()) for text in result.inputs]
@@ -374,8 +392,12 @@ def add_commands(sub) -> None:
                     "what to try. Columns: loss (or train_loss, training_loss), optionally "
                     "val_loss (or valid_loss, validation_loss, eval_loss, test_loss) and step "
                     "(or global_step, iteration, iter, epoch); either loss may be empty on "
-                    "a row. Exit status: 0 when no error-level finding (warnings allowed), "
-                    "1 when there is one, 2 for an unreadable file or bad arguments.",
+                    "a row. Without --num-classes, a long flat plateau at ln K for a small "
+                    "K (2 to 1000) is still reported as likely stuck at chance, with that "
+                    "K. Exit status: 0 when no error-level finding (warnings allowed), "
+                    "1 when there is one (stuck at chance included), 2 for an unreadable "
+                    "file or bad arguments, 3 when the history is too short to judge "
+                    "(fewer than 5 training loss values: one point shows no trend).",
         epilog="examples:\n"
                "  losskit doctor metrics.csv\n"
                "  losskit doctor history.jsonl --num-classes 10\n"
@@ -391,7 +413,9 @@ def add_commands(sub) -> None:
     doc.add_argument("file", metavar="FILE", help="the loss history: .csv, .tsv or .jsonl")
     doc.add_argument("--num-classes", type=_int_at_least(2), default=None, metavar="K",
                      help="number of classes of a classifier trained with cross-entropy: "
-                          "enables the stuck-at-chance check (loss near ln K)")
+                          "the stuck-at-chance check compares the loss with ln K (within "
+                          "5%%); without it, only a flat plateau very close to ln K for "
+                          "some K in 2..1000 is caught")
     doc.add_argument("--window", type=_int_at_least(1), default=None, metavar="N",
                      help="width of the moving median that smooths the curve (default: "
                           "about 5%% of its length)")
@@ -442,7 +466,12 @@ def add_commands(sub) -> None:
                "\n"
                "output: the inputs, the number of rows and chunks, the sum of the losses, "
                "the\ntotal weight (the mean's denominator) and the value; --json for a "
-               "machine.",
+               "machine.\n"
+               "\n"
+               "exit status: 0 with the value; 1 when an input holds NaN or inf (the "
+               "first\nsuch row, input and column are named); 2 for a usage error: an "
+               "option the\nloss rejects (named), a row it rejects (its row number), an "
+               "unreadable file.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--loss", required=True, metavar="NAME",
                     help="a loss name or alias (see `losskit list`)")
