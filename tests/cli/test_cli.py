@@ -7,6 +7,7 @@ pixels are not blank (some dark ink for axes and text, and some coloured ink for
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -154,7 +155,7 @@ def test_list(tmp_path):
     names = {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
     for name in REQUIRED_LOSSES:
         assert name in names, name
-    header = proc.stdout.splitlines()[0]
+    header = "\n".join(proc.stdout.splitlines()[:2])  # the formula may sit on a line below
     for column in ("name", "prediction", "family", "formula"):
         assert column in header
 
@@ -270,7 +271,10 @@ def test_explain(tmp_path):
     out = proc.stdout
     loss = lk.softmax_cross_entropy
     assert out.startswith("softmax_cross_entropy  (family: classification)")
-    assert loss.formula in out and loss.gradient_formula in out
+    # the formulas as plain text (the LaTeX is for the atlas)
+    assert "L = -sum_c t_c log softmax(z)_c = logsumexp(z) - z_y" in out
+    assert "dL/dz = softmax(z) - t" in out
+    assert loss.formula not in out and "\\" not in out
     assert "prediction:  logits" in out
     assert re.search(r"^\s+label_smoothing\s+0\.0\s*$", out, re.M)
     assert re.search(r"^\s+reduction\s+'mean'", out, re.M)
@@ -389,7 +393,9 @@ def test_demo_exit_status_is_1_when_a_check_fails(monkeypatch, capsys, tmp_path)
     monkeypatch.setattr(losskit.cli.app, "_training_part", lambda args: True)  # the numbers only
     assert main(["demo", "--out", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "FAIL" in out and "a deliberately wrong number" in out
+    # the label wraps in its column at 80 characters; its first line carries the verdict
+    assert re.search(r"^a deliberately wrong\b.*\s1\.5\s+2\.0+\s+FAIL$", out, re.M), out
+    assert ", 1 FAIL" in out
 
 
 def test_demo_exit_status_is_1_when_the_gradient_check_fails(monkeypatch, capsys, tmp_path):
@@ -523,3 +529,304 @@ def test_loss_curve_derivative_is_the_slope_of_the_value_curve():
         bad = ~np.isclose(curve.grad, slope, rtol=1e-3, atol=1e-4)
         assert bad[1:-1].sum() <= 4, (loss.name, curve.x[1:-1][bad[1:-1]][:6])
     assert drawn >= 10
+
+
+# --------------------------------------------------------------------------- argument parsing
+def _command_names():
+    from losskit.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return list(sub.choices)
+
+
+@pytest.mark.parametrize("argv, unknown", [
+    (["demo", "--epoch", "3"], "--epoch"),
+    (["experiment", "compare", "--epoch", "3"], "--epoch"),
+    (["experiment", "compare", "--no-prog"], "--no-prog"),
+    (["list", "--fam", "regression"], "--fam"),
+    (["explain", "mse", "--pl", "x.png"], "--pl"),
+    (["doctor", "h.csv", "--num-class", "3"], "--num-class"),
+    (["eval", "--loss", "mse", "a.npy", "b.npy", "--chunk", "5"], "--chunk"),
+    (["--vers"], "--vers"),
+])
+def test_no_silent_abbreviations(argv, unknown, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err and unknown in err, err
+    assert "Traceback" not in err
+
+
+def test_abbreviation_error_suggests_the_option(capsys):
+    assert main(["demo", "--epoch", "3"]) == 2
+    assert "did you mean --epochs?" in capsys.readouterr().err
+
+
+# the smallest valid arguments of each subcommand, to which a bogus option is added
+VALID_ARGS = {"demo": [], "experiment": ["convexity"], "list": [], "explain": ["mse"],
+              "doctor": ["h.csv"], "atlas": ["a.html"],
+              "eval": ["--loss", "mse", "a.npy", "b.npy"]}
+
+
+@pytest.mark.parametrize("command", sorted(VALID_ARGS))
+def test_subcommand_error_shows_its_usage(command, capsys):
+    if command not in _command_names():
+        pytest.skip(f"{command} is not registered")
+    assert main([command, *VALID_ARGS[command], "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: losskit {command} "), err
+    assert f"losskit {command}: error: unrecognized arguments: --bogus" in err
+
+
+def test_every_command_has_an_error_case():
+    assert set(_command_names()) <= set(VALID_ARGS)
+
+
+def test_subcommand_error_in_a_real_process(tmp_path):
+    proc = _run([sys.executable, "-m", "losskit", "demo", "--bogus"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: losskit demo ")
+    assert "losskit demo: error: unrecognized arguments: --bogus" in proc.stderr
+
+
+def _commands_section(help_text):
+    return help_text.split("commands:", 1)[1].split("examples:", 1)[0]
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    section = _commands_section(capsys.readouterr().out)
+    names = _command_names()
+    assert {"demo", "experiment", "list", "explain"} <= set(names)
+    for name in names:
+        assert re.search(rf"^\s+{name}\b", section, re.M), name
+
+
+def test_help_lists_a_plugged_in_command_without_help(monkeypatch, capsys):
+    import types
+
+    def add_commands(sub):
+        p = sub.add_parser("quiet", description="A plug-in that gave no help= string.")
+        p.set_defaults(func=lambda args: 0)
+
+    fake = types.ModuleType("losskit.cli.tools")
+    fake.add_commands = add_commands
+    monkeypatch.setitem(sys.modules, "losskit.cli.tools", fake)
+    assert main(["--help"]) == 0
+    section = _commands_section(capsys.readouterr().out)
+    assert re.search(r"^\s+quiet\s+A plug-in that gave no help= string", section, re.M)
+
+
+# --------------------------------------------------------------------------- terminal width
+def _full_catalog():
+    import importlib
+    import pkgutil
+
+    import losskit as lk
+    import losskit.losses
+
+    for info in pkgutil.iter_modules(losskit.losses.__path__):
+        try:
+            importlib.import_module(f"losskit.losses.{info.name}")
+        except Exception:  # another engineer's module mid-edit: not this test's concern
+            pass
+    return lk.catalog()
+
+
+LATEX_COMMAND = re.compile(r"\\[A-Za-z]+|\\[,;:! {}_\\]")
+
+
+def _check_fits(text, width):
+    for line in text.splitlines():
+        assert len(line) <= width, f"{len(line)} > {width}: {line!r}"
+    assert not LATEX_COMMAND.search(text), LATEX_COMMAND.search(text).group()
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_list_fits_the_terminal(width, monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", str(width))
+    catalog = _full_catalog()
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    _check_fits(out, width)
+    names = {line.split()[0] for line in out.splitlines() if line.strip()}
+    assert {loss.name for loss in catalog} <= names
+    assert "formula" in "\n".join(out.splitlines()[:2])
+    assert "L = (y - t)^2" in out  # mse, in plain text
+
+
+def test_explain_fits_the_terminal_for_every_loss(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    catalog = _full_catalog()
+    assert len(catalog) >= len(REQUIRED_LOSSES)
+    for loss in catalog:
+        assert main(["explain", loss.name]) == 0, loss.name
+        out = capsys.readouterr().out
+        assert out.startswith(loss.name)
+        _check_fits(out, 80)
+
+
+def test_explain_and_list_in_a_narrow_real_terminal(tmp_path):
+    env = _env()
+    env["COLUMNS"] = "80"
+    for argv in (["list"], ["explain", "siou_loss"], ["explain", "softmax_cross_entropy"]):
+        proc = subprocess.run([sys.executable, "-m", "losskit", *argv], capture_output=True,
+                              text=True, cwd=tmp_path, env=env, timeout=120)
+        if proc.returncode == 2 and "unknown loss" in proc.stderr:
+            continue  # siou_loss not registered in this checkout
+        assert proc.returncode == 0, proc.stderr
+        _check_fits(proc.stdout, 80)
+
+
+def test_explain_prints_plain_text_formulas(capsys):
+    assert main(["explain", "mse"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^formula:\n  L = \(y - t\)\^2$", out, re.M)
+    assert re.search(r"^gradient:\n  dL/dy = 2 \(y - t\)$", out, re.M)
+    assert "losskit atlas" in out  # where the LaTeX is
+
+
+@pytest.mark.parametrize("latex, text", [
+    (r"\ell = (y - t)^2", "L = (y - t)^2"),
+    (r"\frac{\partial \ell}{\partial y} = 2 (y - t)", "dL/dy = 2 (y - t)"),
+    (r"\frac{y - t}{y (1 - y)}", "(y - t)/(y (1 - y))"),
+    (r"\frac{\rho^2}{c^2}", "rho^2/c^2"),
+    (r"\tfrac12 d^2", "1/2 d^2"),
+    (r"\tfrac{1}{2} (y - t)^2", "1/2 (y - t)^2"),
+    (r"-\sum_c t_c \log y_c", "-sum_c t_c log y_c"),
+    (r"\sum_{j \ne y} \max(0, s_j - s_y + m)", "sum_(j != y) max(0, s_j - s_y + m)"),
+    (r"-\left[t \log y + (1 - t) \log (1 - y)\right]", "-[t log y + (1 - t) log (1 - y)]"),
+    (r"\sigma(z) - t", "sigma(z) - t"),
+    (r"\alpha\,FP + \beta\,FN + \varepsilon", "alpha FP + beta FN + eps"),
+    (r"\Delta\theta", "Delta theta"),
+    (r"\operatorname{softmax}(z)_c", "softmax(z)_c"),
+    (r"1 - \mathrm{IoU}^{\gamma}", "1 - IoU^gamma"),
+    (r"e^{-(2 - \Lambda)\rho_t}", "e^(-(2 - Lambda) rho_t)"),
+    (r"\lVert x_1 - x_2 \rVert_p", "||x_1 - x_2||_p"),
+    (r"\frac{\partial \ell}{\partial \log q_c} = -p_c", "dL/d(log q_c) = -p_c"),
+    (r"\frac{\partial \ell}{\partial (x_1, x_2)}", "dL/d(x_1, x_2)"),
+    (r"\tfrac12 \log\frac{2q_c}{p_c+q_c}", "1/2 log(2q_c/(p_c+q_c))"),
+    (r"\begin{cases} \tfrac12 d^2 & |d| \le \delta \\ \delta (|d| - \tfrac12 \delta) & "
+     r"|d| > \delta \end{cases}",
+     "{ 1/2 d^2 if |d| <= delta; delta (|d| - 1/2 delta) if |d| > delta }"),
+    (r"M = \begin{pmatrix} a & 1-a \\ 1-a & a\end{pmatrix}", "M = [[a, 1-a], [1-a, a]]"),
+    (r"W^\top g", "W^T g"),
+    (r"e^{x} - t x\ (\text{log\_input})", "e^x - t x (log_input)"),
+    (r"\sqrt{(\lVert x_1 \rVert^2 + \varepsilon)}", "sqrt((||x_1||^2 + eps))"),
+    (r"\frac{\mu - t}{\bar v}", "(mu - t)/v_bar"),
+    (r"1 - \frac{|b \cap b^g|}{|b \cup b^g| + \varepsilon}",
+     "1 - |b intersect b^g|/(|b union b^g| + eps)"),
+    (r"\tfrac12\Bigl(\sum_t x_t\Bigr)", "1/2 (sum_t x_t)"),
+])
+def test_latex_to_text(latex, text):
+    from losskit.cli.text import latex_to_text
+
+    assert latex_to_text(latex) == text
+
+
+def test_every_catalog_formula_has_a_plain_text_form():
+    from losskit.cli.text import latex_to_text
+
+    for loss in _full_catalog():
+        for latex in (loss.formula, loss.gradient_formula):
+            text = latex_to_text(latex)
+            assert not LATEX_COMMAND.search(text), (loss.name, text)
+            assert "{" not in text.replace("{ ", "") and "\\" not in text, (loss.name, text)
+            assert text.count("(") == text.count(")"), (loss.name, text)
+            assert text.count("[") == text.count("]"), (loss.name, text)
+            assert "  " not in text and text == text.strip(), (loss.name, text)
+
+
+def test_table_wraps_to_a_width():
+    from losskit.cli.text import table
+
+    rows = [("a", "one two three four five six seven eight nine ten")]
+    lines = table(("name", "words"), rows, width=20)
+    assert all(len(line) <= 20 for line in lines), lines
+    assert lines[0] == "name  words" and lines[1] == "----  " + "-" * 14
+    assert lines[2].startswith("a     one two")
+    assert " ".join(line[6:] for line in lines[2:]).split() == rows[0][1].split()
+    assert table(("name", "words"), rows) == table(("name", "words"), rows, width=None)
+
+
+# --------------------------------------------------------------------------- sources, saturation
+def test_demo_names_the_source_material(monkeypatch, capsys, tmp_path):
+    import losskit.cli.app
+
+    monkeypatch.setattr(losskit.cli.app, "_training_part", lambda args: True)
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    flat = " ".join(out.split())
+    assert "seeds digest" in flat and "docs/sources.md" in flat
+    assert "five tutorial articles" in flat
+    for number, title in losskit.lab.digest.SECTIONS.items():
+        assert f"{number} {title.lower()}" in flat.lower(), title
+    # every row names the digest section its number comes from
+    for check in losskit.lab.digest.CHECKS:
+        first_words = check.label.split()[:2]
+        says = re.compile(rf"\s{re.escape(check.source_says)}\s")
+        row = next(line for line in out.splitlines()
+                   if line.split()[:2] == first_words and says.search(line))
+        assert f"  {check.section}  " in row, row
+
+
+def test_demo_lists_the_tutorials_when_known(monkeypatch, capsys, tmp_path):
+    import losskit.cli.app
+    from losskit.lab import digest
+
+    fake = digest.Tutorial("A Title", "An Author, example.org", ("2", "3"))
+    monkeypatch.setattr(digest, "TUTORIALS", (fake,))
+    monkeypatch.setattr(losskit.cli.app, "_training_part", lambda args: True)
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    flat = " ".join(capsys.readouterr().out.split())
+    assert '"A Title", An Author, example.org (digest sections 2, 3)' in flat
+
+
+NUMBER = re.compile(r"[-+]?\d+\.\d+(?:e[-+]?\d+)?")
+
+
+def _negative_zeros(text):
+    return [n for n in NUMBER.findall(text) if n.startswith("-") and float(n) == 0.0]
+
+
+def test_no_negative_zero_in_the_saturation_table(tmp_path, capsys):
+    assert main(["experiment", "saturation", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert not _negative_zeros(out), _negative_zeros(out)
+    # z = 10, target 1: (a - 1) a (1 - a) = -2.06e-9, shown as such, not as -0.00000
+    assert re.search(r"^10\s+0\.99995\s+-2\.1e-09\s+-0\.00005\s", out, re.M), out
+
+
+def test_no_negative_zero_in_the_demo(monkeypatch, capsys, tmp_path):
+    import losskit.cli.app
+
+    monkeypatch.setattr(losskit.cli.app, "_training_part", lambda args: True)
+    assert main(["demo", "--every", "1", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert not _negative_zeros(out)
+
+
+def test_signed():
+    from losskit.cli.text import signed
+
+    assert signed(-2.06e-9) == "-2.1e-09"
+    assert signed(2.06e-9) == "+2.1e-09"
+    assert signed(-0.0) == signed(0.0) == "0"
+    assert signed(-0.125) == "-0.12500" and signed(0.5) == "+0.50000"
+    assert signed(-0.000004) == "-4.0e-06" and signed(-0.000005) == "-0.00001"
+
+
+@pytest.mark.parametrize("argv", [["experiment", "saturation"], ["experiment", "convexity"],
+                                  ["demo", "--every", "25"], ["--help"], ["list", "--help"],
+                                  ["explain", "--help"], ["demo", "--help"]])
+def test_other_output_fits_80_columns(argv, monkeypatch, capsys, tmp_path):
+    import losskit.cli.app
+
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(losskit.cli.app, "_training_part", lambda args: True)
+    runs = argv[0] in ("demo", "experiment") and "--help" not in argv
+    extra = ["--out", str(tmp_path)] if runs else []
+    assert main(argv + extra) == 0
+    out = capsys.readouterr().out
+    for line in out.splitlines():
+        assert len(line) <= 80 or line.startswith("wrote "), line  # a path stays whole

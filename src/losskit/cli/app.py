@@ -6,51 +6,64 @@ experiment and trains a softmax classifier on scikit-learn's digits with three l
 list`` prints the catalog and ``losskit explain NAME`` one loss in full. Nothing here
 touches the network.
 
+Output fits the terminal (``$COLUMNS``, else the terminal's width, else 80): tables wrap
+their long columns and formulas are printed as plain text (``dL/dy = 2 (y - t)``, see
+:func:`losskit.cli.text.latex_to_text`); the LaTeX stays in the loss metadata and the
+HTML atlas.
+
 Every subcommand's parser sets ``func``, a callable ``func(args) -> int`` (the exit
 status); ``main`` dispatches to it. Further subcommands plug in through
-``losskit.cli.tools.add_commands(subparsers)`` when that module exists.
+``losskit.cli.tools.add_commands(subparsers)`` when that module exists. Options are
+never abbreviated (``--epoch`` is an error, not ``--epochs``), and an error in a
+subcommand's arguments prints that subcommand's usage.
 
 Examples
 --------
 >>> from losskit.cli import main
 >>> main(["list", "--family", "regression"])  # doctest: +ELLIPSIS
-name...prediction...family...formula
-...
-mse...real...regression...\ell = (y - t)^2...
+name...prediction...family...
+...mse...real...regression...L = (y - t)^2...
 0
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
 import os
 import re
 import sys
-import textwrap
 from typing import Sequence
 
 from .text import INSTALL_DEMO as _INSTALL_DEMO
+from .text import fit as _fit
+from .text import latex_to_text
+from .text import signed as _signed
 from .text import table as _table
+from .text import table_blocks as _table_blocks
+from .text import terminal_width as _terminal_width
+from .text import wrap as _wrap_to
 
 __all__ = ["main", "build_parser"]
 
 _EPILOG = """\
 examples:
-  losskit demo               worked numbers of the sources, MSE vs cross-entropy on one
-                             sigmoid neuron (287 vs 53 updates), then a classifier trained
-                             on the digits with three losses (PNGs in ./losskit-demo)
-  losskit demo --every 25    the same, with every 25th step of the trajectories
+  losskit demo             the sources' worked numbers, MSE vs cross-entropy on
+                           one sigmoid neuron (287 vs 53 updates), then a
+                           classifier trained on the digits with three losses
+                           (PNGs in ./losskit-demo)
+  losskit demo --every 25  the same, with every 25th step of the trajectories
   losskit experiment saturation --out figs
   losskit experiment convexity
   losskit experiment compare --model mlp --epochs 20
-  losskit list               the catalog: every loss, its input and its formula
+  losskit list             the catalog: every loss, its input and its formula
   losskit list --family regression
   losskit explain softmax_cross_entropy --plot ce.png
-  python -m losskit demo     the same without the console script
+  python -m losskit demo   the same without the console script
 
-exit status: 0 on success; 1 when a check does not agree (or a needed optional package
-is missing); 2 on a usage error.
+exit status: 0 on success; 1 when a check does not agree (or a needed optional
+package is missing); 2 on a usage error.
 """
 
 def _ok_text(ok: bool | None) -> str:
@@ -82,17 +95,45 @@ def _progress(args) -> bool | None:
 
 
 # --------------------------------------------------------------------------- demo
+def _sources_paragraph(width: int) -> list[str]:
+    """Where the demo's numbers come from: the tutorials (by title and author when the
+    digest records them) and the digest's sections that the table's "section" names."""
+    from ..lab import digest
+
+    sections = ", ".join(f"{number} {title.lower()}" for number, title in
+                         digest.SECTIONS.items())
+    text = (f"The source material: {digest.SOURCE_MATERIAL}, distilled in the project's "
+            f"seeds digest. Each number below is what the sources print; \"section\" is "
+            f"the digest's section it is from ({sections}). docs/sources.md lists every "
+            "number with its source.")
+    out = _wrap_to(text, width)
+    if digest.TUTORIALS:
+        out += ["", "The tutorials:"]
+        for tutorial in digest.TUTORIALS:
+            out += _wrap_to(f'"{tutorial.title}", {tutorial.author} (digest sections '
+                            f'{", ".join(tutorial.sections)})', width, "  - ", "    ")
+    else:
+        out += _wrap_to("(The seeds digest describes the tutorials but does not record "
+                        "their titles or authors.)", width)
+    return out
+
+
 def _worked_numbers_and_saturation(args: argparse.Namespace) -> bool:
     """Part 1 of the demo: the digest's worked numbers and the saturation experiment."""
-    from ..lab.digest import run_checks
+    from ..lab import digest
     from ..lab.experiments import saturation
 
+    width = _terminal_width()
     out = []
-    rows = run_checks()
+    checks = digest.CHECKS
+    rows = digest.run_checks(checks)
     out.append("Worked numbers of the source material, recomputed with losskit")
     out.append("")
-    out += _table(("check", "source says", "losskit computes", "ok"),
-                  [(r.label, r.source_says, r.losskit_computes, _ok_text(r.ok)) for r in rows])
+    out += _sources_paragraph(width)
+    out.append("")
+    out += _table(("check", "section", "source says", "losskit computes", "ok"),
+                  [(r.label, c.section, r.source_says, r.losskit_computes, _ok_text(r.ok))
+                   for c, r in zip(checks, rows)], width=width, wrap=(0, 3))
     failed = [r for r in rows if r.ok is False]
     skipped = [r for r in rows if r.ok is None]
     passed = len(rows) - len(failed) - len(skipped)
@@ -104,9 +145,8 @@ def _worked_numbers_and_saturation(args: argparse.Namespace) -> bool:
     out += ["", summary, ""]
 
     mse, ce = saturation("mse"), saturation("cross_entropy")
-    out.append("Saturation: one sigmoid neuron, x = 1, w0 = ln 9, b = 0 (fixed), y = 0.5, "
-               "eta = 0.2,")
-    out.append("plain gradient descent on w until 1/2 (a - y)^2 < 0.001")
+    out.append("Saturation: one sigmoid neuron, x = 1, w0 = ln 9, b = 0 (fixed), y = 0.5,")
+    out.append("eta = 0.2, plain gradient descent on w until 1/2 (a - y)^2 < 0.001")
     out.append(f"  MSE          1/2 (a-y)^2   dL/dz = (a-y) a (1-a):  {mse.updates} updates")
     out.append(f"  cross-entropy               dL/dz = a - y:          {ce.updates} updates")
     for res, title in ((mse, "MSE"), (ce, "cross-entropy")):
@@ -119,11 +159,12 @@ def _worked_numbers_and_saturation(args: argparse.Namespace) -> bool:
         table_rows.append(("final", f"{res.final_w:.4f}", f"{res.final_a:.4f}",
                            f"{res.final_loss:.5f}", f"{res.final_mse:.5f}", "", ""))
         out += ["  " + line for line in _table(
-            ("step", "w", "a", "loss", "1/2(a-y)^2", "dL/dw", "w next"), table_rows)]
+            ("step", "w", "a", "loss", "1/2(a-y)^2", "dL/dw", "w next"), table_rows,
+            width=width - 2)]
     if not (mse.converged and ce.converged):
         out.append("")
         out.append("FAIL: the saturation experiment did not converge")
-    print("\n".join(out), flush=True)
+    print("\n".join(_fit(out, width)), flush=True)
     return not failed and not skipped and mse.converged and ce.converged
 
 
@@ -137,19 +178,20 @@ def _training_summary(histories) -> list[str]:
                      f"{100 * h.train_accuracy[-1]:.1f}%", f"{100 * h.test_accuracy[-1]:.1f}%",
                      "never" if reached is None else str(reached)))
     return _table(("loss", "final train loss", "train acc", "test acc",
-                   "epochs to 90% test acc"), rows)
+                   "epochs to 90% test acc"), rows, width=_terminal_width() - 2,
+                  wrap=(4,))
 
 
 def _train_description(data, args) -> list[str]:
     model = ("linear (softmax regression)" if args.model == "linear"
              else "MLP, one hidden layer of 32 ReLU units")
-    return [
+    return _fit([
         f"  data:  {data.x_train.shape[0]} train / {data.x_test.shape[0]} test images, "
-        f"{data.num_features} standardised pixels, {data.num_classes} classes "
-        f"(split seed {args.seed})",
+        f"{data.num_features} standardised pixels,",
+        f"         {data.num_classes} classes (split seed {args.seed})",
         f"  model: {model}; SGD lr {args.lr:g}, batch 32, {args.epochs} epochs",
         "         (the same initial weights and mini-batch order for every loss)",
-    ]
+    ], _terminal_width())
 
 
 def _training_part(args: argparse.Namespace) -> bool:
@@ -164,8 +206,8 @@ def _training_part(args: argparse.Namespace) -> bool:
     data = load_digits(seed=args.seed)
     out = _train_description(data, args)
     out.append("")
-    out.append("  the harness's backward pass against central differences "
-               "(losskit.gradcheck, 16 examples):")
+    out.append("  the harness's backward pass against central differences")
+    out.append("  (losskit.gradcheck, 16 examples):")
     ok = True
     for loss in TRAIN_LOSSES:
         results = check_gradients(data, loss, model=args.model, seed=args.seed)
@@ -174,7 +216,7 @@ def _training_part(args: argparse.Namespace) -> bool:
         worst = max(r.max_rel_error for r in results.values())
         out.append(f"    {LOSS_TITLES[loss]:<22} {_ok_text(good):<4}  "
                    f"(max rel error {worst:.1e})")
-    print("\n".join(out), flush=True)
+    print("\n".join(_fit(out, _terminal_width())), flush=True)
 
     from ..lab.experiments import compare_losses
 
@@ -182,12 +224,11 @@ def _training_part(args: argparse.Namespace) -> bool:
                                seed=args.seed, progress=_progress(args))
     finite = all(math.isfinite(v) for h in histories.values() for v in h.train_loss)
     out = [""] + ["  " + line for line in _training_summary(histories)]
-    out.append("  (each loss in its own units; the hinge sums up to K - 1 = 9 violations per "
-               "example,")
-    out.append("   so at the same learning rate it takes the largest steps)")
+    out.append("  (each loss in its own units; the hinge sums up to K - 1 = 9 violations")
+    out.append("   per example, so at the same learning rate it takes the largest steps)")
     if not finite:
         out.append("  FAIL: a training loss became inf or NaN (try a smaller --lr)")
-    print("\n".join(out), flush=True)
+    print("\n".join(_fit(out, _terminal_width())), flush=True)
     ok &= finite
 
     if _missing("matplotlib"):
@@ -222,18 +263,18 @@ def _experiment_saturation(args) -> int:
     for zv in picks:
         i = int(abs(g.z - zv).argmin())
         rows.append((f"{g.z[i]:g}", f"{g.a[i]:.5f}",
-                     f"{g.mse[1.0][i]:+.5f}", f"{g.cross_entropy[1.0][i]:+.5f}",
-                     f"{g.mse[0.0][i]:+.5f}", f"{g.cross_entropy[0.0][i]:+.5f}"))
+                     _signed(g.mse[1.0][i]), _signed(g.cross_entropy[1.0][i]),
+                     _signed(g.mse[0.0][i]), _signed(g.cross_entropy[0.0][i])))
     mse, ce = saturation("mse"), saturation("cross_entropy")
-    out = ["dL/dz for a sigmoid output a = sigmoid(z): MSE 1/2 (a - y)^2 gives "
-           "(a - y) a (1 - a),",
-           "cross-entropy gives a - y", ""]
+    width = _terminal_width()
+    out = ["dL/dz for a sigmoid output a = sigmoid(z): MSE 1/2 (a - y)^2 gives",
+           "(a - y) a (1 - a), cross-entropy gives a - y", ""]
     out += _table(("z", "a", "MSE y=1", "CE y=1", "MSE y=0", "CE y=0"), rows)
-    out += ["", "at z = -10 with target 1 (confidently wrong) MSE's gradient has all but "
+    out += ["", "at z = -10 with target 1 (confidently wrong) MSE's gradient has all but",
             "vanished; CE's is about -1.", "",
-            f"one neuron trained to 1/2 (a - y)^2 < 0.001: MSE {mse.updates} updates, "
-            f"cross-entropy {ce.updates} updates"]
-    print("\n".join(out), flush=True)
+            "one neuron trained until 1/2 (a - y)^2 < 0.001:",
+            f"MSE {mse.updates} updates, cross-entropy {ce.updates} updates"]
+    print("\n".join(_fit(out, width)), flush=True)
     ok = mse.converged and ce.converged
 
     def draw(folder):
@@ -251,30 +292,33 @@ def _experiment_convexity(args) -> int:
     ce_min, mse_min = float(r.ce_second.min()), float(r.mse_second.min())
     ce_convex = ce_min >= -1e-9
     mse_nonconvex = span is not None
-    out = ["Loss of one example (3 classes, true class 0) as the true class's logit t moves "
-           "from -8 to 8,",
-           "other logits 0; second differences (f(t+h) - 2 f(t) + f(t-h)) / h^2 with "
-           f"h = {r.t[1] - r.t[0]:g}:", ""]
+    out = ["Loss of one example (3 classes, true class 0) as the true class's logit t",
+           "moves from -8 to 8, other logits 0; second differences",
+           f"(f(t+h) - 2 f(t) + f(t-h)) / h^2 with h = {r.t[1] - r.t[0]:g}:", ""]
     out += _table(("loss", "smallest second difference", "convex on this line"), [
-        ("softmax cross-entropy", f"{ce_min:+.3e}", "yes" if ce_convex else "NO"),
-        ("MSE on softmax", f"{mse_min:+.3e}", "no" if mse_nonconvex else "yes"),
-    ])
+        ("softmax cross-entropy", _sci(ce_min), "yes" if ce_convex else "NO"),
+        ("MSE on softmax", _sci(mse_min), "no" if mse_nonconvex else "yes"),
+    ], width=_terminal_width(), wrap=(1, 2))
     if span is not None:
-        out += ["", f"MSE on softmax curves downwards for t in [{span[0]:g}, {span[1]:g}]: "
-                "a bounded loss that",
-                "flattens out where the true class is unlikely (a plateau for gradient "
-                "descent);",
-                "cross-entropy keeps a slope of about -1 there and is convex everywhere."]
+        out += ["", f"MSE on softmax curves downwards for t in [{span[0]:g}, {span[1]:g}]:",
+                "a bounded loss that flattens out where the true class is unlikely (a",
+                "plateau for gradient descent); cross-entropy keeps a slope of about -1",
+                "there and is convex everywhere."]
     ok = ce_convex and mse_nonconvex
     if not ok:
         out += ["", "FAIL: expected cross-entropy convex and MSE on softmax not convex"]
-    print("\n".join(out), flush=True)
+    print("\n".join(_fit(out, _terminal_width())), flush=True)
 
     def draw(folder):
         from ..lab.plots import plot_convexity
         return [plot_convexity(r, os.path.join(folder, "convexity.png"))]
 
     return _plot_or_fail(draw, args, ok)
+
+
+def _sci(value: float) -> str:
+    """``+1.234e-05`` in scientific notation, and zero as ``0`` (never ``-0.000e+00``)."""
+    return "0" if value == 0.0 else f"{value:+.3e}"
 
 
 def _experiment_compare(args) -> int:
@@ -329,57 +373,80 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- list, explain
+def _catalog_lines(losses, width: int) -> list[str]:
+    """The catalog as lines of at most ``width``: one row per loss (name, prediction,
+    family, formula in plain text) where that fits, else the formula on the lines below
+    its row, indented."""
+    rows = [(loss.name, loss.prediction, loss.family, latex_to_text(loss.formula))
+            for loss in losses]
+    wide = _table(("name", "prediction", "family", "formula"), rows)
+    if max(len(line) for line in wide) <= width:
+        return wide
+    header, rule, *blocks = _table_blocks(("name", "prediction", "family"),
+                                          [r[:3] for r in rows], width=width, wrap=(1, 2))
+    out = header + _wrap_to("formula", width, "  ") + rule
+    for block, row in zip(blocks, rows):
+        out += block + _wrap_to(row[3], width, "  ", "      ")
+    return _fit(out, width)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from ..core.loss import catalog
 
-    losses = catalog(args.family)
-    rows = [(loss.name, loss.prediction, loss.family, loss.formula) for loss in losses]
-    print("\n".join(_table(("name", "prediction", "family", "formula"), rows)))
+    print("\n".join(_catalog_lines(catalog(args.family), _terminal_width())))
     return 0
 
 
-def _wrap(text: str, indent: str = "  ") -> list[str]:
-    return textwrap.wrap(" ".join(text.split()), width=88, initial_indent=indent,
-                         subsequent_indent=indent) or [indent.rstrip()]
-
-
 def _plain(text: str) -> str:
-    """Docstring markup as plain text: ``:math:`x``` and ````x```` become ``x``."""
-    text = re.sub(r":[a-z]+:`([^`]*)`", r"\1", text)
+    """Docstring markup as plain text: ``:math:`x``` becomes ``x`` in plain-text math
+    (:func:`~losskit.cli.text.latex_to_text`), ````x```` becomes ``x``."""
+    text = re.sub(r":math:`([^`]*)`", lambda m: latex_to_text(m.group(1)), text)
+    text = re.sub(r":[a-z]+:`~?([^`]*)`", r"\1", text)
     return re.sub(r"``([^`]*)``", r"\1", text)
 
 
-def _explanation(loss) -> list[str]:
+def _usage_lines(loss, width: int) -> list[str]:
+    args = ", ".join(loss.info()["inputs"])
+    call = f"  value, grad = lk.{loss.name}.value_and_grad("
+    if len(call) + len(args) + 1 <= width:
+        return [call + args + ")"]
+    return [call] + _wrap_to(args + ")", width, "      ")
+
+
+def _explanation(loss, width: int = 80) -> list[str]:
     from ..core.loss import REDUCTIONS
 
     info = loss.info()
     doc = _plain((type(loss).__doc__ or "").strip()).splitlines()
     out = [f"{loss.name}  (family: {loss.family})"]
     if info["aliases"]:
-        out.append(f"aliases: {', '.join(info['aliases'])}")
+        out += _wrap_to(f"aliases: {', '.join(info['aliases'])}", width, "", "  ")
     if doc:
-        out += _wrap(doc[0], indent="")
+        out += _wrap_to(doc[0], width)
     out += ["",
             f"prediction:  {loss.prediction}",
             f"target:      {loss.target}",
             f"inputs:      {', '.join(info['inputs'])}  "
             f"(.grad differentiates: {', '.join(info['differentiable'])})",
-            "", "formula (LaTeX):", f"  {loss.formula}",
-            "gradient (LaTeX):", f"  {loss.gradient_formula}",
-            "", "options (keyword-only) and defaults:"]
+            "", "formula:"]
+    out += _wrap_to(latex_to_text(loss.formula), width, "  ", "      ")
+    out += ["gradient:"]
+    out += _wrap_to(latex_to_text(loss.gradient_formula), width, "  ", "      ")
+    out += _wrap_to(f"(LaTeX in lk.{loss.name}.formula and .gradient_formula; "
+                    "`losskit atlas` renders it)", width, "  ", "   ")
+    out += ["", "options (keyword-only) and defaults:"]
     rows = [("reduction", repr("mean"), "one of " + ", ".join(REDUCTIONS)),
             ("sample_weight", "None", "non-negative weight per example")]
     rows += [(k, repr(v), "") for k, v in info["options"].items()]
-    out += ["  " + line for line in _table(("option", "default", "note"), rows)[2:]]
-    out += ["", "when to use:"] + _wrap(loss.when_to_use)
+    out += ["  " + line for line in _table(("option", "default", "note"), rows,
+                                           width=width - 2, wrap=(1, 2))[2:]]
+    out += ["", "when to use:"] + _wrap_to(loss.when_to_use, width, "  ")
     if info["references"]:
         out += ["", "references:"]
         for ref in info["references"]:
-            out += _wrap(ref, indent="  - ")
-    args = ", ".join(info["inputs"])
-    out += ["", "usage:", "  import losskit as lk",
-            f"  value, grad = lk.{loss.name}.value_and_grad({args})"]
-    return out
+            out += _wrap_to(ref, width, "  - ", "    ")
+    out += ["", "usage:", "  import losskit as lk"] + _usage_lines(loss, width)
+    return _fit(out, width)
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
@@ -395,7 +462,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         print(f"losskit explain: error: --plot FILE must end in .png (or .svg/.pdf); "
               f"got {plot!r}", file=sys.stderr)
         return 2
-    print("\n".join(_explanation(loss)), flush=True)
+    print("\n".join(_explanation(loss, _terminal_width())), flush=True)
     if plot is None:
         return 0
     from ..lab.plots import PlotUnavailable, loss_curve, plot_loss_curve
@@ -485,6 +552,79 @@ def _plugin_commands():
     return add_commands
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that fits the terminal: prose paragraphs of descriptions and epilogs are
+    filled to its width; blocks with indented lines (examples, file formats) are kept as
+    written."""
+
+    def _fill_text(self, text, width, indent):
+        paragraphs = []
+        for para in re.split(r"\n[ \t]*\n", text):
+            lines = para.splitlines()
+            if any(line[:1].isspace() for line in lines):
+                paragraphs.append("\n".join(indent + line for line in lines))
+            else:
+                paragraphs.append("\n".join(_wrap_to(para, max(width, 20), indent)))
+        return "\n\n".join(paragraphs)
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` with no abbreviations (``--epoch`` is an error naming it, never a
+    silent ``--epochs``), unknown options answered with the closest real one, and help
+    filled to the terminal's width."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        if kwargs.get("formatter_class", argparse.RawDescriptionHelpFormatter) in (
+                argparse.RawDescriptionHelpFormatter, argparse.HelpFormatter):
+            kwargs["formatter_class"] = _HelpFormatter
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self._unrecognized(extras)
+        return namespace
+
+    def _unrecognized(self, extras) -> None:
+        message = f"unrecognized arguments: {' '.join(extras)}"
+        options = [o for action in self._actions for o in action.option_strings
+                   if o.startswith("--")]
+        for extra in extras:
+            if extra.startswith("--"):
+                close = difflib.get_close_matches(extra.split("=", 1)[0], options, n=1)
+                if close:
+                    message += f" ({extra}: did you mean {close[0]}?)"
+        self.error(message)
+
+
+class _SubParser(_Parser):
+    """A subcommand's parser: arguments it does not know are its error, shown with its
+    own usage (argparse would hand them up to ``losskit``'s usage)."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self._unrecognized(extras)
+        return namespace, extras
+
+
+def _list_every_command(sub) -> None:
+    """``losskit --help`` lists every subcommand: one added without ``help=`` (argparse
+    leaves those out) is listed with the first sentence of its description."""
+    try:
+        listed = {id(sub.choices[action.dest]) for action in sub._choices_actions}
+        for name, parser in sub.choices.items():
+            if id(parser) in listed:
+                continue
+            summary = (parser.description or "").strip().split("\n\n")[0]
+            summary = " ".join(summary.split()).split(". ")[0].rstrip(".")
+            sub._choices_actions.append(sub._ChoicesPseudoAction(name, (), summary))
+            listed.add(id(parser))
+    except AttributeError:  # argparse's internals changed: the listing stays argparse's
+        pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``losskit`` command.
 
@@ -494,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from ..core import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="losskit",
         description="Loss functions with exact closed-form gradients: worked examples, "
                     "experiments and the catalog.",
@@ -502,8 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"losskit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
-                                title="commands")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands",
+                                parser_class=_SubParser)
 
     demo = sub.add_parser(
         "demo", help="the sources' worked numbers, MSE vs CE saturation, digits training",
@@ -545,7 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser(
         "list", help="print the catalog of losses",
         description="Print every loss: its name, what its prediction is, its family and "
-                    "its formula (LaTeX).",
+                    "its formula (as plain text; `losskit atlas` renders the LaTeX). The "
+                    "output fits the terminal's width ($COLUMNS; 80 when not a terminal).",
         epilog="examples:\n  losskit list\n  losskit list --family classification",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     lst.add_argument("--family", default=None,
@@ -554,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp_ = sub.add_parser(
         "explain", help="one loss in full: formulas, inputs, options, when to use",
-        description="Print a loss's formula and gradient formula (LaTeX), what its "
+        description="Print a loss's formula and gradient formula (as plain text), what its "
                     "prediction and target are, its options with their defaults, when to "
                     "use it and its references. With --plot, draw its value and gradient "
                     "against the prediction for a representative target (skipped, with a "
@@ -572,6 +713,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands = _plugin_commands()
     if add_commands is not None:
         add_commands(sub)
+    _list_every_command(sub)
     return parser
 
 

@@ -12,7 +12,9 @@ to the precision of the printed digits:
   computed value must start with those digits;
 * counts and exact results (``"287"``, ``"34"``, ``"0"``) must be equal.
 
-The ``losskit demo`` command prints this table.
+The ``losskit demo`` command prints this table, with the digest section each number is
+from (:data:`SECTIONS`) and what the source material is (:data:`SOURCE_MATERIAL`,
+:data:`TUTORIALS`); ``docs/sources.md`` lists the same numbers with their sources.
 
 Examples
 --------
@@ -39,7 +41,41 @@ from ..losses.cross_entropy import cross_entropy, sigmoid_binary_cross_entropy, 
 from ..losses.regression import mse
 from .experiments import saturation
 
-__all__ = ["Check", "Row", "CHECKS", "run_checks", "compare"]
+__all__ = ["Check", "Row", "CHECKS", "run_checks", "compare", "Tutorial", "TUTORIALS",
+           "SOURCE_MATERIAL", "SECTIONS"]
+
+
+# --------------------------------------------------------------------------- the sources
+#: the source material, as the seeds digest describes it
+SOURCE_MATERIAL = ("five tutorial articles on loss functions in deep learning (two in "
+                   "English translation, three in Chinese; one a chapter of a well-known "
+                   "NumPy neural-network course, one on the loss layer of a classic C++ "
+                   "framework)")
+
+#: the seeds digest's sections that hold worked numbers: ``Check.section`` -> title
+SECTIONS = {
+    "2": "Mean squared error",
+    "3": "The saturation experiment",
+    "4": "Cross-entropy",
+    "5": "Reading a training curve",
+}
+
+
+@dataclass(frozen=True)
+class Tutorial:
+    """One source tutorial: its title, its author and/or site, the digest sections that
+    draw on it."""
+
+    title: str
+    author: str
+    sections: tuple[str, ...]
+
+
+#: The tutorials by title and author/site. The seeds digest describes them
+#: (:data:`SOURCE_MATERIAL`) without recording their titles or authors, so none is
+#: named here rather than guessed; ``losskit demo`` and ``docs/sources.md`` list them
+#: once they are filled in.
+TUTORIALS: tuple[Tutorial, ...] = ()
 
 
 # --------------------------------------------------------------------------- machinery
@@ -53,7 +89,7 @@ class Check:
     computed value (default: the printed precision plus two digits).
     """
 
-    section: str
+    section: str  # the seeds digest's section (a key of SECTIONS)
     label: str
     source_says: str
     compute: Callable[[], float]

@@ -327,6 +327,12 @@ def plot_saturation(grads, mse_run, ce_run, path) -> str:
 # --------------------------------------------------------------------------- convexity
 def plot_convexity(result, path) -> str:
     """Left: both losses along the line in logit space. Right: their second differences."""
+    fig, _ = _convexity_figure(result)
+    return _save(fig, path)
+
+
+def _convexity_figure(result):
+    """The figure of :func:`plot_convexity` and its two axes, not yet saved."""
     fig, (ax_v, ax_s) = _figure(2)
     t, ti = result.t, result.t_inner
     ax_v.plot(t, result.ce, color=_BLUE, lw=2, label="softmax cross-entropy (convex)")
@@ -334,7 +340,7 @@ def plot_convexity(result, path) -> str:
               label="MSE on softmax ‖p - e_y‖² (not convex)")
     along = _line_words(result)
     _style(ax_v, "loss along a line in logit space", along, "loss")
-    ax_v.legend(fontsize=9)
+    _place_legend(ax_v, _around_minimum(t, result.mse_softmax))
 
     ax_s.plot(ti, result.ce_second, color=_BLUE, lw=2, label="cross-entropy")
     ax_s.plot(ti, result.mse_second, color=_ORANGE, lw=2, label="MSE on softmax")
@@ -345,8 +351,63 @@ def plot_convexity(result, path) -> str:
                      label="MSE curves down (second difference < 0)")
     _style(ax_s, "second differences (f(t+h) - 2f(t) + f(t-h)) / h²", along,
            "≈ second derivative")
-    ax_s.legend(fontsize=9, loc="lower right")
-    return _save(fig, path)
+    _place_legend(ax_s, _around_minimum(ti, result.mse_second))
+    return fig, (ax_v, ax_s)
+
+
+def _around_minimum(x, y, halfwidth: int = 3) -> np.ndarray:
+    """The points ``(x, y)`` of a curve at its minimum and ``halfwidth`` either side."""
+    i = int(np.argmin(y))
+    lo, hi = max(0, i - halfwidth), min(len(x), i + halfwidth + 1)
+    return np.column_stack([x[lo:hi], y[lo:hi]])
+
+
+_LEGEND_PLACES = ("upper right", "upper left", "lower left", "lower right", "center right",
+                  "center left", "upper center", "lower center")
+
+
+def _place_legend(ax, keep_clear, *, fontsize: float = 9):
+    """Put the legend where it covers none of ``keep_clear`` (data coordinates, the points
+    the panel is about) and the fewest points of the plotted lines.
+
+    matplotlib's ``loc="best"`` weighs every artist alike and may hide the one point that
+    matters (a curve's minimum); here each standard place is tried on the laid-out figure.
+    Where every place covers part of a curve, the axes get headroom above the data (up to
+    twice) and the upper places are tried again.
+    """
+    best = _try_legend_places(ax, keep_clear, _LEGEND_PLACES, fontsize)
+    for _ in range(2):
+        if best is not None and best[0] == 0:
+            break
+        bottom, top = ax.get_ylim()
+        ax.set_ylim(bottom, top + 0.25 * (top - bottom))
+        higher = _try_legend_places(ax, keep_clear, _LEGEND_PLACES[:2], fontsize)
+        if higher is not None and (best is None or higher[0] < best[0]):
+            best = higher
+    return ax.legend(fontsize=fontsize, loc="best" if best is None else best[1])
+
+
+def _try_legend_places(ax, keep_clear, places, fontsize):
+    """``(points covered, place)`` of the place among ``places`` that covers none of
+    ``keep_clear`` and the fewest line points; ``None`` if each covers a kept point."""
+    fig = ax.figure
+    best = None
+    for loc in places:
+        legend = ax.legend(fontsize=fontsize, loc=loc)
+        fig.draw_without_rendering()  # the layout (constrained) settles the legend's box
+        box = legend.get_window_extent()
+        clear = ax.transData.transform(np.asarray(keep_clear, dtype=float))
+        if any(box.contains(px, py) for px, py in clear):
+            continue
+        drawn = [line.get_transform().transform(line.get_xydata()) for line in ax.get_lines()]
+        covered = sum(int(np.count_nonzero(
+            (xy[:, 0] >= box.x0) & (xy[:, 0] <= box.x1)
+            & (xy[:, 1] >= box.y0) & (xy[:, 1] <= box.y1))) for xy in drawn)
+        if best is None or covered < best[0]:
+            best = (covered, loc)
+        if covered == 0:
+            break
+    return best
 
 
 def _line_words(result) -> str:
