@@ -11,6 +11,7 @@ message; hypothesis properties; metadata.
 
 from __future__ import annotations
 
+import math
 
 import numpy as np
 import pytest
@@ -22,13 +23,18 @@ import losskit as lk
 from cases_boxes import (
     EPS,
     TorchNS,
+    _unbind,
     box_pairs,
+    ref_centres,
     ref_ciou_loss,
     ref_diou_loss,
     ref_eiou_loss,
+    ref_enclosing,
     ref_focal_eiou_loss,
     ref_giou_loss,
+    ref_inner_iou,
     ref_inner_iou_loss,
+    ref_iou,
     ref_iou_loss,
     ref_mpdiou_loss,
     ref_siou_loss,
@@ -478,6 +484,260 @@ def test_values_are_translation_invariant(a, b, sx, sy):
         np.testing.assert_allclose(loss(a + s, b + s, reduction="none"),
                                    loss(a, b, reduction="none"), rtol=1e-9, atol=1e-9,
                                    err_msg=loss.name)
+
+
+# ---------------------------------------------------------------- tiny and huge coordinates
+# Every configuration of every box loss: its reference (with_inner for inner_ratio, the
+# stopped terms as the option says) and boxes in general position.
+SCALE_CONFIGS = [
+    (iou_loss, {}), (giou_loss, {}), (giou_loss, {"inner_ratio": 0.8}), (diou_loss, {}),
+    (diou_loss, {"inner_ratio": 1.25}), (ciou_loss, {}),
+    (ciou_loss, {"stop_gradient": False, "inner_ratio": 0.7}), (eiou_loss, {}),
+    (eiou_loss, {"inner_ratio": 1.2}), (focal_eiou_loss, {}),
+    (focal_eiou_loss, {"stop_gradient": False, "gamma": 2.0}), (siou_loss, {}),
+    (siou_loss, {"theta": 2.0, "inner_ratio": 1.1}), (wiou_loss, {}),
+    (wiou_loss, {"version": 2, "iou_mean": 0.6, "stop_gradient": False}),
+    (wiou_loss, {"version": 3, "iou_mean": 0.6}), (mpdiou_loss, {"image_size": IMAGE}),
+    (mpdiou_loss, {"image_size": (20.0, 10.0), "inner_ratio": 0.9}), (inner_iou_loss, {}),
+    (inner_iou_loss, {"ratio": 1.3}),
+]
+SCALE_IDS = [loss.name.replace("_loss", "") + "".join(f"-{k}={v}" for k, v in o.items())
+             for loss, o in SCALE_CONFIGS]
+
+
+def _ref_of(loss, options):
+    """The reference function and its keywords for a configuration."""
+    kw = {k: v for k, v in options.items() if k not in ("inner_ratio", "stop_gradient")}
+    if "stop_gradient" in options:
+        kw["stop"] = options["stop_gradient"]
+    fn = REFS[loss.name]
+    if "inner_ratio" in options:
+        fn = with_inner(fn, options["inner_ratio"])
+    return fn, kw
+
+
+def _pairs(loss, seed=21):
+    # IoU^gamma has an infinite slope at IoU = 0 in autodiff: Focal-EIoU on overlapping pairs
+    return box_pairs((5,), overlap=loss is focal_eiou_loss)(np.random.default_rng(seed))
+
+
+def _scaled_options(options, s):
+    out = dict(options)
+    if "image_size" in out:  # MPDIoU's normaliser is a length: it scales with the boxes
+        out["image_size"] = tuple(s * v for v in out["image_size"])
+    return out
+
+
+def _ref_value_grad(fn, p, t, dtype=torch.float64, **kw):
+    pt = torch.tensor(p, dtype=dtype, requires_grad=True)
+    tt = torch.tensor(t, dtype=dtype)
+    v = fn(TorchNS(torch), pt, tt, **kw)
+    v.sum().backward()
+    return v.detach().numpy().astype(np.float64), pt.grad.numpy().astype(np.float64)
+
+
+def _assert_close_rows(g, ref, rtol, msg="", atol=0.0):
+    """Gradients agree to rtol relative to the largest entry of each box's gradient."""
+    g, ref = np.asarray(g, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    scale = np.max(np.abs(ref), axis=-1, keepdims=True)
+    assert np.all(np.abs(g - ref) <= rtol * np.abs(ref) + rtol * scale + atol), (msg, g, ref)
+
+
+# powers of two: s * boxes is exact, so the scaled boxes are the same boxes
+SCALES = {np.float64: [2.0 ** -531, 2.0 ** -40, 2.0 ** 40, 2.0 ** 500],   # 1.5e-160 .. 3e150
+          np.float32: [2.0 ** -83, 2.0 ** -63, 2.0 ** 33, 2.0 ** 43, 2.0 ** 50, 2.0 ** 60]}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss, options", SCALE_CONFIGS, ids=SCALE_IDS)
+def test_every_box_loss_is_scale_invariant_at_tiny_and_huge_coordinates(loss, options, dtype):
+    """With eps=0 every box loss is scale-invariant: loss(s b) = loss(b) and
+    grad(s b) = grad(b) / s (MPDIoU with the image size scaled too). Checked against the
+    float64 reference (torch autograd) at unit scale, for coordinates from 1e-160 to 1e150
+    (float64) and 1e-25 to 1e19 (float32), where the unscaled arithmetic over- or
+    underflows (fourth powers in SIoU, squared sides in CIoU)."""
+    fn, kw = _ref_of(loss, options)
+    p, t = _pairs(loss)
+    p, t = p.astype(dtype), t.astype(dtype)  # the boxes as the dtype holds them
+    ref_v, ref_g = _ref_value_grad(fn, p.astype(np.float64), t.astype(np.float64), eps=0.0,
+                                   **kw)
+    rtol = 1e-11 if dtype == np.float64 else 2e-4
+    for s in SCALES[dtype]:
+        v, g = loss.value_and_grad(p * dtype(s), t * dtype(s), reduction="none", eps=0.0,
+                                   **_scaled_options(options, s))
+        assert v.dtype == dtype and g.dtype == dtype
+        assert np.all(np.isfinite(v)) and np.all(np.isfinite(g)), (s, v, g)
+        np.testing.assert_allclose(v, ref_v, rtol=rtol, atol=rtol, err_msg=f"scale {s:g}")
+        _assert_close_rows(g.astype(np.float64) * s, ref_g, rtol, msg=f"scale {s:g}")
+
+
+@pytest.mark.parametrize("exponent", [10, 11, 12, 13, 14, 15])
+@pytest.mark.parametrize("loss, options", SCALE_CONFIGS, ids=SCALE_IDS)
+def test_float32_at_huge_coordinates_equals_float64(loss, options, exponent):
+    """The issue's case: float32 boxes at 1e10 .. 1e15 (SIoU's gradient was NaN or wrong
+    there), default eps, against the float64 reference on the same float32 boxes."""
+    fn, kw = _ref_of(loss, options)
+    s = 10.0 ** exponent
+    p, t = _pairs(loss, seed=exponent)
+    p32, t32 = (p * s).astype(np.float32), (t * s).astype(np.float32)
+    opts_s = _scaled_options(options, s)
+    fn_kw = dict(kw, **({"image_size": opts_s["image_size"]} if "image_size" in kw else {}))
+    ref_v, ref_g = _ref_value_grad(fn, p32.astype(np.float64), t32.astype(np.float64), **fn_kw)
+    v, g = loss.value_and_grad(p32, t32, reduction="none", **opts_s)
+    assert np.all(np.isfinite(v)) and np.all(np.isfinite(g)), (v, g)
+    np.testing.assert_allclose(v, ref_v, rtol=2e-4, atol=2e-4)
+    _assert_close_rows(g.astype(np.float64) * s, ref_g * s, 2e-4)
+
+
+def _torchvision_ciou(x, y, eps=1e-7):
+    """torchvision.ops.complete_box_iou_loss (torchvision/ops/ciou_loss.py, v0.17) written
+    out: _diou_iou_loss (torchvision/ops/diou_loss.py) with _loss_inter_union
+    (torchvision/ops/_utils.py), then the aspect term v and alpha under no_grad."""
+    x1, y1, x2, y2 = x.unbind(dim=-1)
+    x1g, y1g, x2g, y2g = y.unbind(dim=-1)
+    # _loss_inter_union
+    xkis1, ykis1 = torch.max(x1, x1g), torch.max(y1, y1g)
+    xkis2, ykis2 = torch.min(x2, x2g), torch.min(y2, y2g)
+    intsctk = torch.zeros_like(x1)
+    mask = (ykis2 > ykis1) & (xkis2 > xkis1)
+    intsctk[mask] = (xkis2[mask] - xkis1[mask]) * (ykis2[mask] - ykis1[mask])
+    unionk = (x2 - x1) * (y2 - y1) + (x2g - x1g) * (y2g - y1g) - intsctk
+    iou = intsctk / (unionk + eps)
+    # _diou_iou_loss
+    xc1, yc1 = torch.min(x1, x1g), torch.min(y1, y1g)
+    xc2, yc2 = torch.max(x2, x2g), torch.max(y2, y2g)
+    diagonal_distance_squared = ((xc2 - xc1) ** 2) + ((yc2 - yc1) ** 2) + eps
+    x_p, y_p = (x2 + x1) / 2, (y2 + y1) / 2
+    x_g, y_g = (x1g + x2g) / 2, (y1g + y2g) / 2
+    centers_distance_squared = ((x_p - x_g) ** 2) + ((y_p - y_g) ** 2)
+    diou_loss = 1 - iou + (centers_distance_squared / diagonal_distance_squared)
+    # complete_box_iou_loss
+    w_pred, h_pred = x2 - x1, y2 - y1
+    w_gt, h_gt = x2g - x1g, y2g - y1g
+    v = (4 / (torch.pi ** 2)) * torch.pow(
+        (torch.atan(w_gt / h_gt) - torch.atan(w_pred / h_pred)), 2)
+    with torch.no_grad():
+        alpha = v / (1 - iou + v + eps)
+    return diou_loss + alpha * v
+
+
+@pytest.mark.parametrize("dtype, s", [(np.float64, 1e-160), (np.float64, 1e-155),
+                                      (np.float64, 1e-170), (np.float32, 1e-20),
+                                      (np.float32, 1e-25), (np.float32, 1e-30)])
+def test_ciou_on_tiny_boxes_matches_torchvision_autograd(dtype, s):
+    """The issue's case: sides below 1e-155 (float64) or 1e-20 (float32) gave NaN or inf
+    gradients, 1 / (w^2 + h^2) overflowing. Autograd through torchvision's formula, in the
+    same dtype, stays finite (atan(w / h) never squares a side): losskit agrees with it,
+    default eps included, value and gradient, wherever the reference is finite."""
+    p, t = box_pairs((6,))(np.random.default_rng(31))
+    p, t = (p * s).astype(dtype), (t * s).astype(dtype)
+    v, g = ciou_loss.value_and_grad(p, t, reduction="none")
+    assert np.all(np.isfinite(v)) and np.all(np.isfinite(g)), (v, g)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    pt = torch.tensor(p, dtype=tdt, requires_grad=True)
+    ref = _torchvision_ciou(pt, torch.tensor(t, dtype=tdt))
+    ref.sum().backward()
+    ref_v, ref_g = ref.detach().numpy(), pt.grad.numpy()
+    assert np.isfinite(ref_g).all()  # torchvision's own formula is finite at these scales
+    rtol = 1e-12 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(v, ref_v, rtol=rtol)
+    _assert_close_rows(g, ref_g, rtol)
+    # and the float64 reference on the same boxes agrees as well
+    fv, fg = _ref_value_grad(ref_ciou_loss, p.astype(np.float64), t.astype(np.float64))
+    np.testing.assert_allclose(v, fv, rtol=rtol)
+    _assert_close_rows(g, fg, rtol)
+
+
+@pytest.mark.parametrize("dtype, s", [(np.float64, 1e-160), (np.float32, 1e-25),
+                                      (np.float32, 1e-19)])
+@pytest.mark.parametrize("loss, options", SCALE_CONFIGS, ids=SCALE_IDS)
+def test_tiny_boxes_with_default_eps_match_the_float64_reference(loss, options, dtype, s):
+    """At sides far below sqrt(eps) the eps terms dominate the denominators; every loss stays
+    finite and agrees with the float64 reference on the same boxes. The reference itself
+    squares sides into subnormal numbers there (SIoU's angle, MPDIoU's corner distances),
+    so it is evaluated on the boxes times a power of two k (exact) that brings them to
+    about 1e-75, with every eps scaled by its dimension (an area's by k^2, SIoU's length
+    by k) and MPDIoU's image size by k: the same number. CIoU's eps is also a pure number
+    (in alpha), so its reference runs on the boxes as they are (its atan(w / h) form does
+    not underflow)."""
+    p, t = _pairs(loss, seed=41)
+    p, t = (p * s).astype(dtype), (t * s).astype(dtype)
+    opts_s = _scaled_options(options, s)
+    v, g = loss.value_and_grad(p, t, reduction="none", **opts_s)
+    assert np.all(np.isfinite(v)) and np.all(np.isfinite(g)), (v, g)
+    fn, kw = _ref_of(loss, options)
+    eps_d = float(dtype(EPS))  # the eps the dtype adds
+    if loss is ciou_loss:
+        k = 1.0
+    else:
+        k = 2.0 ** (-250 - round(math.log2(float(np.max(np.abs(t))))))
+    pk, tk = p.astype(np.float64) * k, t.astype(np.float64) * k
+    if "image_size" in kw:
+        kw["image_size"] = tuple(k * v for v in opts_s["image_size"])
+    if loss is siou_loss:
+        ref_v, ref_g = _ref_value_grad(_siou_with(options, eps_d * k * k, eps_d * k), pk, tk)
+    else:
+        ref_v, ref_g = _ref_value_grad(fn, pk, tk, eps=eps_d * k * k, **kw)
+    rtol, atol = (1e-9 if dtype == np.float64 else 1e-4), 0.0
+    if loss is focal_eiou_loss:
+        # IoU ~ I / eps ~ s^2 / eps is below the normal range of the dtype: IoU^gamma, the
+        # weight of the value and gradient, is as precise as a subnormal number can be
+        rtol, atol = 1e-2, float(np.finfo(dtype).smallest_normal)
+    np.testing.assert_allclose(v, ref_v, rtol=rtol, atol=atol)
+    _assert_close_rows(g.astype(np.float64) / k, ref_g, rtol, atol=atol / k)
+
+
+def _siou_with(options, eps_area, eps_len):
+    """The SIoU reference (inner_ratio and theta as in options) with its two eps apart."""
+    theta, ratio = options.get("theta", 4.0), options.get("inner_ratio")
+
+    def fn(ns, a, b):
+        out = _siou_two_eps(ns, a, b, eps_area, eps_len, theta=theta)
+        if ratio is not None:
+            out = out + ref_iou(ns, a, b, eps_area) - ref_inner_iou(ns, a, b, ratio, eps_area)
+        return out
+    return fn
+
+
+def _siou_two_eps(ns, p, t, eps_area, eps_len, theta=4.0):
+    """ref_siou_loss with its area-valued eps (IoU, rho) and length-valued eps (omega)
+    given separately, so that it can be evaluated on rescaled boxes."""
+    iou = ref_iou(ns, p, t, eps_area)
+    dx, dy = ref_centres(p, t)
+    sigma = ns.sqrt(dx ** 2 + dy ** 2)
+    angle = 1 - 2 * ns.sin(ns.arcsin(ns.abs(dy) / sigma) - ns.pi / 4) ** 2
+    gamma = 2 - angle
+    cw, ch = ref_enclosing(ns, p, t)
+    distance = (1 - ns.exp(-gamma * dx ** 2 / (cw ** 2 + eps_area))) \
+        + (1 - ns.exp(-gamma * dy ** 2 / (ch ** 2 + eps_area)))
+    x1, y1, x2, y2 = _unbind(p)
+    x1g, y1g, x2g, y2g = _unbind(t)
+    w, h, wg, hg = x2 - x1, y2 - y1, x2g - x1g, y2g - y1g
+    omega_w = ns.abs(w - wg) / (ns.maximum(w, wg) + eps_len)
+    omega_h = ns.abs(h - hg) / (ns.maximum(h, hg) + eps_len)
+    # 1 - exp(-omega) as -expm1(-omega): omega ~ 1e-12 here, where 1 - exp loses 4 digits
+    shape = (-ns.expm1(-omega_w)) ** theta + (-ns.expm1(-omega_h)) ** theta
+    return 1 - iou + (distance + shape) / 2
+
+
+@pytest.mark.parametrize("s", [2.0 ** -531, 2.0 ** -450, 2.0 ** -60, 2.0 ** 60, 2.0 ** 500])
+@pytest.mark.parametrize("case", list(DEGENERATE), ids=list(DEGENERATE))
+def test_zero_area_boxes_at_tiny_and_huge_scales(case, s):
+    """Degenerate boxes stay defined at every scale; where every eps of a loss is an area
+    (IoU, GIoU, DIoU, EIoU, Wise-IoU, MPDIoU, Inner-IoU) scaling the boxes by s and eps by
+    s^2 gives the same value and gradient / s (s a power of two: exact)."""
+    b, g = (np.array(x) for x in DEGENERATE[case])
+    for loss in ALL:
+        extra = {"version": 3, "iou_mean": 0.5} if loss is wiou_loss else {}
+        o = dict(opts(loss), **extra)
+        v, grad = loss.value_and_grad(b * s, g * s, **_scaled_options(o, s))
+        assert np.isfinite(v) and np.all(np.isfinite(grad)), (loss.name, v, grad)
+        if loss in (ciou_loss, siou_loss, focal_eiou_loss) or EPS * s * s < 1e-300:
+            continue  # an eps that is not an area (alpha's, omega's), or eps s^2 subnormal
+        v1, g1 = loss.value_and_grad(b, g, **o)
+        v2, g2 = loss.value_and_grad(b * s, g * s, eps=EPS * s * s, **_scaled_options(o, s))
+        np.testing.assert_array_equal(v2, v1, err_msg=loss.name)
+        np.testing.assert_array_equal(g2 * s, g1, err_msg=loss.name)
 
 
 # ---------------------------------------------------------------- backends, metadata

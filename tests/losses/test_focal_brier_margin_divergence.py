@@ -369,7 +369,8 @@ def test_softmax_focal_float16():
                                               r"below 0 \(min -2\): class factors must be "
                                               r"non-negative$"),
     ({"gamma": -0.1}, ValueError, r"^`gamma` must lie in \[0, inf\]; got -0\.1$"),
-    ({"ignore_index": 1.5}, TypeError, r"^`ignore_index` must be an int or None; got 1\.5$"),
+    ({"ignore_index": 1.5}, TypeError,
+     r"^`ignore_index` of softmax_focal_loss must be an int or None; got 1\.5$"),
     ({"axis": 2}, ValueError, r"^`axis` of softmax_focal_loss must lie in \[-2, 1\] for a 2-d "
                               r"`prediction`; got 2$"),
 ])
@@ -511,6 +512,63 @@ def test_squared_hinge_errors_and_nan():
     v, g = squared_hinge.value_and_grad(np.array([NAN, 2.0]), np.array([1.0, 1.0]),
                                         reduction="none")
     assert np.isnan(v[0]) and np.isnan(g[0]) and v[1] == 0.0 and g[1] == 0.0
+
+
+# =============================================================================== multiclass hinge
+# -inf scores (a masked class) and +inf scores: PyTorch's multi_margin_loss is the reference,
+# times C (it divides each example's sum by the number of classes). Its CPU kernel has no
+# float16, so float16 inputs (exact in float32) are checked against float32 torch.
+MINUS_INF_ROWS = [
+    ([-INF, 0.5, -INF, 1.0, -INF], 1),   # the issue's example: 1.5, gradient (0, -1, 0, 1, 0)
+    ([-INF, -INF, 2.0, -INF, 0.0], 4),   # several -inf, target beaten by 2: 3 + 0
+    ([3.0, -INF, -INF, -INF, 0.5], 0),   # target wins by the margin: 0
+    ([-INF, 0.5, -INF, 1.0, -INF], 0),   # -inf target: inf against the finite scores; the
+                                         # -inf ones give -inf - (-inf) = NaN, not counted
+    ([-INF, -INF, -INF, -INF, -INF], 2),  # every score -inf: no violation counted, 0
+    ([2.0, INF, -INF, 1.0, -INF], 0),    # +inf on a wrong class: inf, gradient +1 there
+    ([2.0, 0.5, INF, 1.0, -INF], 2),     # +inf target: beats everything, 0
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("row, label", MINUS_INF_ROWS)
+def test_multiclass_hinge_infinite_scores_follow_torch_multi_margin_loss(row, label, dtype):
+    x = np.array([row], dtype=dtype)
+    y = np.array([label])
+    c = x.shape[1]
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    xt = _t(x.astype(np.float64), grad=True, dtype=tdt)
+    ref = F.multi_margin_loss(xt, torch.tensor(y), reduction="sum") * c
+    ref.backward()
+    ref_v, ref_g = ref.item(), xt.grad.numpy()
+    v, g = lk.multiclass_hinge.value_and_grad(x, y, reduction="sum")
+    assert v.dtype == dtype and g.dtype == dtype
+    assert not np.isnan(v) and not np.isnan(g).any(), (v, g)
+    np.testing.assert_array_equal(np.float64(v), np.float64(dtype(ref_v)))
+    np.testing.assert_array_equal(g.astype(np.float64), ref_g)
+
+
+def test_multiclass_hinge_minus_inf_issue_example_and_batch_rows_are_independent():
+    x = np.array([[-INF, 0.5, -INF, 1.0, -INF], [0.0, 0.2, 0.1, 0.0, -0.3]])
+    y = np.array([1, 0])
+    v, g = lk.multiclass_hinge.value_and_grad(x, y, reduction="none")
+    xt = _t(x, grad=True)
+    ref = F.multi_margin_loss(xt, torch.tensor(y), reduction="none") * 5
+    ref.sum().backward()
+    np.testing.assert_allclose(v, ref.detach().numpy(), rtol=1e-15)
+    np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-15)
+    np.testing.assert_array_equal(g[0], [0.0, -1.0, 0.0, 1.0, 0.0])
+
+
+def test_multiclass_hinge_nan_still_propagates_next_to_infinities():
+    # a NaN score is not an infinity: its row's value and gradient are NaN (losskit's rule)
+    x = np.array([[NAN, 0.5, -INF, 1.0], [-INF, 0.5, -INF, 1.0]])
+    v, g = lk.multiclass_hinge.value_and_grad(x, np.array([1, 1]), reduction="none")
+    assert np.isnan(v[0]) and np.isnan(g[0]).all()
+    assert v[1] == 1.5 and list(g[1]) == [0.0, -1.0, 0.0, 1.0]
+    x = np.array([[0.0, NAN, -INF]])  # NaN in the target position
+    v, g = lk.multiclass_hinge.value_and_grad(x, np.array([1]), reduction="none")
+    assert np.isnan(v[0]) and np.isnan(g).all()
 
 
 # =============================================================================== KL

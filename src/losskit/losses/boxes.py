@@ -45,6 +45,19 @@ vanishes. A box with :math:`x_2 < x_1` or :math:`y_2 < y_1` is an error (checked
 values can be read: not under ``jax.jit`` or on Dask). A NaN coordinate makes the loss of
 its box pair and the gradient of the whole predicted box NaN.
 
+**Tiny and huge boxes.** Each pair of boxes is computed divided by a power of two
+:math:`s` near the larger side of its enclosing box (exact), with every
+:math:`\varepsilon` scaled by its dimension (an area's by :math:`1/s^2`, a length's by
+:math:`1/s`, a pure number's not at all), and the gradient multiplied back by
+:math:`1/s`. This rounds exactly as the unscaled formulas wherever those stay in range,
+and keeps them in range elsewhere: the losses and gradients are exact (to the precision
+of the dtype) for coordinates from far below :math:`\sqrt{\varepsilon}` up to where
+the areas overflow the dtype, e.g. float32 boxes at :math:`10^{15}` or
+:math:`10^{-25}`. (With :math:`\varepsilon > 0`, :math:`s` is kept where
+:math:`\varepsilon/s^2` stays a normal number of at most :math:`2^{e_{max}/2}`.) Terms
+that are ratios of two sides, CIoU's :math:`1/(w^2 + h^2)` and SIoU's angle, are
+formed from the sides divided by the larger one, so that no side is squared twice.
+
 **Stopped gradients.** Where a paper or its reference code stops the gradient of a term
 (written :math:`x^*`), losskit's ``.grad`` does the same by default: the CIoU trade-off
 :math:`\alpha` (torchvision computes it under ``no_grad``), the Focal-EIoU weight
@@ -61,7 +74,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.loss import Loss, Terms, register
-from ..core.validation import check_numeric, check_same_shape, check_scalar, defer_invalid
+from ..core.validation import (check_integer, check_numeric, check_same_shape, check_scalar,
+                               defer_invalid)
 from ..core.arrays import can_inspect, to_numpy
 
 __all__ = [
@@ -192,14 +206,24 @@ def _distance_term(xp, p, t, eps, *, stop_diagonal=False):
     return term, d_term
 
 
+def _unit(xp, a, b):
+    """(a / n, b / n, n) with n = max(|a|, |b|); (0, 0, 0) where both are 0."""
+    n = xp.maximum(xp.abs(a), xp.abs(b))
+    return _safe_div(xp, a, n), _safe_div(xp, b, n), n
+
+
 def _aspect(xp, p, t):
-    """CIoU's aspect-ratio term v and its gradient."""
+    """CIoU's aspect-ratio term v and its gradient.
+
+    d atan2(w, h) = (h dw - w dh) / (w^2 + h^2) is formed as (h/n, -w/n) / (q n) with
+    n = max(w, h) and q = (w/n)^2 + (h/n)^2 in [1, 2]: no side is squared, so tiny or huge
+    boxes neither underflow nor overflow (0 for a point box)."""
     w, h = p.w, p.h
     diff = xp.atan2(t.w, t.h) - xp.atan2(w, h)
     v = _FOUR_OVER_PI2 * diff * diff
-    inv_r2 = _safe_div(xp, xp.ones_like(w), w * w + h * h)  # 0 for a point box
-    coef = 2.0 * _FOUR_OVER_PI2 * diff * inv_r2
-    dv_dw, dv_dh = -coef * h, coef * w  # d v / d w, d v / d h
+    a, b, n = _unit(xp, w, h)
+    coef = _safe_div(xp, 2.0 * _FOUR_OVER_PI2 * diff, (a * a + b * b) * n)
+    dv_dw, dv_dh = -coef * b, coef * a  # d v / d w, d v / d h
     return v, (-dv_dw, -dv_dh, dv_dw, dv_dh)
 
 
@@ -224,6 +248,74 @@ def _inner_iou(xp, p, t, ratio, eps):
     a, b = 0.5 * (1.0 + ratio), 0.5 * (1.0 - ratio)
     # inner corners are linear in the corners: u1 = a x1 + b x2, u2 = b x1 + a x2
     return iou, (a * g1 + b * g2, a * h1 + b * h2, b * g1 + a * g2, b * h1 + a * h2)
+
+
+# --------------------------------------------------------------------------- scaling
+@dataclass
+class _Pairs:
+    """Box pairs rescaled for the computation (see :func:`_rescale`)."""
+
+    p: _Box           # predicted boxes / s
+    t: _Box           # target boxes / s
+    nan: Any          # pairs with a NaN coordinate
+    eps: float        # eps where it is a pure number (CIoU's alpha)
+    area_eps: Any     # eps / s^2: eps added to an area (U, C, c^2, c_w^2, ...)
+    len_eps: Any      # eps / s: eps added to a length (SIoU's max(w, w^g))
+    inv_scale: Any    # 1 / s: d loss / d b = (d loss / d (b / s)) / s
+    orig_p: _Box      # the boxes as given (for MPDIoU's image-size term)
+    orig_t: _Box
+
+
+def _exponent_range(xp, work, eps):
+    """The exponents k allowed for the scale s = 2^k of a pair.
+
+    s stays a normal number with a normal 1/s; with eps > 0 also eps / s^2 stays normal
+    (so that eps still keeps a zero union from 0/0) and at most 2^(emax/2) (so that 1 / (U
+    + eps / s^2) and its products with the scaled sides stay normal)."""
+    fi = xp.finfo(work)
+    emin = math.frexp(float(fi.smallest_normal))[1] - 1   # -1022, -126
+    emax = math.frexp(float(fi.max))[1]                   # 1024, 128
+    lo, hi = emin, emax - 2
+    if 0.0 < eps < float(fi.max):
+        if fi.bits == 32:
+            import numpy as np
+
+            eps = float(np.float32(eps))  # the eps the float32 arithmetic adds
+        if eps > 0.0:
+            le = math.log2(eps)
+            lo = max(lo, math.ceil((le - emax / 2) / 2))
+            hi = min(hi, math.floor((le - emin) / 2))
+    return float(lo), float(hi)
+
+
+def _rescale(xp, work, p, t, eps):
+    """Each pair of boxes divided by a power of two s near its enclosing box's larger side.
+
+    The losses are functions of differences of coordinates, homogeneous in them once
+    every eps is scaled with its dimension (an area's eps by 1/s^2, a length's by 1/s, a
+    pure number's not at all), and multiplying by a power of two is exact: the scaled
+    computation rounds exactly as the unscaled one wherever that one stays in range, and
+    stays in range (no side squared to 0 or to inf, no fourth power of the coordinates)
+    wherever it did not. An axis along which all four coordinates are equal is moved to 0
+    (exact: only their differences count), so that such flat pairs far from the origin
+    cannot overflow when divided by a small scale."""
+    cw = xp.maximum(p.x2, t.x2) - xp.minimum(p.x1, t.x1)
+    ch = xp.maximum(p.y2, t.y2) - xp.minimum(p.y1, t.y1)
+    m = xp.maximum(cw, ch)
+    one = xp.ones_like(m)
+    ok = (m > 0) & (m <= float(xp.finfo(work).max))  # not 0, inf or NaN: there s = 1
+    k = xp.floor(xp.log2(xp.where(ok, m, one)))
+    lo, hi = _exponent_range(xp, work, eps)
+    k = xp.where(k < lo, xp.full_like(k, lo), xp.where(k > hi, xp.full_like(k, hi), k))
+    inv = 2.0 ** (-k)
+    zero = xp.zeros_like(m)
+    flat_x, flat_y = cw == 0, ch == 0
+
+    def scale(b):
+        return _Box(xp.where(flat_x, zero, b.x1) * inv, xp.where(flat_y, zero, b.y1) * inv,
+                    xp.where(flat_x, zero, b.x2) * inv, xp.where(flat_y, zero, b.y2) * inv)
+
+    return scale(p), scale(t), eps * inv * inv, eps * inv, inv
 
 
 # --------------------------------------------------------------------------- validation
@@ -292,17 +384,25 @@ class _BoxLoss(Loss):
         _check_ordered(xp, "prediction", p, self.name)
         _check_ordered(xp, "target", g, self.name)
         nan = xp.any(xp.isnan(prediction) | xp.isnan(t), axis=-1)
-        return p, g, nan, _check_eps(eps)
+        eps = _check_eps(eps)
+        ps, gs, area_eps, len_eps, inv = _rescale(xp, ctx.work, p, g, eps)
+        return _Pairs(ps, gs, nan, eps, area_eps, len_eps, inv, p, g)
 
     @staticmethod
-    def _terms(ctx, like, nan, value, grad, need_grad) -> Terms:
+    def _terms(ctx, like, b, value, grad, need_grad, extra=None) -> Terms:
+        """The loss terms; ``grad`` is in the rescaled coordinates, ``extra`` (a gradient
+        in the original ones) is added after scaling it back."""
         xp = ctx.xp
         nan_value = xp.full_like(value, float("nan"))
-        value = xp.where(nan, nan_value, value)
+        value = xp.where(b.nan, nan_value, value)
+        nan = b.nan
         g = None
         if need_grad:
             zero = xp.zeros_like(value)
-            g = xp.stack([gi + zero for gi in grad], axis=-1)  # floats become arrays
+            grad = [gi * b.inv_scale + zero for gi in grad]  # floats become arrays
+            if extra is not None:
+                grad = [gi + ei for gi, ei in zip(grad, extra)]
+            g = xp.stack(grad, axis=-1)
             g = xp.where(xp.expand_dims(nan, axis=-1), xp.full_like(g, float("nan")), g)
             if g.dtype != like.dtype:
                 g = xp.astype(g, like.dtype)
@@ -405,9 +505,10 @@ class IoULoss(_BoxLoss):
 
     def _compute(self, ctx, prediction, target, *, need_grad, eps=_EPS):
         xp = ctx.xp
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         iou, d_iou, _, _ = _iou(xp, p, t, eps)
-        return self._terms(ctx, prediction, nan, 1.0 - iou, _lin((-1.0, d_iou)), need_grad)
+        return self._terms(ctx, prediction, b, 1.0 - iou, _lin((-1.0, d_iou)), need_grad)
 
 
 @_doc
@@ -478,7 +579,8 @@ class GIoULoss(_BoxLoss):
 
     def _compute(self, ctx, prediction, target, *, need_grad, eps=_EPS, inner_ratio=None):
         xp = ctx.xp
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         iou, d_iou, union, d_union = _iou(xp, p, t, eps)
         cw, d_cw, ch, d_ch = _enclosing(xp, p, t)
         area_c = cw * ch
@@ -489,7 +591,7 @@ class GIoULoss(_BoxLoss):
         value = 1.0 - iou + pen
         grad = _lin((-1.0, d_iou), (1.0, d_pen))
         value, grad = self._with_inner(xp, p, t, inner_ratio, eps, iou, d_iou, value, grad)
-        return self._terms(ctx, prediction, nan, value, grad, need_grad)
+        return self._terms(ctx, prediction, b, value, grad, need_grad)
 
 
 @_doc
@@ -554,13 +656,14 @@ class DIoULoss(_BoxLoss):
 
     def _compute(self, ctx, prediction, target, *, need_grad, eps=_EPS, inner_ratio=None):
         xp = ctx.xp
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         iou, d_iou, _, _ = _iou(xp, p, t, eps)
         dist, d_dist = _distance_term(xp, p, t, eps)
         value = 1.0 - iou + dist
         grad = _lin((-1.0, d_iou), (1.0, d_dist))
         value, grad = self._with_inner(xp, p, t, inner_ratio, eps, iou, d_iou, value, grad)
-        return self._terms(ctx, prediction, nan, value, grad, need_grad)
+        return self._terms(ctx, prediction, b, value, grad, need_grad)
 
 
 @_doc
@@ -652,20 +755,21 @@ class CIoULoss(_BoxLoss):
                  stop_gradient=True):
         xp = ctx.xp
         stop = _check_flag("stop_gradient", stop_gradient)
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         iou, d_iou, _, _ = _iou(xp, p, t, eps)
         dist, d_dist = _distance_term(xp, p, t, eps)
         v, d_v = _aspect(xp, p, t)
-        den = 1.0 - iou + v + eps
+        den = 1.0 - iou + v + b.eps  # alpha's eps is a pure number: not rescaled
         alpha = _safe_div(xp, v, den)
         value = 1.0 - iou + dist + alpha * v
         grad = _lin((-1.0, d_iou), (1.0, d_dist), (alpha, d_v))
         if not stop:
-            d_alpha = _lin((_safe_div(xp, 1.0 - iou + eps, den * den), d_v),
+            d_alpha = _lin((_safe_div(xp, 1.0 - iou + b.eps, den * den), d_v),
                            (_safe_div(xp, v, den * den), d_iou))
             grad = _lin((1.0, grad), (v, d_alpha))
         value, grad = self._with_inner(xp, p, t, inner_ratio, eps, iou, d_iou, value, grad)
-        return self._terms(ctx, prediction, nan, value, grad, need_grad)
+        return self._terms(ctx, prediction, b, value, grad, need_grad)
 
 
 def _eiou_parts(xp, p, t, eps):
@@ -749,10 +853,11 @@ class EIoULoss(_BoxLoss):
 
     def _compute(self, ctx, prediction, target, *, need_grad, eps=_EPS, inner_ratio=None):
         xp = ctx.xp
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         value, grad, iou, d_iou = _eiou_parts(xp, p, t, eps)
         value, grad = self._with_inner(xp, p, t, inner_ratio, eps, iou, d_iou, value, grad)
-        return self._terms(ctx, prediction, nan, value, grad, need_grad)
+        return self._terms(ctx, prediction, b, value, grad, need_grad)
 
 
 @_doc
@@ -829,7 +934,8 @@ class FocalEIoULoss(_BoxLoss):
         if math.isinf(gam):
             raise ValueError(f"`gamma` must be finite; got {gamma!r}")
         stop = _check_flag("stop_gradient", stop_gradient)
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         eiou, d_eiou, iou, d_iou = _eiou_parts(xp, p, t, eps)
         weight = iou ** gam
         value = weight * eiou
@@ -837,7 +943,7 @@ class FocalEIoULoss(_BoxLoss):
         if not stop and gam != 0.0:
             dweight = gam * _safe_div(xp, weight, iou)  # gamma IoU^(gamma-1), 0 at IoU = 0
             grad = _lin((1.0, grad), (dweight * eiou, d_iou))
-        return self._terms(ctx, prediction, nan, value, grad, need_grad)
+        return self._terms(ctx, prediction, b, value, grad, need_grad)
 
 
 @_doc
@@ -934,7 +1040,8 @@ class SIoULoss(_BoxLoss):
         th = check_scalar("theta", theta, lo=1.0)
         if math.isinf(th):
             raise ValueError(f"`theta` must be finite; got {theta!r}")
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         iou, d_iou, _, _ = _iou(xp, p, t, eps)
         cw, d_cw, ch, d_ch = _enclosing(xp, p, t)
         dx, dy = _centre_offset(p, t)
@@ -943,33 +1050,39 @@ class SIoULoss(_BoxLoss):
         rx, ry = dx * dx / sx, dy * dy / sy
         d_rx = _lin((2.0 * dx / sx, _DDX), (-rx * 2.0 * cw / sx, d_cw))
         d_ry = _lin((2.0 * dy / sy, _DDY), (-ry * 2.0 * ch / sy, d_ch))
-        # angle cost Lambda = 2 |dx| |dy| / sigma^2 (0 at coincident centres)
+        # angle cost Lambda = 2 |dx| |dy| / sigma^2 (0 at coincident centres), formed from
+        # u = |dx| / n, v = |dy| / n, n = max(|dx|, |dy|), q = u^2 + v^2 = sigma^2 / n^2:
+        # Lambda = 2 u v / q, n dLambda/d|dx| = 2 v (v^2 - u^2) / q^2 (and in y), and
+        # its coefficient (rho_x e_x + rho_y e_y) / n = |dx| u e_x / s_x + |dy| v e_y / s_y;
+        # no offset is squared twice, so nothing underflows or overflows
         ax, ay = xp.abs(dx), xp.abs(dy)
-        s2 = dx * dx + dy * dy
-        lam = _safe_div(xp, 2.0 * ax * ay, s2)
-        inv_s4 = _safe_div(xp, xp.ones_like(s2), s2 * s2)
-        dlam_dx = xp.sign(dx) * 2.0 * ay * (ay * ay - ax * ax) * inv_s4
-        dlam_dy = xp.sign(dy) * 2.0 * ax * (ax * ax - ay * ay) * inv_s4
-        d_lam = _lin((dlam_dx, _DDX), (dlam_dy, _DDY))
+        u, v, _ = _unit(xp, ax, ay)
+        q = u * u + v * v
+        lam = _safe_div(xp, 2.0 * u * v, q)
+        inv_q2 = _safe_div(xp, xp.ones_like(q), q * q)
+        n_dlam_dx = xp.sign(dx) * 2.0 * v * (v * v - u * u) * inv_q2
+        n_dlam_dy = xp.sign(dy) * 2.0 * u * (u * u - v * v) * inv_q2
+        n_d_lam = _lin((n_dlam_dx, _DDX), (n_dlam_dy, _DDY))
         gam = 2.0 - lam
         ex, ey = xp.exp(-gam * rx), xp.exp(-gam * ry)
+        k_lam = ax * u * ex / sx + ay * v * ey / sy  # (rho_x e_x + rho_y e_y) / n
         dist = 2.0 - ex - ey
-        d_dist = _lin((gam * ex, d_rx), (gam * ey, d_ry), (-(rx * ex + ry * ey), d_lam))
+        d_dist = _lin((gam * ex, d_rx), (gam * ey, d_ry), (-k_lam, n_d_lam))
         # shape cost
         shape, d_shape = 0.0, _ZERO4
         for size, d_size, size_g in ((p.w, _DW, t.w), (p.h, _DH, t.h)):
-            big = xp.maximum(size, size_g) + eps
+            big = xp.maximum(size, size_g) + b.len_eps  # eps of a length
             diff = size - size_g
             om = xp.abs(diff) / big
             d_om = _lin((xp.sign(diff) / big - om * _wmax(xp, size, size_g) / big, d_size))
             e = xp.exp(-om)
-            one_minus = 1.0 - e
+            one_minus = -xp.expm1(-om)  # 1 - e^-omega, exact also for omega << 1
             shape = shape + one_minus ** th
             d_shape = _lin((1.0, d_shape), (th * one_minus ** (th - 1.0) * e, d_om))
         value = 1.0 - iou + 0.5 * (dist + shape)
         grad = _lin((-1.0, d_iou), (0.5, d_dist), (0.5, d_shape))
         value, grad = self._with_inner(xp, p, t, inner_ratio, eps, iou, d_iou, value, grad)
-        return self._terms(ctx, prediction, nan, value, grad, need_grad)
+        return self._terms(ctx, prediction, b, value, grad, need_grad)
 
 
 @_doc
@@ -1059,21 +1172,25 @@ class WIoULoss(_BoxLoss):
     def _compute(self, ctx, prediction, target, *, need_grad, version=1, iou_mean=None,
                  gamma=0.5, alpha=1.9, delta=3.0, eps=_EPS, stop_gradient=True):
         xp = ctx.xp
-        if isinstance(version, bool) or version not in (1, 2, 3):
+        version = check_integer("version", version, loss="wiou_loss")
+        if version not in (1, 2, 3):
             raise ValueError(f"`version` of wiou_loss must be 1, 2 or 3; got {version!r}")
         stop = _check_flag("stop_gradient", stop_gradient)
-        mean = None
-        if version != 1:
-            if iou_mean is None:
-                raise ValueError(
-                    f"wiou_loss version {version} needs iou_mean=, the running mean of "
-                    "1 - IoU that the caller keeps (e.g. an exponential moving average over "
-                    "batches); version 1 needs none")
-            mean = check_scalar("iou_mean", iou_mean, lo=0.0, lo_open=True)
+        # every option is checked whatever the version, also those it does not use
         gam = check_scalar("gamma", gamma, lo=0.0)
         al = check_scalar("alpha", alpha, lo=0.0, lo_open=True)
         de = check_scalar("delta", delta, lo=0.0, lo_open=True)
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        _check_eps(eps)
+        mean = None
+        if iou_mean is not None:
+            mean = check_scalar("iou_mean", iou_mean, lo=0.0, lo_open=True)
+        elif version != 1:
+            raise ValueError(
+                f"wiou_loss version {version} needs iou_mean=, the running mean of "
+                "1 - IoU that the caller keeps (e.g. an exponential moving average over "
+                "batches); version 1 needs none")
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         iou, d_iou, _, _ = _iou(xp, p, t, eps)
         dist, d_dist = _distance_term(xp, p, t, eps, stop_diagonal=stop)
         r_wiou = xp.exp(dist)
@@ -1081,7 +1198,7 @@ class WIoULoss(_BoxLoss):
         v1 = r_wiou * l_iou
         d_v1 = _lin((r_wiou * l_iou, d_dist), (-r_wiou, d_iou))
         if version == 1:
-            return self._terms(ctx, prediction, nan, v1, d_v1, need_grad)
+            return self._terms(ctx, prediction, b, v1, d_v1, need_grad)
         beta = l_iou / mean
         if version == 2:
             r = beta ** gam
@@ -1092,7 +1209,7 @@ class WIoULoss(_BoxLoss):
         grad = _lin((r, d_v1))
         if not stop:
             grad = _lin((1.0, grad), (-v1 * dr_dbeta / mean, d_iou))
-        return self._terms(ctx, prediction, nan, r * v1, grad, need_grad)
+        return self._terms(ctx, prediction, b, r * v1, grad, need_grad)
 
 
 @_doc
@@ -1170,15 +1287,20 @@ class MPDIoULoss(_BoxLoss):
         ih = check_scalar("image_size[1]", image_size[1], lo=0.0, lo_open=True)
         if math.isinf(iw) or math.isinf(ih):
             raise ValueError(f"`image_size` of mpdiou_loss must be finite; got {image_size!r}")
-        norm = iw * iw + ih * ih
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        diag = math.hypot(iw, ih)  # sqrt(W^2 + H^2)
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         iou, d_iou, _, _ = _iou(xp, p, t, eps)
-        e = (p.x1 - t.x1, p.y1 - t.y1, p.x2 - t.x2, p.y2 - t.y2)
-        corners = (e[0] * e[0] + e[1] * e[1] + e[2] * e[2] + e[3] * e[3]) / norm
-        value = 1.0 - iou + corners
-        grad = _lin((-1.0, d_iou), (2.0 / norm, e))
-        value, grad = self._with_inner(xp, p, t, inner_ratio, eps, iou, d_iou, value, grad)
-        return self._terms(ctx, prediction, nan, value, grad, need_grad)
+        value, grad = self._with_inner(xp, p, t, inner_ratio, eps, iou, d_iou, 1.0 - iou,
+                                       _lin((-1.0, d_iou)))
+        # the corner term is not scale-invariant: in the original coordinates, as ratios
+        # to the image diagonal (so that no squared distance overflows)
+        x, g = b.orig_p, b.orig_t
+        r = [(a - c) / diag for a, c in ((x.x1, g.x1), (x.y1, g.y1), (x.x2, g.x2),
+                                        (x.y2, g.y2))]
+        value = value + (r[0] * r[0] + r[1] * r[1] + r[2] * r[2] + r[3] * r[3])
+        extra = [2.0 * ri / diag for ri in r]
+        return self._terms(ctx, prediction, b, value, grad, need_grad, extra=extra)
 
 
 @_doc
@@ -1250,9 +1372,10 @@ class InnerIoULoss(_BoxLoss):
     def _compute(self, ctx, prediction, target, *, need_grad, ratio=0.75, eps=_EPS):
         xp = ctx.xp
         r = _check_ratio("ratio", ratio)
-        p, t, nan, eps = self._boxes(ctx, prediction, target, eps)
+        b = self._boxes(ctx, prediction, target, eps)
+        p, t, eps = b.p, b.t, b.area_eps  # rescaled; eps of an area
         iou, d_iou = _inner_iou(xp, p, t, r, eps)
-        return self._terms(ctx, prediction, nan, 1.0 - iou, _lin((-1.0, d_iou)), need_grad)
+        return self._terms(ctx, prediction, b, 1.0 - iou, _lin((-1.0, d_iou)), need_grad)
 
 
 iou_loss = register(IoULoss())

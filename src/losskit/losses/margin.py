@@ -114,6 +114,13 @@ class MulticlassHinge(Loss):
         \frac{\partial \ell_n}{\partial s_{nj}} = [s_{nj} - s_{ny_n} + m > 0] \;(j \ne y_n),
         \qquad \frac{\partial \ell_n}{\partial s_{ny_n}} = -\#\{j \ne y_n : s_{nj} - s_{ny_n} + m > 0\}
 
+    Infinite scores follow PyTorch's ``multi_margin_loss``: a ``-inf`` score on a wrong
+    class costs nothing (a masked class), ``+inf`` there costs ``inf`` with gradient 1,
+    and a pair whose violation is ``inf - inf`` (:math:`s_j = s_y = \pm\infty`, e.g. a
+    ``-inf`` correct score against other ``-inf`` scores) counts as no violation; a
+    ``-inf`` correct score against finite ones costs ``inf``. A NaN score makes its row's
+    value and gradient NaN.
+
     Conventions differ: PyTorch's ``multi_margin_loss`` divides each example's sum by K
     (``multiclass_hinge(...) / K`` reproduces it) and weights the mean by N, not by the class
     weights; Crammer–Singer takes the max over :math:`j` instead of the sum.
@@ -155,11 +162,16 @@ class MulticlassHinge(Loss):
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, soft_ok=False)
         onehot = ct.onehot
-        correct = xp.sum(onehot * prediction, axis=ct.axis, keepdims=True)
-        violation = prediction - correct + m
-        nan = xp.isnan(violation)  # NaN propagates to value and gradient
-        active = ((violation > 0) | nan) & (onehot == 0)
         zero = xp.zeros_like(prediction)
+        hit = onehot != 0
+        # s_y picked by a mask, not by onehot * s: 0 * (-inf) would make the row NaN
+        correct = xp.sum(xp.where(hit, prediction, zero), axis=ct.axis, keepdims=True)
+        violation = prediction - correct + m
+        # a NaN score propagates to the value and gradient of its row; a NaN violation from
+        # inf - inf (s_j = s_y = -inf, or both +inf) is no violation, as in PyTorch's
+        # multi_margin_loss (its `z > 0` test is false for NaN)
+        nan = xp.isnan(prediction) | xp.isnan(correct)
+        active = ((violation > 0) | nan) & ~hit
         per_example = xp.sum(xp.where(active, violation, zero), axis=ct.axis)
         value = _weighted(xp, ct.weight, per_example)  # class weight of the label, 0 ignored
         grad = None
