@@ -288,8 +288,15 @@ def test_huber_equals_generic(engine, dtype, delta, reduction):
 
 def test_huber_options_it_does_not_cover_fall_back():
     z = logits((4,), np.float64)
+    t = logits((4,), np.float64) * 3
+    # a NumPy scalar option is made a Python number before dispatch: the fast path takes it
     before = sum(_fast.STATS.values())
-    lk.huber.value_and_grad(z, z, delta=np.float64(2.0))  # not a plain Python number
+    got = lk.huber.value_and_grad(z, t, delta=np.float64(2.0))
+    assert sum(_fast.STATS.values()) == before + 1
+    want = generic(lk.huber, z, t, delta=2.0)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    before = sum(_fast.STATS.values())
     with pytest.raises(ValueError, match="delta"):
         lk.huber(z, z, delta=0.0)  # the generic error
     with pytest.raises(ValueError, match="delta"):

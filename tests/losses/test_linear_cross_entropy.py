@@ -775,7 +775,7 @@ def test_dtype_and_value_errors():
         lce(h, W, np.where(y == y[0], -100, y), b)
     with pytest.raises(ValueError, match=r"^`label_smoothing` must lie in \[0, 1\]; got 1.5$"):
         lce(h, W, y, b, label_smoothing=1.5)
-    with pytest.raises(TypeError, match=r"^`ignore_index` must be an int or None; got 1.0$"):
+    with pytest.raises(TypeError, match=r"^`ignore_index` of linear_cross_entropy must be an int or None; got 1.0$"):
         lce(h, W, y, b, ignore_index=1.0)
     with pytest.raises(ValueError, match=r"^`chunk_size` must be a positive int \(rows per "
                                          r"block\); got 0$"):

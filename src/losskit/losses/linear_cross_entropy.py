@@ -555,7 +555,11 @@ class LinearCrossEntropy(Loss):
     @staticmethod
     def _block_rows(chunk_size, n_rows, V, work, xp) -> int:
         if chunk_size is not None:
-            chunk_size = check_integer("chunk_size", chunk_size, or_none=True)
+            try:
+                chunk_size = check_integer("chunk_size", chunk_size)
+            except TypeError:
+                raise TypeError("`chunk_size` must be a positive int (rows per block) or None; "
+                                f"got {chunk_size!r}") from None
             if chunk_size < 1:
                 raise ValueError(f"`chunk_size` must be a positive int (rows per block); got "
                                  f"{chunk_size}")
