@@ -4,6 +4,10 @@ One command::
 
     python benchmarks/run.py --out benchmarks/RESULTS.md
 
+Every loss of the catalog (``lk.catalog()``) in one table, with the issue's targets, is
+``benchmarks/catalog.py`` (``python benchmarks/catalog.py --out benchmarks/CATALOG.md``;
+``--quick`` for a smoke run); this script stays on the hot losses, in more detail.
+
 Not part of the test suite. What it measures, per case, in **one process** with the
 contenders' calls **interleaved** (repeat r calls every contender once, in an order rotated
 by r, so that a burst of load on a shared machine hits all of them alike):
