@@ -46,10 +46,12 @@ import math
 
 import array_api_compat
 
+from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _hinge_part
 from ..core.validation import (same_shape, _dtype_name, check_floating, check_numeric, check_scalar,
                           check_two_values)
+from ..kernels import pairs as _pairs
 
 __all__ = [
     "contrastive",
@@ -726,3 +728,9 @@ contrastive = contrastive_loss = register(Contrastive())
 triplet_margin = triplet_margin_loss = register(TripletMargin())
 margin_ranking = margin_ranking_loss = register(MarginRanking())
 cosine_embedding = cosine_embedding_loss = register(CosineEmbedding())
+
+# fused NumPy kernels (losskit.kernels.pairs), consulted by the pipeline
+register_fast_path(Contrastive, _pairs.contrastive)
+register_fast_path(TripletMargin, _pairs.triplet_margin)
+register_fast_path(MarginRanking, _pairs.margin_ranking)
+register_fast_path(CosineEmbedding, _pairs.cosine_embedding)

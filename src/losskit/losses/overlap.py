@@ -66,6 +66,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import _sigmoid, _softmax
 from ..core.validation import (
@@ -78,6 +79,7 @@ from ..core.validation import (
     check_same_shape,
     check_scalar,
 )
+from ..kernels import overlap as _overlap_kernels
 
 __all__ = ["dice_loss", "tversky_loss", "jaccard_loss"]
 
@@ -591,3 +593,8 @@ for _cls in (DiceLoss, TverskyLoss, JaccardLoss):
 dice_loss = register(DiceLoss())
 tversky_loss = register(TverskyLoss())
 jaccard_loss = register(JaccardLoss())
+
+# fused NumPy kernels (losskit.kernels.overlap), consulted by the pipeline
+register_fast_path(DiceLoss, _overlap_kernels.dice_loss)
+register_fast_path(TverskyLoss, _overlap_kernels.tversky_loss)
+register_fast_path(JaccardLoss, _overlap_kernels.jaccard_loss)

@@ -1,0 +1,190 @@
+r"""Fused fast paths of the overlap family (:mod:`losskit.losses.overlap`).
+
+``dice_loss``, ``tversky_loss`` and ``jaccard_loss`` share one numba driver
+(:func:`losskit.kernels.overlap_numba._overlap`): one pass for the per-(sample, class)
+sums of :math:`p t`, :math:`p` and :math:`t` (squares with ``squared``) with the
+activation fused, then the per-group index and, when the gradient is wanted, a second
+pass that writes it (the activation's chain rule included). Each loss is three numbers
+of that driver: the numerator :math:`k I + s`, the denominator :math:`c_I I + c_P P +
+c_T T + s` and its elementwise derivative :math:`u + v t_i + w p_i`:
+
+================  =====  ======================  ==================================
+loss              k      (c_I, c_P, c_T)          (u, v, w)
+================  =====  ======================  ==================================
+dice              2      (0, 1, 1)                (1, 0, 0); squared (0, 0, 2)
+tversky           1      (1 - a - b, a, b)        (a, 1 - a - b, 0)
+jaccard           1      (-1, 1, 1)               (1, -1, 0); squared (0, -1, 2)
+================  =====  ======================  ==================================
+
+Covered: every option (``mode``, ``from_logits`` none/sigmoid/softmax, ``squared``,
+``smooth``, ``alpha``/``beta``, ``ignore_index`` with integer labels, empty masks) for
+the class axis 1 (``(N, C, *spatial)``; also ``(N, C)`` with ``axis=-1``) and for
+``axis=None``. Not covered (``NotImplemented``; the generic path answers): a class axis
+other than 1 (channels-last ``(N, *spatial, C)``), ``sample_weight``, softmax logits
+with NaN or infinities, and anything invalid (probabilities or masks outside [0, 1],
+labels outside [0, C)): the generic path raises its own errors. Non-contiguous or
+read-only inputs are copied (numba then compiles no other layout). Sums are float64,
+also for float32 maps; the results equal the generic path's up to rounding.
+
+Engines: numba only. With ``fast_paths.USE_NUMBA = False`` (or no working numba) these
+fast paths answer ``NotImplemented`` and the generic NumPy kernels run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import fast_paths as _fp
+from .fast_paths import PARALLEL_MIN, STATS, _float_prediction, _gradient_target, _kernel, \
+    _out_ok, _result, _scale
+
+__all__ = ["dice_loss", "tversky_loss", "jaccard_loss"]
+
+_INTP = np.dtype(np.intp)
+_module = None  # overlap_numba, False when it cannot be imported
+
+
+def _nb():
+    """The overlap_numba module, or None (numba disabled, missing or broken)."""
+    global _module
+    if _fp._nb() is None:
+        return None
+    if _module is None:
+        try:
+            from . import overlap_numba
+        except Exception:  # pragma: no cover - numba_kernels imported, so this should too
+            _module = False
+        else:
+            _module = overlap_numba
+    return _module or None
+
+
+def _number(v):
+    """A plain finite real number >= 0 as a float, else None."""
+    if type(v) not in (int, float):
+        return None
+    v = float(v)
+    return v if 0.0 <= v < math.inf else None
+
+
+def _contiguous(a):
+    if not a.flags.c_contiguous or not a.flags.writeable:
+        return np.array(a, order="C")
+    return a
+
+
+def _overlap(loss, arrays, reduction, sample_weight, opts, want, out, k, c_i, c_p, c_t,
+             u, v, w, smooth, squared):
+    if sample_weight is not None:
+        return NotImplemented
+    z, target = arrays
+    if type(z) is not np.ndarray or z.ndim == 0 or type(target) is not np.ndarray:
+        return NotImplemented
+    mode, axis, act, ignore = (opts["mode"], opts["axis"], opts["from_logits"],
+                               opts["ignore_index"])
+    if type(mode) is not str or mode not in ("per_class", "global"):
+        return NotImplemented
+    if act is None or act is False:
+        act_code = 0
+    elif type(act) is str and act in ("sigmoid", "softmax"):
+        act_code = 1 if act == "sigmoid" else 2
+    else:
+        return NotImplemented
+    if ignore is not None and (type(ignore) is not int or not -(1 << 63) <= ignore < (1 << 63)):
+        return NotImplemented
+    ndim = z.ndim
+    if axis is None:
+        if act_code == 2:
+            return NotImplemented  # the generic path raises
+        n = z.shape[0]
+        C, S = 1, z.size // n if n else 0
+    else:
+        if type(axis) is not int or ndim < 2 or not -ndim <= axis < ndim or axis % ndim != 1:
+            return NotImplemented
+        n, C = z.shape[0], z.shape[1]
+        S = math.prod(z.shape[2:])
+    z = _contiguous(z)
+    dt = _float_prediction(z)
+    if dt is None:
+        return NotImplemented
+    need_grad = want != "value"
+    if need_grad and out is not None and not _out_ok(out, z):
+        return NotImplemented
+    nb = _nb()
+    if nb is None:
+        return NotImplemented
+    shape = z.shape
+    z3 = z.reshape(n, C, S)
+    integral = target.dtype.kind in "iu"
+    if integral and axis is not None and target.shape != shape:
+        if target.shape != shape[:1] + shape[2:]:
+            return NotImplemented
+        if target.dtype.kind == "u" and target.dtype.itemsize == 8:
+            return NotImplemented  # would wrap around in intp
+        lab = np.ascontiguousarray(target, dtype=_INTP)
+        if not lab.flags.writeable:
+            lab = lab.copy()
+        lab = lab.reshape(n, S)
+        tm = _DUMMY3[dt.char]
+        labels = True
+    else:
+        if ignore is not None or target.shape != shape or target.dtype.kind not in "biuf":
+            return NotImplemented
+        tm = _contiguous(target.astype(dt, copy=False)).reshape(n, C, S)
+        lab = _DUMMY_LAB
+        labels = False
+    scale = _scale(reduction, n, n)
+    g, copy_to = _gradient_target(need_grad, out, z, arrays)
+    g3 = g.reshape(n, C, S) if need_grad else _DUMMY3[dt.char]
+    per_class = mode == "per_class"
+    values = np.empty(n, dtype=np.float64)
+    coef = np.empty((n, C if per_class else 1, 3), dtype=np.float64)
+    kernel = nb.overlap_parallel if z.size >= PARALLEL_MIN else nb.overlap_serial
+    res = _kernel(nb, kernel, z3, tm, lab, act_code, labels, ignore is not None,
+                  0 if ignore is None else ignore, squared, per_class, k, c_i, c_p, c_t,
+                  u, v, w, smooth, 1.0 if scale is None else scale, need_grad, g3, values,
+                  coef)
+    if res is None:
+        return NotImplemented
+    bad, total = res
+    if bad:
+        return NotImplemented  # the generic path raises (or handles the softmax edge)
+    STATS[loss.name, "numba"] += 1
+    return _result(want, reduction, dt, total, values, scale, g, copy_to)
+
+
+_DUMMY3 = {"f": np.zeros((1, 1, 1), np.float32), "d": np.zeros((1, 1, 1), np.float64)}
+_DUMMY_LAB = np.zeros((1, 1), _INTP)
+
+
+def _squared(opts):
+    sq = opts["squared"]
+    return bool(sq) if type(sq) in (bool, np.bool_) else None
+
+
+def dice_loss(loss, arrays, reduction, sample_weight, opts, want, out):
+    s, sq = _number(opts["smooth"]), _squared(opts)
+    if s is None or sq is None:
+        return NotImplemented
+    u, w = (0.0, 2.0) if sq else (1.0, 0.0)
+    return _overlap(loss, arrays, reduction, sample_weight, opts, want, out,
+                    2.0, 0.0, 1.0, 1.0, u, 0.0, w, s, sq)
+
+
+def tversky_loss(loss, arrays, reduction, sample_weight, opts, want, out):
+    a, b, s = _number(opts["alpha"]), _number(opts["beta"]), _number(opts["smooth"])
+    if a is None or b is None or s is None:
+        return NotImplemented
+    return _overlap(loss, arrays, reduction, sample_weight, opts, want, out,
+                    1.0, 1.0 - a - b, a, b, a, 1.0 - a - b, 0.0, s, False)
+
+
+def jaccard_loss(loss, arrays, reduction, sample_weight, opts, want, out):
+    s, sq = _number(opts["smooth"]), _squared(opts)
+    if s is None or sq is None:
+        return NotImplemented
+    u, w = (0.0, 2.0) if sq else (1.0, 0.0)
+    return _overlap(loss, arrays, reduction, sample_weight, opts, want, out,
+                    1.0, -1.0, 1.0, 1.0, u, -1.0, w, s, sq)

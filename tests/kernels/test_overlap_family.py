@@ -1,0 +1,269 @@
+"""The overlap fast paths (``losskit.kernels.overlap``) against the generic kernels.
+
+dice_loss, tversky_loss and jaccard_loss: every fused result must equal the generic
+path's (fast paths off), up to rounding, for every reduction, both float dtypes, every
+mode and activation, ``squared``, ``smooth``, ``ignore_index``, empty masks, ``out=``,
+read-only and non-contiguous inputs, sizes on both sides of the parallel threshold and
+concurrent calls; and the fast path must really be the one that answered. Expected values
+come from the generic path only.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import losskit as lk
+from losskit.core import dispatch
+from losskit.kernels import fast_paths as _fast
+
+pytest.importorskip("numba")
+
+REDUCTIONS = ("none", "sum", "mean", "batchmean")
+DTYPES = (np.float32, np.float64)
+LOSSES = ("dice_loss", "tversky_loss", "jaccard_loss")
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on(monkeypatch):
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    monkeypatch.setattr(_fast, "USE_NUMBA", True)
+
+
+def generic(loss, *arrays, want="both", **kw):
+    saved = dispatch.ENABLED
+    dispatch.ENABLED = False
+    try:
+        return _call(loss, arrays, want, kw)
+    finally:
+        dispatch.ENABLED = saved
+
+
+def fast(loss, *arrays, want="both", answered=True, **kw):
+    key = (loss.name, "numba")
+    before = _fast.STATS[key]
+    result = _call(loss, arrays, want, kw)
+    assert _fast.STATS[key] == before + answered, "the fast path did (not) answer"
+    return result
+
+
+def _call(loss, arrays, want, kw):
+    if want == "value":
+        return loss(*arrays, **kw)
+    if want == "grad":
+        return loss.grad(*arrays, **kw)
+    return loss.value_and_grad(*arrays, **kw)
+
+
+def close(got, expected, dtype):
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for g, e in zip(got, expected):
+            close(g, e, dtype)
+        return
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    if dtype == np.float32:
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-6)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-14)
+
+
+def inputs(shape, dtype, rng, act, target):
+    """(prediction, target): probabilities or logits; a 0/1 mask, a soft mask or labels."""
+    z = rng.normal(size=shape).astype(dtype)
+    if act is False:
+        z = (1.0 / (1.0 + np.exp(-z))).astype(dtype)
+    if target == "labels":
+        t = rng.integers(0, shape[1], size=shape[:1] + shape[2:])
+    elif target == "soft":
+        t = rng.random(size=shape)
+    else:
+        t = (rng.random(size=shape) > 0.6).astype(np.uint8)
+    return z, t
+
+
+OPTIONS = {
+    "dice_loss": [{}, {"squared": True}, {"smooth": 0.0}],
+    "tversky_loss": [{}, {"alpha": 0.3, "beta": 0.7, "smooth": 0.5}, {"alpha": 0.0,
+                                                                        "smooth": 0.0}],
+    "jaccard_loss": [{}, {"squared": True, "smooth": 0.0}],
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act,target", [(False, "mask"), (False, "soft"),
+                                        ("sigmoid", "mask"), ("softmax", "labels"),
+                                        ("softmax", "soft")])
+@pytest.mark.parametrize("name", LOSSES)
+def test_equals_generic(name, act, target, dtype):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(0)
+    z, t = inputs((3, 4, 5, 7), dtype, rng, act, target)
+    for opts in OPTIONS[name]:
+        for mode in ("per_class", "global"):
+            kw = dict(opts, mode=mode, from_logits=act)
+            for reduction in REDUCTIONS:
+                exp = generic(loss, z, t, reduction=reduction, **kw)
+                close(fast(loss, z, t, reduction=reduction, **kw), exp, dtype)
+            close(fast(loss, z, t, want="value", **kw), generic(loss, z, t, want="value",
+                                                                **kw), dtype)
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_layouts_axis_none_and_two_d(name):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(1)
+    z, t = inputs((4, 6, 5), np.float64, rng, "sigmoid", "mask")
+    close(fast(loss, z, t, axis=None, from_logits="sigmoid"),
+          generic(loss, z, t, axis=None, from_logits="sigmoid"), np.float64)
+    z, t = inputs((5, 3), np.float64, rng, "softmax", "labels")
+    for axis in (1, -1):
+        close(fast(loss, z, t, axis=axis, from_logits="softmax"),
+              generic(loss, z, t, axis=axis, from_logits="softmax"), np.float64)
+    z, t = inputs((7,), np.float64, rng, False, "mask")
+    close(fast(loss, z, t, axis=None), generic(loss, z, t, axis=None), np.float64)
+    # channels-last is the generic path's
+    z, t = inputs((2, 5, 3), np.float64, rng, "softmax", "soft")
+    close(fast(loss, z, t, axis=-1, from_logits="softmax", answered=False),
+          generic(loss, z, t, axis=-1, from_logits="softmax"), np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", LOSSES)
+def test_ignore_index_and_empty_masks(name, dtype):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(2)
+    z, t = inputs((3, 4, 6, 5), dtype, rng, "softmax", "labels")
+    t[0, :2] = 255
+    t[1] = 255  # a whole sample ignored
+    t[2][t[2] == 3] = 0  # class 3 absent from sample 2
+    for act in ("softmax", "sigmoid"):
+        for smooth in (0.0, 1.0):
+            for mode in ("per_class", "global"):
+                kw = dict(from_logits=act, ignore_index=255, smooth=smooth, mode=mode)
+                close(fast(loss, z, t, reduction="none", **kw),
+                      generic(loss, z, t, reduction="none", **kw), dtype)
+    p = np.zeros((2, 3, 4, 4), dtype)
+    m = np.zeros((2, 3, 4, 4), dtype)
+    p[1, 0] = 0.5
+    m[1, 1] = 1.0
+    for smooth in (0.0, 1.0):
+        for mode in ("per_class", "global"):
+            close(fast(loss, p, m, smooth=smooth, mode=mode, reduction="none"),
+                  generic(loss, p, m, smooth=smooth, mode=mode, reduction="none"), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["softmax", "sigmoid"])
+def test_above_the_parallel_threshold(act, dtype):
+    rng = np.random.default_rng(3)
+    shape = (3, 4, 90, 130)  # 140400 elements, several blocks per sample, a partial one
+    assert np.prod(shape) >= _fast.PARALLEL_MIN
+    z, t = inputs(shape, dtype, rng, act, "labels")
+    for name in LOSSES:
+        loss = getattr(lk, name)
+        close(fast(loss, z, t, from_logits=act, reduction="mean"),
+              generic(loss, z, t, from_logits=act, reduction="mean"), dtype)
+
+
+def test_nan_and_infinite_inputs():
+    rng = np.random.default_rng(4)
+    z, t = inputs((2, 3, 4, 4), np.float64, rng, "sigmoid", "mask")
+    z[0, 1, 2, 2] = np.nan
+    z[1, 0, 0, 0] = np.inf
+    z[1, 2, 0, 1] = -np.inf
+    with np.errstate(all="ignore"):
+        close(fast(lk.dice_loss, z, t, from_logits="sigmoid", reduction="none"),
+              generic(lk.dice_loss, z, t, from_logits="sigmoid", reduction="none"),
+              np.float64)
+        # softmax logits with NaN/inf: the generic path's edge rules
+        lab = rng.integers(0, 3, size=(2, 4, 4))
+        close(fast(lk.dice_loss, z, lab, from_logits="softmax", answered=False),
+              generic(lk.dice_loss, z, lab, from_logits="softmax"), np.float64)
+    p = np.full((2, 2, 3), 0.5)
+    p[0, 0, 0] = np.nan
+    close(fast(lk.jaccard_loss, p, (p > 0.4).astype(float), reduction="none"),
+          generic(lk.jaccard_loss, p, (p > 0.4).astype(float), reduction="none"), np.float64)
+
+
+def test_out_read_only_and_non_contiguous():
+    rng = np.random.default_rng(5)
+    z, t = inputs((2, 3, 4, 5), np.float32, rng, "softmax", "labels")
+    exp = generic(lk.tversky_loss, z, t, want="grad", from_logits="softmax")
+    out = np.empty_like(z)
+    assert fast(lk.tversky_loss, z, t, want="grad", out=out, from_logits="softmax") is out
+    close(out, exp, np.float32)
+    strided = np.zeros((2, 3, 4, 10), np.float32)[..., ::2]
+    got = fast(lk.tversky_loss, z, t, out=strided, from_logits="softmax")
+    assert got[1] is strided
+    close(strided, exp, np.float32)
+    z2 = z.copy()
+    assert fast(lk.tversky_loss, z2, t, want="grad", out=z2, from_logits="softmax") is z2
+    close(z2, exp, np.float32)
+    zn = np.zeros((2, 3, 4, 10), np.float32)
+    zn[..., ::2] = z
+    zn = zn[..., ::2]
+    tr = t.copy()
+    tr.flags.writeable = False
+    zr = z.copy()
+    zr.flags.writeable = False
+    for a, b in ((zn, t), (zr, tr)):
+        close(fast(lk.tversky_loss, a, b, from_logits="softmax"),
+              generic(lk.tversky_loss, a, b, from_logits="softmax"), np.float32)
+
+
+def test_empty_batch_and_invalid_inputs_take_the_generic_path():
+    z = np.zeros((0, 3, 4))
+    t = np.zeros((0, 4), np.int64)
+    for reduction in REDUCTIONS:
+        close(fast(lk.dice_loss, z, t, from_logits="softmax", reduction=reduction,
+                   answered=False),
+              generic(lk.dice_loss, z, t, from_logits="softmax", reduction=reduction),
+              np.float64)
+    p = np.full((2, 3, 4), 0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lk.dice_loss(p * 3, (p > 0).astype(float))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lk.dice_loss(p, p * 3)
+    with pytest.raises(ValueError, match="class indices"):
+        lk.dice_loss(p, np.full((2, 4), 3), from_logits="softmax")
+    with pytest.raises(ValueError, match="ignore_index"):
+        lk.dice_loss(p, p, ignore_index=1)
+    with pytest.raises(ValueError, match="softmax"):
+        lk.dice_loss(p, p, axis=None, from_logits="softmax")
+
+
+def test_numpy_engine_and_sample_weight_fall_back(monkeypatch):
+    rng = np.random.default_rng(6)
+    z, t = inputs((2, 3, 4), np.float64, rng, "sigmoid", "mask")
+    w = np.array([1.0, 2.0])
+    close(fast(lk.dice_loss, z, t, from_logits="sigmoid", sample_weight=w, answered=False),
+          generic(lk.dice_loss, z, t, from_logits="sigmoid", sample_weight=w), np.float64)
+    monkeypatch.setattr(_fast, "USE_NUMBA", False)
+    close(fast(lk.dice_loss, z, t, from_logits="sigmoid", answered=False),
+          generic(lk.dice_loss, z, t, from_logits="sigmoid"), np.float64)
+
+
+def test_concurrent_calls():
+    rng = np.random.default_rng(7)
+    jobs = []
+    for k in range(6):
+        shape = (2, 4, 150 + k, 120) if k % 2 else (2, 3, 5 + k, 6)
+        z, t = inputs(shape, np.float32, rng, "softmax", "labels")
+        jobs.append(((z, t), generic(lk.dice_loss, z, t, from_logits="softmax")))
+    results = [None] * len(jobs)
+
+    def work(i):
+        for _ in range(3):
+            results[i] = lk.dice_loss.value_and_grad(*jobs[i][0], from_logits="softmax")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for (_, exp), got in zip(jobs, results):
+        close(got, exp, np.float32)

@@ -1,0 +1,333 @@
+"""The pair/triplet fast paths (``losskit.kernels.pairs``) against the generic kernels.
+
+contrastive, triplet_margin, cosine_embedding and margin_ranking: every fused result must
+equal the generic path's (fast paths off), up to rounding, for every reduction, both
+float dtypes, ``out=``, read-only and non-contiguous inputs, empty batches, identical
+pairs, NaN/inf rows, sizes on both sides of the parallel threshold and concurrent calls;
+and the fast path must really be the one that answered (``fast_paths.STATS``). Expected
+values come from the generic path only.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import losskit as lk
+from losskit.core import dispatch
+from losskit.kernels import fast_paths as _fast
+from losskit.kernels import pairs
+
+pytest.importorskip("numba")
+
+REDUCTIONS = ("none", "sum", "mean", "batchmean")
+DTYPES = (np.float32, np.float64)
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on(monkeypatch):
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    monkeypatch.setattr(_fast, "USE_NUMBA", True)
+
+
+def generic(loss, *arrays, want="both", **kw):
+    saved = dispatch.ENABLED
+    dispatch.ENABLED = False
+    try:
+        return _call(loss, arrays, want, kw)
+    finally:
+        dispatch.ENABLED = saved
+
+
+def fast(loss, *arrays, want="both", answered=True, **kw):
+    key = (loss.name, "numba")
+    before = _fast.STATS[key]
+    result = _call(loss, arrays, want, kw)
+    assert _fast.STATS[key] == before + answered, "the fast path did (not) answer"
+    return result
+
+
+def _call(loss, arrays, want, kw):
+    if want == "value":
+        return loss(*arrays, **kw)
+    if want == "grad":
+        return loss.grad(*arrays, **kw)
+    return loss.value_and_grad(*arrays, **kw)
+
+
+def close(got, expected, dtype):
+    if isinstance(expected, tuple):
+        assert isinstance(got, tuple) and len(got) == len(expected)
+        for g, e in zip(got, expected):
+            close(g, e, dtype)
+        return
+    got, expected = np.asarray(got), np.asarray(expected)
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    if dtype == np.float32:
+        scale = max(1.0, float(np.nanmax(np.abs(expected), initial=0.0,
+                                         where=np.isfinite(expected))))
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6 * scale)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-13)
+
+
+def make(name, shape, dtype, rng, **kw):
+    """Inputs of one loss: embeddings (and labels with both values)."""
+    x = [rng.normal(size=shape).astype(dtype) for _ in range(3)]
+    lead = shape if name == "margin_ranking" else shape[:-1]
+    u = rng.random(size=lead) > 0.5
+    if name == "contrastive":
+        return x[0], x[1], u.astype(np.int64)
+    if name == "triplet_margin":
+        return x[0], x[1], x[2]
+    return x[0], x[1], np.where(u, 1.0, -1.0)
+
+
+CONFIGS = [
+    ("contrastive", {}),
+    ("contrastive", {"margin": 3.0}),
+    ("contrastive", {"p": 1.0}),
+    ("contrastive", {"p": 3.0, "margin": 2.0}),
+    ("contrastive", {"p": float("inf")}),
+    ("triplet_margin", {}),
+    ("triplet_margin", {"swap": True}),
+    ("triplet_margin", {"p": 1.0, "margin": 2.0}),
+    ("triplet_margin", {"p": float("inf"), "swap": True}),
+    ("triplet_margin", {"p": 1.5, "eps": 0.0}),
+    ("cosine_embedding", {}),
+    ("cosine_embedding", {"margin": 0.3, "eps": 0.0}),
+    ("margin_ranking", {}),
+    ("margin_ranking", {"margin": 0.5}),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,kw", CONFIGS)
+def test_equals_generic_every_reduction(name, kw, dtype):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(0)
+    args = make(name, (37, 9), dtype, rng)
+    for reduction in REDUCTIONS:
+        for want in ("value", "grad", "both"):
+            exp = generic(loss, *args, want=want, reduction=reduction, **kw)
+            close(fast(loss, *args, want=want, reduction=reduction, **kw), exp, dtype)
+
+
+@pytest.mark.parametrize("name", ["contrastive", "triplet_margin", "cosine_embedding",
+                                  "margin_ranking"])
+def test_shapes_single_example_and_batch_axes(name):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(1)
+    for shape in [(5,), (2, 3, 4), (1, 1)]:
+        args = make(name, shape, np.float64, rng)
+        for reduction in REDUCTIONS:
+            close(fast(loss, *args, reduction=reduction),
+                  generic(loss, *args, reduction=reduction), np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,kw", [("contrastive", {}), ("triplet_margin", {"swap": True}),
+                                     ("cosine_embedding", {}), ("margin_ranking", {})])
+def test_above_the_parallel_threshold(name, kw, dtype):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(2)
+    shape = (_fast.PARALLEL_MIN // 64 + 3, 64)
+    if name == "margin_ranking":
+        shape = (_fast.PARALLEL_MIN + 5,)
+    args = make(name, shape, dtype, rng)
+    for reduction in ("none", "mean"):
+        close(fast(loss, *args, reduction=reduction, **kw),
+              generic(loss, *args, reduction=reduction, **kw), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_identical_pairs_and_zero_vectors(dtype):
+    """d = 0: the subgradient 0 (contrastive, triplet with eps=0), the eps edge of the
+    triplet (eps > 0: d = eps ||1||), zero vectors of the cosine (eps and eps=0)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(6, 5)).astype(dtype)
+    y = x.copy()
+    y[::2] = rng.normal(size=(3, 5))
+    t01 = np.array([1, 0, 1, 0, 0, 1])
+    for p in (1.0, 2.0, 3.0, float("inf")):
+        for reduction in ("none", "sum"):
+            close(fast(lk.contrastive, x, x, t01, p=p, reduction=reduction),
+                  generic(lk.contrastive, x, x, t01, p=p, reduction=reduction), dtype)
+            close(fast(lk.contrastive, x, y, t01, p=p, reduction=reduction),
+                  generic(lk.contrastive, x, y, t01, p=p, reduction=reduction), dtype)
+            for eps in (0.0, 1e-6):
+                for swap in (False, True):
+                    kw = dict(p=p, eps=eps, swap=swap, reduction=reduction)
+                    close(fast(lk.triplet_margin, x, x, y, **kw),
+                          generic(lk.triplet_margin, x, x, y, **kw), dtype)
+                    close(fast(lk.triplet_margin, x, y, y, **kw),
+                          generic(lk.triplet_margin, x, y, y, **kw), dtype)
+                    close(fast(lk.triplet_margin, x, x, x, **kw),
+                          generic(lk.triplet_margin, x, x, x, **kw), dtype)
+    z = x.copy()
+    z[1] = 0
+    pm = np.array([1, -1, 1, -1, 1, -1])
+    for eps in (1e-12, 0.0):
+        for a, b in ((z, y), (y, z), (z, z)):
+            close(fast(lk.cosine_embedding, a, b, pm, eps=eps, reduction="sum"),
+                  generic(lk.cosine_embedding, a, b, pm, eps=eps, reduction="sum"), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_and_inf_rows(dtype):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(5, 4)).astype(dtype)
+    y = rng.normal(size=(5, 4)).astype(dtype)
+    w = rng.normal(size=(5, 4)).astype(dtype)
+    x[1, 2] = np.nan
+    x[2, 0] = np.inf
+    y[3, 1] = -np.inf
+    w[4, :] = np.inf
+    t01 = np.array([1, 0, 1, 0, 0])
+    pm = np.array([1, -1, 1, -1, -1])
+    with np.errstate(all="ignore"):
+        for p in (1.0, 2.0, float("inf"), 3.0):
+            close(fast(lk.contrastive, x, y, t01, p=p, reduction="none"),
+                  generic(lk.contrastive, x, y, t01, p=p, reduction="none"), dtype)
+            for swap in (False, True):
+                close(fast(lk.triplet_margin, x, y, w, p=p, swap=swap, reduction="none"),
+                      generic(lk.triplet_margin, x, y, w, p=p, swap=swap, reduction="none"),
+                      dtype)
+        close(fast(lk.cosine_embedding, x, y, pm, reduction="none"),
+              generic(lk.cosine_embedding, x, y, pm, reduction="none"), dtype)
+        close(fast(lk.margin_ranking, x, y, np.where(x > 0, 1, -1), reduction="none"),
+              generic(lk.margin_ranking, x, y, np.where(x > 0, 1, -1), reduction="none"),
+              dtype)
+
+
+def test_out_is_written_in_place_and_may_alias_or_be_strided():
+    rng = np.random.default_rng(5)
+    a, p, n = make("triplet_margin", (11, 6), np.float64, rng)
+    exp = generic(lk.triplet_margin, a, p, n, want="grad", reduction="sum")
+    out = np.empty_like(a)
+    got = fast(lk.triplet_margin, a, p, n, want="grad", reduction="sum", out=out)
+    assert got is out
+    close(out, exp, np.float64)
+    big = np.zeros((11, 12))
+    strided = big[:, ::2]
+    got = fast(lk.triplet_margin, a, p, n, want="both", reduction="sum", out=strided)
+    assert got[1] is strided
+    close(strided, exp, np.float64)
+    a2 = a.copy()
+    got = fast(lk.triplet_margin, a2, p, n, want="grad", reduction="sum", out=a2)
+    assert got is a2
+    close(a2, exp, np.float64)
+    x1, x2, t = make("cosine_embedding", (11, 6), np.float32, rng)
+    exp = generic(lk.cosine_embedding, x1, x2, t, want="grad")
+    x2c = x2.copy()
+    close(fast(lk.cosine_embedding, x1, x2c, t, want="grad", out=x2c), exp, np.float32)
+
+
+def test_read_only_and_non_contiguous_inputs():
+    rng = np.random.default_rng(6)
+    for name in ("contrastive", "triplet_margin", "cosine_embedding"):
+        loss = getattr(lk, name)
+        big = [rng.normal(size=(8, 10)) for _ in range(3)]
+        args = [b[:, ::2] for b in big]  # non-contiguous
+        lead = rng.random(8) > 0.5
+        if name != "triplet_margin":
+            args[2] = (lead.astype(float) if name == "contrastive"
+                       else np.where(lead, 1, -1))[::1]
+        close(fast(loss, *args), generic(loss, *args), np.float64)
+        ro = [np.array(a) for a in args]
+        for a in ro:
+            a.flags.writeable = False
+        close(fast(loss, *ro), generic(loss, *ro), np.float64)
+
+
+@pytest.mark.parametrize("name", ["contrastive", "triplet_margin", "cosine_embedding",
+                                  "margin_ranking"])
+def test_empty_batches_fall_back_and_agree(name):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(7)
+    args = make(name, (0, 4), np.float64, rng)
+    for reduction in REDUCTIONS:
+        got = fast(loss, *args, reduction=reduction, answered=False)
+        close(got, generic(loss, *args, reduction=reduction), np.float64)
+
+
+def test_other_wrt_from_the_drivers():
+    """The drivers state every differentiable input's gradient (wrt= an index)."""
+    rng = np.random.default_rng(8)
+    opts = {"margin": 1.0, "p": 2.0, "eps": 1e-6, "swap": True}
+    for p in (2.0, 1.0):
+        opts["p"] = p
+        a, pos, neg = make("triplet_margin", (9, 5), np.float64, rng)
+        for i, name in enumerate(("anchor", "positive", "negative")):
+            got = pairs.triplet_margin(lk.triplet_margin, (a, pos, neg), "mean", None, opts,
+                                       "grad", None, wrt=i)
+            close(got, generic(lk.triplet_margin, a, pos, neg, want="grad", wrt=name,
+                               **opts), np.float64)
+    for name, mod_fn, kw in (("contrastive", pairs.contrastive, {"margin": 1.0, "p": 2.0}),
+                             ("cosine_embedding", pairs.cosine_embedding,
+                              {"margin": 0.0, "eps": 1e-12}),
+                             ("margin_ranking", pairs.margin_ranking, {"margin": 0.2})):
+        loss = getattr(lk, name)
+        args = make(name, (9, 5), np.float64, rng)
+        got = mod_fn(loss, args, "sum", None, kw, "grad", None, wrt=1)
+        close(got, generic(loss, *args, want="grad", wrt="x2", reduction="sum", **kw),
+              np.float64)
+
+
+def test_wrt_other_than_the_first_runs_the_generic_path():
+    rng = np.random.default_rng(9)
+    a, p, n = make("triplet_margin", (4, 3), np.float64, rng)
+    got = fast(lk.triplet_margin, a, p, n, want="grad", wrt="all", answered=False)
+    close(got, generic(lk.triplet_margin, a, p, n, want="grad", wrt="all"), np.float64)
+
+
+def test_invalid_inputs_raise_the_generic_errors():
+    rng = np.random.default_rng(10)
+    x1, x2, _ = make("contrastive", (4, 3), np.float64, rng)
+    for bad in (np.array([1, 2, 0, 1]), np.array([1.0, np.nan, 0, 1])):
+        with pytest.raises(ValueError, match="1 \\(similar pair\\) or 0"):
+            lk.contrastive(x1, x2, bad)
+    with pytest.raises(ValueError, match="-1"):
+        lk.cosine_embedding(x1, x2, np.array([1, 0, 1, -1]))
+    with pytest.raises(TypeError, match="dtype"):
+        lk.triplet_margin(x1, x2.astype(np.float32), x2)
+    with pytest.raises(ValueError, match="margin"):
+        lk.contrastive(x1, x2, np.array([1, 0, 1, 0]), margin=-1.0)
+
+
+def test_options_not_covered_and_numpy_engine_fall_back(monkeypatch):
+    rng = np.random.default_rng(11)
+    x1, x2, t = make("contrastive", (4, 3), np.float64, rng)
+    exp = generic(lk.contrastive, x1, x2, t, margin=float("inf"))
+    close(fast(lk.contrastive, x1, x2, t, margin=float("inf"), answered=False), exp,
+          np.float64)
+    w = np.ones(4)
+    close(fast(lk.contrastive, x1, x2, t, sample_weight=w, answered=False),
+          generic(lk.contrastive, x1, x2, t, sample_weight=w), np.float64)
+    monkeypatch.setattr(_fast, "USE_NUMBA", False)
+    close(fast(lk.contrastive, x1, x2, t, answered=False), generic(lk.contrastive, x1, x2, t),
+          np.float64)
+
+
+def test_concurrent_calls():
+    rng = np.random.default_rng(12)
+    jobs = []
+    for k in range(8):
+        shape = (_fast.PARALLEL_MIN // 32 + k, 32) if k % 2 else (50 + k, 7)
+        args = make("triplet_margin", shape, np.float32, rng)
+        jobs.append((args, generic(lk.triplet_margin, *args, reduction="sum")))
+    results = [None] * len(jobs)
+
+    def work(i):
+        for _ in range(3):
+            results[i] = lk.triplet_margin.value_and_grad(*jobs[i][0], reduction="sum")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for (args, exp), got in zip(jobs, results):
+        close(got, exp, np.float32)
