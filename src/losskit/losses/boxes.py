@@ -77,6 +77,9 @@ from ..core.loss import Loss, Terms, register
 from ..core.validation import (check_integer, check_numeric, check_same_shape, check_scalar,
                                defer_invalid)
 from ..core.arrays import can_inspect, to_numpy
+from ..core.dispatch import register_fast_path
+from ..kernels.boxes import EPS as _EPS, FOUR_OVER_PI2 as _FOUR_OVER_PI2, box_fast_path, \
+    exponent_range
 
 __all__ = [
     "iou_loss",
@@ -94,8 +97,7 @@ __all__ = [
     "inner_iou_loss",
 ]
 
-_EPS = 1e-7  # torchvision's default
-_FOUR_OVER_PI2 = 4.0 / math.pi ** 2
+# _EPS (1e-7, torchvision's default) and _FOUR_OVER_PI2 come from losskit.kernels.boxes
 
 _ZERO4 = (0.0, 0.0, 0.0, 0.0)
 _DW = (-1.0, 0.0, 1.0, 0.0)  # d w / d (x1, y1, x2, y2)
@@ -267,25 +269,9 @@ class _Pairs:
 
 
 def _exponent_range(xp, work, eps):
-    """The exponents k allowed for the scale s = 2^k of a pair.
-
-    s stays a normal number with a normal 1/s; with eps > 0 also eps / s^2 stays normal
-    (so that eps still keeps a zero union from 0/0) and at most 2^(emax/2) (so that 1 / (U
-    + eps / s^2) and its products with the scaled sides stay normal)."""
-    fi = xp.finfo(work)
-    emin = math.frexp(float(fi.smallest_normal))[1] - 1   # -1022, -126
-    emax = math.frexp(float(fi.max))[1]                   # 1024, 128
-    lo, hi = emin, emax - 2
-    if 0.0 < eps < float(fi.max):
-        if fi.bits == 32:
-            import numpy as np
-
-            eps = float(np.float32(eps))  # the eps the float32 arithmetic adds
-        if eps > 0.0:
-            le = math.log2(eps)
-            lo = max(lo, math.ceil((le - emax / 2) / 2))
-            hi = min(hi, math.floor((le - emin) / 2))
-    return float(lo), float(hi)
+    """The exponents k allowed for the scale s = 2^k of a pair (shared with the fused
+    kernel: :func:`losskit.kernels.boxes.exponent_range`, which says why)."""
+    return exponent_range(int(xp.finfo(work).bits), eps)
 
 
 def _rescale(xp, work, p, t, eps):
@@ -1388,3 +1374,11 @@ siou_loss = register(SIoULoss())
 wiou_loss = register(WIoULoss())
 mpdiou_loss = register(MPDIoULoss())
 inner_iou_loss = register(InnerIoULoss())
+
+# the fused NumPy kernel of the family (losskit.kernels.boxes), consulted by the pipeline
+for _cls, _kind in ((IoULoss, "iou"), (GIoULoss, "giou"), (DIoULoss, "diou"),
+                    (CIoULoss, "ciou"), (EIoULoss, "eiou"), (FocalEIoULoss, "focal_eiou"),
+                    (SIoULoss, "siou"), (WIoULoss, "wiou"), (MPDIoULoss, "mpdiou"),
+                    (InnerIoULoss, "inner_iou")):
+    register_fast_path(_cls, box_fast_path(_kind))
+del _cls, _kind

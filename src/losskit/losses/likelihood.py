@@ -11,14 +11,49 @@ from __future__ import annotations
 
 import math
 
+from ..core.dispatch import register_fast_path
+from ..core.formula import Formula, exp, inf, isnan, log, where, xlogy
 from ..core.loss import Loss, Terms, register
-from ..core.primitives import _xlogy
 from ..core.validation import check_in_range, check_numeric, check_scalar, _dtype_name
+from ..kernels import pointwise
 
 __all__ = ["poisson_nll", "gaussian_nll"]
 
 _INF = float("inf")
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+# the pointwise math of poisson_nll, stated once (losskit.core.formula): the generic kernel
+# evaluates it on any array library, losskit.kernels.pointwise compiles it with numba
+def _poisson_nll(x, t, log_input, full, eps):
+    if log_input:
+        # t * x with 0 * x = 0 (also at x = -inf, a zero count at rate 0)
+        ex = exp(x)
+        value = ex - where(t == 0, 0.0, t * x)
+        grad = ex - t
+    else:
+        r = x + eps
+        value = x - xlogy(t, r)
+        ok = r != 0  # NaN rates go through the division and propagate
+        ratio = t / where(ok, r, 1.0)
+        # rate 0 with eps = 0: t / 0 is +inf for t > 0 (NaN stays NaN), 0 for t = 0
+        at_zero = where(t == 0, 0.0, where(isnan(t), t, inf))
+        grad = 1.0 - where(ok, ratio, at_zero)
+    if full:
+        big = t > 1
+        ts = where(big, t, 2.0)
+        stirling = ts * log(ts) - ts + 0.5 * log(ts) + _HALF_LOG_2PI
+        value = value + where(big, stirling, 0.0)
+    return value, grad
+
+
+def _poisson_ok(x, t, log_input, full, eps):
+    """Counts >= 0, and rates >= 0 with log_input=False (NaN passes: it propagates)."""
+    return ((t >= 0) | isnan(t)) & (log_input | (x >= 0) | isnan(x))
+
+
+POISSON_NLL = Formula(_poisson_nll)
+POISSON_OK = Formula(_poisson_ok)
 
 
 def _check_flag(name: str, value) -> bool:
@@ -119,33 +154,12 @@ class PoissonNLL(Loss):
         t = self._real_target(ctx, prediction, target)
         check_in_range(xp, "target", t, 0.0, _INF, hint="Poisson targets are counts")
         x = prediction
-        zero_t = t == 0
-        grad = None
-        if log_input:
-            # t * x with 0 * x = 0 (also at x = -inf, a zero count at rate 0)
-            tx = xp.where(zero_t, xp.zeros_like(x), t * x)
-            value = xp.exp(x) - tx
-            if need_grad:
-                grad = xp.exp(x) - t
-        else:
+        if not log_input:
             check_in_range(xp, "prediction", x, 0.0, _INF,
                            hint="with log_input=False the prediction is a rate; pass "
                                 "log-rates with log_input=True")
-            r = x + e
-            value = x - _xlogy(xp, t, r)
-            if need_grad:
-                ok = ~(r == 0)  # NaN rates go through the division and propagate
-                ratio = t / xp.where(ok, r, xp.ones_like(r))
-                # rate 0 with eps = 0: t / 0 is +inf for t > 0 (NaN stays NaN), 0 for t = 0
-                at_zero = xp.where(zero_t, xp.zeros_like(t),
-                                   xp.where(xp.isnan(t), t, xp.full_like(t, _INF)))
-                grad = 1.0 - xp.where(ok, ratio, at_zero)
-        if full:
-            big = t > 1
-            ts = xp.where(big, t, xp.full_like(t, 2.0))
-            stirling = ts * xp.log(ts) - ts + 0.5 * xp.log(ts) + _HALF_LOG_2PI
-            value = value + xp.where(big, stirling, xp.zeros_like(t))
-        return Terms(value, grad)
+        value, grad = POISSON_NLL.on(xp)(x, t, log_input, full, e)
+        return Terms(value, grad if need_grad else None)
 
 
 class GaussianNLL(Loss):
@@ -310,3 +324,10 @@ class GaussianNLL(Loss):
 
 poisson_nll = register(PoissonNLL())
 gaussian_nll = register(GaussianNLL())
+
+# the fused NumPy kernel of poisson_nll (losskit.kernels.pointwise). gaussian_nll keeps the
+# generic path: its variance broadcasts (a row's, an axis', one float) and has a gradient
+# of its own, which the pointwise driver (prediction and target of one shape) does not take
+register_fast_path(PoissonNLL, pointwise.fast_path(
+    POISSON_NLL, {"log_input": pointwise.flag, "full": pointwise.flag,
+                  "eps": pointwise.number(0.0)}, check=POISSON_OK))

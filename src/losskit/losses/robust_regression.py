@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 
 from ..core.dispatch import register_fast_path
-from ..kernels import fast_paths
+from ..core.formula import Formula, expm1, exp, log1p, maximum, minimum, sign, tanh, where
+from ..kernels import pointwise
 from ..core.loss import Loss, Terms, register
 from ..core.validation import check_scalar
 
@@ -26,6 +27,52 @@ __all__ = ["huber", "smooth_l1", "log_cosh", "quantile", "pinball"]
 
 _INF = float("inf")
 _LN2 = math.log(2.0)
+
+
+# --------------------------------------------------------------------------- the formulas
+# Each is the loss's pointwise math, stated once (losskit.core.formula): the generic
+# kernels below evaluate it on any array library, the fused NumPy kernel
+# (losskit.kernels.pointwise) compiles the same function with numba.
+def _huber(y, t, delta):
+    d = y - t
+    a = abs(d)
+    q = minimum(a, delta)  # NaN propagates through minimum
+    return 0.5 * (q * q) + delta * (a - q), sign(d) * q
+
+
+def _smooth_l1(y, t, beta):
+    d = y - t
+    a = abs(d)
+    if beta == 0:  # the limit beta -> 0: plain absolute error, no 0/0
+        return a, sign(d)
+    q = minimum(a, beta)  # NaN propagates through minimum
+    r = q / beta  # min(|d| / beta, 1)
+    return 0.5 * (r * q) + (a - q), sign(d) * r  # a - q is exactly 0 on the quadratic side
+
+
+def _log_cosh(y, t):
+    d = y - t
+    a = abs(d)
+    small = a < 1.0  # NaN goes to the large branch and propagates there
+    # double where: each branch only ever sees arguments where it is accurate
+    m = expm1(where(small, a, 0.0))
+    near = log1p((m * m) / (2.0 * (1.0 + m)))
+    big = where(small, 1.0, a)
+    far = (big - _LN2) + log1p(exp(-2.0 * big))
+    return where(small, near, far), tanh(d)
+
+
+def _quantile(y, t, q):
+    d = t - y
+    value = maximum(q * d, (q - 1.0) * d)  # NaN propagates
+    # -q below the target, 1 - q above, 0 at the kink; 0 * d keeps NaN
+    return value, where(d > 0, -q, where(d < 0, 1.0 - q, 0.0 * d))
+
+
+HUBER = Formula(_huber)
+SMOOTH_L1 = Formula(_smooth_l1)
+LOG_COSH = Formula(_log_cosh)
+QUANTILE = Formula(_quantile)
 
 
 class Huber(Loss):
@@ -104,11 +151,8 @@ class Huber(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad, delta=1.0):
         xp = ctx.xp
         b = check_scalar("delta", delta, lo=0.0, hi=_INF, lo_open=True, hi_open=True)
-        d = prediction - self._real_target(ctx, prediction, target)
-        a = xp.abs(d)
-        q = xp.minimum(a, xp.full_like(a, b))  # NaN propagates through minimum
-        value = 0.5 * (q * q) + b * (a - q)
-        return Terms(value, xp.sign(d) * q if need_grad else None)
+        value, grad = HUBER.on(xp)(prediction, self._real_target(ctx, prediction, target), b)
+        return Terms(value, grad if need_grad else None)
 
 
 class SmoothL1(Loss):
@@ -179,14 +223,9 @@ class SmoothL1(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad, beta=1.0):
         xp = ctx.xp
         b = check_scalar("beta", beta, lo=0.0, hi=_INF, hi_open=True)
-        d = prediction - self._real_target(ctx, prediction, target)
-        a = xp.abs(d)
-        if b == 0.0:  # the limit beta -> 0: plain absolute error, no 0/0
-            return Terms(a, xp.sign(d) if need_grad else None)
-        q = xp.minimum(a, xp.full_like(a, b))  # NaN propagates through minimum
-        r = q / b  # min(|d| / beta, 1)
-        value = 0.5 * (r * q) + (a - q)  # a - q is exactly 0 on the quadratic side
-        return Terms(value, xp.sign(d) * r if need_grad else None)
+        value, grad = SMOOTH_L1.on(xp)(prediction, self._real_target(ctx, prediction, target),
+                                       b)
+        return Terms(value, grad if need_grad else None)
 
 
 class LogCosh(Loss):
@@ -261,17 +300,9 @@ class LogCosh(Loss):
     )
 
     def _compute(self, ctx, prediction, target, *, need_grad):
-        xp = ctx.xp
-        d = prediction - self._real_target(ctx, prediction, target)
-        a = xp.abs(d)
-        small = a < 1.0  # NaN goes to the large branch and propagates there
-        # double where: each branch only ever sees arguments where it is accurate
-        m = xp.expm1(xp.where(small, a, xp.zeros_like(a)))
-        near = xp.log1p((m * m) / (2.0 * (1.0 + m)))
-        big = xp.where(small, xp.ones_like(a), a)
-        far = (big - _LN2) + xp.log1p(xp.exp(-2.0 * big))
-        value = xp.where(small, near, far)
-        return Terms(value, xp.tanh(d) if need_grad else None)
+        value, grad = LOG_COSH.on(ctx.xp)(prediction,
+                                          self._real_target(ctx, prediction, target))
+        return Terms(value, grad if need_grad else None)
 
 
 class Quantile(Loss):
@@ -350,15 +381,9 @@ class Quantile(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad, q=0.5):
         xp = ctx.xp
         level = check_scalar("q", q, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-        d = self._real_target(ctx, prediction, target) - prediction  # t - y
-        value = xp.maximum(level * d, (level - 1.0) * d)  # NaN propagates
-        grad = None
-        if need_grad:
-            zero = xp.zeros_like(d)
-            g = xp.where(d > 0, xp.full_like(d, -level),
-                         xp.where(d < 0, xp.full_like(d, 1.0 - level), zero))
-            grad = xp.where(xp.isnan(d), d, g)
-        return Terms(value, grad)
+        value, grad = QUANTILE.on(xp)(prediction, self._real_target(ctx, prediction, target),
+                                      level)
+        return Terms(value, grad if need_grad else None)
 
 
 huber = register(Huber())
@@ -366,5 +391,10 @@ smooth_l1 = register(SmoothL1())
 log_cosh = register(LogCosh())
 quantile = pinball = register(Quantile())
 
-# fused NumPy kernels (losskit.kernels.fast_paths), consulted by the pipeline
-register_fast_path(Huber, fast_paths.regression)
+# fused NumPy kernels (losskit.kernels.pointwise: the formulas above), consulted by the pipeline
+register_fast_path(Huber, pointwise.fast_path(
+    HUBER, {"delta": pointwise.number(0.0, lo_open=True)}))
+register_fast_path(SmoothL1, pointwise.fast_path(SMOOTH_L1, {"beta": pointwise.number(0.0)}))
+register_fast_path(LogCosh, pointwise.fast_path(LOG_COSH))
+register_fast_path(Quantile, pointwise.fast_path(
+    QUANTILE, {"q": pointwise.number(0.0, 1.0, lo_open=True, hi_open=True)}))

@@ -1,0 +1,161 @@
+r"""The fast path of the pointwise family: one driver for every elementwise loss.
+
+A pointwise loss (prediction and target of one shape, the loss of each element a function
+of that element alone) states its math once, as a :class:`~losskit.core.formula.Formula`;
+its generic kernel (``Loss._compute``) evaluates the formula on any Array-API namespace,
+and :func:`fast_path` turns the same formula into the fused NumPy kernel that the
+pipeline consults (``register_fast_path(Huber, pointwise.fast_path(HUBER, ...))``):
+
+* ``numba`` engine (:mod:`losskit.kernels.pointwise_numba`, imported on first use): the
+  formula compiled per float type and inlined into one loop over blocks, value and
+  gradient in one pass, blocks in ``prange`` from :data:`~losskit.kernels.fast_paths.PARALLEL_MIN`
+  elements and a serial build below;
+* ``numpy`` engine (``LOSSKIT_DISABLE_NUMBA=1``, ``fast_paths.USE_NUMBA = False``, or numba
+  missing): ``formula.on(numpy)`` on chunks of :data:`~losskit.kernels.fast_paths.CHUNK`
+  elements, so its temporaries stay in cache.
+
+What it covers: the prediction a float32/float64 ``numpy.ndarray`` (not empty; a
+non-contiguous one is copied), the target a NumPy array of the same shape (cast to the
+prediction's dtype like the generic path; read-only and non-contiguous inputs are fine),
+every reduction, ``out=``, the gradient with respect to the prediction, the parameters
+accepted by their validators (plain Python numbers and flags). ``sample_weight`` is **not**
+covered: a weighted call runs the generic path (whose rules for zero weights, ``(N,)``
+weights and the weighted mean stay in one place). Anything else, an invalid input
+included (a rejected parameter, a target the loss's ``check`` refuses), gives
+``NotImplemented``, and the generic path runs and raises its own error. Sums are
+accumulated in float64; the plumbing (gradient buffers, ``out=``, the gradient cache,
+reductions, :data:`~losskit.kernels.fast_paths.STATS`) is :mod:`~losskit.kernels.fast_paths`'s.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from ..core.formula import Formula
+from . import fast_paths as _fast
+
+__all__ = ["fast_path", "number", "flag"]
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_pw_numba = None  # the pointwise_numba module, once imported
+
+
+def number(lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False,
+           hi_open: bool = False) -> Callable[[Any], Any]:
+    """A validator: a plain finite Python number in the interval (as a float), else None."""
+    def validate(v):
+        if type(v) not in (int, float):
+            return None
+        v = float(v)
+        if not math.isfinite(v):
+            return None
+        if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+            return None
+        return v
+    return validate
+
+
+def flag(v):
+    """A validator: a Python bool, else None."""
+    return v if type(v) is bool else None
+
+
+def _numba_driver():
+    global _pw_numba
+    if _pw_numba is None:
+        from . import pointwise_numba
+
+        _pw_numba = pointwise_numba
+    return _pw_numba
+
+
+def fast_path(formula: Formula, params=(), check: Formula | None = None
+              ) -> Callable[..., Any]:
+    """The fast-path kernel of the pointwise loss whose math is ``formula``.
+
+    ``params``: the formula's parameters, a tuple of names (each a finite plain number)
+    or a dict ``name -> validator`` (:func:`number`, :func:`flag`, or any function
+    returning the value to use or None to decline). ``check``: a Formula of the same
+    arguments returning, per element, whether the inputs are valid (False anywhere: the
+    generic path runs and raises). Register the result with
+    :func:`~losskit.core.dispatch.register_fast_path`.
+    """
+    if not isinstance(params, dict):
+        params = {name: number() for name in params}
+    names = tuple(params)
+    if names != tuple(formula.params):
+        raise ValueError(f"{formula!r} takes the parameters {formula.params}; got {names}")
+    validators = tuple(params.values())
+
+    def kernel(loss, arrays, reduction, sample_weight, opts, want, out):
+        if sample_weight is not None or len(arrays) != 2:
+            return NotImplemented
+        values = []
+        for name, valid in zip(names, validators):
+            v = valid(opts[name])
+            if v is None:
+                return NotImplemented
+            values.append(v)
+        z = arrays[0]
+        if (type(z) is np.ndarray and not z.flags.c_contiguous and z.size
+                and (z.dtype is _F32 or z.dtype is _F64)):
+            z = np.ascontiguousarray(z)  # a strided view: one copy, then the fused loop
+        e = _fast._elementwise((z, arrays[1]), reduction, None, want, out)
+        if e is None:
+            return NotImplemented
+        dt = e.dt
+        nb = _fast._nb()
+        res = None
+        if nb is not None:
+            p = tuple(v if type(v) is bool else dt.type(v) for v in values)
+            kernels = _numba_driver().kernels(formula, check, dt)
+            res = e.run_numba(nb, kernels, nb.BLOCK, e.zf, e.tf, p)
+        if res is not None:
+            bad, total = res
+            engine = "numba"
+        else:
+            total = _numpy_engine(formula, check, values, e)
+            bad = total is None
+            engine = "numpy"
+        if bad:
+            return NotImplemented  # the generic path raises
+        _fast.STATS[loss.name, engine] += 1
+        return e.result(want, reduction, total)
+
+    kernel.__name__ = f"{formula.name}_fast_path"
+    kernel.__qualname__ = kernel.__name__
+    kernel.formula = formula
+    return kernel
+
+
+def _numpy_engine(formula, check, params, e):
+    """``formula.on(numpy)`` on cache-sized chunks: the float64 sum of the values, or None
+    when ``check`` rejects an element."""
+    f = formula.on(np)
+    ok = check.on(np) if check is not None else None
+    z, t = e.zf, e.tf
+    n = z.shape[0]
+    dt = e.dt
+    scale = dt.type(e.scale)
+    g = e.gf if e.need_grad else None
+    values = e.vf if e.values is not None else None
+    chunk = _fast.CHUNK
+    total = 0.0
+    with np.errstate(all="ignore"):
+        for lo in range(0, n, chunk):
+            hi = min(lo + chunk, n)
+            zc, tc = z[lo:hi], t[lo:hi]
+            if ok is not None and not np.all(ok(zc, tc, *params)):
+                return None
+            r = f(zc, tc, *params)
+            v = r[0]
+            if values is not None:
+                values[lo:hi] = v
+            if g is not None:
+                np.multiply(r[1], scale, out=g[lo:hi], casting="unsafe")
+            total += float(np.add.reduce(v, axis=None, dtype=np.float64))
+    return total

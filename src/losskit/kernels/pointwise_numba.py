@@ -1,0 +1,161 @@
+r"""The numba driver of the pointwise family (imported only when numba is installed).
+
+One loop for every pointwise loss (:mod:`losskit.kernels.pointwise`): the flat prediction
+and target in blocks of :data:`~losskit.kernels.numba_kernels.BLOCK` elements, the blocks
+in ``prange`` (the parallel build) or in order (the serial build, for small calls); per
+element the loss's :class:`~losskit.core.formula.Formula`, compiled by
+:meth:`~losskit.core.formula.Formula.scalar` for the input's float type and inlined into
+the loop, gives the value and the gradient, written once; each block's values are summed
+in float64 while they are in cache (:func:`~losskit.kernels.numba_kernels._sum`). A loss
+that must check its inputs (labels -1/+1, counts >= 0) gives a scalar predicate, run over
+the block in a loop of its own after the main one (the main loop then still vectorises);
+any element it rejects sends the call to the generic path, which raises.
+
+``exp``, ``expm1``, ``log``, ``log1p`` and ``tanh`` are vectorisable versions built from
+the polynomial exp and log of :mod:`~losskit.kernels.numba_kernels` (a few ulp; see
+below); ``sqrt`` is the hardware's.
+
+The kernels are built per formula, float type and build, on first use, and compiled
+in memory (not cached on disk: the formula lives in another module, whose edits numba's
+cache index would not see); the first call of a loss with a dtype costs about a second.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+from numba import njit, prange
+
+from . import numba_kernels as _nk
+from .numba_kernels import BLOCK, _like, _sum
+
+__all__ = ["kernels", "BLOCK"]
+
+_JIT = {"error_model": "numpy", "fastmath": {"contract"}}
+_F32 = np.float32
+
+
+# --------------------------------------------------------------------------- vectorisable
+# Replacements for the C library's expm1, log, log1p and tanh, built from the kernels'
+# polynomial exp and log (numba_kernels): arithmetic and selects only, so that the loop
+# around a formula vectorises. Each is a few ulp from the exact function (the tests compare
+# with NumPy's at the float32 and float64 tolerances), NaN and infinities as the C library.
+_EM1_32 = tuple(_F32(1.0 / math.factorial(k)) for k in range(1, 10))
+_EM1_64 = tuple(1.0 / math.factorial(k) for k in range(1, 16))
+
+
+def _expm1_32(x):
+    # |x| < 0.35: x (1 + x/2! + x^2/3! + ...), remainder < 0.1 ulp; else exp(x) - 1
+    p = _EM1_32[8]
+    for k in range(7, -1, -1):
+        p = p * x + _EM1_32[k]
+    return x * p if abs(x) < _F32(0.35) else _nk._exp(x) - _F32(1.0)
+
+
+def _expm1_64(x):
+    p = _EM1_64[14]
+    for k in range(13, -1, -1):
+        p = p * x + _EM1_64[k]
+    return x * p if abs(x) < 0.35 else _nk._exp(x) - 1.0
+
+
+_expm1 = _nk._by_float_type(_expm1_32, _expm1_64)
+
+
+@njit(inline="always", **_JIT)
+def _log(x):
+    """log x for every x: the bit-level log of numba_kernels (any positive x), inf -> inf."""
+    r = _nk._log_unit(x)
+    return x if x == _like(x, math.inf) else r
+
+
+@njit(inline="always", **_JIT)
+def _log1p(x):
+    """log1p x: the polynomial on [0, 1], else log(u) x / (u - 1) with u = 1 + x."""
+    one = _like(x, 1.0)
+    u = one + x
+    general = _log(u) * (x / (u - one))
+    general = x if (u == one) | (x == _like(x, math.inf)) else general
+    return _nk._log1p_unit(x) if (x >= _like(x, 0.0)) & (x <= one) else general
+
+
+@njit(inline="always", **_JIT)
+def _tanh(x):
+    """tanh x = -m / (2 + m), m = expm1(-2|x|): relative-exact near 0, 1 at +-inf."""
+    m = _expm1(_like(x, -2.0) * abs(x))
+    r = -m / (_like(x, 2.0) + m)
+    return r if x >= _like(x, 0.0) else -r
+
+
+#: the faster scalar functions this driver gives the formulas
+_IMPLS = {"exp": _nk._exp, "expm1": _expm1, "log": _log, "log1p": _log1p, "tanh": _tanh}
+_KERNELS: dict = {}
+_LOCK = threading.Lock()
+
+
+def _always(*args):  # pragma: no cover - compiled
+    return True
+
+
+_SOURCE = """
+def pointwise(z, t, p, scale, g, values, partial, want_values, want_grad):
+    n = z.shape[0]
+    bad = 0
+    {unpack}
+    for b in prange(partial.shape[0]):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        m = hi - lo
+        zb, tb = z[lo:hi], t[lo:hi]
+        # two distinct arrays, both stored unconditionally: the loop then vectorises
+        vb = values[lo:hi] if want_values else np.empty(m, dtype=z.dtype)
+        gb = g[lo:hi] if want_grad else np.empty(m, dtype=z.dtype)
+        sc = _like(zb[0], scale)
+        for j in range(m):
+            r = f(zb[j], tb[j]{args})
+            vb[j] = r[0]
+            gb[j] = r[1] * sc
+        partial[b] = _sum(vb, m)
+        if HAS_CHECK:
+            nb = 0
+            for j in range(m):
+                nb += 0 if ok(zb[j], tb[j]{args}) else 1
+            bad += nb
+    return bad, _sum(partial, partial.shape[0])
+"""
+
+
+def _make(f, ok, has_check, nparams):
+    """The driver loop around the scalar formula ``f`` and the predicate ``ok``, for a
+    formula of ``nparams`` parameters (passed as the tuple ``p``). Generated source: numba
+    inlines a call with explicit arguments, not one with ``*p``."""
+    unpack = "; ".join(f"p{i} = p[{i}]" for i in range(nparams)) or "pass"
+    args = "".join(f", p{i}" for i in range(nparams))
+    namespace = {"f": f, "ok": ok, "HAS_CHECK": has_check, "np": np, "prange": prange,
+                 "BLOCK": BLOCK, "_like": _like, "_sum": _sum}
+    exec(compile(_SOURCE.format(unpack=unpack, args=args), f"<pointwise {f.__name__}>",
+                 "exec"), namespace)
+    return namespace["pointwise"]
+
+
+def kernels(formula, check, dtype):
+    """(parallel build, serial build) of the driver for ``formula`` (and the predicate
+    Formula ``check``, or None) on ``dtype`` (float32 or float64); built once."""
+    dt = np.dtype(dtype)
+    key = (formula, check, dt.char)
+    k = _KERNELS.get(key)
+    if k is not None:
+        return k
+    with _LOCK:
+        k = _KERNELS.get(key)
+        if k is None:
+            f = formula.scalar(dt, _IMPLS)
+            ok = check.scalar(dt, _IMPLS) if check is not None else njit(inline="always")(
+                _always)
+            has_check, n = check is not None, len(formula.params)
+            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n)),
+                 njit(**_JIT)(_make(f, ok, has_check, n)))
+            _KERNELS[key] = k
+    return k

@@ -1,0 +1,417 @@
+"""The pointwise family: ``losskit.core.formula`` and its driver ``losskit.kernels.pointwise``.
+
+Every loss moved onto the driver must give the generic path's value and gradient (the
+generic path is the reference: its values are tested against PyTorch, JAX and the
+mathematics in tests/catalog), on both engines, for every reduction, float32 and float64,
+``out=``, read-only and strided inputs, sizes on both sides of ``PARALLEL_MIN``, inf and
+NaN, and from several threads at once. Expected values never come from the driver itself.
+Numba compiles one kernel per loss, dtype and build (about 0.3 s each): the tests are
+parametrised so that each is compiled once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import losskit as lk
+from losskit.core import dispatch
+from losskit.core.formula import Formula, where
+from losskit.kernels import fast_paths as _fast
+from losskit.kernels import gradient_cache
+from losskit.losses import likelihood, margin, robust_regression
+
+try:
+    import numba  # noqa: F401
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - numba is in the test extra
+    HAVE_NUMBA = False
+
+REDUCTIONS = ("none", "sum", "mean", "batchmean")
+INF, NAN = np.inf, np.nan
+RNG = np.random.default_rng(20260311)
+
+# (loss, options, target kind): every loss on the pointwise driver, with its options
+CASES = [
+    ("huber", {"delta": 0.5}, "real"),
+    ("smooth_l1", {"beta": 0.7}, "real"),
+    ("smooth_l1", {"beta": 0.0}, "real"),
+    ("log_cosh", {}, "real"),
+    ("quantile", {"q": 0.3}, "real"),
+    ("poisson_nll", {}, "count"),
+    ("poisson_nll", {"full": True}, "count"),
+    ("poisson_nll", {"log_input": False, "eps": 0.0}, "rate"),
+    ("hinge", {"margin": 1.0}, "sign"),
+    ("squared_hinge", {"margin": 0.5}, "sign"),
+]
+IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _ in CASES]
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on(monkeypatch):
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    monkeypatch.setattr(_fast, "USE_NUMBA", HAVE_NUMBA)
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def engine(request, monkeypatch):
+    if request.param == "numba" and not HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(_fast, "USE_NUMBA", request.param == "numba")
+    return request.param
+
+
+def inputs(kind, shape, dtype, edges=True):
+    """Prediction and target of ``shape`` for a target kind, with inf/NaN edges."""
+    z = np.asarray(RNG.normal(size=shape) * 3.0, dtype=dtype)
+    if kind == "real":
+        t = np.asarray(RNG.normal(size=shape) * 3.0, dtype=dtype)
+        ze, te = [INF, -INF, NAN, 1e30, 0.0, 2.0, INF], [0.0, 0.0, 0.0, -1e30, 0.0, 1.5, INF]
+    elif kind == "count":
+        t = RNG.poisson(2.0, size=shape).astype(dtype)
+        ze, te = [-INF, INF, NAN, 0.0, 1.0, 50.0], [0.0, 0.0, 1.0, NAN, 0.0, 3.0]
+    elif kind == "rate":
+        z = np.asarray(np.abs(z), dtype=dtype)
+        t = RNG.poisson(2.0, size=shape).astype(dtype)
+        ze, te = [0.0, 0.0, NAN, INF, 1.0, 1e-30], [0.0, 3.0, 1.0, 2.0, NAN, 0.0]
+    else:
+        t = np.where(RNG.random(shape) < 0.5, -1.0, 1.0).astype(dtype)
+        ze, te = [NAN, INF, -INF, 1.0, -0.5, 0.0], [1.0, 1.0, 1.0, 1.0, -1.0, -1.0]
+    if edges and z.size >= len(ze):
+        z.reshape(-1)[:len(ze)] = ze
+        t.reshape(-1)[:len(te)] = te
+    return z, t
+
+
+def generic(loss, *arrays, want="both", **kw):
+    saved = dispatch.ENABLED
+    dispatch.ENABLED = False
+    try:
+        return _call(loss, arrays, want, kw)
+    finally:
+        dispatch.ENABLED = saved
+
+
+def fast(loss, *arrays, engine, want="both", **kw):
+    key = (loss.name, engine)
+    before = _fast.STATS[key]
+    result = _call(loss, arrays, want, kw)
+    assert _fast.STATS[key] == before + 1, f"the {engine} pointwise path did not answer"
+    return result
+
+
+def _call(loss, arrays, want, kw):
+    if want == "value":
+        return loss(*arrays, **kw)
+    if want == "grad":
+        return loss.grad(*arrays, **kw)
+    return loss.value_and_grad(*arrays, **kw)
+
+
+def assert_same(got, ref, dtype):
+    rtol, atol = (1e-5, 1e-6) if np.dtype(dtype) == np.float32 else (1e-12, 1e-13)
+    assert type(got) is np.ndarray and got.dtype == ref.dtype == dtype
+    assert got.shape == ref.shape
+    scale = max(1.0, float(np.max(np.abs(ref[np.isfinite(ref)]), initial=0.0)))
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * scale, equal_nan=True)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(ref))
+
+
+def check(loss, arrays, engine, dtype, **kw):
+    v0, g0 = generic(loss, *arrays, **kw)
+    v1, g1 = fast(loss, *arrays, engine=engine, **kw)
+    assert_same(v1, v0, dtype)
+    assert_same(g1, g0, dtype)
+    np.testing.assert_array_equal(fast(loss, *arrays, engine=engine, want="value", **kw), v1)
+    np.testing.assert_array_equal(fast(loss, *arrays, engine=engine, want="grad", **kw), g1)
+    return v1, g1
+
+
+# ------------------------------------------------------------------ the driver == generic
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("name", "kw", "kind"), CASES, ids=IDS)
+def test_driver_equals_generic(engine, name, kw, kind, dtype):
+    loss = getattr(lk, name)
+    for shape in [(), (5,), (13, 7), (2, 3, 4), (5000,)]:
+        arrays = inputs(kind, shape, dtype)
+        for reduction in REDUCTIONS:
+            check(loss, arrays, engine, dtype, reduction=reduction, **kw)
+
+
+@pytest.mark.parametrize(("name", "kw", "kind"), CASES, ids=IDS)
+def test_parallel_build_equals_generic(engine, monkeypatch, name, kw, kind):
+    """Above PARALLEL_MIN (lowered, so that the inputs stay small) the blocks run in prange."""
+    monkeypatch.setattr(_fast, "PARALLEL_MIN", 10_000)
+    monkeypatch.setattr(gradient_cache, "PREFAULT_MIN", 10_000)
+    loss = getattr(lk, name)
+    arrays = inputs(kind, (3, 9001), np.float32)  # 7 blocks, the last one partial
+    for reduction in ("none", "mean"):
+        check(loss, arrays, engine, np.float32, reduction=reduction, **kw)
+
+
+@pytest.mark.parametrize(("name", "kw", "kind"), CASES[:1] + CASES[5:6] + CASES[8:9],
+                         ids=IDS[:1] + IDS[5:6] + IDS[8:9])
+def test_out_read_only_strided_and_cast_inputs(engine, name, kw, kind):
+    loss = getattr(lk, name)
+    z, t = inputs(kind, (12, 10), np.float64)
+    ref_v, ref_g = generic(loss, z, t, **kw)
+    out = np.full(z.shape, 7.0)
+    g = fast(loss, z, t, engine=engine, want="grad", out=out, **kw)
+    assert g is out
+    assert_same(out, ref_g, np.float64)
+    v, g = fast(loss, z, t, engine=engine, out=out, **kw)
+    assert g is out and float(v) == pytest.approx(float(ref_v), rel=1e-12, nan_ok=True)
+    # out= shares memory with the prediction: computed aside, the inputs read intact
+    z2 = z.copy()
+    g = fast(loss, z2, t, engine=engine, want="grad", out=z2, **kw)
+    assert g is z2
+    assert_same(z2, ref_g, np.float64)
+    # read-only inputs
+    zr, tr = z.copy(), t.copy()
+    zr.flags.writeable = tr.flags.writeable = False
+    v, g = fast(loss, zr, tr, engine=engine, **kw)
+    assert_same(g, ref_g, np.float64)
+    # strided (non-contiguous) prediction and target: copied, then the fused loop
+    zs, ts = np.zeros((12, 20)), np.zeros((12, 20))
+    zs[:, ::2], ts[:, ::2] = z, t
+    v, g = fast(loss, zs[:, ::2], ts[:, ::2], engine=engine, **kw)
+    assert_same(g, ref_g, np.float64)
+    # a non-contiguous out=
+    outs = np.zeros((12, 20))
+    fast(loss, z, t, engine=engine, want="grad", out=outs[:, ::2], **kw)
+    assert_same(outs[:, ::2].copy(), ref_g, np.float64)
+    # a float32 prediction with a float64 (or integer) target: cast like the generic path
+    z32 = z.astype(np.float32)
+    for t_other in (t, np.nan_to_num(t).astype(np.int64) if kind != "real" else t):
+        check(loss, (z32, t_other), engine, np.float32, **kw)
+
+
+@pytest.mark.parametrize(("name", "kw", "kind"), CASES, ids=IDS)
+def test_what_it_does_not_cover_runs_the_generic_path(name, kw, kind):
+    loss = getattr(lk, name)
+    z, t = inputs(kind, (6, 4), np.float64, edges=False)
+    before = sum(_fast.STATS.values())
+    for args, extra in [((z[:0], t[:0]), {}),  # empty
+                        ((z, t), {"sample_weight": np.linspace(0, 1, 6)}),
+                        ((z.astype(np.float16), t), {}),
+                        ((z, t.reshape(4, 6)), {"_raises": ValueError})]:
+        extra = dict(extra)
+        raises = extra.pop("_raises", None)
+        if raises:
+            with pytest.raises(raises):
+                loss.value_and_grad(*args, **kw, **extra)
+            continue
+        got = loss.value_and_grad(*args, **kw, **extra)
+        ref = generic(loss, *args, **kw, **extra)
+        for a, b in zip(got, ref):
+            np.testing.assert_array_equal(a, b)
+    assert sum(_fast.STATS.values()) == before
+
+
+@pytest.mark.parametrize("engine_name", ["numba", "numpy"])
+def test_invalid_inputs_raise_the_generic_errors(monkeypatch, engine_name):
+    monkeypatch.setattr(_fast, "USE_NUMBA", engine_name == "numba" and HAVE_NUMBA)
+    z = np.ones(5)
+    with pytest.raises(ValueError, match="target"):
+        lk.poisson_nll(z, -z)
+    with pytest.raises(ValueError, match="prediction"):
+        lk.poisson_nll(-z, z, log_input=False)
+    with pytest.raises(ValueError, match="labels -1 or \\+1"):
+        lk.hinge(z, np.zeros(5))
+    with pytest.raises(ValueError, match="labels -1 or \\+1"):
+        lk.squared_hinge(z, np.full(5, NAN))
+    with pytest.raises(ValueError, match="delta"):
+        lk.huber(z, z, delta=0.0)
+    with pytest.raises(ValueError, match="beta"):
+        lk.smooth_l1(z, z, beta=-1.0)
+    with pytest.raises(ValueError, match="q"):
+        lk.quantile(z, z, q=1.0)
+    with pytest.raises(TypeError, match="log_input"):
+        lk.poisson_nll(z, z, log_input=1)
+    # options it does not take as plain numbers: the generic path answers
+    before = sum(_fast.STATS.values())
+    lk.hinge.value_and_grad(z, z, margin=INF)
+    assert sum(_fast.STATS.values()) == before
+
+
+def test_documented_edges(engine):
+    # subgradient 0 at the kinks, NaN propagating, +0 (not -0) where inactive
+    y = np.array([1.0, 2.0, NAN, 0.5])
+    t = np.array([1.0, 1.0, 1.0, 1.0])
+    v, g = fast(lk.quantile, y, t, engine=engine, q=0.3, reduction="none")
+    assert g[0] == 0.0 and g[1] == pytest.approx(0.7) and np.isnan(g[2]) and g[3] == -0.3
+    s = np.array([1.0, 2.0, NAN, 0.0])
+    v, g = fast(lk.hinge, s, t, engine=engine, reduction="none")
+    assert g[0] == 0.0 and not np.signbit(g[1]) and np.isnan(v[2]) and np.isnan(g[2])
+    v, g = fast(lk.squared_hinge, s, -t, engine=engine, reduction="none")
+    assert not np.signbit(g[~np.isnan(g)]).any()
+    v, g = fast(lk.poisson_nll, np.array([-INF, 0.0]), np.array([0.0, 0.0]), engine=engine,
+                reduction="none")
+    assert v[0] == 0.0 and g[0] == 0.0  # a zero count at rate 0 costs nothing
+    v, g = fast(lk.poisson_nll, np.array([0.0]), np.array([2.0]), engine=engine,
+                log_input=False, eps=0.0, reduction="none")
+    assert v[0] == INF and g[0] == -INF
+    v, g = fast(lk.log_cosh, np.array([1e300, -1e300, 0.0]), np.zeros(3), engine=engine,
+                reduction="none")
+    assert v[0] == pytest.approx(1e300) and g[0] == 1.0 and g[1] == -1.0 and v[2] == 0.0
+    v, g = fast(lk.smooth_l1, np.array([0.0, 3.0]), np.zeros(2), engine=engine, beta=0.0,
+                reduction="none")
+    assert g[0] == 0.0 and g[1] == 1.0 and v[1] == 3.0
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_concurrent_calls_equal_a_serial_call(monkeypatch):
+    monkeypatch.setattr(_fast, "PARALLEL_MIN", 10_000)
+    monkeypatch.setattr(gradient_cache, "PREFAULT_MIN", 10_000)
+    work = [inputs(kind, (40_000,), np.float32) for kind in ("count", "real", "sign", "real")]
+    calls = [(lk.poisson_nll, {}), (lk.log_cosh, {}), (lk.hinge, {}), (lk.smooth_l1, {})]
+    expected = [loss.value_and_grad(*a, reduction="none", **kw)
+                for (loss, kw), a in zip(calls, work)]
+    errors = []
+
+    def run(i):
+        loss, kw = calls[i]
+        for _ in range(6):
+            v, g = loss.value_and_grad(*work[i], reduction="none", **kw)
+            if not (np.array_equal(v, expected[i][0], equal_nan=True)
+                    and np.array_equal(g, expected[i][1], equal_nan=True)):
+                errors.append(f"{loss.name}: a concurrent call differs")
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4) for _ in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+
+
+# ------------------------------------------------------------------ Formula
+def _numpy_reference(formula, *args):
+    with np.errstate(all="ignore"):
+        return formula.on(np)(*args)
+
+
+FORMULA_CASES = [
+    (robust_regression.HUBER, "real", (0.5,)),
+    (robust_regression.SMOOTH_L1, "real", (0.0,)),
+    (robust_regression.LOG_COSH, "real", ()),
+    (robust_regression.QUANTILE, "real", (0.3,)),
+    (likelihood.POISSON_NLL, "rate", (False, True, 1e-8)),
+    (likelihood.POISSON_NLL, "count", (True, False, 1e-8)),
+    (margin.HINGE, "sign", (1.0,)),
+    (margin.SQUARED_HINGE, "sign", (1.0,)),
+]
+
+
+def _backend(name):
+    if name == "torch":
+        torch = pytest.importorskip("torch")
+        return (lambda a: torch.from_numpy(a)), (lambda a: a.numpy()), "array_api_compat.torch"
+    if name == "jax":
+        jnp = pytest.importorskip("jax.numpy")
+        return (lambda a: jnp.asarray(a)), np.asarray, "jax.numpy"
+    if name == "array_api_strict":
+        xps = pytest.importorskip("array_api_strict")
+        return (lambda a: xps.asarray(a)), (lambda a: np.asarray(a)), "array_api_strict"
+    if name == "dask":
+        da = pytest.importorskip("dask.array")
+        return (lambda a: da.from_array(a, chunks=3)), (lambda a: np.asarray(a.compute())), \
+            "array_api_compat.dask.array"
+    return (lambda a: a), (lambda a: a), "array_api_compat.numpy"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch", "jax", "array_api_strict", "dask"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_formula_on_every_namespace(backend, dtype):
+    import array_api_compat
+
+    to, back, _ = _backend(backend)
+    if backend == "jax" and dtype == np.float64:
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            pytest.skip("JAX runs in float32 unless x64 is enabled")
+    for formula, kind, params in FORMULA_CASES:
+        z, t = inputs(kind, (11,), dtype)
+        ref = _numpy_reference(formula, z, t, *params)
+        xz, xt = to(z), to(t)
+        xp = array_api_compat.array_namespace(xz)
+        with np.errstate(all="ignore"):
+            got = formula.on(xp)(xz, xt, *params)
+        assert formula.on(xp) is formula.on(xp)  # cached per namespace
+        for a, b in zip(got, ref):
+            a = back(a)
+            assert a.dtype == dtype, (formula, backend)
+            rtol = 1e-6 if dtype == np.float32 else 1e-13
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol, equal_nan=True)
+
+
+def test_formula_on_matches_torch_autograd():
+    """An independent reference: torch's autograd of the values the formula states."""
+    torch = pytest.importorskip("torch")
+    z, t = inputs("real", (200,), np.float64, edges=False)
+    zt = torch.from_numpy(z).requires_grad_(True)
+    tt = torch.from_numpy(t)
+    for formula, params, ref in [
+            (robust_regression.HUBER, (0.7,),
+             lambda a: torch.nn.functional.huber_loss(a, tt, reduction="none", delta=0.7)),
+            (robust_regression.SMOOTH_L1, (0.4,),
+             lambda a: torch.nn.functional.smooth_l1_loss(a, tt, reduction="none", beta=0.4)),
+            (robust_regression.LOG_COSH, (), lambda a: torch.log(torch.cosh(a - tt)))]:
+        v, g = formula.on(np)(z, t, *params)
+        rv = ref(zt)
+        (rg,) = torch.autograd.grad(rv.sum(), zt)
+        np.testing.assert_allclose(v, rv.detach().numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(g, rg.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_formula_where_takes_python_numbers_on_either_branch():
+    import array_api_compat
+    import array_api_strict as xps
+
+    def _f(y, t):
+        return where(y > t, 1.0, y), where(y > t, y, -1.0)
+
+    f = Formula(_f)
+    for xp, a in [(array_api_compat.array_namespace(np.zeros(1)), np.float32([0, 2])),
+                  (xps, xps.asarray([0.0, 2.0], dtype=xps.float32))]:
+        v, g = f.on(xp)(a, a * 0 + 1)
+        assert v.dtype == a.dtype and g.dtype == a.dtype
+        np.testing.assert_array_equal(np.asarray(v), [0.0, 1.0])
+        np.testing.assert_array_equal(np.asarray(g), [-1.0, 2.0])
+    with pytest.raises(TypeError, match="at least one branch"):
+        Formula(lambda y, t: (where(y > t, 1.0, 0.0), y)).on(np)(np.ones(2), np.zeros(2))
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_formula_scalar_keeps_the_float_type_and_matches_numpy():
+    f = robust_regression.HUBER
+    s32, s64 = f.scalar(np.float32), f.scalar(np.float64)
+    assert f.scalar(np.float32) is s32
+    v, g = s32(np.float32(3.0), np.float32(0.0), np.float32(0.5))
+    assert type(v) is float or isinstance(v, (np.floating, float))
+    assert (v, g) == (np.float32(1.375), np.float32(0.5))
+    sig = s32.nopython_signatures[0]
+    assert str(sig.return_type) == "UniTuple(float32 x 2)"
+    z, t = inputs("real", (50,), np.float64)
+    ref = _numpy_reference(f, z, t, 0.5)
+    got = np.array([s64(a, b, 0.5) for a, b in zip(z, t)]).T
+    np.testing.assert_allclose(got, np.array(ref), rtol=1e-15, equal_nan=True)
+
+
+def test_import_does_not_load_numba():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, losskit as lk\n"
+            "from losskit.core import formula\n"
+            "from losskit.kernels import pointwise\n"
+            "print('numba' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False"
