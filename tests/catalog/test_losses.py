@@ -48,10 +48,12 @@ def test_value_and_grad_match_torch_float64(case, reduction):
     for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
         assert gi.shape == ri.shape, name
         np.testing.assert_allclose(gi, ri, rtol=case.rtol64, atol=1e-12, err_msg=name)
-    # the separate entry points agree with the fused one
-    np.testing.assert_array_equal(case.loss(*arrays, reduction=reduction, **case.options), v)
-    np.testing.assert_array_equal(case.loss.grad(*arrays, reduction=reduction,
-                                                 **case.options), g[0])
+    # the separate entry points agree with the fused one (to rounding: the default wrt may
+    # run a fused kernel whose sums are ordered differently from the wrt="all" path)
+    np.testing.assert_allclose(case.loss(*arrays, reduction=reduction, **case.options), v,
+                               rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(case.loss.grad(*arrays, reduction=reduction, **case.options),
+                               g[0], rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
