@@ -11,16 +11,21 @@ pipeline (``Loss._pipeline``) tries first, through the registry of
 * the gradient is wanted with respect to the prediction (the default ``wrt``);
 * the options are ones the fast path implements (below); ``sample_weight`` is not given.
 
-It returns the final, reduced result, or ``NotImplemented`` for anything else (another
-option, an unusual dtype, *any* invalid input), and the generic path then runs, so
+A fast path returns the final, reduced result, or ``NotImplemented`` for anything else
+(another option, an unusual dtype, *any* invalid input), and the generic path then runs, so
 errors and their messages are the generic path's own. The result equals the generic
 path's up to rounding: sums are accumulated in float64, also for float32 inputs.
+
+The losses of one row of the class axis (cross-entropies, divergences, the multi-class
+hinge, ...) share one driver, :mod:`losskit.kernels.rows`, which imports its plumbing
+from here and also takes class weights, label smoothing and ``sample_weight``.
 
 ==================================  ==========================================================
 loss                                the fast path covers
 ==================================  ==========================================================
 ``softmax_cross_entropy``           integer labels, class axis last, ``ignore_index``
-                                    (not ``class_weight``, ``label_smoothing``, soft targets)
+                                    (``class_weight``, ``label_smoothing``, soft targets and
+                                    ``sample_weight``: the row family, :mod:`.rows`)
 ``sigmoid_binary_cross_entropy``    ``pos_weight`` (a number, or one per class)
 ``mse``, ``l2_loss``, ``mae``       every call without ``sample_weight``
 ``huber``                           ``delta`` a plain number

@@ -7,7 +7,9 @@ quadratic one, here, is bounded and gentle on confident mistakes.
 
 from __future__ import annotations
 
+from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, register
+from ..kernels import rows
 from .cross_entropy import class_target
 from ..core.primitives import _weighted
 from ..core.validation import check_in_range
@@ -103,3 +105,6 @@ class BrierScore(Loss):
 
 
 brier_score = register(BrierScore())
+
+# fused NumPy kernels (losskit.kernels.rows), consulted by the pipeline
+register_fast_path(BrierScore, rows.brier_score)

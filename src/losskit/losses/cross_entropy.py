@@ -22,13 +22,13 @@ mean over no targets is 0 here, not NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..core.dispatch import register_fast_path
-from ..kernels import fast_paths
+from ..kernels import fast_paths, rows
 from ..core.loss import Loss, Terms, fill_doc, register
-from ..core.primitives import _sigmoid, _softmax_and_neg_log, _softplus, _weighted
+from ..core.primitives import (_safe_log, _safe_max, _sigmoid, _softmax_and_neg_log, _softplus,
+                               _weighted)
 from ..core.validation import (
     check_integer,
     same_shape,
@@ -60,15 +60,65 @@ def normalize_axis(ndim: int, axis: Any, loss: str) -> int:
     return axis % ndim
 
 
-@dataclass
 class ClassTarget:
-    """A K-class target, decoded once for every K-class loss."""
+    """A K-class target, decoded once for every K-class loss.
 
-    coef: Any  # a_{nc}: prediction's shape
-    weight: Any  # denominator weight per example (None: every example counts 1)
-    expand: Callable[[Any], Any]  # per-example shape -> broadcastable to prediction
-    axis: int
-    onehot: Any = None  # masked one-hot of integer labels (None for soft targets)
+    ``coef`` (:math:`a_{nc}`, the prediction's shape) and ``onehot`` (the masked one-hot
+    of integer labels; None for soft targets) are built on first use. A loss that only
+    needs the label's entry of a row reads ``labels`` and ``label_weight`` instead and
+    picks it with :meth:`pick` (a gather, ``take_along_axis``) and :meth:`hit` (a
+    comparison): no dense K x N one-hot is built (NumPy, PyTorch and JAX under ``jit``
+    then do per-row work only where the label is concerned).
+    """
+
+    def __init__(self, coef, weight, expand, axis, onehot=None, *, build=None, labels=None,
+                 label_weight=None, smoothing=0.0, smooth=None, classes=None, gather=False):
+        self._coef = coef
+        self.weight = weight  # denominator weight per example (None: every example counts 1)
+        self.expand = expand  # per-example shape -> broadcastable to the prediction
+        self.axis = axis
+        self._onehot = onehot
+        self._build = build  # () -> (coef, onehot), for integer labels
+        #: integer labels, 0 where ignored or out of range (their label_weight is 0)
+        self.labels = labels
+        #: (1 - smoothing) w_{y_n}: the coefficient of the label's entry (0 when ignored)
+        self.label_weight = label_weight
+        self.smoothing = smoothing
+        #: the smoothing's per-class part, w_c keep_n (broadcastable), or None
+        self.smooth = smooth
+        self._classes = classes
+        #: whether :meth:`pick` gathers (else it masks and sums, e.g. on Dask)
+        self.gather = gather
+
+    def _built(self):
+        if self._build is not None:
+            self._coef, self._onehot = self._build()
+            self._build = None
+
+    @property
+    def coef(self):
+        """:math:`a_{nc}`, the prediction's shape."""
+        self._built()
+        return self._coef
+
+    @property
+    def onehot(self):
+        """The masked one-hot of integer labels (0 where ignored), or None (soft targets)."""
+        self._built()
+        return self._onehot
+
+    def hit(self):
+        """Boolean, broadcastable to the prediction: the label's entry of each row (the
+        entry of class 0 where the label is ignored: its label_weight is 0)."""
+        return self.expand(self.labels) == self._classes
+
+    def pick(self, xp, x):
+        """``x`` at each row's label along the class axis (keepdims): a gather."""
+        if self.gather:
+            return xp.take_along_axis(x, xp.expand_dims(self.labels, axis=self.axis),
+                                      axis=self.axis)
+        return xp.sum(xp.where(self.hit(), x, xp.zeros_like(x)), axis=self.axis,
+                      keepdims=True)
 
 
 def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
@@ -81,8 +131,9 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
     ignore_index = check_integer("ignore_index", ignore_index, loss=ctx.loss, or_none=True)
     label_shape = tuple(prediction.shape[:ax] + prediction.shape[ax + 1:])
     bshape = tuple(k if i == ax else 1 for i in range(prediction.ndim))
+    known = not any(d is None or d != d for d in prediction.shape)
 
-    if any(d is None or d != d for d in prediction.shape):
+    if not known:
         # Dask cannot reshape arrays of unknown chunk sizes: a new axis by indexing
         index = (slice(None),) * ax + (None,)
 
@@ -92,7 +143,7 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
         def expand(a):
             return xp.expand_dims(a, axis=ax)
 
-    cw = None
+    cw = cw1 = None
     if class_weight is not None:
         cw = ctx.asarray(class_weight, "class_weight")
         check_numeric(xp, "class_weight", cw, bool_ok=False)
@@ -100,9 +151,9 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
             raise ValueError(
                 f"`class_weight` must have one weight per class: shape ({k},) (the size of "
                 f"axis {axis} of `prediction`); got {tuple(cw.shape)}")
-        cw = xp.astype(cw, ctx.work)
-        check_in_range(xp, "class_weight", cw, 0.0, _INF, hint="weights must be non-negative")
-        cw = xp.reshape(cw, bshape)
+        cw1 = xp.astype(cw, ctx.work)
+        check_in_range(xp, "class_weight", cw1, 0.0, _INF, hint="weights must be non-negative")
+        cw = xp.reshape(cw1, bshape)
 
     t = ctx.asarray(target, "target")
     if t.dtype == xp.bool:
@@ -118,21 +169,53 @@ def class_target(ctx, prediction, target, *, axis, class_weight, ignore_index,
             raise ValueError(msg)
         check_labels(xp, "target", t, k, ignore_index=ignore_index)
         classes = xp.reshape(xp.arange(k, device=ctx.device), bshape)
-        hit = expand(t) == classes
-        keep = None
-        if ignore_index is not None:
-            keep = xp.astype(t != ignore_index, ctx.work)
-            hit = hit & expand(t != ignore_index)
-        onehot = xp.astype(hit, ctx.work)
-        picked = onehot if cw is None else onehot * cw
-        weight = xp.sum(picked, axis=ax)  # w_{y_n}, 0 where ignored
-        coef = picked
+        keep_b = None if ignore_index is None else t != ignore_index
+        keep = None if keep_b is None else xp.astype(keep_b, ctx.work)
+
+        def build():
+            hit = expand(t) == classes
+            if keep_b is not None:
+                hit = hit & expand(keep_b)
+            onehot = xp.astype(hit, ctx.work)
+            picked = onehot if cw is None else onehot * cw
+            coef = picked
+            if smoothing > 0:
+                smooth = xp.ones(bshape, dtype=ctx.work, device=ctx.device) if cw is None else cw
+                if keep is not None:
+                    smooth = smooth * expand(keep)
+                coef = (1.0 - smoothing) * picked + (smoothing / k) * smooth
+            return coef, onehot
+
+        # labels that pick nothing (ignored, or out of range where they cannot be checked:
+        # validate=False, jit) weigh 0, as the dense one-hot's empty rows
+        valid = (t >= 0) & (t < k)
+        if keep_b is not None:
+            valid = valid & keep_b
+        gather = known and hasattr(xp, "take_along_axis") and hasattr(xp, "take")
+        if gather:
+            labels = xp.where(valid, t, xp.zeros_like(t))
+            if cw1 is None:
+                weight = xp.astype(valid, ctx.work)
+            else:
+                picked_w = xp.reshape(xp.take(cw1, xp.reshape(labels, (-1,)), axis=0),
+                                      label_shape)
+                weight = xp.where(valid, picked_w, xp.zeros_like(picked_w))
+            coef = onehot = None
+            lazy = build
+        else:  # the dense one-hot (Dask, libraries without take_along_axis)
+            coef, onehot = build()
+            labels = t
+            weight = xp.sum(onehot if cw is None else onehot * cw, axis=ax)  # w_{y_n}
+            lazy = None
+        smooth = None
         if smoothing > 0:
             smooth = xp.ones(bshape, dtype=ctx.work, device=ctx.device) if cw is None else cw
             if keep is not None:
                 smooth = smooth * expand(keep)
-            coef = (1.0 - smoothing) * picked + (smoothing / k) * smooth
-        return ClassTarget(coef, weight, expand, ax, onehot)
+        label_weight = weight if smoothing == 0 else (1.0 - smoothing) * weight
+        return ClassTarget(coef, weight, expand, ax, onehot, build=lazy, labels=labels,
+                           label_weight=label_weight, smoothing=smoothing, smooth=smooth,
+                           classes=classes, gather=gather)
     if not soft_ok:
         raise TypeError(f"`target` of {ctx.loss} must be integer class labels; got dtype "
                         f"{t.dtype}")
@@ -170,6 +253,37 @@ ignore_index : int, optional
 _TARGET_DOC = CLASS_TARGET_DOC + """
 label_smoothing : float in [0, 1], default 0
     Mix the target with the uniform distribution: :math:`(1-\\varepsilon) t + \\varepsilon/K`."""
+
+
+def _softmax_ce_labels(xp, z, ct, need_grad):
+    """Softmax cross-entropy of integer labels without a dense one-hot: the label's
+    :math:`-\\log p_y = \\log s - (z_y - m)` is gathered (``ClassTarget.pick``), the gradient
+    :math:`A p - a` subtracts the label's coefficient where ``ct.hit()``; the smoothing's
+    per-class part (dense by nature) only when ``label_smoothing > 0``."""
+    ax = ct.axis
+    m = _safe_max(xp, z, ax, keepdims=True)
+    shifted = z - m
+    e = xp.exp(shifted)
+    s = xp.sum(e, axis=ax, keepdims=True)
+    log_s = _safe_log(xp, s)
+    wy = ct.expand(ct.label_weight)
+    value = _weighted(xp, wy, log_s - ct.pick(xp, shifted))
+    value = xp.squeeze(value, axis=ax)
+    total = wy
+    if ct.smooth is not None:
+        eps_k = ct.smoothing / z.shape[ax]
+        smooth = eps_k * ct.smooth
+        value = value + xp.sum(_weighted(xp, smooth, log_s - shifted), axis=ax)
+        total = total + xp.sum(xp.zeros_like(z) + smooth, axis=ax, keepdims=True)
+    grad = None
+    if need_grad:
+        ok = (s > 0) & (s < _INF)
+        p = xp.where(ok, e / xp.where(ok, s, xp.ones_like(s)), xp.full_like(e, float("nan")))
+        grad = total * p - xp.where(ct.hit(), wy, xp.zeros_like(wy))
+        if ct.smooth is not None:
+            grad = grad - smooth
+        grad = xp.where(total == 0, xp.zeros_like(grad), grad)
+    return Terms(value, grad, ct.weight, ct.expand)
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -242,6 +356,8 @@ class SoftmaxCrossEntropy(Loss):
         xp = ctx.xp
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
+        if ct.labels is not None:
+            return _softmax_ce_labels(xp, prediction, ct, need_grad)
         p, neg_log = _softmax_and_neg_log(xp, prediction, axis=ct.axis)
         value = xp.sum(_weighted(xp, ct.coef, neg_log), axis=ct.axis)
         grad = None
@@ -378,8 +494,21 @@ class NLLLoss(Loss):
                             "softmax_cross_entropy")
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
-        value = xp.sum(_weighted(xp, ct.coef, -prediction), axis=ct.axis)
-        return Terms(value, -ct.coef if need_grad else None, ct.weight, ct.expand)
+        if ct.labels is None:
+            value = xp.sum(_weighted(xp, ct.coef, -prediction), axis=ct.axis)
+            return Terms(value, -ct.coef if need_grad else None, ct.weight, ct.expand)
+        # integer labels: the label's entry gathered, no dense one-hot for the value
+        wy = ct.expand(ct.label_weight)
+        value = xp.squeeze(_weighted(xp, wy, -ct.pick(xp, prediction)), axis=ct.axis)
+        grad = None
+        if need_grad:
+            grad = -xp.where(ct.hit(), wy, xp.zeros_like(prediction))
+        if ct.smooth is not None:
+            smooth = (ct.smoothing / prediction.shape[ct.axis]) * ct.smooth
+            value = value + xp.sum(_weighted(xp, smooth, -prediction), axis=ct.axis)
+            if need_grad:
+                grad = grad - smooth
+        return Terms(value, grad, ct.weight, ct.expand)
 
 
 class BinaryCrossEntropy(Loss):
@@ -543,5 +672,7 @@ binary_cross_entropy = register(BinaryCrossEntropy())
 sigmoid_binary_cross_entropy = register(SigmoidBinaryCrossEntropy())
 
 # fused NumPy kernels (losskit.kernels.fast_paths), consulted by the pipeline
-register_fast_path(SoftmaxCrossEntropy, fast_paths.softmax_cross_entropy)
+register_fast_path(SoftmaxCrossEntropy, rows.softmax_cross_entropy)  # + the row family
+register_fast_path(NLLLoss, rows.nll_loss)
+register_fast_path(CrossEntropy, rows.cross_entropy)
 register_fast_path(SigmoidBinaryCrossEntropy, fast_paths.sigmoid_binary_cross_entropy)

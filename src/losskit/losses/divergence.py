@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 
+from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, register
+from ..kernels import rows
 from .cross_entropy import normalize_axis
 from ..core.primitives import _safe_log, _softmax_and_neg_log
 from ..core.validation import check_in_range, check_scalar
@@ -413,3 +415,8 @@ class JSDivergence(Loss):
 kl_divergence = register(KLDivergence())
 softmax_kl_divergence = register(SoftmaxKLDivergence())
 js_divergence = register(JSDivergence())
+
+# fused NumPy kernels (losskit.kernels.rows), consulted by the pipeline
+register_fast_path(KLDivergence, rows.kl_divergence)
+register_fast_path(SoftmaxKLDivergence, rows.softmax_kl_divergence)
+register_fast_path(JSDivergence, rows.js_divergence)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 from ..core.dispatch import register_fast_path
-from ..kernels import fast_paths
+from ..kernels import fast_paths, rows
 from ..core.loss import Loss, Terms, fill_doc, register
 from .cross_entropy import CLASS_TARGET_DOC, class_target
 from ..core.primitives import _log_sigmoid, _safe_log, _sigmoid, _softmax_and_neg_log, _weighted
@@ -504,3 +504,5 @@ poly_loss = register(PolyLoss())
 
 # fused NumPy kernels (losskit.kernels.fast_paths), consulted by the pipeline
 register_fast_path(SigmoidFocalLoss, fast_paths.sigmoid_focal_loss)
+register_fast_path(SoftmaxFocalLoss, rows.softmax_focal_loss)
+register_fast_path(PolyLoss, rows.poly_loss)

@@ -7,12 +7,39 @@ which keeps scoring and normalising every class).
 
 from __future__ import annotations
 
+from ..core.dispatch import register_fast_path
+from ..core.formula import Formula, isnan, where
 from ..core.loss import Loss, Terms, register
+from ..kernels import pointwise
+from ..kernels import rows
 from .cross_entropy import class_target
-from ..core.primitives import _hinge_part, _weighted
+from ..core.primitives import _weighted
 from ..core.validation import check_scalar, check_two_values
 
 __all__ = ["hinge", "multiclass_hinge", "squared_hinge"]
+
+
+# the pointwise math of hinge and squared_hinge, stated once (losskit.core.formula): the
+# generic kernels evaluate it on any array library, losskit.kernels.pointwise compiles it
+def _hinge(s, t, margin):
+    slack = margin - t * s
+    active = (slack > 0) | isnan(slack)  # NaN propagates to value and gradient
+    return where(active, slack, 0.0), where(isnan(slack), slack, where(active, -t, 0.0))
+
+
+def _squared_hinge(s, t, margin):
+    slack = margin - t * s
+    active = where((slack > 0) | isnan(slack), slack, 0.0)  # max(0, slack), NaN kept
+    return active * active, 0.0 - 2.0 * (t * active)  # 0.0 -: no -0 entries
+
+
+def _signed_label_ok(s, t, margin):
+    return (t == 1.0) | (t == -1.0)
+
+
+HINGE = Formula(_hinge)
+SQUARED_HINGE = Formula(_squared_hinge)
+SIGNED_LABEL_OK = Formula(_signed_label_ok)
 
 
 def _signed_labels(ctx, t):
@@ -76,13 +103,8 @@ class Hinge(Loss):
         xp = ctx.xp
         m = check_scalar("margin", margin)
         t = _signed_labels(ctx, self._real_target(ctx, prediction, target))
-        slack = m - t * prediction
-        value, active = _hinge_part(xp, slack)  # NaN propagates to value and gradient
-        grad = None
-        if need_grad:
-            grad = xp.where(xp.isnan(slack), slack,
-                            xp.where(active, -t, xp.zeros_like(prediction)))
-        return Terms(value, grad)
+        value, grad = HINGE.on(xp)(prediction, t, m)
+        return Terms(value, grad if need_grad else None)
 
 
 class MulticlassHinge(Loss):
@@ -161,11 +183,11 @@ class MulticlassHinge(Loss):
         m = check_scalar("margin", margin)
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, soft_ok=False)
-        onehot = ct.onehot
         zero = xp.zeros_like(prediction)
-        hit = onehot != 0
-        # s_y picked by a mask, not by onehot * s: 0 * (-inf) would make the row NaN
-        correct = xp.sum(xp.where(hit, prediction, zero), axis=ct.axis, keepdims=True)
+        # s_y gathered (not onehot * s: 0 * (-inf) would make the row NaN); an ignored row
+        # picks class 0, and its weight 0 removes it below
+        hit = ct.hit()
+        correct = ct.pick(xp, prediction)
         violation = prediction - correct + m
         # a NaN score propagates to the value and gradient of its row; a NaN violation from
         # inf - inf (s_j = s_y = -inf, or both +inf) is no violation, as in PyTorch's
@@ -177,7 +199,7 @@ class MulticlassHinge(Loss):
         grad = None
         if need_grad:
             a = xp.astype(active, ctx.work)
-            g = a - onehot * xp.sum(a, axis=ct.axis, keepdims=True)
+            g = a - xp.where(hit, xp.sum(a, axis=ct.axis, keepdims=True), zero)
             row_nan = xp.any(nan, axis=ct.axis, keepdims=True)
             g = xp.where(row_nan, xp.full_like(g, float("nan")), g)
             grad = _weighted(xp, ct.expand(ct.weight), g)
@@ -248,11 +270,18 @@ class SquaredHinge(Loss):
         xp = ctx.xp
         m = check_scalar("margin", margin)
         t = _signed_labels(ctx, self._real_target(ctx, prediction, target))
-        active, _ = _hinge_part(xp, m - t * prediction)  # max(0, slack), NaN kept
-        grad = 0.0 - 2.0 * (t * active) if need_grad else None  # 0.0 -: no -0 entries
-        return Terms(active * active, grad)
+        value, grad = SQUARED_HINGE.on(xp)(prediction, t, m)
+        return Terms(value, grad if need_grad else None)
 
 
 hinge = register(Hinge())
 multiclass_hinge = register(MulticlassHinge())
 squared_hinge = register(SquaredHinge())
+
+# fused NumPy kernels of hinge and squared_hinge (losskit.kernels.pointwise)
+register_fast_path(Hinge, pointwise.fast_path(HINGE, ("margin",), check=SIGNED_LABEL_OK))
+register_fast_path(SquaredHinge, pointwise.fast_path(SQUARED_HINGE, ("margin",),
+                                                     check=SIGNED_LABEL_OK))
+
+# fused NumPy kernel of multiclass_hinge (losskit.kernels.rows)
+register_fast_path(MulticlassHinge, rows.multiclass_hinge)

@@ -1,0 +1,431 @@
+r"""Numba kernels of the row family (:mod:`losskit.kernels.rows`; imported only when numba is
+installed, on the first call that wants it).
+
+One driver, :func:`_drive`, sweeps the rows of a prediction ``(N, K)`` (in ``prange`` for
+large inputs, serially for small ones) and calls the loss's **row function** on each:
+
+``row(z, t, has_t, label, w, cw, par, g, f) -> (value, bad)``
+
+``z``
+    the row of the prediction (K,), float32 or float64;
+``t``, ``has_t``
+    the row of a same-shape target (probabilities, teacher logits), or a dummy;
+``label``, ``w``
+    the integer label (-1: ignored) and its weight :math:`w_{y}` (the class weight, 1
+    without class weights, 0 when ignored);
+``cw``
+    the class weights (float64, K), or an empty array;
+``par``
+    the loss's parameters (float64);
+``g``, ``f``
+    where to write :math:`f\,\partial\ell/\partial z` (a scratch row when no gradient is
+    wanted) and the factor ``f`` (the reduction's scale times the sample weight).
+
+It returns the row's value :math:`\ell_n` (float64, class weights applied) and a flag set
+when an input lies outside the loss's domain (the caller then lets the generic path
+answer, which raises or, with ``validate=False``, computes). The driver does the rest once:
+sample weights (a zero weight removes its row, ``inf`` and NaN included), the zero
+gradient of a mean over nothing, per-row values and their float64 sum.
+
+Each loss gets its own copy of the driver (:func:`kernels`): the copy's globals bind
+``_row`` to the loss's row function, so that numba inlines it, and its qualified name is
+the loss's, so that the on-disk cache keeps the builds apart (see
+:func:`losskit.kernels.numba_kernels._builds`).
+"""
+
+from __future__ import annotations
+
+import math
+import types as pytypes
+
+import numpy as np
+from numba import njit, prange
+
+from .numba_kernels import (_JIT, SHORT_ROW, _ce_row, _ce_row_short, _exp_neg, _like,
+                            _log_unit, _max_nan, _sum)
+
+__all__ = ["kernels", "ROWS"]
+
+_NAN = math.nan
+_INF = math.inf
+
+
+# --------------------------------------------------------------------------- helpers
+@njit(inline="always", **_JIT)
+def _zero(g):
+    for j in range(g.shape[0]):
+        g[j] = 0
+
+
+@njit(inline="always", **_JIT)
+def _safe_log(s):
+    """log(s) for s >= 0 (float64): log 0 = -inf, NaN propagates."""
+    return math.log(s) if (s > 0.0 or s != s) else -_INF
+
+
+@njit(inline="always", **_JIT)
+def _log_prob(x):
+    """log(x) of a probability (float64 result); exact C-library log outside [0, 1]."""
+    return float(_log_unit(x)) if (x >= 0 and x <= 1) else _safe_log(float(x))
+
+
+@njit(**_JIT)
+def _softmax_row(x, e, temp):
+    """e = exp(x / temp - shift) (x's dtype); returns (shift, s = sum of e, float64).
+
+    The generic shift: the row maximum, 0 when it is not finite (NaN, +inf, all -inf);
+    those rows take the C library's exp, as NumPy's ufuncs would.
+    """
+    k = x.shape[0]
+    src = x
+    if temp != 1.0:
+        tl = _like(x[0], temp)
+        for j in range(k):
+            e[j] = x[j] / tl
+        src = e
+    m, nan = _max_nan(src, k)
+    if nan or not math.isfinite(m):
+        s = 0.0
+        for j in range(k):
+            v = math.exp(float(src[j]))
+            e[j] = v
+            s += v
+        return 0.0, s
+    for j in range(k):
+        e[j] = _exp_neg(src[j] - m)
+    return float(m), _sum(e, k)
+
+
+@njit(inline="always", **_JIT)
+def _coef(j, t, has_t, label, w, cw, has_cw, e1, e2):
+    r"""The target coefficient :math:`a_{c}` of class j (see ``losses/cross_entropy.py``)."""
+    c = cw[j] if has_cw else 1.0
+    if has_t:
+        return c * (e1 * float(t[j]) + e2)
+    a = e2 * c if label >= 0 else 0.0
+    if j == label:
+        a += e1 * w
+    return a
+
+
+@njit(inline="always", **_JIT)
+def _outside(x, lo, hi):
+    return (x < lo) | (x > hi)
+
+
+# --------------------------------------------------------------------------- row functions
+@njit(**_JIT)
+def softmax_ce_row(z, t, has_t, label, w, cw, par, g, f):
+    """Softmax cross-entropy: sum_c a_c (log s - (z_c - m)); gradient A p - a."""
+    k = z.shape[0]
+    eps = par[0]
+    if not has_t and eps == 0.0:  # hard labels: the tuned row of fast_paths
+        if label < 0 or w == 0.0:
+            _zero(g)
+            return 0.0, 0
+        if k <= SHORT_ROW:
+            v = _ce_row_short(z, g, label, f * w)
+        else:
+            v = _ce_row(z, g, label, f * w)
+        return w * v, 0
+    e1, e2 = 1.0 - eps, eps / k
+    has_cw = cw.shape[0] > 0
+    bad = False
+    if has_t:
+        for j in range(k):
+            bad |= _outside(t[j], 0, 1)
+    shift, s = _softmax_row(z, g, 1.0)
+    log_s = _safe_log(s)
+    total = 0.0
+    v = 0.0
+    for j in range(k):
+        a = _coef(j, t, has_t, label, w, cw, has_cw, e1, e2)
+        total += a
+        if a != 0.0:
+            v += a * (log_s - (float(z[j]) - shift))
+    if total == 0.0:
+        _zero(g)
+    else:
+        inv = 1.0 / s if (s > 0.0 and s < _INF) else _NAN
+        for j in range(k):
+            a = _coef(j, t, has_t, label, w, cw, has_cw, e1, e2)
+            g[j] = _like(z[0], f * (total * (float(g[j]) * inv) - a))
+    return v, int(bad)
+
+
+@njit(**_JIT)
+def nll_row(z, t, has_t, label, w, cw, par, g, f):
+    """NLL of log-probabilities: -sum_c a_c z_c; gradient -a. Checks z <= 0."""
+    k = z.shape[0]
+    eps = par[0]
+    bad = False
+    for j in range(k):
+        bad |= z[j] > 0
+    if has_t:
+        for j in range(k):
+            bad |= _outside(t[j], 0, 1)
+    if not has_t and eps == 0.0:
+        _zero(g)
+        if label < 0 or w == 0.0:
+            return 0.0, int(bad)
+        g[label] = _like(z[0], -f * w)
+        return w * -float(z[label]), int(bad)
+    e1, e2 = 1.0 - eps, eps / k
+    has_cw = cw.shape[0] > 0
+    v = 0.0
+    for j in range(k):
+        a = _coef(j, t, has_t, label, w, cw, has_cw, e1, e2)
+        if a != 0.0:
+            v -= a * float(z[j])
+        g[j] = _like(z[0], -f * a)
+    return v, int(bad)
+
+
+@njit(**_JIT)
+def cross_entropy_row(z, t, has_t, label, w, cw, par, g, f):
+    """Cross-entropy of probabilities: -sum_c a_c log max(y_c, eps); gradient -a / y
+    inside the clamp, 0 below it. Checks y (and t) in [0, 1]."""
+    k = z.shape[0]
+    eps, clamp = par[0], par[1]
+    e1, e2 = 1.0 - eps, eps / k
+    has_cw = cw.shape[0] > 0
+    bad = False
+    v = 0.0
+    for j in range(k):
+        y = float(z[j])
+        bad |= _outside(y, 0.0, 1.0)
+        if has_t:
+            bad |= _outside(t[j], 0, 1)
+        a = _coef(j, t, has_t, label, w, cw, has_cw, e1, e2)
+        inside = y >= clamp or y != y
+        c = y if inside else clamp
+        if a != 0.0:
+            v -= a * math.log(c)
+        g[j] = _like(z[0], (-a / c) * f if inside else 0.0)
+    return v, int(bad)
+
+
+@njit(**_JIT)
+def brier_row(z, t, has_t, label, w, cw, par, g, f):
+    """Brier score: sum_c (y_c - t_c)^2; gradient 2 (y - t); ignored labels give 0."""
+    k = z.shape[0]
+    bad = False
+    for j in range(k):
+        bad |= _outside(z[j], 0, 1)
+    if has_t:
+        for j in range(k):
+            bad |= _outside(t[j], 0, 1)
+    elif label < 0:
+        _zero(g)
+        return 0.0, int(bad)
+    one = _like(z[0], 1.0)
+    zero = _like(z[0], 0.0)
+    two_f = _like(z[0], 2.0 * f)
+    v = 0.0
+    for j in range(k):
+        tj = t[j] if has_t else (one if j == label else zero)
+        d = z[j] - tj
+        v += float(d * d)
+        g[j] = two_f * d
+    return v, int(bad)
+
+
+@njit(**_JIT)
+def multiclass_hinge_row(z, t, has_t, label, w, cw, par, g, f):
+    """Weston-Watkins hinge: sum_{j != y} max(0, z_j - z_y + m); see losses/margin.py for
+    the infinite and NaN scores."""
+    k = z.shape[0]
+    if label < 0 or w == 0.0:
+        _zero(g)
+        return 0.0, 0
+    sy = z[label]
+    m = _like(sy, par[0])
+    c = _like(sy, w * f)
+    one = _like(sy, 1.0)
+    zero = _like(sy, 0.0)
+    ynan = sy != sy
+    nan = ynan
+    count = 0
+    v = 0.0
+    for j in range(k):
+        zj = z[j]
+        viol = zj - sy + m
+        nj = zj != zj
+        nan |= nj
+        act = ((viol > 0) | nj | ynan) & (j != label)
+        if act:
+            v += float(viol)
+            count += 1
+        g[j] = one if act else zero
+    if nan:
+        for j in range(k):
+            g[j] = _NAN
+    else:
+        for j in range(k):
+            g[j] = g[j] * c
+        g[label] = -count * c
+    return w * v, 0
+
+
+@njit(**_JIT)
+def kl_row(z, t, has_t, label, w, cw, par, g, f):
+    """KL divergence sum_c p_c (log p_c - log q_c): prediction log q (or q), target p (or
+    log p); gradient -p (or -p / q). 0 log 0 = 0, NaN propagates."""
+    k = z.shape[0]
+    log_pred, log_target = par[0] != 0.0, par[1] != 0.0
+    bad = False
+    v = 0.0
+    if log_pred and not log_target:  # the usual call: a loop that vectorises
+        zero = _like(z[0], 0.0)
+        fl = _like(z[0], -f)
+        for j in range(k):
+            lq = z[j]
+            p = t[j]
+            bad |= (lq > 0) | _outside(p, 0, 1)  # outside: the generic path answers
+            lp = _log_unit(p)
+            term = p * (lp - lq) if p > 0 else p * zero  # 0 log 0 = 0; NaN stays
+            v += float(term if lq == lq else lq)
+            g[j] = p * fl if lq == lq else lq
+        return v, int(bad)
+    for j in range(k):
+        zj = z[j]
+        tj = t[j]
+        if log_pred:
+            bad |= zj > 0
+            log_q = float(zj)
+        else:
+            bad |= _outside(zj, 0, 1)
+            log_q = _log_prob(zj)
+        if log_target:
+            bad |= tj > 0
+            p = math.exp(float(tj))
+            log_p = float(tj)
+        else:
+            bad |= _outside(tj, 0, 1)
+            p = float(tj)
+            log_p = _log_prob(tj)
+        nan = (p != p) | (log_q != log_q)
+        term = p * (log_p - log_q) if p > 0 else 0.0
+        v += _NAN if nan else term
+        if log_pred:
+            gj = _NAN if zj != zj else -p
+        else:
+            q = float(zj)
+            gj = (-p / q if q > 0 else -_INF) if p > 0 else 0.0
+            gj = _NAN if (p != p) | (q != q) else gj
+        g[j] = _like(zj, gj * f)
+    return v, int(bad)
+
+
+@njit(**_JIT)
+def softmax_kl_row(z, t, has_t, label, w, cw, par, g, f):
+    """Distillation: scale * KL(softmax(t/T) || softmax(z/T)); gradient scale/T (q - p)."""
+    k = z.shape[0]
+    temp, t_logits, scale = par[0], par[1] != 0.0, par[2]
+    tl = _like(z[0], temp)
+    shift_q, s_q = _softmax_row(z, g, temp)
+    log_sq = _safe_log(s_q)
+    inv_q = 1.0 / s_q if (s_q > 0.0 and s_q < _INF) else _NAN
+    bad = False
+    pb = g  # placeholder of the right type
+    shift_p, log_sp, inv_p = 0.0, 0.0, 0.0
+    if t_logits:
+        pb = np.empty(k, dtype=z.dtype)
+        shift_p, s_p = _softmax_row(t, pb, temp)
+        log_sp = _safe_log(s_p)
+        inv_p = 1.0 / s_p if (s_p > 0.0 and s_p < _INF) else _NAN
+    else:
+        for j in range(k):
+            bad |= _outside(t[j], 0, 1)
+    factor = f * scale / temp
+    v = 0.0
+    for j in range(k):
+        zt = z[j] / tl if temp != 1.0 else z[j]
+        log_q = (float(zt) - shift_q) - log_sq
+        if t_logits:
+            tt = t[j] / tl if temp != 1.0 else t[j]
+            log_p = (float(tt) - shift_p) - log_sp
+            p = float(pb[j]) * inv_p
+        else:
+            p = float(t[j])
+            log_p = _log_prob(t[j])
+        nan = (p != p) | (log_q != log_q)
+        term = p * (log_p - log_q) if p > 0 else 0.0
+        v += _NAN if nan else term
+        q = float(g[j]) * inv_q
+        g[j] = _like(z[0], factor * (q - p))
+    return scale * v, int(bad)
+
+
+@njit(**_JIT)
+def js_row(z, t, has_t, label, w, cw, par, g, f):
+    """Jensen-Shannon divergence of probabilities q = z, p = t; gradient log(2q/(p+q))/2."""
+    k = z.shape[0]
+    bad = False
+    v = 0.0
+    for j in range(k):
+        q = float(z[j])
+        p = float(t[j])
+        bad |= _outside(q, 0.0, 1.0) | _outside(p, 0.0, 1.0)
+        s = p + q
+        hp = p * math.log(2.0 * p / s) if p > 0 else 0.0
+        hq = q * math.log(2.0 * q / s) if q > 0 else 0.0
+        nan = (p != p) | (q != q)
+        v += _NAN if nan else 0.5 * (hp + hq)
+        r = 2.0 * q / s if s > 0 else 2.0
+        gj = _NAN if nan else 0.5 * _safe_log(r)
+        g[j] = _like(z[0], gj * f)
+    return v, int(bad)
+
+
+#: the row functions by name (``RowSpec.row`` of :mod:`losskit.kernels.rows`)
+ROWS = {
+    "softmax_ce": softmax_ce_row, "nll": nll_row, "cross_entropy": cross_entropy_row,
+    "brier": brier_row, "multiclass_hinge": multiclass_hinge_row, "kl": kl_row,
+    "softmax_kl": softmax_kl_row, "js": js_row,
+}
+
+
+# --------------------------------------------------------------------------- the driver
+def _drive(z, labels, w, t, has_t, cw, par, sw, has_sw, scale, g, values, want_grad):
+    """Every row of z (N, K) through ``_row`` (bound per loss, see :func:`kernels`).
+
+    Per-row values (times the sample weight; 0 where it is 0) into ``values``; the
+    gradient scaled by ``scale`` times the sample weight into g (a zero row where that
+    factor is 0). Returns (rows outside the domain, float64 sum of the values).
+    """
+    n, k = z.shape
+    bad = 0
+    for i in prange(n):
+        gi = g[i] if want_grad else np.empty(k, dtype=z.dtype)
+        ti = t[i] if has_t else t[0]
+        si = sw[i] if has_sw else 1.0
+        f = scale * si
+        v, b = _row(z[i], ti, has_t, labels[i], w[i], cw, par, gi, f)  # noqa: F821
+        bad += b
+        if want_grad and f == 0.0:
+            for j in range(k):
+                gi[j] = 0
+        values[i] = 0.0 if si == 0.0 else si * v
+    return bad, _sum(values, n)
+
+
+_KERNELS: dict = {}
+
+
+def kernels(name):
+    """(parallel build, serial build) of the driver bound to the row function ``name``."""
+    built = _KERNELS.get(name)
+    if built is None:
+        scope = dict(_drive.__globals__)
+        scope["_row"] = ROWS[name]
+        builds = []
+        for parallel in (True, False):
+            qual = f"_drive_{name}_{'parallel' if parallel else 'serial'}"
+            copy = pytypes.FunctionType(_drive.__code__, scope, qual, _drive.__defaults__,
+                                        _drive.__closure__)
+            copy.__qualname__ = qual
+            copy.__doc__ = _drive.__doc__
+            builds.append(njit(parallel=parallel, **_JIT)(copy))
+        built = _KERNELS[name] = tuple(builds)
+    return built

@@ -1,0 +1,406 @@
+"""The row family of fused kernels (``losskit.kernels.rows``) against the generic path.
+
+Every routed loss, on both engines (numba, NumPy), must give the generic Array-API
+path's value and gradient up to rounding: with class weights, ignored labels, label
+smoothing, probability targets, sample weights, every reduction, float32 and float64,
+``out=``, read-only and non-contiguous inputs, ``-inf`` and NaN entries, sizes on both
+sides of the parallel threshold and from several threads at once. The expected values
+come from the generic path (or PyTorch), never from the kernels themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import losskit as lk
+from losskit.core import dispatch
+from losskit.kernels import fast_paths as _fast
+from losskit.kernels import rows as _rows
+
+try:
+    import numba  # noqa: F401
+
+    HAVE_NUMBA = True
+except ImportError:  # pragma: no cover - numba is in the test extra
+    HAVE_NUMBA = False
+
+REDUCTIONS = ("none", "sum", "mean", "batchmean")
+INF, NAN = np.inf, np.nan
+NUMPY_ONLY = {"softmax_focal_loss", "poly_loss"}  # no numba row function (yet)
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on(monkeypatch):
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    monkeypatch.setattr(_fast, "USE_NUMBA", HAVE_NUMBA)
+    # small inputs take the serial build (the parallel one is tested on its own)
+    monkeypatch.setattr(_fast, "PARALLEL_MIN", 1 << 17)
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def engine(request, monkeypatch):
+    if request.param == "numba" and not HAVE_NUMBA:
+        pytest.skip("numba is not installed")
+    monkeypatch.setattr(_fast, "USE_NUMBA", request.param == "numba")
+    return request.param
+
+
+def _call(loss, arrays, want, kw):
+    if want == "value":
+        return loss(*arrays, **kw)
+    if want == "grad":
+        return loss.grad(*arrays, **kw)
+    return loss.value_and_grad(*arrays, **kw)
+
+
+def generic(loss, *arrays, want="both", **kw):
+    saved = dispatch.ENABLED
+    dispatch.ENABLED = False
+    try:
+        return _call(loss, arrays, want, kw)
+    finally:
+        dispatch.ENABLED = saved
+
+
+def fast(loss, *arrays, engine, want="both", **kw):
+    """The row family's answer, asserting that it (and the wanted engine) answered."""
+    name = "numpy" if loss.name in NUMPY_ONLY else engine
+    key = (loss.name, name)
+    before = _fast.STATS[key]
+    result = _call(loss, arrays, want, kw)
+    assert _fast.STATS[key] == before + 1, f"the {name} row kernel did not answer"
+    return result
+
+
+def close(a, b, dt):
+    tol = 2e-5 if np.dtype(dt) == np.float32 else 1e-11
+    np.testing.assert_allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
+                               rtol=tol, atol=tol, equal_nan=True)
+
+
+def same(fast_result, generic_result, dt):
+    v, g = fast_result
+    v0, g0 = generic_result
+    assert np.asarray(v).dtype == np.dtype(dt) and g.dtype == np.dtype(dt)
+    assert g.shape == g0.shape and np.shape(v) == np.shape(v0)
+    close(v, v0, dt)
+    close(g, g0, dt)
+
+
+# --------------------------------------------------------------------------- inputs
+def _logits(rng, n, k, dt):
+    z = rng.normal(scale=3.0, size=(n, k)).astype(dt)
+    if n > 3 and k > 2:
+        z[1, 0] = -INF  # a masked class
+        z[2, :] = -INF  # a row of only -inf
+    return z
+
+
+def _probs(rng, n, k, dt):
+    return rng.dirichlet(np.ones(k) * 0.5, n).astype(dt)
+
+
+def _labels(rng, n, k, ignored=True):
+    y = rng.integers(0, k, n)
+    if ignored and n > 4:
+        y[3] = -100
+    return y
+
+
+def _case(name, rng, n, k, dt):
+    """(loss, prediction, target, options) of a case with every option it takes."""
+    cw = rng.uniform(0.2, 2.0, k)
+    if name == "ce_labels":
+        return lk.softmax_cross_entropy, _logits(rng, n, k, dt), _labels(rng, n, k), \
+            dict(class_weight=cw, ignore_index=-100, label_smoothing=0.1)
+    if name == "ce_plain_weighted":
+        return lk.softmax_cross_entropy, _logits(rng, n, k, dt), _labels(rng, n, k), \
+            dict(class_weight=cw, ignore_index=-100)
+    if name == "ce_probs":
+        return lk.softmax_cross_entropy, _logits(rng, n, k, dt), _probs(rng, n, k, dt), \
+            dict(class_weight=cw, label_smoothing=0.05)
+    if name == "nll":
+        return lk.nll_loss, np.log(_probs(rng, n, k, dt)), _labels(rng, n, k), \
+            dict(class_weight=cw, ignore_index=-100)
+    if name == "nll_smooth_probs":
+        return lk.nll_loss, np.log(_probs(rng, n, k, dt)), _probs(rng, n, k, dt), \
+            dict(label_smoothing=0.2)
+    if name == "cross_entropy":
+        y = _probs(rng, n, k, dt)
+        y[0, 0] = 0.0  # below the clamp
+        return lk.cross_entropy, y, _labels(rng, n, k), \
+            dict(class_weight=cw, ignore_index=-100, label_smoothing=0.1)
+    if name == "cross_entropy_probs":
+        return lk.cross_entropy, _probs(rng, n, k, dt), _probs(rng, n, k, dt), {}
+    if name == "brier":
+        return lk.brier_score, _probs(rng, n, k, dt), _labels(rng, n, k), \
+            dict(ignore_index=-100)
+    if name == "brier_probs":
+        return lk.brier_score, _probs(rng, n, k, dt), _probs(rng, n, k, dt), {}
+    if name == "hinge":
+        return lk.multiclass_hinge, _logits(rng, n, k, dt), _labels(rng, n, k), \
+            dict(class_weight=cw, ignore_index=-100, margin=0.7)
+    if name == "kl":
+        t = _probs(rng, n, k, dt)
+        t[0, 0] = 0.0  # 0 log 0 = 0
+        return lk.kl_divergence, np.log(_probs(rng, n, k, dt)), t, {}
+    if name == "kl_probs_logtarget":
+        return lk.kl_divergence, _probs(rng, n, k, dt), np.log(_probs(rng, n, k, dt)), \
+            dict(log_prediction=False, log_target=True)
+    if name == "softmax_kl":
+        return lk.softmax_kl_divergence, _logits(rng, n, k, dt), \
+            rng.normal(size=(n, k)).astype(dt), dict(temperature=2.0)
+    if name == "softmax_kl_probs":
+        return lk.softmax_kl_divergence, rng.normal(size=(n, k)).astype(dt), \
+            _probs(rng, n, k, dt), dict(temperature=0.5, target_is_logits=False,
+                                       scale_by_temperature_squared=False)
+    if name == "js":
+        q = _probs(rng, n, k, dt)
+        q[0, 0] = 0.0
+        return lk.js_divergence, q, _probs(rng, n, k, dt), {}
+    if name == "focal":
+        return lk.softmax_focal_loss, _logits(rng, n, k, dt), _labels(rng, n, k), \
+            dict(class_weight=cw, ignore_index=-100, gamma=1.5)
+    if name == "poly":
+        return lk.poly_loss, _logits(rng, n, k, dt), _probs(rng, n, k, dt), \
+            dict(epsilon=2.0, label_smoothing=0.1)
+    raise KeyError(name)
+
+
+CASES = ["ce_labels", "ce_plain_weighted", "ce_probs", "nll", "nll_smooth_probs",
+         "cross_entropy", "cross_entropy_probs", "brier", "brier_probs", "hinge", "kl",
+         "kl_probs_logtarget", "softmax_kl", "softmax_kl_probs", "js", "focal", "poly"]
+
+
+# --------------------------------------------------------------------------- the options
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_every_reduction_equals_generic(case, dt, engine):
+    rng = np.random.default_rng(7)
+    loss, z, t, kw = _case(case, rng, 12, 7, dt)
+    for reduction in REDUCTIONS:
+        same(fast(loss, z, t, engine=engine, reduction=reduction, **kw),
+             generic(loss, z, t, reduction=reduction, **kw), dt)
+    # value alone and gradient alone take the same path
+    close(fast(loss, z, t, engine=engine, want="value", **kw),
+          generic(loss, z, t, want="value", **kw), dt)
+    close(fast(loss, z, t, engine=engine, want="grad", reduction="sum", **kw),
+          generic(loss, z, t, want="grad", reduction="sum", **kw), dt)
+
+
+@pytest.mark.parametrize("case", ["ce_labels", "ce_probs", "nll", "hinge", "softmax_kl",
+                                  "kl", "brier", "focal"])
+def test_sample_weight(case, engine):
+    rng = np.random.default_rng(3)
+    loss, z, t, kw = _case(case, rng, 10, 5, np.float64)
+    sw = rng.uniform(0.0, 2.0, 10)
+    sw[1] = 0.0  # removes its row, -inf entry included
+    sw[2] = 0.0  # the all -inf row: NaN removed
+    for reduction in REDUCTIONS:
+        same(fast(loss, z, t, engine=engine, reduction=reduction, sample_weight=sw, **kw),
+             generic(loss, z, t, reduction=reduction, sample_weight=sw, **kw), np.float64)
+
+
+def test_sample_weight_per_example_of_a_3d_prediction(engine):
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(3, 4, 6))
+    y = rng.integers(0, 6, (3, 4))
+    sw = np.array([1.0, 0.0, 2.5])
+    for kw in ({}, {"sample_weight": sw}, {"sample_weight": rng.uniform(size=(3, 4))}):
+        for reduction in REDUCTIONS:
+            same(fast(lk.multiclass_hinge, z, y, engine=engine, reduction=reduction, **kw),
+                 generic(lk.multiclass_hinge, z, y, reduction=reduction, **kw), np.float64)
+            same(fast(lk.softmax_cross_entropy, z, y, engine=engine, reduction=reduction,
+                      label_smoothing=0.3, **kw),
+                 generic(lk.softmax_cross_entropy, z, y, reduction=reduction,
+                         label_smoothing=0.3, **kw), np.float64)
+
+
+def test_single_example_1d(engine):
+    z = np.array([0.3, -1.0, 2.0])
+    for loss, t in ((lk.nll_loss, np.array(1)), (lk.multiclass_hinge, np.array(2)),
+                    (lk.softmax_kl_divergence, np.array([1.0, 0.0, -1.0]))):
+        zz = np.log(lk.softmax(z)) if loss is lk.nll_loss else z
+        for reduction in REDUCTIONS:
+            same(fast(loss, zz, t, engine=engine, reduction=reduction),
+                 generic(loss, zz, t, reduction=reduction), np.float64)
+
+
+# --------------------------------------------------------------------------- edge cases
+def test_mean_over_nothing_is_zero(engine):
+    z = np.array([[1.0, -INF, 2.0], [NAN, 0.0, 1.0]])
+    y = np.array([-1, -1])
+    for loss in (lk.softmax_cross_entropy, lk.multiclass_hinge):
+        v, g = fast(loss, z, y, engine=engine, ignore_index=-1)
+        assert v == 0.0 and not g.any()
+        v, g = fast(loss, z, np.array([0, 2]), engine=engine, class_weight=[0.0, 1.0, 0.0])
+        same((v, g), generic(loss, z, np.array([0, 2]), class_weight=[0.0, 1.0, 0.0]), np.float64)
+        assert v == 0.0 and not g.any()
+    v, g = fast(lk.kl_divergence, np.log(np.full((2, 2), 0.5)), np.full((2, 2), 0.5),
+                engine=engine, sample_weight=np.zeros(2))
+    assert v == 0.0 and not g.any()
+
+
+def test_infinite_and_nan_entries(engine):
+    z = np.array([[0.0, -INF, 1.0, 2.0],
+                  [-INF, -INF, -INF, -INF],
+                  [1e30, 0.0, -INF, 1.0],
+                  [INF, 0.0, 1.0, 2.0],
+                  [NAN, 0.0, 1.0, 2.0],
+                  [-INF, 0.0, 3.0, 1.0]])
+    y = np.array([0, 1, 0, 0, 2, 0])
+    t = np.full(z.shape, 0.25)
+    t[0] = [0.0, 0.0, 0.5, 0.5]
+    for loss, target, kw in ((lk.softmax_cross_entropy, y, {"label_smoothing": 0.1}),
+                             (lk.softmax_cross_entropy, t, {}),
+                             (lk.multiclass_hinge, y, {}),
+                             (lk.softmax_kl_divergence, z[::-1].copy(), {}),
+                             (lk.softmax_kl_divergence, t, {"target_is_logits": False})):
+        for reduction in ("none", "sum"):
+            same(fast(loss, z, target, engine=engine, reduction=reduction, **kw),
+                 generic(loss, z, target, reduction=reduction, **kw), np.float64)
+    logp = np.array([[0.0, -INF, -1.0], [-INF, -INF, -INF], [NAN, -1.0, -2.0]])
+    kl_target = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, NAN, 0.5]])
+    for loss, target in ((lk.nll_loss, np.array([1, 0, 1])), (lk.kl_divergence, kl_target),
+                         (lk.kl_divergence, kl_target[::-1].copy())):
+        same(fast(loss, logp, target, engine=engine, reduction="none"),
+             generic(loss, logp, target, reduction="none"), np.float64)
+
+
+def test_invalid_input_falls_back_to_the_generic_error(engine):
+    z = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="target"):
+        lk.softmax_cross_entropy(z, np.array([0, 4, 1]))
+    with pytest.raises(ValueError, match="prediction"):
+        lk.nll_loss(np.ones((3, 4)), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match="target"):
+        lk.softmax_cross_entropy(z, np.full((3, 4), 1.5))
+    with pytest.raises(ValueError, match="class_weight"):
+        lk.multiclass_hinge(z, np.array([0, 1, 1]), class_weight=[1.0, -1.0, 1.0, 1.0])
+    # validate=False: the generic path computes what the kernels decline
+    args = (np.ones((2, 3)), np.array([0, 1]))
+    same(lk.nll_loss.value_and_grad(*args, validate=False),
+         generic(lk.nll_loss, *args, validate=False), np.float64)
+
+
+# --------------------------------------------------------------------------- memory layouts
+@pytest.mark.parametrize("case", ["ce_probs", "nll", "hinge", "softmax_kl", "focal"])
+def test_out_readonly_noncontiguous(case, engine):
+    rng = np.random.default_rng(11)
+    loss, z, t, kw = _case(case, rng, 9, 6, np.float32)
+    v0, g0 = generic(loss, z, t, **kw)
+    out = np.full(z.shape, 7.0, dtype=np.float32)
+    v, g = fast(loss, z, t, engine=engine, out=out, **kw)
+    assert g is out
+    same((v, g), (v0, g0), np.float32)
+    ro_z, ro_t = z.copy(), t.copy()
+    ro_z.flags.writeable = False
+    ro_t.flags.writeable = False
+    same(fast(loss, ro_z, ro_t, engine=engine, **kw), (v0, g0), np.float32)
+    # a non-contiguous prediction and target, and a non-contiguous out
+    big_z = np.zeros((9, 12), dtype=np.float32)
+    big_z[:, ::2] = z
+    zt = big_z[:, ::2]
+    tt = t
+    if t.ndim == 2:
+        big_t = np.zeros((9, 12), dtype=t.dtype)
+        big_t[:, ::2] = t
+        tt = big_t[:, ::2]
+    big_out = np.zeros((9, 12), dtype=np.float32)
+    v, g = fast(loss, zt, tt, engine=engine, out=big_out[:, 1::2], **kw)
+    same((v, big_out[:, 1::2]), (v0, g0), np.float32)
+    assert not big_out[:, ::2].any()
+    # out may be the prediction itself: overwritten once it has been read
+    zc = z.copy()
+    v, g = fast(loss, zc, t, engine=engine, out=zc, **kw)
+    assert g is zc
+    same((v, g), (v0, g0), np.float32)
+
+
+def test_empty_batch_equals_generic(engine):
+    z = np.zeros((0, 5))
+    for loss, t in ((lk.softmax_cross_entropy, np.zeros(0, dtype=np.int64)),
+                    (lk.kl_divergence, np.zeros((0, 5)))):
+        for reduction in REDUCTIONS:
+            v, g = loss.value_and_grad(z, t, reduction=reduction)
+            same((v, g), generic(loss, z, t, reduction=reduction), np.float64)
+
+
+# --------------------------------------------------------------------------- parallel, threads
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+@pytest.mark.parametrize("case", ["ce_probs", "hinge"])
+def test_parallel_build(case, monkeypatch):
+    monkeypatch.setattr(_fast, "USE_NUMBA", True)
+    rng = np.random.default_rng(5)
+    loss, z, t, kw = _case(case, rng, 300, 40, np.float32)
+    monkeypatch.setattr(_fast, "PARALLEL_MIN", 1000)  # 12000 elements: the parallel build
+    for reduction in ("none", "mean"):
+        same(fast(loss, z, t, engine="numba", reduction=reduction, **kw),
+             generic(loss, z, t, reduction=reduction, **kw), np.float32)
+
+
+@pytest.mark.parametrize("case", ["ce_labels", "kl"])
+def test_concurrent_calls(case, engine):
+    rng = np.random.default_rng(9)
+    inputs = [_case(case, rng, 40, 16, np.float64) for _ in range(4)]
+    expected = [generic(loss, z, t, **kw) for loss, z, t, kw in inputs]
+    results = [None] * len(inputs)
+    errors = []
+
+    def work(i):
+        try:
+            loss, z, t, kw = inputs[i]
+            for _ in range(20):
+                results[i] = loss.value_and_grad(z, t, **kw)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors
+    for got, want in zip(results, expected):
+        same(got, want, np.float64)
+
+
+# --------------------------------------------------------------------------- against PyTorch
+def test_against_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(20, 8))
+    y = rng.integers(0, 8, 20)
+    y[4] = -100
+    cw = rng.uniform(0.5, 2.0, 8)
+    zt, yt = torch.from_numpy(z).requires_grad_(True), torch.from_numpy(y)
+    ref = F.cross_entropy(zt, yt, weight=torch.from_numpy(cw), ignore_index=-100,
+                          label_smoothing=0.2)
+    ref.backward()
+    v, g = lk.softmax_cross_entropy.value_and_grad(z, y, class_weight=cw, ignore_index=-100,
+                                                   label_smoothing=0.2)
+    close(v, ref.item(), np.float64)
+    close(g, zt.grad.numpy(), np.float64)
+    t = rng.normal(size=(20, 8))
+    zt.grad = None
+    ref = F.kl_div(F.log_softmax(zt / 2, -1), F.softmax(torch.from_numpy(t) / 2, -1),
+                   reduction="batchmean") * 4
+    ref.backward()
+    v, g = lk.softmax_kl_divergence.value_and_grad(z, t, temperature=2.0)
+    close(v, ref.item(), np.float64)
+    close(g, zt.grad.numpy(), np.float64)
+
+
+def test_spec_table_covers_every_routed_loss():
+    from losskit.core.dispatch import fast_path_for
+
+    for name in ("nll_loss", "cross_entropy", "brier_score", "multiclass_hinge",
+                 "kl_divergence", "softmax_kl_divergence", "js_divergence",
+                 "softmax_focal_loss", "poly_loss"):
+        loss = getattr(lk, name)
+        assert fast_path_for(type(loss)) is getattr(_rows, name)
+    assert fast_path_for(type(lk.softmax_cross_entropy)) is _rows.softmax_cross_entropy
