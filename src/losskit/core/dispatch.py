@@ -37,7 +37,14 @@ _RESOLVED: dict[type, Callable[..., Any] | None] = {}
 
 
 def register_fast_path(loss_type: type, kernel: Callable[..., Any]) -> None:
-    """Register ``kernel`` as the fused implementation of ``loss_type``'s ``_compute``."""
+    """Register ``kernel`` as the fused implementation of ``loss_type``'s ``_compute``.
+
+    The pipeline calls ``kernel(loss, arrays, reduction, sample_weight, options, want,
+    out)`` for the default ``wrt``; a kernel with the attribute ``takes_wrt = True`` is
+    also called for any other ``wrt``, with ``wrt=`` an index into
+    ``loss.differentiable`` (one gradient back) or a tuple of them (a tuple back). It
+    answers ``NotImplemented`` for anything it does not cover.
+    """
     _FAST_PATHS[loss_type] = kernel
     _RESOLVED.clear()
 

@@ -363,6 +363,13 @@ class Loss:
                 if as_tuple:  # wrt="all" (or a 1-tuple) of a loss with one differentiable input
                     return (result,) if want == "grad" else (result[0], (result[1],))
                 return result
+        elif (fast is not None and type(arrays[0]) is np.ndarray
+              and getattr(fast, "takes_wrt", False) and not (as_tuple and out is not None)):
+            index = tuple(self.differentiable.index(n) for n in wrt_names)
+            result = fast(self, arrays, reduction, sample_weight, opts, want, out,
+                          wrt=index if as_tuple else index[0])
+            if result is not NotImplemented:
+                return result
 
         with quiet():
             return self._generic(arrays, reduction, sample_weight, opts, want, wrt, wrt_names,

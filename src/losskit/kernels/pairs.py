@@ -114,7 +114,10 @@ def _run(loss, kind, inputs, labels, margin, p, eps, swap, reduction, want, out,
     x1 = inputs[0]
     dt = x1.dtype
     need_grad = want != "value"
-    if need_grad and out is not None and not _out_ok(out, arrays[wrt]):
+    several = isinstance(wrt, tuple)  # the gradients of several inputs, from one sweep
+    if several and out is not None:
+        return NotImplemented
+    if need_grad and not several and out is not None and not _out_ok(out, arrays[wrt]):
         return NotImplemented
     n = math.prod(rows_shape)
     d = x1.size // n
@@ -122,13 +125,16 @@ def _run(loss, kind, inputs, labels, margin, p, eps, swap, reduction, want, out,
     while len(x2d) < 3:
         x2d.append(x2d[0])
     scale = _scale(reduction, n, rows_shape[0] if rows_shape else 1)
-    g, copy_to = _gradient_target(need_grad, out, arrays[wrt] if need_grad else x1, inputs)
     dummy = np.empty((n, 0), dtype=dt)
     gs = [dummy, dummy, dummy]
     flags = [False, False, False]
+    grads, copy_to = [], None
     if need_grad:
-        gs[wrt] = g.reshape(n, d)
-        flags[wrt] = True
+        for i in (wrt if several else (wrt,)):
+            g, copy_to = _gradient_target(True, out, arrays[i], inputs)
+            grads.append(g)
+            gs[i] = g.reshape(n, d)
+            flags[i] = True
     values = np.empty(n, dtype=np.float64)
     t = labels if labels is not None else np.empty(0, dtype=dt)
     lo, hi = _SS_RANGE[dt.char]
@@ -142,12 +148,18 @@ def _run(loss, kind, inputs, labels, margin, p, eps, swap, reduction, want, out,
     if bad:
         return NotImplemented  # the generic path raises the label error
     STATS[loss.name, "numba"] += 1
-    return _result(want, reduction, dt, total, values.reshape(rows_shape), scale, g, copy_to)
+    if several:
+        value = _result("value", reduction, dt, total, values.reshape(rows_shape), scale,
+                        None, None)
+        return tuple(grads) if want == "grad" else (value, tuple(grads))
+    return _result(want, reduction, dt, total, values.reshape(rows_shape), scale,
+                   grads[0] if need_grad else None, copy_to)
 
 
 def _embeddings(arrays, count, sample_weight, wrt):
     """The embedding arrays (x1 first), or None."""
-    if sample_weight is not None or not 0 <= wrt < count:
+    if sample_weight is not None or not all(0 <= w < count for w in
+                                            (wrt if isinstance(wrt, tuple) else (wrt,))):
         return None
     z = arrays[0]
     if type(z) is not np.ndarray or z.ndim == 0:
@@ -222,3 +234,10 @@ def margin_ranking(loss, arrays, reduction, sample_weight, opts, want, out, wrt=
         return NotImplemented
     return _run(loss, 3, inputs, labels, margin, 2.0, 0.0, False, reduction, want, out, wrt,
                 shape, arrays)
+
+
+# every driver here takes ``wrt`` (an index, or a tuple of indices into
+# ``loss.differentiable``): the pipeline then uses it for any ``wrt`` (see
+# ``losskit.core.dispatch.register_fast_path``)
+for _f in (contrastive, triplet_margin, cosine_embedding, margin_ranking):
+    _f.takes_wrt = True
