@@ -29,7 +29,7 @@ except ImportError:  # pragma: no cover - numba is in the test extra
 
 REDUCTIONS = ("none", "sum", "mean", "batchmean")
 INF, NAN = np.inf, np.nan
-NUMPY_ONLY = {"softmax_focal_loss", "poly_loss"}  # no numba row function (yet)
+NUMPY_ONLY: set = set()  # losses without a numba row function (none now)
 
 
 @pytest.fixture(autouse=True)
@@ -164,15 +164,36 @@ def _case(name, rng, n, k, dt):
     if name == "focal":
         return lk.softmax_focal_loss, _logits(rng, n, k, dt), _labels(rng, n, k), \
             dict(class_weight=cw, ignore_index=-100, gamma=1.5)
+    if name == "focal_alpha_vec":  # gamma < 1, per-class alpha
+        return lk.softmax_focal_loss, _logits(rng, n, k, dt), _labels(rng, n, k), \
+            dict(alpha=rng.uniform(0.1, 1.0, k), ignore_index=-100, gamma=0.5)
+    if name == "focal_probs":
+        return lk.softmax_focal_loss, _logits(rng, n, k, dt), _probs(rng, n, k, dt), \
+            dict(class_weight=cw, alpha=0.25, gamma=2.0)
+    if name == "focal_gamma0":  # softmax cross-entropy times alpha
+        return lk.softmax_focal_loss, _logits(rng, n, k, dt), _labels(rng, n, k, False), \
+            dict(alpha=0.7, gamma=0.0)
     if name == "poly":
         return lk.poly_loss, _logits(rng, n, k, dt), _probs(rng, n, k, dt), \
             dict(epsilon=2.0, label_smoothing=0.1)
+    if name == "poly_labels":  # the hard-label row
+        return lk.poly_loss, _logits(rng, n, k, dt), _labels(rng, n, k), \
+            dict(class_weight=cw, ignore_index=-100, epsilon=1.0)
+    if name == "poly_labels_smooth":
+        return lk.poly_loss, _logits(rng, n, k, dt), _labels(rng, n, k), \
+            dict(class_weight=cw, ignore_index=-100, epsilon=-1.0, label_smoothing=0.1)
+    if name == "poly_eps0":  # softmax cross-entropy
+        return lk.poly_loss, _logits(rng, n, k, dt), _labels(rng, n, k, False), \
+            dict(epsilon=0.0)
     raise KeyError(name)
 
 
 CASES = ["ce_labels", "ce_plain_weighted", "ce_probs", "nll", "nll_smooth_probs",
          "cross_entropy", "cross_entropy_probs", "brier", "brier_probs", "hinge", "kl",
-         "kl_probs_logtarget", "softmax_kl", "softmax_kl_probs", "js", "focal", "poly"]
+         "kl_probs_logtarget", "softmax_kl", "softmax_kl_probs", "js", "focal",
+         "focal_alpha_vec", "focal_probs", "focal_gamma0", "poly", "poly_labels",
+         "poly_labels_smooth", "poly_eps0"]
+FOCAL_POLY = [c for c in CASES if c.startswith(("focal", "poly"))]
 
 
 # --------------------------------------------------------------------------- the options
@@ -192,7 +213,8 @@ def test_every_reduction_equals_generic(case, dt, engine):
 
 
 @pytest.mark.parametrize("case", ["ce_labels", "ce_probs", "nll", "hinge", "softmax_kl",
-                                  "kl", "brier", "focal"])
+                                  "kl", "brier", "focal", "focal_probs", "poly",
+                                  "poly_labels"])
 def test_sample_weight(case, engine):
     rng = np.random.default_rng(3)
     loss, z, t, kw = _case(case, rng, 10, 5, np.float64)
@@ -270,6 +292,99 @@ def test_infinite_and_nan_entries(engine):
              generic(loss, logp, target, reduction="none"), np.float64)
 
 
+FOCAL_POLY_EDGE = (
+    (lk.softmax_focal_loss, {"gamma": 2.0}),
+    (lk.softmax_focal_loss, {"gamma": 0.5, "alpha": [0.5, 1.0, 0.25, 2.0]}),
+    (lk.softmax_focal_loss, {"gamma": 0.0, "alpha": 0.3}),
+    (lk.softmax_focal_loss, {"gamma": 1.0, "class_weight": [0.0, 1.0, 2.0, 0.5]}),
+    (lk.poly_loss, {"epsilon": 1.0}),
+    (lk.poly_loss, {"epsilon": -1.0, "label_smoothing": 0.2}),
+    (lk.poly_loss, {"epsilon": 2.0, "class_weight": [0.0, 1.0, 2.0, 0.5]}),
+)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_focal_poly_infinite_nan_and_confident_entries(dt, engine):
+    """-inf logits (masked classes, on the label: an infinite loss), rows of only -inf, +inf
+    and NaN entries, and confident rows where p_y rounds to 1 (the precise log-softmax)."""
+    z = np.array([[0.0, -INF, 1.0, 2.0],
+                  [-INF, -INF, -INF, -INF],
+                  [1e30, 0.0, -INF, 1.0],
+                  [INF, 0.0, 1.0, 2.0],
+                  [NAN, 0.0, 1.0, 2.0],
+                  [-INF, 0.0, 3.0, 1.0],
+                  [60.0, 0.0, -5.0, 1.0],
+                  [0.0, 0.0, 0.0, 0.0]], dtype=dt)
+    y = np.array([0, 1, 0, 0, 2, 0, 0, 3])
+    t = np.full(z.shape, 0.25, dtype=dt)
+    t[0] = [0.0, 0.0, 0.5, 0.5]
+    t[6] = [1.0, 0.0, 0.0, 0.0]
+    for loss, kw in FOCAL_POLY_EDGE:
+        for target in (y, t):
+            for reduction in ("none", "sum"):
+                same(fast(loss, z, target, engine=engine, reduction=reduction, **kw),
+                     generic(loss, z, target, reduction=reduction, **kw), dt)
+        if dt == np.float64:  # row 6: p_y = 1 - 1e-26, kept to full relative precision
+            v, g = fast(loss, z[6:7], y[6:7], engine=engine, reduction="none", **kw)
+            v0, g0 = generic(loss, z[6:7], y[6:7], reduction="none", **kw)
+            np.testing.assert_allclose(v, v0, rtol=1e-10, atol=0)
+            np.testing.assert_allclose(g, g0, rtol=1e-10, atol=0)
+            assert v[0] > 0 or kw.get("class_weight") is not None
+        yi = y.copy()
+        yi[[1, 3, 4]] = -7  # the non-finite rows ignored: a finite mean
+        for reduction in REDUCTIONS:
+            v, g = fast(loss, z, yi, engine=engine, reduction=reduction, ignore_index=-7, **kw)
+            same((v, g), generic(loss, z, yi, reduction=reduction, ignore_index=-7, **kw), dt)
+            if reduction == "mean":
+                assert np.isfinite(v) == (yi[5] != 0) or kw.get("class_weight") is not None
+                assert not g[[1, 3, 4]].any()
+
+
+def test_focal_poly_mean_over_nothing_is_zero(engine):
+    z = np.array([[1.0, -INF, 2.0], [NAN, 0.0, 1.0]])
+    for loss, kw in ((lk.softmax_focal_loss, {"gamma": 0.5}),
+                     (lk.poly_loss, {"label_smoothing": 0.2})):
+        v, g = fast(loss, z, np.array([-1, -1]), engine=engine, ignore_index=-1, **kw)
+        assert v == 0.0 and not g.any()
+        args = (z, np.array([0, 2]))
+        v, g = fast(loss, *args, engine=engine, class_weight=[0.0, 1.0, 0.0], **kw)
+        same((v, g), generic(loss, *args, class_weight=[0.0, 1.0, 0.0], **kw), np.float64)
+        assert not g.any()
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
+def test_focal_poly_options_the_row_does_not_take(monkeypatch):
+    """NumPy scalars and arrays as options take the numba row; what it declines goes to the
+    generic path, which accepts it or raises its own error."""
+    monkeypatch.setattr(_fast, "USE_NUMBA", True)
+    rng = np.random.default_rng(6)
+    z = rng.normal(size=(6, 4))
+    y = rng.integers(0, 4, 6)
+    for loss, kw in ((lk.softmax_focal_loss, {"gamma": np.float64(1.5)}),
+                     (lk.softmax_focal_loss, {"alpha": np.float64(0.5)}),
+                     (lk.softmax_focal_loss, {"alpha": np.array(0.5)}),
+                     (lk.softmax_focal_loss, {"alpha": np.float32([0.5, 1, 2, 0])}),
+                     (lk.softmax_focal_loss, {"alpha": (1, 2, 3, 4)}),
+                     (lk.poly_loss, {"epsilon": np.float32(0.5)})):
+        same(fast(loss, z, y, engine="numba", **kw), generic(loss, z, y, **kw), np.float64)
+    before = _fast.STATS["softmax_focal_loss", "numba"]
+    with pytest.raises(ValueError, match="alpha"):
+        lk.softmax_focal_loss(z, y, alpha=np.ones((1, 4)))
+    assert _fast.STATS["softmax_focal_loss", "numba"] == before
+    with pytest.raises(ValueError, match="gamma"):
+        lk.softmax_focal_loss(z, y, gamma=-1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        lk.softmax_focal_loss(z, y, alpha=[1.0, -1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="alpha"):
+        lk.softmax_focal_loss(z, y, alpha=[1.0, 1.0])
+    with pytest.raises(ValueError, match="epsilon"):
+        lk.poly_loss(z, y, epsilon=-2.0)
+    with pytest.raises(ValueError, match="target"):
+        lk.poly_loss(z, np.full((6, 4), 1.5))
+    with pytest.raises(ValueError, match="ignore_index"):
+        lk.softmax_focal_loss(z, np.full((6, 4), 0.25), ignore_index=0)
+
+
 def test_invalid_input_falls_back_to_the_generic_error(engine):
     z = np.zeros((3, 4))
     with pytest.raises(ValueError, match="target"):
@@ -331,7 +446,7 @@ def test_empty_batch_equals_generic(engine):
 
 # --------------------------------------------------------------------------- parallel, threads
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
-@pytest.mark.parametrize("case", ["ce_probs", "hinge"])
+@pytest.mark.parametrize("case", ["ce_probs", "hinge", *FOCAL_POLY])
 def test_parallel_build(case, monkeypatch):
     monkeypatch.setattr(_fast, "USE_NUMBA", True)
     rng = np.random.default_rng(5)
@@ -395,6 +510,29 @@ def test_against_torch():
     close(g, zt.grad.numpy(), np.float64)
 
 
+def test_focal_poly_against_torch():
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(12)
+    z = rng.normal(scale=3.0, size=(30, 9)).astype(np.float32)
+    y = rng.integers(0, 9, 30)
+    for gamma in (2.0, 0.5):
+        zt = torch.from_numpy(z).requires_grad_(True)
+        ce = F.cross_entropy(zt, torch.from_numpy(y), reduction="none")
+        ref = ((1.0 - torch.exp(-ce)) ** gamma * ce).mean()  # torchvision-style
+        ref.backward()
+        v, g = lk.softmax_focal_loss.value_and_grad(z, y, gamma=gamma)
+        close(v, ref.item(), np.float32)
+        close(g, zt.grad.numpy(), np.float32)
+    zt = torch.from_numpy(z).requires_grad_(True)
+    ce = F.cross_entropy(zt, torch.from_numpy(y), reduction="none")
+    ref = (ce + 2.0 * (1.0 - torch.exp(-ce))).mean()  # Poly-1
+    ref.backward()
+    v, g = lk.poly_loss.value_and_grad(z, y, epsilon=2.0)
+    close(v, ref.item(), np.float32)
+    close(g, zt.grad.numpy(), np.float32)
+
+
 def test_spec_table_covers_every_routed_loss():
     from losskit.core.dispatch import fast_path_for
 
@@ -403,4 +541,10 @@ def test_spec_table_covers_every_routed_loss():
                  "softmax_focal_loss", "poly_loss"):
         loss = getattr(lk, name)
         assert fast_path_for(type(loss)) is getattr(_rows, name)
+        row = _rows._SPECS[name].row
+        assert row is not None  # every routed loss has a numba row function
+        if HAVE_NUMBA:
+            from losskit.kernels import rows_numba
+
+            assert row in rows_numba.ROWS
     assert fast_path_for(type(lk.softmax_cross_entropy)) is _rows.softmax_cross_entropy

@@ -40,8 +40,10 @@ loss                         targets                              row function
 ``kl_divergence``            same shape                           ``kl``
 ``softmax_kl_divergence``    same shape                           ``softmax_kl``
 ``js_divergence``            same shape                           ``js``
-``softmax_focal_loss``       labels, probabilities                (NumPy engine)
-``poly_loss``                labels, probabilities                (NumPy engine)
+``softmax_focal_loss``       labels (class_weight, ignore_index,  ``softmax_focal``
+                             alpha), probabilities
+``poly_loss``                labels (class_weight, ignore_index,  ``poly``
+                             label_smoothing), probabilities
 ===========================  ===================================  =========================
 """
 
@@ -130,8 +132,36 @@ def _softmax_kl_params(opts, k, dt):
     return (temp, float(tl), temp * temp if sc else 1.0)
 
 
-def _generic_params(opts, k, dt):
-    return ()  # the NumPy engine runs the loss's own kernel, which checks its options
+def _focal_params(opts, k, dt):
+    """(gamma, has_alpha, alpha_0 .. alpha_{K-1}): alpha None, a number or (K,) factors,
+    rounded to the prediction's dtype as the generic path computes in it."""
+    gamma = _number(opts["gamma"], 0.0)
+    alpha = opts["alpha"]
+    if gamma is None:
+        return None
+    if alpha is None:
+        return (gamma, 0.0)
+    if type(alpha) in (int, float):
+        a = _number(alpha, 0.0)
+        if a is None:
+            return None
+        vec = np.full(k, float(dt.type(a)))
+    elif type(alpha) is np.ndarray and alpha.ndim == 0:
+        vec = _weights(alpha, (), dt)
+        if vec is None:
+            return None
+        vec = np.full(k, vec[0])
+    else:
+        vec = _weights(alpha, (k,), dt)
+        if vec is None:
+            return None
+    return (gamma, 1.0, *vec.tolist())
+
+
+def _poly_params(opts, k, dt):
+    s = _smoothing(opts, k, dt)
+    eps = _number(opts["epsilon"], -1.0)
+    return None if s is None or eps is None else (s[0], eps)
 
 
 _SPECS = {
@@ -143,8 +173,8 @@ _SPECS = {
     "kl_divergence": RowSpec("kl", False, True, False, _kl_params),
     "softmax_kl_divergence": RowSpec("softmax_kl", False, True, False, _softmax_kl_params),
     "js_divergence": RowSpec("js", False, True, False, _no_params),
-    "softmax_focal_loss": RowSpec(None, True, True, True, _generic_params),
-    "poly_loss": RowSpec(None, True, True, True, _generic_params),
+    "softmax_focal_loss": RowSpec("softmax_focal", True, True, True, _focal_params),
+    "poly_loss": RowSpec("poly", True, True, True, _poly_params),
 }
 
 

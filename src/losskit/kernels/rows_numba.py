@@ -48,6 +48,7 @@ __all__ = ["kernels", "ROWS"]
 
 _NAN = math.nan
 _INF = math.inf
+_LN2 = math.log(2.0)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -378,11 +379,200 @@ def js_row(z, t, has_t, label, w, cw, par, g, f):
     return v, int(bad)
 
 
+# --------------------------------------------------------------------------- focal, Poly-1
+@njit(inline="always", **_JIT)
+def _log1mexp(x):
+    """log(1 - e^x) for x <= 0 (float64), as ``losses/focal.py``'s: log(-expm1(x)) above
+    -ln 2, log1p(-exp(x)) below; 0 gives -inf, -inf gives 0, NaN propagates."""
+    if x != x:
+        return x
+    if x > -_LN2:
+        v = -math.expm1(x)
+        return math.log(v) if v > 0.0 else -_INF
+    return math.log1p(-math.exp(x))
+
+
+@njit(**_JIT)
+def _log_softmax_row(z, e):
+    r"""e = exp(z - shift) (z's dtype); returns (shift, L, inv) with
+    :math:`-\log p_c = L - (z_c - \text{shift})` and :math:`p_c = e_c \cdot \text{inv}`,
+    as ``losses/focal.py``'s ``_softmax_and_log``: for a finite row maximum m,
+    L = log1p(sum of e over every class but the first maximum) (full relative precision
+    where p_y rounds to 1); otherwise the shared kernel's shift 0, L = log s, and
+    p = NaN (s = 0 or inf) or NaN propagated."""
+    k = z.shape[0]
+    m, nan = _max_nan(z, k)
+    if nan or not math.isfinite(m):
+        s = 0.0
+        for j in range(k):
+            v = math.exp(float(z[j]))
+            e[j] = v
+            s += v
+        inv = 1.0 / s if (s > 0.0 and s < _INF) else _NAN
+        return 0.0, _safe_log(s), inv
+    top = 0
+    while z[top] != m:
+        top += 1
+    for j in range(k):
+        e[j] = _exp_neg(z[j] - m)
+    et = e[top]
+    e[top] = 0
+    rest = _sum(e, k)
+    e[top] = et
+    return float(m), math.log1p(rest), 1.0 / (1.0 + rest)
+
+
+@njit(inline="always", **_JIT)
+def _focal_terms(b, nl, p, gm):
+    r"""(b (1-p)^g (-log p), b f) of one class with coefficient b != 0, from
+    nl = -log p and p: f = (1-p)^g (g p log p / (1 - p) - 1), with the limits of
+    ``SoftmaxFocalLoss._compute`` (f = -1 at g = 0, p log p / (1-p) -> -1 at p = 1 and
+    0 at p = 0, NaN log p propagates)."""
+    if gm == 0.0:
+        return b * nl, -b
+    lp = -nl
+    ug = math.exp(gm * _log1mexp(lp))
+    pc = 0.0 if ug == 0.0 else ug * nl
+    u = -math.expm1(lp)
+    ratio = lp / u if u > 0.0 else -1.0
+    p_ratio = p * ratio if p > 0.0 else 0.0
+    f = ug * (gm * p_ratio - 1.0)
+    if lp != lp:
+        f = lp
+    return b * pc, b * f
+
+
+@njit(**_JIT)
+def softmax_focal_row(z, t, has_t, label, w, cw, par, g, f):
+    r"""Softmax focal loss: sum_c b_c (1-p_c)^g (-log p_c), b = alpha * (class weight *
+    one-hot, or class weight * t); gradient b_j f_j (1 - p_j) - p_j sum_{c != j} b_c f_c
+    (see ``losses/focal.py``). par = (gamma, has_alpha, alpha_0 .. alpha_{K-1})."""
+    k = z.shape[0]
+    gm, has_alpha = par[0], par[1] != 0.0
+    has_cw = cw.shape[0] > 0
+    bad = False
+    if has_t:
+        for j in range(k):
+            bad |= _outside(t[j], 0, 1)
+    elif label < 0:
+        _zero(g)
+        return 0.0, int(bad)
+    shift, big_l, inv = _log_softmax_row(z, g)
+    if not has_t:
+        b = w * par[2 + label] if has_alpha else w
+        if b == 0.0:
+            _zero(g)
+            return 0.0, 0
+        nl = big_l - (float(z[label]) - shift)
+        py = float(g[label]) * inv
+        v, bf = _focal_terms(b, nl, py, gm)
+        uy = -math.expm1(-nl)
+        for j in range(k):
+            g[j] = _like(z[0], f * (-(float(g[j]) * inv) * bf))
+        g[label] = _like(z[0], f * (bf * uy - py * (bf - bf)))
+        return v, 0
+    bfs = np.empty(k, dtype=np.float64)
+    v = 0.0
+    total = 0.0
+    mass = 0.0
+    for j in range(k):
+        b = float(t[j])
+        if has_cw:
+            b *= cw[j]
+        if has_alpha:
+            b *= par[2 + j]
+        mass += b
+        bf = 0.0
+        if b != 0.0:
+            nl = big_l - (float(z[j]) - shift)
+            vj, bf = _focal_terms(b, nl, float(g[j]) * inv, gm)
+            v += vj
+        bfs[j] = bf
+        total += bf
+    if mass == 0.0:
+        _zero(g)
+        return v, int(bad)
+    for j in range(k):
+        pj = float(g[j]) * inv
+        bf = bfs[j]
+        gj = -pj * total
+        if bf != 0.0:
+            nl = big_l - (float(z[j]) - shift)
+            gj = bf * -math.expm1(-nl) - pj * (total - bf)
+        g[j] = _like(z[0], f * gj)
+    return v, int(bad)
+
+
+@njit(**_JIT)
+def poly_row(z, t, has_t, label, w, cw, par, g, f):
+    r"""Poly-1: sum_c a_c (-log p_c + eps (1 - p_c)), a the target coefficients of
+    ``softmax_cross_entropy``; gradient p_j (A - a_j) - a_j (1 - p_j)
+    + eps p_j ((S - a_j p_j) - a_j (1 - p_j)) (see ``losses/focal.py``).
+    par = (label_smoothing, epsilon)."""
+    k = z.shape[0]
+    sm, eps = par[0], par[1]
+    e1, e2 = 1.0 - sm, sm / k
+    has_cw = cw.shape[0] > 0
+    bad = False
+    if has_t:
+        for j in range(k):
+            bad |= _outside(t[j], 0, 1)
+    elif label < 0 or (sm == 0.0 and w == 0.0):  # every coefficient is 0
+        _zero(g)
+        return 0.0, 0
+    shift, big_l, inv = _log_softmax_row(z, g)
+    if not has_t and sm == 0.0:  # hard labels: one coefficient a_y = w
+        a = w
+        nl = big_l - (float(z[label]) - shift)
+        py = float(g[label]) * inv
+        uy = -math.expm1(-nl)
+        v = a * nl if eps == 0.0 else a * (nl + eps * uy)
+        au = a * uy
+        # j != y: p_j (A - a_j) - a_j u_j + eps p_j ((S - a_j p_j) - a_j u_j), S = a p_y
+        c = a if eps == 0.0 else a + eps * (a * py)
+        for j in range(k):
+            g[j] = _like(z[0], f * (float(g[j]) * inv) * c)
+        gy = -au
+        if eps != 0.0:
+            gy += eps * py * ((a * py - a * py) - au)
+        g[label] = _like(z[0], f * (py * (a - a) + gy))
+        return v, 0
+    mass = 0.0
+    s = 0.0
+    v = 0.0
+    for j in range(k):
+        a = _coef(j, t, has_t, label, w, cw, has_cw, e1, e2)
+        if a != 0.0:
+            mass += a
+            nl = big_l - (float(z[j]) - shift)
+            pc = nl if eps == 0.0 else nl + eps * -math.expm1(-nl)
+            v += a * pc
+            s += a * (float(g[j]) * inv)
+    if mass == 0.0:
+        _zero(g)
+        return v, int(bad)
+    for j in range(k):
+        a = _coef(j, t, has_t, label, w, cw, has_cw, e1, e2)
+        pj = float(g[j]) * inv
+        gj = pj * mass
+        if a != 0.0:
+            au = a * -math.expm1(-(big_l - (float(z[j]) - shift)))
+            ap = a * pj
+            gj = pj * (mass - a) - au
+            if eps != 0.0:
+                gj += eps * pj * ((s - ap) - au)
+        elif eps != 0.0:
+            gj += eps * pj * s
+        g[j] = _like(z[0], f * gj)
+    return v, int(bad)
+
+
 #: the row functions by name (``RowSpec.row`` of :mod:`losskit.kernels.rows`)
 ROWS = {
     "softmax_ce": softmax_ce_row, "nll": nll_row, "cross_entropy": cross_entropy_row,
     "brier": brier_row, "multiclass_hinge": multiclass_hinge_row, "kl": kl_row,
-    "softmax_kl": softmax_kl_row, "js": js_row,
+    "softmax_kl": softmax_kl_row, "js": js_row, "softmax_focal": softmax_focal_row,
+    "poly": poly_row,
 }
 
 
