@@ -276,16 +276,19 @@ def kl_row(z, t, has_t, label, w, cw, par, g, f):
     log_pred, log_target = par[0] != 0.0, par[1] != 0.0
     bad = False
     v = 0.0
-    if log_pred and not log_target:  # the usual call: a loop that vectorises
+    if log_pred and not log_target:  # the usual call: loops that vectorise
         zero = _like(z[0], 0.0)
         fl = _like(z[0], -f)
-        for j in range(k):
+        for j in range(k):  # the terms, into g as scratch (the row stays in cache)
+            lq = z[j]
+            p = t[j]
+            term = p * (_log_unit(p) - lq) if p > 0 else p * zero  # 0 log 0 = 0; NaN stays
+            g[j] = term if lq == lq else lq
+        v = _sum(g, k)  # float64, split over SIMD lanes
+        for j in range(k):  # then the gradient, and the domain checks
             lq = z[j]
             p = t[j]
             bad |= (lq > 0) | _outside(p, 0, 1)  # outside: the generic path answers
-            lp = _log_unit(p)
-            term = p * (lp - lq) if p > 0 else p * zero  # 0 log 0 = 0; NaN stays
-            v += float(term if lq == lq else lq)
             g[j] = p * fl if lq == lq else lq
         return v, int(bad)
     for j in range(k):
