@@ -21,7 +21,7 @@ from losskit.core import dispatch
 from losskit.core.formula import Formula, where
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import gradient_cache
-from losskit.losses import likelihood, margin, robust_regression
+from losskit.losses import cross_entropy, likelihood, margin, robust_regression
 
 try:
     import numba  # noqa: F401
@@ -46,6 +46,7 @@ CASES = [
     ("poisson_nll", {"log_input": False, "eps": 0.0}, "rate"),
     ("hinge", {"margin": 1.0}, "sign"),
     ("squared_hinge", {"margin": 0.5}, "sign"),
+    ("binary_cross_entropy", {}, "prob"),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _ in CASES]
 
@@ -77,6 +78,13 @@ def inputs(kind, shape, dtype, edges=True):
         z = np.asarray(np.abs(z), dtype=dtype)
         t = RNG.poisson(2.0, size=shape).astype(dtype)
         ze, te = [0.0, 0.0, NAN, INF, 1.0, 1e-30], [0.0, 3.0, 1.0, 2.0, NAN, 0.0]
+    elif kind == "prob":
+        z = np.asarray(RNG.random(shape), dtype=dtype)
+        t = np.asarray(np.where(RNG.random(shape) < 0.3, RNG.random(shape),
+                                RNG.random(shape) < 0.5), dtype=dtype)
+        # clamps at 0 and 1 (and below them: 1e-30, 1 - 1e-17), NaN in either input
+        ze = [0.0, 1.0, 0.0, 1.0, NAN, 0.5, 1e-30, 1.0 - 1e-17, 0.0, 1.0]
+        te = [1.0, 0.0, 0.0, 1.0, 1.0, NAN, 0.7, 0.2, 0.5, 0.5]
     else:
         t = np.where(RNG.random(shape) < 0.5, -1.0, 1.0).astype(dtype)
         ze, te = [NAN, INF, -INF, 1.0, -0.5, 0.0], [1.0, 1.0, 1.0, 1.0, -1.0, -1.0]
@@ -154,8 +162,9 @@ def test_parallel_build_equals_generic(engine, monkeypatch, name, kw, kind):
         check(loss, arrays, engine, np.float32, reduction=reduction, **kw)
 
 
-@pytest.mark.parametrize(("name", "kw", "kind"), CASES[:1] + CASES[5:6] + CASES[8:9],
-                         ids=IDS[:1] + IDS[5:6] + IDS[8:9])
+@pytest.mark.parametrize(("name", "kw", "kind"),
+                         CASES[:1] + CASES[5:6] + CASES[8:9] + CASES[10:11],
+                         ids=IDS[:1] + IDS[5:6] + IDS[8:9] + IDS[10:11])
 def test_out_read_only_strided_and_cast_inputs(engine, name, kw, kind):
     loss = getattr(lk, name)
     z, t = inputs(kind, (12, 10), np.float64)
@@ -233,6 +242,15 @@ def test_invalid_inputs_raise_the_generic_errors(monkeypatch, engine_name):
         lk.quantile(z, z, q=1.0)
     with pytest.raises(TypeError, match="log_input"):
         lk.poisson_nll(z, z, log_input=1)
+    half = np.full(5, 0.5)
+    with pytest.raises(ValueError, match="`prediction` must lie in \\[0, 1\\]"):
+        lk.binary_cross_entropy(z + 1e-6, half)
+    with pytest.raises(ValueError, match="`prediction` must lie in \\[0, 1\\]"):
+        lk.binary_cross_entropy.grad(-half, half)
+    with pytest.raises(ValueError, match="`target` must lie in \\[0, 1\\]"):
+        lk.binary_cross_entropy.value_and_grad(half, z * 2.0)
+    with pytest.raises(ValueError, match="`target` must lie in \\[0, 1\\]"):
+        lk.binary_cross_entropy(half, -half, reduction="none")
     # options it does not take as plain numbers: the generic path answers
     before = sum(_fast.STATS.values())
     lk.hinge.value_and_grad(z, z, margin=INF)
@@ -262,6 +280,156 @@ def test_documented_edges(engine):
     v, g = fast(lk.smooth_l1, np.array([0.0, 3.0]), np.zeros(2), engine=engine, beta=0.0,
                 reduction="none")
     assert g[0] == 0.0 and g[1] == 1.0 and v[1] == 3.0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_binary_cross_entropy_clamps_at_the_input_dtype_eps(engine, dtype):
+    """y and 1 - y clamp below at the machine epsilon of the input dtype (float16's for a
+    float16 input, computed in float32), with gradient 0 below the clamp."""
+    eps = float(np.finfo(dtype).eps)
+    y = np.array([0.0, 1.0, 0.0, 1.0, 0.5 * eps, 1.0, 0.5, 2.0 * eps, NAN, 0.5], dtype=dtype)
+    t = np.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.5, 0.5, 1.0, 0.0, NAN], dtype=dtype)
+    loss = lk.binary_cross_entropy
+    if dtype == np.float16:  # not the driver's: the generic path, float32 arithmetic
+        v, g = loss.value_and_grad(y, t, reduction="none")
+        ref = generic(loss, y, t, reduction="none")
+        for a, b in zip((v, g), ref):
+            np.testing.assert_array_equal(a, b)
+    else:
+        v, g = fast(loss, y, t, engine=engine, reduction="none")
+        assert_same(v, generic(loss, y, t, reduction="none")[0], dtype)
+    assert v.dtype == g.dtype == dtype
+    log_eps = np.float32(-np.log(np.float32(eps))) if dtype == np.float16 else -np.log(eps)
+    np.testing.assert_allclose(v[:2].astype(np.float64), float(log_eps), rtol=1e-3)
+    assert v[2] == 0.0 and v[3] == 0.0  # no 0 * log(0) NaN
+    np.testing.assert_allclose(float(v[4]), float(log_eps), rtol=1e-3)
+    assert list(g[:5]) == [0.0, 0.0, 1.0, -1.0, 0.0]  # 0 below the clamp, d/dy kept above
+    assert g[5] == -0.5  # 1 - y clamped: only -t / y remains
+    np.testing.assert_allclose(float(v[5]), 0.5 * float(log_eps), rtol=1e-3)
+    assert g[6] == 0.0 and v[6] == pytest.approx(np.log(2.0), rel=1e-3)
+    np.testing.assert_allclose(float(g[7]), -1.0 / (2.0 * eps), rtol=1e-3)  # at 2 eps: -t/y
+    assert np.isnan(v[8]) and np.isnan(g[8]) and np.isnan(v[9]) and np.isnan(g[9])
+
+
+# ------------------------------------------------------------------ gaussian_nll (3 inputs)
+def gaussian_inputs(shape, dtype, edges=True):
+    """Mean, target and a variance of the same shape, with clamp/inf/NaN edges."""
+    mu = np.asarray(RNG.normal(size=shape) * 2.0, dtype=dtype)
+    t = np.asarray(RNG.normal(size=shape) * 2.0, dtype=dtype)
+    var = np.asarray(RNG.uniform(0.05, 3.0, size=shape), dtype=dtype)
+    me = [0.0, 1.0, 1.0, NAN, INF, 2.0, 0.5, 0.0, 3.0]
+    te = [0.0, 0.0, 2.0, 0.0, 0.0, NAN, 0.5, 0.0, -1.0]
+    ve = [0.0, 1e-30, 1e-6, 1.0, 1.0, 1.0, NAN, INF, 2e-6]
+    if edges and mu.size >= len(me):
+        for a, e in ((mu, me), (t, te), (var, ve)):
+            a.reshape(-1)[:len(e)] = e
+    return mu, t, var
+
+
+GAUSS_KW = [{}, {"full": True, "eps": 1e-3}]
+
+
+@pytest.mark.parametrize("kw", GAUSS_KW, ids=["default", "full-eps"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gaussian_nll_same_shape_var_equals_generic(engine, dtype, kw):
+    for shape in [(), (5,), (13, 7), (2, 3, 4), (5000,)]:
+        arrays = gaussian_inputs(shape, dtype)
+        for reduction in REDUCTIONS:
+            check(lk.gaussian_nll, arrays, engine, dtype, reduction=reduction, **kw)
+
+
+def test_gaussian_nll_parallel_build_equals_generic(engine, monkeypatch):
+    monkeypatch.setattr(_fast, "PARALLEL_MIN", 10_000)
+    monkeypatch.setattr(gradient_cache, "PREFAULT_MIN", 10_000)
+    arrays = gaussian_inputs((3, 9001), np.float32)
+    for reduction in ("none", "mean"):
+        check(lk.gaussian_nll, arrays, engine, np.float32, reduction=reduction)
+
+
+def test_gaussian_nll_out_read_only_strided_and_cast_inputs(engine):
+    loss = lk.gaussian_nll
+    mu, t, var = gaussian_inputs((12, 10), np.float64)
+    ref_v, ref_g = generic(loss, mu, t, var)
+    out = np.full(mu.shape, 7.0)
+    g = fast(loss, mu, t, var, engine=engine, want="grad", out=out)
+    assert g is out
+    assert_same(out, ref_g, np.float64)
+    # out= is the variance (or the mean): the inputs are read intact
+    for k in (0, 2):
+        arrays = [mu.copy(), t.copy(), var.copy()]
+        v, g = fast(loss, *arrays, engine=engine, out=arrays[k])
+        assert g is arrays[k]
+        assert_same(g, ref_g, np.float64)
+        assert float(v) == pytest.approx(float(ref_v), rel=1e-12, nan_ok=True)
+    # read-only and strided inputs
+    ro = [a.copy() for a in (mu, t, var)]
+    for a in ro:
+        a.flags.writeable = False
+    assert_same(fast(loss, *ro, engine=engine, want="grad"), ref_g, np.float64)
+    wide = [np.zeros((12, 20)) for _ in range(3)]
+    for w, a in zip(wide, (mu, t, var)):
+        w[:, ::2] = a
+    assert_same(fast(loss, *(w[:, ::2] for w in wide), engine=engine, want="grad"), ref_g,
+                np.float64)
+    # a float32 mean with float64 or integer target and variance: cast like the generic path
+    mu32 = mu.astype(np.float32)
+    check(loss, (mu32, t, var), engine, np.float32)
+    check(loss, (mu32, np.nan_to_num(t).astype(np.int64),
+                 np.nan_to_num(var, posinf=5.0).astype(np.int32)), engine, np.float32)
+
+
+def test_gaussian_nll_what_it_does_not_cover_runs_the_generic_path():
+    loss = lk.gaussian_nll
+    mu, t, var = gaussian_inputs((6, 4), np.float64, edges=False)
+    before = sum(_fast.STATS.values())
+    for args, extra in [((mu, t, var[:, 0]), {}),  # one variance per row
+                        ((mu, t, var[:, :1]), {}),  # an axis of size 1
+                        ((mu, t, 0.7), {}),  # a float
+                        ((mu, t, var), {"sample_weight": np.linspace(0, 1, 6)}),
+                        ((mu, t, var), {"wrt": "all"}),
+                        ((mu, t, var), {"wrt": "var"}),
+                        ((mu[:0], t[:0], var[:0]), {}),
+                        ((mu.astype(np.float16), t, var), {})]:
+        got = loss.grad(*args, **extra)
+        ref = generic(loss, *args, want="grad", **extra)
+        for a, b in zip(got if isinstance(got, tuple) else (got,),
+                        ref if isinstance(ref, tuple) else (ref,)):
+            np.testing.assert_array_equal(a, b)
+    assert sum(_fast.STATS.values()) == before
+
+
+@pytest.mark.parametrize("engine_name", ["numba", "numpy"])
+def test_gaussian_nll_invalid_inputs_raise_the_generic_errors(monkeypatch, engine_name):
+    monkeypatch.setattr(_fast, "USE_NUMBA", engine_name == "numba" and HAVE_NUMBA)
+    z = np.ones(5)
+    with pytest.raises(ValueError, match="`var` must lie in"):
+        lk.gaussian_nll(z, z, -z)
+    with pytest.raises(ValueError, match="`var` must lie in"):
+        lk.gaussian_nll.grad(z, z, np.array([1.0, 1.0, -1e-300, 1.0, 1.0]))
+    with pytest.raises(TypeError, match="real-valued"):
+        lk.gaussian_nll(z, z, z > 0)
+    with pytest.raises(ValueError, match="eps"):
+        lk.gaussian_nll(z, z, z, eps=0.0)
+    with pytest.raises(TypeError, match="full"):
+        lk.gaussian_nll(z, z, z, full=1)
+    with pytest.raises(ValueError):
+        lk.gaussian_nll(z, z, np.ones(4))
+
+
+def test_gaussian_nll_formula_matches_torch():
+    """torch's F.gaussian_nll_loss and its autograd (away from the clamp)."""
+    torch = pytest.importorskip("torch")
+    mu, t = RNG.normal(size=200), RNG.normal(size=200)
+    var = RNG.uniform(0.1, 3.0, 200)
+    mt, vt = torch.from_numpy(mu).requires_grad_(True), torch.from_numpy(var).requires_grad_(True)
+    for full in (False, True):
+        rv = torch.nn.functional.gaussian_nll_loss(mt, torch.from_numpy(t), vt, full=full,
+                                                   eps=1e-6, reduction="none")
+        rg_mu, rg_var = torch.autograd.grad(rv.sum(), (mt, vt))
+        v, g_mu, g_var = likelihood.GAUSSIAN_NLL.on(np)(mu, t, var, full, 1e-6)
+        np.testing.assert_allclose(v, rv.detach().numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(g_mu, rg_mu.numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(g_var, rg_var.numpy(), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.skipif(not HAVE_NUMBA, reason="numba is not installed")
@@ -305,6 +473,7 @@ FORMULA_CASES = [
     (likelihood.POISSON_NLL, "count", (True, False, 1e-8)),
     (margin.HINGE, "sign", (1.0,)),
     (margin.SQUARED_HINGE, "sign", (1.0,)),
+    (cross_entropy.BINARY_CROSS_ENTROPY, "prob", (1e-7,)),
 ]
 
 
@@ -368,6 +537,19 @@ def test_formula_on_matches_torch_autograd():
         (rg,) = torch.autograd.grad(rv.sum(), zt)
         np.testing.assert_allclose(v, rv.detach().numpy(), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(g, rg.numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_binary_cross_entropy_formula_matches_torch_autograd():
+    """Away from the clamps: torch's F.binary_cross_entropy and its autograd."""
+    torch = pytest.importorskip("torch")
+    y = RNG.uniform(0.01, 0.99, 300)
+    t = np.where(RNG.random(300) < 0.5, RNG.random(300), RNG.random(300) < 0.5)
+    yt = torch.from_numpy(y).requires_grad_(True)
+    rv = torch.nn.functional.binary_cross_entropy(yt, torch.from_numpy(t), reduction="none")
+    (rg,) = torch.autograd.grad(rv.sum(), yt)
+    v, g = cross_entropy.BINARY_CROSS_ENTROPY.on(np)(y, t, float(np.finfo(np.float64).eps))
+    np.testing.assert_allclose(v, rv.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(g, rg.numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_formula_where_takes_python_numbers_on_either_branch():

@@ -17,8 +17,10 @@ pipeline consults (``register_fast_path(Huber, pointwise.fast_path(HUBER, ...))`
 What it covers: the prediction a float32/float64 ``numpy.ndarray`` (not empty; a
 non-contiguous one is copied), the target a NumPy array of the same shape (cast to the
 prediction's dtype like the generic path; read-only and non-contiguous inputs are fine),
-every reduction, ``out=``, the gradient with respect to the prediction, the parameters
-accepted by their validators (plain Python numbers and flags). ``sample_weight`` is **not**
+further arrays of the same shape where the loss declares them (``inputs=``: gaussian_nll's
+variance), every reduction, ``out=``, the gradient with respect to the prediction, the parameters
+accepted by their validators (plain Python numbers and flags) and those computed from the
+prediction's dtype (:func:`of_dtype`, e.g. :data:`machine_eps`). ``sample_weight`` is **not**
 covered: a weighted call runs the generic path (whose rules for zero weights, ``(N,)``
 weights and the weighted mean stay in one place). Anything else, an invalid input
 included (a rejected parameter, a target the loss's ``check`` refuses), gives
@@ -37,7 +39,7 @@ import numpy as np
 from ..core.formula import Formula
 from . import fast_paths as _fast
 
-__all__ = ["fast_path", "number", "flag"]
+__all__ = ["fast_path", "number", "flag", "of_dtype", "machine_eps"]
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -64,6 +66,19 @@ def flag(v):
     return v if type(v) is bool else None
 
 
+def of_dtype(fn: Callable[[np.dtype], float]) -> Callable[..., Any]:
+    """A parameter that is no option of the loss but a function of the prediction's float
+    type (float32 or float64): ``fn(dtype)`` gives its value (see :data:`machine_eps`)."""
+    def from_dtype(dt):
+        return fn(dt)
+    from_dtype.from_dtype = True
+    return from_dtype
+
+
+#: the machine epsilon of the prediction's dtype (a dtype-aware clamp, as ``ctx.eps``)
+machine_eps = of_dtype(lambda dt: float(np.finfo(dt).eps))
+
+
 def _numba_driver():
     global _pw_numba
     if _pw_numba is None:
@@ -73,29 +88,41 @@ def _numba_driver():
     return _pw_numba
 
 
-def fast_path(formula: Formula, params=(), check: Formula | None = None
-              ) -> Callable[..., Any]:
+def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
+              inputs: tuple[str, ...] = ()) -> Callable[..., Any]:
     """The fast-path kernel of the pointwise loss whose math is ``formula``.
 
     ``params``: the formula's parameters, a tuple of names (each a finite plain number)
     or a dict ``name -> validator`` (:func:`number`, :func:`flag`, or any function
-    returning the value to use or None to decline). ``check``: a Formula of the same
-    arguments returning, per element, whether the inputs are valid (False anywhere: the
-    generic path runs and raises). Register the result with
+    returning the value to use or None to decline), or :func:`of_dtype` for a parameter
+    computed from the prediction's dtype (:data:`machine_eps`). ``inputs``: the names of
+    further arrays of the loss (after the target), each a formula argument between the
+    target and the parameters, covered when it has exactly the prediction's shape (cast
+    to its dtype like the target; a bool array, or any other shape, declines); the
+    gradient is still the prediction's only. ``check``: a Formula of the same arguments
+    returning, per element, whether the inputs are valid (False anywhere: the generic path
+    runs and raises). Register the result with
     :func:`~losskit.core.dispatch.register_fast_path`.
     """
     if not isinstance(params, dict):
         params = {name: number() for name in params}
     names = tuple(params)
-    if names != tuple(formula.params):
-        raise ValueError(f"{formula!r} takes the parameters {formula.params}; got {names}")
+    inputs = tuple(inputs)
+    if inputs + names != tuple(formula.params):
+        raise ValueError(f"{formula!r} takes the arguments {formula.params} after the target; "
+                         f"got the inputs {inputs} and the parameters {names}")
     validators = tuple(params.values())
+    derived = tuple(getattr(v, "from_dtype", False) for v in validators)
+    n_arrays = 2 + len(inputs)
 
     def kernel(loss, arrays, reduction, sample_weight, opts, want, out):
-        if sample_weight is not None or len(arrays) != 2:
+        if sample_weight is not None or len(arrays) != n_arrays:
             return NotImplemented
         values = []
-        for name, valid in zip(names, validators):
+        for name, valid, of_dt in zip(names, validators, derived):
+            if of_dt:
+                values.append(valid)  # computed below, once the dtype is known
+                continue
             v = valid(opts[name])
             if v is None:
                 return NotImplemented
@@ -108,17 +135,29 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None
         if e is None:
             return NotImplemented
         dt = e.dt
+        extra = []
+        for x in arrays[2:]:
+            if type(x) is not np.ndarray or x.dtype.kind == "b":
+                return NotImplemented
+            x = _fast._same_shape_target(x, e.z, dt)
+            if x is None:
+                return NotImplemented
+            if e.need_grad and np.may_share_memory(x, e.g):
+                x = x.copy()  # the gradient is written over it: read a copy
+            extra.append(x.reshape(-1))
+        if any(derived):
+            values = [v(dt) if of_dt else v for v, of_dt in zip(values, derived)]
         nb = _fast._nb()
         res = None
         if nb is not None:
             p = tuple(v if type(v) is bool else dt.type(v) for v in values)
-            kernels = _numba_driver().kernels(formula, check, dt)
-            res = e.run_numba(nb, kernels, nb.BLOCK, e.zf, e.tf, p)
+            kernels = _numba_driver().kernels(formula, check, dt, len(extra))
+            res = e.run_numba(nb, kernels, nb.BLOCK, e.zf, e.tf, *extra, p)
         if res is not None:
             bad, total = res
             engine = "numba"
         else:
-            total = _numpy_engine(formula, check, values, e)
+            total = _numpy_engine(formula, check, values, e, extra)
             bad = total is None
             engine = "numpy"
         if bad:
@@ -132,7 +171,7 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None
     return kernel
 
 
-def _numpy_engine(formula, check, params, e):
+def _numpy_engine(formula, check, params, e, extra=()):
     """``formula.on(numpy)`` on cache-sized chunks: the float64 sum of the values, or None
     when ``check`` rejects an element."""
     f = formula.on(np)
@@ -148,10 +187,10 @@ def _numpy_engine(formula, check, params, e):
     with np.errstate(all="ignore"):
         for lo in range(0, n, chunk):
             hi = min(lo + chunk, n)
-            zc, tc = z[lo:hi], t[lo:hi]
-            if ok is not None and not np.all(ok(zc, tc, *params)):
+            args = (z[lo:hi], t[lo:hi], *(x[lo:hi] for x in extra), *params)
+            if ok is not None and not np.all(ok(*args)):
                 return None
-            r = f(zc, tc, *params)
+            r = f(*args)
             v = r[0]
             if values is not None:
                 values[lo:hi] = v

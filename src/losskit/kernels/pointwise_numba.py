@@ -100,7 +100,7 @@ def _always(*args):  # pragma: no cover - compiled
 
 
 _SOURCE = """
-def pointwise(z, t, p, scale, g, values, partial, want_values, want_grad):
+def pointwise(z, t, {inputs}p, scale, g, values, partial, want_values, want_grad):
     n = z.shape[0]
     bad = 0
     {unpack}
@@ -109,42 +109,49 @@ def pointwise(z, t, p, scale, g, values, partial, want_values, want_grad):
         hi = min(lo + BLOCK, n)
         m = hi - lo
         zb, tb = z[lo:hi], t[lo:hi]
+        {slices}
         # two distinct arrays, both stored unconditionally: the loop then vectorises
         vb = values[lo:hi] if want_values else np.empty(m, dtype=z.dtype)
         gb = g[lo:hi] if want_grad else np.empty(m, dtype=z.dtype)
         sc = _like(zb[0], scale)
         for j in range(m):
-            r = f(zb[j], tb[j]{args})
+            r = f(zb[j], tb[j]{xargs}{args})
             vb[j] = r[0]
             gb[j] = r[1] * sc
         partial[b] = _sum(vb, m)
         if HAS_CHECK:
             nb = 0
             for j in range(m):
-                nb += 0 if ok(zb[j], tb[j]{args}) else 1
+                nb += 0 if ok(zb[j], tb[j]{xargs}{args}) else 1
             bad += nb
     return bad, _sum(partial, partial.shape[0])
 """
 
 
-def _make(f, ok, has_check, nparams):
+def _make(f, ok, has_check, nparams, ninputs=0):
     """The driver loop around the scalar formula ``f`` and the predicate ``ok``, for a
-    formula of ``nparams`` parameters (passed as the tuple ``p``). Generated source: numba
-    inlines a call with explicit arguments, not one with ``*p``."""
+    formula of ``ninputs`` further arrays (after the target) and ``nparams`` parameters
+    (passed as the tuple ``p``). Generated source: numba inlines a call with explicit
+    arguments, not one with ``*p``."""
     unpack = "; ".join(f"p{i} = p[{i}]" for i in range(nparams)) or "pass"
     args = "".join(f", p{i}" for i in range(nparams))
+    inputs = "".join(f"x{i}, " for i in range(ninputs))
+    slices = "; ".join(f"x{i}b = x{i}[lo:hi]" for i in range(ninputs)) or "pass"
+    xargs = "".join(f", x{i}b[j]" for i in range(ninputs))
     namespace = {"f": f, "ok": ok, "HAS_CHECK": has_check, "np": np, "prange": prange,
                  "BLOCK": BLOCK, "_like": _like, "_sum": _sum}
-    exec(compile(_SOURCE.format(unpack=unpack, args=args), f"<pointwise {f.__name__}>",
-                 "exec"), namespace)
+    source = _SOURCE.format(unpack=unpack, args=args, inputs=inputs, slices=slices,
+                            xargs=xargs)
+    exec(compile(source, f"<pointwise {f.__name__}>", "exec"), namespace)
     return namespace["pointwise"]
 
 
-def kernels(formula, check, dtype):
+def kernels(formula, check, dtype, ninputs=0):
     """(parallel build, serial build) of the driver for ``formula`` (and the predicate
-    Formula ``check``, or None) on ``dtype`` (float32 or float64); built once."""
+    Formula ``check``, or None) on ``dtype`` (float32 or float64), with ``ninputs`` further
+    arrays after the target (the formula's first arguments after it); built once."""
     dt = np.dtype(dtype)
-    key = (formula, check, dt.char)
+    key = (formula, check, dt.char, ninputs)
     k = _KERNELS.get(key)
     if k is not None:
         return k
@@ -154,8 +161,8 @@ def kernels(formula, check, dtype):
             f = formula.scalar(dt, _IMPLS)
             ok = check.scalar(dt, _IMPLS) if check is not None else njit(inline="always")(
                 _always)
-            has_check, n = check is not None, len(formula.params)
-            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n)),
-                 njit(**_JIT)(_make(f, ok, has_check, n)))
+            has_check, n = check is not None, len(formula.params) - ninputs
+            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs)),
+                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs)))
             _KERNELS[key] = k
     return k

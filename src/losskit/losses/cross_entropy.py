@@ -25,7 +25,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..core.dispatch import register_fast_path
-from ..kernels import fast_paths, rows
+from ..core.formula import Formula, isnan, log, where
+from ..kernels import fast_paths, pointwise, rows
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import (_safe_log, _safe_max, _sigmoid, _softmax_and_neg_log, _softplus,
                                _weighted)
@@ -511,6 +512,28 @@ class NLLLoss(Loss):
         return Terms(value, grad, ct.weight, ct.expand)
 
 
+# the pointwise math of binary_cross_entropy, stated once (losskit.core.formula): the
+# generic kernel evaluates it on any array library, losskit.kernels.pointwise compiles it
+def _binary_cross_entropy(y, t, eps):
+    q = 1.0 - y
+    in_p = (y >= eps) | isnan(y)  # NaN propagates, unclamped
+    in_q = (q >= eps) | isnan(q)
+    cp = where(in_p, y, eps)
+    cq = where(in_q, q, eps)
+    value = -(t * log(cp) + (1.0 - t) * log(cq))
+    grad = where(in_p, -t / cp, 0.0) + where(in_q, (1.0 - t) / cq, 0.0)  # 0 below the clamp
+    return value, grad
+
+
+def _binary_cross_entropy_ok(y, t, eps):
+    """Predictions and targets in [0, 1] (NaN passes: it propagates)."""
+    return (((y >= 0.0) & (y <= 1.0)) | isnan(y)) & (((t >= 0.0) & (t <= 1.0)) | isnan(t))
+
+
+BINARY_CROSS_ENTROPY = Formula(_binary_cross_entropy)
+BINARY_CROSS_ENTROPY_OK = Formula(_binary_cross_entropy_ok)
+
+
 class BinaryCrossEntropy(Loss):
     r"""Binary cross-entropy of probabilities, elementwise (binary or multi-label).
 
@@ -570,18 +593,10 @@ class BinaryCrossEntropy(Loss):
                        hint="binary_cross_entropy expects probabilities; pass logits to "
                             "sigmoid_binary_cross_entropy")
         t = self._probability_target(ctx, prediction, target)
-        eps = ctx.eps
-        q = 1.0 - prediction
-        in_p = (prediction >= eps) | xp.isnan(prediction)  # NaN propagates, unclamped
-        in_q = (q >= eps) | xp.isnan(q)
-        cp = xp.where(in_p, prediction, xp.full_like(prediction, eps))
-        cq = xp.where(in_q, q, xp.full_like(q, eps))
-        value = -(t * xp.log(cp) + (1.0 - t) * xp.log(cq))
-        grad = None
-        if need_grad:
-            zero = xp.zeros_like(prediction)
-            grad = xp.where(in_p, -t / cp, zero) + xp.where(in_q, (1.0 - t) / cq, zero)
-        return Terms(value, grad)
+        # the clamp is the machine epsilon of the caller's dtype (float16's for a float16
+        # input, computed in float32)
+        value, grad = BINARY_CROSS_ENTROPY.on(xp)(prediction, t, ctx.eps)
+        return Terms(value, grad if need_grad else None)
 
 
 class SigmoidBinaryCrossEntropy(Loss):
@@ -676,3 +691,5 @@ register_fast_path(SoftmaxCrossEntropy, rows.softmax_cross_entropy)  # + the row
 register_fast_path(NLLLoss, rows.nll_loss)
 register_fast_path(CrossEntropy, rows.cross_entropy)
 register_fast_path(SigmoidBinaryCrossEntropy, fast_paths.sigmoid_binary_cross_entropy)
+register_fast_path(BinaryCrossEntropy, pointwise.fast_path(
+    BINARY_CROSS_ENTROPY, {"eps": pointwise.machine_eps}, check=BINARY_CROSS_ENTROPY_OK))

@@ -56,6 +56,28 @@ POISSON_NLL = Formula(_poisson_nll)
 POISSON_OK = Formula(_poisson_ok)
 
 
+# the pointwise math of gaussian_nll (the variance an array broadcasting against the mean)
+def _gaussian_nll(mu, t, var, full, eps):
+    d = mu - t
+    clamped = var < eps  # NaN is not clamped: it propagates
+    vc = where(clamped, eps, var)
+    r = d / vc
+    value = 0.5 * (log(vc) + r * d)
+    if full:
+        value = value + _HALF_LOG_2PI
+    # d/dmu, then d/dv: 0 below the clamp, the one-sided derivative from above at eps
+    return value, r, where(clamped, 0.0, 0.5 * (1.0 / vc - r * r))
+
+
+def _gaussian_ok(mu, t, var, full, eps):
+    """Variances >= 0 (NaN passes: it propagates)."""
+    return (var >= 0) | isnan(var)
+
+
+GAUSSIAN_NLL = Formula(_gaussian_nll)
+GAUSSIAN_OK = Formula(_gaussian_ok)
+
+
 def _check_flag(name: str, value) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"`{name}` must be True or False; got {value!r}")
@@ -302,16 +324,9 @@ class GaussianNLL(Loss):
         if rule != "same":
             v = xp.broadcast_to(v, shape)
 
-        d = prediction - t
-        clamped = v < e  # NaN is not clamped: it propagates
-        vc = xp.where(clamped, xp.full_like(v, e), v)
-        r = d / vc
-        value = 0.5 * (xp.log(vc) + r * d)
-        if full:
-            value = value + _HALF_LOG_2PI
+        value, r, g_var = GAUSSIAN_NLL.on(xp)(prediction, t, v, full, e)
         if not need_grad:
             return Terms(value)
-        g_var = xp.where(clamped, xp.zeros_like(v), 0.5 * (1.0 / vc - r * r))
         finalize = None
         if rule == "drop":
             finalize = {"var": lambda g: xp.sum(g, axis=-1)}
@@ -325,9 +340,13 @@ class GaussianNLL(Loss):
 poisson_nll = register(PoissonNLL())
 gaussian_nll = register(GaussianNLL())
 
-# the fused NumPy kernel of poisson_nll (losskit.kernels.pointwise). gaussian_nll keeps the
-# generic path: its variance broadcasts (a row's, an axis', one float) and has a gradient
-# of its own, which the pointwise driver (prediction and target of one shape) does not take
+# the fused NumPy kernels of poisson_nll and gaussian_nll (losskit.kernels.pointwise).
+# gaussian_nll's covers a variance of the prediction's shape and the gradient with respect
+# to the mean; a broadcast variance (a row's, an axis', one float) and wrt="var"/"all" run
+# the generic path
 register_fast_path(PoissonNLL, pointwise.fast_path(
     POISSON_NLL, {"log_input": pointwise.flag, "full": pointwise.flag,
                   "eps": pointwise.number(0.0)}, check=POISSON_OK))
+register_fast_path(GaussianNLL, pointwise.fast_path(
+    GAUSSIAN_NLL, {"full": pointwise.flag, "eps": pointwise.number(0.0, lo_open=True)},
+    check=GAUSSIAN_OK, inputs=("var",)))
