@@ -23,6 +23,7 @@ import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import boxes as kboxes
 from losskit.kernels import fast_paths as _fast
+from engines import call as _call, fused as fast, generic
 
 numba = pytest.importorskip("numba")
 
@@ -98,33 +99,6 @@ def boxes(n, seed=0, special=True):
         k = min(n, len(SPECIAL))
         p[-k:], t[-k:] = SPECIAL[:k, 0], SPECIAL[:k, 1]
     return p, t
-
-
-def _call(loss, arrays, want, kw):
-    if want == "value":
-        return loss(*arrays, **kw)
-    if want == "grad":
-        return loss.grad(*arrays, **kw)
-    return loss.value_and_grad(*arrays, **kw)
-
-
-def generic(loss, *arrays, want="both", **kw):
-    """The generic (reference) path: fast paths switched off."""
-    saved = dispatch.ENABLED
-    dispatch.ENABLED = False
-    try:
-        return _call(loss, arrays, want, kw)
-    finally:
-        dispatch.ENABLED = saved
-
-
-def fast(loss, *arrays, want="both", answered=True, **kw):
-    """The fused path, asserting that it answered (or, ``answered=False``, that it did not)."""
-    before = _fast.STATS[loss.name, "numba"]
-    result = _call(loss, arrays, want, kw)
-    assert _fast.STATS[loss.name, "numba"] == before + answered, (
-        "the fused box kernel did not answer" if answered else "the fused kernel answered")
-    return result
 
 
 def close(actual, expected, dtype):

@@ -23,6 +23,7 @@ import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import gradient_cache
+from engines import call as _call, fused as fast, generic
 
 try:
     import numba  # noqa: F401
@@ -49,33 +50,6 @@ def engine(request, monkeypatch):
         pytest.skip("numba is not installed")
     monkeypatch.setattr(_fast, "USE_NUMBA", request.param == "numba")
     return request.param
-
-
-def generic(loss, *arrays, want="both", **kw):
-    """The generic (reference) path: fast paths switched off."""
-    saved = dispatch.ENABLED
-    dispatch.ENABLED = False
-    try:
-        return _call(loss, arrays, want, kw)
-    finally:
-        dispatch.ENABLED = saved
-
-
-def fast(loss, *arrays, engine, want="both", **kw):
-    """The fast path, asserting that it (and the wanted engine) answered."""
-    key = (loss.name, engine)
-    before = _fast.STATS[key]
-    result = _call(loss, arrays, want, kw)
-    assert _fast.STATS[key] == before + 1, f"the {engine} fast path did not answer"
-    return result
-
-
-def _call(loss, arrays, want, kw):
-    if want == "value":
-        return loss(*arrays, **kw)
-    if want == "grad":
-        return loss.grad(*arrays, **kw)
-    return loss.value_and_grad(*arrays, **kw)
 
 
 def tolerances(dtype):

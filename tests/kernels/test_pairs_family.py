@@ -19,6 +19,7 @@ import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import pairs
+from engines import call as _call, fused as fast, generic
 
 pytest.importorskip("numba")
 
@@ -30,31 +31,6 @@ DTYPES = (np.float32, np.float64)
 def _fast_paths_on(monkeypatch):
     monkeypatch.setattr(dispatch, "ENABLED", True)
     monkeypatch.setattr(_fast, "USE_NUMBA", True)
-
-
-def generic(loss, *arrays, want="both", **kw):
-    saved = dispatch.ENABLED
-    dispatch.ENABLED = False
-    try:
-        return _call(loss, arrays, want, kw)
-    finally:
-        dispatch.ENABLED = saved
-
-
-def fast(loss, *arrays, want="both", answered=True, **kw):
-    key = (loss.name, "numba")
-    before = _fast.STATS[key]
-    result = _call(loss, arrays, want, kw)
-    assert _fast.STATS[key] == before + answered, "the fast path did (not) answer"
-    return result
-
-
-def _call(loss, arrays, want, kw):
-    if want == "value":
-        return loss(*arrays, **kw)
-    if want == "grad":
-        return loss.grad(*arrays, **kw)
-    return loss.value_and_grad(*arrays, **kw)
 
 
 def close(got, expected, dtype):

@@ -22,6 +22,7 @@ from losskit.core.formula import Formula, where
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import gradient_cache
 from losskit.losses import cross_entropy, likelihood, margin, robust_regression
+from engines import call as _call, fused as fast, generic
 
 try:
     import numba  # noqa: F401
@@ -92,31 +93,6 @@ def inputs(kind, shape, dtype, edges=True):
         z.reshape(-1)[:len(ze)] = ze
         t.reshape(-1)[:len(te)] = te
     return z, t
-
-
-def generic(loss, *arrays, want="both", **kw):
-    saved = dispatch.ENABLED
-    dispatch.ENABLED = False
-    try:
-        return _call(loss, arrays, want, kw)
-    finally:
-        dispatch.ENABLED = saved
-
-
-def fast(loss, *arrays, engine, want="both", **kw):
-    key = (loss.name, engine)
-    before = _fast.STATS[key]
-    result = _call(loss, arrays, want, kw)
-    assert _fast.STATS[key] == before + 1, f"the {engine} pointwise path did not answer"
-    return result
-
-
-def _call(loss, arrays, want, kw):
-    if want == "value":
-        return loss(*arrays, **kw)
-    if want == "grad":
-        return loss.grad(*arrays, **kw)
-    return loss.value_and_grad(*arrays, **kw)
 
 
 def assert_same(got, ref, dtype):

@@ -19,6 +19,7 @@ import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import rows as _rows
+from engines import call as _call, fused, generic
 
 try:
     import numba  # noqa: F401
@@ -48,31 +49,10 @@ def engine(request, monkeypatch):
     return request.param
 
 
-def _call(loss, arrays, want, kw):
-    if want == "value":
-        return loss(*arrays, **kw)
-    if want == "grad":
-        return loss.grad(*arrays, **kw)
-    return loss.value_and_grad(*arrays, **kw)
-
-
-def generic(loss, *arrays, want="both", **kw):
-    saved = dispatch.ENABLED
-    dispatch.ENABLED = False
-    try:
-        return _call(loss, arrays, want, kw)
-    finally:
-        dispatch.ENABLED = saved
-
-
 def fast(loss, *arrays, engine, want="both", **kw):
     """The row family's answer, asserting that it (and the wanted engine) answered."""
-    name = "numpy" if loss.name in NUMPY_ONLY else engine
-    key = (loss.name, name)
-    before = _fast.STATS[key]
-    result = _call(loss, arrays, want, kw)
-    assert _fast.STATS[key] == before + 1, f"the {name} row kernel did not answer"
-    return result
+    engine = "numpy" if loss.name in NUMPY_ONLY else engine
+    return fused(loss, *arrays, engine=engine, want=want, **kw)
 
 
 def close(a, b, dt):
