@@ -1,12 +1,29 @@
-"""Fused CPU kernels for plain NumPy arrays: the fast paths of the hot losses.
+"""Fused CPU kernels for NumPy arrays (and CPU torch tensors, zero-copy): one driver per
+family, each loss stating its math once.
 
-``fast_paths``      per-loss fused implementations and the engine choice (numba or NumPy);
-                    each registers with :mod:`losskit.core.dispatch` through its loss module
-``numba_kernels``   the numba kernels (compiled on first use; the ``fast`` extra)
-``gradient_cache``  reuse of large gradient buffers between training steps
+``pointwise``, ``pointwise_numba``  elementwise losses: a loss's ``core.formula.Formula``
+                                    compiled into one fused loop (huber, smooth_l1, log_cosh,
+                                    quantile, poisson_nll, gaussian_nll, hinge, squared_hinge,
+                                    binary_cross_entropy)
+``rows``, ``rows_numba``            a per-row function over the class axis (softmax CE with
+                                    every option, nll, cross_entropy, brier, focal, poly,
+                                    multiclass_hinge, KL, softmax KL, JS)
+``boxes``, ``boxes_numba``          a per-box function of the 8 coordinates (every box loss)
+``pairs``, ``pairs_numba``          a per-row function of 2 or 3 embeddings, every ``wrt``
+                                    from one sweep (contrastive, triplet, cosine, ranking)
+``overlap``, ``overlap_numba``      per (sample, class) sums, then the gradient (dice,
+                                    tversky, jaccard)
+``fast_paths``                      the hand-tuned kernels of the hottest losses, the shared
+                                    plumbing (engine choice, reduction, ``out=``) and
+                                    ``STATS``
+``numba_kernels``                   the hand-tuned numba kernels and the vectorisable
+                                    ``exp``/``log`` the families share
+``gradient_cache``                  reuse of large gradient buffers between training steps
 
-The generic Array-API kernels (each loss's ``_compute`` in :mod:`losskit.losses`) are the
-reference; these must equal them up to rounding.
+Each ``*_numba`` module is imported on first use (``import losskit`` never imports numba).
+The loss modules register their kernels with :mod:`losskit.core.dispatch`. The generic
+Array-API kernels (each loss's ``_compute`` in :mod:`losskit.losses`) are the reference:
+every driver is tested equal to them up to rounding (``tests/kernels``).
 """
 
 from .gradient_cache import clear_gradient_cache

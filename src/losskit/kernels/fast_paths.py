@@ -28,13 +28,12 @@ loss                                the fast path covers
                                     ``sample_weight``: the row family, :mod:`.rows`)
 ``sigmoid_binary_cross_entropy``    ``pos_weight`` (a number, or one per class)
 ``mse``, ``l2_loss``, ``mae``       every call without ``sample_weight``
-``huber``                           ``delta`` a plain number
 ``sigmoid_focal_loss``              ``gamma`` and ``alpha`` plain numbers (``alpha=None``)
 ==================================  ==========================================================
 
 Engines:
 
-``numba`` (when ``import numba`` works: the ``losskit[fast]`` extra)
+``numba`` (a dependency of losskit; when ``import numba`` works)
     One sweep over the data, rows or blocks in ``prange`` (see :mod:`losskit.kernels.numba_kernels`); a serial
     build below :data:`PARALLEL_MIN` elements, where starting threads costs more than
     the work. Kernels are compiled on first use and cached on disk (``cache=True``); if
