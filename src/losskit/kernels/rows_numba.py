@@ -188,9 +188,22 @@ def cross_entropy_row(z, t, has_t, label, w, cw, par, g, f):
     inside the clamp, 0 below it. Checks y (and t) in [0, 1]."""
     k = z.shape[0]
     eps, clamp = par[0], par[1]
+    bad = False
+    if not has_t and eps == 0.0:  # integer labels: one log per row, a loop that vectorises
+        nz = _like(z[0], -0.0 * f)  # -a / y * f with a = 0 off the label (NaN stays NaN)
+        for j in range(k):
+            y = z[j]
+            bad |= (y < 0) | (y > 1)
+            g[j] = nz if y == y else y
+        if label < 0:  # ignored: every coefficient 0, as above
+            return 0.0, int(bad)
+        y = float(z[label])
+        inside = y >= clamp or y != y
+        c = y if inside else clamp
+        g[label] = _like(z[0], (-w / c) * f if inside else 0.0)
+        return (-w * math.log(c) if w != 0.0 else 0.0), int(bad)
     e1, e2 = 1.0 - eps, eps / k
     has_cw = cw.shape[0] > 0
-    bad = False
     v = 0.0
     for j in range(k):
         y = float(z[j])
