@@ -7,10 +7,12 @@ the calls each engine answered, per loss).
 
 from __future__ import annotations
 
+import numpy as np
+
 from losskit.core import dispatch
 from losskit.kernels import fast_paths
 
-__all__ = ["call", "generic", "fused"]
+__all__ = ["call", "generic", "fused", "tolerances", "assert_same", "check"]
 
 
 def call(loss, arrays, want, kw):
@@ -41,3 +43,33 @@ def fused(loss, *arrays, engine="numba", want="both", answered=True, **kw):
     assert fast_paths.STATS[key] == before + answered, (
         f"the {engine} fused kernel {'did not answer' if answered else 'answered'}")
     return result
+
+
+def tolerances(dtype):
+    """(rtol, atol) of a fused result against the generic path in ``dtype``."""
+    return (1e-5, 1e-6) if np.dtype(dtype) == np.float32 else (1e-12, 1e-13)
+
+
+def assert_same(got, ref, dtype):
+    """Same type, dtype and shape; the same numbers up to rounding (inf and NaN exactly)."""
+    rtol, atol = tolerances(dtype)
+    assert type(got) is np.ndarray and got.dtype == ref.dtype == dtype
+    assert got.shape == ref.shape
+    scale = max(1.0, float(np.max(np.abs(ref[np.isfinite(ref)]), initial=0.0)))
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * scale, equal_nan=True)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
+    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(ref))
+
+
+def check(loss, arrays, engine, dtype, **kw):
+    """value_and_grad, the value alone and the gradient alone of ``engine``'s fused kernel
+    equal the generic path; the separate entry points equal the fused one exactly (same
+    kernel). Returns the fused (value, gradient)."""
+    v0, g0 = generic(loss, *arrays, **kw)
+    v1, g1 = fused(loss, *arrays, engine=engine, **kw)
+    assert_same(v1, v0, dtype)
+    assert_same(g1, g0, dtype)
+    np.testing.assert_array_equal(fused(loss, *arrays, engine=engine, want="value", **kw), v1)
+    np.testing.assert_array_equal(fused(loss, *arrays, engine=engine, want="grad", **kw), g1)
+    return v1, g1

@@ -23,7 +23,7 @@ import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import gradient_cache
-from engines import call as _call, fused as fast, generic
+from engines import assert_same, check, call as _call, fused as fast, generic
 
 try:
     import numba  # noqa: F401
@@ -50,32 +50,6 @@ def engine(request, monkeypatch):
         pytest.skip("numba is not installed")
     monkeypatch.setattr(_fast, "USE_NUMBA", request.param == "numba")
     return request.param
-
-
-def tolerances(dtype):
-    return (1e-5, 1e-6) if np.dtype(dtype) == np.float32 else (1e-12, 1e-13)
-
-
-def assert_same(got, ref, dtype):
-    """Same type, dtype and shape; the same numbers up to rounding (inf and NaN exactly)."""
-    rtol, atol = tolerances(dtype)
-    assert type(got) is np.ndarray and got.dtype == ref.dtype == dtype
-    assert got.shape == ref.shape
-    scale = max(1.0, float(np.max(np.abs(ref[np.isfinite(ref)]), initial=0.0)))
-    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * scale, equal_nan=True)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
-    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
-
-
-def check(loss, arrays, engine, dtype, **kw):
-    """value_and_grad, the value alone and the gradient alone equal the generic path."""
-    v0, g0 = generic(loss, *arrays, **kw)
-    v1, g1 = fast(loss, *arrays, engine=engine, **kw)
-    assert_same(v1, v0, dtype)
-    assert_same(g1, g0, dtype)
-    # the separate entry points agree with the fused one exactly (same kernel)
-    np.testing.assert_array_equal(fast(loss, *arrays, engine=engine, want="value", **kw), v1)
-    np.testing.assert_array_equal(fast(loss, *arrays, engine=engine, want="grad", **kw), g1)
 
 
 RNG = np.random.default_rng(20261123)

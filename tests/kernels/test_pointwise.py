@@ -22,7 +22,7 @@ from losskit.core.formula import Formula, where
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import gradient_cache
 from losskit.losses import cross_entropy, likelihood, margin, robust_regression
-from engines import call as _call, fused as fast, generic
+from engines import assert_same, check, call as _call, fused as fast, generic
 
 try:
     import numba  # noqa: F401
@@ -93,27 +93,6 @@ def inputs(kind, shape, dtype, edges=True):
         z.reshape(-1)[:len(ze)] = ze
         t.reshape(-1)[:len(te)] = te
     return z, t
-
-
-def assert_same(got, ref, dtype):
-    rtol, atol = (1e-5, 1e-6) if np.dtype(dtype) == np.float32 else (1e-12, 1e-13)
-    assert type(got) is np.ndarray and got.dtype == ref.dtype == dtype
-    assert got.shape == ref.shape
-    scale = max(1.0, float(np.max(np.abs(ref[np.isfinite(ref)]), initial=0.0)))
-    np.testing.assert_allclose(got, ref, rtol=rtol, atol=atol * scale, equal_nan=True)
-    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
-    np.testing.assert_array_equal(np.isposinf(got), np.isposinf(ref))
-    np.testing.assert_array_equal(np.isneginf(got), np.isneginf(ref))
-
-
-def check(loss, arrays, engine, dtype, **kw):
-    v0, g0 = generic(loss, *arrays, **kw)
-    v1, g1 = fast(loss, *arrays, engine=engine, **kw)
-    assert_same(v1, v0, dtype)
-    assert_same(g1, g0, dtype)
-    np.testing.assert_array_equal(fast(loss, *arrays, engine=engine, want="value", **kw), v1)
-    np.testing.assert_array_equal(fast(loss, *arrays, engine=engine, want="grad", **kw), g1)
-    return v1, g1
 
 
 # ------------------------------------------------------------------ the driver == generic

@@ -170,27 +170,6 @@ _OPTIONS = {"iou": _opts_iou, "giou": _opts_inner, "diou": _opts_inner, "ciou": 
             "wiou": _opts_wiou, "mpdiou": _opts_mpdiou, "inner_iou": _opts_inner_iou}
 _NPRM = 10
 
-_boxes_numba = None  # the boxes_numba module, False when it cannot be imported
-
-
-def _kernels(kind):
-    """(parallel, serial) numba drivers of ``kind``, or None (numba off or missing)."""
-    global _boxes_numba
-    nb = _fp._nb()
-    if nb is None:
-        return None, None
-    if _boxes_numba is None:
-        try:
-            from . import boxes_numba
-        except Exception:  # pragma: no cover - numba imported for numba_kernels already
-            _boxes_numba = False
-        else:
-            _boxes_numba = boxes_numba
-    if not _boxes_numba:
-        return None, None
-    return nb, _boxes_numba.kernels(kind)
-
-
 def _weights(sw, vshape, dt):
     """``sample_weight`` as a flat C-contiguous array of dt, one per box, or None when the
     generic path must answer (another shape, a negative, infinite or NaN weight)."""
@@ -248,8 +227,8 @@ def _run(kind, parse, loss, arrays, reduction, sample_weight, opts, want, out):
         w = _weights(sample_weight, vshape, dt)
         if w is None:
             return NotImplemented
-    nb, builds = _kernels(kind)
-    if nb is None:
+    module = _fp.family_numba("boxes_numba")
+    if module is None:
         return NotImplemented  # the NumPy engine: the generic path (see the module notes)
 
     n = z.size // 4
@@ -263,11 +242,12 @@ def _run(kind, parse, loss, arrays, reduction, sample_weight, opts, want, out):
         scale = 1.0 / total_w if total_w else 0.0
     else:
         scale = _scale(reduction, n, vshape[0] if vshape else 1)
-    nblocks = -(-n // _boxes_numba.BLOCK)
+    nblocks = -(-n // module.BLOCK)
     partial = np.empty(nblocks, dtype=np.float64)
-    kernel = builds[0] if n >= parallel_min_boxes() else builds[1]
+    parallel, serial = module.kernels(kind)
+    kernel = parallel if n >= parallel_min_boxes() else serial
     dummy = np.empty((1, 4), dtype=dt)
-    res = _fp._kernel(nb, kernel, zc.reshape(n, 4), tc.reshape(n, 4),
+    res = _fp._kernel(_fp._nb(), kernel, zc.reshape(n, 4), tc.reshape(n, 4),
                       w if w is not None else dummy[0, :1], prm,
                       1.0 if scale is None else scale,
                       g.reshape(n, 4) if need_grad else dummy,

@@ -60,6 +60,7 @@ at import; tests switch the flags :data:`losskit.core.dispatch.ENABLED` and :dat
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 
 import numpy as np
@@ -104,6 +105,25 @@ def _nb():
         else:
             _numba_module = numba_kernels
     return _numba_module or None
+
+
+_FAMILY_MODULES: dict = {}  # numba module of a kernel family by name; False: not importable
+
+
+def family_numba(name: str):
+    """The numba module ``losskit.kernels.<name>`` of a kernel family (``"pairs_numba"``,
+    ...), imported on first use; None when numba is off or missing, or the module cannot
+    be imported (the family's fast path then answers NotImplemented)."""
+    if _nb() is None:
+        return None
+    module = _FAMILY_MODULES.get(name)
+    if module is None:
+        try:
+            module = importlib.import_module(f"{__package__}.{name}")
+        except Exception:  # pragma: no cover - numba imported for numba_kernels already
+            module = False
+        _FAMILY_MODULES[name] = module
+    return module or None
 
 
 def engine() -> str:

@@ -43,22 +43,9 @@ from .fast_paths import PARALLEL_MIN, STATS, _float_prediction, _gradient_target
 __all__ = ["dice_loss", "tversky_loss", "jaccard_loss"]
 
 _INTP = np.dtype(np.intp)
-_module = None  # overlap_numba, False when it cannot be imported
-
-
 def _nb():
     """The overlap_numba module, or None (numba disabled, missing or broken)."""
-    global _module
-    if _fp._nb() is None:
-        return None
-    if _module is None:
-        try:
-            from . import overlap_numba
-        except Exception:  # pragma: no cover - numba_kernels imported, so this should too
-            _module = False
-        else:
-            _module = overlap_numba
-    return _module or None
+    return _fp.family_numba("overlap_numba")
 
 
 def _number(v):

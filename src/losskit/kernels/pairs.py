@@ -46,22 +46,9 @@ from .fast_paths import (PARALLEL_MIN, STATS, _float_prediction, _gradient_targe
 
 __all__ = ["contrastive", "triplet_margin", "cosine_embedding", "margin_ranking"]
 
-_module = None  # pairs_numba, False when it cannot be imported
-
-
 def _nb():
     """The pairs_numba module, or None (numba disabled, missing or broken)."""
-    global _module
-    if _fp._nb() is None:
-        return None
-    if _module is None:
-        try:
-            from . import pairs_numba
-        except Exception:  # pragma: no cover - numba_kernels imported, so this should too
-            _module = False
-        else:
-            _module = pairs_numba
-    return _module or None
+    return _fp.family_numba("pairs_numba")
 
 
 # squared distances the fast branch of p = 2 takes (else the exact branch): float32 rows

@@ -70,6 +70,18 @@ def _log_prob(x):
     return float(_log_unit(x)) if (x >= 0 and x <= 1) else _safe_log(float(x))
 
 
+@njit(inline="always", **_JIT)
+def _exp_unshifted(x, e, k):
+    """e = exp(x) by the C library (a row whose maximum is NaN or infinite: the generic
+    shift 0, as NumPy's ufuncs would); returns the float64 sum."""
+    s = 0.0
+    for j in range(k):
+        v = math.exp(float(x[j]))
+        e[j] = v
+        s += v
+    return s
+
+
 @njit(**_JIT)
 def _softmax_row(x, e, temp):
     """e = exp(x / temp - shift) (x's dtype); returns (shift, s = sum of e, float64).
@@ -86,12 +98,7 @@ def _softmax_row(x, e, temp):
         src = e
     m, nan = _max_nan(src, k)
     if nan or not math.isfinite(m):
-        s = 0.0
-        for j in range(k):
-            v = math.exp(float(src[j]))
-            e[j] = v
-            s += v
-        return 0.0, s
+        return 0.0, _exp_unshifted(src, e, k)
     for j in range(k):
         e[j] = _exp_neg(src[j] - m)
     return float(m), _sum(e, k)
@@ -419,11 +426,7 @@ def _log_softmax_row(z, e):
     k = z.shape[0]
     m, nan = _max_nan(z, k)
     if nan or not math.isfinite(m):
-        s = 0.0
-        for j in range(k):
-            v = math.exp(float(z[j]))
-            e[j] = v
-            s += v
+        s = _exp_unshifted(z, e, k)
         inv = 1.0 / s if (s > 0.0 and s < _INF) else _NAN
         return 0.0, _safe_log(s), inv
     top = 0
