@@ -56,7 +56,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import fast_paths as _fp
-from .fast_paths import (_DUMMY2, _F32, _F64, _INTP, _gradient_target, _kernel, _nb,
+from .fast_paths import (_DUMMY2, _F32, _F64, _INTP, _gradient_target, _kernel,
                          _out_ok, _result, STATS)
 
 __all__ = ["RowSpec", "run", "softmax_cross_entropy", "nll_loss", "cross_entropy",
@@ -196,6 +196,34 @@ def _weights(v, shape, dt):
     return a
 
 
+_PAR_CACHE: dict = {}
+_ZERO_LABEL = np.zeros(1, dtype=_INTP)
+
+
+def _par_array(params):
+    """The row function's parameters as a float64 array (made once per distinct tuple)."""
+    a = _PAR_CACHE.get(params)
+    if a is None:
+        if len(_PAR_CACHE) > 256:
+            _PAR_CACHE.clear()
+        a = _PAR_CACHE[params] = np.array(params, dtype=np.float64)
+        a.flags.writeable = False
+    return a
+
+
+def _label_weights(labels, ignore, cw, k):
+    """Per-row label weights w_{y_n} (class weight or 1; 0 when ignored) for the NumPy
+    engine, or None when a label that is not ignored lies outside [0, K)."""
+    keep = None if ignore is None else labels != ignore
+    inside = (labels >= 0) & (labels < k)
+    if not (inside.all() if keep is None else (inside | ~keep).all()):
+        return None
+    w = cw[np.where(inside, labels, 0)] if cw.size else np.ones(labels.shape[0])
+    if keep is not None:
+        w[~keep] = 0.0
+    return w
+
+
 # --------------------------------------------------------------------------- the driver
 def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
     """The fused value and gradient of a row-family loss, or ``NotImplemented``."""
@@ -229,19 +257,15 @@ def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
         if ignore is not None and (type(ignore) is not int
                                    or not -(1 << 63) <= ignore < (1 << 63)):
             return NotImplemented
-        labels = np.array(y, dtype=_INTP, copy=True).reshape(-1)
-        keep = None if ignore is None else labels != ignore
-        inside = (labels >= 0) & (labels < k)
-        if not (inside.all() if keep is None else (inside | ~keep).all()):
-            return NotImplemented  # the generic path raises the label error
-        if keep is not None:
-            labels[~keep] = -1
+        labels = y.reshape(-1)
+        if (labels.dtype is not _INTP or not labels.flags.c_contiguous
+                or not labels.flags.writeable):  # one numba build for every call
+            labels = np.array(labels, dtype=_INTP)
         has_t, t2 = False, _DUMMY2[dt.char]
     elif spec.same and y.dtype.kind == "f" and y.shape == z.shape:
         if ignore is not None:
             return NotImplemented  # the generic path raises
-        keep = None
-        labels = np.zeros(n, dtype=_INTP)
+        labels = _ZERO_LABEL
         has_t = True
         t2 = np.ascontiguousarray(y, dtype=dt).reshape(n, k)
     else:
@@ -252,12 +276,6 @@ def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
         cw = _weights(cw_opt, (k,), dt)
         if cw is None:
             return NotImplemented
-    if has_t:
-        w = np.ones(n, dtype=np.float64)
-    else:
-        w = cw[labels] if cw.size else np.ones(n, dtype=np.float64)
-        if keep is not None:
-            w[~keep] = 0.0
     if sample_weight is None:
         sw = None
     else:
@@ -269,39 +287,43 @@ def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
         if sw is None:
             return NotImplemented
 
-    # ---- the reduction's scale
+    # ---- the reduction's scale (a weighted mean's: found by the kernel's label pass)
     batch = rows_shape[0] if rows_shape else 1
+    weighted_mean = reduction == "mean" and spec.weighted and not has_t
     if reduction == "mean":
-        if spec.weighted and not has_t:
-            total = float(np.dot(w, sw)) if sw is not None else float(w.sum())
-        else:
-            total = float(sw.sum()) if sw is not None else float(n)
+        total = float(sw.sum()) if sw is not None else float(n)
         scale = 1.0 / total if total else 0.0
     elif reduction == "batchmean":
         scale = 1.0 / batch if batch else 0.0
     else:
         scale = 1.0
+    has_ignore = ignore is not None
 
-    z2 = np.ascontiguousarray(z).reshape(n, k)
+    z2 = z if z.ndim == 2 and z.flags.c_contiguous else np.ascontiguousarray(z).reshape(n, k)
     g, copy_to = _gradient_target(need_grad, out, z, arrays)
     values = np.empty(n, dtype=np.float64)
-    nb = _nb() if spec.row is not None else None
+    nb = _fp.family_numba("rows_numba") if spec.row is not None else None
     res = None
     if nb is not None:
-        from . import rows_numba
-
-        parallel, serial = rows_numba.kernels(spec.row)
+        parallel, serial = nb.kernels(spec.row)
         kernel = parallel if z.size >= _fp.PARALLEL_MIN else serial
-        res = _kernel(nb, kernel, z2, labels, w, t2, has_t, cw,
-                      np.array(params, dtype=np.float64),
-                      _ONE64 if sw is None else sw, sw is not None, scale,
+        res = _kernel(nb, kernel, z2, labels, ignore if has_ignore else 0, has_ignore, t2,
+                      has_t, cw, _par_array(params), _ONE64 if sw is None else sw,
+                      sw is not None, weighted_mean, scale,
                       g.reshape(n, k) if need_grad else _DUMMY2[dt.char], values, need_grad)
     if res is not None:
-        bad, total_value = res
+        bad, total_value, scale = res
         if bad:
             return NotImplemented
         engine = "numba"
     else:
+        if not has_t:
+            w = _label_weights(labels, ignore, cw, k)
+            if w is None:
+                return NotImplemented  # the generic path raises the label error
+            if reduction == "mean" and spec.weighted:
+                total = float(np.dot(w, sw)) if sw is not None else float(w.sum())
+                scale = 1.0 / total if total else 0.0
         total_value = _numpy_engine(loss, z2, y, has_t, n, k, opts, sw, scale,
                                     g.reshape(n, k) if need_grad else None, values)
         if total_value is None:

@@ -41,10 +41,10 @@ import types as pytypes
 import numpy as np
 from numba import njit, prange
 
-from .numba_kernels import (_JIT, SHORT_ROW, _ce_row, _ce_row_short, _exp_neg, _like,
+from .numba_kernels import (_JIT, SHORT_ROW, NumbaError, _ce_row, _ce_row_short, _exp_neg, _like,
                             _log_unit, _max_nan, _sum)
 
-__all__ = ["kernels", "ROWS"]
+__all__ = ["kernels", "ROWS", "NumbaError"]
 
 _NAN = math.nan
 _INF = math.inf
@@ -596,27 +596,58 @@ ROWS = {
 
 
 # --------------------------------------------------------------------------- the driver
-def _drive(z, labels, w, t, has_t, cw, par, sw, has_sw, scale, g, values, want_grad):
+@njit(inline="always", **_JIT)
+def _label_weight(label, ignore, has_ignore, cw, has_cw, k):
+    """(label, weight) of a raw integer label: (-1, 0) when ignored, (-2, 0) when outside
+    [0, K), else (label, its class weight or 1)."""
+    if has_ignore and label == ignore:
+        return -1, 0.0
+    if label < 0 or label >= k:
+        return -2, 0.0
+    return label, (cw[label] if has_cw else 1.0)
+
+
+def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighted_mean,
+           scale, g, values, want_grad):
     """Every row of z (N, K) through ``_row`` (bound per loss, see :func:`kernels`).
 
-    Per-row values (times the sample weight; 0 where it is 0) into ``values``; the
-    gradient scaled by ``scale`` times the sample weight into g (a zero row where that
-    factor is 0). Returns (rows outside the domain, float64 sum of the values).
+    Integer labels (``has_t`` False) are checked and weighted here first, before anything
+    is written: a label outside [0, K) that is not ``ignore`` makes the call return at
+    once with ``bad`` set. With ``weighted_mean`` the reduction's scale is computed here
+    too: 1 / sum_n s_n w_{y_n} (0 for a mean over nothing). Per-row values (times the
+    sample weight; 0 where it is 0) go into ``values``; the gradient scaled by ``scale``
+    times the sample weight into g (a zero row where that factor is 0). Returns (rows
+    outside the domain, float64 sum of the values, the scale used).
     """
     n, k = z.shape
+    has_cw = cw.shape[0] > 0
+    if not has_t:
+        total = 0.0
+        for i in range(n):
+            li, wi = _label_weight(labels[i], ignore, has_ignore, cw, has_cw, k)
+            if li == -2:
+                return 1, 0.0, scale
+            if weighted_mean and wi != 0.0:
+                total += wi * (sw[i] if has_sw else 1.0)
+        if weighted_mean:
+            scale = 1.0 / total if total != 0.0 else 0.0
     bad = 0
     for i in prange(n):
         gi = g[i] if want_grad else np.empty(k, dtype=z.dtype)
         ti = t[i] if has_t else t[0]
+        if has_t:
+            li, wi = 0, 1.0
+        else:
+            li, wi = _label_weight(labels[i], ignore, has_ignore, cw, has_cw, k)
         si = sw[i] if has_sw else 1.0
         f = scale * si
-        v, b = _row(z[i], ti, has_t, labels[i], w[i], cw, par, gi, f)  # noqa: F821
+        v, b = _row(z[i], ti, has_t, li, wi, cw, par, gi, f)  # noqa: F821
         bad += b
         if want_grad and f == 0.0:
             for j in range(k):
                 gi[j] = 0
         values[i] = 0.0 if si == 0.0 else si * v
-    return bad, _sum(values, n)
+    return bad, _sum(values, n), scale
 
 
 _KERNELS: dict = {}
