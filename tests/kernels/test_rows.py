@@ -381,6 +381,42 @@ def test_invalid_input_falls_back_to_the_generic_error(engine):
          generic(lk.nll_loss, *args, validate=False), np.float64)
 
 
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "nll_loss", "cross_entropy",
+                                  "brier_score", "multiclass_hinge", "softmax_focal_loss",
+                                  "poly_loss"])
+def test_label_outside_the_classes_leaves_out_untouched(name, engine):
+    """The driver checks every label before writing: the last label out of range (others
+    ignored) raises the generic error and ``out`` keeps its contents."""
+    loss = getattr(lk, name)
+    z = np.full((5, 4), 0.25)
+    if name == "nll_loss":
+        z = np.log(z)
+    y = np.array([0, -100, 3, 1, 4])
+    out = np.full(z.shape, 7.0)
+    with pytest.raises(ValueError, match="target"):
+        loss.value_and_grad(z, y, ignore_index=-100, out=out)
+    assert (out == 7.0).all()
+    # an ignore_index inside [0, K) ignores that class
+    y = np.array([0, 2, 3, 2, 1])
+    v, g = fast(loss, z, y, engine=engine, ignore_index=2, want="both")
+    same((v, g), generic(loss, z, y, ignore_index=2), np.float64)
+    assert not g[[1, 3]].any()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.int64, np.uint32])
+def test_labels_of_any_integer_dtype_and_layout(dtype, engine):
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((7, 5))
+    y = rng.integers(0, 5, 14).astype(dtype)[::2]  # strided
+    w = np.array([1.0, 2.0, 0.5, 0.0, 3.0])
+    for loss in (lk.softmax_cross_entropy, lk.multiclass_hinge, lk.poly_loss):
+        expected = generic(loss, z, y.astype(np.int64), class_weight=w)
+        same(fast(loss, z, y, engine=engine, class_weight=w), expected, np.float64)
+        ro = y.copy()
+        ro.flags.writeable = False
+        same(fast(loss, z, ro, engine=engine, class_weight=w), expected, np.float64)
+
+
 # --------------------------------------------------------------------------- memory layouts
 @pytest.mark.parametrize("case", ["ce_probs", "nll", "hinge", "softmax_kl", "focal"])
 def test_out_readonly_noncontiguous(case, engine):

@@ -343,7 +343,10 @@ def kl_row(z, t, has_t, label, w, cw, par, g, f):
 
 @njit(**_JIT)
 def softmax_kl_row(z, t, has_t, label, w, cw, par, g, f):
-    """Distillation: scale * KL(softmax(t/T) || softmax(z/T)); gradient scale/T (q - p)."""
+    """Distillation: scale * KL(softmax(t/T) || softmax(z/T)); gradient scale/T (q - p).
+    The terms go into a float64 scratch row and are summed after the loop, so that the
+    loop vectorises (a probability target takes the branch-free log of numba_kernels;
+    one outside [0, 1] sets ``bad`` and the generic path answers)."""
     k = z.shape[0]
     temp, t_logits, scale = par[0], par[1] != 0.0, par[2]
     tl = _like(z[0], temp)
@@ -351,34 +354,37 @@ def softmax_kl_row(z, t, has_t, label, w, cw, par, g, f):
     log_sq = _safe_log(s_q)
     inv_q = 1.0 / s_q if (s_q > 0.0 and s_q < _INF) else _NAN
     bad = False
-    pb = g  # placeholder of the right type
-    shift_p, log_sp, inv_p = 0.0, 0.0, 0.0
+    terms = np.empty(k, dtype=np.float64)
+    factor = f * scale / temp
     if t_logits:
         pb = np.empty(k, dtype=z.dtype)
         shift_p, s_p = _softmax_row(t, pb, temp)
         log_sp = _safe_log(s_p)
         inv_p = 1.0 / s_p if (s_p > 0.0 and s_p < _INF) else _NAN
-    else:
         for j in range(k):
-            bad |= _outside(t[j], 0, 1)
-    factor = f * scale / temp
-    v = 0.0
-    for j in range(k):
-        zt = z[j] / tl if temp != 1.0 else z[j]
-        log_q = (float(zt) - shift_q) - log_sq
-        if t_logits:
+            zt = z[j] / tl if temp != 1.0 else z[j]
+            log_q = (float(zt) - shift_q) - log_sq
             tt = t[j] / tl if temp != 1.0 else t[j]
             log_p = (float(tt) - shift_p) - log_sp
             p = float(pb[j]) * inv_p
-        else:
+            nan = (p != p) | (log_q != log_q)
+            term = p * (log_p - log_q) if p > 0 else 0.0
+            terms[j] = _NAN if nan else term
+            q = float(g[j]) * inv_q
+            g[j] = _like(z[0], factor * (q - p))
+    else:
+        for j in range(k):
+            zt = z[j] / tl if temp != 1.0 else z[j]
+            log_q = (float(zt) - shift_q) - log_sq
             p = float(t[j])
-            log_p = _log_prob(t[j])
-        nan = (p != p) | (log_q != log_q)
-        term = p * (log_p - log_q) if p > 0 else 0.0
-        v += _NAN if nan else term
-        q = float(g[j]) * inv_q
-        g[j] = _like(z[0], factor * (q - p))
-    return scale * v, int(bad)
+            bad |= _outside(p, 0.0, 1.0)
+            log_p = float(_log_unit(t[j]))
+            nan = (p != p) | (log_q != log_q)
+            term = p * (log_p - log_q) if p > 0 else 0.0
+            terms[j] = _NAN if nan else term
+            q = float(g[j]) * inv_q
+            g[j] = _like(z[0], factor * (q - p))
+    return scale * _sum(terms, k), int(bad)
 
 
 @njit(**_JIT)
