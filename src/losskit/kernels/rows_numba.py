@@ -228,33 +228,39 @@ def cross_entropy_row(z, t, has_t, label, w, cw, par, g, f):
 
 @njit(**_JIT)
 def brier_row(z, t, has_t, label, w, cw, par, g, f):
-    """Brier score: sum_c (y_c - t_c)^2; gradient 2 (y - t); ignored labels give 0."""
+    """Brier score: sum_c (y_c - t_c)^2; gradient 2 (y - t); ignored labels give 0.
+    Two loops that vectorise: the squares into g as scratch, summed; then the gradient
+    and the domain checks."""
     k = z.shape[0]
-    bad = False
-    for j in range(k):
-        bad |= _outside(z[j], 0, 1)
-    if has_t:
+    if not has_t and label < 0:
+        bad = False
         for j in range(k):
-            bad |= _outside(t[j], 0, 1)
-    elif label < 0:
+            bad |= _outside(z[j], 0, 1)
         _zero(g)
         return 0.0, int(bad)
     one = _like(z[0], 1.0)
     zero = _like(z[0], 0.0)
     two_f = _like(z[0], 2.0 * f)
-    v = 0.0
     for j in range(k):
         tj = t[j] if has_t else (one if j == label else zero)
         d = z[j] - tj
-        v += float(d * d)
-        g[j] = two_f * d
+        g[j] = d * d
+    v = _sum(g, k)
+    bad = False
+    for j in range(k):
+        tj = t[j] if has_t else (one if j == label else zero)
+        bad |= _outside(z[j], 0, 1)
+        if has_t:
+            bad |= _outside(tj, 0, 1)
+        g[j] = two_f * (z[j] - tj)
     return v, int(bad)
 
 
 @njit(**_JIT)
 def multiclass_hinge_row(z, t, has_t, label, w, cw, par, g, f):
     """Weston-Watkins hinge: sum_{j != y} max(0, z_j - z_y + m); see losses/margin.py for
-    the infinite and NaN scores."""
+    the infinite and NaN scores. Two loops that vectorise: the active violations into g
+    as scratch, summed; then the count of active classes and the gradient."""
     k = z.shape[0]
     if label < 0 or w == 0.0:
         _zero(g)
@@ -262,28 +268,28 @@ def multiclass_hinge_row(z, t, has_t, label, w, cw, par, g, f):
     sy = z[label]
     m = _like(sy, par[0])
     c = _like(sy, w * f)
-    one = _like(sy, 1.0)
     zero = _like(sy, 0.0)
     ynan = sy != sy
+    for j in range(k):
+        zj = z[j]
+        viol = zj - sy + m
+        act = ((viol > 0) | (zj != zj) | ynan) & (j != label)
+        g[j] = viol if act else zero
+    v = _sum(g, k)
     nan = ynan
     count = 0
-    v = 0.0
     for j in range(k):
         zj = z[j]
         viol = zj - sy + m
         nj = zj != zj
         nan |= nj
         act = ((viol > 0) | nj | ynan) & (j != label)
-        if act:
-            v += float(viol)
-            count += 1
-        g[j] = one if act else zero
+        count += 1 if act else 0
+        g[j] = c if act else zero
     if nan:
         for j in range(k):
             g[j] = _NAN
     else:
-        for j in range(k):
-            g[j] = g[j] * c
         g[label] = -count * c
     return w * v, 0
 
@@ -391,30 +397,28 @@ def softmax_kl_row(z, t, has_t, label, w, cw, par, g, f):
 def js_row(z, t, has_t, label, w, cw, par, g, f):
     """Jensen-Shannon divergence of probabilities q = z, p = t with m = (p + q) / 2:
     sum_c (p_c log(p_c/m_c) + q_c log(q_c/m_c)) / 2; gradient log(q/m)/2 (ln 2 / 2 where
-    p = q = 0). Two loops that vectorise (the branch-free log of numba_kernels, in the
-    input's dtype), the first writing the terms into g as scratch."""
+    p = q = 0). One loop that vectorises (three branch-free logs of numba_kernels per
+    element, in the input's dtype; the terms into a float64 scratch row summed after)."""
     k = z.shape[0]
     zero = _like(z[0], 0.0)
     half = _like(z[0], 0.5)
-    for j in range(k):  # the terms; 0 log 0 = 0, NaN propagates
-        q = z[j]
-        p = t[j]
-        lm = _log_unit((p + q) * half)
-        hp = p * (_log_unit(p) - lm) if p > 0 else p * zero
-        hq = q * (_log_unit(q) - lm) if q > 0 else q * zero
-        g[j] = half * (hp + hq)
-    v = _sum(g, k)
-    bad = False
-    fl = _like(z[0], f)
     half_ln2 = _like(z[0], 0.5 * _LN2)
-    for j in range(k):  # then the gradient, and the domain checks
+    fl = _like(z[0], f)
+    terms = np.empty(k, dtype=np.float64)
+    bad = False
+    for j in range(k):
         q = z[j]
         p = t[j]
         bad |= _outside(q, 0, 1) | _outside(p, 0, 1)  # outside: the generic path answers
         m = (p + q) * half
-        gj = half * (_log_unit(q) - _log_unit(m)) if m > 0 else (half_ln2 if m == 0 else m)
+        lm = _log_unit(m)
+        lq = _log_unit(q)
+        hp = p * (_log_unit(p) - lm) if p > 0 else p * zero  # 0 log 0 = 0; NaN propagates
+        hq = q * (lq - lm) if q > 0 else q * zero
+        terms[j] = float(half * (hp + hq))
+        gj = half * (lq - lm) if m > 0 else (half_ln2 if m == 0 else m)
         g[j] = (gj if p == p else p) * fl
-    return v, int(bad)
+    return _sum(terms, k), int(bad)
 
 
 # --------------------------------------------------------------------------- focal, Poly-1
