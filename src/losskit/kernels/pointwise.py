@@ -151,7 +151,8 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         res = None
         if nb is not None:
             p = tuple(v if type(v) is bool else dt.type(v) for v in values)
-            kernels = _numba_driver().kernels(formula, check, dt, len(extra))
+            flags = tuple((i, v) for i, v in enumerate(p) if type(v) is bool)
+            kernels = _numba_driver().kernels(formula, check, dt, len(extra), flags)
             res = e.run_numba(nb, kernels, nb.BLOCK, e.zf, e.tf, *extra, p)
         if res is not None:
             bad, total = res

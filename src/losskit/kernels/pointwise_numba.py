@@ -89,8 +89,15 @@ def _tanh(x):
     return r if x >= _like(x, 0.0) else -r
 
 
+@njit(inline="always", **_JIT)
+def _xlogy(x, y):
+    """x log y with 0 log y = 0 (NaN y included, as scipy's xlogy), on :func:`_log`."""
+    return x - x if x == _like(x, 0.0) else x * _log(y)
+
+
 #: the faster scalar functions this driver gives the formulas
-_IMPLS = {"exp": _nk._exp, "expm1": _expm1, "log": _log, "log1p": _log1p, "tanh": _tanh}
+_IMPLS = {"exp": _nk._exp, "expm1": _expm1, "log": _log, "log1p": _log1p, "tanh": _tanh,
+          "xlogy": _xlogy}
 _KERNELS: dict = {}
 _LOCK = threading.Lock()
 
@@ -128,12 +135,17 @@ def pointwise(z, t, {inputs}p, scale, g, values, partial, want_values, want_grad
 """
 
 
-def _make(f, ok, has_check, nparams, ninputs=0):
+def _make(f, ok, has_check, nparams, ninputs=0, flags=()):
     """The driver loop around the scalar formula ``f`` and the predicate ``ok``, for a
     formula of ``ninputs`` further arrays (after the target) and ``nparams`` parameters
-    (passed as the tuple ``p``). Generated source: numba inlines a call with explicit
-    arguments, not one with ``*p``."""
-    unpack = "; ".join(f"p{i} = p[{i}]" for i in range(nparams)) or "pass"
+    (passed as the tuple ``p``). ``flags``: (index, bool) of the parameters that are
+    flags, written into the source as constants, so that the formula's ``if`` on them
+    is resolved at compile time and the loop holds only the branch taken (the other may
+    call a function that does not vectorise). Generated source: numba inlines a call with
+    explicit arguments, not one with ``*p``."""
+    fixed = dict(flags)
+    unpack = "; ".join(f"p{i} = {fixed[i]!r}" if i in fixed else f"p{i} = p[{i}]"
+                       for i in range(nparams)) or "pass"
     args = "".join(f", p{i}" for i in range(nparams))
     inputs = "".join(f"x{i}, " for i in range(ninputs))
     slices = "; ".join(f"x{i}b = x{i}[lo:hi]" for i in range(ninputs)) or "pass"
@@ -146,12 +158,14 @@ def _make(f, ok, has_check, nparams, ninputs=0):
     return namespace["pointwise"]
 
 
-def kernels(formula, check, dtype, ninputs=0):
+def kernels(formula, check, dtype, ninputs=0, flags=()):
     """(parallel build, serial build) of the driver for ``formula`` (and the predicate
     Formula ``check``, or None) on ``dtype`` (float32 or float64), with ``ninputs`` further
-    arrays after the target (the formula's first arguments after it); built once."""
+    arrays after the target (the formula's first arguments after it) and the flag
+    parameters ``flags`` ((index, bool) pairs, fixed in the build); built once per
+    combination."""
     dt = np.dtype(dtype)
-    key = (formula, check, dt.char, ninputs)
+    key = (formula, check, dt.char, ninputs, flags)
     k = _KERNELS.get(key)
     if k is not None:
         return k
@@ -162,7 +176,7 @@ def kernels(formula, check, dtype, ninputs=0):
             ok = check.scalar(dt, _IMPLS) if check is not None else njit(inline="always")(
                 _always)
             has_check, n = check is not None, len(formula.params) - ninputs
-            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs)),
-                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs)))
+            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs, flags)),
+                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs, flags)))
             _KERNELS[key] = k
     return k

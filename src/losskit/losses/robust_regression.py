@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from ..core.dispatch import register_fast_path
-from ..core.formula import Formula, expm1, exp, log1p, maximum, minimum, sign, tanh, where
+from ..core.formula import Formula, expm1, exp, log1p, maximum, minimum, sign, where
 from ..kernels import pointwise
 from ..core.loss import Loss, Terms, register
 from ..core.validation import check_scalar
@@ -54,12 +54,14 @@ def _log_cosh(y, t):
     d = y - t
     a = abs(d)
     small = a < 1.0  # NaN goes to the large branch and propagates there
-    # double where: each branch only ever sees arguments where it is accurate
-    m = expm1(where(small, a, 0.0))
-    near = log1p((m * m) / (2.0 * (1.0 + m)))
-    big = where(small, 1.0, a)
-    far = (big - _LN2) + log1p(exp(-2.0 * big))
-    return where(small, near, far), tanh(d)
+    v = exp(-a)  # e^{-a}
+    u = expm1(-a)  # e^{-a} - 1, relative-exact near 0
+    w = u * (2.0 + u)  # e^{-2a} - 1
+    th = -w / (2.0 + w)  # tanh a
+    # cosh a - 1 = u^2 / (2 e^{-a}) below 1, log(2 cosh a) = a + log1p(e^{-2a}) above:
+    # one log1p of the argument of the branch taken (double where: no division by 0)
+    arg = where(small, (u * u) / (2.0 * where(small, v, 1.0)), v * v)
+    return where(small, 0.0, a - _LN2) + log1p(arg), where(d < 0.0, -th, th)
 
 
 def _quantile(y, t, q):
@@ -251,13 +253,15 @@ class LogCosh(Loss):
     .. math::
 
         \log\cosh d = \begin{cases}
-            \operatorname{log1p}\!\left(\dfrac{m^2}{2(1 + m)}\right),\ m = \operatorname{expm1}(a)
-            & a < 1 \\
-            a - \log 2 + \operatorname{log1p}(e^{-2a}) & a \ge 1 \end{cases}
+            \operatorname{log1p}\!\left(\dfrac{u^2}{2 e^{-a}}\right),\
+            u = \operatorname{expm1}(-a) & a < 1 \\
+            a - \log 2 + \operatorname{log1p}(e^{-2a}) & a \ge 1 \end{cases},
+        \qquad \tanh a = \frac{-w}{2 + w},\ w = u (2 + u) = e^{-2a} - 1
 
     The second line is the softplus form :math:`\log(e^{d} + e^{-d}) - \log 2` of Optax's
     ``log_cosh`` (finite at :math:`|d| = 10^{300}`); the first avoids its cancellation
-    near 0, where it would lose all relative accuracy (:math:`\ell \approx d^2/2`).
+    near 0, where it would lose all relative accuracy (:math:`\ell \approx d^2/2`). One
+    exponential and one ``expm1`` give both lines and the gradient.
 
     References
     ----------
