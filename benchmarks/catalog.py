@@ -592,7 +592,12 @@ def _linear_ce(name, g, sz, small):
     def jax_fn(hh, ww, yy, bb):
         return _optax().losses.softmax_cross_entropy_with_integer_labels(hh @ ww.T + bb, yy).mean()
 
+    def gemms():  # the compute floor: the three products any exact method needs
+        z = h @ W.T
+        return z @ W, z.T @ h
+
     return {"arrays": (h, W, y, b), "wrt": "all", "grad_of": (0, 1, 3), "torch": tf,
+            "gemm_floor": gemms,
             "torch_src": "F.linear_cross_entropy (PyTorch 2.13's chunked version)",
             "jax": jax_fn, "jax_src": "optax softmax CE of h @ W.T + b (full logits)",
             "kind": "matmul"}
@@ -797,6 +802,8 @@ def child(args):
         jf = jax_fn(c)
         if jf is not None:
             contenders.append(("jax", jf))
+        if c.get("gemm_floor") is not None:
+            contenders.append(("gemm floor", c["gemm_floor"]))
         times = _timeit(contenders, args.repeats)
         med = {k: quantiles(v)[0] for k, v in times.items()}
         iqr = {k: list(quantiles(v)[1:]) for k, v in times.items()}
@@ -860,6 +867,12 @@ def evaluate(r):
     if ratio > TORCH_LIMIT:
         why = (f"{_ms(lk_t)} vs torch {_ms(th)} = {ratio:.2f}x; "
                f"losskit at {fl:.1f}x the memory-traffic floor, torch at {t_fl:.1f}x")
+        gemm = med.get("gemm floor")
+        if gemm is not None:
+            why += (f"; the three NumPy matrix products of the same shapes (logits, hidden "
+                    f"and weight gradients; no exact method does fewer) take {_ms(gemm)} "
+                    f"alone: losskit at {lk_t / gemm:.2f}x them, 0.5x torch = "
+                    f"{_ms(0.5 * th)} is {0.5 * th / gemm:.2f}x them")
         if fl <= 1.5 * TORCH_LIMIT * t_fl and fl < 2.0:
             why += (f" (0.5x torch needs {0.5 * t_fl:.2f}x the floor: torch is already "
                     "near the memory bound)")
@@ -873,7 +886,10 @@ def evaluate(r):
     if r["trace_mib"] is None or r["trace_mib"] > g + slack:
         misses.append(("peak extra <= gradient",
                        f"tracemalloc peak {r['trace_mib']:.1f} MiB (RSS {r['rss_mib']:.1f}) "
-                       f"vs gradient {g:.1f} MiB: {r['trace_mib'] / g:.1f}x"))
+                       f"vs gradient {g:.1f} MiB: {r['trace_mib'] / g:.1f}x"
+                       + (" (the gradients + one block of logits, 64 MiB by default; "
+                          "`chunk_size` trades it for time, see docs/performance.md)"
+                          if r["kind"] == "matmul" else "")))
     if r["trace_out_mib"] is not None and r["trace_out_mib"] > slack:
         misses.append(("0 with out=",
                        f"out= call still allocates {r['trace_out_mib']:.1f} MiB "

@@ -831,13 +831,18 @@ def test_the_numba_softmax_step_equals_the_numpy_one(monkeypatch, dtype, opt):
     from losskit.kernels import numba_kernels as _fast_numba
 
     calls = []
-    real = _fast_numba.softmax_block_parallel
 
-    def spy(*args):
-        calls.append(args[0].shape)
-        return real(*args)
+    def spy_on(name):
+        real = getattr(_fast_numba, name)
 
-    monkeypatch.setattr(_fast_numba, "softmax_block_parallel", spy)
+        def spy(*args):
+            calls.append(args[0].shape)
+            return real(*args)
+
+        monkeypatch.setattr(_fast_numba, name, spy)
+
+    spy_on("softmax_block_parallel")  # large blocks
+    spy_on("softmax_block_serial")  # these small ones
     h, W, y, b, cw = make(seed=21, ignore="ignore" in opt or opt == "all")
     b = b.copy()
     b[3] = np.inf  # every row's maximum is +inf: NaN softmax rows

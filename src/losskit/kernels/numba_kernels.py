@@ -47,7 +47,7 @@ __all__ = [
     "sigmoid_bce_parallel", "sigmoid_bce_serial",
     "regression_parallel", "regression_serial",
     "sigmoid_focal_parallel", "sigmoid_focal_serial",
-    "softmax_block_parallel",
+    "softmax_block_parallel", "softmax_block_serial",
     "BLOCK", "NumbaError",
 ]
 
@@ -612,7 +612,7 @@ def _softmax_block(z, labels, p_factor, label_factor, want_grad, log_s, shifted,
     return True
 
 
-softmax_block_parallel = njit(parallel=True, **_JIT)(_softmax_block)
+softmax_block_parallel, softmax_block_serial = _builds(_softmax_block)
 
 
 # --------------------------------------------------------------------------- sigmoid BCE

@@ -661,7 +661,11 @@ def _softmax_block_kernel(lib, buf):
     nb = fast_paths._nb()
     if nb is None:
         return None
-    return functools.partial(fast_paths._kernel, nb, nb.softmax_block_parallel)
+    # a small block on one thread: waking the pool costs more than it saves (and on a
+    # busy machine a parallel call waits for a core)
+    kernel = (nb.softmax_block_parallel if buf.size >= fast_paths.PARALLEL_MIN
+              else nb.softmax_block_serial)
+    return functools.partial(fast_paths._kernel, nb, kernel)
 
 
 def _row_factors(xp, rows, row_factor):
