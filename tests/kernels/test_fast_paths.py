@@ -497,6 +497,12 @@ def test_invalid_inputs_raise_the_generic_errors(engine):
         lk.softmax_cross_entropy(z, np.array([0, 1, 2, 3]))
     with pytest.raises(ValueError, match="ignore_index=-1"):
         lk.softmax_cross_entropy(z, np.array([0, 1, 2, -1]))
+    # the most negative label, with an ignore_index that other labels use
+    with pytest.raises(ValueError, match="class indices"):
+        lk.softmax_cross_entropy(z, np.array([-100, np.iinfo(np.int64).min, 1, 2]),
+                                 ignore_index=-100)
+    with pytest.raises(ValueError, match="class indices"):
+        lk.softmax_cross_entropy(z, np.array([-100, 3, 1, 2]), ignore_index=-100)
     with pytest.raises(TypeError, match="got bool"):
         lk.softmax_cross_entropy(z, np.array([True, False, True, True]))
     with pytest.raises(ValueError, match=r"`target` must lie in \[0, 1\].*max 1.5"):

@@ -61,6 +61,7 @@ at import; tests switch the flags :data:`losskit.core.dispatch.ENABLED` and :dat
 from __future__ import annotations
 
 import importlib
+import math
 from collections import Counter
 
 import numpy as np
@@ -334,18 +335,40 @@ def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, ou
         scale = _scale(reduction, kept, batch)
         STATS["softmax_cross_entropy", "numba"] += 1
     else:
-        keep = labels != ign if has_ignore else None
-        kept = int(np.count_nonzero(keep)) if has_ignore else labels.shape[0]
-        inside = (labels >= 0) & (labels < k)
-        if np.count_nonzero(inside if keep is None else inside | ~keep) < labels.shape[0]:
+        # labels as unsigned: a negative one is huge, so one comparison finds both sides
+        unsigned = labels.view(np.uintp)
+        if has_ignore:
+            keep = labels != ign
+            kept = int(np.count_nonzero(keep))
+            outside = ((unsigned >= k) & keep).any()
+        else:
+            kept = labels.shape[0]
+            outside = unsigned.max() >= k
+        if outside:
             return NotImplemented  # the generic path raises the label error
         scale = _scale(reduction, kept, batch)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"):  # e.g. -3e38 - 3e38 overflows, as in the generic
             _softmax_ce_numpy(z2, labels, has_ignore, ign, 1.0 if scale is None else scale,
                               g.reshape(z2.shape) if need_grad else None, values)
-        total = float(values.sum())
+        total = float(np.add.reduce(values))
         STATS["softmax_cross_entropy", "numpy"] += 1
     return _result(want, reduction, dt, total, values.reshape(y.shape), scale, g, copy_to)
+
+
+_ARANGES: dict = {}
+
+
+def _arange(n):
+    """np.arange(n) (intp, read-only), made once per n for small n."""
+    a = _ARANGES.get(n)
+    if a is None:
+        a = np.arange(n)
+        if n <= 4096:
+            a.flags.writeable = False
+            if len(_ARANGES) > 64:
+                _ARANGES.clear()
+            _ARANGES[n] = a
+    return a
 
 
 def _softmax_ce_numpy(z, y, has_ignore, ignore, scale, g, values):
@@ -359,32 +382,50 @@ def _softmax_ce_numpy(z, y, has_ignore, ignore, scale, g, values):
         zb = z[r0:r1]
         yb = y[r0:r1]
         gb = g[r0:r1] if g is not None else scratch[: r1 - r0]
-        idx = np.arange(r1 - r0)
+        idx = _arange(r1 - r0)
         keep = yb != ignore if has_ignore else None
         yk = yb if keep is None else np.where(keep, yb, 0)
         m = zb.max(axis=1, keepdims=True)  # NaN propagates into m, as np.max does
         finite = np.isfinite(m)
-        if not finite.all():
+        all_finite = finite.all()
+        if not all_finite:
             m = np.where(finite, m, 0)
         np.subtract(zb, m, out=gb)
         shifted_y = gb[idx, yk].astype(np.float64)
         np.exp(gb, out=gb)
         s = gb.sum(axis=1).astype(np.float64)  # pairwise, in the dtype, as the generic
-        ok = (s > 0) & (s < np.inf)
-        log_s = np.log(np.where((s > 0) | np.isnan(s), s, 1.0))
-        log_s[~((s > 0) | np.isnan(s))] = -np.inf
-        vb = log_s - shifted_y
-        if g is not None:
-            factor = (scale / np.where(ok, s, 1.0)).astype(dt)
-            np.multiply(gb, factor[:, None], out=gb)
-            gb[idx, yk] -= dt.type(scale)
-            if not ok.all():
-                gb[~ok] = np.nan
-            if keep is not None and not keep.all():
-                gb[~keep] = 0
-        if keep is not None:
-            vb = np.where(keep, vb, 0.0)
-        values[r0:r1] = vb
+        if all_finite and keep is None:  # every row's maximum finite: 1 <= s <= K
+            vb = np.log(s)
+            vb -= shifted_y
+            if g is not None:
+                np.multiply(gb, (scale / s).astype(dt)[:, None], out=gb)
+                gb[idx, yk] -= dt.type(scale)
+            values[r0:r1] = vb
+            continue
+        # rows of NaN, +inf or only -inf, ignored labels: the generic rules
+        _softmax_ce_rows_numpy(gb, idx, yk, keep, s, shifted_y, scale, g is not None,
+                               values[r0:r1])
+
+
+def _softmax_ce_rows_numpy(gb, idx, yk, keep, s, shifted_y, scale, want_grad, values):
+    """The rest of a block of :func:`_softmax_ce_numpy` with a row whose maximum is not
+    finite or an ignored label: gb holds exp(z - shift), s its row sums (float64)."""
+    dt = gb.dtype
+    ok = (s > 0) & (s < np.inf)
+    log_s = np.log(np.where((s > 0) | np.isnan(s), s, 1.0))
+    log_s[~((s > 0) | np.isnan(s))] = -np.inf
+    vb = log_s - shifted_y
+    if want_grad:
+        factor = (scale / np.where(ok, s, 1.0)).astype(dt)
+        np.multiply(gb, factor[:, None], out=gb)
+        gb[idx, yk] -= dt.type(scale)
+        if not ok.all():
+            gb[~ok] = np.nan
+        if keep is not None and not keep.all():
+            gb[~keep] = 0
+    if keep is not None:
+        vb = np.where(keep, vb, 0.0)
+    values[...] = vb
 
 
 # --------------------------------------------------------------------------- sigmoid BCE
@@ -585,7 +626,7 @@ def _regression_numpy(kind, param, z, t, scale, g, values):
         if values is not None:
             values[lo:hi] = v
         sums.append(float(v.sum(dtype=np.float64)))
-    return float(np.sum(sums))
+    return math.fsum(sums)
 
 
 # --------------------------------------------------------------------------- sigmoid focal
