@@ -29,7 +29,8 @@ case                        call
 Contenders: ``losskit[numba]`` (the fused kernels of ``losskit.kernels.fast_paths`` on numba),
 ``losskit[numba,out=]`` (the gradient written into a preallocated array), ``losskit[numpy]``
 (the same fast paths without numba), ``losskit[generic]`` (small cases only: the
-Array-API pipeline every backend runs), ``torch`` (``F.cross_entropy`` etc. on tensors
+Array-API pipeline every backend runs), ``plain NumPy`` (small cases only: the loss
+written out in NumPy without checks or options, the bar of the NumPy engine), ``torch`` (``F.cross_entropy`` etc. on tensors
 sharing the NumPy buffers, then ``.backward()``; ``torch.set_num_threads(2)``), ``jax``
 (``jax.jit(jax.value_and_grad(...))`` of the Optax loss, inputs already on the device,
 ``block_until_ready``).
@@ -255,6 +256,37 @@ def losskit_contenders(case):
     return found
 
 
+def plain_numpy_contender(case):
+    """Small cases: the loss written in plain NumPy (stable textbook formulas, no input
+    checks, no options), the bar of the NumPy engine's small calls (numba off)."""
+    import numpy as np
+
+    if not case["small"]:
+        return []
+    a, b = case["arrays"]
+    n = a.size
+    rows = np.arange(a.shape[0])
+    if case["loss"] == "softmax_cross_entropy":
+        def fn():
+            m = a.max(axis=1, keepdims=True)
+            e = np.exp(a - m)
+            s = e.sum(axis=1)
+            value = (np.log(s) - (a[rows, b] - m[:, 0])).mean()
+            g = e / s[:, None]
+            g[rows, b] -= 1.0
+            g /= a.shape[0]
+            return value, g
+    elif case["loss"] == "sigmoid_binary_cross_entropy":
+        def fn():
+            value = (np.maximum(a, 0) - a * b + np.log1p(np.exp(-np.abs(a)))).mean()
+            return value, (1.0 / (1.0 + np.exp(-a)) - b) / n
+    else:
+        def fn():
+            d = a - b
+            return (d * d).mean(), d * (2.0 / n)
+    return [("plain NumPy", fn)]
+
+
 def torch_contender(case):
     try:
         import torch
@@ -347,7 +379,8 @@ def child(args):
         cases = [c for c in cases if c["id"] in wanted]
     results = []
     for case in cases:
-        contenders = losskit_contenders(case) + torch_contender(case) + jax_contender(case)
+        contenders = (losskit_contenders(case) + plain_numpy_contender(case)
+                      + torch_contender(case) + jax_contender(case))
         inner = 200 if case["small"] else 1
         for _, fn in contenders:  # warm up: compilation, caches, first-touch pages
             fn()
@@ -453,7 +486,8 @@ def targets(run):
     """The issue's targets for the numba engine (the NumPy engine's numbers are above)."""
     lines = ["Targets (losskit[numba]; peak extra from tracemalloc, RSS in brackets):", "",
              "| case | <= 0.5x torch | <= 0.8x jax | <= 3x floor | peak extra <= gradient | "
-             "0 with out= | small <= 10 us |", "|---|---|---|---|---|---|---|"]
+             "0 with out= | small <= 10 us | numba off: small <= plain NumPy |",
+             "|---|---|---|---|---|---|---|---|"]
 
     def mark(ok, text):
         return ("yes " if ok else "**no** ") + text
@@ -473,6 +507,13 @@ def targets(run):
         if res["small"]:
             cells += ["", "", ""]
             cells.append(mark(me["median"] <= 10e-6, f"{me['median'] * 1e6:.1f} us"))
+            np_engine, plain = by.get("losskit[numpy]"), by.get("plain NumPy")
+            if np_engine is not None and plain is not None:
+                ratio = np_engine["median"] / plain["median"]
+                cells.append(mark(ratio <= 1.0, f"{np_engine['median'] * 1e6:.1f} vs "
+                                                f"{plain['median'] * 1e6:.1f} us ({ratio:.2f}x)"))
+            else:
+                cells.append("n/a")
         else:
             f = me["median"] / res["floor"]
             cells.append(mark(f <= 3.0, f"{f:.2f}"))
@@ -486,7 +527,7 @@ def targets(run):
                                   f"{_fmt_mem(o['trace_mib'])} ({_fmt_mem(o['rss_mib'])})"))
             else:
                 cells.append("n/a")
-            cells.append("")
+            cells += ["", ""]
         lines.append(f"| {res['label']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
