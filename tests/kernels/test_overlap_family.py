@@ -5,7 +5,9 @@ path's (fast paths off), up to rounding, for every reduction, both float dtypes,
 mode and activation, ``squared``, ``smooth``, ``ignore_index``, empty masks, ``out=``,
 read-only and non-contiguous inputs, sizes on both sides of the parallel threshold and
 concurrent calls; and the fast path must really be the one that answered. Expected values
-come from the generic path only.
+come from the generic path, and for the kernel's in-place path (probabilities with a mask)
+from the definitions written out in NumPy (:func:`reference`, itself checked against
+finite differences); that path must also allocate nothing of the data's size.
 """
 
 from __future__ import annotations
@@ -243,3 +245,169 @@ def test_concurrent_calls():
         th.join()
     for (_, exp), got in zip(jobs, results):
         close(got, exp, np.float32)
+
+
+# --------------------------------------------------------------------------- in-place path
+# Probabilities with a mask target are read in place by the kernel (the mask in its own
+# dtype), in every decomposition of the work: one item for the whole call (serial build),
+# whole samples per item and samples cut into spans (parallel build). Expected values come
+# from the definitions, written out below in NumPy (float64), not from losskit.
+
+
+def reference(name, p, t, mode="per_class", smooth=1.0, squared=False, alpha=0.5, beta=0.5):
+    """(per-sample values, gradient of their sum) from the definitions: dice
+    1 - (2I + s)/(P + T + s), Jaccard 1 - (I + s)/(P + T - I + s), Tversky
+    1 - (I + s)/(I + a(P - I) + b(T - I) + s), with I = sum p t, P = sum p (p^2 when
+    squared), T = sum t (t^2), over the positions of each class (or of the whole sample
+    in "global" mode), averaged over the classes."""
+    p = np.asarray(p, np.float64)
+    t = np.asarray(t, np.float64)
+    n, c = p.shape[:2]
+    p3 = p.reshape(n, c, -1)
+    t3 = t.reshape(n, c, -1)
+    axes = (2,) if mode == "per_class" else (1, 2)
+    I = (p3 * t3).sum(axes, keepdims=True)
+    P = (p3 * p3 if squared else p3).sum(axes, keepdims=True)
+    T = (t3 * t3 if squared else t3).sum(axes, keepdims=True)
+    dP = 2 * p3 if squared else np.ones_like(p3)
+    if name == "dice_loss":
+        num, den = 2 * I + smooth, P + T + smooth
+        dnum, dden = 2 * t3, dP
+    elif name == "jaccard_loss":
+        num, den = I + smooth, P + T - I + smooth
+        dnum, dden = t3, dP - t3
+    else:
+        num = I + smooth
+        den = I + alpha * (P - I) + beta * (T - I) + smooth
+        dnum, dden = t3, t3 + alpha * (dP - t3) - beta * t3
+    groups = c if mode == "per_class" else 1
+    values = (1 - num / den).reshape(n, -1).sum(1) / groups
+    grad = -(dnum * den - num * dden) / den**2 / groups
+    return values, grad.reshape(p.shape)
+
+
+def probabilities(shape, dtype, rng):
+    z = rng.normal(size=shape)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(dtype)
+
+
+def test_reference_against_finite_differences():
+    rng = np.random.default_rng(10)
+    p = probabilities((2, 3, 4), np.float64, rng)
+    t = (rng.random((2, 3, 4)) > 0.5).astype(np.float64)
+    for name, kw in (("dice_loss", {"squared": True}), ("jaccard_loss", {"mode": "global"}),
+                     ("tversky_loss", {"alpha": 0.3, "beta": 0.7, "smooth": 0.5})):
+        _, grad = reference(name, p, t, **kw)
+        fd = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            d = np.zeros_like(p)
+            d[i] = 1e-6
+            fd[i] = (reference(name, p + d, t, **kw)[0].sum()
+                     - reference(name, p - d, t, **kw)[0].sum()) / 2e-6
+        np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-9)
+
+
+SHAPES = {
+    "serial": (5, 3, 6, 7),
+    "two_d": (32, 10),  # one position per class (S = 1)
+    "whole_samples": (16, 2, 64, 64),  # parallel, several whole samples per item
+    "spans": (1, 3, 256, 256),  # parallel, one sample cut into spans
+}
+
+
+@pytest.mark.parametrize("layout", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_in_place_path_against_the_definitions(layout, dtype):
+    rng = np.random.default_rng(11)
+    shape = SHAPES[layout]
+    p = probabilities(shape, dtype, rng)
+    t = (rng.random(shape) > 0.6).astype(dtype)
+    n = shape[0]
+    cases = [("dice_loss", {}), ("dice_loss", {"squared": True, "mode": "global"}),
+             ("jaccard_loss", {"squared": True, "smooth": 0.0}),
+             ("tversky_loss", {"alpha": 0.3, "beta": 0.7, "smooth": 0.5, "mode": "global"})]
+    for name, kw in cases:
+        values, grad = reference(name, p, t, **kw)
+        v, g = fast(getattr(lk, name), p, t, reduction="none", **kw)
+        close(v, values.astype(dtype), dtype)
+        close(g, grad.astype(dtype), dtype)
+        v, g = fast(getattr(lk, name), p, t, reduction="mean", **kw)
+        close(v, np.asarray(values.mean(), dtype), dtype)
+        close(g, (grad / n).astype(dtype), dtype)
+        v = fast(getattr(lk, name), p, t, want="value", reduction="sum", **kw)
+        close(v, np.asarray(values.sum(), dtype), dtype)
+
+
+@pytest.mark.parametrize("mask_dtype",
+                         [np.bool_, np.uint8, np.float32, np.float64, np.int64])
+def test_mask_dtypes(mask_dtype):
+    """Masks of any real dtype, read in place (bool, uint8, float32, float64) or cast
+    first (others), give the loss of the same mask in the prediction's dtype."""
+    rng = np.random.default_rng(12)
+    for shape in ((3, 4, 5, 6), (2, 4, 128, 130)):
+        p = probabilities(shape, np.float32, rng)
+        m = rng.random(shape) > 0.5
+        t = m.astype(mask_dtype)
+        values, grad = reference("jaccard_loss", p, m)
+        v, g = fast(lk.jaccard_loss, p, t, reduction="none")
+        close(v, values.astype(np.float32), np.float32)
+        close(g, grad.astype(np.float32), np.float32)
+    # a float64 soft mask is cast to float32 (as the generic path does) before the sums
+    p = probabilities((2, 3, 8), np.float32, rng)
+    t = rng.random((2, 3, 8))
+    values, grad = reference("dice_loss", p, t.astype(np.float32))
+    v, g = fast(lk.dice_loss, p, t, reduction="none")
+    close(v, values.astype(np.float32), np.float32)
+    close(g, grad.astype(np.float32), np.float32)
+
+
+@pytest.mark.parametrize("layout", SHAPES)
+def test_invalid_entries_found_by_the_kernel(layout):
+    """Out-of-range probabilities or mask entries, anywhere (here the last entry, so in the
+    last item of every decomposition), send the call to the generic path, which raises."""
+    rng = np.random.default_rng(13)
+    shape = SHAPES[layout]
+    p = probabilities(shape, np.float32, rng)
+    t = (rng.random(shape) > 0.5).astype(np.uint8)
+    last = (-1,) * len(shape)
+    bad_p = p.copy()
+    bad_p[last] = 1.5
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lk.dice_loss.value_and_grad(bad_p, t)
+    bad_t = t.astype(np.float32)
+    bad_t[last] = -0.5
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lk.dice_loss.value_and_grad(p, bad_t)
+    bad_t = t.copy()
+    bad_t[last] = 2
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lk.tversky_loss(p, bad_t, reduction="none")
+
+
+@pytest.mark.parametrize("mask_dtype", [np.float32, np.uint8, np.bool_])
+def test_memory_of_one_call(mask_dtype):
+    """One call allocates the gradient and next to nothing else; with ``out=`` next to
+    nothing at all (no cast or copy of the mask, no scratch of the data's size)."""
+    import tracemalloc
+
+    from losskit.kernels import clear_gradient_cache
+
+    rng = np.random.default_rng(14)
+    shape = (16, 4, 64, 128)  # 2 MiB of float32, parallel build
+    p = probabilities(shape, np.float32, rng)
+    t = (rng.random(shape) > 0.5).astype(mask_dtype)
+    out = np.empty_like(p)
+    exp = reference("dice_loss", p, t)[1] / shape[0]
+    for kw in ({}, {"out": out}):
+        fast(lk.dice_loss, p, t, **kw)  # compiled
+        clear_gradient_cache()
+        tracemalloc.start()
+        try:
+            v, g = fast(lk.dice_loss, p, t, **kw)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        close(g, exp.astype(np.float32), np.float32)
+        assert peak <= (0 if kw else p.nbytes) + (64 << 10), peak
+    assert g is out

@@ -1,12 +1,12 @@
 r"""Fused fast paths of the overlap family (:mod:`losskit.losses.overlap`).
 
 ``dice_loss``, ``tversky_loss`` and ``jaccard_loss`` share one numba driver
-(:func:`losskit.kernels.overlap_numba._overlap`): one pass for the per-(sample, class)
-sums of :math:`p t`, :math:`p` and :math:`t` (squares with ``squared``) with the
-activation fused, then the per-group index and, when the gradient is wanted, a second
-pass that writes it (the activation's chain rule included). Each loss is three numbers
-of that driver: the numerator :math:`k I + s`, the denominator :math:`c_I I + c_P P +
-c_T T + s` and its elementwise derivative :math:`u + v t_i + w p_i`:
+(:func:`losskit.kernels.overlap_numba._overlap`): per sample, the sums of :math:`p t`,
+:math:`p` and :math:`t` (squares with ``squared``) per class with the activation fused,
+the per-group index and, when the gradient is wanted, the gradient (the activation's
+chain rule included), written while the sample is still in cache. Each loss is three
+numbers of that driver: the numerator :math:`k I + s`, the denominator :math:`c_I I +
+c_P P + c_T T + s` and its elementwise derivative :math:`u + v t_i + w p_i`:
 
 ================  =====  ======================  ==================================
 loss              k      (c_I, c_P, c_T)          (u, v, w)
@@ -22,9 +22,13 @@ the class axis 1 (``(N, C, *spatial)``; also ``(N, C)`` with ``axis=-1``) and fo
 ``axis=None``. Not covered (``NotImplemented``; the generic path answers): a class axis
 other than 1 (channels-last ``(N, *spatial, C)``), ``sample_weight``, softmax logits
 with NaN or infinities, and anything invalid (probabilities or masks outside [0, 1],
-labels outside [0, C)): the generic path raises its own errors. Non-contiguous or
-read-only inputs are copied (numba then compiles no other layout). Sums are float64,
-also for float32 maps; the results equal the generic path's up to rounding.
+labels outside [0, C)): the generic path raises its own errors; the kernel finds them
+on its way (no separate pass here). Non-contiguous or read-only inputs are copied (numba
+then compiles no other layout); a mask of float32, float64, bool or uint8 is read as it
+is (cast in the kernel, like the generic path's cast), one of another dtype is cast
+here. So one call allocates the gradient and the per-sample values only, and nothing of
+the data's size with ``out=``. Sums are float64, also for float32 maps; the results
+equal the generic path's up to rounding.
 
 Engines: numba only. With ``fast_paths.USE_NUMBA = False`` (or no working numba) these
 fast paths answer ``NotImplemented`` and the generic NumPy kernels run.
@@ -43,6 +47,9 @@ from .fast_paths import PARALLEL_MIN, STATS, _float_prediction, _gradient_target
 __all__ = ["dice_loss", "tversky_loss", "jaccard_loss"]
 
 _INTP = np.dtype(np.intp)
+_MASK_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.bool_),
+                np.dtype(np.uint8))
+
 def _nb():
     """The overlap_numba module, or None (numba disabled, missing or broken)."""
     return _fp.family_numba("overlap_numba")
@@ -57,17 +64,18 @@ def _number(v):
 
 
 def _contiguous(a):
-    if not a.flags.c_contiguous or not a.flags.writeable:
+    """``a``, or a C-contiguous writeable copy (numba then compiles no other layout)."""
+    flags = a.flags
+    if not (flags.c_contiguous and flags.writeable):
         return np.array(a, order="C")
     return a
 
 
 def _overlap(loss, arrays, reduction, sample_weight, opts, want, out, k, c_i, c_p, c_t,
              u, v, w, smooth, squared):
-    if sample_weight is not None:
-        return NotImplemented
     z, target = arrays
-    if type(z) is not np.ndarray or z.ndim == 0 or type(target) is not np.ndarray:
+    if (sample_weight is not None or type(z) is not np.ndarray or z.ndim == 0
+            or type(target) is not np.ndarray):
         return NotImplemented
     mode, axis, act, ignore = (opts["mode"], opts["axis"], opts["from_logits"],
                                opts["ignore_index"])
@@ -81,34 +89,35 @@ def _overlap(loss, arrays, reduction, sample_weight, opts, want, out, k, c_i, c_
         return NotImplemented
     if ignore is not None and (type(ignore) is not int or not -(1 << 63) <= ignore < (1 << 63)):
         return NotImplemented
-    ndim = z.ndim
+    shape = z.shape
+    ndim = len(shape)
+    n = shape[0]
     if axis is None:
         if act_code == 2:
             return NotImplemented  # the generic path raises
-        n = z.shape[0]
-        C, S = 1, z.size // n if n else 0
+        C = 1
+    elif type(axis) is not int or ndim < 2 or not -ndim <= axis < ndim or axis % ndim != 1:
+        return NotImplemented
     else:
-        if type(axis) is not int or ndim < 2 or not -ndim <= axis < ndim or axis % ndim != 1:
-            return NotImplemented
-        n, C = z.shape[0], z.shape[1]
-        S = math.prod(z.shape[2:])
+        C = shape[1]
     z = _contiguous(z)
     dt = _float_prediction(z)
     if dt is None:
         return NotImplemented
+    S = z.size // (n * C)
     need_grad = want != "value"
     if need_grad and out is not None and not _out_ok(out, z):
         return NotImplemented
     nb = _nb()
     if nb is None:
         return NotImplemented
-    shape = z.shape
-    z3 = z.reshape(n, C, S)
-    integral = target.dtype.kind in "iu"
-    if integral and axis is not None and target.shape != shape:
+    as_is = ndim == 3 and axis is not None  # (N, C, S) already
+    z3 = z if as_is else z.reshape(n, C, S)
+    tdt = target.dtype
+    if axis is not None and tdt.kind in "iu" and target.shape != shape:
         if target.shape != shape[:1] + shape[2:]:
             return NotImplemented
-        if target.dtype.kind == "u" and target.dtype.itemsize == 8:
+        if tdt.kind == "u" and tdt.itemsize == 8:
             return NotImplemented  # would wrap around in intp
         lab = np.ascontiguousarray(target, dtype=_INTP)
         if not lab.flags.writeable:
@@ -117,22 +126,31 @@ def _overlap(loss, arrays, reduction, sample_weight, opts, want, out, k, c_i, c_
         tm = _DUMMY3[dt.char]
         labels = True
     else:
-        if ignore is not None or target.shape != shape or target.dtype.kind not in "biuf":
+        if ignore is not None or target.shape != shape or tdt.kind not in "biuf":
             return NotImplemented
-        tm = _contiguous(target.astype(dt, copy=False)).reshape(n, C, S)
+        # read in place by the kernel in these dtypes (cast there), else cast here
+        tm = _contiguous(target if tdt in _MASK_DTYPES else target.astype(dt))
+        tm = tm if as_is else tm.reshape(n, C, S)
         lab = _DUMMY_LAB
         labels = False
     scale = _scale(reduction, n, n)
     g, copy_to = _gradient_target(need_grad, out, z, arrays)
-    g3 = g.reshape(n, C, S) if need_grad else _DUMMY3[dt.char]
-    per_class = mode == "per_class"
+    if need_grad:
+        g3 = g if as_is else g.reshape(n, C, S)
+    else:
+        g3 = _DUMMY3[dt.char]
     values = np.empty(n, dtype=np.float64)
-    coef = np.empty((n, C if per_class else 1, 3), dtype=np.float64)
-    kernel = nb.overlap_parallel if z.size >= PARALLEL_MIN else nb.overlap_serial
-    res = _kernel(nb, kernel, z3, tm, lab, act_code, labels, ignore is not None,
-                  0 if ignore is None else ignore, squared, per_class, k, c_i, c_p, c_t,
-                  u, v, w, smooth, 1.0 if scale is None else scale, need_grad, g3, values,
-                  coef)
+    if S * C * n >= PARALLEL_MIN:
+        kernel, (parts, per) = nb.overlap_parallel, nb.split(n, C, S)
+    else:
+        kernel, parts, per = nb.overlap_serial, 1, n
+    flags = (act_code | (labels and nb.LABELS) | (squared and nb.SQUARED)
+             | (mode == "per_class" and nb.PER_CLASS) | (need_grad and nb.GRAD))
+    if ignore is not None:
+        flags |= nb.IGNORE
+    res = _kernel(nb, kernel, z3, tm, lab, flags, 0 if ignore is None else ignore,
+                  (k, c_i, c_p, c_t, u, v, w, smooth, 1.0 if scale is None else scale), g3,
+                  values, parts, per)
     if res is None:
         return NotImplemented
     bad, total = res

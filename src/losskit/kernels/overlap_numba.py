@@ -1,24 +1,40 @@
 r"""Numba kernels of the overlap family (imported lazily by :mod:`losskit.kernels.overlap`).
 
 One driver, :func:`_overlap`, for dice, Tversky and Jaccard on a prediction viewed as
-``(N, C, S)`` (class axis 1, positions flattened). The work is cut into items, a sample
-and a block of :data:`BLOCK` positions, run in ``prange`` (parallel build) or a loop:
+``(N, C, S)`` (class axis 1, positions flattened). The work is cut into items
+(:func:`_span`, the one place that says what an item covers): whole samples, all of them
+in one item in the serial build and a few per item in the parallel one, or, when there
+are too few samples to keep every thread busy, spans of one sample's positions; items
+run in ``prange`` (parallel build) or a loop:
 
-1. per item, the probabilities of the block (the activation fused: none, sigmoid, or the
-   softmax over the C classes of each position) and the target (a mask, or one-hot
-   integer labels with ``ignore_index``), and the block's float64 sums of
-   :math:`p t`, :math:`p` (or :math:`p^2`) and :math:`t` (or :math:`t^2`) per class;
-2. serially, the per-(sample, group) sums (a group is a class, or the whole sample in
-   ``global`` mode), the index :math:`R = \mathrm{num}/\mathrm{den}` with
-   :math:`\mathrm{num} = k I + s` and :math:`\mathrm{den} = c_I I + c_P P + c_T T + s`, the
-   per-sample value :math:`\sum_g (1 - R_g) / G`, and the gradient's per-group
+1. per item (:func:`_mask_sums`, :func:`_item_sums`), the float64 sums of :math:`p t`,
+   :math:`p` (or :math:`p^2`) and :math:`t` (or :math:`t^2`) per class, with the
+   probabilities (the activation fused: none, sigmoid, or the softmax over the C classes
+   of each position) and the target (a mask in the dtype the caller passes, cast like
+   the generic path, or one-hot integer labels with ``ignore_index``);
+2. per sample (:func:`_sample_coefficients`), the per-group sums (a group is a class, or
+   the whole sample in ``global`` mode), the index :math:`R = \mathrm{num}/\mathrm{den}`
+   with :math:`\mathrm{num} = k I + s` and :math:`\mathrm{den} = c_I I + c_P P + c_T T +
+   s`, the per-sample value :math:`\sum_g (1 - R_g) / G`, and the gradient's per-group
    coefficients: :math:`\partial\ell/\partial p_i = A + B t_i + W p_i` (from
    :math:`(R\,\partial_i\mathrm{den} - \partial_i\mathrm{num}) / \mathrm{den} / G` with
    :math:`\partial_i\mathrm{num} = k t_i`, :math:`\partial_i\mathrm{den} = u + v t_i + w
    p_i`; 0 when :math:`\mathrm{den} = 0`, which defines :math:`R = 1`);
-3. when the gradient is wanted, per item again: the probabilities (the softmax kept in
-   the gradient buffer by the first pass; the sigmoid recomputed, its tails exact), the
-   gradient with respect to :math:`p`, and the activation's chain rule, written once.
+3. when the gradient is wanted, per item again (:func:`_mask_gradient`,
+   :func:`_item_gradient`): the
+   probabilities (the softmax kept in the gradient buffer by step 1; the sigmoid
+   recomputed, its tails exact), the gradient with respect to :math:`p`, and the
+   activation's chain rule, written once.
+
+When items are whole samples (``parts == 1``), steps 2 and 3 follow step 1 in the same
+item, while its samples are still in the core's cache: the inputs come from memory once.
+Probabilities with a mask target (no activation, no labels) are read in place
+(:func:`_mask_sums`, :func:`_mask_gradient`: no scratch, no copy of the mask); the other
+cases go through scratch rows of :data:`BLOCK` elements (C x positions), allocated once
+per item. Positions are indexed unsigned (:data:`_U`), arrays are never sliced in the
+loops (a slice costs numba two atomic reference-count updates), and each helper that
+takes arrays is called once per item, not per sample or class: a call of the whole
+family at (32, 10) costs about 3 us, most of it numba's dispatch.
 
 Checks counted on the way (the caller then answers NotImplemented and the generic path
 raises or handles the case): probabilities outside [0, 1] (no activation), mask targets
@@ -29,43 +45,164 @@ kernel's business).
 
 from __future__ import annotations
 
-import math
-
+import numba
 import numpy as np
 from numba import njit, prange
 from numba.core.errors import NumbaError
 
 from .numba_kernels import _JIT, _builds, _exp_neg, _like
 
-__all__ = ["overlap_parallel", "overlap_serial", "BLOCK", "NumbaError"]
+__all__ = ["overlap_parallel", "overlap_serial", "split", "LABELS", "IGNORE", "SQUARED",
+           "PER_CLASS", "GRAD", "BLOCK", "NumbaError"]
 
-#: positions per item (a block's C x BLOCK scratch stays in L1/L2)
-BLOCK = 1024
+#: elements (C x positions) of an item's scratch rows: three of them stay in L1
+BLOCK = 2048
+#: the type of position indexes: unsigned, so that numba adds no negative-index wraparound
+#: (a select per element that stops LLVM from vectorising the loops)
+_U = np.uint64
+#: positions per span at least, when a sample is cut into spans
+MIN_SPAN = 4096
+#: bits of the kernel's ``flags`` (the activation in the two lowest)
+LABELS, IGNORE, SQUARED, PER_CLASS, GRAD = 4, 8, 16, 32, 64
+#: elements per item at most, when an item holds several samples (parallel build)
+GROUP = 1 << 16
 
 _JIT_SUM = {"cache": True, "error_model": "numpy", "fastmath": {"contract", "reassoc"}}
 
 
+def split(n, c, s):
+    """(spans per sample, samples per item) of the parallel build: whole samples, a few of
+    them per item (at most :data:`GROUP` elements), when there are enough to share among
+    the threads; else single samples cut into enough spans to share."""
+    want = 4 * numba.get_num_threads()
+    if n >= want:
+        return 1, max(1, min(n // want, GROUP // (c * s)))
+    return max(1, min(-(-want // n), s // MIN_SPAN)), 1
+
+
+@njit(inline="always", **_JIT)
+def _span(it, parts, per, N, S):
+    """(first sample, end, first position, end, span index) of item ``it``: samples
+    [n0, n1), positions [a, b), the span ``j`` of each; spans start at multiples of 64."""
+    j = it % parts
+    n0 = (it // parts) * per
+    step = ((S + parts - 1) // parts + 63) // 64 * 64
+    a = min(S, j * step)
+    return n0, min(N, n0 + per), a, min(S, a + step), j
+
+
+@njit(**_JIT)
+def _scratch(z, L):
+    """Scratch rows of one item: probabilities and targets (C x L), e^-|z| or the softmax
+    maximum and sum (max(C, 2) x L), and whether each position is kept."""
+    C = z.shape[1]
+    rows = C if C > 2 else 2
+    return (np.empty((C, L), dtype=z.dtype), np.empty((C, L), dtype=z.dtype),
+            np.empty((rows, L), dtype=z.dtype), np.empty(L, dtype=np.bool_))
+
+
+@njit(**_JIT)
+def _block_len(C, a, b):
+    """Positions per scratch block of an item spanning [a, b)."""
+    L = BLOCK // C if C < BLOCK else 1
+    return min(L, b - a) if b > a else 1
+
+
 @njit(**_JIT_SUM)
-def _sums(p, t, L, squared):
-    """float64 sums of p t, p (or p^2), t (or t^2) over p[:L], t[:L]."""
+def _sums(pb, tb, c, L, squared):
+    """float64 sums of p t, p (or p^2), t (or t^2) over row c of the scratch rows pb, tb
+    (first L positions)."""
     i = 0.0
     a = 0.0
     b = 0.0
     if squared:
         for s in range(L):
-            u = float(p[s])
-            v = float(t[s])
-            i += u * v
-            a += u * u
-            b += v * v
+            x = float(pb[c, s])
+            y = float(tb[c, s])
+            i += x * y
+            a += x * x
+            b += y * y
     else:
         for s in range(L):
-            u = float(p[s])
-            v = float(t[s])
-            i += u * v
-            a += u
-            b += v
+            x = float(pb[c, s])
+            y = float(tb[c, s])
+            i += x * y
+            a += x
+            b += y
     return i, a, b
+
+
+@njit(**_JIT_SUM)
+def _mask_sums(z, tm, n0, n1, a, b, j, parts, squared, part):
+    """Step 1 of probabilities z[n0:n1, :, a:b] and the mask tm[n0:n1, :, a:b] read in
+    place (the mask cast to z's dtype first): the sums of :func:`_sums` per class into
+    part[n * parts + j] (C x 3); returns the number of entries outside [0, 1]."""
+    zero = _like(z[0, 0, 0], 0.0)
+    one = _like(z[0, 0, 0], 1.0)
+    bad = 0
+    for n in range(n0, n1):
+        row = n * parts + j
+        for c in range(z.shape[1]):
+            if b - a == 1:  # one position ((N, C) maps): no loop to set up per class
+                x = z[n, c, _U(a)]
+                y = _like(zero, tm[n, c, _U(a)])
+                bad += ((x < zero) | (x > one)) + ((y < zero) | (y > one))
+                u = float(x)
+                v = float(y)
+                part[row, c, 0] = u * v
+                part[row, c, 1] = u * u if squared else u
+                part[row, c, 2] = v * v if squared else v
+                continue
+            i = 0.0
+            p = 0.0
+            t = 0.0
+            if squared:
+                for s in range(a, b):
+                    x = z[n, c, _U(s)]
+                    y = _like(zero, tm[n, c, _U(s)])
+                    bad += ((x < zero) | (x > one)) + ((y < zero) | (y > one))
+                    u = float(x)
+                    v = float(y)
+                    i += u * v
+                    p += u * u
+                    t += v * v
+            else:
+                for s in range(a, b):
+                    x = z[n, c, _U(s)]
+                    y = _like(zero, tm[n, c, _U(s)])
+                    bad += ((x < zero) | (x > one)) + ((y < zero) | (y > one))
+                    u = float(x)
+                    v = float(y)
+                    i += u * v
+                    p += u
+                    t += v
+            part[row, c, 0] = i
+            part[row, c, 1] = p
+            part[row, c, 2] = t
+    return bad
+
+
+@njit(**_JIT)
+def _mask_gradient(z, tm, n0, n1, a, b, per_class, coef, g):
+    """Step 3 of probabilities z[n0:n1, :, a:b] and the mask tm[n0:n1, :, a:b] read in
+    place: the scaled gradient into g."""
+    zero = _like(z[0, 0, 0], 0.0)
+    for n in range(n0, n1):
+        for c in range(z.shape[1]):
+            gc = c if per_class else 0
+            ca = _like(zero, coef[n, gc, 0])
+            cb = _like(zero, coef[n, gc, 1])
+            cw = _like(zero, coef[n, gc, 2])
+            if b - a == 1:
+                g[n, c, _U(a)] = (ca + cb * _like(zero, tm[n, c, _U(a)])
+                                  + cw * z[n, c, _U(a)])
+            elif cw == zero:
+                for s in range(a, b):
+                    g[n, c, _U(s)] = ca + cb * _like(zero, tm[n, c, _U(s)])
+            else:
+                for s in range(a, b):
+                    g[n, c, _U(s)] = (ca + cb * _like(zero, tm[n, c, _U(s)])
+                                      + cw * z[n, c, _U(s)])
 
 
 @njit(**_JIT)
@@ -76,25 +213,19 @@ def _targets(tm, lab, n, s0, L, labels, has_ignore, ign, C, tb, kb):
     one = _like(tb[0, 0], 1.0)
     zero = _like(tb[0, 0], 0.0)
     if labels:
-        lr = lab[n, s0:s0 + L]
-        lb = np.empty(L, dtype=lr.dtype)
         for s in range(L):
-            lv = lr[s]
+            lv = lab[n, _U(s0 + s)]
             keep = not (has_ignore and lv == ign)
             kb[s] = keep
             bad += keep and (lv < 0 or lv >= C)
-            lb[s] = lv if keep else -1
         for c in range(C):
-            tr = tb[c]
             for s in range(L):
-                tr[s] = one if lb[s] == c else zero
+                tb[c, s] = one if kb[s] and lab[n, _U(s0 + s)] == c else zero
     else:
         for c in range(C):
-            src = tm[n, c, s0:s0 + L]
-            tr = tb[c]
             for s in range(L):
-                v = src[s]
-                tr[s] = v
+                v = _like(one, tm[n, c, _U(s0 + s)])
+                tb[c, s] = v
                 bad += (v < zero) | (v > one)
         for s in range(L):
             kb[s] = True
@@ -112,178 +243,218 @@ def _probs(z, n, s0, L, act, masked, pb, eb, kb):
     zero = _like(z[0, 0, 0], 0.0)
     if act == 0:
         for c in range(C):
-            src = z[n, c, s0:s0 + L]
-            pr = pb[c]
             for s in range(L):
-                v = src[s]
-                pr[s] = v
+                v = z[n, c, _U(s0 + s)]
+                pb[c, s] = v
                 bad += (v < zero) | (v > one)
     elif act == 1:
         for c in range(C):
-            src = z[n, c, s0:s0 + L]
-            pr = pb[c]
-            er = eb[c]
             for s in range(L):
-                v = src[s]
+                v = z[n, c, _U(s0 + s)]
                 e = _exp_neg(-abs(v))
-                er[s] = e
+                eb[c, s] = e
                 q = one / (one + e)
-                pr[s] = q if v >= zero else e * q
+                pb[c, s] = q if v >= zero else e * q
     else:
-        # the softmax over the classes of each position: the maximum, e^(z - m), the sum
-        m = eb[0]  # scratch rows: eb[0] the maximum, eb[1] the sum
-        tot = eb[1]
-        src = z[n, 0, s0:s0 + L]
+        # the softmax over the classes of each position: the maximum (scratch row eb[0]),
+        # e^(z - m), the sum (eb[1])
         for s in range(L):
-            m[s] = src[s]
+            eb[0, s] = z[n, 0, _U(s0 + s)]
         for c in range(1, C):
-            src = z[n, c, s0:s0 + L]
             for s in range(L):
-                v = src[s]
-                m[s] = v if v > m[s] else m[s]
+                v = z[n, c, _U(s0 + s)]
+                eb[0, s] = v if v > eb[0, s] else eb[0, s]
         for s in range(L):
-            ms = m[s]
+            ms = eb[0, s]
             bad += not (ms - ms == zero)  # NaN or an infinity: not ours
-            tot[s] = zero
+            eb[1, s] = zero
         for c in range(C):
-            src = z[n, c, s0:s0 + L]
-            pr = pb[c]
             for s in range(L):
-                e = _exp_neg(src[s] - m[s])
-                pr[s] = e
-                tot[s] += e
+                e = _exp_neg(z[n, c, _U(s0 + s)] - eb[0, s])
+                pb[c, s] = e
+                eb[1, s] += e
         for s in range(L):
-            tot[s] = one / tot[s]
+            eb[1, s] = one / eb[1, s]
         for c in range(C):
-            pr = pb[c]
             for s in range(L):
-                pr[s] = pr[s] * tot[s]
+                pb[c, s] = pb[c, s] * eb[1, s]
     if masked:
         for c in range(C):
-            pr = pb[c]
             for s in range(L):
-                pr[s] = pr[s] if kb[s] else zero
+                pb[c, s] = pb[c, s] if kb[s] else zero
     return bad
 
 
-def _overlap(z, tm, lab, act, labels, has_ignore, ign, squared, per_class, k, c_i, c_p,
-             c_t, u, v, w, smooth, scale, want_grad, g, values, coef):
-    """Dice, Tversky or Jaccard of z (N, C, S): per-sample values (float64) into
-    ``values``, the scaled gradient into g (N, C, S) when ``want_grad``; ``tm``: the mask
-    target (N, C, S), or ``lab``: labels (N, S) (``labels``). ``coef`` (N, G, 3) float64
-    scratch. Returns (invalid entries, sum of the values)."""
-    N, C, S = z.shape
-    nblk = (S + BLOCK - 1) // BLOCK
-    items = N * nblk
-    part = np.zeros((items, C, 3))
-    badv = np.zeros(items, dtype=np.int64)
-    rows = C if C > 2 else 2
-    for it in prange(items):
-        n = it // nblk
-        s0 = (it % nblk) * BLOCK
-        L = min(BLOCK, S - s0)
-        pb = np.empty((C, L), dtype=z.dtype)
-        tb = np.empty((C, L), dtype=z.dtype)
-        eb = np.empty((rows, L), dtype=z.dtype)
-        kb = np.empty(L, dtype=np.bool_)
-        bad_t = _targets(tm, lab, n, s0, L, labels, has_ignore, ign, C, tb, kb)
-        badv[it] = bad_t + _probs(z, n, s0, L, act, labels and has_ignore, pb, eb, kb)
-        if want_grad and act == 2:  # keep the softmax for the second pass (in g)
-            for c in range(C):
-                gr = g[n, c, s0:s0 + L]
-                pr = pb[c]
-                for s in range(L):
-                    gr[s] = pr[s]
+@njit(**_JIT)
+def _item_sums(z, tm, lab, n0, n1, a, b, j, parts, act, labels, has_ignore, ign, squared,
+               want_grad, g, part):
+    """Step 1 of positions [a, b) of samples [n0, n1) through scratch rows: the sums per
+    class into part[n * parts + j] (C x 3); returns the number of invalid entries."""
+    C = z.shape[1]
+    bad = 0
+    L = _block_len(C, a, b)
+    pb, tb, eb, kb = _scratch(z, L)
+    for n in range(n0, n1):
+        row = n * parts + j
         for c in range(C):
-            a, b, d = _sums(pb[c], tb[c], L, squared)
-            part[it, c, 0] = a
-            part[it, c, 1] = b
-            part[it, c, 2] = d
+            part[row, c, 0] = 0.0
+            part[row, c, 1] = 0.0
+            part[row, c, 2] = 0.0
+        for s0 in range(a, b, L):
+            m = min(L, b - s0)
+            bad += _targets(tm, lab, n, s0, m, labels, has_ignore, ign, C, tb, kb)
+            bad += _probs(z, n, s0, m, act, labels and has_ignore, pb, eb, kb)
+            if want_grad and act == 2:  # keep the softmax for step 3 (in g)
+                for c in range(C):
+                    for s in range(m):
+                        g[n, c, _U(s0 + s)] = pb[c, s]
+            for c in range(C):
+                i, p, t = _sums(pb, tb, c, m, squared)
+                part[row, c, 0] += i
+                part[row, c, 1] += p
+                part[row, c, 2] += t
+    return bad
+
+
+@njit(inline="always", **_JIT)
+def _sample_coefficients(part, n, parts, per_class, k, c_i, c_p, c_t, u, v, w, smooth,
+                         scale, coef):
+    """Step 2 of sample n from the sums of its ``parts`` items (part): the coefficients
+    into coef[n] (G x 3); returns the sample's value."""
+    C = part.shape[1]
+    G = C if per_class else 1
+    for gc in range(G):
+        coef[n, gc, 0] = 0.0
+        coef[n, gc, 1] = 0.0
+        coef[n, gc, 2] = 0.0
+    for j in range(n * parts, (n + 1) * parts):  # the sums, kept in coef for now
+        for c in range(C):
+            gc = c if per_class else 0
+            for q in range(3):
+                coef[n, gc, q] += part[j, c, q]
+    val = 0.0
+    per = scale / G
+    for gc in range(G):
+        ii, pp, tt = coef[n, gc, 0], coef[n, gc, 1], coef[n, gc, 2]
+        num = k * ii + smooth
+        den = c_i * ii + c_p * pp + c_t * tt + smooth
+        ok = den != 0.0  # NaN too: it propagates
+        r = num / den if ok else 1.0
+        val += 1.0 - r
+        f = per / den if ok else 0.0
+        coef[n, gc, 0] = r * u * f if ok else 0.0
+        coef[n, gc, 1] = (r * v - k) * f if ok else 0.0
+        coef[n, gc, 2] = r * w * f if ok else 0.0
+    return val / G
+
+
+@njit(**_JIT)
+def _item_gradient(z, tm, lab, n0, n1, a, b, act, labels, has_ignore, ign, per_class, coef,
+                   g):
+    """Step 3 of positions [a, b) of samples [n0, n1) through scratch rows: the scaled
+    gradient into g."""
+    C = z.shape[1]
+    zero = _like(z[0, 0, 0], 0.0)
+    one = _like(z[0, 0, 0], 1.0)
+    L = _block_len(C, a, b)
+    pb, tb, eb, kb = _scratch(z, L)
+    for n in range(n0, n1):
+        for s0 in range(a, b, L):
+            m = min(L, b - s0)
+            _targets(tm, lab, n, s0, m, labels, has_ignore, ign, C, tb, kb)
+            if act == 2:
+                for c in range(C):
+                    for s in range(m):
+                        pb[c, s] = g[n, c, _U(s0 + s)]
+            else:
+                _probs(z, n, s0, m, act, labels and has_ignore, pb, eb, kb)
+            for c in range(C):
+                gc = c if per_class else 0
+                ca = _like(zero, coef[n, gc, 0])
+                cb = _like(zero, coef[n, gc, 1])
+                cw = _like(zero, coef[n, gc, 2])
+                for s in range(m):
+                    gp = ca + cb * tb[c, s] + cw * pb[c, s]
+                    g[n, c, _U(s0 + s)] = gp if kb[s] else zero
+            if act == 1:  # sigma'(z) = sigma(z) sigma(-z) = p e / (1 + e) or p / (1 + e)
+                for c in range(C):
+                    for s in range(m):
+                        e = eb[c, s]
+                        q = one / (one + e)
+                        sm = e * q if z[n, c, _U(s0 + s)] >= zero else q
+                        g[n, c, _U(s0 + s)] = g[n, c, _U(s0 + s)] * (pb[c, s] * sm)
+            elif act == 2:  # p_c (g_c - sum_k p_k g_k)
+                for s in range(m):
+                    eb[0, s] = zero
+                for c in range(C):
+                    for s in range(m):
+                        eb[0, s] += pb[c, s] * g[n, c, _U(s0 + s)]
+                for c in range(C):
+                    for s in range(m):
+                        gp = pb[c, s] * (g[n, c, _U(s0 + s)] - eb[0, s])
+                        g[n, c, _U(s0 + s)] = gp if kb[s] else zero
+
+
+def _overlap(z, tm, lab, flags, ign, consts, g, values, parts, per):
+    """Dice, Tversky or Jaccard of z (N, C, S): per-sample values (float64) into
+    ``values``, the scaled gradient into g (N, C, S) when wanted; ``tm``: the mask target
+    (N, C, S), or ``lab``: labels (N, S). ``flags``: the activation (0 none, 1 sigmoid,
+    2 softmax) plus :data:`LABELS`, :data:`IGNORE` (``ign`` then is ``ignore_index``),
+    :data:`SQUARED`, :data:`PER_CLASS`, :data:`GRAD`; ``consts``: (k, c_I, c_P, c_T, u,
+    v, w, smooth, scale) (scale: the reduction's factor). ``parts`` spans per sample,
+    ``per`` samples per item (:func:`split`; 1 and N in the serial build). (Few arguments:
+    numba's dispatcher types each one on every call.) Returns (invalid entries, sum of
+    the values)."""
+    act = flags & 3
+    labels = (flags & LABELS) != 0
+    has_ignore = (flags & IGNORE) != 0
+    squared = (flags & SQUARED) != 0
+    per_class = (flags & PER_CLASS) != 0
+    want_grad = (flags & GRAD) != 0
+    k, c_i, c_p, c_t, u, v, w, smooth, scale = consts
+    N, C, S = z.shape
+    items = (N + per - 1) // per * parts
+    whole = parts == 1  # items of whole samples: steps 2 and 3 right after step 1
+    in_place = act == 0 and not labels
+    part = np.empty((N * parts, C, 3))
+    coef = np.empty((N, C if per_class else 1, 3))
+    badv = np.empty(items, dtype=np.int64)
+    for it in prange(items):
+        n0, n1, a, b, j = _span(it, parts, per, N, S)
+        if in_place:
+            bad = _mask_sums(z, tm, n0, n1, a, b, j, parts, squared, part)
+        else:
+            bad = _item_sums(z, tm, lab, n0, n1, a, b, j, parts, act, labels, has_ignore,
+                             ign, squared, want_grad, g, part)
+        badv[it] = bad
+        if whole and bad == 0:
+            for n in range(n0, n1):
+                values[n] = _sample_coefficients(part, n, 1, per_class, k, c_i, c_p, c_t,
+                                                 u, v, w, smooth, scale, coef)
+            if want_grad and in_place:
+                _mask_gradient(z, tm, n0, n1, a, b, per_class, coef, g)
+            elif want_grad:
+                _item_gradient(z, tm, lab, n0, n1, a, b, act, labels, has_ignore, ign,
+                               per_class, coef, g)
     bad = 0
     for it in range(items):
         bad += badv[it]
     if bad:
         return bad, 0.0
-    G = C if per_class else 1
     total = 0.0
     for n in range(N):
-        sums = np.zeros((G, 3))
-        for j in range(nblk):
-            for c in range(C):
-                gc = c if per_class else 0
-                for q in range(3):
-                    sums[gc, q] += part[n * nblk + j, c, q]
-        val = 0.0
-        for gc in range(G):
-            ii, pp, tt = sums[gc, 0], sums[gc, 1], sums[gc, 2]
-            num = k * ii + smooth
-            den = c_i * ii + c_p * pp + c_t * tt + smooth
-            ok = den != 0.0  # NaN too: it propagates
-            r = num / den if ok else 1.0
-            val += 1.0 - r
-            f = scale / den / G if ok else 0.0
-            coef[n, gc, 0] = r * u * f if ok else 0.0
-            coef[n, gc, 1] = (r * v - k) * f if ok else 0.0
-            coef[n, gc, 2] = r * w * f if ok else 0.0
-        values[n] = val / G
+        if not whole:
+            values[n] = _sample_coefficients(part, n, parts, per_class, k, c_i, c_p, c_t,
+                                             u, v, w, smooth, scale, coef)
         total += values[n]
-    if not want_grad:
-        return 0, total
-    for it in prange(items):
-        n = it // nblk
-        s0 = (it % nblk) * BLOCK
-        L = min(BLOCK, S - s0)
-        pb = np.empty((C, L), dtype=z.dtype)
-        tb = np.empty((C, L), dtype=z.dtype)
-        eb = np.empty((rows, L), dtype=z.dtype)
-        kb = np.empty(L, dtype=np.bool_)
-        _targets(tm, lab, n, s0, L, labels, has_ignore, ign, C, tb, kb)
-        if act == 2:
-            for c in range(C):
-                gr = g[n, c, s0:s0 + L]
-                pr = pb[c]
-                for s in range(L):
-                    pr[s] = gr[s]
-        else:
-            _probs(z, n, s0, L, act, labels and has_ignore, pb, eb, kb)
-        zero = _like(z[0, 0, 0], 0.0)
-        one = _like(z[0, 0, 0], 1.0)
-        for c in range(C):
-            gc = c if per_class else 0
-            ca = _like(zero, coef[n, gc, 0])
-            cb = _like(zero, coef[n, gc, 1])
-            cw = _like(zero, coef[n, gc, 2])
-            gr = g[n, c, s0:s0 + L]
-            pr = pb[c]
-            tr = tb[c]
-            for s in range(L):
-                gp = ca + cb * tr[s] + cw * pr[s]
-                gr[s] = gp if kb[s] else zero
-        if act == 1:  # sigma'(z) = sigma(z) sigma(-z) = p e / (1 + e) or p / (1 + e)
-            for c in range(C):
-                gr = g[n, c, s0:s0 + L]
-                src = z[n, c, s0:s0 + L]
-                pr = pb[c]
-                er = eb[c]
-                for s in range(L):
-                    e = er[s]
-                    q = one / (one + e)
-                    sm = e * q if src[s] >= zero else q
-                    gr[s] = gr[s] * (pr[s] * sm)
-        elif act == 2:  # p_c (g_c - sum_k p_k g_k)
-            dot = eb[0]
-            for s in range(L):
-                dot[s] = zero
-            for c in range(C):
-                gr = g[n, c, s0:s0 + L]
-                pr = pb[c]
-                for s in range(L):
-                    dot[s] += pr[s] * gr[s]
-            for c in range(C):
-                gr = g[n, c, s0:s0 + L]
-                pr = pb[c]
-                for s in range(L):
-                    gr[s] = pr[s] * (gr[s] - dot[s]) if kb[s] else zero
+    if want_grad and not whole:
+        for it in prange(items):
+            n0, n1, a, b, j = _span(it, parts, per, N, S)
+            if in_place:
+                _mask_gradient(z, tm, n0, n1, a, b, per_class, coef, g)
+            else:
+                _item_gradient(z, tm, lab, n0, n1, a, b, act, labels, has_ignore, ign,
+                               per_class, coef, g)
     return 0, total
 
 
