@@ -92,10 +92,15 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
+    ap.add_argument("--cases", help="comma-separated case names (the first word of each), "
+                                    "e.g. log_cosh,hinge; default: all")
     args = ap.parse_args(argv)
+    wanted = set(args.cases.split(",")) if args.cases else None
     lines = ["| case | losskit | optax | losskit / optax | XLA temp MiB (losskit / optax) |",
              "|---|---:|---:|---:|---|"]
     for name, shape, ours, theirs, x in cases(args.quick):
+        if wanted is not None and name.split()[0] not in wanted:
+            continue
         fa, ma = compiled_vg(ours, x)
         fb, mb = compiled_vg(theirs, x)
         va, vb = fa(x)[0], fb(x)[0]
