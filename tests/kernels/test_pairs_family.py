@@ -330,3 +330,233 @@ def test_concurrent_calls():
         th.join()
     for (args, exp), got in zip(jobs, results):
         close(got, exp, np.float32)
+
+
+# ------------------------------------------------------------------ independent references
+# The tests below take their expected values from PyTorch's autograd (float64) or from the
+# mathematics, not from losskit.
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+
+def _torch_value_and_grads(name, arrays, reduction, kw, diff):
+    """PyTorch's loss (the convention losskit documents) and autograd gradients, float64."""
+    ts = [torch.tensor(np.asarray(a, dtype=np.float64), requires_grad=i in diff)
+          for i, a in enumerate(arrays)]
+    if name == "margin_ranking":
+        v = F.margin_ranking_loss(ts[0], ts[1], ts[2], margin=kw.get("margin", 0.0),
+                                  reduction="none")
+    elif name == "cosine_embedding":
+        v = F.cosine_embedding_loss(ts[0], ts[1], ts[2], margin=kw.get("margin", 0.0),
+                                    reduction="none")
+    elif name == "triplet_margin":
+        v = F.triplet_margin_loss(ts[0], ts[1], ts[2], margin=kw.get("margin", 1.0),
+                                  p=kw.get("p", 2.0), eps=kw.get("eps", 1e-6),
+                                  swap=kw.get("swap", False), reduction="none")
+    else:  # contrastive (Hadsell et al.): t d^2 / 2 + (1 - t) max(0, m - d)^2 / 2
+        d = F.pairwise_distance(ts[0], ts[1], p=kw.get("p", 2.0), eps=0.0)
+        t, m = ts[2], kw.get("margin", 1.0)
+        v = t * d ** 2 / 2 + (1 - t) * F.relu(m - d) ** 2 / 2
+    if reduction == "none":
+        total = v.sum()
+    elif reduction == "sum":
+        total = v = v.sum()
+    elif reduction == "mean":
+        total = v = v.mean()
+    else:  # batchmean: the first axis of the unreduced loss
+        total = v = v.sum() / ts[0].shape[0]
+    total.backward()
+    return v.detach().numpy(), tuple(ts[i].grad.numpy() for i in diff)
+
+
+def _close_to_torch(got, expected, dtype):
+    rtol, atol = (2e-5, 2e-6) if dtype == np.float32 else (1e-10, 1e-13)
+    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", ["contrastive", "triplet_margin", "cosine_embedding",
+                                  "margin_ranking"])
+def test_wrt_all_gives_every_gradient_equal_to_torch(name, reduction, dtype):
+    """Both (all three) gradients from the one fused sweep, below and above the parallel
+    threshold, against PyTorch's autograd."""
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(20)
+    k = len(loss.differentiable)
+    for shape in ((37, 9), (_fast.PARALLEL_MIN // 16 + 5, 16)):
+        args = make(name, shape, dtype, rng)
+        if name == "contrastive":  # labels as floats for torch's arithmetic
+            args = (args[0], args[1], args[2].astype(dtype))
+        value, grads = fast(loss, *args, wrt="all", reduction=reduction)
+        assert isinstance(grads, tuple) and len(grads) == k
+        assert value.dtype == dtype and all(g.dtype == dtype for g in grads)
+        ev, eg = _torch_value_and_grads(name, args, reduction, {}, tuple(range(k)))
+        _close_to_torch(value, ev, dtype)
+        for g, e in zip(grads, eg):
+            _close_to_torch(g, e, dtype)
+
+
+@pytest.mark.parametrize("name", ["contrastive", "triplet_margin", "cosine_embedding",
+                                  "margin_ranking"])
+def test_the_value_does_not_depend_on_the_thread_count_or_the_build(name):
+    """Fixed blocks: the partial sums, and so the value, are bit for bit the same on one
+    thread, on every thread, and in the serial build; and equal to torch's."""
+    numba = pytest.importorskip("numba")
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(21)
+    shape = (_fast.PARALLEL_MIN // 32 + 7, 32) if name != "margin_ranking" else (
+        _fast.PARALLEL_MIN // 8 + 3, 8)
+    args = make(name, shape, np.float32, rng)
+    saved = numba.get_num_threads()
+    results = []
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            results.append(fast(loss, *args, reduction="sum"))
+    finally:
+        numba.set_num_threads(saved)
+    for r in results[1:]:
+        np.testing.assert_array_equal(r[0], results[0][0])
+        np.testing.assert_array_equal(r[1], results[0][1])
+    # the serial build of the same driver gives the same total, bit for bit
+    nb = pairs._nb()
+    x = [np.ascontiguousarray(a, dtype=np.float32) for a in args]
+    dummy1, dummy2 = np.empty(0, np.float32), np.empty((1, 1), np.float32)
+    totals = []
+    for build in ("parallel", "serial"):
+        if name == "margin_ranking":
+            res = getattr(nb, "ranking_" + build)(x[0].reshape(-1), x[1].reshape(-1),
+                                                  x[2].reshape(-1), 0.0, 1.0, dummy1, dummy1,
+                                                  0, dummy1, False)
+        elif name == "contrastive":
+            res = getattr(nb, "contrastive_" + build)(x[0], x[1], x[2], 1.0, 2.0, 0.0, 1.0,
+                                                      dummy2, dummy2, 0, dummy1)
+        elif name == "cosine_embedding":
+            res = getattr(nb, "cosine_" + build)(x[0], x[1], x[2], 0.0, 1e-12, 1.0, dummy2,
+                                                 dummy2, 0, dummy1)
+        else:
+            res = getattr(nb, "triplet_" + build)(x[0], x[1], x[2], 1.0, 2.0, 1e-6, False,
+                                                  0.0, 1.0, dummy2, dummy2, dummy2, 0, dummy1)
+        assert res[0] == 0
+        totals.append(res[1])
+    assert totals[0] == totals[1]
+    assert np.float32(totals[0]) == results[0][0]
+    ev, _ = _torch_value_and_grads(name, args, "sum", {}, (0,))
+    np.testing.assert_allclose(float(results[0][0]), ev, rtol=2e-6)
+
+
+@pytest.mark.parametrize("name", ["contrastive", "triplet_margin", "cosine_embedding",
+                                  "margin_ranking"])
+def test_memory_gradient_only_and_nothing_with_out(name):
+    """tracemalloc (NumPy and numba's allocations both report to it): a call allocates its
+    gradient(s) and, with out=, nothing of their size; the slack (per-block scratch, the
+    call's own objects) is benchmarks/catalog.py's, max(1% of the gradient, 64 KiB). No
+    float64 copy of the rows' values for mean/sum: at (16384, 64) that alone would be
+    128 KiB, at (2048, 1024) of scores 16 MiB."""
+    import tracemalloc
+
+    from losskit.kernels import clear_gradient_cache
+
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(22)
+    shape = (16384, 64) if name != "margin_ranking" else (2048, 1024)
+    args = make(name, shape, np.float32, rng)
+    args = tuple(np.ascontiguousarray(a, dtype=np.float32) for a in args)
+    grad_bytes = args[0].nbytes
+    slack = max(0.01 * grad_bytes, 64 * 1024)
+    out = np.empty_like(args[0])
+    fast(loss, *args, out=out)  # compiled, warm
+    k = len(loss.differentiable)
+    for kw, limit in (({"out": out}, slack),
+                      ({}, grad_bytes + slack),
+                      ({"wrt": "all"}, k * grad_bytes + slack)):
+        clear_gradient_cache()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            result = fast(loss, *args, **kw)
+            peak = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+        assert peak <= limit, (sorted(kw), peak, limit)
+        del result
+    clear_gradient_cache()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_margin_ranking_elementwise_by_hand(dtype):
+    """max(0, m - y (x1 - x2)) and -+y where active, across block boundaries (a block is
+    numba_kernels.BLOCK elements), with NaN: by hand."""
+    rng = np.random.default_rng(23)
+    nb = pairs._nb()
+    n = 2 * nb.BLOCK + 17
+    x1 = rng.normal(size=n).astype(dtype)
+    x2 = rng.normal(size=n).astype(dtype)
+    y = np.where(rng.random(n) > 0.5, 1.0, -1.0).astype(dtype)
+    x1[nb.BLOCK + 3] = np.nan
+    m = dtype(0.25)
+    s = m - y * (x1 - x2)
+    with np.errstate(invalid="ignore"):
+        active = (s > 0) | np.isnan(s)
+        v = np.where(active, s, 0).astype(dtype)
+        g1 = np.where(active, -y, 0).astype(dtype)
+    g1[np.isnan(v)] = np.nan
+    for reduction, scale in (("none", 1.0), ("sum", 1.0), ("mean", 1.0 / n)):
+        value, (d1, d2) = fast(lk.margin_ranking, x1, x2, y, margin=0.25, wrt="all",
+                               reduction=reduction)
+        exp = v if reduction == "none" else np.float64(np.nansum(v, dtype=np.float64)) * (
+            np.nan if np.isnan(v).any() else 1.0) * scale
+        np.testing.assert_array_equal(np.isnan(value), np.isnan(exp))
+        np.testing.assert_array_equal(d1, g1 * dtype(scale))
+        np.testing.assert_array_equal(d2, dtype(0) - g1 * dtype(scale))
+        if reduction == "none":
+            np.testing.assert_array_equal(value, v)
+    # a label other than +-1 in a later block: the generic path raises
+    bad = y.copy()
+    bad[nb.BLOCK + 9] = 0
+    out = np.empty_like(x1)
+    with pytest.raises(ValueError, match="-1"):
+        lk.margin_ranking.value_and_grad(x1, x2, bad, out=out)
+
+
+def test_float64_tiny_and_huge_distances_take_the_exact_branch():
+    """Squared distances below 2^-960 (underflow) or beyond the float64 range go to the
+    exact (scaled) norm: the results are the mathematics' at any scale."""
+    rng = np.random.default_rng(24)
+    u, v = rng.normal(size=(2, 6, 5))
+    w = u - v
+    unit = w / np.linalg.norm(w, axis=1, keepdims=True)
+    for s in (1e-160, 1e-170, 1.0):  # dissimilar pairs, margin 1: scale invariant grads
+        d = s * np.linalg.norm(w, axis=1)
+        h = np.maximum(1.0 - d, 0.0)
+        value, g = fast(lk.contrastive, u * s, v * s, np.zeros(6), margin=1.0,
+                        reduction="none")
+        np.testing.assert_allclose(value, 0.5 * h ** 2, rtol=1e-13)
+        np.testing.assert_allclose(g, -h[:, None] * unit, rtol=1e-12, atol=1e-300)
+        _, ga = fast(lk.triplet_margin, u * s, u * s, v * s, eps=0.0, margin=1.0,
+                     reduction="sum")
+        # d(a, p) = 0 (subgradient 0); active where 1 - d(a, n) > 0: -(a - n)/d(a, n)
+        np.testing.assert_allclose(ga, -unit * (d < 1.0)[:, None], rtol=1e-12, atol=1e-300)
+    big = 1e160  # squared distances overflow: similar pairs, d^2 / 2 = inf, grad x1 - x2
+    with np.errstate(over="ignore"):
+        value, g = fast(lk.contrastive, u * big, v * big, np.ones(6), reduction="sum")
+    assert value == np.inf
+    np.testing.assert_allclose(g, w * big, rtol=1e-13)
+
+
+def test_a_configured_copy_and_explicit_options_are_parsed_not_cached():
+    """The parsed options of a loss's defaults are kept; a copy with other defaults, and
+    options given per call, are read on every call (by hand: margin ranking, d = 0)."""
+    x = np.zeros((3, 4))
+    y = np.ones((3, 4))
+    for margin in (0.5, 2.0, 0.5):
+        copy = type(lk.margin_ranking)(margin=margin, reduction="sum")
+        np.testing.assert_array_equal(fast(copy, x, x, y, want="value"), 12 * margin)
+        np.testing.assert_array_equal(
+            fast(lk.margin_ranking, x, x, y, margin=margin, reduction="sum", want="value"),
+            12 * margin)
+        np.testing.assert_array_equal(
+            fast(lk.margin_ranking, x, x, y, reduction="sum", want="value"), 0.0)
