@@ -14,6 +14,7 @@ disk by numba (``cache=True``) after the first run.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -375,3 +376,99 @@ def test_concurrent_calls():
     for th in threads:
         th.join()
     assert not errors
+
+
+# ------------------------------------------------------------------ polynomial routines
+# The driver's loop vectorises only without calls into the C library: atan, exp and
+# expm1 are polynomials there (losskit.kernels.boxes_numba). References: the C library's
+# math.atan and numpy.expm1 (correctly rounded to within 1 ulp), never losskit itself.
+def _apply(fn):
+    """``fn`` over a float64 array, in a loop that numba compiles (as the driver does)."""
+    @numba.njit(error_model="numpy")  # as the kernels: x / 0 is inf, not an error
+    def run(xs):
+        out = np.empty_like(xs)
+        for i in range(xs.size):
+            out[i] = fn(xs[i])
+        return out
+    return run
+
+
+def _ulps(actual, expected):
+    return np.abs(actual - expected) / np.spacing(np.abs(expected))
+
+
+def test_polynomial_atan_within_one_ulp():
+    from losskit.kernels import boxes_numba as bn
+    rng = np.random.default_rng(0)
+    finite = rng.integers(0, 0x7FF0000000000000, 400_000, dtype=np.int64).view(np.float64)
+    x = np.concatenate([
+        finite,                                  # every binade, subnormals included
+        rng.uniform(0.0, 4.0, 400_000),           # the three ranges of the reduction
+        np.linspace(0.65, 0.67, 20_001),          # around the switch at 0.66
+        np.linspace(2.40, 2.43, 20_001),          # around tan(3 pi / 8)
+        [0.66, np.nextafter(0.66, 1), 2.414213562373095, 2.4142135623730954, 1.0,
+         5e-324, 1e-300, 1e300, np.finfo(np.float64).max],
+    ])
+    x = np.concatenate([x, -x])
+    got = _apply(bn._atan)(x)
+    expected = np.array([math.atan(v) for v in x])
+    assert _ulps(got, expected).max() <= 1.0
+    special = _apply(bn._atan)(np.array([0.0, -0.0, np.inf, -np.inf, np.nan]))
+    assert special[0] == 0.0 and not np.signbit(special[0])
+    assert special[1] == 0.0 and np.signbit(special[1])
+    assert special[2] == math.pi / 2 and special[3] == -math.pi / 2
+    assert np.isnan(special[4])
+    # float32 boxes: the routine runs on their float64 values; rounded once to float32 it
+    # is within 1 ulp of float32(atan)
+    x32 = rng.integers(0, 0x7F800000, 400_000, dtype=np.int32).view(np.float32)
+    got32 = _apply(bn._atan)(x32.astype(np.float64)).astype(np.float32)
+    exp32 = np.array([math.atan(v) for v in x32.astype(np.float64)]).astype(np.float32)
+    assert _ulps(got32.astype(np.float64), exp32.astype(np.float64)).max() <= 1.0
+
+
+def test_atan2_of_box_sides():
+    from losskit.kernels import boxes_numba as bn
+
+    @numba.njit(error_model="numpy")  # as the kernels: x / 0 is inf, not an error
+    def run(ys, xs):
+        out = np.empty_like(ys)
+        for i in range(ys.size):
+            out[i] = bn._atan2_pos(ys[i], xs[i])
+        return out
+
+    rng = np.random.default_rng(1)
+    y = np.concatenate([rng.uniform(0, 10, 10_000), [0.0, 0.0, 3.0, np.inf, 5e-324, 1.0]])
+    x = np.concatenate([rng.uniform(0, 10, 10_000), [0.0, 2.0, 0.0, 1.0, 1.0, 5e-324]])
+    expected = np.array([math.atan2(a, b) for a, b in zip(y, x)])
+    got = run(y, x)
+    # one rounding of y / x (half an ulp of the quotient: at most one of atan) + 1 ulp
+    assert _ulps(got, expected).max() <= 2.0
+    assert got[-6] == 0.0 and got[-4] == math.pi / 2
+
+
+def test_polynomial_one_minus_exp_neg_within_two_ulp():
+    from losskit.kernels import boxes_numba as bn
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.uniform(0.0, 1.0, 400_000), np.logspace(-320, 0, 20_000),
+                        [0.0, 5e-324, 1e-17, 0.5, np.nextafter(1.0, 0), 1.0]])
+    got = _apply(bn._one_minus_exp_neg)(x)
+    expected = -np.expm1(-x)
+    assert _ulps(got, expected).max() <= 2.0
+    assert got[-6] == 0.0 and np.isnan(_apply(bn._one_minus_exp_neg)(np.array([np.nan])))[0]
+
+
+@pytest.mark.parametrize("name, opts", [
+    ("siou_loss", {"theta": 2.5}), ("siou_loss", {"theta": 1.0}),
+    ("focal_eiou_loss", {"gamma": 0.75, "stop_gradient": False}),
+    ("focal_eiou_loss", {"gamma": 0.0}),
+    ("wiou_loss", {"version": 2, "iou_mean": 0.6, "gamma": 1.3, "stop_gradient": False}),
+    ("wiou_loss", {"version": 2, "iou_mean": 0.6, "gamma": 3.0}),
+])
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_exponent_builds(name, opts, dtype):
+    # the builds by exponent (products for 0.5 and 0 to 6, pow otherwise), against generic
+    loss = getattr(lk, name)
+    p, t = boxes(40)
+    p, t = p.astype(dtype), t.astype(dtype)
+    same(fast(loss, p, t, reduction="none", **opts),
+         generic(loss, p, t, reduction="none", **opts), dtype)

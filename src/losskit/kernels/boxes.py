@@ -27,7 +27,10 @@ eps). A NaN coordinate gives the pair a NaN value and the predicted box a NaN gr
 as the generic path does.
 
 Engines: ``numba`` only. The arithmetic is float64 for float32 boxes too (the result
-rounds once to float32) and the sums are float64. The boxes run in ``prange`` from
+rounds once to float32) and the sums are float64; the loop over the boxes is vectorised
+(see :mod:`losskit.kernels.boxes_numba`), with a build per loss and, where an option would
+be a branch per box, per option class (:func:`_build`). The options are checked at each
+call but made into the kernel's tuple once (``_PRM``). The boxes run in ``prange`` from
 :func:`parallel_min_boxes` on (``fast_paths.PARALLEL_MIN / 32``: a box costs about as
 much as 32 elements of an elementwise loss), serially below. Under the NumPy engine
 (``fast_paths.USE_NUMBA = False``, ``LOSSKIT_DISABLE_NUMBA=1`` or numba missing) the fast
@@ -186,6 +189,28 @@ def _weights(sw, vshape, dt):
     return w
 
 
+_POW_EXACT = frozenset((0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0))  # boxes_numba.POW_EXACT
+
+
+def _build(kind, extra):
+    """The driver's kind for these options: WIoU has one per version (the version's
+    branch is then compiled away); a power whose exponent is not one of ``POW_EXACT``
+    (products and ``sqrt``) has a build calling ``pow``."""
+    if kind == "siou":
+        th = extra[1]
+        return kind if th in _POW_EXACT and th - 1.0 in _POW_EXACT else "siou_pow"
+    if kind == "focal_eiou":
+        return kind if extra[1] in _POW_EXACT else "focal_eiou_pow"
+    if kind == "wiou":
+        version = extra[1]
+        if version == 1.0:
+            return kind
+        if version == 3.0:
+            return "wiou3"
+        return "wiou2" if extra[3] in _POW_EXACT else "wiou2_pow"
+    return kind
+
+
 def box_fast_path(kind: str):
     """The fast path of the box loss ``kind`` (a key of boxes_numba.KINDS), as
     :func:`losskit.core.dispatch.register_fast_path` wants it."""
@@ -197,6 +222,12 @@ def box_fast_path(kind: str):
     fast_path.__name__ = f"{kind}_fast_path"
     fast_path.__qualname__ = fast_path.__name__
     return fast_path
+
+
+# stand-ins for the arrays a call does not want (the kernel never writes them)
+_DUMMY = {np.dtype(np.float32): (np.zeros(1, np.float32), np.zeros((1, 4), np.float32)),
+          np.dtype(np.float64): (np.zeros(1, np.float64), np.zeros((1, 4), np.float64))}
+_PRM: dict = {}  # (kind, bits, eps, extra) -> (prm, build), made once
 
 
 def _run(kind, parse, loss, arrays, reduction, sample_weight, opts, want, out):
@@ -211,13 +242,19 @@ def _run(kind, parse, loss, arrays, reduction, sample_weight, opts, want, out):
     if eps is None or extra is None:
         return NotImplemented
     bits = 32 if dt is _F32 else 64
-    if bits == 32:
-        eps = float(np.float32(eps))  # the eps the float32 arithmetic adds
-        if math.isinf(eps):
-            return NotImplemented
-    lo, hi = exponent_range(bits, eps)
-    prm = (eps, lo, hi) + extra
-    prm = prm + (0.0,) * (_NPRM - len(prm))
+    key = (kind, bits, eps, extra)
+    cached = _PRM.get(key)
+    if cached is None:
+        if bits == 32:
+            eps = float(np.float32(eps))  # the eps the float32 arithmetic adds
+            if math.isinf(eps):
+                return NotImplemented
+        lo, hi = exponent_range(bits, eps)
+        prm = (eps, lo, hi) + extra
+        if len(_PRM) >= 512:  # options that change at every call: keep it bounded
+            _PRM.clear()
+        cached = _PRM[key] = (prm + (0.0,) * (_NPRM - len(prm)), _build(kind, extra))
+    prm, build = cached
     need_grad = want != "value"
     if need_grad and out is not None and not _out_ok(out, z):
         return NotImplemented
@@ -236,22 +273,26 @@ def _run(kind, parse, loss, arrays, reduction, sample_weight, opts, want, out):
     tc = t if t.dtype is dt and t.flags.c_contiguous else np.ascontiguousarray(t, dtype=dt)
     inputs = arrays if sample_weight is None else (*arrays, sample_weight)
     g, copy_to = _gradient_target(need_grad, out, zc, inputs)
+    gk = g
+    if z.ndim != 2:
+        zc, tc = zc.reshape(n, 4), tc.reshape(n, 4)
+        if need_grad:
+            gk = g.reshape(n, 4)
     values = np.empty(n, dtype=dt) if reduction == "none" else None
     if reduction == "mean" and w is not None:
         total_w = float(np.sum(w, dtype=np.float64))
         scale = 1.0 / total_w if total_w else 0.0
     else:
         scale = _scale(reduction, n, vshape[0] if vshape else 1)
-    nblocks = -(-n // module.BLOCK)
-    partial = np.empty(nblocks, dtype=np.float64)
-    parallel, serial = module.kernels(kind)
-    kernel = parallel if n >= parallel_min_boxes() else serial
-    dummy = np.empty((1, 4), dtype=dt)
-    res = _fp._kernel(_fp._nb(), kernel, zc.reshape(n, 4), tc.reshape(n, 4),
-                      w if w is not None else dummy[0, :1], prm,
+    partial = np.empty(-(-n // module.BLOCK), dtype=np.float64)
+    parallel, serial = module.kernels(build)
+    # the dummies stand for what is not wanted: the kernel never writes them
+    dummy1, dummy4 = _DUMMY[dt]
+    res = _fp._kernel(_fp._nb(), parallel if n >= parallel_min_boxes() else serial,
+                      zc, tc, w if w is not None else dummy1, prm,
                       1.0 if scale is None else scale,
-                      g.reshape(n, 4) if need_grad else dummy,
-                      values if values is not None else dummy[0], partial,
+                      gk if need_grad else dummy4,
+                      values if values is not None else dummy1, partial,
                       values is not None, need_grad, w is not None)
     if res is None:
         return NotImplemented  # numba could not compile it here: the generic path

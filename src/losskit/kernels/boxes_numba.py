@@ -14,7 +14,13 @@ range, where the generic formulas overflow): the caller then runs the generic pa
 
 One driver loop (:func:`_drive`) serves every loss: the boxes in blocks of
 :data:`BLOCK`, the blocks in ``prange`` (parallel build) or in order (serial build);
-per box the loss's scalar function (inlined by LLVM), the NaN rule (a NaN coordinate
+each block's coordinates are first copied into eight float64 columns, then per box the
+loss's scalar function (inlined by numba, ``inline="always"``: LLVM's inliner would leave
+a call, and the loop one box at a time), which has no branch and no call into the C
+library (``atan``, ``exp``, ``expm1`` are polynomials here, a power with an exponent
+of :data:`POW_EXACT` is a product; the options that would need a branch, WIoU's version
+and other exponents, have builds of their own), so that LLVM vectorises the loop over
+the boxes; the NaN rule (a NaN coordinate
 makes the pair's value and the predicted box's gradient NaN), the box-order check
 (``x2 < x1`` or ``y2 < y1`` anywhere: the caller runs the generic path, which raises),
 the sample weight (``0 * anything = 0``) and the reduction's factor; each block's values
@@ -32,12 +38,14 @@ import types as pytypes
 import numpy as np
 from numba import njit, prange
 
-from .numba_kernels import _bits_from_f64, _f64_from_bits, _sum
+from .numba_kernels import _bits_from_f64, _exp64, _f64_from_bits, _sum
 
-__all__ = ["kernels", "BLOCK", "KINDS"]
+__all__ = ["kernels", "BLOCK", "KINDS", "POW_EXACT"]
 
-#: boxes per block of the driver (a block's scratch stays in L1)
+#: boxes per block of the driver (one partial sum each)
 BLOCK = 1024
+#: boxes per pass of the driver's loops (their 13 columns, 13 KiB, stay in L1)
+SUB = 128
 
 # no fastmath flag at all, set explicitly (numba gives a callee its caller's flags when it
 # sets none): a fused multiply-add rounds a * b + c once, which breaks the cancellations
@@ -48,7 +56,7 @@ _FOUR_OVER_PI2 = 4.0 / math.pi ** 2
 _DBL_MAX = float(np.finfo(np.float64).max)
 _NAN = float("nan")
 
-_jit = njit(**_JIT)
+_jit = njit(inline="always", **_JIT)
 
 
 # --------------------------------------------------------------------------- pieces
@@ -79,28 +87,104 @@ def _sign(x):
     return 1.0 if x > 0.0 else (-1.0 if x < 0.0 else x)
 
 
+#: the exponents :func:`_pow` forms by products (or ``sqrt``), without ``pow``
+POW_EXACT = (0.0, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)
+
+
 @_jit
-def _pow(x, y):
-    """x ** y for x >= 0 (or NaN): products for the usual exponents (SIoU's theta 2 to
-    6, EIoU's gamma 0.5 by ``sqrt``), within 2 ulp of ``pow``, which costs far more."""
-    if y == 0.5:
-        return math.sqrt(x)
-    if y == 1.0:
-        return x
-    if y == 2.0:
-        return x * x
-    if y == 3.0:
-        return x * x * x
-    if y == 4.0:
-        x2 = x * x
-        return x2 * x2
-    if y == 5.0:
-        x2 = x * x
-        return x2 * x2 * x
-    if y == 6.0:
-        x3 = x * x * x
-        return x3 * x3
-    return x ** y
+def _pow(x, y, general):
+    """x ** y for x >= 0 (or NaN). ``general`` (a constant of the loss's build): ``pow``;
+    else y is one of :data:`POW_EXACT` (SIoU's theta 2 to 6, EIoU's gamma 0.5) and the
+    power is a product (or ``sqrt``), within 2 ulp of ``pow``, by selects (``pow`` is a
+    call per box, even where the vectorised loop never needs it)."""
+    if general:
+        return x ** y
+    x2 = x * x
+    x3 = x2 * x
+    x4 = x2 * x2
+    return (1.0 if y == 0.0 else math.sqrt(x) if y == 0.5 else x if y == 1.0 else
+            x2 if y == 2.0 else x3 if y == 3.0 else x4 if y == 4.0 else
+            x4 * x if y == 5.0 else x3 * x3)
+
+
+# --------------------------------------------------------------------------- polynomials
+# math.atan2, math.exp and math.expm1 are calls into the C library, which LLVM cannot
+# vectorise (PyPI's llvmlite has no SVML): the loop over the boxes then runs one box at a
+# time. The routines below are selects and arithmetic only.
+
+#: e^x (numba_kernels._exp64: within 2 ulp, gradual underflow, overflow to inf, NaN kept)
+_exp = _jit(_exp64)
+
+# atan: Cephes' atan.c (Moshier; also Go's math.Atan): |x| reduced to [0, 0.66] by
+# x -> -1/x above tan(3 pi/8) and x -> (x - 1)/(x + 1) above 0.66 (one division, by
+# selects), then x + x z P(z)/Q(z), z = x^2, P of degree 4, Q monic of degree 5.
+_ATAN_P = (-8.750608600031904122785e-01, -1.615753718733365076637e+01,
+           -7.500855792314704667340e+01, -1.228866684490136173410e+02,
+           -6.485021904942025371773e+01)
+_ATAN_Q = (2.485846490142306297962e+01, 1.650270098316988542046e+02,
+           4.328810604912902668951e+02, 4.853903996359136964868e+02,
+           1.945506571482613964425e+02)
+_T3P8 = 2.41421356237309504880  # tan(3 pi / 8)
+_PIO2, _PIO4 = math.pi / 2, math.pi / 4
+_MOREBITS = 6.123233995736765886130e-17  # pi/2 - float64(pi/2)
+
+
+@_jit
+def _atan(x):
+    """atan(x) for every float64 x (+-0 and +-inf: +-0 and +-pi/2, NaN: NaN), within 1 ulp
+    of the C library's atan (tests/kernels/test_boxes_family.py); selects only, so the
+    loop vectorises."""
+    a = abs(x)
+    big = a > _T3P8
+    mid = (a > 0.66) & (a <= _T3P8)
+    num = -1.0 if big else (a - 1.0 if mid else a)
+    den = a if big else (a + 1.0 if mid else 1.0)
+    r = num / den  # NaN stays NaN; inf gives -0
+    z = r * r
+    p = (((_ATAN_P[0] * z + _ATAN_P[1]) * z + _ATAN_P[2]) * z + _ATAN_P[3]) * z + _ATAN_P[4]
+    q = (((z + _ATAN_Q[0]) * z + _ATAN_Q[1]) * z + _ATAN_Q[2]) * z + _ATAN_Q[3]
+    q = q * z + _ATAN_Q[4]
+    y = r * (z * p / q) + r
+    off = (_PIO2 if big else (_PIO4 if mid else 0.0))
+    more = (_MOREBITS if big else (0.5 * _MOREBITS if mid else 0.0))
+    y = off + (y + more)
+    return math.copysign(y, x)
+
+
+@_jit
+def _atan2_pos(y, x):
+    """atan2(y, x) for y, x >= 0 (box sides): atan(y / x), with atan2(0, 0) = 0."""
+    return _atan(y / x) if (y != 0.0) | (x != 0.0) else 0.0
+
+
+# 1 - e^-x = x P(x), P(x) = sum_k (-x)^k / (k + 1)!: on [0, 1] the terms fall like 1/k!
+# (remainder after 18 terms below 1/20! = 4e-19, under 0.01 ulp of P >= 0.63), and Horner's
+# rule with alternating terms rounds to within 2 ulp; no cancellation for small x.
+_EXPM1_P = tuple((-1.0) ** k / math.factorial(k + 1) for k in range(18))
+
+
+@_jit
+def _one_minus_exp_neg(x):
+    """1 - e^-x = -expm1(-x) for x in [0, 1] (or NaN), within 2 ulp."""
+    p = _EXPM1_P[17]
+    p = p * x + _EXPM1_P[16]
+    p = p * x + _EXPM1_P[15]
+    p = p * x + _EXPM1_P[14]
+    p = p * x + _EXPM1_P[13]
+    p = p * x + _EXPM1_P[12]
+    p = p * x + _EXPM1_P[11]
+    p = p * x + _EXPM1_P[10]
+    p = p * x + _EXPM1_P[9]
+    p = p * x + _EXPM1_P[8]
+    p = p * x + _EXPM1_P[7]
+    p = p * x + _EXPM1_P[6]
+    p = p * x + _EXPM1_P[5]
+    p = p * x + _EXPM1_P[4]
+    p = p * x + _EXPM1_P[3]
+    p = p * x + _EXPM1_P[2]
+    p = p * x + _EXPM1_P[1]
+    p = p * x + _EXPM1_P[0]
+    return x * p
 
 
 @_jit
@@ -277,7 +361,7 @@ def ciou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
     dist, e0, e1, e2, e3 = _distance(a1, b1, a2, b2, c1, d1, c2, d2, ae, False)
     # aspect term v and its gradient (losses.boxes._aspect)
     w, h = a2 - a1, b2 - b1
-    diff = math.atan2(c2 - c1, d2 - d1) - math.atan2(w, h)
+    diff = _atan2_pos(c2 - c1, d2 - d1) - _atan2_pos(w, h)
     va = _FOUR_OVER_PI2 * diff * diff
     n = _max(abs(w), abs(h))
     ua, ub = _sdiv(w, n), _sdiv(h, n)
@@ -313,13 +397,13 @@ def eiou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
 
 
 @_jit
-def focal_eiou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
-    """prm[4]: gamma, prm[5]: stop_gradient."""
+def _focal_eiou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, general):
+    """prm[4]: gamma, prm[5]: stop_gradient; ``general``: see :func:`_pow`."""
     a1, b1, a2, b2, c1, d1, c2, d2, ae, le, inv, cov = _rescale(
         px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm[0], prm[1], prm[2])
     e, g0, g1, g2, g3, iou, i0, i1, i2, i3 = _eiou(a1, b1, a2, b2, c1, d1, c2, d2, ae)
     gam = prm[4]
-    weight = _pow(iou, gam)
+    weight = _pow(iou, gam, general)
     v = weight * e
     g0, g1, g2, g3 = weight * g0, weight * g1, weight * g2, weight * g3
     if prm[5] == 0.0 and gam != 0.0:
@@ -329,20 +413,32 @@ def focal_eiou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
 
 
 @_jit
-def _shape_cost(size, size_g, len_eps, th):
+def focal_eiou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
+    """gamma in POW_EXACT."""
+    return _focal_eiou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, False)
+
+
+@_jit
+def focal_eiou_pow_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
+    return _focal_eiou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, True)
+
+
+@_jit
+def _shape_cost(size, size_g, len_eps, th, general):
     """SIoU's (1 - e^-omega)^theta for one side and its derivative in the side."""
     big = _max(size, size_g) + len_eps
     diff = size - size_g
     om = abs(diff) / big
     d_om = _sign(diff) / big - om * _wmax(size, size_g) / big
-    e = math.exp(-om)
-    one_minus = -math.expm1(-om)
-    return _pow(one_minus, th), th * _pow(one_minus, th - 1.0) * e * d_om
+    one_minus = _one_minus_exp_neg(om)  # om in [0, 1]
+    e = _exp(-om)
+    return (_pow(one_minus, th, general),
+            th * _pow(one_minus, th - 1.0, general) * e * d_om)
 
 
 @_jit
-def siou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
-    """prm[4]: theta."""
+def _siou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, general):
+    """prm[4]: theta; ``general``: see :func:`_pow`."""
     a1, b1, a2, b2, c1, d1, c2, d2, ae, le, inv, cov = _rescale(
         px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm[0], prm[1], prm[2])
     th = prm[4]
@@ -364,7 +460,7 @@ def siou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
     n_dlam_dx = _sign(dx) * 2.0 * v * (v * v - u * u) * inv_q2
     n_dlam_dy = _sign(dy) * 2.0 * u * (u * u - v * v) * inv_q2
     gam = 2.0 - lam
-    ex, ey = math.exp(-gam * rx), math.exp(-gam * ry)
+    ex, ey = _exp(-gam * rx), _exp(-gam * ry)
     k_lam = ax * u * ex / sx + ay * v * ey / sy
     dist = 2.0 - ex - ey
     gx, gy = gam * ex, gam * ey
@@ -372,8 +468,8 @@ def siou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
     dd1 = gy * (py * 0.5 + qy * cy1) - k_lam * (n_dlam_dy * 0.5)
     dd2 = gx * (px * 0.5 + qx * cx2) - k_lam * (n_dlam_dx * 0.5)
     dd3 = gy * (py * 0.5 + qy * cy2) - k_lam * (n_dlam_dy * 0.5)
-    sw, dsw = _shape_cost(a2 - a1, c2 - c1, le, th)
-    sh, dsh = _shape_cost(b2 - b1, d2 - d1, le, th)
+    sw, dsw = _shape_cost(a2 - a1, c2 - c1, le, th, general)
+    sh, dsh = _shape_cost(b2 - b1, d2 - d1, le, th, general)
     value = 1.0 - iou + 0.5 * (dist + (sw + sh))
     g0 = -i0 + 0.5 * dd0 + 0.5 * -dsw
     g1 = -i1 + 0.5 * dd1 + 0.5 * -dsh
@@ -385,39 +481,71 @@ def siou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
 
 
 @_jit
-def wiou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
-    """prm[4]: version (1, 2, 3), prm[5]: iou_mean, prm[6]: gamma, prm[7]: alpha,
-    prm[8]: delta, prm[9]: stop_gradient (1.0 or 0.0)."""
+def siou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
+    """theta and theta - 1 in POW_EXACT."""
+    return _siou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, False)
+
+
+@_jit
+def siou_pow_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
+    return _siou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, True)
+
+
+@_jit
+def _wiou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, version, general):
+    """prm[4]: version (1, 2, 3; also passed as the constant ``version``, which selects
+    the branch at compile time), prm[5]: iou_mean, prm[6]: gamma, prm[7]: alpha,
+    prm[8]: delta, prm[9]: stop_gradient (1.0 or 0.0); ``general``: see :func:`_pow`.
+    One exit (no early return): the loop over the boxes then vectorises."""
     a1, b1, a2, b2, c1, d1, c2, d2, ae, le, inv, cov = _rescale(
         px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm[0], prm[1], prm[2])
-    version = prm[4]
     stop = prm[9] != 0.0
     r = _iou(a1, b1, a2, b2, c1, d1, c2, d2, ae)
     iou, i0, i1, i2, i3 = r[0], r[1], r[2], r[3], r[4]
     dist, e0, e1, e2, e3 = _distance(a1, b1, a2, b2, c1, d1, c2, d2, ae, stop)
-    r_wiou = math.exp(dist)
+    r_wiou = _exp(dist)
     l_iou = 1.0 - iou
     v1 = r_wiou * l_iou
     a, b = r_wiou * l_iou, -r_wiou
     g0, g1, g2, g3 = a * e0 + b * i0, a * e1 + b * i1, a * e2 + b * i2, a * e3 + b * i3
-    if version == 1.0:
-        return v1, g0 * inv, g1 * inv, g2 * inv, g3 * inv, cov
     mean = prm[5]
     beta = l_iou / mean
-    if version == 2.0:
+    if version == 1.0:
+        rr, dr = 1.0, 0.0
+    elif version == 2.0:
         gm = prm[6]
-        rr = _pow(beta, gm)
+        rr = _pow(beta, gm, general)
         dr = gm * _sdiv(rr, beta)
     else:
         al, de = prm[7], prm[8]
-        den = de * al ** (beta - de)
+        log_al = math.log(al)  # the same for every box: hoisted out of the loop
+        den = de * _exp((beta - de) * log_al)  # de * al ** (beta - de)
         rr = beta / den
-        dr = (1.0 - beta * math.log(al)) / den
-    g0, g1, g2, g3 = rr * g0, rr * g1, rr * g2, rr * g3
-    if not stop:
-        c = -v1 * dr / mean
-        g0, g1, g2, g3 = g0 + c * i0, g1 + c * i1, g2 + c * i2, g3 + c * i3
+        dr = (1.0 - beta * log_al) / den
+    c = 0.0 if stop or version == 1.0 else -v1 * dr / mean
+    g0, g1, g2, g3 = rr * g0 + c * i0, rr * g1 + c * i1, rr * g2 + c * i2, rr * g3 + c * i3
     return rr * v1, g0 * inv, g1 * inv, g2 * inv, g3 * inv, cov
+
+
+@_jit
+def wiou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
+    """WIoU v1 (``version`` 1: the driver of kind "wiou" is compiled for v1 only)."""
+    return _wiou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, 1.0, False)
+
+
+@_jit
+def wiou2_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
+    return _wiou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, 2.0, False)
+
+
+@_jit
+def wiou3_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
+    return _wiou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, 3.0, False)
+
+
+@_jit
+def wiou2_pow_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
+    return _wiou(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm, 2.0, True)
 
 
 @_jit
@@ -450,7 +578,10 @@ def inner_iou_box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm):
 #: the scalar function of each kind
 KINDS = {"iou": iou_box, "giou": giou_box, "diou": diou_box, "ciou": ciou_box,
          "eiou": eiou_box, "focal_eiou": focal_eiou_box, "siou": siou_box,
-         "wiou": wiou_box, "mpdiou": mpdiou_box, "inner_iou": inner_iou_box}
+         "wiou": wiou_box, "mpdiou": mpdiou_box, "inner_iou": inner_iou_box,
+         # builds for other options (losses.boxes picks them: kernels.boxes._build)
+         "focal_eiou_pow": focal_eiou_pow_box, "siou_pow": siou_pow_box,
+         "wiou2": wiou2_box, "wiou2_pow": wiou2_pow_box, "wiou3": wiou3_box}
 
 
 # --------------------------------------------------------------------------- the driver
@@ -459,46 +590,73 @@ def _drive(p, t, w, prm, scale, g, values, partial, want_values, want_grad, has_
     a dummy of length 1; prm: the loss's options; scale: the reduction's factor of the
     gradient. Writes scale * grad into g (want_grad), the (weighted) values into
     ``values`` (want_values) and per-block float64 sums into ``partial``. Returns (the
-    number of boxes the kernel cannot answer for: unordered or not covered, their sum)."""
+    number of boxes the kernel cannot answer for: unordered or not covered, their sum).
+
+    Per :data:`SUB` boxes of a block, three loops: the coordinates into eight float64
+    columns (a structure of arrays), the loss over the columns into five columns (value,
+    gradient; no branch, no call: LLVM vectorises it), then the weights, the reduction's
+    factor and the stores. The columns (13 KiB) are allocated once per block."""
     n = p.shape[0]
     nbad = 0
     for b in prange(partial.shape[0]):
         lo = b * BLOCK
         hi = min(lo + BLOCK, n)
-        m = hi - lo
-        vb = np.empty(m, dtype=np.float64)
-        # two distinct arrays, both stored unconditionally: the loop then vectorises
-        gb = g[lo:hi] if want_grad else np.empty((m, 4), dtype=g.dtype)
+        x = np.empty((8, min(SUB, hi - lo)), dtype=np.float64)
+        o = np.empty((5, min(SUB, hi - lo)), dtype=np.float64)
         bad = 0
-        for j in range(m):
-            i = lo + j
-            px1, py1 = np.float64(p[i, 0]), np.float64(p[i, 1])
-            px2, py2 = np.float64(p[i, 2]), np.float64(p[i, 3])
-            tx1, ty1 = np.float64(t[i, 0]), np.float64(t[i, 1])
-            tx2, ty2 = np.float64(t[i, 2]), np.float64(t[i, 3])
-            v, g0, g1, g2, g3, covered = _box(px1, py1, px2, py2, tx1, ty1, tx2, ty2, prm)
-            nan = ((px1 != px1) | (py1 != py1) | (px2 != px2) | (py2 != py2)
-                   | (tx1 != tx1) | (ty1 != ty1) | (tx2 != tx2) | (ty2 != ty2))
-            unordered = (px2 < px1) | (py2 < py1) | (tx2 < tx1) | (ty2 < ty1)
-            bad += 1 if unordered or (not covered and not nan) else 0
-            if nan:
-                v, g0, g1, g2, g3 = _NAN, _NAN, _NAN, _NAN, _NAN
-            sc = scale
-            if has_weight:
-                wi = np.float64(w[i])
-                if wi == 0.0:  # a zero weight removes the box, even a NaN one
-                    v, g0, g1, g2, g3 = 0.0, 0.0, 0.0, 0.0, 0.0
-                v = wi * v
-                sc = wi * scale
-            vb[j] = v
-            gb[j, 0] = g0 * sc
-            gb[j, 1] = g1 * sc
-            gb[j, 2] = g2 * sc
-            gb[j, 3] = g3 * sc
-        partial[b] = _sum(vb, m)
-        if want_values:
+        total = 0.0
+        for s0 in range(lo, hi, SUB):
+            m = min(SUB, hi - s0)
             for j in range(m):
-                values[lo + j] = vb[j]
+                x[0, j] = np.float64(p[s0 + j, 0])
+                x[1, j] = np.float64(p[s0 + j, 1])
+                x[2, j] = np.float64(p[s0 + j, 2])
+                x[3, j] = np.float64(p[s0 + j, 3])
+                x[4, j] = np.float64(t[s0 + j, 0])
+                x[5, j] = np.float64(t[s0 + j, 1])
+                x[6, j] = np.float64(t[s0 + j, 2])
+                x[7, j] = np.float64(t[s0 + j, 3])
+            for j in range(m):
+                px1, py1, px2, py2 = x[0, j], x[1, j], x[2, j], x[3, j]
+                tx1, ty1, tx2, ty2 = x[4, j], x[5, j], x[6, j], x[7, j]
+                v, g0, g1, g2, g3, covered = _box(px1, py1, px2, py2, tx1, ty1, tx2, ty2,
+                                                  prm)
+                nan = ((px1 != px1) | (py1 != py1) | (px2 != px2) | (py2 != py2)
+                       | (tx1 != tx1) | (ty1 != ty1) | (tx2 != tx2) | (ty2 != ty2))
+                unordered = (px2 < px1) | (py2 < py1) | (tx2 < tx1) | (ty2 < ty1)
+                bad += np.int64(unordered | (~covered & ~nan))
+                o[0, j] = _NAN if nan else v
+                o[1, j] = _NAN if nan else g0
+                o[2, j] = _NAN if nan else g1
+                o[3, j] = _NAN if nan else g2
+                o[4, j] = _NAN if nan else g3
+            if has_weight:
+                for j in range(m):
+                    wi = np.float64(w[s0 + j])
+                    z = wi == 0.0  # a zero weight removes the box, even a NaN one
+                    o[0, j] = 0.0 if z else wi * o[0, j]
+                    sc = wi * scale
+                    o[1, j] = 0.0 if z else o[1, j] * sc
+                    o[2, j] = 0.0 if z else o[2, j] * sc
+                    o[3, j] = 0.0 if z else o[3, j] * sc
+                    o[4, j] = 0.0 if z else o[4, j] * sc
+            else:
+                for j in range(m):
+                    o[1, j] = o[1, j] * scale
+                    o[2, j] = o[2, j] * scale
+                    o[3, j] = o[3, j] * scale
+                    o[4, j] = o[4, j] * scale
+            if want_grad:
+                for j in range(m):
+                    g[s0 + j, 0] = o[1, j]
+                    g[s0 + j, 1] = o[2, j]
+                    g[s0 + j, 2] = o[3, j]
+                    g[s0 + j, 3] = o[4, j]
+            total += _sum(o[0], m)
+            if want_values:
+                for j in range(m):
+                    values[s0 + j] = o[0, j]
+        partial[b] = total
         nbad += bad
     return nbad, _sum(partial, partial.shape[0])
 
