@@ -318,7 +318,7 @@ SHAPES = {
 
 @pytest.mark.parametrize("layout", SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_in_place_path_against_the_definitions(layout, dtype):
+def test_mask_targets_against_the_definitions(layout, dtype):
     rng = np.random.default_rng(11)
     shape = SHAPES[layout]
     p = probabilities(shape, dtype, rng)

@@ -128,7 +128,7 @@ def _overlap(loss, arrays, reduction, sample_weight, opts, want, out, k, c_i, c_
     else:
         if ignore is not None or target.shape != shape or tdt.kind not in "biuf":
             return NotImplemented
-        # read in place by the kernel in these dtypes (cast there), else cast here
+        # read by the kernel in these dtypes (cast into its scratch rows), else cast here
         tm = _contiguous(target if tdt in _MASK_DTYPES else target.astype(dt))
         tm = tm if as_is else tm.reshape(n, C, S)
         lab = _DUMMY_LAB
