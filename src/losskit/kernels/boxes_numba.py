@@ -585,6 +585,31 @@ KINDS = {"iou": iou_box, "giou": giou_box, "diou": diou_box, "ciou": ciou_box,
 
 
 # --------------------------------------------------------------------------- the driver
+def _cols(x, o, m, prm):
+    """The loss of the first m boxes of the float64 columns x (8, SUB) into o (5, SUB):
+    value and the four gradient components, NaN for a box with a NaN coordinate; returns
+    the number of boxes the kernel cannot answer for (unordered, or not covered). No
+    branch, no call: LLVM vectorises it. One build per loss (float64 columns whatever the
+    input's dtype, shared by the serial and parallel drivers), so that the expensive
+    compilation of the inlined loss happens once."""
+    bad = 0
+    for j in range(m):
+        px1, py1, px2, py2 = x[0, j], x[1, j], x[2, j], x[3, j]
+        tx1, ty1, tx2, ty2 = x[4, j], x[5, j], x[6, j], x[7, j]
+        v, g0, g1, g2, g3, covered = _box(px1, py1, px2, py2, tx1, ty1, tx2, ty2,  # noqa: F821
+                                          prm)
+        nan = ((px1 != px1) | (py1 != py1) | (px2 != px2) | (py2 != py2)
+               | (tx1 != tx1) | (ty1 != ty1) | (tx2 != tx2) | (ty2 != ty2))
+        unordered = (px2 < px1) | (py2 < py1) | (tx2 < tx1) | (ty2 < ty1)
+        bad += np.int64(unordered | (~covered & ~nan))
+        o[0, j] = _NAN if nan else v
+        o[1, j] = _NAN if nan else g0
+        o[2, j] = _NAN if nan else g1
+        o[3, j] = _NAN if nan else g2
+        o[4, j] = _NAN if nan else g3
+    return bad
+
+
 def _drive(p, t, w, prm, scale, g, values, partial, want_values, want_grad, has_weight):
     """Boxes p, t (n, 4) of one float type; w: the weight of each box (has_weight), else
     a dummy of length 1; prm: the loss's options; scale: the reduction's factor of the
@@ -616,20 +641,7 @@ def _drive(p, t, w, prm, scale, g, values, partial, want_values, want_grad, has_
                 x[5, j] = np.float64(t[s0 + j, 1])
                 x[6, j] = np.float64(t[s0 + j, 2])
                 x[7, j] = np.float64(t[s0 + j, 3])
-            for j in range(m):
-                px1, py1, px2, py2 = x[0, j], x[1, j], x[2, j], x[3, j]
-                tx1, ty1, tx2, ty2 = x[4, j], x[5, j], x[6, j], x[7, j]
-                v, g0, g1, g2, g3, covered = _box(px1, py1, px2, py2, tx1, ty1, tx2, ty2,
-                                                  prm)
-                nan = ((px1 != px1) | (py1 != py1) | (px2 != px2) | (py2 != py2)
-                       | (tx1 != tx1) | (ty1 != ty1) | (tx2 != tx2) | (ty2 != ty2))
-                unordered = (px2 < px1) | (py2 < py1) | (tx2 < tx1) | (ty2 < ty1)
-                bad += np.int64(unordered | (~covered & ~nan))
-                o[0, j] = _NAN if nan else v
-                o[1, j] = _NAN if nan else g0
-                o[2, j] = _NAN if nan else g1
-                o[3, j] = _NAN if nan else g2
-                o[4, j] = _NAN if nan else g3
+            bad += _columns(x, o, m, prm)  # noqa: F821 - bound per loss (_copy)
             if has_weight:
                 for j in range(m):
                     wi = np.float64(w[s0 + j])
@@ -665,15 +677,15 @@ _KERNELS: dict = {}
 _LOCK = threading.Lock()
 
 
-def _copy(kind, fn, suffix):
-    """A copy of :func:`_drive` calling ``fn``, named after the kind and the build."""
-    glb = dict(_drive.__globals__)
-    glb["_box"] = fn
-    name = f"_drive_{kind}{suffix}"
-    copy = pytypes.FunctionType(_drive.__code__, glb, name, _drive.__defaults__,
-                                _drive.__closure__)
+def _copy(func, name, **bind):
+    """A copy of ``func`` whose globals bind ``bind`` (the loss's pieces), named ``name``
+    (numba's on-disk cache keeps builds apart by qualified name)."""
+    glb = dict(func.__globals__)
+    glb.update(bind)
+    copy = pytypes.FunctionType(func.__code__, glb, name, func.__defaults__,
+                                func.__closure__)
     copy.__qualname__ = name
-    copy.__doc__ = _drive.__doc__
+    copy.__doc__ = func.__doc__
     return copy
 
 
@@ -685,7 +697,9 @@ def kernels(kind):
         with _LOCK:
             k = _KERNELS.get(kind)
             if k is None:
-                fn = KINDS[kind]
-                k = _KERNELS[kind] = (njit(parallel=True, **_JIT)(_copy(kind, fn, "_parallel")),
-                                      njit(**_JIT)(_copy(kind, fn, "_serial")))
+                cols = njit(**_JIT)(_copy(_cols, f"_cols_{kind}", _box=KINDS[kind]))
+                k = _KERNELS[kind] = tuple(
+                    njit(parallel=parallel, **_JIT)(
+                        _copy(_drive, f"_drive_{kind}_{build}", _columns=cols))
+                    for parallel, build in ((True, "parallel"), (False, "serial")))
     return k
