@@ -538,6 +538,9 @@ def test_inputs_are_not_written():
 
 # ------------------------------------------------------------------ memory: no (N, V) array
 def _traced_peak(fn):
+    """tracemalloc's peak over one call of ``fn``, after an untraced call: the first call
+    may compile a numba kernel, whose Python objects tracemalloc would count."""
+    fn()
     tracemalloc.start()
     tracemalloc.reset_peak()
     try:
