@@ -276,7 +276,8 @@ def test_explain(tmp_path):
     assert "dL/dz = softmax(z) - t" in out
     assert loss.formula not in out and "\\" not in out
     assert "prediction:  logits" in out
-    assert re.search(r"^\s+label_smoothing\s+0\.0\s*$", out, re.M)
+    # each option's default and, from the docstring's Parameters section, its meaning
+    assert re.search(r"^\s+label_smoothing\s+0\.0\s+Mix the target with the uniform", out, re.M)
     assert re.search(r"^\s+reduction\s+'mean'", out, re.M)
     assert re.search(r"^\s+ignore_index\s+None", out, re.M)
     assert "when to use:" in out and "references:" in out

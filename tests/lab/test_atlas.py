@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 import losskit as lk
-from losskit.lab.atlas import (Series, _divergence_curve, _ticks, formula_png,
-                           loss_curve_or_reason, svg_plot)
+from losskit.lab.atlas import Series, _ticks, formula_png, svg_plot
+from losskit.lab.plots import loss_curve_or_reason
 from losskit.cli import main
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -224,13 +224,14 @@ def test_divergence_curve_against_the_formula():
         pytest.skip("kl_divergence is not in the catalog")
     curve, reason = loss_curve_or_reason(names["kl_divergence"])
     assert curve is not None, reason
-    # the atlas's own two-class picture (used where losskit.lab.plots has none)
-    curve = _divergence_curve(names["kl_divergence"])
-    q = np.exp(curve.x)  # x is log q_0; the target is (0.8, 0.2)
-    expected = 0.8 * np.log(0.8 / q) + 0.2 * np.log(0.2 / (1.0 - q))
+    # x is log q_0 of q = (q_0, (1 - q_0)/2, (1 - q_0)/2); the target is (0.6, 0.2, 0.2)
+    q0 = np.exp(curve.x)
+    q1 = (1.0 - q0) / 2
+    expected = 0.6 * np.log(0.6 / q0) + 2 * 0.2 * np.log(0.2 / q1)
     np.testing.assert_allclose(curve.value, expected, rtol=1e-10, atol=1e-12)
-    # the partial derivative in log q_0 of sum p (log p - log q) is -p_0
-    np.testing.assert_allclose(curve.grad, -0.8, rtol=1e-12)
+    # d/dx of that along the curve: -0.6 + 0.4 q_0 / (1 - q_0)
+    np.testing.assert_allclose(curve.grad, -0.6 + 0.4 * q0 / (1.0 - q0), rtol=1e-9,
+                               atol=1e-12)
 
 
 def test_no_curve_reason_for_boxes():

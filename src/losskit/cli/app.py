@@ -413,6 +413,14 @@ def _usage_lines(loss, width: int) -> list[str]:
     return [call] + _wrap_to(args + ")", width, "      ")
 
 
+def option_notes(loss) -> dict[str, str]:
+    """``{option: the first sentence of its meaning}`` from the loss's docstring (the
+    atlas and the documentation site read the same Parameters section)."""
+    from ..core.docstrings import first_sentence, parameter_notes
+
+    return {k: first_sentence(v) for k, v in parameter_notes(type(loss).__doc__).items()}
+
+
 def _explanation(loss, width: int = 80) -> list[str]:
     from ..core.loss import REDUCTIONS
 
@@ -437,7 +445,8 @@ def _explanation(loss, width: int = 80) -> list[str]:
     out += ["", "options (keyword-only) and defaults:"]
     rows = [("reduction", repr("mean"), "one of " + ", ".join(REDUCTIONS)),
             ("sample_weight", "None", "non-negative weight per example")]
-    rows += [(k, repr(v), "") for k, v in info["options"].items()]
+    notes = option_notes(loss)
+    rows += [(k, repr(v), _plain(notes.get(k, ""))) for k, v in info["options"].items()]
     out += ["  " + line for line in _table(("option", "default", "note"), rows,
                                            width=width - 2, wrap=(1, 2))[2:]]
     out += ["", "when to use:"] + _wrap_to(loss.when_to_use, width, "  ")
@@ -465,12 +474,12 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     print("\n".join(_explanation(loss, _terminal_width())), flush=True)
     if plot is None:
         return 0
-    from ..lab.plots import PlotUnavailable, loss_curve, plot_loss_curve
+    from ..lab.plots import loss_curve_or_reason, plot_loss_curve
 
-    try:
-        curve = loss_curve(loss)
-    except PlotUnavailable as exc:
-        print(f"\nplot skipped: {exc}. Nothing was written to {plot}.", file=sys.stderr)
+    curve, reason = loss_curve_or_reason(loss)
+    if curve is None:
+        print(f"\nplot skipped: no curve for {loss.name}: {reason}. Nothing was written "
+              f"to {plot}.", file=sys.stderr)
         return 0
     if _missing("matplotlib"):
         print(f"losskit explain: error: --plot needs matplotlib: {_INSTALL_DEMO}",

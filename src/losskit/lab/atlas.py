@@ -272,69 +272,9 @@ def _formula_block(title: str, tex: str, css_id: str) -> str:
 
 
 # ----------------------------------------------------------------------------- curves
-@dataclass(frozen=True)
-class _Curve:
-    x: np.ndarray
-    value: np.ndarray
-    grad: np.ndarray
-    xlabel: str
-    ylabel: str
-    setting: str
-
-
-def _divergence_curve(loss) -> _Curve:
-    """Two classes, target distribution (0.8, 0.2); the first entry of the prediction moves."""
-    num = 401
-    target = np.tile([0.8, 0.2], (num, 1))
-    pred_kind = loss.prediction.lower()
-    options = loss.option_defaults()
-    if "logit" in pred_kind:
-        x = np.linspace(-6.0, 6.0, num)
-        pred = np.column_stack([x, np.zeros(num)])
-        if options.get("target_is_logits", False):
-            target = np.log(target)  # teacher logits (ln 0.8, ln 0.2): softmax (0.8, 0.2)
-        xlabel = "logit of class 0 (2 classes; the other logit 0)"
-    elif "log-prob" in pred_kind and options.get("log_prediction", True):
-        q = np.linspace(0.005, 0.995, num)
-        x = np.log(q)
-        pred = np.column_stack([x, np.log1p(-q)])
-        xlabel = "log-probability of class 0 (2 classes; class 1 gets the rest)"
-    else:
-        q = np.linspace(0.005, 0.995, num)
-        x = q
-        pred = np.column_stack([q, 1.0 - q])
-        xlabel = "probability of class 0 (2 classes; class 1 gets the rest)"
-    if options.get("log_target", False):
-        target = np.log(target)
-    value = np.asarray(loss(pred, target, reduction="none"), dtype=np.float64)
-    grad = np.asarray(loss.grad(pred, target, reduction="sum"), dtype=np.float64)[:, 0]
-    if value.shape != x.shape:
-        raise ValueError(f"one value per example was expected, got shape {value.shape}")
-    return _Curve(x, value, grad, xlabel, "\u2202 loss / \u2202 (class 0's entry)",
-                  "2 classes, target distribution (0.8, 0.2)")
-
-
-def loss_curve_or_reason(loss) -> tuple[_Curve | None, str]:
-    """The curve the atlas draws for ``loss``, or ``(None, why there is none)``."""
-    from .plots import PlotUnavailable, loss_curve
-
-    try:
-        c = loss_curve(loss)
-        return _Curve(c.x, c.value, c.grad, c.xlabel, c.ylabel, c.setting), ""
-    except PlotUnavailable as exc:
-        reason = str(exc)
-    prefix = f"no curve for {loss.name}: "
-    if reason.startswith(prefix):
-        reason = reason[len(prefix):]
-    if loss.family == "divergence":
-        try:
-            return _divergence_curve(loss), ""
-        except (TypeError, ValueError) as exc:
-            reason = f"the two-class example was rejected ({exc})"
-    return None, reason
-
-
 def _curve_block(loss) -> tuple[str, bool]:
+    from .plots import loss_curve_or_reason
+
     curve, reason = loss_curve_or_reason(loss)
     if curve is None:
         return (f'<p class="nocurve"><strong>No curve.</strong> {_e(_capital(reason))}.</p>',
@@ -375,9 +315,9 @@ def _inline(text: str) -> str:
 
 
 def _summary(loss) -> str:
-    doc = (type(loss).__doc__ or "").strip()
-    para = doc.split("\n\n")[0]
-    return " ".join(para.split())
+    from ..core.docstrings import summary
+
+    return summary(type(loss).__doc__)
 
 
 def _no_urls(text: str) -> str:
@@ -386,6 +326,7 @@ def _no_urls(text: str) -> str:
 
 
 def _loss_article(loss) -> tuple[str, bool]:
+    from ..core.docstrings import first_sentence, parameter_notes
     from ..core.loss import REDUCTIONS
 
     info = loss.info()
@@ -401,9 +342,11 @@ def _loss_article(loss) -> tuple[str, bool]:
     ]
     options = [("reduction", repr("mean"), "one of " + ", ".join(REDUCTIONS)),
                ("sample_weight", "None", "non-negative weight per example")]
-    options += [(k, repr(v), "") for k, v in info["options"].items()]
+    notes = parameter_notes(type(loss).__doc__)
+    options += [(k, repr(v), first_sentence(notes.get(k, "")))
+                for k, v in info["options"].items()]
     rows = "".join(f"<tr><td><code>{_e(k)}</code></td><td><code>{_e(v)}</code></td>"
-                   f"<td>{_e(n)}</td></tr>" for k, v, n in options)
+                   f"<td>{_inline(n)}</td></tr>" for k, v, n in options)
     curve, has_curve = _curve_block(loss)
     refs = ""
     if info["references"]:

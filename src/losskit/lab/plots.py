@@ -22,6 +22,7 @@ __all__ = [
     "PlotUnavailable",
     "LossCurve",
     "loss_curve",
+    "loss_curve_or_reason",
     "plot_loss_curve",
     "plot_learning_curves",
     "plot_saturation",
@@ -244,6 +245,23 @@ def loss_curve(loss: Any, *, num: int = 401) -> LossCurve:
     if tangent is not None:
         ylabel = "d loss / dx along the curve"
     return LossCurve(loss.name, x, value, grad, xlabel, setting, ylabel)
+
+
+def loss_curve_or_reason(loss: Any, *, num: int = 401) -> tuple[LossCurve | None, str]:
+    """``(loss_curve(loss), "")``, or ``(None, why there is none)``: the one place that
+    decides which losses have a curve, for ``losskit explain --plot``, the atlas and the
+    documentation site's per-loss pages.
+
+    >>> import losskit as lk
+    >>> loss_curve_or_reason(lk.iou_loss)[1].startswith("its prediction is boxes")
+    True
+    """
+    try:
+        return loss_curve(loss, num=num), ""
+    except PlotUnavailable as exc:
+        reason = str(exc)
+    prefix = f"no curve for {loss.name}: "
+    return None, reason[len(prefix):] if reason.startswith(prefix) else reason
 
 
 def plot_loss_curve(curve: LossCurve, path) -> str:

@@ -423,7 +423,7 @@ inner_ratio : float, optional
 
 
 def _doc(cls):
-    cls.__doc__ = cls.__doc__.replace("{boxes}", _COMMON).replace("{inner}", _INNER)
+    cls.__doc__ = cls.__doc__.replace("{boxes}", _COMMON).replace("{inner_option}", _INNER)
     return cls
 
 
@@ -504,7 +504,7 @@ class GIoULoss(_BoxLoss):
     Parameters
     ----------
     {boxes}
-    {inner}
+    {inner_option}
     {common_parameters}
 
     Returns
@@ -587,7 +587,7 @@ class DIoULoss(_BoxLoss):
     Parameters
     ----------
     {boxes}
-    {inner}
+    {inner_option}
     {common_parameters}
 
     Returns
@@ -659,7 +659,7 @@ class CIoULoss(_BoxLoss):
     Parameters
     ----------
     {boxes}
-    {inner}
+    {inner_option}
     stop_gradient : bool, default True
         Treat the trade-off :math:`\alpha` as a constant in the gradient, as the paper's
         analysis and torchvision (``torch.no_grad()``) do. ``False`` differentiates
@@ -777,7 +777,7 @@ class EIoULoss(_BoxLoss):
     Parameters
     ----------
     {boxes}
-    {inner}
+    {inner_option}
     {common_parameters}
 
     Returns
@@ -941,7 +941,7 @@ class SIoULoss(_BoxLoss):
     {boxes}
     theta : float, default 4
         Exponent :math:`\theta \ge 1` of the shape cost (the paper uses 2 to 6, and 4).
-    {inner}
+    {inner_option}
     {common_parameters}
 
     Returns
@@ -1208,7 +1208,7 @@ class MPDIoULoss(_BoxLoss):
     image_size : (float, float)
         Width and height :math:`(W, H)` of the input image, the normaliser of the corner
         distances. Required.
-    {inner}
+    {inner_option}
     {common_parameters}
 
     Returns

@@ -207,7 +207,7 @@ class Contrastive(_EmbeddingLoss):
 
     Parameters
     ----------
-    x1, x2 : floating arrays of shape (N, D), (D,) or (*, D)
+    x1, x2 : floating arrays of shape ``(N, D)``, ``(D,)`` or ``(*, D)``
         The two embeddings of each pair (the same dtype); the embedding is the last axis.
     target : array of shape (N,) (the embeddings' shape without the last axis)
         1 for a similar pair, 0 for a dissimilar one (bool, integer or floating).
@@ -332,7 +332,7 @@ class TripletMargin(_EmbeddingLoss):
 
     Parameters
     ----------
-    anchor, positive, negative : floating arrays of shape (N, D), (D,) or (*, D)
+    anchor, positive, negative : floating arrays of shape ``(N, D)``, ``(D,)`` or ``(*, D)``
         Embeddings along the last axis, all of one shape and dtype.
     margin : float, default 1
         :math:`m > 0` (PyTorch rejects :math:`m \le 0` too).
@@ -593,7 +593,7 @@ class CosineEmbedding(_EmbeddingLoss):
 
     Parameters
     ----------
-    x1, x2 : floating arrays of shape (N, D), (D,) or (*, D)
+    x1, x2 : floating arrays of shape ``(N, D)``, ``(D,)`` or ``(*, D)``
         Embeddings along the last axis (same shape and dtype).
     target : array of shape (N,) (the embeddings' shape without the last axis)
         1 for a similar pair, -1 for a dissimilar one.

@@ -269,7 +269,7 @@ class _OverlapLoss(Loss):
 
 
 _SHARED_DOC = """\
-prediction : floating array of shape (N, C, *spatial), (N, *spatial, C) or (N, *spatial)
+prediction : floating array, ``(N, C, *spatial)``, ``(N, *spatial, C)`` or ``(N, *spatial)``
     Probabilities in [0, 1] (a sigmoid or softmax output), or logits with ``from_logits``.
     Axis 0 is the batch: each example is scored on its own.
 target : array
