@@ -46,7 +46,8 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "sources.md", "**.ipynb_checkpoints", "auto_examples/*.py",
-                    "auto_examples/*.ipynb", "auto_examples/*.zip", "auto_examples/*.json"]
+                    "auto_examples/*.ipynb", "auto_examples/*.zip", "auto_examples/*.json",
+                    "sg_execution_times.rst", "auto_examples/sg_execution_times.rst"]
 templates_path = ["_templates"]
 
 # --- API reference ---------------------------------------------------------------------
@@ -74,6 +75,8 @@ sphinx_gallery_conf = {
     "matplotlib_animations": False,
     "show_memory": False,
     "plot_gallery": "True",
+    # the timing pages load jQuery and DataTables from a CDN: the site loads nothing remote
+    "write_computation_times": False,
 }
 
 # --- HTML ------------------------------------------------------------------------------
