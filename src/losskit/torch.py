@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 from typing import Any
 
 import array_api_compat
@@ -59,14 +58,16 @@ __all__ = ["Loss", "call"]
 # ----------------------------------------------------------------------------- the losses
 # the operator takes strings, tensors and numbers; a loss object is named by a key
 _LOSSES: dict[str, _Loss] = {}
-_LOCK = threading.Lock()
 
 
+@torch._dynamo.assume_constant_result
 def _key(loss: _Loss) -> str:
+    """The operator's name for ``loss``, registered on first use (kept alive: the key stays
+    valid). Under ``torch.compile`` Dynamo runs this at trace time and puts the string in the
+    graph: a traced dict store would be replayed only after the graph, too late for the
+    operator's fake implementation, which looks the loss up while tracing."""
     key = f"{loss.name}@{id(loss):x}"
-    if key not in _LOSSES:
-        with _LOCK:
-            _LOSSES[key] = loss  # kept alive: the key stays valid
+    _LOSSES.setdefault(key, loss)  # one atomic store under the GIL
     return key
 
 
@@ -388,7 +389,8 @@ class Loss(torch.nn.Module):
     torch.Size([2, 2])
     """
 
-    def __init__(self, loss: _Loss, *, reduction: str = "mean", **options):
+    def __init__(self, loss: _Loss, *, reduction: str = "mean", validate: bool = True,
+                 **options):
         super().__init__()
         if not isinstance(loss, _Loss):
             raise TypeError(f"`loss` must be a losskit loss (such as lk.mse); got "
@@ -401,16 +403,21 @@ class Loss(torch.nn.Module):
         from .core.validation import check_choice
 
         check_choice("reduction", reduction, REDUCTIONS)
+        if not isinstance(validate, bool):
+            raise TypeError(f"`validate` must be True or False; got {validate!r}")
         self.loss = loss
         self.reduction = reduction
+        self.validate = validate
         self.options = dict(options)
 
     def forward(self, *arrays, sample_weight=None, **options):
         return self.loss(*arrays, reduction=self.reduction, sample_weight=sample_weight,
-                         **{**self.options, **options})
+                         validate=self.validate, **{**self.options, **options})
 
     def extra_repr(self) -> str:
         parts = [self.loss.name, f"reduction={self.reduction!r}"]
+        if not self.validate:
+            parts.append("validate=False")
         parts += [f"{k}={v!r}" for k, v in self.options.items()]
         return ", ".join(parts)
 

@@ -248,6 +248,36 @@ def test_compile_fullgraph_equals_eager(case):
             torch.testing.assert_close(b.grad, a.grad)
 
 
+@pytest.mark.slow
+def test_compile_fullgraph_as_the_first_call_of_a_fresh_process(tmp_path):
+    """The first losskit call of a process inside ``torch.compile(fullgraph=True)``: the
+    adapter is imported and the loss registered while Dynamo traces. Against
+    ``F.cross_entropy`` and its autograd."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "first_call.py"
+    script.write_text(
+        "import torch, torch.nn.functional as F, losskit as lk\n"
+        "torch.manual_seed(0)\n"
+        "z = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)\n"
+        "y = torch.randint(0, 5, (8,))\n"
+        "f = torch.compile(lambda a, b: lk.softmax_cross_entropy(a, b, label_smoothing=0.1),"
+        " fullgraph=True)\n"
+        "v = f(z, y)\n"
+        "v.backward()\n"
+        "r = z.detach().clone().requires_grad_()\n"
+        "ref = F.cross_entropy(r, y, label_smoothing=0.1)\n"
+        "ref.backward()\n"
+        "torch.testing.assert_close(v, ref)\n"
+        "torch.testing.assert_close(z.grad, r.grad)\n"
+        "print('closed form:', type(v.grad_fn).__name__)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "closed form:" in proc.stdout
+
+
 @pytest.mark.parametrize("name", ["softmax_cross_entropy", "sigmoid_binary_cross_entropy",
                                   "mse", "huber"])
 def test_vmap_grad_per_sample_gradients_equal_a_loop(name):
@@ -328,6 +358,22 @@ def test_module_criterion_in_place_of_cross_entropy_loss():
         lkt.Loss(lk.mse, reduction="avg")
     with pytest.raises(TypeError, match="losskit loss"):
         lkt.Loss(torch.nn.MSELoss())
+
+
+def test_module_criterion_passes_validate():
+    bad = torch.tensor([0.5, 1.5])  # a probability target above 1
+    z = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(ValueError, match="target"):
+        lkt.Loss(lk.sigmoid_binary_cross_entropy)(z, bad)
+    crit = lkt.Loss(lk.sigmoid_binary_cross_entropy, validate=False)
+    assert repr(crit) == "Loss(sigmoid_binary_cross_entropy, reduction='mean', validate=False)"
+    # unchecked, as the loss's own validate=False: NaN for the bad target, never a number
+    assert torch.isnan(crit(z, bad))
+    good = torch.tensor([0.25, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(crit(z, good).detach(),
+                               F.binary_cross_entropy_with_logits(z.detach(), good))
+    with pytest.raises(TypeError, match="validate"):
+        lkt.Loss(lk.mse, validate="no")
 
 
 @pytest.mark.slow

@@ -71,13 +71,28 @@ def fast_path_for(loss_type: type) -> Callable[..., Any] | None:
 
 
 # ----------------------------------------------------------------------- framework adapters
-#: the adapter module of each framework whose arrays get closed-form autodiff rules, by the
-#: top-level package of the array's type. Named, not imported: an adapter sits above the
-#: losses and is imported on the first call with one of its arrays (``import losskit``
-#: stays free of torch). The adapter module defines ``call(loss, arrays, reduction,
-#: sample_weight, options, want, wrt, out, validate)``.
-FRAMEWORK_ADAPTERS: dict[str, str] = {"torch": "losskit.torch", "jax": "losskit.jax",
-                                      "jaxlib": "losskit.jax"}
+def _torch_adapter():
+    from .. import torch as adapter  # a literal import: torch.compile traces it
+
+    return adapter.call
+
+
+def _jax_adapter():
+    from .. import jax as adapter
+
+    return adapter.call
+
+
+#: the loader of the adapter of each framework whose arrays get closed-form autodiff rules,
+#: by the top-level package of the array's type. An adapter sits above the losses and is
+#: imported on the first call with one of its arrays (``import losskit`` stays free of
+#: torch). The adapter module defines ``call(loss, arrays, reduction, sample_weight,
+#: options, want, wrt, out, validate)``. The loaders use ``import`` statements, not
+#: ``importlib``: a first call inside ``torch.compile(fullgraph=True)`` imports the adapter
+#: while Dynamo traces, and Dynamo follows an ``import`` statement but refuses
+#: ``importlib.import_module``.
+FRAMEWORK_ADAPTERS: dict[str, Callable[[], Callable[..., Any]]] = {
+    "torch": _torch_adapter, "jax": _jax_adapter, "jaxlib": _jax_adapter}
 _HOOKS: dict[str, Callable[..., Any]] = {}
 
 
@@ -86,7 +101,5 @@ def framework_hook(prediction) -> Callable[..., Any] | None:
     root = type(prediction).__module__.partition(".")[0]
     hook = _HOOKS.get(root)
     if hook is None and root in FRAMEWORK_ADAPTERS:
-        import importlib
-
-        hook = _HOOKS[root] = importlib.import_module(FRAMEWORK_ADAPTERS[root]).call
+        hook = _HOOKS[root] = FRAMEWORK_ADAPTERS[root]()
     return hook
