@@ -16,7 +16,11 @@ requires) hands that saved gradient to autograd: the backward is
 * ``torch.compile(fullgraph=True)`` sees one opaque operator (no graph break: the checks
   run inside it, on real tensors), and ``torch.func.grad``/``vmap`` work (per-sample
   gradients: ``vmap(grad(f))``);
-* double backward raises a clear error (the gradient is closed-form, not a graph).
+* what would need second derivatives or forward mode raises a clear error, never a
+  silent zero: a second backward through a gradient taken with ``create_graph=True`` (a
+  gradient penalty), nested ``torch.func.grad``/``jacrev``, ``torch.func.jvp``,
+  ``jacfwd``, ``hessian`` and forward-AD dual tensors (the gradient is closed-form, not
+  a graph).
 
 CPU tensors (float32/float64/float16) go to the NumPy engines zero-copy
 (``tensor.numpy()`` views in, ``torch.from_numpy`` out: the fused kernels of
@@ -42,6 +46,7 @@ graph is recorded) from the same operator; ``out=`` may be a leaf that requires 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from typing import Any
 
@@ -222,6 +227,41 @@ torch.library.register_vmap(_value_and_grad, _vmap_rule)
 
 
 # ----------------------------------------------------------------------------- autograd
+def _first_order(backward):
+    """``once_differentiable`` with losskit's message, also where no input requires grad.
+
+    The backward runs without recording a graph. Under ``create_graph=True`` (a gradient
+    penalty, ``torch.autograd.grad`` of a gradient) torch's own ``once_differentiable``
+    marks the gradients only when the upstream gradient requires grad; for ``loss.backward``
+    it does not, and the gradient came back detached: a penalty on it would add nothing,
+    silently. Here every gradient returned under ``create_graph=True`` carries a node that
+    raises this error if anything differentiates it again."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *args):
+        with torch.no_grad():
+            outputs = backward(ctx, *args)
+        if not torch.is_grad_enabled() or all(o is None for o in outputs):
+            return outputs
+        name = ctx.args[0].rpartition("@")[0]
+        err = torch._C._functions.DelayedError(
+            (f"losskit: the backward of {name} is its closed-form first derivative; "
+             "differentiating that gradient again (create_graph=True and a second backward, "
+             "gradient penalties, torch.func.hessian) needs second derivatives, which "
+             "losskit does not provide yet. Use a PyTorch loss for that term."
+             ).encode(), len(outputs))
+
+        def fake_requires_grad(t):
+            if t is not None:
+                t = t.detach()
+                t.requires_grad = True
+            return t
+
+        return err(*[fake_requires_grad(t) for t in outputs])
+
+    return wrapper
+
+
 class _ClosedForm(torch.autograd.Function):
     """The operator as an autograd node whose backward is the saved closed-form gradient."""
 
@@ -247,7 +287,7 @@ class _ClosedForm(torch.autograd.Function):
             ctx.save_for_backward(*output[1:])
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @_first_order
     def backward(ctx, grad_value, *unused):
         key, options, reduction, wrt, validate, present = ctx.args
         slot = {s: i for i, s in enumerate(present)}
@@ -264,6 +304,47 @@ class _ClosedForm(torch.autograd.Function):
         for i, g in zip(wrt, grads):
             result[slot[i]] = g
         return (None,) * 7 + tuple(result)
+
+
+def _refuse_unrecorded_derivatives(name: str, want: str, inputs) -> None:
+    """Refuse, with the reason, the transforms that would differentiate what losskit does
+    not record, which would otherwise come back as a zero derivative, silently:
+
+    * forward mode (``torch.func.jvp``, ``jacfwd``, ``hessian``, dual tensors of
+      ``torch.autograd.forward_ad``): the operator has no forward-mode rule (a custom
+      ``jvp`` would keep Dynamo from tracing the autograd function);
+    * ``torch.func.grad`` of ``torch.func.grad`` (``jacrev`` of ``jacrev``): the inner
+      backward is the closed-form first derivative; a derivative of it is second order;
+    * ``.grad()``/``.value_and_grad()`` under ``torch.func.grad``: their gradient is a
+      plain tensor, not a graph.
+
+    One call into functorch's interpreter stack (and, inside a forward-AD level, a look
+    at the inputs' tangents); skipped under ``torch.compile``, whose tracing has no such
+    levels."""
+    stack = torch._C._functorch.get_interpreter_stack() or ()
+    kinds = [level.key() for level in stack]
+    types = torch._C._functorch.TransformType
+    dual = torch.autograd.forward_ad._current_level >= 0 and any(
+        torch.autograd.forward_ad.unpack_dual(t).tangent is not None for t in inputs)
+    if types.Jvp in kinds or dual:
+        raise NotImplementedError(
+            f"losskit: forward-mode differentiation (torch.func.jvp, jacfwd, hessian, "
+            f"forward_ad dual tensors) of {name} is not supported: losskit's autograd rule "
+            "is the closed-form reverse-mode gradient. Use backward(), torch.func.grad, "
+            "vjp or jacrev.")
+    n_grad = kinds.count(types.Grad)
+    if want == "value" and n_grad >= 2:
+        raise NotImplementedError(
+            f"losskit: {name} under nested torch.func.grad/jacrev: the inner backward is "
+            "losskit's closed-form first derivative, and a derivative of it needs second "
+            "derivatives, which losskit does not provide yet. Use a PyTorch loss for "
+            "second-order terms.")
+    if want != "value" and n_grad >= 1:
+        raise NotImplementedError(
+            f"losskit: {name}.grad()/.value_and_grad() under torch.func.grad/jacrev: the "
+            "gradient they return is a plain tensor (no graph is recorded), and a "
+            "derivative of it needs second derivatives, which losskit does not provide "
+            f"yet. For the first derivative, differentiate {name}(...) itself.")
 
 
 def _is_one(grad_value) -> bool:
@@ -331,6 +412,8 @@ def call(loss: _Loss, arrays, reduction, sample_weight, options, want, wrt, out,
     text, tensor_options = _encode(opts, _as_tensor(sample_weight, pred)
                                    if sample_weight is not None else None)
     key = _key(loss)
+    if not torch.compiler.is_compiling():
+        _refuse_unrecorded_derivatives(loss.name, want, inputs)
 
     if want == "value":
         diff = [i for i in present if names[i] in loss.differentiable]

@@ -301,15 +301,6 @@ def _single_grad(loss, z, t):
     return z.grad
 
 
-def test_double_backward_does_not_give_a_silent_second_derivative():
-    z = torch.randn(3, dtype=torch.float64, requires_grad=True)
-    (g,) = torch.autograd.grad(lk.mse(z, torch.zeros(3, dtype=torch.float64)), z,
-                               create_graph=True)
-    assert not g.requires_grad  # a constant: differentiating it again raises
-    with pytest.raises(RuntimeError):
-        g.sum().backward()
-
-
 # ------------------------------------------------------------------ validate=
 def test_validation_runs_on_eager_cpu_calls_and_validate_false_skips_it():
     z = torch.randn(3, 4, requires_grad=True)
@@ -336,6 +327,57 @@ def test_validation_runs_on_eager_cpu_calls_and_validate_false_skips_it():
                                F.binary_cross_entropy_with_logits(z.detach(), good))
     with pytest.raises(TypeError, match="validate"):
         lk.mse(z, z.detach(), validate="no")
+
+
+# ------------------------------------------------------------------ second order: refused
+def test_create_graph_gives_the_gradient_and_refuses_a_second_backward():
+    """A gradient penalty on losskit's gradient would need its second derivative: the
+    second backward raises, rather than adding zero silently."""
+    torch.manual_seed(4)
+    z = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 1, 2, 0])
+    (g,) = torch.autograd.grad(lk.softmax_cross_entropy(z, y), z, create_graph=True)
+    z2 = z.detach().clone().requires_grad_()
+    (g_ref,) = torch.autograd.grad(F.cross_entropy(z2, y), z2)
+    torch.testing.assert_close(g.detach(), g_ref)  # first order: unchanged
+    assert g.requires_grad  # not silently detached
+    with pytest.raises(RuntimeError, match="second derivatives"):
+        (g ** 2).sum().backward()
+
+
+def test_nested_func_grad_and_forward_mode_are_refused():
+    x = torch.randn(3, dtype=torch.float64)
+    t = torch.zeros(3, dtype=torch.float64)
+
+    def f(b):
+        return lk.mse(b, t)
+
+    # one level works (the gradient of the mean squared error: 2 (x - t) / n)
+    torch.testing.assert_close(torch.func.grad(f)(x), 2 * x / 3)
+    with pytest.raises(NotImplementedError, match="nested torch.func.grad"):
+        torch.func.grad(lambda a: torch.func.grad(f)(a).sum())(x)
+    with pytest.raises(NotImplementedError, match="nested torch.func.grad"):
+        torch.func.jacrev(torch.func.jacrev(f))(x)
+    # forward mode: refused, rather than a tangent of zero
+    ones = torch.ones(3, dtype=torch.float64)
+    with pytest.raises(NotImplementedError, match="forward-mode"):
+        torch.func.jvp(f, (x,), (ones,))
+    with pytest.raises(NotImplementedError, match="forward-mode"):
+        torch.func.jacfwd(f)(x)
+    with pytest.raises(NotImplementedError, match="forward-mode"):
+        torch.func.hessian(f)(x)
+    fwAD = torch.autograd.forward_ad
+    with fwAD.dual_level():
+        with pytest.raises(NotImplementedError, match="forward-mode"):
+            f(fwAD.make_dual(x, ones))
+        f(x)  # no tangent: a plain call
+    # .grad() returns a plain tensor: differentiating it is refused too
+    with pytest.raises(NotImplementedError, match="plain tensor"):
+        torch.func.grad(lambda a: lk.mse.grad(a, t).sum())(x)
+    # vmap of .grad() (per-sample gradients) is not differentiation: it works
+    rows = torch.randn(4, 3, dtype=torch.float64)
+    torch.testing.assert_close(torch.func.vmap(lambda r: lk.mse.grad(r, t))(rows),
+                               2 * rows / 3)
 
 
 # ------------------------------------------------------------------ the nn.Module criterion
