@@ -56,6 +56,27 @@ from .losses.robust_regression import huber, log_cosh, pinball, quantile, smooth
 from .losses.brier_score import brier_score
 
 from .core import __version__
+from .core import dispatch as _dispatch
+
+
+# The framework adapters, imported on the first call with one of their arrays (never here:
+# `import losskit` stays free of torch and jax). The package wires them into core's
+# dispatch, since core sits below the adapters.
+def _torch_adapter():
+    from . import torch as adapter
+
+    return adapter.call
+
+
+def _jax_adapter():
+    from . import jax as adapter
+
+    return adapter.call
+
+
+_dispatch.register_framework_adapter("torch", _torch_adapter)
+_dispatch.register_framework_adapter("jax", _jax_adapter)
+_dispatch.register_framework_adapter("jaxlib", _jax_adapter)
 
 __all__ = [
     "Loss",

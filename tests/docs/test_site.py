@@ -1,7 +1,7 @@
 """The documentation site: built with the README's command, read as a user reads it.
 
 One build per test session (``sphinx-build -W --keep-going -b html docs OUT``: warnings
-are errors), into a temporary folder. Then:
+are errors), from a copy of `docs/` and `examples/` into a temporary folder. Then:
 
 * static checks over every built page: a page per loss of ``lk.catalog()`` with its name as
   title, formula, options and plot (or the reason it has none); ``losses/index.html`` links
@@ -34,7 +34,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
-pytestmark = pytest.mark.slow  # one Sphinx build (about 30 s) and a browser
+# one Sphinx build (about 30 s) and a browser; one pytest-xdist worker builds it for all
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docs-site")]
 
 _DOCS_EXTRA = ("sphinx", "pydata_sphinx_theme", "numpydoc", "sphinx_gallery",
                "sphinx_copybutton", "myst_parser", "matplotlib")
@@ -59,10 +60,17 @@ def site(tmp_path_factory) -> Path:
         pytest.skip(f"the docs extra is not installed ({', '.join(missing)} missing): "
                     "pip install -e '.[docs]'")
     out = tmp_path_factory.mktemp("site")
+    # a private copy of the sources: the build writes generated pages next to them (the
+    # loss pages, the gallery), which must not race a build of the working tree or of
+    # another test worker
+    generated = shutil.ignore_patterns("_build", "losses", "generated", "auto_examples",
+                                       "sg_execution_times.rst", "__pycache__")
+    shutil.copytree(DOCS, out / "docs", ignore=generated)
+    shutil.copytree(ROOT / "examples", out / "examples", ignore=generated)
     html, doctrees = out / "html", out / "doctrees"
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html",
-         "-d", str(doctrees), str(DOCS), str(html)],
+         "-d", str(doctrees), str(out / "docs"), str(html)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
         env={**os.environ, "PYTHONWARNINGS": ""})
     log = proc.stdout + proc.stderr

@@ -21,7 +21,7 @@ import os
 from typing import Any, Callable
 
 __all__ = ["ENABLED", "env_flag", "register_fast_path", "fast_path_for", "framework_hook",
-           "FRAMEWORK_ADAPTERS"]
+           "register_framework_adapter", "FRAMEWORK_ADAPTERS"]
 
 
 def env_flag(name: str) -> bool:
@@ -71,29 +71,24 @@ def fast_path_for(loss_type: type) -> Callable[..., Any] | None:
 
 
 # ----------------------------------------------------------------------- framework adapters
-def _torch_adapter():
-    from .. import torch as adapter  # a literal import: torch.compile traces it
-
-    return adapter.call
-
-
-def _jax_adapter():
-    from .. import jax as adapter
-
-    return adapter.call
-
-
 #: the loader of the adapter of each framework whose arrays get closed-form autodiff rules,
-#: by the top-level package of the array's type. An adapter sits above the losses and is
-#: imported on the first call with one of its arrays (``import losskit`` stays free of
-#: torch). The adapter module defines ``call(loss, arrays, reduction, sample_weight,
-#: options, want, wrt, out, validate)``. The loaders use ``import`` statements, not
+#: by the top-level package of the array's type (``"torch"``, ``"jax"``, ``"jaxlib"``).
+#: A loader returns the adapter's ``call(loss, arrays, reduction, sample_weight, options,
+#: want, wrt, out, validate)``. An adapter sits above the losses, so core does not import
+#: it: the package's ``__init__`` registers the loaders (:func:`register_framework_adapter`)
+#: and each imports its adapter on the first call with one of its arrays (``import
+#: losskit`` stays free of torch). The loaders use ``import`` statements, not
 #: ``importlib``: a first call inside ``torch.compile(fullgraph=True)`` imports the adapter
 #: while Dynamo traces, and Dynamo follows an ``import`` statement but refuses
 #: ``importlib.import_module``.
-FRAMEWORK_ADAPTERS: dict[str, Callable[[], Callable[..., Any]]] = {
-    "torch": _torch_adapter, "jax": _jax_adapter, "jaxlib": _jax_adapter}
+FRAMEWORK_ADAPTERS: dict[str, Callable[[], Callable[..., Any]]] = {}
 _HOOKS: dict[str, Callable[..., Any]] = {}
+
+
+def register_framework_adapter(root: str, loader: Callable[[], Callable[..., Any]]) -> None:
+    """Route arrays whose type lives in package ``root`` to ``loader()``'s ``call``."""
+    FRAMEWORK_ADAPTERS[root] = loader
+    _HOOKS.pop(root, None)
 
 
 def framework_hook(prediction) -> Callable[..., Any] | None:
