@@ -247,3 +247,31 @@ def test_linear_cross_entropy_under_grad_needs_no_more_memory_than_its_closed_fo
         h @ w.T, y).mean(), argnums=(0, 1)))
     assert by_grad <= closed * 1.05 + (1 << 20)
     assert by_grad < naive / 4  # the N x V logits are never held
+
+
+# ------------------------------------------------------------------ second order
+def test_hessian_and_grad_of_grad_equal_optax():
+    """The custom_vjp rules are jnp code, which JAX differentiates again: second
+    derivatives through losskit equal those through Optax's losses."""
+    z = jax.random.normal(jax.random.PRNGKey(0), (3, 4), dtype=jnp.float64)
+    y = jnp.array([0, 2, 1])
+    t = jnp.array([[0.0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 1, 1]])
+
+    def ours_ce(a):
+        return lk.softmax_cross_entropy(a, y)
+
+    def optax_ce(a):
+        return optax.softmax_cross_entropy_with_integer_labels(a, y).mean()
+
+    def ours_focal(a):
+        return lk.sigmoid_focal_loss(a, t, gamma=2.0, alpha=0.25, reduction="sum")
+
+    def optax_focal(a):
+        return optax.sigmoid_focal_loss(a, t, alpha=0.25, gamma=2.0).sum()
+
+    for ours, theirs in ((ours_ce, optax_ce), (ours_focal, optax_focal)):
+        np.testing.assert_allclose(jax.hessian(ours)(z), jax.hessian(theirs)(z),
+                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(
+            jax.grad(lambda a: jnp.sum(jax.grad(ours)(a) ** 2))(z),
+            jax.grad(lambda a: jnp.sum(jax.grad(theirs)(a) ** 2))(z), rtol=1e-10, atol=1e-12)

@@ -34,8 +34,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
-# one Sphinx build (about 30 s) and a browser; one pytest-xdist worker builds it for all
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docs-site")]
+pytestmark = pytest.mark.slow  # one Sphinx build (about 30 s) and a browser
 
 _DOCS_EXTRA = ("sphinx", "pydata_sphinx_theme", "numpydoc", "sphinx_gallery",
                "sphinx_copybutton", "myst_parser", "matplotlib")
@@ -55,11 +54,33 @@ def _chromium() -> str | None:
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory) -> Path:
+    """The built site. Under pytest-xdist the workers share one build: the first to get
+    here builds it, under a lock, into the run's common temporary folder; the others wait
+    for it and read it."""
+    import fcntl
+
     missing = _missing_docs_extra()
     if missing:
         pytest.skip(f"the docs extra is not installed ({', '.join(missing)} missing): "
                     "pip install -e '.[docs]'")
-    out = tmp_path_factory.mktemp("site")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this run
+    out = root / "docs-site"
+    with open(root / "docs-site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (out / "built").is_file():
+                shutil.rmtree(out, ignore_errors=True)
+                out.mkdir()
+                _build(out)
+                (out / "built").write_text("ok")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return out / "html"
+
+
+def _build(out: Path) -> None:
     # a private copy of the sources: the build writes generated pages next to them (the
     # loss pages, the gallery), which must not race a build of the working tree or of
     # another test worker
@@ -77,7 +98,6 @@ def site(tmp_path_factory) -> Path:
     assert proc.returncode == 0, log[-4000:]
     assert "build succeeded" in log
     assert not re.search(r"\bWARNING\b", log), log[-4000:]
-    return html
 
 
 # --------------------------------------------------------------------------- HTML parsing
