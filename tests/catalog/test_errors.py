@@ -238,12 +238,27 @@ def test_probability_prediction_out_of_range_points_to_the_logits_loss(name, oth
         loss_of(name).grad(low, target)
 
 
-def test_nll_loss_positive_log_probability_is_a_value_error():
-    pred, labels = VALID["nll_loss"]()
-    with pytest.raises(ValueError, match=r"^`prediction` must lie in \[-inf, 0\]; it has values "
-                       r"above 0 \(max 0\.5\): nll_loss expects log-probabilities .*pass logits "
-                       r"to softmax_cross_entropy$"):
-        lk.nll_loss(np.where(pred == pred.max(), 0.5, pred), labels)
+@pytest.mark.parametrize("fast", [True, False], ids=["fused", "generic"])
+def test_nll_loss_accepts_any_real_log_input_as_pytorch_does(fast):
+    """PyTorch's nll_loss (and Optax) define the loss on any real input: a positive entry
+    is not an error, and the value and gradient are PyTorch's."""
+    from losskit.core import dispatch
+
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    pred = rng.normal(size=(6, 5)) * 3.0  # logits, not log-probabilities: half positive
+    labels = rng.integers(0, 5, size=6)
+    z = torch.tensor(pred, requires_grad=True)
+    ref = torch.nn.functional.nll_loss(z, torch.as_tensor(labels))
+    ref.backward()
+    saved = dispatch.ENABLED
+    dispatch.ENABLED = fast
+    try:
+        value, grad = lk.nll_loss.value_and_grad(pred, labels)
+    finally:
+        dispatch.ENABLED = saved
+    np.testing.assert_allclose(value, ref.item(), rtol=1e-15)
+    np.testing.assert_allclose(grad, z.grad.numpy(), rtol=1e-15)
 
 
 @pytest.mark.parametrize("name", SOFT_CLASS)

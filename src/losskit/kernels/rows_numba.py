@@ -163,12 +163,11 @@ def softmax_ce_row(z, t, has_t, label, w, cw, par, g, f):
 
 @njit(**_JIT)
 def nll_row(z, t, has_t, label, w, cw, par, g, f):
-    """NLL of log-probabilities: -sum_c a_c z_c; gradient -a. Checks z <= 0."""
+    """NLL of log-probabilities (any real value): -sum_c a_c z_c; gradient -a. Checks
+    the target only."""
     k = z.shape[0]
     eps = par[0]
     bad = False
-    for j in range(k):
-        bad |= z[j] > 0
     if has_t:
         for j in range(k):
             bad |= _outside(t[j], 0, 1)
@@ -314,14 +313,13 @@ def kl_row(z, t, has_t, label, w, cw, par, g, f):
         for j in range(k):  # then the gradient, and the domain checks
             lq = z[j]
             p = t[j]
-            bad |= (lq > 0) | _outside(p, 0, 1)  # outside: the generic path answers
+            bad |= _outside(p, 0, 1)  # outside: the generic path answers
             g[j] = p * fl if lq == lq else lq
         return v, int(bad)
     for j in range(k):
         zj = z[j]
         tj = t[j]
-        if log_pred:
-            bad |= zj > 0
+        if log_pred:  # any real log q
             log_q = float(zj)
         else:
             bad |= _outside(zj, 0, 1)

@@ -450,7 +450,9 @@ class NLLLoss(Loss):
     Parameters
     ----------
     prediction : floating array of shape (N, ..., K, ...)
-        Log-probabilities (values <= 0).
+        Log-probabilities. Any real value is accepted, as PyTorch's ``nll_loss`` and
+        Optax do: the loss is linear in its input and reads only the entries the target
+        selects (a log-softmax output is <= 0; nothing checks it, and nothing needs to).
     {target_doc}
     {common_parameters}
 
@@ -490,9 +492,6 @@ class NLLLoss(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad, axis=-1, class_weight=None,
                  ignore_index=None, label_smoothing=0.0):
         xp = ctx.xp
-        check_in_range(xp, "prediction", prediction, -_INF, 0.0,
-                       hint="nll_loss expects log-probabilities (<= 0); pass logits to "
-                            "softmax_cross_entropy")
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
         if ct.labels is None:

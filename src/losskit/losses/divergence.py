@@ -81,8 +81,10 @@ class KLDivergence(Loss):
     Parameters
     ----------
     prediction : floating array of shape (N, ..., K, ...)
-        The model's :math:`\log q` (values <= 0, ``-inf`` allowed), or :math:`q` itself in
-        [0, 1] with ``log_prediction=False``.
+        The model's :math:`\log q`, or :math:`q` itself in [0, 1] with
+        ``log_prediction=False``. In log space any real value (and ``-inf``) is accepted,
+        as PyTorch's ``kl_div`` and Optax's ``kl_divergence`` do: the value and the
+        gradient :math:`-p` are defined for every :math:`\log q`.
     target : floating array of the same shape
         The reference :math:`p` in [0, 1], or :math:`\log p` (<= 0) with
         ``log_target=True``.
@@ -161,11 +163,7 @@ class KLDivergence(Loss):
         log_target = _bool("log_target", log_target)
         ax, expand = _class_axis(ctx, prediction, axis)
         t = self._real_target(ctx, prediction, target)
-        if log_prediction:
-            check_in_range(xp, "prediction", prediction, -_INF, 0.0,
-                           hint="kl_divergence expects log-probabilities by default (pass "
-                                "log_softmax of the logits, or log_prediction=False for "
-                                "probabilities)")
+        if log_prediction:  # any real log q (PyTorch's and Optax's convention)
             log_q = prediction
         else:
             check_in_range(xp, "prediction", prediction, 0.0, 1.0,
