@@ -183,6 +183,33 @@ def _value_and_grad(key: str, inputs: list[torch.Tensor], tensor_options: list[t
     return _run(key, inputs, tensor_options, options, reduction, wrt, validate, present)
 
 
+def _plain_eager(inputs, tensor_options) -> bool:
+    """Whether nothing traces or transforms this call: no ``torch.compile``, no
+    ``torch.func`` transform, no dispatch or function mode (``make_fx``, FakeTensor,
+    ``torch.device`` contexts), plain tensors only (no functorch wrapper left over from a
+    finished transform)."""
+    wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+    return (not torch.compiler.is_compiling()
+            and torch._C._len_torch_dispatch_stack() == 0
+            and not torch._C._is_torch_function_mode_enabled()
+            and not torch._C._functorch.get_interpreter_stack()
+            and all(type(t) is torch.Tensor and not wrapped(t)
+                    for t in (*inputs, *tensor_options)))
+
+
+def _operator(key, inputs, tensor_options, options, reduction, wrt, validate, present):
+    """The operator ``losskit::value_and_grad``, or, in plain eager mode, its body.
+
+    The operator is what ``torch.compile``, ``torch.func`` and fake tensors need. Called
+    eagerly it costs about 0.1-0.2 ms per call in the custom op's Python dispatch (an
+    ``inspect`` signature bind and a redispatch on every call), a multiple of a small
+    loss's own time; eager calls on plain tensors run the same body directly."""
+    if _plain_eager(inputs, tensor_options):
+        return _run(key, inputs, tensor_options, options, reduction, wrt, validate, present)
+    return _value_and_grad(key, inputs, tensor_options, options, reduction, wrt, validate,
+                           present)
+
+
 @_value_and_grad.register_fake
 def _value_and_grad_fake(key, inputs, tensor_options, options, reduction, wrt, validate,
                          present):
@@ -269,9 +296,9 @@ class _ClosedForm(torch.autograd.Function):
 
     @staticmethod
     def forward(key, tensor_options, options, reduction, wrt, validate, present, *inputs):
-        return tuple(_value_and_grad(key, list(inputs), tensor_options, options,
-                                     reduction, [] if reduction == "none" else wrt, validate,
-                                     present))
+        return tuple(_operator(key, list(inputs), tensor_options, options,
+                               reduction, [] if reduction == "none" else wrt, validate,
+                               present))
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -304,6 +331,11 @@ class _ClosedForm(torch.autograd.Function):
         for i, g in zip(wrt, grads):
             result[slot[i]] = g
         return (None,) * 7 + tuple(result)
+
+
+#: ``torch.autograd.Function.apply`` without its per-call signature binding (plain eager
+#: calls only: torch.compile and torch.func go through ``_ClosedForm.apply``)
+_C_APPLY = super(torch.autograd.Function, _ClosedForm).apply
 
 
 def _refuse_unrecorded_derivatives(name: str, want: str, inputs) -> None:
@@ -368,7 +400,7 @@ def _none_backward(key, inputs, tensor_options, options, wrt, present, grad_valu
     rest = opts
     text, tensors = _encode(rest, weight)
     text = text[:-1] + ", '__vjp__': True}"  # the weights are a cotangent: any sign
-    out = _value_and_grad(key, inputs, tensors, text, "sum", wrt, False, present)
+    out = _operator(key, inputs, tensors, text, "sum", wrt, False, present)
     return out[1:]
 
 
@@ -419,11 +451,17 @@ def call(loss: _Loss, arrays, reduction, sample_weight, options, want, wrt, out,
         diff = [i for i in present if names[i] in loss.differentiable]
         need = torch.is_grad_enabled() and any(tensors[i].requires_grad for i in diff)
         if not need:
-            return _value_and_grad(key, inputs, tensor_options, text, reduction, [],
-                                   validate, present)[0]
+            return _operator(key, inputs, tensor_options, text, reduction, [],
+                             validate, present)[0]
         wrt_idx = [i for i in diff if tensors[i].requires_grad]
-        return _ClosedForm.apply(key, tensor_options, text, reduction, wrt_idx, validate,
-                                 present, *inputs)[0]
+        apply = _ClosedForm.apply
+        if _plain_eager(inputs, tensor_options):
+            # Function.apply binds its arguments with inspect.signature on every call
+            # (for functorch); eagerly, with every argument positional, the C apply
+            # under it does the same work
+            apply = _C_APPLY
+        return apply(key, tensor_options, text, reduction, wrt_idx, validate, present,
+                     *inputs)[0]
 
     wrt_names, as_tuple = loss._wrt_names(wrt)
     if "bias" in wrt_names and len(arrays) > 3 and arrays[3] is None and wrt != "all":
@@ -433,8 +471,8 @@ def call(loss: _Loss, arrays, reduction, sample_weight, options, want, wrt, out,
     wrt_idx = [i for i in wanted if i in present]
     detached = [t.detach() for t in inputs]
     with torch.no_grad():
-        result = _value_and_grad(key, detached, [t.detach() for t in tensor_options], text,
-                                 reduction, wrt_idx, validate, present)
+        result = _operator(key, detached, [t.detach() for t in tensor_options], text,
+                           reduction, wrt_idx, validate, present)
     value, grads = result[0], dict(zip(wrt_idx, result[1:]))
     gs = [grads.get(i) for i in wanted]
     if out is not None:

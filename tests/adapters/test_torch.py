@@ -7,6 +7,8 @@ losses, ``torch.autograd.gradcheck`` (finite differences), and loops against ``v
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -327,6 +329,27 @@ def test_validation_runs_on_eager_cpu_calls_and_validate_false_skips_it():
                                F.binary_cross_entropy_with_logits(z.detach(), good))
     with pytest.raises(TypeError, match="validate"):
         lk.mse(z, z.detach(), validate="no")
+
+
+def test_eager_calls_and_the_registered_operator_agree():
+    """Plain eager calls run the operator's body directly (no custom-op dispatch); inside a
+    torch function mode (``with torch.device(...)``) the registered operator runs. Same
+    numbers, same closed-form backward."""
+    torch.manual_seed(5)
+    y = torch.randint(0, 6, (7,))
+    results = []
+    for mode in (None, torch.device("cpu")):
+        z = torch.randn(7, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
+                        requires_grad=True)
+        with mode if mode is not None else contextlib.nullcontext():
+            v = lk.softmax_cross_entropy(z, y, label_smoothing=0.1)
+            assert type(v.grad_fn).__name__ == CLOSED_FORM
+            v.backward()
+            results.append((v.detach(), z.grad))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=0, atol=0)
+    ref = F.cross_entropy(z.detach(), y, label_smoothing=0.1)
+    torch.testing.assert_close(results[0][0], ref)
 
 
 # ------------------------------------------------------------------ second order: refused
