@@ -637,7 +637,8 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
         if diverging:
             errors.append(Finding(
                 "diverging", "error", onset(),
-                f"the training loss rose from {_g(s0)} to {_g(s_end)} (smoothed), "
+                f"the training loss rose from {_g(s0)} to {_g(s_end)} (moving medians "
+                f"over {w} steps; its first value was {_g(float(finite[0]))}), "
                 f"{_g(s_end / s0) + ' times' if s0 > 0 else 'far above'} its start"
                 + (", and then became non-finite" if first is not None else "")
                 + ": training is diverging",
@@ -696,9 +697,10 @@ def doctor(train_losses: Any, *, num_classes: int | None = None, val_losses: Any
                     and v_high - v_low > v_margin and t_end < at_min):
                 warnings.append(Finding(
                     "overfitting", "warning", vsteps[i_min],
-                    f"the validation loss reached its minimum {_g(v_low)} at step "
-                    f"{vsteps[i_min]} and rose to {_g(v_high)} "
-                    f"(+{(v_high - v_low) / vscale:.0%}, medians) while the training "
+                    f"the validation loss bottomed out at step {vsteps[i_min]} "
+                    f"({_g(v_low)}, the median around it; its lowest value "
+                    f"{_g(float(np.min(vfin)))}) and rose to {_g(v_high)} (the median at "
+                    f"the end, +{(v_high - v_low) / vscale:.0%}) while the training "
                     f"loss kept falling ({_g(at_min)} to {_g(t_end)}): the gap between "
                     "them is opening",
                     f"stop early: keep the parameters from step {vsteps[i_min]} (early "

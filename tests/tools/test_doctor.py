@@ -272,6 +272,18 @@ def test_overfitting_at_the_validation_minimum():
     assert report.ok  # a warning, not an error
 
 
+def test_messages_quote_the_raw_values_beside_the_medians():
+    """The smoothed levels are what the rules use; the messages also give the raw numbers
+    a reader finds in the history: the exact minimum of a noiseless U (0.6 at step 60) and
+    the first value of an exploding curve (2.3 e^0 = 2.3)."""
+    t = np.arange(200)
+    train = 2.3 * np.exp(-t / 30.0) + 0.01
+    (f,) = doctor(train, val_losses=_u_shaped())
+    assert f.code == "overfitting" and "its lowest value 0.6)" in f.message
+    (g,) = doctor(2.3 * np.exp(t / 20.0))
+    assert g.code == "diverging" and "its first value was 2.3)" in g.message
+
+
 def test_no_overfitting_when_training_loss_also_rises():
     val = _u_shaped()
     train = val - 0.1  # train follows val: no gap opening
