@@ -284,6 +284,17 @@ def test_messages_quote_the_raw_values_beside_the_medians():
     assert g.code == "diverging" and "its first value was 2.3)" in g.message
 
 
+def test_slow_learning_near_chance_is_not_called_no_learning():
+    rng = np.random.default_rng(12)
+    flat = np.log(10) + rng.normal(0, 0.01, 400)
+    (f,) = doctor(flat, num_classes=10)
+    assert f.code == "stuck_at_chance" and "no sign of learning" in f.message
+    falling = np.linspace(np.log(10), 2.22, 400) + rng.normal(0, 0.01, 400)
+    (g,) = doctor(falling, num_classes=10)
+    assert g.code == "stuck_at_chance"
+    assert "falling only slowly" in g.message and "no sign of learning" not in g.message
+
+
 def test_no_overfitting_when_training_loss_also_rises():
     val = _u_shaped()
     train = val - 0.1  # train follows val: no gap opening
