@@ -718,6 +718,37 @@ def test_sigmoid_binary_cross_entropy_torch():
          F.binary_cross_entropy_with_logits(*T(z, t), weight=T(w)))
 
 
+@pytest.mark.parametrize("shape", [(), (1,), (3,), (1, 3), (5, 3), (5, 1)])
+@pytest.mark.parametrize("fast", [True, False], ids=["fused", "generic"])
+def test_sigmoid_binary_cross_entropy_pos_weight_broadcasts_as_in_torch(shape, fast):
+    """PyTorch broadcasts ``pos_weight`` with the target: a scalar, (C,), (1, C), (N, C),
+    (N, 1). Value and gradient against its autograd, on both NumPy engines and on
+    tensors."""
+    from losskit.core import dispatch
+
+    r = rng(36)
+    z = 3 * r.normal(size=(5, 3))
+    t = r.uniform(size=(5, 3))
+    pw = r.uniform(0.5, 3.0, size=shape)
+    zt = torch.tensor(z, requires_grad=True)
+    ref = F.binary_cross_entropy_with_logits(zt, T(t), pos_weight=T(pw))
+    ref.backward()
+    ref = ref.detach()
+    saved = dispatch.ENABLED
+    dispatch.ENABLED = fast
+    try:
+        value, grad = lk.sigmoid_binary_cross_entropy.value_and_grad(z, t, pos_weight=pw)
+        same(value, ref)
+        same(grad, zt.grad)
+        ours = torch.tensor(z, requires_grad=True)
+        v = lk.sigmoid_binary_cross_entropy(ours, T(t), pos_weight=T(pw))
+        v.backward()
+        same(v.detach(), ref)
+        same(ours.grad, zt.grad)
+    finally:
+        dispatch.ENABLED = saved
+
+
 def test_sigmoid_binary_cross_entropy_keras(keras):
     r = rng(34)
     z = 10 * r.normal(size=(5, 3))

@@ -319,13 +319,13 @@ def test_negative_class_weight_is_a_value_error(name):
         loss_of(name)(pred, labels, class_weight=np.array([1.0, -0.5, 1.0]))
 
 
-@pytest.mark.parametrize("bad_shape", [(4,), (4, 3), (1, 3)])
+@pytest.mark.parametrize("bad_shape", [(4,), (3, 3), (2, 4, 3), (4, 2)])
 def test_pos_weight_of_the_wrong_shape_is_a_value_error(bad_shape):
     z = RNG.normal(size=(N, K))
     t = np.full((N, K), 0.5)
     shape = re.escape(str(bad_shape))
-    with pytest.raises(ValueError, match=rf"^`pos_weight` must be a scalar or one weight per "
-                       rf"class along the last axis of `prediction`, shape \(3,\); got {shape}$"):
+    with pytest.raises(ValueError, match=rf"^`pos_weight` must broadcast to the shape of "
+                       rf"`prediction` \(4, 3\) without changing it \(.*\); got {shape}$"):
         lk.sigmoid_binary_cross_entropy(z, t, pos_weight=np.ones(bad_shape))
 
 

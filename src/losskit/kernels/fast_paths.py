@@ -26,7 +26,7 @@ loss                                the fast path covers
 ``softmax_cross_entropy``           integer labels, class axis last, ``ignore_index``
                                     (``class_weight``, ``label_smoothing``, soft targets and
                                     ``sample_weight``: the row family, :mod:`.rows`)
-``sigmoid_binary_cross_entropy``    ``pos_weight`` (a number, or one per class)
+``sigmoid_binary_cross_entropy``    ``pos_weight`` (a number, or one per class; (1, K) too)
 ``mse``, ``l2_loss``, ``mae``       every call without ``sample_weight``
 ``sigmoid_focal_loss``              ``gamma`` and ``alpha`` plain numbers (``alpha=None``)
 ==================================  ==========================================================
@@ -431,13 +431,18 @@ def _softmax_ce_rows_numpy(gb, idx, yk, keep, s, shifted_y, scale, want_grad, va
 
 
 # --------------------------------------------------------------------------- sigmoid BCE
-def _pos_weight(pw, k, dt):
-    """``pos_weight`` as a float array of shape (1,) or (k,), or None when unusual."""
+def _pos_weight(pw, k, dt, ndim):
+    """``pos_weight`` as a float array of shape (1,) or (k,), or None when unusual (the
+    generic path takes any other broadcastable shape, such as (N, K) or (N, 1))."""
     if type(pw) in (int, float):
         arr = np.asarray(pw)
     elif type(pw) is np.ndarray or type(pw) in (list, tuple):
         arr = np.asarray(pw)
-        if arr.dtype.kind not in "biuf" or not (arr.ndim == 0 or arr.shape == (k,)):
+        if arr.dtype.kind not in "biuf" or arr.ndim > ndim:
+            return None  # the generic path says what is wrong
+        if arr.ndim > 1 and all(d == 1 for d in arr.shape[:-1]):
+            arr = arr.reshape(arr.shape[-1])  # (1, K) or (1, 1): the same weights
+        if not (arr.ndim == 0 or arr.shape == (k,) or arr.shape == (1,)):
             return None
     else:
         return None
@@ -456,7 +461,7 @@ def sigmoid_binary_cross_entropy(loss, arrays, reduction, sample_weight, opts, w
     k = z.shape[-1] if z.ndim else 1
     pw = opts["pos_weight"]
     if pw is not None:
-        pw = _pos_weight(pw, k, dt)
+        pw = _pos_weight(pw, k, dt, z.ndim)
         if pw is None:
             return NotImplemented
     nb = _nb()

@@ -598,6 +598,13 @@ class BinaryCrossEntropy(Loss):
         return Terms(value, grad if need_grad else None)
 
 
+def _broadcasts_into(small: tuple, shape: tuple) -> bool:
+    """Whether an array of shape ``small`` broadcasts to ``shape`` (and not beyond it)."""
+    if len(small) > len(shape):
+        return False
+    return all(a == 1 or a == b for a, b in zip(reversed(small), reversed(shape)))
+
+
 class SigmoidBinaryCrossEntropy(Loss):
     r"""Binary cross-entropy of logits, elementwise: exact for any logit, with ``pos_weight``.
 
@@ -607,9 +614,11 @@ class SigmoidBinaryCrossEntropy(Loss):
         Logits :math:`z`; the probability is :math:`\sigma(z)`.
     target : array of the same shape
         Targets in [0, 1] (n-hot for multi-label).
-    pos_weight : float or array of shape (K,), optional
-        Weight of the positive term, per class along the last axis (PyTorch's
-        ``pos_weight``): above 1 favours recall, below 1 precision.
+    pos_weight : float or array, optional
+        Weight of the positive term (PyTorch's ``pos_weight``): above 1 favours recall,
+        below 1 precision. A scalar, one weight per class along the last axis ``(K,)``, or
+        any shape that broadcasts to the prediction's without changing it, as PyTorch
+        allows: ``(1, K)``, ``(N, K)``, ``(N, 1)``.
     {common_parameters}
 
     Notes
@@ -660,11 +669,13 @@ class SigmoidBinaryCrossEntropy(Loss):
         if pos_weight is not None:
             pw = ctx.asarray(pos_weight, "pos_weight")
             check_numeric(xp, "pos_weight", pw, bool_ok=False)
-            k = prediction.shape[-1] if prediction.ndim else 1
-            if pw.ndim != 0 and tuple(pw.shape) != (k,):
+            shape = tuple(prediction.shape)
+            if not _broadcasts_into(tuple(pw.shape), shape):
                 raise ValueError(
-                    f"`pos_weight` must be a scalar or one weight per class along the last axis "
-                    f"of `prediction`, shape ({k},); got {tuple(pw.shape)}")
+                    f"`pos_weight` must broadcast to the shape of `prediction` {shape} "
+                    f"without changing it (a scalar, one weight per class along the last "
+                    f"axis, or a shape such as (1, K), (N, K), (N, 1)); got "
+                    f"{tuple(pw.shape)}")
             pw = xp.astype(pw, ctx.work)
             check_in_range(xp, "pos_weight", pw, 0.0, _INF, hint="weights must be non-negative")
             pos = t * pw
