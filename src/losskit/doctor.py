@@ -383,18 +383,20 @@ def _stuck_at_chance(x: np.ndarray, s: np.ndarray, steps: list, num_classes: int
         return None  # only passing through ln K
     t0 = _in_band_from(np.abs(s - chance) <= band, steps, m // 2)
     if num_classes is not None:
-        # inside the band, a fall larger than three standard errors of the two halves'
-        # medians is slow learning, not none
+        # inside the band, a fall between the two halves of the final stretch larger
+        # than three standard errors of their medians and than 0.1% of ln K is slow
+        # learning, not none
         half = tail // 2
         early = float(np.median(x[m - tail:m - tail + half]))
         late = float(np.median(x[m - tail + half:]))
-        margin = 3.0 * 1.2533 * _noise(x) * math.sqrt(2.0 / max(half, 1))
-        trend = (f"falling only slowly ({_g(early)} to {_g(late)}, medians of the two "
+        margin = max(3.0 * 1.2533 * _noise(x) * math.sqrt(2.0 / max(half, 1)),
+                     1e-3 * chance)
+        trend = (f", falling only slowly ({_g(early)} to {_g(late)}, medians of the two "
                  f"halves of the last {tail} steps): the model barely learns"
-                 if early - late > margin else "the model shows no sign of learning")
+                 if early - late > margin else ": the model shows no sign of learning")
         message = (f"the training loss stays at {_g(level)}, within {chance_tol:.0%} of "
                    f"ln {k} = {chance:.5g}, the loss of a uniform guess over {k} classes, "
-                   f"from step {t0} on, {trend}")
+                   f"from step {t0} on{trend}")
         advice = _STUCK_ADVICE
     else:
         message = (f"the training loss stays at {level:.6g} from step {t0} on, within "
