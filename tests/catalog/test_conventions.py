@@ -758,6 +758,23 @@ def test_sigmoid_binary_cross_entropy_keras(keras):
                bce(from_logits=True, dtype="float64"), t, z)
     keras_same(lk.sigmoid_binary_cross_entropy(z, t * 0.9 + 0.05),
                bce(from_logits=True, label_smoothing=0.1, dtype="float64"), t, z)
+    keras_same(lk.sigmoid_binary_cross_entropy(z, t, label_smoothing=0.1),
+               bce(from_logits=True, label_smoothing=0.1, dtype="float64"), t, z)
+
+
+def test_binary_label_smoothing_keras(keras):
+    """The ``label_smoothing`` option of the three binary losses is Keras's
+    ``t (1 - s) + s / 2``: BinaryCrossentropy on probabilities (away from Keras's 1e-7
+    clip) and BinaryFocalCrossentropy on logits (no class balancing: alpha=None)."""
+    r = rng(37)
+    z = 2 * r.normal(size=(5, 3))
+    y = 0.05 + 0.9 * r.uniform(size=(5, 3))
+    t = (r.uniform(size=(5, 3)) > 0.5).astype(float)
+    keras_same(lk.binary_cross_entropy(y, t, label_smoothing=0.2),
+               keras.losses.BinaryCrossentropy(label_smoothing=0.2, dtype="float64"), t, y)
+    focal = keras.losses.BinaryFocalCrossentropy(gamma=2.0, from_logits=True,
+                                                 label_smoothing=0.2, dtype="float64")
+    keras_same(lk.sigmoid_focal_loss(z, t, alpha=None, label_smoothing=0.2), focal, t, z)
 
 
 def test_sigmoid_binary_cross_entropy_optax(optax):

@@ -61,8 +61,8 @@ ALL = ELEMENTWISE + CLASS
 
 # the loss-specific keyword options each loss documents (the contract, written out here)
 OPTIONS = {
-    "mse": [], "l2_loss": [], "mae": [], "binary_cross_entropy": [],
-    "sigmoid_binary_cross_entropy": ["pos_weight"],
+    "mse": [], "l2_loss": [], "mae": [], "binary_cross_entropy": ["label_smoothing"],
+    "sigmoid_binary_cross_entropy": ["pos_weight", "label_smoothing", "ignore_index"],
     "hinge": ["margin"],
     "cross_entropy": ["axis", "class_weight", "ignore_index", "label_smoothing"],
     "softmax_cross_entropy": ["axis", "class_weight", "ignore_index", "label_smoothing"],

@@ -91,8 +91,8 @@ def test_divergence_losses_do_not_shadow_the_information_functions():
 
 
 def test_options_are_the_documented_ones():
-    assert list(sigmoid_focal_loss.option_defaults().items()) == [("gamma", 2.0),
-                                                                  ("alpha", 0.25)]
+    assert list(sigmoid_focal_loss.option_defaults().items()) == [
+        ("gamma", 2.0), ("alpha", 0.25), ("label_smoothing", 0.0), ("ignore_index", None)]
     assert softmax_focal_loss.option_defaults() == {
         "gamma": 2.0, "alpha": None, "axis": -1, "class_weight": None, "ignore_index": None}
     assert poly_loss.option_defaults() == {

@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-__all__ = ["ENABLED", "env_flag", "register_fast_path", "fast_path_for", "framework_hook",
+__all__ = ["ENABLED", "env_flag", "register_fast_path", "fast_path_for", "unless_set",
+           "framework_hook",
            "register_framework_adapter", "FRAMEWORK_ADAPTERS"]
 
 
@@ -47,6 +48,23 @@ def register_fast_path(loss_type: type, kernel: Callable[..., Any]) -> None:
     """
     _FAST_PATHS[loss_type] = kernel
     _RESOLVED.clear()
+
+
+def unless_set(kernel: Callable[..., Any], *names: str) -> Callable[..., Any]:
+    """``kernel`` for the calls in which the options ``names`` keep a default value
+    (``None``, ``0`` or ``False``); the others decline (``NotImplemented``) and take the
+    generic path. For options that a loss has and its fused kernel does not cover."""
+    import functools
+
+    @functools.wraps(kernel)
+    def covered(loss, arrays, reduction, sample_weight, options, want, out, **kw):
+        for name in names:
+            value = options.get(name)
+            if value is not None and not (type(value) in (int, float, bool) and value == 0):
+                return NotImplemented
+        return kernel(loss, arrays, reduction, sample_weight, options, want, out, **kw)
+
+    return covered
 
 
 def fast_path_for(loss_type: type) -> Callable[..., Any] | None:

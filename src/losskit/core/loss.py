@@ -49,8 +49,10 @@ from .validation import (
     check_choice,
     check_floating,
     check_in_range,
+    check_integer,
     check_numeric,
     check_same_shape,
+    check_scalar,
     deferred_checks,
     poison,
 )
@@ -247,6 +249,48 @@ class Loss:
         t = Loss._real_target(ctx, prediction, target, name=name)
         check_in_range(ctx.xp, name, t, 0.0, 1.0, hint="targets are probabilities")
         return t
+
+    @staticmethod
+    def _binary_target(ctx: Context, prediction, target, *, ignore_index=None,
+                       label_smoothing=0.0):
+        """The probability target of an elementwise binary loss, with two options:
+
+        * ``ignore_index``: target elements equal to it take no part (PyTorch's convention
+          for labels, used by segmentation code for masked pixels); returned as ``keep``,
+          a 0/1 array of the target's shape (``None`` without the option), which
+          :meth:`_drop_ignored` applies to the loss's terms;
+        * ``label_smoothing`` ``s``: Keras's binary smoothing
+          :math:`t (1 - s) + s / 2`, towards 1/2.
+
+        Returns ``(t, keep)``."""
+        xp = ctx.xp
+        s = check_scalar("label_smoothing", label_smoothing, lo=0.0, hi=1.0)
+        ignore_index = check_integer("ignore_index", ignore_index, loss=ctx.loss,
+                                     or_none=True)
+        keep = None
+        if ignore_index is not None:
+            raw = ctx.asarray(target, "target")
+            check_numeric(xp, "target", raw)
+            check_same_shape("prediction", prediction.shape, "target", raw.shape)
+            ignored = raw == ignore_index
+            target = xp.where(ignored, xp.zeros_like(raw), raw)
+            keep = xp.astype(~ignored, ctx.work)
+        t = Loss._probability_target(ctx, prediction, target)
+        if s:
+            t = t * (1.0 - s) + 0.5 * s
+        return t, keep
+
+    @staticmethod
+    def _drop_ignored(xp, terms: Terms, keep) -> Terms:
+        """``terms`` with the elements where ``keep`` is 0 removed from the value, the
+        gradient and the mean's denominator."""
+        if keep is None:
+            return terms
+        zero = xp.zeros_like(terms.value)
+        value = xp.where(keep > 0, terms.value, zero)
+        grad = None if terms.grad is None else xp.where(keep > 0, terms.grad,
+                                                        xp.zeros_like(terms.grad))
+        return Terms(value, grad, keep, terms.expand)
 
     # ------------------------------------------------------------------ public API
     def __call__(self, *arrays, reduction=None, sample_weight=None, validate=True, **options):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..core.dispatch import register_fast_path
+from ..core.dispatch import register_fast_path, unless_set
 from ..core.formula import Formula, isnan, log, where
 from ..kernels import fast_paths, pointwise, rows
 from ..core.loss import Loss, Terms, fill_doc, register
@@ -546,6 +546,8 @@ class BinaryCrossEntropy(Loss):
         Probabilities in [0, 1] (a sigmoid output).
     target : array of the same shape
         Targets in [0, 1] (hard 0/1 labels or soft).
+    label_smoothing : float in [0, 1], default 0
+        Keras's binary label smoothing: the target becomes :math:`t (1 - s) + s / 2`.
     {common_parameters}
 
     Notes
@@ -586,12 +588,12 @@ class BinaryCrossEntropy(Loss):
     )
     references = ("Bishop, Pattern Recognition and Machine Learning, 2006, eq. 4.90",)
 
-    def _compute(self, ctx, prediction, target, *, need_grad):
+    def _compute(self, ctx, prediction, target, *, need_grad, label_smoothing=0.0):
         xp = ctx.xp
         check_in_range(xp, "prediction", prediction, 0.0, 1.0,
                        hint="binary_cross_entropy expects probabilities; pass logits to "
                             "sigmoid_binary_cross_entropy")
-        t = self._probability_target(ctx, prediction, target)
+        t, _ = self._binary_target(ctx, prediction, target, label_smoothing=label_smoothing)
         # the clamp is the machine epsilon of the caller's dtype (float16's for a float16
         # input, computed in float32)
         value, grad = BINARY_CROSS_ENTROPY.on(xp)(prediction, t, ctx.eps)
@@ -619,6 +621,11 @@ class SigmoidBinaryCrossEntropy(Loss):
         below 1 precision. A scalar, one weight per class along the last axis ``(K,)``, or
         any shape that broadcasts to the prediction's without changing it, as PyTorch
         allows: ``(1, K)``, ``(N, K)``, ``(N, 1)``.
+    label_smoothing : float in [0, 1], default 0
+        Keras's binary label smoothing: the target becomes :math:`t (1 - s) + s / 2`.
+    ignore_index : int, optional
+        Target elements equal to it (``-100`` in segmentation code) take no part: no
+        value, no gradient, not counted by ``reduction="mean"``.
     {common_parameters}
 
     Notes
@@ -662,9 +669,11 @@ class SigmoidBinaryCrossEntropy(Loss):
     references = ("Goodfellow, Bengio, Courville, Deep Learning, 2016, sec. 6.2.2.2",)
 
 
-    def _compute(self, ctx, prediction, target, *, need_grad, pos_weight=None):
+    def _compute(self, ctx, prediction, target, *, need_grad, pos_weight=None,
+                 label_smoothing=0.0, ignore_index=None):
         xp = ctx.xp
-        t = self._probability_target(ctx, prediction, target)
+        t, keep = self._binary_target(ctx, prediction, target, ignore_index=ignore_index,
+                                      label_smoothing=label_smoothing)
         pos = t
         if pos_weight is not None:
             pw = ctx.asarray(pos_weight, "pos_weight")
@@ -684,7 +693,7 @@ class SigmoidBinaryCrossEntropy(Loss):
         value = (_weighted(xp, pos, _softplus(xp, -prediction))
                  + _weighted(xp, neg, _softplus(xp, prediction)))
         grad = (pos + neg) * _sigmoid(xp, prediction) - pos if need_grad else None
-        return Terms(value, grad)
+        return self._drop_ignored(xp, Terms(value, grad), keep)
 
 
 for _cls in (SoftmaxCrossEntropy, CrossEntropy, NLLLoss):
@@ -700,6 +709,8 @@ sigmoid_binary_cross_entropy = register(SigmoidBinaryCrossEntropy())
 register_fast_path(SoftmaxCrossEntropy, rows.softmax_cross_entropy)  # + the row family
 register_fast_path(NLLLoss, rows.nll_loss)
 register_fast_path(CrossEntropy, rows.cross_entropy)
-register_fast_path(SigmoidBinaryCrossEntropy, fast_paths.sigmoid_binary_cross_entropy)
-register_fast_path(BinaryCrossEntropy, pointwise.fast_path(
-    BINARY_CROSS_ENTROPY, {"eps": pointwise.machine_eps}, check=BINARY_CROSS_ENTROPY_OK))
+register_fast_path(SigmoidBinaryCrossEntropy, unless_set(
+    fast_paths.sigmoid_binary_cross_entropy, "label_smoothing", "ignore_index"))
+register_fast_path(BinaryCrossEntropy, unless_set(pointwise.fast_path(
+    BINARY_CROSS_ENTROPY, {"eps": pointwise.machine_eps}, check=BINARY_CROSS_ENTROPY_OK),
+    "label_smoothing"))

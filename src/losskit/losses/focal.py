@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from ..core.dispatch import register_fast_path
+from ..core.dispatch import register_fast_path, unless_set
 from ..kernels import fast_paths, rows
 from ..core.loss import Loss, Terms, fill_doc, register
 from .cross_entropy import CLASS_TARGET_DOC, class_target
@@ -125,6 +125,12 @@ class SigmoidFocalLoss(Loss):
         ``None`` or a negative number disables the weighting (:math:`\alpha_t = 1`),
         as torchvision's ``alpha >= 0`` test does; above 1 is an error (it would give the
         negatives a negative weight).
+    label_smoothing : float in [0, 1], default 0
+        Keras's binary label smoothing (``BinaryFocalCrossentropy``): the target becomes
+        :math:`t (1 - s) + s / 2`.
+    ignore_index : int, optional
+        Target elements equal to it (``-100`` in segmentation code) take no part: no
+        value, no gradient, not counted by ``reduction="mean"``.
     {common_parameters}
 
     Notes
@@ -194,7 +200,8 @@ class SigmoidFocalLoss(Loss):
                   "arXiv:1708.02002",)
 
 
-    def _compute(self, ctx, prediction, target, *, need_grad, gamma=2.0, alpha=0.25):
+    def _compute(self, ctx, prediction, target, *, need_grad, gamma=2.0, alpha=0.25,
+                 label_smoothing=0.0, ignore_index=None):
         xp = ctx.xp
         g = _gamma(gamma)
         a = None
@@ -203,7 +210,8 @@ class SigmoidFocalLoss(Loss):
                                hint="; None or a negative alpha disables the weighting")
             if a < 0:  # torchvision: alpha < 0 disables the weighting
                 a = None
-        t = self._probability_target(ctx, prediction, target)
+        t, keep = self._binary_target(ctx, prediction, target, ignore_index=ignore_index,
+                                      label_smoothing=label_smoothing)
         z = prediction
         lp = _log_sigmoid(xp, z)  # log p
         lq = _log_sigmoid(xp, -z)  # log (1 - p)
@@ -233,7 +241,7 @@ class SigmoidFocalLoss(Loss):
                 grad = weight * grad + focus
             if alpha_t is not None:
                 grad = alpha_t * grad
-        return Terms(value, grad)
+        return self._drop_ignored(xp, Terms(value, grad), keep)
 
 
 # ----------------------------------------------------------------------------- softmax
@@ -503,6 +511,7 @@ softmax_focal_loss = register(SoftmaxFocalLoss())
 poly_loss = register(PolyLoss())
 
 # fused NumPy kernels (losskit.kernels.fast_paths), consulted by the pipeline
-register_fast_path(SigmoidFocalLoss, fast_paths.sigmoid_focal_loss)
+register_fast_path(SigmoidFocalLoss, unless_set(fast_paths.sigmoid_focal_loss,
+                                              "label_smoothing", "ignore_index"))
 register_fast_path(SoftmaxFocalLoss, rows.softmax_focal_loss)
 register_fast_path(PolyLoss, rows.poly_loss)
