@@ -413,14 +413,6 @@ def _usage_lines(loss, width: int) -> list[str]:
     return [call] + _wrap_to(args + ")", width, "      ")
 
 
-def option_notes(loss) -> dict[str, str]:
-    """``{option: the first sentence of its meaning}`` from the loss's docstring (the
-    atlas and the documentation site read the same Parameters section)."""
-    from ..core.docstrings import first_sentence, parameter_notes
-
-    return {k: first_sentence(v) for k, v in parameter_notes(type(loss).__doc__).items()}
-
-
 def _explanation(loss, width: int = 80) -> list[str]:
     from ..core.loss import REDUCTIONS
 
@@ -445,7 +437,9 @@ def _explanation(loss, width: int = 80) -> list[str]:
     out += ["", "options (keyword-only) and defaults:"]
     rows = [("reduction", repr("mean"), "one of " + ", ".join(REDUCTIONS)),
             ("sample_weight", "None", "non-negative weight per example")]
-    notes = option_notes(loss)
+    from ..core.docstrings import option_notes
+
+    notes = option_notes(type(loss).__doc__)
     rows += [(k, repr(v), _plain(notes.get(k, ""))) for k, v in info["options"].items()]
     out += ["  " + line for line in _table(("option", "default", "note"), rows,
                                            width=width - 2, wrap=(1, 2))[2:]]

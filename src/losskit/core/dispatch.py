@@ -17,6 +17,7 @@ the generic kernels; tests switch the flag.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Callable
 
@@ -54,7 +55,6 @@ def unless_set(kernel: Callable[..., Any], *names: str) -> Callable[..., Any]:
     """``kernel`` for the calls in which the options ``names`` keep a default value
     (``None``, ``0`` or ``False``); the others decline (``NotImplemented``) and take the
     generic path. For options that a loss has and its fused kernel does not cover."""
-    import functools
 
     @functools.wraps(kernel)
     def covered(loss, arrays, reduction, sample_weight, options, want, out, **kw):

@@ -34,7 +34,8 @@ from __future__ import annotations
 import inspect
 import re
 
-__all__ = ["summary", "section", "parameter_notes", "parameter_types", "first_sentence"]
+__all__ = ["summary", "section", "parameter_notes", "parameter_types", "first_sentence",
+           "option_notes"]
 
 _HEADER = re.compile(r"^(\S[^\n]*)\n-{3,}[ \t]*$", re.MULTILINE)
 
@@ -93,3 +94,13 @@ def first_sentence(text: str) -> str:
     """Up to the first full stop followed by a space (or the whole text)."""
     m = re.search(r"(?<!\be\.g)(?<!\bi\.e)(?<!\bvs)\.(\s|$)", text)
     return text[:m.start() + 1] if m else text
+
+
+def option_notes(doc: str | None) -> dict[str, str]:
+    r"""``{name: the first sentence of its description}``: the short option notes of
+    ``losskit explain`` and the atlas.
+
+    >>> option_notes("Loss.\n\nParameters\n----------\nq : float\n    The level. In (0, 1).")
+    {'q': 'The level.'}
+    """
+    return {name: first_sentence(note) for name, note in parameter_notes(doc).items()}

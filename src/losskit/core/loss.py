@@ -269,9 +269,8 @@ class Loss:
                                      or_none=True)
         keep = None
         if ignore_index is not None:
-            raw = ctx.asarray(target, "target")
-            check_numeric(xp, "target", raw)
-            check_same_shape("prediction", prediction.shape, "target", raw.shape)
+            # converted once: the range check below runs on the work-dtype copy
+            raw = Loss._real_target(ctx, prediction, target)
             ignored = raw == ignore_index
             target = xp.where(ignored, xp.zeros_like(raw), raw)
             keep = xp.astype(~ignored, ctx.work)

@@ -326,7 +326,7 @@ def _no_urls(text: str) -> str:
 
 
 def _loss_article(loss) -> tuple[str, bool]:
-    from ..core.docstrings import first_sentence, parameter_notes
+    from ..core.docstrings import option_notes
     from ..core.loss import REDUCTIONS
 
     info = loss.info()
@@ -342,9 +342,8 @@ def _loss_article(loss) -> tuple[str, bool]:
     ]
     options = [("reduction", repr("mean"), "one of " + ", ".join(REDUCTIONS)),
                ("sample_weight", "None", "non-negative weight per example")]
-    notes = parameter_notes(type(loss).__doc__)
-    options += [(k, repr(v), first_sentence(notes.get(k, "")))
-                for k, v in info["options"].items()]
+    notes = option_notes(type(loss).__doc__)
+    options += [(k, repr(v), notes.get(k, "")) for k, v in info["options"].items()]
     rows = "".join(f"<tr><td><code>{_e(k)}</code></td><td><code>{_e(v)}</code></td>"
                    f"<td>{_inline(n)}</td></tr>" for k, v, n in options)
     curve, has_curve = _curve_block(loss)
