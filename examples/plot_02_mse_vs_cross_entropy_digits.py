@@ -23,22 +23,18 @@ rule to the weights is one matrix product.
 # %%
 # The data
 # --------
-# 1797 images ship with scikit-learn (no download). A stratified 75/25 split, and the
-# pixels standardised with the training set's mean and standard deviation.
+# 1797 images ship with scikit-learn (no download). ``losskit.lab.training.load_digits``
+# shuffles them with a seed, holds out 25% for testing, and standardises the pixels with
+# the training set's mean and standard deviation.
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 import losskit as lk
+from losskit.lab.training import load_digits
 
-X, y = load_digits(return_X_y=True)
-X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.25, random_state=0, stratify=y)
-scaler = StandardScaler().fit(X_train)
-X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
-num_classes = 10
+digits = load_digits(test_fraction=0.25, seed=0)
+X_train, X_test, y_train, y_test = digits.x_train, digits.x_test, digits.y_train, digits.y_test
+num_classes = digits.num_classes
 print(f"train {X_train.shape}, test {X_test.shape}, {num_classes} classes")
 
 # %%

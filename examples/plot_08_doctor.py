@@ -21,23 +21,18 @@ network on scikit-learn's digits, one healthy and three broken, and ask it.
 # %%
 # The data and the network
 # ------------------------
-# A 70/30 split of the digits, standardised. The network has one hidden layer of 64 ReLU
+# A 70/30 split of the digits, standardised (``losskit.lab.training.load_digits``). The network has one hidden layer of 64 ReLU
 # units; the forward and backward passes are written out in NumPy, and the loss and its
 # gradient with respect to the scores come from ``lk.softmax_cross_entropy.value_and_grad``.
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 import losskit as lk
+from losskit.lab.training import load_digits
 
-X, y = load_digits(return_X_y=True)
-X_train, X_val, y_train, y_val = train_test_split(
-    X, y, test_size=0.3, random_state=0, stratify=y)
-scaler = StandardScaler().fit(X_train)
-X_train, X_val = scaler.transform(X_train), scaler.transform(X_val)
-NUM_CLASSES = 10
+digits = load_digits(test_fraction=0.3, seed=0)
+X_train, X_val, y_train, y_val = digits.x_train, digits.x_test, digits.y_train, digits.y_test
+NUM_CLASSES = digits.num_classes
 
 
 def init_params(seed, hidden=64):
