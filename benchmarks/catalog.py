@@ -22,6 +22,8 @@ metric learning (row)               ``(65536, 128)`` embeddings (``margin_rankin
 overlap (dice, jaccard, tversky)    ``(16, 4, 128, 128)`` probabilities, one-hot masks
 boxes                               1M box pairs ``(1_000_000, 4)``, ``x2 > x1``, ``y2 > y1``
 linear_cross_entropy (matmul)       N 4096, d 256, V 8192 (+ bias), gradients of all three
+ranking (list)                      ``(4096, 64)``: 4096 lists of 64 items, grades 0..4
+sequence (ctc_loss)                 T 200, N 32, C 50, S 40 (``(T, N, C)`` log-probabilities)
 ==================================  ======================================================
 
 Contenders, all in **one process** with calls **interleaved** (repeat r calls every
@@ -151,7 +153,7 @@ def sizes(scale: float) -> dict:
 
     return {"pointwise": s(10_000_000, 1000), "rows": s(4096, 8), "classes": 1000,
             "overlap_n": s(16), "boxes": s(1_000_000, 64), "emb_n": s(65536, 16),
-            "emb_d": 128, "lce": (s(4096, 8), 256, 8192)}
+            "emb_d": 128, "lce": (s(4096, 8), 256, 8192), "rank_n": s(4096, 8)}
 
 
 # ---------------------------------------------------------------------------- the cases
@@ -261,6 +263,60 @@ def _gaussian(name, g, sz, small):
             "torch_src": "F.gaussian_nll_loss(full=False, eps=1e-6)"}
 
 
+@case("pseudo_huber", "msle", "mape")
+def _relative(name, g, sz, small):
+    shape = _pw(g, sz, small)
+    import torch
+
+    jax_fn, jax_src = None, ""
+    if name == "pseudo_huber":
+        y, t = g.normal(*shape), g.normal(*shape)
+
+        def tf(a, b):  # Charbonnier et al. 1994 (XGBoost reg:pseudohubererror), delta 1
+            d = a - b
+            return (torch.sqrt(1 + d * d) - 1).mean()
+        src = "written out (pseudo-Huber, delta 1)"
+    elif name == "msle":
+        y, t = g.uniform(0.0, 5.0, *shape), g.uniform(0.0, 5.0, *shape)
+
+        def tf(a, b):  # scikit-learn's mean_squared_log_error
+            return ((torch.log1p(a) - torch.log1p(b)) ** 2).mean()
+        src = "written out (log1p(y) - log1p(t))^2"
+    else:
+        y, t = g.uniform(0.5, 5.0, *shape), g.uniform(0.5, 5.0, *shape)
+        eps = 2.220446049250313e-16  # float64 machine epsilon, as scikit-learn
+
+        def tf(a, b):  # scikit-learn's mean_absolute_percentage_error
+            return (torch.abs(a - b) / torch.clamp(torch.abs(b), min=eps)).mean()
+        src = "written out (|y - t| / max(|t|, eps))"
+    return {"arrays": (y, t), "torch": tf, "torch_src": src, "jax": jax_fn,
+            "jax_src": jax_src, "kind": "pointwise"}
+
+
+@case("tweedie_deviance", "gamma_deviance")
+def _deviance(name, g, sz, small):
+    shape = _pw(g, sz, small)
+    import torch
+
+    r = g.normal(*shape, scale=0.5)
+    if name == "gamma_deviance":
+        t = g.uniform(0.1, 4.0, *shape)
+
+        def tf(a, b):  # McCullagh and Nelder: t/mu - log(t/mu) - 1, mu = exp(r)
+            return (b * torch.exp(-a) + a - torch.log(b) - 1).mean()
+        src = "written out (half Gamma deviance, log link)"
+    else:
+        t = g.uniform(0.0, 4.0, *shape)
+        p = 1.5
+
+        def tf(a, b):  # half Tweedie deviance, power 1.5, log link (scikit-learn's)
+            return (b ** (2 - p) / ((1 - p) * (2 - p)) - b * torch.exp((1 - p) * a) / (1 - p)
+                    + torch.exp((2 - p) * a) / (2 - p)).mean()
+        src = "written out (half Tweedie deviance, power 1.5, log link)"
+    return {"arrays": (r, t), "torch": tf, "torch_src": src, "jax": None, "jax_src": "",
+            "kind": "pointwise"}
+
+
 # ----- pointwise classification and margin
 @case("binary_cross_entropy", "sigmoid_binary_cross_entropy", "sigmoid_focal_loss", "hinge",
       "squared_hinge")
@@ -362,6 +418,78 @@ def _class_axis(name, g, sz, small):
     return out
 
 
+# ----- perceptrons, soft margins, hinge embedding, multi-label, FL*, generalized CE
+@case("perceptron", "soft_margin", "hinge_embedding", "asymmetric_loss",
+      "sigmoid_focal_loss_star")
+def _pointwise_margin_multilabel(name, g, sz, small):
+    shape = _pw(g, sz, small)
+    F = _F()
+    import torch
+
+    jax_fn, jax_src = None, ""
+    y = g.normal(*shape, scale=2.0)
+    if name == "perceptron":
+        t = g.signs(*shape)
+        tf, src = (lambda s, tt: torch.clamp(-tt * s, min=0.0).mean()), \
+            "written out (max(0, -t s))"
+        jax_fn = lambda a, b: _optax().losses.perceptron_loss(a, b).mean()  # noqa
+        jax_src = "optax.perceptron_loss(...).mean()"
+    elif name == "soft_margin":
+        t = g.signs(*shape)
+        tf, src = F.soft_margin_loss, "F.soft_margin_loss"
+    elif name == "hinge_embedding":
+        y = g.uniform(0.0, 2.0, *shape)
+        t = g.signs(*shape)
+        tf, src = F.hinge_embedding_loss, "F.hinge_embedding_loss"
+    elif name == "asymmetric_loss":
+        t = g.binary(*shape)
+
+        def tf(x, yy):  # Alibaba-MIIL/ASL losses.py AsymmetricLoss (4, 1, 0.05, 1e-8)
+            p = torch.sigmoid(x)
+            neg = (1 - p + 0.05).clamp(max=1)
+            loss = yy * torch.log(p.clamp(min=1e-8)) + (1 - yy) * torch.log(neg.clamp(min=1e-8))
+            pt = p * yy + neg * (1 - yy)
+            return (-loss * torch.pow(1 - pt, 1.0 * yy + 4.0 * (1 - yy))).mean()
+        src = "written out (Alibaba-MIIL/ASL AsymmetricLoss, weight not detached)"
+    else:  # sigmoid_focal_loss_star (gamma 1, no alpha)
+        t = g.binary(*shape)
+        tf = lambda z, tt: (-F.logsigmoid(z * (2 * tt - 1))).mean()  # noqa
+        src = "written out (fvcore sigmoid_focal_loss_star, gamma 1)"
+    return {"arrays": (y, t), "torch": tf, "torch_src": src, "jax": jax_fn,
+            "jax_src": jax_src, "kind": "pointwise"}
+
+
+@case("multiclass_perceptron", "generalized_cross_entropy", "multilabel_soft_margin",
+      "multilabel_margin")
+def _row_margin_multilabel(name, g, sz, small):
+    n, k = _rows(sz, small)
+    F = _F()
+    import torch
+
+    jax_fn, jax_src = None, ""
+    if name == "multiclass_perceptron":
+        z, y = g.normal(n, k), g.labels(n, k)
+        tf = lambda s, yy: (s.max(1).values - s.gather(1, yy[:, None])[:, 0]).mean()  # noqa
+        src = "written out (max_k s_k - s_y)"
+        jax_fn = lambda a, b: _optax().losses.multiclass_perceptron_loss(a, b).mean()  # noqa
+        jax_src = "optax.multiclass_perceptron_loss(...).mean()"
+    elif name == "generalized_cross_entropy":
+        z, y = g.softmax(n, k), g.labels(n, k)
+        tf = lambda p, yy: ((1 - p.gather(1, yy[:, None])[:, 0] ** 0.5) / 0.5).mean()  # noqa
+        src = "written out (Keras categorical_generalized_cross_entropy, q 0.5)"
+    elif name == "multilabel_soft_margin":
+        z, y = g.normal(n, k), g.binary(n, k)
+        tf, src = F.multilabel_soft_margin_loss, "F.multilabel_soft_margin_loss"
+    else:  # multilabel_margin: the generic kernel is O(N K^2); 64 classes keep it in memory
+        k = min(k, 64)
+        z = g.normal(n, k)
+        y = g.np.full((n, k), -1, dtype=g.np.int64)
+        y[:, :3] = g.rng.integers(0, k, size=(n, 3))
+        tf, src = F.multilabel_margin_loss, "F.multilabel_margin_loss (K = 64)"
+    return {"arrays": (z, y), "torch": tf, "torch_src": src, "jax": jax_fn,
+            "jax_src": jax_src, "kind": "row"}
+
+
 @case("kl_divergence", "softmax_kl_divergence", "js_divergence")
 def _divergence(name, g, sz, small):
     n, k = _rows(sz, small)
@@ -433,6 +561,81 @@ def _metric(name, g, sz, small):
         arrays, kind = (x1, x2, t), "pointwise"
     return {"arrays": arrays, "torch": tf, "torch_src": src, "jax": jax_fn,
             "jax_src": jax_src, "kind": kind}
+
+
+# ----- sequences
+@case("ctc_loss")
+def _ctc(name, g, sz, small):
+    import numpy as np
+
+    t, c, s = (20, 10, 5) if small else (200, 50, 40)
+    n = 4 if small else max(1, round(32 * sz["rows"] / 4096))  # 32 at --scale 1
+    lp = g.log_softmax(t, n, c)  # (T, N, C): PyTorch's layout
+    y = g.rng.integers(1, c, size=(n, s)).astype(np.int64)  # blank 0 never a label
+    tl = g.rng.integers(s // 2, s + 1, size=n).astype(np.int64)
+    il = g.rng.integers(t * 3 // 4, t + 1, size=n).astype(np.int64)  # 2 S + 1 <= T: feasible
+    F = _F()
+
+    def jf(z, yy, ii, tt):  # Optax: batch first, paddings 1.0; PyTorch's mean by hand
+        jnp = _jnp()
+        zp = (jnp.arange(t)[None, :] >= ii[:, None]).astype(z.dtype)
+        yp = (jnp.arange(s)[None, :] >= tt[:, None]).astype(z.dtype)
+        v = _optax().losses.ctc_loss(z, zp, jnp.where(yp > 0, 0, yy), yp)
+        return jnp.mean(v / jnp.maximum(tt, 1))
+    return {"arrays": (lp, y, il, tl), "torch": lambda a, yy, ii, tt: F.ctc_loss(a, yy, ii, tt),
+            "torch_src": "F.ctc_loss (mean: each sequence over its target length)",
+            "jax": jf, "jax_arrays": (np.ascontiguousarray(lp.transpose(1, 0, 2)), y, il, tl),
+            "jax_src": "optax.ctc_loss (N, T, C), paddings from the lengths", "kind": "sequence"}
+
+
+# ----- ranking
+@case("pairwise_logistic_loss", "lambdarank_loss", "ranking_softmax_loss", "listmle_loss")
+def _ranking(name, g, sz, small):
+    n, length = (32, 10) if small else (sz["rank_n"], 64)
+    import torch
+
+    F = _F()
+    s = g.normal(n, length)
+    y = g.rng.integers(0, 5, size=(n, length)).astype("float32")  # grades 0..4
+    jax_fn, jax_src = None, ""
+
+    def pairs(yy):
+        return (yy[:, :, None] > yy[:, None, :]).to(yy.dtype)
+
+    if name == "pairwise_logistic_loss":
+        def tf(ss, yy):  # Burges et al. 2005: sum over y_i > y_j of log(1 + e^-(s_i - s_j))
+            return (F.softplus(ss[:, None, :] - ss[:, :, None]) * pairs(yy)).sum((1, 2)).mean()
+        src = "written out (RankNet, Burges et al. 2005), L x L pairs"
+    elif name == "lambdarank_loss":
+        def tf(ss, yy):  # Burges 2010: |dNDCG_ij| (fixed) times the RankNet pair loss
+            with torch.no_grad():
+                pos = torch.empty_like(ss)
+                order = torch.argsort(-ss, dim=1, stable=True)
+                ranks = torch.arange(1, ss.shape[1] + 1, dtype=ss.dtype).expand_as(ss)
+                pos.scatter_(1, order, ranks)
+                gain = torch.exp2(yy) - 1
+                disc = 1 / torch.log2(1 + pos)
+                ideal = torch.sort(gain, dim=1, descending=True).values
+                idcg = (ideal / torch.log2(1 + ranks)).sum(1, keepdim=True)
+                w = ((gain[:, :, None] - gain[:, None, :]).abs()
+                     * (disc[:, :, None] - disc[:, None, :]).abs() / idcg[:, :, None])
+            return (F.softplus(ss[:, None, :] - ss[:, :, None]) * w * pairs(yy)).sum((1, 2)).mean()
+        src = "written out (LambdaRank, Burges 2010), L x L pairs"
+    elif name == "ranking_softmax_loss":
+        def tf(ss, yy):  # Cao et al. 2007 / Optax: -sum y log softmax(s)
+            return -(yy * F.log_softmax(ss, dim=1)).sum(1).mean()
+        src = "written out (-sum y log_softmax(s), as Optax)"
+        jax_fn = lambda a, b: _optax().losses.ranking_softmax_loss(a, b)  # noqa
+        jax_src = "optax.ranking_softmax_loss"
+    else:
+        def tf(ss, yy):  # Xia et al. 2008: Plackett-Luce NLL of the label-sorted order
+            order = torch.argsort(-yy, dim=1, stable=True)
+            so = torch.gather(ss, 1, order)
+            tail = torch.logcumsumexp(so.flip(1), dim=1).flip(1)
+            return (tail - so).sum(1).mean()
+        src = "written out (ListMLE, Xia et al. 2008), sort + logcumsumexp"
+    return {"arrays": (s, y), "torch": tf, "torch_src": src, "jax": jax_fn,
+            "jax_src": jax_src, "kind": "list"}
 
 
 # ----- overlap

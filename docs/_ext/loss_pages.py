@@ -30,6 +30,8 @@ FAMILY_TITLES = {
     "overlap": "Overlap (segmentation)",
     "boxes": "Bounding boxes",
     "metric_learning": "Metric learning",
+    "ranking": "Ranking (learning to rank)",
+    "sequence": "Sequences (CTC)",
 }
 COMMON_OPTIONS = ("reduction", "sample_weight", "validate")
 

@@ -33,11 +33,35 @@ from .losses.boxes import (
     siou_loss,
     wiou_loss,
 )
+from .losses.ctc import ctc_loss
 from .losses.divergence import js_divergence, kl_divergence, softmax_kl_divergence
-from .losses.focal import poly_loss, sigmoid_focal_loss, softmax_focal_loss
+from .losses.fenchel_young import (
+    make_fenchel_young_loss,
+    multiclass_sparsemax_loss,
+    sparsemax_loss,
+)
+from .losses.focal import poly_loss, sigmoid_focal_loss, sigmoid_focal_loss_star, softmax_focal_loss
+from .losses.noise_robust import generalized_cross_entropy
 from .losses.likelihood import gaussian_nll, poisson_nll
 from .losses.linear_cross_entropy import linear_cross_entropy
-from .losses.margin import hinge, multiclass_hinge, squared_hinge
+from .losses.margin import (
+    hinge,
+    hinge_embedding,
+    hinge_embedding_loss,
+    multiclass_hinge,
+    multiclass_perceptron,
+    perceptron,
+    soft_margin,
+    soft_margin_loss,
+    squared_hinge,
+)
+from .losses.multilabel import (
+    asymmetric_loss,
+    multilabel_margin,
+    multilabel_margin_loss,
+    multilabel_soft_margin,
+    multilabel_soft_margin_loss,
+)
 from .losses.metric_learning import (
     contrastive,
     contrastive_loss,
@@ -49,10 +73,26 @@ from .losses.metric_learning import (
     triplet_margin_loss,
 )
 from .losses.overlap import dice_loss, jaccard_loss, tversky_loss
+from .losses.ranking import (
+    lambdarank_loss,
+    listmle_loss,
+    listnet_loss,
+    pairwise_logistic_loss,
+    ranking_softmax_loss,
+    ranknet_loss,
+)
 from .penalties import elastic_net_penalty, l1_penalty, l2_penalty
 from .core.primitives import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, softplus
+from .core.primitives import sparsemax
 from .losses.regression import l2_loss, mae, mean_absolute_error, mean_squared_error, mse
-from .losses.robust_regression import huber, log_cosh, pinball, quantile, smooth_l1
+from .losses.robust_regression import huber, log_cosh, pinball, pseudo_huber, quantile, smooth_l1
+from .losses.relative_error import (
+    mape,
+    mean_absolute_percentage_error,
+    mean_squared_logarithmic_error,
+    msle,
+)
+from .losses.deviance import gamma_deviance, tweedie_deviance
 from .losses.brier_score import brier_score
 
 from .core import __version__
@@ -90,9 +130,16 @@ __all__ = [
     "mean_absolute_error",
     "huber",
     "smooth_l1",
+    "pseudo_huber",
     "log_cosh",
     "quantile",
     "pinball",
+    "msle",
+    "mean_squared_logarithmic_error",
+    "mape",
+    "mean_absolute_percentage_error",
+    "tweedie_deviance",
+    "gamma_deviance",
     "poisson_nll",
     "gaussian_nll",
     "cross_entropy",
@@ -110,6 +157,8 @@ __all__ = [
     "softmax_kl_divergence",
     "js_divergence",
     "brier_score",
+    "sparsemax_loss",
+    "multiclass_sparsemax_loss",
     "linear_cross_entropy",
     "dice_loss",
     "tversky_loss",
@@ -127,6 +176,7 @@ __all__ = [
     "wiou_loss",
     "mpdiou_loss",
     "inner_iou_loss",
+    "ctc_loss",
     "contrastive",
     "contrastive_loss",
     "triplet_margin",
@@ -135,6 +185,25 @@ __all__ = [
     "margin_ranking_loss",
     "cosine_embedding",
     "cosine_embedding_loss",
+    "perceptron",
+    "multiclass_perceptron",
+    "soft_margin",
+    "soft_margin_loss",
+    "hinge_embedding",
+    "hinge_embedding_loss",
+    "multilabel_margin",
+    "multilabel_margin_loss",
+    "multilabel_soft_margin",
+    "multilabel_soft_margin_loss",
+    "asymmetric_loss",
+    "sigmoid_focal_loss_star",
+    "generalized_cross_entropy",
+    "pairwise_logistic_loss",
+    "ranknet_loss",
+    "lambdarank_loss",
+    "ranking_softmax_loss",
+    "listnet_loss",
+    "listmle_loss",
     # regularisation
     "l1_penalty",
     "l2_penalty",
@@ -154,4 +223,7 @@ __all__ = [
     "sigmoid",
     "log_sigmoid",
     "softplus",
+    "sparsemax",
+    # Fenchel-Young losses (a factory)
+    "make_fenchel_young_loss",
 ]

@@ -15,8 +15,10 @@ import math
 import numpy as np
 
 from loss_cases import Case, _jreduce, _reduce_torch
+from losskit.losses.deviance import gamma_deviance, tweedie_deviance
 from losskit.losses.likelihood import gaussian_nll, poisson_nll
-from losskit.losses.robust_regression import huber, log_cosh, quantile, smooth_l1
+from losskit.losses.relative_error import mape, msle
+from losskit.losses.robust_regression import huber, log_cosh, pseudo_huber, quantile, smooth_l1
 
 N = 6
 
@@ -56,6 +58,30 @@ def gaussian_inputs(shape=(N, 3), var_shape=None):
     return make
 
 
+def log_link_inputs(shape=(N, 3), zeros=True, shift=0.0):
+    """Raw scores r (log of the mean) and non-negative targets with exact zeros."""
+    def make(rng):
+        r = rng.normal(scale=0.7, size=shape)
+        t = rng.gamma(2.0, 1.0, size=shape) + shift
+        if zeros:
+            t.flat[:2] = 0.0
+        return r, t
+    return make
+
+
+def positive_pair(shape=(N, 3), lo=-0.5, signed_target=False):
+    """Predictions above ``lo`` and targets away from 0 (for the log and the division)."""
+    def make(rng):
+        y = lo + rng.exponential(2.0, size=shape)
+        t = 0.2 + rng.exponential(2.0, size=shape)
+        if signed_target:
+            t = t * np.where(rng.random(size=shape) < 0.5, -1.0, 1.0)
+        # |y - t| away from 0: the kink of the absolute error
+        y = np.where(np.abs(y - t) < 0.05, y + 0.1, y)
+        return y, t
+    return make
+
+
 # ---------------------------------------------------------------- torch references
 def _torch_builtin(fn_name, **kw):
     """A torch.nn.functional loss with its own 'none'; batchmean = sum / N."""
@@ -73,6 +99,47 @@ def t_quantile(q):
     def ref(p, t, r, torch):
         d = t - p  # Koenker-Bassett check function rho_q(t - y)
         return _reduce_torch(torch.maximum(q * d, (q - 1) * d), r, p.shape[0])
+    return ref
+
+
+def t_pseudo_huber(delta):
+    def ref(p, t, r, torch):
+        d = (p - t) / delta  # Charbonnier / Hartley-Zisserman, as XGBoost's reg:pseudohubererror
+        return _reduce_torch(delta ** 2 * (torch.sqrt(1 + d * d) - 1), r, p.shape[0])
+    return ref
+
+
+def t_msle(clip=None):
+    def ref(p, t, r, torch):
+        if clip is not None:  # Keras: log(max(x, eps) + 1)
+            p, t = torch.clamp(p, min=clip), torch.clamp(t, min=clip)
+        return _reduce_torch((torch.log(p + 1) - torch.log(t + 1)) ** 2, r, p.shape[0])
+    return ref
+
+
+def t_mape(eps=np.finfo(np.float64).eps, scale=1.0):
+    def ref(p, t, r, torch):  # scikit-learn / Keras: |y - t| / max(|t|, eps)
+        v = scale * torch.abs(p - t) / torch.clamp(torch.abs(t), min=eps)
+        return _reduce_torch(v, r, p.shape[0])
+    return ref
+
+
+def t_tweedie(power):
+    def ref(r_, t, r, torch):
+        # the unit deviance of McCullagh and Nelder / scikit-learn's mean_tweedie_deviance,
+        # halved, with mu = exp(r)
+        mu = torch.exp(r_)
+        p = power
+        if p == 0:
+            v = 0.5 * (t - mu) ** 2
+        elif p == 1:
+            v = torch.xlogy(t, t) - torch.xlogy(t, mu) - t + mu
+        elif p == 2:
+            v = torch.log(mu / t) + t / mu - 1
+        else:
+            v = (torch.clamp(t, min=0) ** (2 - p) / ((1 - p) * (2 - p))
+                 - t * mu ** (1 - p) / (1 - p) + mu ** (2 - p) / (2 - p))
+        return _reduce_torch(v, r, r_.shape[0])
     return ref
 
 
@@ -116,6 +183,42 @@ def j_quantile(q):
     return ref
 
 
+def j_pseudo_huber(delta):
+    def ref(p, t, r):
+        import jax.numpy as jnp
+        d = (p - t) / delta
+        return _jreduce(delta ** 2 * (jnp.sqrt(1 + d * d) - 1), r, p.shape[0])
+    return ref
+
+
+def j_msle(p, t, r):
+    import jax.numpy as jnp
+    return _jreduce((jnp.log1p(p) - jnp.log1p(t)) ** 2, r, p.shape[0])
+
+
+def j_mape(p, t, r):
+    import jax.numpy as jnp
+    eps = float(np.finfo(np.float64).eps)
+    return _jreduce(jnp.abs(p - t) / jnp.maximum(jnp.abs(t), eps), r, p.shape[0])
+
+
+def j_tweedie(power):
+    def ref(r_, t, r):
+        import jax.numpy as jnp
+        from jax.scipy.special import xlogy
+        mu = jnp.exp(r_)
+        p = power
+        if p == 1:
+            v = xlogy(t, t) - xlogy(t, mu) - t + mu
+        elif p == 2:
+            v = jnp.log(mu / t) + t / mu - 1
+        else:
+            v = (jnp.maximum(t, 0) ** (2 - p) / ((1 - p) * (2 - p))
+                 - t * mu ** (1 - p) / (1 - p) + mu ** (2 - p) / (2 - p))
+        return _jreduce(v, r, r_.shape[0])
+    return ref
+
+
 def j_poisson(log_input=True, full=False, eps=1e-8):
     def ref(x, t, r):
         import jax.numpy as jnp
@@ -155,6 +258,27 @@ CASES = [
          _torch_builtin("smooth_l1_loss", beta=0.3), j_smooth_l1(0.3), options={"beta": 0.3}),
     Case("smooth_l1-beta0", smooth_l1, residual_pair(avoid=(0.0,)),
          _torch_builtin("smooth_l1_loss", beta=0.0), j_smooth_l1(0.0), options={"beta": 0.0}),
+    Case("pseudo_huber", pseudo_huber, residual_pair(), t_pseudo_huber(1.0),
+         j_pseudo_huber(1.0), on_every_backend=True),
+    Case("pseudo_huber-delta0.3-3d", pseudo_huber, residual_pair((3, 2, 4), scale=3.0),
+         t_pseudo_huber(0.3), j_pseudo_huber(0.3), options={"delta": 0.3}),
+    Case("msle", msle, positive_pair(), t_msle(), j_msle, on_every_backend=True),
+    Case("msle-keras-clip", msle, positive_pair(lo=0.01), t_msle(clip=1e-7),
+         options={"clip": 1e-7}),
+    Case("mape", mape, positive_pair(signed_target=True), t_mape(), j_mape, kinky=True,
+         on_every_backend=True),
+    Case("mape-keras", mape, positive_pair(), t_mape(eps=1e-7, scale=100.0),
+         options={"epsilon": 1e-7, "percent": True}, kinky=True),
+    Case("tweedie_deviance", tweedie_deviance, log_link_inputs(), t_tweedie(1.5),
+         j_tweedie(1.5), on_every_backend=True),
+    Case("tweedie_deviance-p1", tweedie_deviance, log_link_inputs(), t_tweedie(1),
+         j_tweedie(1), options={"power": 1}),
+    Case("tweedie_deviance-p0", tweedie_deviance, log_link_inputs(shift=-1.0), t_tweedie(0),
+         options={"power": 0}),
+    Case("tweedie_deviance-p3", tweedie_deviance, log_link_inputs(zeros=False, shift=0.2),
+         t_tweedie(3), j_tweedie(3), options={"power": 3}),
+    Case("gamma_deviance", gamma_deviance, log_link_inputs(zeros=False, shift=0.2),
+         t_tweedie(2), j_tweedie(2), on_every_backend=True),
     Case("log_cosh", log_cosh, residual_pair(scale=1.5), t_log_cosh, j_log_cosh,
          on_every_backend=True),
     Case("log_cosh-3d", log_cosh, residual_pair((2, 3, 4), scale=4.0), t_log_cosh, j_log_cosh),

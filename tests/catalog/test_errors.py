@@ -67,7 +67,7 @@ OPTIONS = {
     "cross_entropy": ["axis", "class_weight", "ignore_index", "label_smoothing"],
     "softmax_cross_entropy": ["axis", "class_weight", "ignore_index", "label_smoothing"],
     "nll_loss": ["axis", "class_weight", "ignore_index", "label_smoothing"],
-    "multiclass_hinge": ["margin", "axis", "class_weight", "ignore_index"],
+    "multiclass_hinge": ["margin", "p", "variant", "axis", "class_weight", "ignore_index"],
 }
 
 
@@ -147,7 +147,8 @@ def test_floating_target_with_the_shape_of_labels_hints_at_the_integer_dtype(nam
 def test_multiclass_hinge_floating_target_is_a_type_error():
     pred, labels = VALID["multiclass_hinge"]()
     with pytest.raises(TypeError, match=r"^`target` of multiclass_hinge must be integer class "
-                       r"labels; got dtype float64$"):
+                       r"labels with variant='weston_watkins'; got dtype float64; one-hot or "
+                       r"soft targets take variant='categorical' \(Keras's CategoricalHinge\)$"):
         lk.multiclass_hinge(pred, labels.astype(np.float64))
 
 

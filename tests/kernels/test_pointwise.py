@@ -21,7 +21,8 @@ from losskit.core import dispatch
 from losskit.core.formula import Formula, where
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import gradient_cache
-from losskit.losses import cross_entropy, likelihood, margin, robust_regression
+from losskit.losses import (cross_entropy, deviance, likelihood, margin, relative_error,
+                            robust_regression)
 from engines import assert_same, check, call as _call, fused as fast, generic
 
 try:
@@ -48,6 +49,15 @@ CASES = [
     ("hinge", {"margin": 1.0}, "sign"),
     ("squared_hinge", {"margin": 0.5}, "sign"),
     ("binary_cross_entropy", {}, "prob"),
+    ("pseudo_huber", {"delta": 0.7}, "real"),
+    ("msle", {"clip": 1e-7}, "real"),
+    ("msle", {}, "rate"),
+    ("mape", {}, "real"),
+    ("mape", {"epsilon": 1e-7, "percent": True}, "real"),
+    ("tweedie_deviance", {}, "count"),
+    ("tweedie_deviance", {"power": 1}, "count"),
+    ("tweedie_deviance", {"power": 3}, "positive"),
+    ("gamma_deviance", {}, "positive"),
 ]
 IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _ in CASES]
 
@@ -79,6 +89,9 @@ def inputs(kind, shape, dtype, edges=True):
         z = np.asarray(np.abs(z), dtype=dtype)
         t = RNG.poisson(2.0, size=shape).astype(dtype)
         ze, te = [0.0, 0.0, NAN, INF, 1.0, 1e-30], [0.0, 3.0, 1.0, 2.0, NAN, 0.0]
+    elif kind == "positive":  # log-link scores against positive targets
+        t = np.asarray(RNG.exponential(2.0, size=shape) + 0.05, dtype=dtype)
+        ze, te = [INF, -INF, NAN, 0.0, 1e30, -1e30, 1e-12], [1.0, 1.0, 1.0, NAN, 2.0, 2.0, 1.0]
     elif kind == "prob":
         z = np.asarray(RNG.random(shape), dtype=dtype)
         t = np.asarray(np.where(RNG.random(shape) < 0.3, RNG.random(shape),
@@ -429,6 +442,13 @@ FORMULA_CASES = [
     (margin.HINGE, "sign", (1.0,)),
     (margin.SQUARED_HINGE, "sign", (1.0,)),
     (cross_entropy.BINARY_CROSS_ENTROPY, "prob", (1e-7,)),
+    (robust_regression.PSEUDO_HUBER, "real", (0.7,)),
+    (relative_error.MSLE, "rate", (1e-7,)),
+    (relative_error.MAPE, "real", (1e-7, True)),
+    (deviance.TWEEDIE, "count", (1.5,)),
+    (deviance.TWEEDIE, "count", (1.0,)),
+    (deviance.TWEEDIE, "positive", (3.0,)),
+    (deviance.GAMMA, "positive", ()),
 ]
 
 

@@ -671,3 +671,72 @@ def test_quantile_swapping_roles_swaps_the_level(y, q):
     assert np.all(v >= 0)
     np.testing.assert_allclose(v, quantile(t, y, q=1 - q, reduction="none"), rtol=1e-12,
                                atol=1e-300)
+
+
+# ============================================================== pseudo_huber
+def _mp_pseudo_huber(d, delta):
+    mpmath.mp.dps = 60
+    d, delta = mpmath.mpf(d), mpmath.mpf(delta)
+    return (float(delta ** 2 * (mpmath.sqrt(1 + (d / delta) ** 2) - 1)),
+            float(d / mpmath.sqrt(1 + (d / delta) ** 2)))
+
+
+@pytest.mark.parametrize("delta", [0.3, 1.0, 7.0])
+def test_pseudo_huber_is_exact_from_tiny_to_huge_residuals(delta):
+    d = np.array([1e-300, -1e-12, 3e-9, 0.25, -1.0, 7.5, -1e8, 1e150, -1e300])
+    v, g = lk.pseudo_huber.value_and_grad(d, np.zeros_like(d), delta=delta, reduction="none")
+    for i, di in enumerate(d):
+        ev, eg = _mp_pseudo_huber(di, delta)
+        np.testing.assert_allclose(v[i], ev, rtol=4e-16, atol=0)
+        np.testing.assert_allclose(g[i], eg, rtol=4e-16, atol=0)
+    # the textbook form cancels to nothing near 0
+    assert delta ** 2 * (np.sqrt(1 + (3e-9 / delta) ** 2) - 1) == 0.0
+
+
+def test_pseudo_huber_edges_and_limits():
+    v, g = lk.pseudo_huber.value_and_grad(np.array([INF, -INF, NAN, 0.0]), np.zeros(4),
+                                          delta=2.0, reduction="none")
+    np.testing.assert_array_equal(v[[0, 1, 3]], [INF, INF, 0.0])
+    np.testing.assert_array_equal(g[[0, 1, 3]], [2.0, -2.0, 0.0])  # the slope delta far out
+    assert np.isnan(v[2]) and np.isnan(g[2])
+    # float32 keeps its dtype, and s^2 would overflow float32 at |d| = 1e20
+    y32 = np.array([1e20, -3e-20], dtype=np.float32)
+    v32, g32 = lk.pseudo_huber.value_and_grad(y32, np.zeros(2, np.float32), reduction="none")
+    assert v32.dtype == np.float32 and np.isfinite(v32).all()
+    np.testing.assert_allclose(v32, [1e20 - 1, 4.5e-40], rtol=1e-6)
+    np.testing.assert_allclose(g32, [1.0, -3e-20], rtol=1e-6)
+
+
+def test_pseudo_huber_between_squared_and_huber():
+    """d^2/2 >= pseudo-Huber, and pseudo-Huber <= Huber (both delta) with equality at 0."""
+    d = np.linspace(-20, 20, 401)
+    z = np.zeros_like(d)
+    ph = lk.pseudo_huber(d, z, delta=1.5, reduction="none")
+    assert np.all(ph <= 0.5 * d ** 2 + 1e-15)
+    assert np.all(ph <= lk.huber(d, z, delta=1.5, reduction="none") + 1e-12)
+    np.testing.assert_allclose(lk.pseudo_huber.grad(d, z, delta=1.5, reduction="sum"),
+                               d / np.sqrt(1 + (d / 1.5) ** 2), rtol=1e-14)
+
+
+def test_pseudo_huber_gradient_is_xgboosts():
+    # XGBoost PseudoHuberError::FirstOrderGradient: z = predt - label,
+    # scale_sqrt = sqrt(1 + (z / slope)^2), grad = z / scale_sqrt
+    r = np.random.default_rng(8)
+    y, t = 3 * r.normal(size=50), r.normal(size=50)
+    z = y - t
+    np.testing.assert_allclose(lk.pseudo_huber.grad(y, t, delta=0.8, reduction="sum"),
+                               z / np.sqrt(1 + (z / 0.8) ** 2), rtol=1e-14)
+
+
+@pytest.mark.parametrize("delta", [0.0, -1.0, INF, NAN])
+def test_pseudo_huber_bad_delta(delta):
+    with pytest.raises(ValueError, match="`delta`"):
+        lk.pseudo_huber(np.ones(2), np.zeros(2), delta=delta)
+
+
+@SETTINGS
+@given(d=st.floats(-1e6, 1e6), delta=st.floats(0.01, 100.0))
+def test_pseudo_huber_gradient_bounded_by_delta(d, delta):
+    g = lk.pseudo_huber.grad(np.array([d]), np.zeros(1), delta=delta)
+    assert abs(g[0]) <= delta * (1 + 1e-15)
+    assert abs(g[0]) <= abs(d) * (1 + 1e-15)

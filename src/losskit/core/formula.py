@@ -14,8 +14,8 @@ It returns ``(value, d value / d y)`` (a formula may return further gradients af
 those, for losses with several differentiable inputs). It may use arithmetic,
 comparisons, ``&``/``|`` on comparisons, ``abs``, Python ``if`` on its *parameters* (never
 on an array), module-level number constants and the functions this module exports:
-:func:`where`, :func:`sign`, :func:`exp`, :func:`expm1`, :func:`log`, :func:`log1p`,
-:func:`xlogy`, :func:`sqrt`, :func:`tanh`, :func:`maximum`, :func:`minimum`, :func:`isnan`,
+:func:`where`, :func:`sign`, :func:`exp`, :func:`expm1`, :func:`expm1mx`, :func:`log`,
+:func:`log1p`, :func:`xlogy`, :func:`sqrt`, :func:`tanh`, :func:`maximum`, :func:`minimum`, :func:`isnan`,
 :func:`isfinite` and the constant :data:`inf`. ``Formula(fn)`` then gives
 
 * :meth:`Formula.on`: the same function evaluating elementwise on arrays of any
@@ -45,15 +45,15 @@ import threading
 import types
 from typing import Any, Callable
 
-__all__ = ["Formula", "where", "sign", "exp", "expm1", "log", "log1p", "xlogy", "sqrt",
-           "tanh", "maximum", "minimum", "isnan", "isfinite", "inf"]
+__all__ = ["Formula", "where", "sign", "exp", "expm1", "expm1mx", "log", "log1p", "xlogy",
+           "sqrt", "tanh", "maximum", "minimum", "isnan", "isfinite", "inf"]
 
 #: +infinity (a number constant: a float of the input's type in the scalar builds)
 inf = float("inf")
 
 #: the names a formula may call, besides Python's own ``abs``
-_FUNCTIONS = ("where", "sign", "exp", "expm1", "log", "log1p", "xlogy", "sqrt", "tanh",
-              "maximum", "minimum", "isnan", "isfinite")
+_FUNCTIONS = ("where", "sign", "exp", "expm1", "expm1mx", "log", "log1p", "xlogy", "sqrt",
+              "tanh",              "maximum", "minimum", "isnan", "isfinite")
 
 
 def _reference(*args):  # pragma: no cover - placeholders, rebound by Formula
@@ -62,7 +62,8 @@ def _reference(*args):  # pragma: no cover - placeholders, rebound by Formula
 
 
 # the placeholders the formulas import (``from ..core.formula import where, ...``)
-where = sign = exp = expm1 = log = log1p = xlogy = sqrt = tanh = maximum = minimum = \
+where = sign = exp = expm1 = expm1mx = log = log1p = xlogy = sqrt = tanh = maximum = \
+    minimum = \
     isnan = isfinite = _reference
 
 
@@ -132,11 +133,20 @@ def _xp_functions(xp) -> dict[str, Callable[..., Any]]:
         safe_y = where_(zero, 1.0, y) if not _is_number(y) else y
         return where_(zero, 0.0, x * log_(safe_y))
 
+    def expm1mx_(x):
+        if _is_number(x):
+            return _expm1mx_number(x)
+        small = abs(x) < _EXPM1MX_SERIES
+        xs = xp.where(small, x, xp.zeros_like(x))
+        big = xp.where(x == math.inf, x, xp.expm1(x) - x)  # e^x - x at +inf: inf, not NaN
+        return xp.where(small, _expm1mx_series(xs), big)
+
     return {
         "where": where_,
         "sign": unary("sign", lambda x: math.copysign(1.0, x) if x else x),
         "exp": unary("exp", math.exp),
         "expm1": unary("expm1", math.expm1),
+        "expm1mx": expm1mx_,
         "log": log_,
         "log1p": unary("log1p", math.log1p),
         "xlogy": xlogy_,
@@ -147,6 +157,24 @@ def _xp_functions(xp) -> dict[str, Callable[..., Any]]:
         "isnan": unary("isnan", math.isnan),
         "isfinite": unary("isfinite", math.isfinite),
     }
+
+
+#: below this size ``expm1mx`` sums its Taylor series (13 terms: relative error < 1e-16)
+_EXPM1MX_SERIES = 0.25
+
+
+def _expm1mx_series(x):
+    """e^x - 1 - x = x^2/2 (1 + x/3 (1 + x/4 (... (1 + x/12)))) for |x| < 1/4 (Horner)."""
+    acc = 1.0 + x / 12.0
+    for k in (11.0, 10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0):
+        acc = 1.0 + (x / k) * acc
+    return (0.5 * (x * x)) * acc
+
+
+def _expm1mx_number(x: float) -> float:
+    if abs(x) < _EXPM1MX_SERIES:
+        return _expm1mx_series(x)
+    return x if x == math.inf else math.expm1(x) - x
 
 
 # --------------------------------------------------------------------------- numba scalars
@@ -198,6 +226,15 @@ def _scalar_functions() -> dict[str, Any]:
             return math.expm1(x)
 
         @jit
+        def expm1mx_(x):
+            if abs(x) < _EXPM1MX_SERIES:
+                acc = 1.0 + x / 12.0
+                for k in (11.0, 10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0):
+                    acc = 1.0 + (x / k) * acc
+                return (0.5 * (x * x)) * acc
+            return x if x == math.inf else math.expm1(x) - x
+
+        @jit
         def log_(x):
             return math.log(x)  # log(0) = -inf, log(x < 0) = NaN (no exception)
 
@@ -219,7 +256,7 @@ def _scalar_functions() -> dict[str, Any]:
 
         _SCALAR_IMPLS = {"where": where_, "sign": sign_, "maximum": maximum_,
                          "minimum": minimum_, "isnan": isnan_, "isfinite": isfinite_,
-                         "exp": exp_, "expm1": expm1_, "log": log_, "log1p": log1p_,
+                         "exp": exp_, "expm1": expm1_, "expm1mx": expm1mx_, "log": log_, "log1p": log1p_,
                          "xlogy": xlogy_, "sqrt": sqrt_, "tanh": tanh_}
         return _SCALAR_IMPLS
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 from .validation import check_floating, check_integer
 from .arrays import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
 
-__all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "softplus"]
+__all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "softplus",
+           "sparsemax"]
 
 
 # --------------------------------------------------------------------------- kernels
@@ -116,6 +117,40 @@ def _xlogy(xp, x, y):
     zero = x == 0
     safe_y = xp.where(zero, xp.ones_like(y), y)
     return xp.where(zero, xp.zeros_like(x), x * _safe_log(xp, safe_y))
+
+
+def _sparsemax_parts(xp, x, axis=-1):
+    r"""Sparsemax along ``axis`` from the sorted row: ``(p, u, tau)``.
+
+    ``u = x - m`` is the row shifted by its maximum (0 where that is not finite), ``tau``
+    the threshold in those units (keepdims) and :math:`p = \max(u - \tau, 0)`. With
+    :math:`u_{(1)} \ge u_{(2)} \ge \dots` sorted and :math:`c_k` their cumulative sums,
+    the support is the prefix :math:`\{k : 1 + k u_{(k)} > c_k\}` (Held et al. 1974;
+    Michelot 1986), :math:`k^*` its size and :math:`\tau = (c_{k^*} - 1) / k^*`.
+    ``-inf`` entries never enter the support (they get 0); a row without a finite entry,
+    with a ``+inf`` or a NaN entry has no projection: NaN, as :func:`softmax`.
+    """
+    m = _safe_max(xp, x, axis, keepdims=True)
+    u = x - m
+    k = x.shape[axis]
+    shape = [1] * x.ndim
+    shape[axis] = k
+    ranks = xp.reshape(xp.arange(1, k + 1, dtype=x.dtype, device=device_of(x)), tuple(shape))
+    srt = xp.sort(u, axis=axis, descending=True)
+    cum = xp.cumulative_sum(srt, axis=axis)
+    support = 1.0 + ranks * srt > cum  # a prefix of the sorted row; -inf and NaN: False
+    size = xp.sum(xp.astype(support, x.dtype), axis=axis, keepdims=True)
+    total = xp.sum(xp.where(support, srt, xp.zeros_like(srt)), axis=axis, keepdims=True)
+    bad = (size == 0) | xp.any(xp.isnan(x), axis=axis, keepdims=True)
+    tau = xp.where(bad, xp.full_like(size, float("nan")),
+                   (total - 1.0) / xp.where(bad, xp.ones_like(size), size))
+    p = xp.maximum(u - tau, xp.zeros_like(u))
+    p = xp.where(bad, xp.full_like(p, float("nan")), p)  # NaN - tau in u: NaN throughout
+    return p, u, tau
+
+
+def _sparsemax(xp, x, axis=-1):
+    return _sparsemax_parts(xp, x, axis)[0]
 
 
 # --------------------------------------------------------------------------- public
@@ -254,3 +289,43 @@ def softplus(x):
     xp, x, dtype = _prepare(x)
     with quiet():
         return _finish(xp, _softplus(xp, x), dtype)
+
+
+def sparsemax(x, axis=-1):
+    r"""Sparsemax along ``axis``: the Euclidean projection of ``x`` onto the simplex.
+
+    .. math::
+
+        \operatorname{sparsemax}(x) = \operatorname*{argmin}_{p \ge 0,\ \sum_j p_j = 1}
+            \lVert p - x \rVert^2 = \max(x - \tau, 0)
+
+    with the threshold :math:`\tau` that makes the row sum to 1, found from the sorted row
+    (:math:`O(K \log K)`): with :math:`x_{(1)} \ge x_{(2)} \ge \dots` and
+    :math:`k^* = \max\{k : 1 + k x_{(k)} > \sum_{i \le k} x_{(i)}\}`,
+    :math:`\tau = (\sum_{i \le k^*} x_{(i)} - 1) / k^*`. Like softmax it maps scores to
+    probabilities and is invariant to adding a constant to the row, but it is exactly 0
+    on every class whose score lies below :math:`\tau` (Martins & Astudillo 2016).
+
+    Computed on the row shifted by its maximum, so huge scores keep their precision;
+    ``-inf`` entries get probability 0. A row without a finite entry, with a ``+inf`` or
+    a NaN entry has no defined projection and gives NaN (as :func:`softmax`).
+    Jacobian: :math:`\partial p_j / \partial x_i = [j \in S](\delta_{ij} - [i \in S]/|S|)`,
+    :math:`S` the support.
+
+    References
+    ----------
+    .. [1] A. F. T. Martins, R. F. Astudillo, "From softmax to sparsemax: a sparse model
+       of attention and multi-label classification", ICML 2016, arXiv:1602.02068.
+
+    Examples
+    --------
+    >>> import numpy as np, losskit as lk
+    >>> lk.sparsemax(np.array([1.0, 0.5, -1.0]))   # tau = (1 + 0.5 - 1) / 2 = 0.25
+    array([0.75, 0.25, 0.  ])
+    >>> lk.sparsemax(np.array([3.0, 0.0, -np.inf]))   # far ahead: all the mass
+    array([1., 0., 0.])
+    """
+    xp, x, dtype = _prepare(x)
+    axis = _check_axis(x, axis)
+    with quiet():
+        return _finish(xp, _sparsemax(xp, x, axis=axis), dtype)

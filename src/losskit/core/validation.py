@@ -131,24 +131,30 @@ def poison(xp, pending, *arrays):
                  xp.where(bad, xp.full_like(a, float("nan")), a) for a in arrays)
 
 
-def check_in_range(xp, name: str, x, lo: float, hi: float, *, hint: str = "") -> None:
-    """All values of ``x`` lie in ``[lo, hi]`` (NaN passes: it propagates as NaN)."""
+def check_in_range(xp, name: str, x, lo: float, hi: float, *, hint: str = "",
+                   lo_open: bool = False) -> None:
+    """All values of ``x`` lie in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``; NaN passes: it
+    propagates as NaN)."""
     if math.prod(x.shape) == 0:
         return
+    low = (x <= lo) if lo_open else (x < lo)
     if not can_inspect(x):
-        defer_invalid((x < lo) | (x > hi))
+        defer_invalid(low | (x > hi))
         return
     # NaN is neither above nor below: it propagates to the result instead.
-    below = xp.any(x < lo)
+    below = xp.any(low)
     above = xp.any(x > hi)
     if bool(below) or bool(above):
         finite = x
         if xp.isdtype(x.dtype, "real floating"):
             finite = xp.where(xp.isnan(x), xp.zeros_like(x), x)
         lo_v, hi_v = to_float(xp.min(finite)), to_float(xp.max(finite))
-        side = f"values below {_fmt(lo)} (min {_fmt(lo_v)})" if bool(below) else \
+        edge = f"(min {_fmt(lo_v)})"
+        side = (f"values at or below {_fmt(lo)} {edge}" if lo_open else
+                f"values below {_fmt(lo)} {edge}") if bool(below) else \
             f"values above {_fmt(hi)} (max {_fmt(hi_v)})"
-        msg = f"`{name}` must lie in [{_fmt(lo)}, {_fmt(hi)}]; it has {side}"
+        interval = f"({_fmt(lo)}, {_fmt(hi)}]" if lo_open else f"[{_fmt(lo)}, {_fmt(hi)}]"
+        msg = f"`{name}` must lie in {interval}; it has {side}"
         if hint:
             msg += f": {hint}"
         raise ValueError(msg)

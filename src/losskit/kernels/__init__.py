@@ -13,6 +13,8 @@ family, each loss stating its math once.
                                     from one sweep (contrastive, triplet, cosine, ranking)
 ``overlap``, ``overlap_numba``      per (sample, class) sums, then the gradient (dice,
                                     tversky, jaccard)
+``ranking``                         per block of lists, NumPy only: pair sums (ranknet,
+                                    lambdarank), a softmax, ListMLE by sorts (no numba)
 ``fast_paths``                      the hand-tuned kernels of the hottest losses, the shared
                                     plumbing (engine choice, reduction, ``out=``) and
                                     ``STATS``

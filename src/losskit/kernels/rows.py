@@ -36,7 +36,8 @@ loss                         targets                              row function
 ``nll_loss``                 the same                             ``nll``
 ``cross_entropy``            the same                             ``cross_entropy``
 ``brier_score``              labels (ignore_index), probabilities ``brier``
-``multiclass_hinge``         labels (class_weight, ignore_index)  ``multiclass_hinge``
+``multiclass_hinge``         labels (class_weight, ignore_index;  ``multiclass_hinge``
+                             Weston-Watkins, p = 1)
 ``kl_divergence``            same shape                           ``kl``
 ``softmax_kl_divergence``    same shape                           ``softmax_kl``
 ``js_divergence``            same shape                           ``js``
@@ -44,6 +45,8 @@ loss                         targets                              row function
                              alpha), probabilities
 ``poly_loss``                labels (class_weight, ignore_index,  ``poly``
                              label_smoothing), probabilities
+``multiclass_sparsemax_      labels (ignore_index), distributions ``sparsemax``
+loss``                       (rows summing to 1)
 ===========================  ===================================  =========================
 """
 
@@ -55,13 +58,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..core.validation import sums_to_one_tolerance
 from . import fast_paths as _fp
 from .fast_paths import (_DUMMY2, _F32, _F64, _INTP, _gradient_target, _kernel,
                          _out_ok, _result, STATS)
 
 __all__ = ["RowSpec", "run", "softmax_cross_entropy", "nll_loss", "cross_entropy",
            "brier_score", "multiclass_hinge", "kl_divergence", "softmax_kl_divergence",
-           "js_divergence", "softmax_focal_loss", "poly_loss", "ROW_BLOCK"]
+           "js_divergence", "softmax_focal_loss", "poly_loss", "multiclass_sparsemax_loss", "ROW_BLOCK"]
 
 _EMPTY64 = np.empty(0, np.float64)
 _ONE64 = np.ones(1, np.float64)
@@ -113,6 +117,11 @@ def _no_params(opts, k, dt):
 
 
 def _hinge_params(opts, k, dt):
+    """Weston-Watkins with p = 1 only (the other variants and powers: the generic path)."""
+    p, variant = opts.get("p", 1), opts.get("variant", "weston_watkins")
+    if type(p) is not int or p != 1 or type(variant) is not str \
+            or variant != "weston_watkins":
+        return None
     m = _number(opts["margin"])
     return None if m is None else (m,)
 
@@ -164,6 +173,11 @@ def _poly_params(opts, k, dt):
     return None if s is None or eps is None else (s[0], eps)
 
 
+def _sparsemax_params(opts, k, dt):
+    """(the tolerance of a target row's sum, as ``core.validation.check_sums_to_one``)"""
+    return (sums_to_one_tolerance(np, dt, k),)
+
+
 _SPECS = {
     "softmax_cross_entropy": RowSpec("softmax_ce", True, True, True, _smoothing),
     "nll_loss": RowSpec("nll", True, True, True, _smoothing),
@@ -175,6 +189,7 @@ _SPECS = {
     "js_divergence": RowSpec("js", False, True, False, _no_params),
     "softmax_focal_loss": RowSpec("softmax_focal", True, True, True, _focal_params),
     "poly_loss": RowSpec("poly", True, True, True, _poly_params),
+    "multiclass_sparsemax_loss": RowSpec("sparsemax", True, True, True, _sparsemax_params),
 }
 
 
@@ -417,3 +432,4 @@ softmax_kl_divergence = _fast("softmax_kl_divergence")
 js_divergence = _fast("js_divergence")
 softmax_focal_loss = _fast("softmax_focal_loss")
 poly_loss = _fast("poly_loss")
+multiclass_sparsemax_loss = _fast("multiclass_sparsemax_loss")

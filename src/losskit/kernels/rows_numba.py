@@ -603,12 +603,125 @@ def poly_row(z, t, has_t, label, w, cw, par, g, f):
     return v, int(bad)
 
 
+# --------------------------------------------------------------------------- sparsemax
+#: fixed-point passes of the sparsemax threshold before the sorted search takes over
+_SPARSEMAX_PASSES = 64
+
+
+@njit(**_JIT)
+def _sparsemax_threshold(z, k):
+    r"""(ok, tau, m) of a row: m its maximum, tau the sparsemax threshold of z - m
+    (float64), so that p_j = max(z_j - m - tau, 0) sums to 1. ok is False for a row
+    with a NaN or +inf entry, or without a finite one (the generic path answers: NaN).
+
+    Michelot's fixed point (1986): tau_0 = (sum_j v_j - 1) / K over the finite entries,
+    then tau_{i+1} = (sum_{v_j > tau_i} v_j - 1) / #{v_j > tau_i}; tau increases, the
+    set shrinks, and it stops when the set stays the same (a few O(K) passes in practice).
+    After _SPARSEMAX_PASSES the sorted search of ``core.primitives`` finishes the job.
+    """
+    m = -_INF
+    for j in range(k):
+        v = float(z[j])
+        if v != v or v == _INF:
+            return False, 0.0, 0.0
+        if v > m:
+            m = v
+    if m == -_INF:
+        return False, 0.0, 0.0
+    s = 0.0
+    n = 0
+    for j in range(k):
+        v = float(z[j]) - m
+        if v > -_INF:
+            s += v
+            n += 1
+    tau = (s - 1.0) / n
+    for _ in range(_SPARSEMAX_PASSES):
+        s = 0.0
+        n2 = 0
+        for j in range(k):
+            v = float(z[j]) - m
+            if v > tau:
+                s += v
+                n2 += 1
+        if n2 == n:  # the same set: tau is its threshold
+            return True, tau, m
+        n = n2
+        tau = (s - 1.0) / n
+    u = np.empty(k, dtype=np.float64)
+    for j in range(k):
+        u[j] = float(z[j]) - m
+    u.sort()
+    c = 0.0
+    total = 0.0
+    size = 0
+    for r in range(k):
+        x = u[k - 1 - r]
+        c += x
+        if 1.0 + (r + 1) * x > c:
+            size = r + 1
+            total = c
+    return True, (total - 1.0) / size, m
+
+
+@njit(**_JIT)
+def sparsemax_row(z, t, has_t, label, w, cw, par, g, f):
+    r"""Multi-class sparsemax loss: 1/2 ||p - t||^2 + sum_j t_j max(tau - z_j, 0) with
+    p = max(z - tau, 0) (see ``losses/fenchel_young.py``); gradient p - t, for a label y
+    p_y - 1 = -sum_{j != y} p_j. Checks target rows in [0, 1] summing to 1 within
+    par[0]; rows with a NaN or +inf score, or no finite one: the generic path."""
+    k = z.shape[0]
+    bad = False
+    if has_t:
+        s = 0.0
+        for j in range(k):
+            tj = float(t[j])
+            bad |= _outside(tj, 0.0, 1.0)
+            s += tj
+        bad |= not (abs(s - 1.0) <= par[0])
+    elif label < 0 or w == 0.0:
+        _zero(g)
+        return 0.0, 0
+    ok, tau, m = _sparsemax_threshold(z, k)
+    if not ok:
+        _zero(g)
+        return 0.0, 1
+    if not has_t:
+        rest = 0.0
+        sq = 0.0
+        for j in range(k):
+            pj = float(z[j]) - m - tau
+            pj = pj if pj > 0.0 else 0.0
+            if j != label:
+                rest += pj
+                sq += pj * pj
+            g[j] = _like(z[0], f * w * pj)
+        g[label] = _like(z[0], -f * w * rest)
+        gap = tau - (float(z[label]) - m)
+        return w * (0.5 * (sq + rest * rest) + (gap if gap > 0.0 else 0.0)), 0
+    sq = 0.0
+    lin = 0.0
+    for j in range(k):
+        v = float(z[j]) - m
+        pj = v - tau
+        pj = pj if pj > 0.0 else 0.0
+        tj = float(t[j])
+        d = pj - tj
+        sq += d * d
+        if tj != 0.0:
+            gap = tau - v
+            lin += tj * (gap if gap > 0.0 else 0.0)
+        g[j] = _like(z[0], f * d)
+    return 0.5 * sq + lin, int(bad)
+
+
 #: the row functions by name (``RowSpec.row`` of :mod:`losskit.kernels.rows`)
 ROWS = {
     "softmax_ce": softmax_ce_row, "nll": nll_row, "cross_entropy": cross_entropy_row,
     "brier": brier_row, "multiclass_hinge": multiclass_hinge_row, "kl": kl_row,
     "softmax_kl": softmax_kl_row, "js": js_row, "softmax_focal": softmax_focal_row,
     "poly": poly_row,
+    "sparsemax": sparsemax_row,
 }
 
 

@@ -98,6 +98,9 @@ def _kind(loss) -> tuple[str, str]:
     if loss.family == "overlap":
         return "", ("it is an overlap (set-similarity) loss over whole masks: its value "
                     "depends on every pixel at once, so no 1-D curve represents it")
+    if loss.family == "ranking":
+        return "", ("it is a ranking loss over whole lists: its value depends on how the "
+                    "scores of the items compare, so no 1-D curve represents it")
     extra = [n for n in loss.inputs[1:] if n != "target" and n not in _FIXED_INPUTS]
     if extra or "target" not in loss.inputs:
         return "", (f"it takes {', '.join(loss.inputs)}: no single target and prediction "

@@ -4,19 +4,31 @@
 module                      losses
 ==========================  ===============================================================
 ``regression``              mse, l2_loss, mae
-``robust_regression``       huber, smooth_l1, log_cosh, quantile (pinball)
+``robust_regression``       huber, smooth_l1, pseudo_huber, log_cosh, quantile (pinball)
+``relative_error``          msle, mape
 ``likelihood``              poisson_nll, gaussian_nll
+``deviance``                tweedie_deviance, gamma_deviance
 ``cross_entropy``           softmax_cross_entropy, cross_entropy, nll_loss,
                             binary_cross_entropy, sigmoid_binary_cross_entropy
 ``linear_cross_entropy``    linear_cross_entropy (softmax CE of a linear layer, in blocks)
-``focal``                   sigmoid_focal_loss, softmax_focal_loss, poly_loss
+``focal``                   sigmoid_focal_loss, softmax_focal_loss, poly_loss,
+                            sigmoid_focal_loss_star
+``noise_robust``            generalized_cross_entropy
 ``brier_score``             brier_score
-``margin``                  hinge, squared_hinge, multiclass_hinge
+``margin``                  hinge, squared_hinge, multiclass_hinge, perceptron,
+                            soft_margin (soft_margin_loss), hinge_embedding
+                            (hinge_embedding_loss), multiclass_perceptron
+``multilabel``              multilabel_margin (multilabel_margin_loss),
+                            multilabel_soft_margin (multilabel_soft_margin_loss),
+                            asymmetric_loss
 ``divergence``              kl_divergence, softmax_kl_divergence, js_divergence
 ``overlap``                 dice_loss, tversky_loss, jaccard_loss
 ``boxes``                   iou_loss, giou_loss, diou_loss, ciou_loss, eiou_loss,
                             focal_eiou_loss, siou_loss, wiou_loss, mpdiou_loss, inner_iou_loss
 ``metric_learning``         contrastive, triplet_margin, margin_ranking, cosine_embedding
+``ctc``                     ctc_loss (connectionist temporal classification)
+``ranking``                 pairwise_logistic_loss (ranknet_loss), lambdarank_loss,
+                            ranking_softmax_loss (listnet_loss), listmle_loss
 ==========================  ===============================================================
 
 Each loss is a :class:`losskit.core.loss.Loss` subclass whose ``_compute`` returns the

@@ -4,7 +4,9 @@ r"""Re-weighted cross-entropies: the focal losses and the Poly-1 loss.
   elementwise on logits, with torchvision's ``alpha``/``gamma`` semantics;
 * ``softmax_focal_loss``: the multi-class focal loss :math:`-(1-p_y)^\gamma \log p_y`
   on logits, with the K-class target handling of ``softmax_cross_entropy``;
-* ``poly_loss``: Poly-1, cross-entropy plus :math:`\varepsilon (1 - p_y)`.
+* ``poly_loss``: Poly-1, cross-entropy plus :math:`\varepsilon (1 - p_y)`;
+* ``sigmoid_focal_loss_star``: FL*, the appendix variant of Lin et al., a sharpened
+  logistic loss :math:`-\log \sigma(\gamma x_t) / \gamma` (fvcore's semantics).
 
 Stability: every probability is handled through its logarithm. The focal weight
 :math:`(1 - p_t)^\gamma` is :math:`\exp(\gamma \log(1 - p_t))`, with
@@ -21,14 +23,15 @@ from __future__ import annotations
 import math
 
 from ..core.dispatch import register_fast_path, unless_set
-from ..kernels import fast_paths, rows
+from ..core.formula import Formula, exp, isnan, log1p, maximum, where
+from ..kernels import fast_paths, pointwise, rows
 from ..core.loss import Loss, Terms, fill_doc, register
 from .cross_entropy import CLASS_TARGET_DOC, class_target
 from ..core.primitives import _log_sigmoid, _safe_log, _sigmoid, _softmax_and_neg_log, _weighted
 from ..core.validation import check_in_range, check_numeric, check_scalar
 from ..core.arrays import device_of
 
-__all__ = ["sigmoid_focal_loss", "softmax_focal_loss", "poly_loss"]
+__all__ = ["sigmoid_focal_loss", "softmax_focal_loss", "poly_loss", "sigmoid_focal_loss_star"]
 
 _INF = float("inf")
 _LN2 = math.log(2.0)
@@ -503,15 +506,142 @@ class PolyLoss(Loss):
         return Terms(value, grad, ct.weight, ct.expand)
 
 
+# ----------------------------------------------------------------------------- FL*
+# the elementwise math of sigmoid_focal_loss_star, stated once (losskit.core.formula)
+def _focal_star(z, t, gamma, alpha):
+    sign = 2.0 * t - 1.0
+    u = 0.0 - gamma * (z * sign)  # the loss is softplus(u) / gamma
+    e = exp(0.0 - abs(u))
+    value = (maximum(u, 0.0) + log1p(e)) / gamma
+    grad = 0.0 - sign * where(u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # -(2t-1) sigmoid(u)
+    if alpha >= 0:
+        a = alpha * t + (1.0 - alpha) * (1.0 - t)
+        return a * value, a * grad
+    return value, grad
+
+
+def _focal_star_ok(z, t, gamma, alpha):
+    return ((t >= 0.0) & (t <= 1.0)) | isnan(t)
+
+
+FOCAL_STAR = Formula(_focal_star)
+FOCAL_STAR_OK = Formula(_focal_star_ok)
+
+
+def _star_alpha(alpha):
+    """fvcore's ``alpha``: None or negative disables the weighting (-1.0), else in [0, 1]."""
+    if alpha is None:
+        return -1.0
+    a = _finite_scalar("alpha", alpha, hi=1.0,
+                       hint="; None or a negative alpha disables the weighting")
+    return -1.0 if a < 0 else a
+
+
+class SigmoidFocalLossStar(Loss):
+    r"""FL*, the focal-loss variant of RetinaNet's appendix, elementwise on logits.
+
+    Lin et al. [1]_ show that the focal effect can also be had by sharpening the
+    logistic loss: with :math:`x_t = (2t - 1) z` (the logit signed by the label),
+    :math:`\ell = -\log \sigma(\gamma x_t) / \gamma`. Exactly fvcore's
+    ``sigmoid_focal_loss_star`` (``fvcore/nn/focal_loss.py``, whose defaults are the same:
+    ``gamma=1``, no alpha weighting; its default reduction is ``"none"``, losskit's
+    ``"mean"``).
+
+    Parameters
+    ----------
+    prediction : floating array of shape (*)
+        Logits :math:`z`.
+    target : array of the same shape
+        Labels 0 or 1 (any value in [0, 1] is taken through the formula as written).
+    gamma : float > 0, default 1
+        The sharpness :math:`\gamma`; 1 gives ``sigmoid_binary_cross_entropy`` of hard
+        labels.
+    alpha : float in [0, 1] or None, default None
+        Weight :math:`\alpha` of the positives (:math:`1 - \alpha` of the negatives);
+        ``None`` or a negative number (fvcore's -1) disables the weighting.
+    {common_parameters}
+
+    Notes
+    -----
+    With :math:`x_t = (2t - 1) z` and :math:`\alpha_t = \alpha t + (1 - \alpha)(1 - t)`
+    (1 without alpha):
+
+    .. math::
+
+        \ell = \frac{\alpha_t}{\gamma} \operatorname{softplus}(-\gamma x_t), \qquad
+        \frac{\partial \ell}{\partial z} = -\alpha_t\,(2t - 1)\,\sigma(-\gamma x_t)
+
+    exact for any logit. Unlike the focal loss, the down-weighting of easy examples comes
+    from the steeper sigmoid, so the gradient is a plain rescaled sigmoid.
+
+    References
+    ----------
+    .. [1] T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollár, "Focal Loss for Dense
+       Object Detection", ICCV 2017, arXiv:1708.02002, appendix A.
+
+    Examples
+    --------
+    With :math:`\gamma = 2` a positive at logit :math:`\ln(3)/2` has :math:`\gamma x_t =
+    \ln 3`, so it costs :math:`\ln(4/3)/2` with gradient :math:`-\sigma(-\ln 3) = -1/4`.
+
+    >>> import numpy as np, losskit as lk
+    >>> z = np.array([np.log(3.0) / 2]); t = np.array([1.0])
+    >>> bool(np.isclose(lk.sigmoid_focal_loss_star(z, t, gamma=2.0), np.log(4 / 3) / 2))
+    True
+    >>> lk.sigmoid_focal_loss_star.grad(z, t, gamma=2.0)
+    array([-0.25])
+    """
+
+    name = "sigmoid_focal_loss_star"
+    family = "classification"
+    prediction = "logits"
+    target = "labels 0/1, same shape"
+    formula = r"\ell = -\frac{\alpha_t}{\gamma} \log \sigma(\gamma (2t - 1) z)"
+    gradient_formula = (r"\frac{\partial \ell}{\partial z} = -\alpha_t (2t - 1)\, "
+                        r"\sigma(-\gamma (2t - 1) z)")
+    when_to_use = (
+        "Dense detection and other heavily imbalanced binary or multi-label problems, as an "
+        "alternative to the focal loss: a steeper logistic loss (gamma > 1) that also "
+        "shrinks the loss of easy examples, with a simpler gradient. RetinaNet's appendix "
+        "reports results close to the focal loss with gamma = 4."
+    )
+    references = ("Lin et al., Focal Loss for Dense Object Detection, ICCV 2017, "
+                  "arXiv:1708.02002, appendix A",)
+
+    def _compute(self, ctx, prediction, target, *, need_grad, gamma=1.0, alpha=None):
+        g = _finite_scalar("gamma", gamma, lo=0.0)
+        if g == 0.0:
+            raise ValueError("`gamma` of sigmoid_focal_loss_star must be positive (the loss "
+                             "divides by it); got 0.0")
+        a = _star_alpha(alpha)
+        t = self._probability_target(ctx, prediction, target)
+        value, grad = FOCAL_STAR.on(ctx.xp)(prediction, t, g, a)
+        return Terms(value, grad if need_grad else None)
+
+
+#: the fast path's validators of FL*'s options (None: the generic path decides)
+_star_gamma_ok = pointwise.number(0.0, lo_open=True)
+
+
+def _star_alpha_ok(v):
+    if v is None:
+        return -1.0
+    a = pointwise.number(hi=1.0)(v)
+    return None if a is None else (-1.0 if a < 0 else a)
+
+
 for _cls in (SoftmaxFocalLoss, PolyLoss):
     _cls.__doc__ = fill_doc(_cls.__doc__, target_doc=CLASS_TARGET_DOC)
 
 sigmoid_focal_loss = register(SigmoidFocalLoss())
 softmax_focal_loss = register(SoftmaxFocalLoss())
 poly_loss = register(PolyLoss())
+sigmoid_focal_loss_star = register(SigmoidFocalLossStar())
 
 # fused NumPy kernels (losskit.kernels.fast_paths), consulted by the pipeline
 register_fast_path(SigmoidFocalLoss, unless_set(fast_paths.sigmoid_focal_loss,
                                               "label_smoothing", "ignore_index"))
 register_fast_path(SoftmaxFocalLoss, rows.softmax_focal_loss)
 register_fast_path(PolyLoss, rows.poly_loss)
+register_fast_path(SigmoidFocalLossStar, pointwise.fast_path(
+    FOCAL_STAR, {"gamma": _star_gamma_ok, "alpha": _star_alpha_ok}, check=FOCAL_STAR_OK))
