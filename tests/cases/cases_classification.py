@@ -73,6 +73,15 @@ def logq_p(shape=(N, K), axis=-1, log_target=False):
     return make
 
 
+def map_pair(shape=(N, 3, 4), log=True):
+    """Distributions over the axes (1, 2) together (a spatial map): log q (or q) and p."""
+    def make(rng):
+        flat = (shape[0], shape[1] * shape[2])
+        q, p = (_simplex(rng, flat).reshape(shape) for _ in range(2))
+        return (np.log(q) if log else q), p
+    return make
+
+
 def q_p(shape=(N, K)):
     def make(rng):
         return _simplex(rng, shape), _simplex(rng, shape)
@@ -251,6 +260,33 @@ def t_kl(log_prediction=True, log_target=False, axis=-1):
     return ref
 
 
+def j_kl_axes(axes):
+    def ref(logq, p, r):
+        import jax.numpy as jnp
+        from jax.scipy.special import xlogy
+        return _jreduce(jnp.sum(xlogy(p, p) - p * logq, axis=axes), r, logq.shape[0])
+    return ref
+
+
+def t_softmax_kl_axes(axes):
+    def ref(z, t, r, torch):
+        def log_softmax(x):  # over several axes at once
+            return x - torch.logsumexp(x, dim=axes, keepdim=True)
+        v = torch.nn.functional.kl_div(log_softmax(z), log_softmax(t), reduction="none",
+                                       log_target=True).sum(axes)
+        return _reduce(v, r, z.shape[0])
+    return ref
+
+
+def t_js_axes(axes):
+    def ref(q, p, r, torch):
+        m = 0.5 * (p + q)
+        v = 0.5 * (p * (torch.log(p) - torch.log(m))).sum(axes) + \
+            0.5 * (q * (torch.log(q) - torch.log(m))).sum(axes)
+        return _reduce(v, r, q.shape[0])
+    return ref
+
+
 def j_kl(log_target=False):
     def ref(logq, t, r):
         import optax
@@ -361,6 +397,8 @@ CASES = [
          t_kl(log_target=True), j_kl(log_target=True), options={"log_target": True}),
     Case("kl_divergence-axis1", kl_divergence, logq_p((3, K, 5), axis=1), t_kl(axis=1),
          options={"axis": 1}),
+    Case("kl_divergence-axes12", kl_divergence, map_pair(), t_kl(axis=(1, 2)),
+         j_kl_axes((1, 2)), options={"axis": (1, 2)}),
     # ---- distillation
     Case("softmax_kl", softmax_kl_divergence, logits_pair(), t_softmax_kl(),
          j_softmax_kl(), on_every_backend=True),
@@ -372,6 +410,10 @@ CASES = [
     Case("softmax_kl-T3-probs", softmax_kl_divergence, logits_teacher_probs(),
          t_softmax_kl(3.0, target_is_logits=False),
          options={"temperature": 3.0, "target_is_logits": False}),
+    Case("softmax_kl-axes12", softmax_kl_divergence, logits_pair((N, 3, 4)),
+         t_softmax_kl_axes((1, 2)), options={"axis": (2, 1)}),
     # ---- JS
     Case("js_divergence", js_divergence, q_p(), t_js, j_js, on_every_backend=True),
+    Case("js_divergence-axes12", js_divergence, map_pair(log=False), t_js_axes((1, 2)),
+         options={"axis": (-1, 1)}),
 ]

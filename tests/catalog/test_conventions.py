@@ -221,6 +221,11 @@ def test_general_keras_reductions(keras):
     keras_same(lk.mse(y, t, sample_weight=w),
                mse(reduction="mean_with_sample_weight", dtype="float64"), t, y,
                sample_weight=w)
+    # a scalar sample weight: Keras scales its mean; losskit's weighted mean divides it out
+    keras_same(2.5 * lk.mse(y, t), mse(dtype="float64"), t, y, sample_weight=2.5)
+    keras_same(lk.mse(y, t, sample_weight=2.5), mse(dtype="float64"), t, y)
+    keras_same(lk.mse(y, t, sample_weight=2.5, reduction="sum") / 3,
+               mse(reduction="sum", dtype="float64"), t, y, sample_weight=2.5)
     # footnote 1: Keras's own mean is float32 even here (off by float32 rounding)
     assert not np.allclose(lk.mse(y, t), K(mse(dtype="float64"), t, y), rtol=1e-12,
                            atol=0), ("Keras now averages float64 in float64: drop "
@@ -1314,15 +1319,41 @@ def test_jaccard_loss_optax(optax):
          optax.losses.dice_loss(*J(z, t), alpha=1.0, beta=1.0, smooth=0.5))
 
 
+def _keras_tversky_3_16(y_true, y_pred, alpha, beta):
+    """Keras 3.16's ``keras.losses.tversky`` (keras-team/keras#23333, which swapped
+    ``inputs``/``targets`` so that ``alpha`` weighs the false positives), written out for
+    ``axis=1`` in float64, with Keras's mean over the examples."""
+    inputs, targets = y_pred, y_true
+    inter = np.sum(inputs * targets, axis=1)
+    fp = np.sum((1 - targets) * inputs, axis=1)
+    fn = np.sum(targets * (1 - inputs), axis=1)
+    return np.mean(1 - inter / (inter + fp * alpha + fn * beta + KERAS_EPS))
+
+
+def _tversky_recipe(p, t, a, b, keras_version):
+    """docs/conventions.md's recipe for ``keras.losses.Tversky(alpha=a, beta=b)``."""
+    if keras_version < (3, 16):  # alpha weighs the false negatives: swap
+        return lk.tversky_loss(_pad(p, KERAS_EPS / b), _pad(t, 0.0), alpha=b, beta=a,
+                               smooth=0.0, axis=None)
+    return lk.tversky_loss(_pad(p, KERAS_EPS / a), _pad(t, 0.0), alpha=a, beta=b,
+                           smooth=0.0, axis=None)
+
+
 def test_tversky_loss_keras(keras):
     p, t = _masks(71, (3, 6))
     a, b = 0.7, 0.3
-    tv = keras.losses.Tversky(alpha=a, beta=b, axis=1, dtype="float64")
-    k = K(tv, t, p)
-    # Keras's alpha weighs sum t (1 - p), the false *negatives* (its docstring says false
-    # positives): losskit's beta. The padding element adds (1e-7 / b) * b to the FP term.
-    same(lk.tversky_loss(_pad(p, KERAS_EPS / b), _pad(t, 0.0), alpha=b, beta=a, smooth=0.0,
-                         axis=None), k)
+    installed = tuple(int(x) for x in keras.version().split(".")[:2])
+    k = K(keras.losses.Tversky(alpha=a, beta=b, axis=1, dtype="float64"), t, p)
+    # the installed Keras, with the recipe of its version
+    same(_tversky_recipe(p, t, a, b, installed), k)
+    # the other version's recipe gives another number (a != b)
+    other = (3, 16) if installed < (3, 16) else (3, 15)
+    differ(_tversky_recipe(p, t, a, b, other), k)
+    # Keras 3.16's formula (written out): the unswapped recipe
+    same(_tversky_recipe(p, t, a, b, (3, 16)), _keras_tversky_3_16(t, p, a, b))
+    if installed < (3, 16):
+        # and up to 3.15 its alpha is 3.16's beta
+        same(k, _keras_tversky_3_16(t, p, b, a))
     differ(lk.tversky_loss(p, t, alpha=a, beta=b, smooth=0.0, axis=None), k)
 
 

@@ -340,22 +340,22 @@ def test_negative_pos_weight_is_a_value_error():
 @pytest.mark.parametrize("name", ALL)
 def test_sample_weight_of_the_wrong_shape_is_a_value_error(name):
     pred, target = VALID[name]()
-    with pytest.raises(ValueError, match=rf"^`sample_weight` of {name} must have the shape of the "
-                       r"unreduced loss \(4,\); got \(5,\)$"):
+    with pytest.raises(ValueError, match=rf"^`sample_weight` of {name} must be a number or have "
+                       r"the shape of the unreduced loss \(4,\); got \(5,\)$"):
         loss_of(name)(pred, target, sample_weight=np.ones(N + 1))
 
 
 def test_sample_weight_of_a_2d_loss_names_both_accepted_shapes():
     y = RNG.normal(size=(N, K))
-    with pytest.raises(ValueError, match=r"^`sample_weight` of mse must have the shape of the "
-                       r"unreduced loss \(4, 3\) or \(4,\); got \(3,\)$"):
+    with pytest.raises(ValueError, match=r"^`sample_weight` of mse must be a number or have "
+                       r"the shape of the unreduced loss \(4, 3\) or \(4,\); got \(3,\)$"):
         lk.mse(y, y, sample_weight=np.ones(K))
 
 
 def test_sample_weight_of_the_per_element_shape_for_a_per_example_loss_is_an_error():
     z, labels = VALID["softmax_cross_entropy"]()
-    with pytest.raises(ValueError, match=r"^`sample_weight` of softmax_cross_entropy must have the "
-                       r"shape of the unreduced loss \(4,\); got \(4, 3\)$"):
+    with pytest.raises(ValueError, match=r"^`sample_weight` of softmax_cross_entropy must be a "
+                       r"number or have the shape of the unreduced loss \(4,\); got \(4, 3\)$"):
         lk.softmax_cross_entropy(z, labels, sample_weight=np.ones((N, K)))
 
 

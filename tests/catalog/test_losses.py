@@ -145,6 +145,24 @@ def test_sample_weight_equivalences(case):
         np.testing.assert_allclose(g, summed, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_a_scalar_sample_weight_is_one_weight_for_every_element(case):
+    """A number c weights every element: c times "none" and "sum", the weighted "mean"
+    divides it out again (c = 0: a mean over nothing, 0 with a zero gradient)."""
+    arrays = case.inputs(seed=6)
+    opts = case.options
+    for red in ("none", "sum", "mean"):
+        v, g = case.loss.value_and_grad(*arrays, reduction=red, **opts)
+        vc, gc = case.loss.value_and_grad(*arrays, reduction=red, sample_weight=2.5, **opts)
+        c = 1.0 if red == "mean" else 2.5
+        np.testing.assert_allclose(vc, c * np.asarray(v), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(gc, c * np.asarray(g), rtol=1e-12, atol=1e-15)
+    v0, g0 = case.loss.value_and_grad(*arrays, sample_weight=0.0, **opts)
+    assert float(v0) == 0.0 and not np.any(g0)
+    with pytest.raises(ValueError, match="`sample_weight`.*non-negative"):
+        case.loss(*arrays, sample_weight=-1.0, **opts)
+
+
 def test_catalog_lists_every_loss_with_metadata():
     names = {loss.name for loss in lk.catalog()}
     assert {c.loss.name for c in CASES} <= names

@@ -897,3 +897,26 @@ def test_every_entry_point_validates_the_same_way():
     for fn in (poly_loss, poly_loss.grad, poly_loss.value_and_grad):
         with pytest.raises(ValueError, match=re.escape("`epsilon` must lie in [-1, inf]")):
             fn(np.zeros((1, 2)), np.array([0]), epsilon=-3.0)
+
+
+# ============================================================== several distribution axes
+def test_divergences_over_several_axes_errors_and_one_axis_tuples():
+    r = np.random.default_rng(31)
+    q = r.dirichlet(np.ones(12), size=3).reshape(3, 3, 4)
+    p = r.dirichlet(np.ones(12), size=3).reshape(3, 3, 4)
+    for loss, pred in ((lk.kl_divergence, np.log(q)), (lk.js_divergence, q),
+                       (lk.softmax_kl_divergence, np.log(q))):
+        # a one-axis tuple is that axis
+        np.testing.assert_allclose(loss(pred, p, axis=(2,), reduction="none"),
+                                   loss(pred, p, axis=2, reduction="none"), rtol=1e-14)
+        with pytest.raises(ValueError, match=rf"^`axis` of {loss.name} must name at least "
+                                             r"one axis; got \(\)$"):
+            loss(pred, p, axis=())
+        with pytest.raises(ValueError, match=rf"^`axis` of {loss.name} names an axis twice: "
+                                             r"\(1, -2\) for a 3-d `prediction`$"):
+            loss(pred, p, axis=(1, -2))
+        with pytest.raises(ValueError, match=r"must lie in \[-3, 2\].*got 3$"):
+            loss(pred, p, axis=(1, 3))
+    # the total over every axis of a map equals the sum of its per-example values
+    v = lk.kl_divergence(np.log(q), p, axis=(1, 2), reduction="none")
+    np.testing.assert_allclose(v, (p * (np.log(p) - np.log(q))).sum(axis=(1, 2)), rtol=1e-12)

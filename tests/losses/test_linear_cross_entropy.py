@@ -752,8 +752,8 @@ def test_shape_errors_name_the_argument_and_both_shapes():
                                          r"shape \(300,\) \(the rows of `weight`\); got "
                                          r"\(4,\)$"):
         lce(h, W, y, b, class_weight=np.ones(4))
-    with pytest.raises(ValueError, match=r"`sample_weight` of linear_cross_entropy must have "
-                                         r"the shape of the unreduced loss \(64,\)"):
+    with pytest.raises(ValueError, match=r"`sample_weight` of linear_cross_entropy must be a "
+                                         r"number or have the shape of the unreduced loss \(64,\)"):
         lce(h, W, y, b, sample_weight=np.ones(3))
 
 

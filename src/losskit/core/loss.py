@@ -117,9 +117,11 @@ reduction : {"none", "sum", "mean", "batchmean"}, default "mean"
     examples when unweighted; ignored targets excluded); ``"batchmean"`` divides the sum
     by the batch size, the first axis of the unreduced loss (1 for a single example).
     A mean over nothing is 0, with a zero gradient.
-sample_weight : array, optional
-    Non-negative weight per example: the shape of the unreduced loss, or ``(N,)`` to
-    weight every element of each of the N examples. A weight of 0 removes the example."""
+sample_weight : array or float, optional
+    Non-negative weight per example: the shape of the unreduced loss, ``(N,)`` to
+    weight every element of each of the N examples, or one number for every element
+    (it scales ``"none"`` and ``"sum"``; the weighted ``"mean"`` divides it out again).
+    A weight of 0 removes the example."""
 
 
 def fill_doc(doc: str, **parts: str) -> str:
@@ -538,6 +540,8 @@ class Loss:
         sw = ctx.asarray(sample_weight, "sample_weight")
         check_numeric(xp, "sample_weight", sw)
         shape = tuple(shape)
+        if sw.ndim == 0 and len(shape):  # one weight for every element (as an array of it)
+            sw = xp.broadcast_to(sw, shape)
         if not same_shape(sw.shape, shape):
             if sw.ndim == 1 and len(shape) >= 1 and sw.shape[0] == shape[0]:
                 sw = xp.reshape(sw, (shape[0],) + (1,) * (len(shape) - 1))
@@ -545,8 +549,8 @@ class Loss:
             else:
                 first = f" or ({shape[0]},)" if len(shape) > 1 else ""
                 raise ValueError(
-                    f"`sample_weight` of {self.name} must have the shape of the unreduced loss "
-                    f"{shape}{first}; got {tuple(sw.shape)}")
+                    f"`sample_weight` of {self.name} must be a number or have the shape of the "
+                    f"unreduced loss {shape}{first}; got {tuple(sw.shape)}")
         sw = xp.astype(sw, ctx.work)
         if not _SIGNED_WEIGHTS.get():
             check_in_range(xp, "sample_weight", sw, 0.0, float("inf"),

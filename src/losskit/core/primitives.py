@@ -25,10 +25,13 @@ __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "sof
 
 # --------------------------------------------------------------------------- kernels
 def _safe_max(xp, x, axis, keepdims=True):
-    """Row maximum, replaced by 0 where it is +-inf or where the row is empty."""
-    if x.shape[axis] == 0:
+    """Row maximum, replaced by 0 where it is +-inf or where the row is empty (``axis`` an
+    int or a tuple of ints)."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    if any(x.shape[a] == 0 for a in axes):
         shape = list(x.shape)
-        shape[axis] = 1
+        for a in axes:
+            shape[a] = 1
         m = xp.zeros(tuple(shape), dtype=x.dtype, device=device_of(x))
         return m if keepdims else xp.squeeze(m, axis=axis)
     m = xp.max(x, axis=axis, keepdims=keepdims)

@@ -363,7 +363,8 @@ class CTCLoss(Loss):
         alpha = xp.where(s_idx == 0, xp.zeros_like(neg), neg)
         alphas = []
         for t in range(T):
-            new = _lse3(xp, alpha, down(alpha, 1), xp.where(skip, down(alpha, 2), neg)) + lpe[t, ...]
+            new = _lse3(xp, alpha, down(alpha, 1), xp.where(skip, down(alpha, 2), neg))
+            new = new + lpe[t, ...]
             alpha = xp.where(xp.reshape(il > t, (N, 1)), new, alpha)
             alphas.append(alpha)
         last = xp.reshape(2 * tl, (N, 1))

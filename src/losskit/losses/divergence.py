@@ -41,6 +41,22 @@ def _bool(name, value):
 
 
 def _class_axis(ctx, prediction, axis):
+    """The distribution's axis (an int) or axes (a sorted tuple), and the map that puts the
+    per-example shape back into the prediction's."""
+    if isinstance(axis, (tuple, list)):
+        if not axis:
+            raise ValueError(f"`axis` of {ctx.loss} must name at least one axis; got "
+                             f"{axis!r}")
+        axes = tuple(sorted(normalize_axis(prediction.ndim, a, ctx.loss) for a in axis))
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"`axis` of {ctx.loss} names an axis twice: {tuple(axis)!r} "
+                             f"for a {prediction.ndim}-d `prediction`")
+        kept = tuple(1 if i in axes else n for i, n in enumerate(prediction.shape))
+
+        def expand_axes(a):
+            return ctx.xp.reshape(a, kept)
+
+        return (axes[0] if len(axes) == 1 else axes), expand_axes
     ax = normalize_axis(prediction.ndim, axis, ctx.loss)
 
     def expand(a):
@@ -88,8 +104,9 @@ class KLDivergence(Loss):
     target : floating array of the same shape
         The reference :math:`p` in [0, 1], or :math:`\log p` (<= 0) with
         ``log_target=True``.
-    axis : int, default -1
-        The class axis: one example's value is the sum over it.
+    axis : int or tuple of ints, default -1
+        The class axis: one example's value is the sum over it. A tuple names several
+        axes that together hold one distribution (a spatial map ``(H, W)``, say).
     log_prediction : bool, default True
         Whether ``prediction`` holds log-probabilities.
     log_target : bool, default False
@@ -221,8 +238,9 @@ class SoftmaxKLDivergence(Loss):
         like :math:`1/T`), so the factor keeps its size comparable to a hard-label
         cross-entropy's when both are mixed and :math:`T` is changed. ``False`` gives the
         plain :math:`D_{\mathrm{KL}}` of the two tempered softmaxes.
-    axis : int, default -1
-        The class axis.
+    axis : int or tuple of ints, default -1
+        The class axis; a tuple names several axes that together hold one distribution
+        (the softmax runs over all of them).
     {common_parameters}
 
     Notes
@@ -335,8 +353,9 @@ class JSDivergence(Loss):
         Predicted probabilities :math:`q` in [0, 1].
     target : floating array of the same shape
         Target probabilities :math:`p` in [0, 1].
-    axis : int, default -1
-        The class axis: one example's value is the sum over it.
+    axis : int or tuple of ints, default -1
+        The class axis: one example's value is the sum over it. A tuple names several
+        axes that together hold one distribution (a spatial map ``(H, W)``, say).
     {common_parameters}
 
     Notes
