@@ -95,6 +95,41 @@ def t_log_cosh(p, t, r, torch):
     return _reduce_torch(torch.log(torch.cosh(p - t)), r, p.shape[0])
 
 
+def quantile_head(levels=3, shape=(N,), per_level=False):
+    """A multi-quantile head: predictions (*shape, Q), targets (*shape) or (*shape, Q)."""
+    def make(rng):
+        y = rng.normal(size=shape + (levels,))
+        t = rng.normal(size=shape + ((levels,) if per_level else ()))
+        tt = t if per_level else t[..., None]
+        y = np.where(np.abs(y - tt) < 0.05, y + 0.1, y)  # away from the kink
+        return y, t
+    return make
+
+
+def t_quantile_head(levels):
+    def ref(p, t, r, torch):
+        # the Temporal Fusion Transformer's quantile loss (sktime/pytorch-forecasting,
+        # temporal_fusion_transformer_pytorch/model/metrics.py), unreduced: column j of the
+        # prediction against the target at level q_j
+        if t.ndim < p.ndim:
+            t = t.unsqueeze(-1)
+        q = torch.as_tensor(levels, dtype=p.dtype)
+        e = t - p
+        return _reduce_torch(torch.max((q - 1) * e, q * e), r, p.shape[0])
+    return ref
+
+
+def j_quantile_head(levels):
+    def ref(p, t, r):
+        import jax.numpy as jnp
+        if t.ndim < p.ndim:
+            t = t[..., None]
+        q = jnp.asarray(levels, dtype=p.dtype)
+        d = t - p
+        return _jreduce(jnp.where(d >= 0, q * d, (q - 1) * d), r, p.shape[0])
+    return ref
+
+
 def t_quantile(q):
     def ref(p, t, r, torch):
         d = t - p  # Koenker-Bassett check function rho_q(t - y)
@@ -288,6 +323,11 @@ CASES = [
          options={"q": 0.1}),
     Case("quantile-q0.9", quantile, residual_pair((3, 2, 4)), t_quantile(0.9), j_quantile(0.9),
          options={"q": 0.9}),
+    Case("quantile-head", quantile, quantile_head(), t_quantile_head((0.1, 0.5, 0.9)),
+         j_quantile_head((0.1, 0.5, 0.9)), options={"q": (0.1, 0.5, 0.9)}),
+    Case("quantile-head-per-level-targets", quantile, quantile_head(4, (N, 2), True),
+         t_quantile_head((0.05, 0.25, 0.75, 0.95)), j_quantile_head((0.05, 0.25, 0.75, 0.95)),
+         options={"q": [0.05, 0.25, 0.75, 0.95]}),
     Case("poisson_nll", poisson_nll, poisson_inputs(), _torch_builtin("poisson_nll_loss"),
          j_poisson(), on_every_backend=True),
     Case("poisson_nll-int-target", poisson_nll, poisson_inputs(integer_target=True),

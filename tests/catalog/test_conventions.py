@@ -1711,3 +1711,44 @@ def test_ctc_loss_optax(optax):
     v = lk.ctc_loss(z, y, il, tl, blank=blank, layout="NTC", reduction="none")
     assert v[1] == np.inf and 1e4 < ref[1] < np.inf
     same(np.delete(v, 1), np.delete(ref, 1))
+
+
+def test_sparsemax_loss_optax(optax):
+    import jax
+
+    r = rng(95)
+    z = 2 * r.normal(size=(6, 4))
+    z[0, :3] = [-1.0, 1.0, 0.0]  # the pieces' joints
+    t = (r.uniform(size=(6, 4)) > 0.5).astype(float)
+    ref_v = optax.losses.sparsemax_loss(*J(z, t))
+    ref_g = jax.grad(lambda s: optax.losses.sparsemax_loss(s, J(t)).sum())(J(z))
+    v, g = lk.sparsemax_loss.value_and_grad(z, t, reduction="none")
+    same(v, ref_v)
+    same(g, ref_g)
+    # at an infinite score the values agree; Optax's gradient is NaN, losskit's the limit
+    zi, ti = np.array([np.inf, -np.inf]), np.array([0.0, 1.0])
+    same(lk.sparsemax_loss(zi, ti, reduction="none"), optax.losses.sparsemax_loss(*J(zi, ti)))
+    assert np.isnan(np.asarray(jax.grad(
+        lambda s: optax.losses.sparsemax_loss(s, J(ti)).sum())(J(zi)))).all()
+    assert lk.sparsemax_loss.grad(zi, ti, reduction="sum").tolist() == [1.0, -1.0]
+
+
+def test_multiclass_sparsemax_loss_optax(optax):
+    import jax
+
+    r = rng(96)
+    s = 2 * r.normal(size=(8, 5))
+    c = r.integers(0, 5, 8)
+    ref_v = optax.losses.multiclass_sparsemax_loss(*J(s, c))
+    ref_g = jax.grad(lambda x: optax.losses.multiclass_sparsemax_loss(x, J(c)).sum())(J(s))
+    v, g = lk.multiclass_sparsemax_loss.value_and_grad(s, c, reduction="none")
+    same(v, ref_v, atol=1e-15)
+    same(g, ref_g, atol=1e-15)
+    same(lk.sparsemax(s), jax.vmap(optax.projections.projection_simplex)(J(s)), atol=1e-15)
+    # the Fenchel-Young factory: Optax's max_fun, losskit's max_fun and its gradient
+    t = simplex(r, (8, 5))
+    fy = optax.losses.make_fenchel_young_loss(max_fun=jax.scipy.special.logsumexp)
+    mine = lk.make_fenchel_young_loss(lk.logsumexp, lk.softmax)
+    same(mine(s, t, reduction="none"), fy(*J(s, t)))
+    same(mine.grad(s, t, reduction="sum"),
+         jax.grad(lambda x: fy(x, J(t)).sum())(J(s)), atol=1e-15)

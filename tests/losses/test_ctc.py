@@ -291,7 +291,7 @@ def test_option_errors():
         lk.ctc_loss(*a, zero_infinity=1)
     with pytest.raises(ValueError, match=r"`layout` must be one of 'TNC', 'NTC'"):
         lk.ctc_loss(*a, layout="BTC")
-    with pytest.raises(ValueError, match=r"`sample_weight` of ctc_loss must have the shape"):
+    with pytest.raises(ValueError, match=r"`sample_weight` of ctc_loss must .*shape.*\(6,\)"):
         lk.ctc_loss(*a, sample_weight=np.ones(5))
 
 

@@ -262,13 +262,16 @@ def test_multiclass_is_zero_past_the_margin_and_precise_near_it():
     z = np.array([[3.0, 2.0, -7.0], [-1.0, 5.0, 4.0]])
     v, g = MSL.value_and_grad(z, np.array([0, 1]), reduction="none")
     assert v.tolist() == [0.0, 0.0] and not g.any()
-    # lead a = 1 - e: tau = -e/2, p = (1 - e/2, e/2), loss = 2 (e/2)^2 / 2 = e^2 / 4
-    for a in (1.0 - 1e-3, 1.0 - 1e-6, 1.0 - 1e-9):
+    # lead a = 1 - e: tau = -e/2, p = (1 - e/2, e/2), loss = 2 (e/2)^2 / 2 = e^2 / 4. The
+    # threshold rounds 1 + a (relative error ~eps / e in p's small entries, as every
+    # sparsemax); the loss adds no cancellation of its own: Optax's textbook form
+    # 1/2 (1 - |p|^2) loses eps / e^2 (4e-4 relative at e = 1e-6)
+    for a, rtol in ((1.0 - 1e-3, 1e-12), (1.0 - 1e-6, 1e-9), (1.0 - 1e-9, 1e-6)):
         e = 1.0 - a  # exact (Sterbenz)
         z = np.array([[a, 0.0]])
         for fn in (MSL, lambda *x: generic(MSL, *x, want="value")):
-            np.testing.assert_allclose(fn(z, np.array([0])), e * e / 4, rtol=1e-9)
-        np.testing.assert_allclose(MSL.grad(z, np.array([0])), [[-e / 2, e / 2]], rtol=1e-9)
+            np.testing.assert_allclose(fn(z, np.array([0])), e * e / 4, rtol=rtol)
+        np.testing.assert_allclose(MSL.grad(z, np.array([0])), [[-e / 2, e / 2]], rtol=rtol)
 
 
 def test_multiclass_infinite_and_nan_scores():
@@ -362,7 +365,7 @@ def test_multiclass_errors():
         MSL(z, np.full((3, 4), 0.3))
     with pytest.raises(ValueError, match=r"`target` must lie in \[0, 1\]"):
         MSL(z, np.array([[1.5, -0.5, 0, 0]] * 3))
-    with pytest.raises(ValueError, match="label"):
+    with pytest.raises(ValueError, match=r"class indices in \[0, 3\]"):
         MSL(z, np.array([0, 4, 1]))
     with pytest.raises(TypeError, match="class_weight"):
         MSL(z, np.array([0, 1, 2]), class_weight=np.ones(4))
@@ -490,9 +493,9 @@ def test_binary_infinite_and_nan_scores():
     # linear there, as optax's jnp.where picks x); NaN propagates
     assert v[:4].tolist() == [0.0, 0.0, INF, INF] and g[:4].tolist() == [0.0, 0.0, -1.0, 1.0]
     assert np.isnan(v[4]) and np.isnan(g[4])
-    ref_v, ref_g = optax_binary(z[:4], t[:4])
-    np.testing.assert_array_equal(v[:4], ref_v)
-    np.testing.assert_array_equal(g[:4], ref_g)
+    # Optax's values agree; its jax.grad is NaN there (the untaken (x + 1)^2 / 4 branch
+    # of its jnp.where), so the gradients are the limits written above
+    np.testing.assert_array_equal(v[:4], optax_binary(z[:4], t[:4])[0])
 
 
 def test_binary_is_precise_near_the_margin():
@@ -620,7 +623,7 @@ def test_factory_axis_ignore_index_weights_and_copies():
     y[0, 0] = -1
     fy = lk.make_fenchel_young_loss(lk.logsumexp, lk.softmax)
     v = fy(z, y, axis=1, ignore_index=-1, reduction="none")
-    ref = np.asarray(optax.losses.softmax_cross_entropy_with_integer_labels(
+    ref = np.array(optax.losses.softmax_cross_entropy_with_integer_labels(
         jnp.asarray(np.moveaxis(z, 1, -1)), jnp.asarray(np.where(y < 0, 0, y))))
     ref[0, 0] = 0.0
     np.testing.assert_allclose(v, ref, rtol=1e-12)

@@ -740,3 +740,65 @@ def test_pseudo_huber_gradient_bounded_by_delta(d, delta):
     g = lk.pseudo_huber.grad(np.array([d]), np.zeros(1), delta=delta)
     assert abs(g[0]) <= delta * (1 + 1e-15)
     assert abs(g[0]) <= abs(d) * (1 + 1e-15)
+
+
+# ============================================================== multi-quantile heads
+def test_quantile_head_equals_scikit_learn_per_level_and_the_tft_loss():
+    from sklearn.metrics import mean_pinball_loss
+
+    r = np.random.default_rng(40)
+    levels = [0.1, 0.5, 0.9]
+    y, t = r.normal(size=(50, 3)), r.normal(size=50)
+    per_elem = lk.quantile(y, t, q=levels, reduction="none")
+    assert per_elem.shape == (50, 3)
+    for j, a in enumerate(levels):
+        np.testing.assert_allclose(per_elem[:, j].mean(), mean_pinball_loss(t, y[:, j], alpha=a),
+                                   rtol=1e-12)
+    # the Temporal Fusion Transformer's loss (sktime/pytorch-forecasting,
+    # temporal_fusion_transformer_pytorch/model/metrics.py): sum over the levels, mean
+    # over the examples
+    yt, tt = _t(y), _t(t)
+    tft = torch.mean(torch.sum(torch.cat(
+        [torch.max((a - 1) * (tt - yt[..., i]), a * (tt - yt[..., i])).unsqueeze(1)
+         for i, a in enumerate(levels)], dim=1), dim=1))
+    np.testing.assert_allclose(lk.quantile(y, t, q=levels, reduction="batchmean"), float(tft),
+                               rtol=1e-12)
+    # one level in a list is that level on a column of length 1
+    np.testing.assert_allclose(lk.quantile(y[:, :1], t, q=[0.3], reduction="none")[:, 0],
+                               lk.quantile(y[:, 0], t, q=0.3, reduction="none"), rtol=1e-15)
+    # a 1-d array of levels and per-level targets
+    np.testing.assert_allclose(lk.quantile(y, np.repeat(t[:, None], 3, 1), q=np.array(levels)),
+                               lk.quantile(y, t, q=levels), rtol=1e-15)
+
+
+def test_quantile_head_errors():
+    y, t = np.zeros((4, 3)), np.zeros(4)
+    with pytest.raises(ValueError, match=r"^`q` must hold at least one quantile level"):
+        lk.quantile(y, t, q=[])
+    with pytest.raises(ValueError, match=r"^`q` must lie in \(0, 1\); got 1\.0$"):
+        lk.quantile(y, t, q=[0.1, 0.5, 1.0])
+    with pytest.raises(TypeError, match=r"^`q` must be a real number; got str$"):
+        lk.quantile(y, t, q=[0.1, "0.5", 0.9])
+    with pytest.raises(ValueError, match=r"^`prediction` of quantile must have a last axis of "
+                                         r"length len\(q\) = 2 \(one column per quantile "
+                                         r"level\); got shape \(4, 3\)$"):
+        lk.quantile(y, t, q=[0.2, 0.8])
+    with pytest.raises(ValueError, match=r"got \(4, 2\)\. Or \(4,\): one target for every "
+                                         r"quantile level$"):
+        lk.quantile(y, np.zeros((4, 2)), q=[0.1, 0.5, 0.9])
+
+
+@SETTINGS
+@given(data=st.lists(st.floats(-100, 100), min_size=5, max_size=30),
+       levels=st.lists(st.floats(0.05, 0.95), min_size=1, max_size=4))
+def test_quantile_head_gradient_vanishes_between_the_empirical_quantiles(data, levels):
+    """For constant predictions, the gradient of the mean is sum([y > t] - q) / n per level:
+    its sign says on which side of the empirical q-quantile the prediction lies."""
+    t = np.array(data)
+    for j, a in enumerate(levels):
+        c = np.quantile(t, a, method="inverted_cdf")
+        g = lk.quantile.grad(np.full((len(t), len(levels)), c), t, q=levels, reduction="sum")
+        below = np.mean(t < c)
+        # at the empirical quantile the one-sided derivatives bracket 0
+        assert g[:, j].sum() <= len(t) * (1 - a) * 1 + 1e-9
+        assert below <= a + 1e-9

@@ -15,6 +15,8 @@ module                      losses
                             sigmoid_focal_loss_star
 ``noise_robust``            generalized_cross_entropy
 ``brier_score``             brier_score
+``fenchel_young``           sparsemax_loss, multiclass_sparsemax_loss, and the factory
+                            make_fenchel_young_loss (not in the catalog)
 ``margin``                  hinge, squared_hinge, multiclass_hinge, perceptron,
                             soft_margin (soft_margin_loss), hinge_embedding
                             (hinge_embedding_loss), multiclass_perceptron

@@ -21,7 +21,7 @@ from ..core.dispatch import register_fast_path
 from ..core.formula import Formula, expm1, exp, log1p, maximum, minimum, sign, sqrt, where
 from ..kernels import pointwise
 from ..core.loss import Loss, Terms, register
-from ..core.validation import check_scalar
+from ..core.validation import check_numeric, check_same_shape, check_scalar
 
 __all__ = ["huber", "smooth_l1", "pseudo_huber", "log_cosh", "quantile", "pinball"]
 
@@ -411,8 +411,12 @@ class Quantile(Loss):
         The predicted :math:`q`-quantile :math:`y`.
     target : array of the same shape
         Observed values :math:`t`.
-    q : float, default 0.5
-        The quantile level, in the open interval (0, 1).
+    q : float or sequence of floats, default 0.5
+        The quantile level, in the open interval (0, 1). A sequence of :math:`Q` levels
+        (a list, tuple or 1-d array) trains a multi-quantile head: ``prediction`` then
+        has a last axis of length :math:`Q`, column :math:`j` predicting level
+        :math:`q_j`, and ``target`` has either that shape or the prediction's shape
+        without the last axis (one target for every level).
     {common_parameters}
 
     Notes
@@ -434,6 +438,11 @@ class Quantile(Loss):
     scikit-learn's ``mean_pinball_loss(t, y, alpha=q)`` (its mean is
     ``reduction="mean"``) and of Koenker and Bassett's check function
     :math:`\rho_q(t - y)`.
+
+    With several levels the unreduced loss has the prediction's shape (one value per
+    level), ``"mean"`` averages over every element, levels included, and for ``(N, Q)``
+    predictions ``reduction="batchmean"`` is the sum over the levels averaged over the
+    examples, the quantile loss of the Temporal Fusion Transformer (Lim et al. 2021).
 
     PyTorch has no quantile loss; sample weights give
     :math:`\sum_n s_n \ell_n / \sum_n s_n` with ``reduction="mean"``, as
@@ -475,10 +484,43 @@ class Quantile(Loss):
 
     def _compute(self, ctx, prediction, target, *, need_grad, q=0.5):
         xp = ctx.xp
-        level = check_scalar("q", q, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-        value, grad = QUANTILE.on(xp)(prediction, self._real_target(ctx, prediction, target),
-                                      level)
+        levels = _quantile_levels(q)
+        if levels is None:
+            level = check_scalar("q", q, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+            t = self._real_target(ctx, prediction, target)
+        else:  # a multi-quantile head: one column per level on the last axis
+            shape = tuple(prediction.shape)
+            if not shape or shape[-1] != len(levels):
+                raise ValueError(
+                    f"`prediction` of quantile must have a last axis of length len(q) = "
+                    f"{len(levels)} (one column per quantile level); got shape {shape}")
+            t = ctx.asarray(target, "target")
+            check_numeric(xp, "target", t)
+            if tuple(t.shape) == shape[:-1]:  # one target for every level
+                t = xp.broadcast_to(xp.expand_dims(t, axis=-1), shape)
+            else:
+                check_same_shape("prediction", shape, "target", tuple(t.shape),
+                                 hint=f"Or {shape[:-1]}: one target for every quantile level")
+            if t.dtype != ctx.work:
+                t = xp.astype(t, ctx.work)
+            level = xp.asarray(levels, dtype=ctx.work, device=ctx.device)
+        value, grad = QUANTILE.on(xp)(prediction, t, level)
         return Terms(value, grad if need_grad else None)
+
+
+def _quantile_levels(q):
+    """A sequence of levels (list, tuple or 1-d array) as a tuple of floats in (0, 1);
+    None for a single level (a number or a 0-d array)."""
+    if isinstance(q, (list, tuple)):
+        seq = list(q)
+    elif getattr(q, "ndim", 0) == 1:
+        seq = q.tolist()
+    else:
+        return None
+    if not seq:
+        raise ValueError("`q` must hold at least one quantile level; got an empty sequence")
+    return tuple(check_scalar("q", v, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+                 for v in seq)
 
 
 huber = register(Huber())
