@@ -523,6 +523,41 @@ def _divergence(name, g, sz, small):
             "jax_src": jax_src, "kind": "row"}
 
 
+# ----- Fenchel-Young: sparsemax (row) and its binary twin (pointwise)
+@case("multiclass_sparsemax_loss", "sparsemax_loss")
+def _sparsemax(name, g, sz, small):
+    import torch
+
+    if name == "sparsemax_loss":
+        shape = _pw(g, sz, small)
+        z, t = g.normal(*shape, scale=2.0), g.binary(*shape)
+
+        def tf(s, tt):  # Blondel et al. 2020 sec. 4.4: sparseplus(z) - z t (t in {0, 1})
+            plus = torch.where(s <= -1, torch.zeros_like(s),
+                               torch.where(s >= 1, s, (s + 1) ** 2 / 4))
+            return (plus - s * tt).mean()
+        jax_fn = lambda a, b: _optax().losses.sparsemax_loss(a, b).mean()  # noqa
+        return {"arrays": (z, t), "torch": tf, "jax": jax_fn, "kind": "pointwise",
+                "torch_src": "written out (sparse plus, Blondel et al. 2020 sec. 4.4)",
+                "jax_src": "optax.sparsemax_loss(...).mean()"}
+    n, k = _rows(sz, small)
+    z, y = g.normal(n, k, scale=2.0), g.labels(n, k)
+
+    def tf(s, yy):  # Martins & Astudillo 2016: Algorithm 1, then eq. 18 as <s, p - e_y> + ...
+        srt, _ = torch.sort(s, dim=1, descending=True)
+        cum = torch.cumsum(srt, dim=1)
+        ranks = torch.arange(1, s.shape[1] + 1, dtype=s.dtype)
+        size = (1 + ranks * srt > cum).sum(1, keepdim=True)
+        tau = (cum.gather(1, size - 1) - 1) / size
+        p = torch.clamp(s - tau, min=0)
+        sy = s.gather(1, yy[:, None])[:, 0]
+        return ((s * p).sum(1) - 0.5 * (p * p).sum(1) + 0.5 - sy).mean()
+    jax_fn = lambda a, b: _optax().losses.multiclass_sparsemax_loss(a, b).mean()  # noqa
+    return {"arrays": (z, y), "torch": tf, "jax": jax_fn, "kind": "row",
+            "torch_src": "written out (sparsemax by sorting, Martins & Astudillo 2016)",
+            "jax_src": "optax.multiclass_sparsemax_loss(...).mean()"}
+
+
 # ----- metric learning
 @case("contrastive", "cosine_embedding", "triplet_margin", "margin_ranking")
 def _metric(name, g, sz, small):

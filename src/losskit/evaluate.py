@@ -726,17 +726,21 @@ def _check_options(loss, options: dict, ndims: int) -> dict:
                          f"options: {valid}")
     out = {}
     for key, value in options.items():
-        if isinstance(value, (list, tuple)):
+        if key == "axis" and isinstance(value, (list, tuple)):
+            value = tuple(value)  # several axes (the divergences' distribution axes)
+        elif isinstance(value, (list, tuple)):
             value = np.asarray(value, dtype=np.float64)
         out[key] = value
     defaults = {k: v for k, v in getattr(loss, "_defaults", {}).items() if k in known}
     out = {**defaults, **out}
     axis = out.get("axis", known.get("axis"))
-    if (isinstance(axis, (int, np.integer)) and not isinstance(axis, bool)
-            and -ndims <= axis < ndims and axis % ndims == 0):
-        raise ValueError(f"axis={axis} is the first axis of a {ndims}-d prediction, the rows "
-                         "that are read in chunks; each row must be a whole example (its "
-                         "classes along another axis)")
+    for ax in (axis if isinstance(axis, tuple) else (axis,)):
+        if (isinstance(ax, (int, np.integer)) and not isinstance(ax, bool)
+                and -ndims <= ax < ndims and ax % ndims == 0):
+            verb = "includes" if isinstance(axis, tuple) else "is"
+            raise ValueError(f"axis={axis} {verb} the first axis of a {ndims}-d prediction, "
+                             "the rows that are read in chunks; each row must be a whole "
+                             "example (its classes along another axis)")
     return out
 
 
@@ -823,6 +827,10 @@ def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
         raise ValueError(f"`reduction` must be one of {', '.join(map(repr, _REDUCTIONS))}; "
                          f"got {reduction!r}{extra}")
     names = loss.inputs
+    if loss.not_streamable:
+        raise ValueError(f"{loss.name} cannot be evaluated a block of rows at a time: "
+                         f"{loss.not_streamable}; call losskit.{loss.name} on the whole "
+                         "arrays instead")
     if len(inputs) != len(names):
         raise ValueError(f"{loss.name} takes {len(names)} inputs ({', '.join(names)}); got "
                          f"{len(inputs)}")

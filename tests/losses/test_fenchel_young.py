@@ -417,12 +417,14 @@ def test_row_kernel_equals_generic(engine, dt, target):
             _close(g, g0, dt)
 
 
-def test_row_kernel_long_rows_and_the_sorted_fallback(engine):
-    # 2^j scores need more than the kernel's fixed-point passes: the sorted search answers
+def test_row_kernel_long_rows(engine):
+    # spread-out scores (few candidates within 1 of the maximum), scores all within 1 of
+    # each other (every entry a candidate: the most fixed-point passes), 2^j and log gaps
     rng = np.random.default_rng(12)
-    z = np.stack([-(2.0 ** np.arange(1000)), rng.normal(size=1000),
-                  -np.log1p(np.arange(1000.0))])
-    y = np.array([0, 5, 0])
+    z = np.stack([-(2.0 ** np.arange(1000)), rng.normal(scale=3.0, size=1000),
+                  rng.normal(scale=1e-3, size=1000), -np.log1p(np.arange(1000.0)),
+                  -np.linspace(0.0, 0.99, 1000) ** 3])
+    y = np.array([0, 5, 7, 0, 999])
     v, g = fused(MSL, z, y, engine=engine, reduction="none")
     v0, g0 = generic(MSL, z, y, reduction="none")
     ref_v, ref_g = optax_multiclass(z, y)

@@ -20,6 +20,7 @@ import pytest
 
 import losskit as lk
 from losskit.cli.tools import parse_option
+from loss_cases import CASE_IDS, CASES
 from losskit.cli import main
 from losskit.evaluate import (ArraySource, EvalResult, NonFiniteInputError, evaluate,
                               find_loss, open_array)
@@ -551,3 +552,22 @@ def test_parse_option_and_result_dict():
     assert parse_option("class_weight=none") == ("class_weight", None)
     r = EvalResult("mse", "mean", 1.5, 3.0, 2.0, 2, 1, 2)
     assert json.loads(json.dumps(r.to_dict()))["value"] == 1.5
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_every_case_streams_to_its_in_memory_value_or_is_refused(case):
+    """Blocks of 2 rows add up to the loss on the whole arrays (every reduction eval
+    offers), for every case of the catalog suites; a loss whose batch is not the rows of
+    its inputs is refused with its reason."""
+    arrays = case.inputs(seed=3)
+    loss = case.loss
+    if loss.not_streamable:
+        with pytest.raises(ValueError, match=rf"^{loss.name} cannot be evaluated a block of "
+                                             r"rows at a time: .+; call losskit\."):
+            evaluate(loss, *arrays, options=case.options)
+        return
+    for reduction in ("mean", "sum", "batchmean"):
+        expected = float(loss(*arrays, reduction=reduction, **case.options))
+        got = evaluate(loss, *arrays, chunk_size=2, reduction=reduction,
+                       options=case.options).value
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-14), reduction

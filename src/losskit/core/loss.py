@@ -165,6 +165,10 @@ class Loss:
     inputs: ClassVar[tuple[str, ...]] = ("prediction", "target")
     #: the inputs ``.grad`` can differentiate with respect to (the first is the default)
     differentiable: ClassVar[tuple[str, ...]] = ("prediction",)
+    #: whether the loss of a batch is the sum of the losses of blocks of its rows (axis 0 of
+    #: every input) with the generic weighted mean: what ``losskit.evaluate`` streams. None
+    #: when it is not: the reason, for the error message
+    not_streamable: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

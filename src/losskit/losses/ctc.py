@@ -279,6 +279,9 @@ class CTCLoss(Loss):
     """
 
     name = "ctc_loss"
+    not_streamable = ("its batch axis is axis 1 in the default layout 'TNC', concatenated "
+                      "targets have no row per sequence, and its mean divides each sequence "
+                      "by its target length")
     family = "sequence"
     prediction = "log-probabilities per frame of a sequence (T, N, C)"
     target = "label sequences (padded or concatenated) with their lengths"
