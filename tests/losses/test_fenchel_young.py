@@ -463,6 +463,8 @@ def test_row_kernel_out_and_readonly(engine):
 def test_parallel_build_equals_generic(monkeypatch):
     if not HAVE_NUMBA:
         pytest.skip("numba is not installed")
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    monkeypatch.setattr(_fast, "USE_NUMBA", True)
     monkeypatch.setattr(_fast, "PARALLEL_MIN", 1)
     rng = np.random.default_rng(14)
     z = rng.normal(size=(300, 17))
@@ -686,6 +688,8 @@ def test_torch_autograd_of_every_fenchel_young_loss():
     p = optax_projection(z)
     for loss, expected in ((MSL, p - np.eye(4)[y]),
                            (lk.make_fenchel_young_loss(lk.logsumexp, lk.softmax),
+                            lk.softmax(z) - np.eye(4)[y]),
+                           (lk.make_fenchel_young_loss("shannon"),
                             lk.softmax(z) - np.eye(4)[y])):
         zt = torch.tensor(z, requires_grad=True)
         v = loss(zt, torch.as_tensor(y), reduction="sum")

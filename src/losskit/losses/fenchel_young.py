@@ -44,7 +44,7 @@ from ..core.dispatch import register_fast_path
 from ..core.formula import Formula, isnan, maximum, minimum, where
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import _softmax_and_neg_log, _sparsemax_parts, _weighted, _xlogy
-from ..core.validation import check_choice, check_sums_to_one
+from ..core.validation import check_choice, check_sums_to_one, same_shape
 from ..kernels import pointwise, rows
 from .cross_entropy import class_target
 
@@ -314,13 +314,14 @@ def _user_array(ctx, out, what: str, shape):
     """A callable's result as an array of the prediction's library and dtype, of ``shape``."""
     xp = ctx.xp
     a = ctx.asarray(out, what)
-    if tuple(a.shape) != tuple(shape):
-        raise ValueError(f"`{what}` of {ctx.loss} must return an array of shape "
-                         f"{tuple(shape)} for scores of shape (..., K) = {tuple(shape)}; got "
-                         f"{tuple(a.shape)}" if what == "prediction_map" else
-                         f"`{what}` of {ctx.loss} must return one value per row, shape "
-                         f"{tuple(shape)} (the scores' shape without the class axis, which "
-                         f"comes last); got {tuple(a.shape)}")
+    if not same_shape(a.shape, shape):
+        if what == "prediction_map":
+            expected = f"an array of shape {tuple(shape)}, the scores' (class axis last)"
+        else:
+            expected = (f"one value per row, shape {tuple(shape)} (the scores' shape "
+                        "without the class axis, which comes last)")
+        raise ValueError(f"`{what}` of {ctx.loss} must return {expected}; got "
+                         f"{tuple(a.shape)}")
     if not xp.isdtype(a.dtype, "real floating"):
         raise TypeError(f"`{what}` of {ctx.loss} must return floating values; got dtype "
                         f"{a.dtype}")
