@@ -759,8 +759,8 @@ def test_unknown_keyword_lists_the_valid_options(name):
 @pytest.mark.parametrize("name", LOSSES)
 def test_sample_weight_is_per_example(name):
     p, _, t = _valid()
-    with pytest.raises(ValueError, match=rf"^`sample_weight` of {name} must have the shape of "
-                       r"the unreduced loss \(2,\); got \(2, 3\)$"):
+    with pytest.raises(ValueError, match=rf"^`sample_weight` of {name} must be a number or "
+                       r"have the shape of the unreduced loss \(2,\); got \(2, 3\)$"):
         LOSSES[name](p, t, sample_weight=np.ones((2, 3)))
     v = LOSSES[name](p, t, reduction="none")
     np.testing.assert_allclose(LOSSES[name](p, t, sample_weight=np.array([3.0, 1.0])),

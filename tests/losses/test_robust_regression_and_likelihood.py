@@ -479,7 +479,7 @@ def test_option_out_of_range_is_a_value_error(loss, option, bad, interval):
 
 @pytest.mark.parametrize("loss,option,bad", [
     (huber, "delta", "1"), (huber, "delta", True), (smooth_l1, "beta", None),
-    (quantile, "q", [0.5]),
+    (quantile, "q", "0.5"), (quantile, "q", {0.5}),
 ])
 def test_option_of_the_wrong_kind_is_a_type_error(loss, option, bad):
     with pytest.raises(TypeError, match=rf"^`{option}` must be a real number; got "):
