@@ -227,13 +227,17 @@ def _atomic(s: str) -> bool:
     if not s or s[0] in "+-":
         return False
     depth = 0
+    closed = False  # the last character was a bracket closing at depth 0
     for c in s:
+        if depth == 0 and closed and c not in "^_'":
+            return False  # a product after a bracket: (1-p)(2-p), (a + b)c
         if c in "([":
             depth += 1
         elif c in ")]":
             depth -= 1
         elif depth == 0 and (c in " +-/=,<>|;" or c == "{"):
             return False
+        closed = c in ")]" and depth == 0
     return depth == 0
 
 

@@ -18,6 +18,7 @@ import array_api_compat
 import numpy as np
 
 __all__ = [
+    "index_dtype",
     "namespace",
     "as_array",
     "device_of",
@@ -159,6 +160,15 @@ def can_inspect(x: Any) -> bool:
 
 def is_floating(xp, x) -> bool:
     return xp.isdtype(x.dtype, "real floating")
+
+
+def index_dtype(xp):
+    """The library's default integer dtype, for indices (int32 in JAX without x64, where
+    asking for int64 warns and truncates; int64 elsewhere)."""
+    try:
+        return xp.__array_namespace_info__().default_dtypes()["integral"]
+    except (AttributeError, KeyError, TypeError):  # pragma: no cover - an older namespace
+        return xp.int64
 
 
 def compute_dtype(xp, dtype):

@@ -21,9 +21,10 @@ from __future__ import annotations
 import contextvars
 import math
 
+import array_api_compat
 import numpy as np
 
-from ..core.arrays import can_inspect, to_float
+from ..core.arrays import can_inspect, device_of, index_dtype, to_float
 from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _log_softmax, _safe_log
@@ -55,7 +56,8 @@ def _integers(ctx, x, name: str):
     if not xp.isdtype(a.dtype, "integral"):
         raise TypeError(f"`{name}` of ctc_loss must be an integer array; got dtype "
                         f"{_dtype_name(a.dtype)}")
-    return xp.astype(a, xp.int64) if a.dtype != xp.int64 else a
+    idx = index_dtype(xp)
+    return xp.astype(a, idx) if a.dtype != idx else a
 
 
 def _lengths(ctx, x, name: str, n: int, hi: int | None, what: str):
@@ -337,7 +339,8 @@ class CTCLoss(Loss):
         ext = xp.concat([xp.reshape(xp.stack([xp.full_like(labels, blank), labels], axis=-1),
                                     (N, 2 * S)),
                          xp.full((N, 1), blank, dtype=labels.dtype, device=dev)], axis=1)
-        s_idx = xp.reshape(xp.arange(K, dtype=xp.int64, device=dev), (1, K))
+        idx = index_dtype(xp)
+        s_idx = xp.reshape(xp.arange(K, dtype=idx, device=dev), (1, K))
         prev2 = xp.concat([xp.full((N, 2), -1, dtype=ext.dtype, device=dev), ext],
                           axis=1)[:, :K]
         skip = (s_idx >= 2) & (ext != blank) & (ext != prev2)
@@ -346,8 +349,8 @@ class CTCLoss(Loss):
 
         lpn = _log_softmax(xp, lp, axis=-1)  # (T, N, C)
         if T and N and K:
-            flat = (xp.reshape(xp.arange(N, dtype=xp.int64, device=dev), (N, 1)) * C
-                    + xp.astype(ext, xp.int64))
+            flat = (xp.reshape(xp.arange(N, dtype=idx, device=dev), (N, 1)) * C
+                    + xp.astype(ext, idx))
             lpe = xp.reshape(xp.take(xp.reshape(lpn, (T, N * C)), xp.reshape(flat, (-1,)),
                                      axis=1), (T, N, K))
         else:
@@ -362,14 +365,16 @@ class CTCLoss(Loss):
         def up(a, k):  # a[s + k], -inf past the end
             return xp.concat([a, neg2[:, :k]], axis=1)[:, k:]
 
-        # forward: a virtual state "before frame 0" at s = 0 starts both allowed paths
-        alpha = xp.where(s_idx == 0, xp.zeros_like(neg), neg)
-        alphas = []
-        for t in range(T):
+        frames = xp.arange(T, dtype=idx, device=dev)
+        il_col = xp.reshape(il, (N, 1))
+
+        def forward(alpha, lpe_t, t):
             new = _lse3(xp, alpha, down(alpha, 1), xp.where(skip, down(alpha, 2), neg))
-            new = new + lpe[t, ...]
-            alpha = xp.where(xp.reshape(il > t, (N, 1)), new, alpha)
-            alphas.append(alpha)
+            return xp.where(il_col > t, new + lpe_t, alpha)
+
+        # forward: a virtual state "before frame 0" at s = 0 starts both allowed paths
+        alpha, alphas = _scan(xp, forward, xp.where(s_idx == 0, xp.zeros_like(neg), neg),
+                              (lpe, frames))
         last = xp.reshape(2 * tl, (N, 1))
         final = (s_idx == last) | ((s_idx == last - 1) & (last > 0))
         ll = _lse_rows(xp, xp.where(final, alpha, neg))  # log-likelihood, (N,)
@@ -389,15 +394,15 @@ class CTCLoss(Loss):
 
         # backward: beta_t(s) includes the emission at t, as alpha_t(s) does
         end = xp.where(final, xp.zeros_like(neg), neg)
-        beta = neg
-        betas = [None] * T
-        for t in range(T - 1, -1, -1):
+
+        def backward(beta, lpe_t, t):
             cont = _lse3(xp, beta, up(beta, 1), xp.where(skip_up, up(beta, 2), neg))
-            b = xp.where(xp.reshape(il - 1 == t, (N, 1)), end + lpe[t, ...],
-                         xp.where(xp.reshape(il - 1 > t, (N, 1)), cont + lpe[t, ...], neg))
-            betas[t] = beta = b
+            return xp.where(il_col - 1 == t, end + lpe_t,
+                            xp.where(il_col - 1 > t, cont + lpe_t, neg))
+
+        _, betas = _scan(xp, backward, neg, (lpe, frames), reverse=True)
         if T and N:
-            A, B = xp.stack(alphas), xp.stack(betas)  # (T, N, K)
+            A, B = alphas, betas  # (T, N, K)
             emit = lpe > ninf
             llc = xp.reshape(xp.where(impossible, xp.zeros_like(ll), ll), (1, N, 1))
             occ = xp.where(emit, xp.exp(A + B - xp.where(emit, lpe, xp.zeros_like(lpe)) - llc),
@@ -409,7 +414,7 @@ class CTCLoss(Loss):
             g = xp.exp(lpn) - post
         else:
             g = xp.zeros((T, N, C), dtype=work, device=dev)
-        t_idx = xp.reshape(xp.arange(T, dtype=xp.int64, device=dev), (T, 1))
+        t_idx = xp.reshape(xp.arange(T, dtype=index_dtype(xp), device=dev), (T, 1))
         active = xp.reshape(t_idx < xp.reshape(il, (1, N)), (T, N, 1))
         bad = xp.reshape(impossible, (1, N, 1))
         fill = xp.zeros_like(g) if zero_infinity else xp.full_like(g, math.nan)
@@ -419,6 +424,27 @@ class CTCLoss(Loss):
         if layout == "NTC":
             g = xp.permute_dims(g, (1, 0, 2))
         return Terms(value, g, expand=expand)
+
+
+def _scan(xp, step, init, xs, *, reverse=False):
+    """``carry = step(carry, *x_t)`` over the leading axis of the arrays ``xs`` (backwards
+    with ``reverse``): the last carry and every carry stacked in frame order, ``(T, ...)``.
+    On JAX a ``lax.scan`` (the step is traced and compiled once, not once per frame)."""
+    if array_api_compat.is_jax_namespace(xp):
+        from jax import lax
+
+        def body(carry, x):
+            new = step(carry, *x)
+            return new, new
+
+        return lax.scan(body, init, xs, reverse=reverse)
+    T = xs[0].shape[0]
+    carry, out = init, [None] * T
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        carry = out[t] = step(carry, *(a[t, ...] for a in xs))
+    stacked = xp.stack(out) if T else xp.zeros((0,) + tuple(init.shape), dtype=init.dtype,
+                                               device=device_of(init))
+    return carry, stacked
 
 
 def _lse_rows(xp, a):
