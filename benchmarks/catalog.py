@@ -24,6 +24,9 @@ boxes                               1M box pairs ``(1_000_000, 4)``, ``x2 > x1``
 linear_cross_entropy (matmul)       N 4096, d 256, V 8192 (+ bias), gradients of all three
 ranking (list)                      ``(4096, 64)``: 4096 lists of 64 items, grades 0..4
 sequence (ctc_loss)                 T 200, N 32, C 50, S 40 (``(T, N, C)`` log-probabilities)
+representation (similarity)         N 4096 pairs, d 256 (``info_nce``: the 2N x 2N matrix;
+                                    ``supcon_loss``: 2 views, 512 classes); gradients of
+                                    every differentiable input
 ==================================  ======================================================
 
 Contenders, all in **one process** with calls **interleaved** (repeat r calls every
@@ -153,7 +156,8 @@ def sizes(scale: float) -> dict:
 
     return {"pointwise": s(10_000_000, 1000), "rows": s(4096, 8), "classes": 1000,
             "overlap_n": s(16), "boxes": s(1_000_000, 64), "emb_n": s(65536, 16),
-            "emb_d": 128, "lce": (s(4096, 8), 256, 8192), "rank_n": s(4096, 8)}
+            "emb_d": 128, "lce": (s(4096, 8), 256, 8192), "rank_n": s(4096, 8),
+            "rep": (s(4096, 8), 256)}
 
 
 # ---------------------------------------------------------------------------- the cases
@@ -707,6 +711,72 @@ def _overlap(name, g, sz, small):
             "kind": "overlap"}
 
 
+# ----- overlap, part 2 (focal Tversky, generalised Dice, MCC) and the Lovasz losses
+@case("focal_tversky_loss", "generalized_dice_loss", "mcc_loss", "lovasz_hinge",
+      "lovasz_softmax")
+def _overlap2(name, g, sz, small):
+    import torch
+
+    shape = (2, 4, 8, 8) if small else (sz["overlap_n"], 4, 128, 128)
+    n, c = shape[:2]
+    axes = tuple(range(2, len(shape)))
+    lab = g.rng.integers(0, c, size=(n, *shape[2:])).astype(g.np.int64)
+
+    def lovasz_grad(y):  # Berman's lovasz_grad on rows of sorted 0/1 labels
+        tot = y.sum(1, keepdim=True)
+        jac = 1 - (tot - y.cumsum(1)) / (tot + (1 - y).cumsum(1))
+        return torch.cat([jac[:, :1], jac[:, 1:] - jac[:, :-1]], 1)
+
+    if name == "lovasz_hinge":  # Berman et al. pytorch/lovasz_losses.py, per image, rows
+        z = g.normal(n, *shape[2:])
+        y = (lab > 0).astype(g.np.int64)
+
+        def tf(zz, yy):
+            zz, yy = zz.reshape(n, -1), yy.reshape(n, -1).to(zz.dtype)
+            err, perm = torch.sort(1 - zz * (2 * yy - 1), dim=1, descending=True)
+            return (torch.relu(err) * lovasz_grad(torch.gather(yy, 1, perm))).sum(1).mean()
+        return {"arrays": (z, y), "grad_of": (0,), "torch": tf, "torch_src":
+                "written out (Berman et al. lovasz_hinge, rows sorted at once)", "jax": None,
+                "jax_src": "", "kind": "overlap"}
+    p = g.softmax(*shape, axis=1)
+    if name == "lovasz_softmax":  # per_image=False, classes="present"
+
+        def tf(pp, yy):
+            pp = pp.movedim(1, 0).reshape(c, -1)
+            fg = (yy.reshape(1, -1) == torch.arange(c)[:, None]).to(pp.dtype)
+            err, perm = torch.sort((fg - pp).abs(), dim=1, descending=True)
+            per = (err * lovasz_grad(torch.gather(fg, 1, perm))).sum(1)
+            present = fg.sum(1) > 0
+            return per[present].mean()
+        return {"arrays": (p, lab), "grad_of": (0,), "torch": tf, "torch_src":
+                "written out (Berman et al. lovasz_softmax, classes sorted at once)",
+                "jax": None, "jax_src": "", "kind": "overlap"}
+    t = g.onehot_masks(n, c, *shape[2:])
+    if name == "focal_tversky_loss":  # Abraham & Khan 2019: (1 - T)^0.75, a 0.3, b 0.7
+        def tf(pp, tt):
+            i, ps, ts = (pp * tt).sum(axes), pp.sum(axes), tt.sum(axes)
+            tv = (i + 1) / (i + 0.3 * (ps - i) + 0.7 * (ts - i) + 1)
+            return ((1 - tv) ** 0.75).mean()
+        src = "written out (Abraham & Khan 2019, per class, smooth 1)"
+    elif name == "generalized_dice_loss":  # MONAI GeneralizedDiceLoss, w = 1 / V^2
+        def tf(pp, tt):
+            i, ps, ts = (pp * tt).sum(axes), pp.sum(axes), tt.sum(axes)
+            w = 1 / ts ** 2  # every class present at this size
+            return (1 - (2 * (w * i).sum(1) + 1e-5) / ((w * (ps + ts)).sum(1) + 1e-5)).mean()
+        src = "written out (MONAI GeneralizedDiceLoss, w_type square)"
+    else:  # smp MCCLoss per example and class, eps 1e-5
+        def tf(pp, tt):
+            tp = (pp * tt).sum(axes) + 1e-5
+            fp = (pp * (1 - tt)).sum(axes) + 1e-5
+            fn = ((1 - pp) * tt).sum(axes) + 1e-5
+            tn = ((1 - pp) * (1 - tt)).sum(axes) + 1e-5
+            mcc = (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+            return (1 - mcc).mean()
+        src = "written out (smp MCCLoss counts, per example and class)"
+    return {"arrays": (p, t), "torch": tf, "torch_src": src, "jax": None, "jax_src": "",
+            "kind": "overlap"}
+
+
 # ----- boxes
 def _box_parts(p, t, eps=1e-7):
     """torchvision/ops/_utils.py _loss_inter_union and the enclosing box, written out."""
@@ -815,6 +885,64 @@ def _boxes(name, g, sz, small):
 
 
 # ----- linear cross-entropy
+# ----- in-batch metric learning and margin heads: N 4096, d 128 (batch and embedding
+# sizes of re-identification and face recognition), 512 classes of 8 (P x K batches).
+# PyTorch contender: pytorch-metric-learning itself (installed beside torch) where it can
+# run at this size; its triplet loss over *all* triplets enumerates them (here 117M index
+# triples, gigabytes), so the timed triplet case is the batch-hard one (BatchHardMiner).
+# The margin heads are written out in torch (pml's ArcFaceLoss/CosFaceLoss own their W).
+@case("batch_triplet_loss", "batch_contrastive_loss", "multi_similarity_loss", "circle_loss",
+      "arcface_loss", "cosface_loss")
+def _metric_batch(name, g, sz, small):
+    import numpy as np
+    import torch
+
+    F = _F()
+    n, d = (32, 10) if small else (max(16, int(round(4096 * sz["rows"] / 4096))), 128)
+    per_class = 8
+    x = g.normal(n, d)
+    y = (np.arange(n) // per_class).astype(np.int64)
+    g.rng.shuffle(y)
+    if name in ("arcface_loss", "cosface_loss"):
+        classes = 10 if small else 1000
+        W = g.normal(classes, d)
+        y = g.labels(n, classes)
+        margin = 0.5 if name == "arcface_loss" else 0.35
+
+        def tf(xx, ww, yy):  # Deng et al. 2019 / Wang et al. 2018, as pml's LargeMarginSoftmax
+            c = F.normalize(xx) @ F.normalize(ww).T
+            cy = c.gather(1, yy[:, None])[:, 0]
+            if name == "cosface_loss":
+                psi = cy - margin
+            else:
+                th = torch.acos(cy.clamp(-1, 1))
+                psi = torch.where(th <= math.pi - margin, torch.cos(th + margin),
+                                  torch.cos(th) - margin * math.sin(margin))
+            z = 64.0 * c.scatter(1, yy[:, None], psi[:, None])
+            return F.cross_entropy(z, yy)
+        return {"arrays": (x, W, y), "wrt": "all", "grad_of": (0, 1), "torch": tf,
+                "options": {"margin": margin},
+                "torch_src": "written out (pml's ArcFaceLoss/CosFaceLoss formula)",
+                "jax": None, "jax_src": "", "kind": "matmul"}
+    from pytorch_metric_learning import losses as pml_losses, miners as pml_miners
+
+    options = {}
+    if name == "batch_triplet_loss":
+        options = {"margin": 0.05, "mining": "hard"}
+        loss_obj, miner = pml_losses.TripletMarginLoss(margin=0.05), pml_miners.BatchHardMiner()
+        src = "pml TripletMarginLoss(0.05) + BatchHardMiner"
+    else:
+        loss_obj, miner = {"batch_contrastive_loss": pml_losses.ContrastiveLoss,
+                           "multi_similarity_loss": pml_losses.MultiSimilarityLoss,
+                           "circle_loss": pml_losses.CircleLoss}[name](), None
+        src = f"pml {type(loss_obj).__name__}()"
+
+    def tf(xx, yy):
+        return loss_obj(xx, yy, miner(xx, yy) if miner is not None else None)
+    return {"arrays": (x, y), "torch": tf, "torch_src": src, "options": options,
+            "jax": None, "jax_src": "", "kind": "matmul"}
+
+
 @case("linear_cross_entropy")
 def _linear_ce(name, g, sz, small):
     n, d, v = (32, 16, 10) if small else sz["lce"]
@@ -839,6 +967,59 @@ def _linear_ce(name, g, sz, small):
             "torch_src": "F.linear_cross_entropy (PyTorch 2.13's chunked version)",
             "jax": jax_fn, "jax_src": "optax softmax CE of h @ W.T + b (full logits)",
             "kind": "matmul"}
+
+
+# ----- representation (contrastive losses over the batch's similarity matrix)
+@case("info_nce", "clip_loss", "siglip_loss", "supcon_loss")
+def _representation(name, g, sz, small):
+    n, d = (32, 16) if small else sz["rep"]
+    import numpy as np
+    import torch
+
+    F = _F()
+    a = g.normal(n, d)
+    b = (a + g.normal(n, d)).astype("float32")  # positives correlated with their anchor
+    scale = np.array(math.log(10.0), dtype=np.float32)
+    bias = np.array(-5.0, dtype=np.float32)
+
+    def unit(x):
+        return F.normalize(x, dim=1)
+    if name == "info_nce":  # SimCLR's NT-Xent (Chen et al. 2020), 2N x 2N, tau 0.1
+        def tf(x1, x2):
+            z = unit(torch.cat([x1, x2]))
+            s = (z @ z.T / 0.1).masked_fill(torch.eye(2 * n, dtype=torch.bool), -math.inf)
+            return F.cross_entropy(s, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]))
+        arrays, grad_of, src = (a, b), (0, 1), "written out (SimCLR NT-Xent, full 2N x 2N)"
+    elif name == "clip_loss":  # open_clip ClipLoss: (CE(L, i) + CE(L.T, i)) / 2
+        def tf(x1, x2, th):
+            logits = th.exp() * unit(x1) @ unit(x2).T
+            lab = torch.arange(n)
+            return (F.cross_entropy(logits, lab) + F.cross_entropy(logits.T, lab)) / 2
+        arrays, grad_of, src = (a, b, scale), (0, 1, 2), "written out (open_clip ClipLoss)"
+    elif name == "siglip_loss":  # big_vision siglip.py: -sum log_sigmoid(y L) / N
+        def tf(x1, x2, th, bb):
+            logits = unit(x1) @ unit(x2).T * th.exp() + bb
+            return -F.logsigmoid((2 * torch.eye(n) - 1) * logits).sum() / n
+        arrays, grad_of = (a, b, scale, bias), (0, 1, 2, 3)
+        src = "written out (big_vision SigLIP)"
+    else:  # HobbitLong/SupContrast losses.py, 2 views, 512 classes
+        feats = np.ascontiguousarray(np.stack([a, b], axis=1))
+        y = (np.arange(n) % 512).astype(np.int64)
+
+        def tf(f, yy):
+            f = F.normalize(f, dim=-1)
+            mask = (yy[:, None] == yy[None, :]).to(f.dtype).repeat(2, 2)
+            c = torch.cat(torch.unbind(f, dim=1), dim=0)
+            adc = c @ c.T / 0.1
+            logits = adc - adc.max(1, keepdim=True)[0].detach()
+            keep = 1 - torch.eye(2 * n, dtype=f.dtype)
+            mask = mask * keep
+            lp = logits - torch.log((torch.exp(logits) * keep).sum(1, keepdim=True))
+            return (-(0.1 / 0.07) * (mask * lp).sum(1) / mask.sum(1).clamp(min=1)).mean()
+        arrays, grad_of = (feats, y), (0,)
+        src = "written out (HobbitLong/SupContrast SupConLoss)"
+    return {"arrays": arrays, "wrt": "all" if len(grad_of) > 1 else None, "grad_of": grad_of,
+            "torch": tf, "torch_src": src, "jax": None, "jax_src": "", "kind": "similarity"}
 
 
 # ---------------------------------------------------------------------------- contenders
@@ -887,7 +1068,7 @@ def losskit_path(loss, c) -> str:
     from losskit.core import dispatch
 
     fast = dispatch.fast_path_for(type(loss))
-    if fast is None and c["kind"] == "matmul":
+    if fast is None and c["kind"] in ("matmul", "similarity"):
         return "own blocked kernel"
     if fast is None or not dispatch.ENABLED:
         return "generic"

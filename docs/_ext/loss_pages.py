@@ -30,6 +30,7 @@ FAMILY_TITLES = {
     "overlap": "Overlap (segmentation)",
     "boxes": "Bounding boxes",
     "metric_learning": "Metric learning",
+    "representation": "Representation learning (contrastive)",
     "ranking": "Ranking (learning to rank)",
     "sequence": "Sequences (CTC)",
 }

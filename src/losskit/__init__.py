@@ -72,7 +72,24 @@ from .losses.metric_learning import (
     triplet_margin,
     triplet_margin_loss,
 )
-from .losses.overlap import dice_loss, jaccard_loss, tversky_loss
+from .losses.metric_mining import (
+    batch_contrastive_loss,
+    batch_triplet_loss,
+    circle_loss,
+    multi_similarity_loss,
+)
+from .losses.margin_heads import arcface_loss, cosface_loss
+from .losses.overlap import (
+    dice_loss,
+    focal_tversky_loss,
+    generalized_dice,
+    generalized_dice_loss,
+    jaccard_loss,
+    mcc_loss,
+    tversky_loss,
+)
+from .losses.lovasz import lovasz_hinge, lovasz_softmax
+from .losses.self_supervised import clip_loss, info_nce, nt_xent_loss, siglip_loss, supcon_loss
 from .losses.ranking import (
     lambdarank_loss,
     listmle_loss,
@@ -163,6 +180,12 @@ __all__ = [
     "dice_loss",
     "tversky_loss",
     "jaccard_loss",
+    "focal_tversky_loss",
+    "generalized_dice_loss",
+    "generalized_dice",
+    "mcc_loss",
+    "lovasz_hinge",
+    "lovasz_softmax",
     "iou_loss",
     "giou_loss",
     "generalized_box_iou_loss",
@@ -185,6 +208,12 @@ __all__ = [
     "margin_ranking_loss",
     "cosine_embedding",
     "cosine_embedding_loss",
+    "batch_triplet_loss",
+    "batch_contrastive_loss",
+    "multi_similarity_loss",
+    "circle_loss",
+    "arcface_loss",
+    "cosface_loss",
     "perceptron",
     "multiclass_perceptron",
     "soft_margin",
@@ -204,6 +233,11 @@ __all__ = [
     "ranking_softmax_loss",
     "listnet_loss",
     "listmle_loss",
+    "info_nce",
+    "nt_xent_loss",
+    "clip_loss",
+    "siglip_loss",
+    "supcon_loss",
     # regularisation
     "l1_penalty",
     "l2_penalty",

@@ -827,10 +827,11 @@ def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
         raise ValueError(f"`reduction` must be one of {', '.join(map(repr, _REDUCTIONS))}; "
                          f"got {reduction!r}{extra}")
     names = loss.inputs
-    if loss.not_streamable:
+    refusal = loss.streaming_refusal({**loss.option_defaults(), **getattr(loss, "_defaults", {}),
+                                      **(options or {})})
+    if refusal:
         raise ValueError(f"{loss.name} cannot be evaluated a block of rows at a time: "
-                         f"{loss.not_streamable}; call losskit.{loss.name} on the whole "
-                         "arrays instead")
+                         f"{refusal}; call losskit.{loss.name} on the whole arrays instead")
     if len(inputs) != len(names):
         raise ValueError(f"{loss.name} takes {len(names)} inputs ({', '.join(names)}); got "
                          f"{len(inputs)}")

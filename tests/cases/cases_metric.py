@@ -197,3 +197,284 @@ CASES = [
          pair_inputs(labels=(1.0, -1.0), cosine=True, margin=-0.3),
          t_cosine(-0.3), j_cosine(-0.3), options={"margin": -0.3}),
 ]
+
+
+# ================================================================ in-batch losses
+# batch_triplet_loss, batch_contrastive_loss, multi_similarity_loss, circle_loss,
+# arcface_loss, cosface_loss. References: the published formulas written out on the full
+# (N, N) and (N, N, N) arrays in torch and in jax.numpy (every triplet enumerated), with
+# the averaging of pytorch-metric-learning (the mean over the non-zero terms, or over all
+# terms); the tests of tests/losses/test_metric_mining.py compare with that library itself.
+# Eight embeddings of three classes, in general position (no ties, no term at a kink).
+from losskit.losses.margin_heads import arcface_loss, cosface_loss  # noqa: E402
+from losskit.losses.metric_mining import (batch_contrastive_loss, batch_triplet_loss,  # noqa: E402
+                                          circle_loss, multi_similarity_loss)
+
+NB, DB, CB = 8, 4, 3
+
+
+def batch_inputs(rng):
+    x = rng.normal(size=(NB, DB))
+    y = rng.permutation(np.arange(NB) % CB)
+    return x, y
+
+
+def head_inputs(rng):
+    x = rng.normal(size=(NB, DB))
+    w = rng.normal(size=(CB, DB))
+    y = rng.permutation(np.arange(NB) % CB)
+    return x, w, y
+
+
+class _T:
+    """The few array operations the references need, in torch."""
+
+    @staticmethod
+    def lib():
+        import torch
+        return torch
+
+    @staticmethod
+    def sum(a, ax):
+        return a.sum(ax)
+
+    @staticmethod
+    def amax(a, ax):
+        return a.amax(ax)
+
+    @staticmethod
+    def amin(a, ax):
+        return a.amin(ax)
+
+    @staticmethod
+    def eye(n, like):
+        import torch
+        return torch.eye(n, dtype=torch.bool)
+
+    @staticmethod
+    def f(mask, like):
+        return mask.to(like.dtype)
+
+    @staticmethod
+    def detach(a):
+        return a.detach()
+
+
+class _J:
+    @staticmethod
+    def lib():
+        import jax.numpy as jnp
+        return jnp
+
+    @staticmethod
+    def sum(a, ax):
+        return a.sum(ax)
+
+    @staticmethod
+    def amax(a, ax):
+        return a.max(ax)
+
+    @staticmethod
+    def amin(a, ax):
+        return a.min(ax)
+
+    @staticmethod
+    def eye(n, like):
+        import jax.numpy as jnp
+        return jnp.eye(n, dtype=bool)
+
+    @staticmethod
+    def f(mask, like):
+        return mask.astype(like.dtype)
+
+    @staticmethod
+    def detach(a):
+        import jax
+        return jax.lax.stop_gradient(a)
+
+
+def _unit(o, x):
+    L = o.lib()
+    n = L.sqrt(o.sum(x * x, -1))
+    return x / L.where(n > 1e-12, n, 1e-12 + 0 * n)[:, None]
+
+
+def _dist(o, u, distance):
+    """Euclidean distances from explicit differences (the diagonal kept out of the sqrt)."""
+    L = o.lib()
+    if distance == "cosine":
+        return 1.0 - u @ u.T
+    diff = u[:, None, :] - u[None, :, :]
+    sq = o.sum(diff * diff, -1)
+    eye = o.eye(u.shape[0], u)
+    return L.where(eye, 0 * sq, L.sqrt(L.where(eye, 1.0 + 0 * sq, sq)))
+
+
+def _masks(o, y, like):
+    same = y[:, None] == y[None, :]
+    eye = o.eye(y.shape[0], like)
+    return same & ~eye, ~same
+
+
+def _reduce_terms(o, per_anchor, parts, r, average):
+    """none/sum/batchmean of the per-anchor sums; mean: each part's terms over its count
+    (non-zero terms or all terms), the parts' means added (pytorch-metric-learning)."""
+    n = per_anchor.shape[0]
+    if r == "none":
+        return per_anchor
+    if r == "sum":
+        return o.sum(per_anchor, 0)
+    if r == "batchmean":
+        return o.sum(per_anchor, 0) / n
+    out = 0.0
+    for terms, selected in parts:
+        count = o.f((terms > 0) if average == "nonzero" else selected, terms).sum()
+        out = out + terms.sum() / count
+    return out
+
+
+def ref_triplet(o, margin=0.2, mining="all", distance="euclidean", normalize=True,
+                average="nonzero"):
+    def ref(x, y, r, *rest):
+        L = o.lib()
+        u = _unit(o, x) if normalize or distance == "cosine" else x
+        d = _dist(o, u, distance)
+        pos, neg = _masks(o, y, d)
+        if mining == "hard":
+            big = 1e9
+            dp = o.amax(L.where(pos, d, -big + 0 * d), 1)
+            dn = o.amin(L.where(neg, d, big + 0 * d), 1)
+            t = dp - dn + margin
+            sel = pos.any(1) & neg.any(1)
+            terms = L.where(sel & (t > 0), t, 0 * t)
+            return _reduce_terms(o, terms, [(terms, sel)], r, average)
+        t = d[:, :, None] - d[:, None, :] + margin  # [a, p, n]
+        sel = pos[:, :, None] & neg[:, None, :]
+        if mining == "semihard":
+            # pytorch-metric-learning's TripletMarginMiner: 0 < d_an - d_ap <= margin
+            sel = sel & (d[:, None, :] > d[:, :, None]) & (t > 0)
+        terms = L.where(sel & (t > 0), t, 0 * t)
+        return _reduce_terms(o, o.sum(o.sum(terms, 2), 1), [(terms, sel)], r, average)
+    return ref
+
+
+def ref_contrastive(o, pos_margin=0.0, neg_margin=1.0, distance="euclidean",
+                    normalize=True, average="nonzero"):
+    def ref(x, y, r, *rest):
+        L = o.lib()
+        u = _unit(o, x) if normalize or distance == "cosine" else x
+        d = _dist(o, u, distance)
+        pos, neg = _masks(o, y, d)
+        tp = L.where(pos & (d > pos_margin), d - pos_margin, 0 * d)
+        tn = L.where(neg & (d < neg_margin), neg_margin - d, 0 * d)
+        return _reduce_terms(o, o.sum(tp + tn, 1), [(tp, pos), (tn, neg)], r, average)
+    return ref
+
+
+def ref_ms(o, alpha=2.0, beta=50.0, base=0.5, average="all"):
+    def ref(x, y, r, *rest):
+        L = o.lib()
+        u = _unit(o, x)
+        s = u @ u.T
+        pos, neg = _masks(o, y, s)
+        ep = L.where(pos, L.exp(-alpha * (s - base)), 0 * s)
+        en = L.where(neg, L.exp(beta * (s - base)), 0 * s)
+        v = L.log(1 + o.sum(ep, 1)) / alpha + L.log(1 + o.sum(en, 1)) / beta
+        return _reduce_terms(o, v, [(v, v == v)], r, average)
+    return ref
+
+
+def ref_circle(o, margin=0.4, gamma=80.0, average="nonzero", detach_weights=False):
+    """Sun et al. 2020 eq. 4 with the exact derivative (no weights held constant)."""
+    def ref(x, y, r, *rest):
+        L = o.lib()
+        u = _unit(o, x)
+        s = u @ u.T
+        pos, neg = _masks(o, y, s)
+        ap = L.where(1 + margin - s > 0, 1 + margin - s, 0 * s)
+        an = L.where(s + margin > 0, s + margin, 0 * s)
+        sp = L.where(pos, L.exp(-gamma * ap * (s - 1 + margin)), 0 * s)
+        sn = L.where(neg, L.exp(gamma * an * (s - margin)), 0 * s)
+        z = L.log(o.sum(sp, 1)) + L.log(o.sum(sn, 1))
+        v = L.log(1 + L.exp(z))
+        return _reduce_terms(o, v, [(v, v == v)], r, average)
+    return ref
+
+
+def ref_head(o, kind, scale=64.0, margin=0.5, easy_margin=False):  # noqa: C901
+    """Deng et al. 2019 (ArcFace; the cos(theta) - m sin m branch beyond pi - m, as
+    InsightFace) and Wang et al. 2018 (CosFace): cross-entropy of the margin logits."""
+    def ref(x, w, y, r, *rest):
+        L = o.lib()
+        c = _unit(o, x) @ _unit(o, w).T
+        hot = y[:, None] == L.arange(w.shape[0])[None, :]
+        cy = o.sum(L.where(hot, c, 0 * c), 1)
+        if kind == "cosface":
+            psi = cy - margin
+        else:
+            theta = L.arccos(cy)
+            arc = L.cos(theta + margin)
+            if easy_margin:
+                psi = L.where(cy > 0, arc, cy)
+            else:
+                psi = L.where(theta <= math.pi - margin, arc, cy - margin * math.sin(margin))
+        z = scale * L.where(hot, psi[:, None], c)
+        m = o.detach(o.amax(z, 1))
+        v = L.log(o.sum(L.exp(z - m[:, None]), 1)) + m - scale * psi
+        n = v.shape[0]
+        return {"none": v, "sum": v.sum(), "batchmean": v.sum() / n, "mean": v.sum() / n}[r]
+    return ref
+
+
+def _pair(fn, **kw):
+    """(torch reference, jax reference) of one reference builder."""
+    t = fn(_T, **kw)
+    j = fn(_J, **kw)
+    return (lambda *a: t(*a[:-1])), (lambda *a: j(*a))
+
+
+def _head_pair(kind, **kw):
+    t = ref_head(_T, kind, **kw)
+    j = ref_head(_J, kind, **kw)
+    return (lambda *a: t(*a[:-1])), (lambda *a: j(*a))
+
+
+def _batch_case(id, loss, fn, options, **flags):
+    t, j = _pair(fn, **options)
+    return Case(id, loss, batch_inputs, t, j, options=options, coupled=True,
+                mean_of_terms=True, **flags)
+
+
+CASES += [
+    _batch_case("batch_triplet_loss", batch_triplet_loss, ref_triplet, {},
+                on_every_backend=True),
+    _batch_case("batch_triplet_loss-hard-cosine", batch_triplet_loss, ref_triplet,
+                {"mining": "hard", "distance": "cosine", "margin": 0.3}),
+    _batch_case("batch_triplet_loss-semihard-raw-all", batch_triplet_loss, ref_triplet,
+                {"mining": "semihard", "margin": 1.0, "normalize": False, "average": "all"}),
+    _batch_case("batch_contrastive_loss", batch_contrastive_loss, ref_contrastive, {},
+                on_every_backend=True),
+    _batch_case("batch_contrastive_loss-cosine-all", batch_contrastive_loss, ref_contrastive,
+                {"distance": "cosine", "pos_margin": 0.2, "neg_margin": 0.9,
+                 "average": "all"}),
+    _batch_case("multi_similarity_loss", multi_similarity_loss, ref_ms, {},
+                on_every_backend=True),
+    _batch_case("multi_similarity_loss-nonzero", multi_similarity_loss, ref_ms,
+                {"alpha": 1.0, "beta": 5.0, "base": 0.1, "average": "nonzero"}),
+    _batch_case("circle_loss-exact", circle_loss, ref_circle,
+                {"margin": 0.25, "gamma": 16.0, "detach_weights": False},
+                on_every_backend=True),
+]
+for _id, _loss, _kind, _opts, _flags in (
+        ("arcface_loss", arcface_loss, "arcface", {"scale": 8.0, "margin": 0.5},
+         {"on_every_backend": True}),
+        ("arcface_loss-wide-margin", arcface_loss, "arcface", {"scale": 4.0, "margin": 1.4},
+         {}),
+        ("arcface_loss-easy", arcface_loss, "arcface",
+         {"scale": 8.0, "margin": 0.3, "easy_margin": True}, {}),
+        ("cosface_loss", cosface_loss, "cosface", {"scale": 8.0, "margin": 0.35},
+         {"on_every_backend": True})):
+    _t, _j = _head_pair(_kind, **_opts)
+    # coupled: the class weights are shared by every row (not repeated with them)
+    CASES.append(Case(_id, _loss, head_inputs, _t, _j, options=_opts, coupled=True,
+                      **_flags))

@@ -51,6 +51,13 @@ class Case:
     rtol32: float = 1e-4
     #: run this case on every array backend too (one representative case per loss)
     on_every_backend: bool = False
+    #: each example's loss depends on the other examples of the batch (contrastive
+    #: losses: they are its negatives), so an integer sample weight is not the same as
+    #: repeating the example
+    coupled: bool = False
+    #: ``reduction="mean"`` averages the loss's terms (its pairs or triplets, e.g. over the
+    #: non-zero ones), not the examples: mean != sum / N (the loss's own tests check it)
+    mean_of_terms: bool = False
 
     def inputs(self, seed=0):
         return tuple(self.make(np.random.default_rng(seed)))

@@ -116,7 +116,8 @@ def test_reduction_identities(case):
     np.testing.assert_allclose(bm_v, sum_v / n, rtol=1e-12)
     np.testing.assert_allclose(bm_g, sum_g / n, rtol=1e-12)
     # ctc_loss's mean is PyTorch's: each sequence over its target length (its own tests)
-    if "class_weight" not in opts and "ignore_index" not in opts and case.loss.name != "ctc_loss":
+    if ("class_weight" not in opts and "ignore_index" not in opts
+            and case.loss.name != "ctc_loss" and not case.mean_of_terms):
         mean_v, mean_g = case.loss.value_and_grad(*arrays, reduction="mean", **opts)
         count = none_v.size
         np.testing.assert_allclose(mean_v, sum_v / count, rtol=1e-12)
@@ -134,6 +135,16 @@ def test_sample_weight_equivalences(case):
         np.testing.assert_allclose(case.loss(*arrays, reduction=red, sample_weight=ones, **opts),
                                    case.loss(*arrays, reduction=red, **opts), rtol=1e-12)
     reps = np.arange(n) % 3  # 0, 1, 2, 0, 1, 2: zero weight drops an example
+    if case.coupled:
+        # the examples are each other's negatives: a weight scales an example's own term,
+        # sum_n s_n l_n (mean: over sum_n s_n), and repeating it would add negatives
+        none_v = case.loss(*arrays, reduction="none", **opts)
+        for red, den in (("sum", 1.0), ("mean", reps.sum())):
+            if red == "mean" and case.mean_of_terms:
+                continue  # a mean of terms: the loss's own tests
+            v = case.loss(*arrays, reduction=red, sample_weight=reps, **opts)
+            np.testing.assert_allclose(v, (reps * none_v).sum() / den, rtol=1e-12)
+        return
     repeated = tuple(np.repeat(a, reps, axis=0) for a in arrays)
     for red in ("sum", "mean"):
         v, g = case.loss.value_and_grad(*arrays, reduction=red, sample_weight=reps, **opts)

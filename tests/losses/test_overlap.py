@@ -749,6 +749,7 @@ def test_unknown_keyword_lists_the_valid_options(name):
     options = {"dice_loss": "smooth, squared, mode, axis, from_logits, ignore_index",
                "tversky_loss": "alpha, beta, smooth, mode, axis, from_logits, ignore_index",
                "jaccard_loss": "smooth, squared, mode, axis, from_logits, ignore_index"}[name]
+    options += ", class_weight, log_loss"
     msg = (rf"^{name}\(\) got unexpected keyword argument\(s\) 'weight'; valid options: "
            rf"reduction, sample_weight, {options}$")
     for fn in _entry_points(LOSSES[name]):
@@ -769,8 +770,9 @@ def test_sample_weight_is_per_example(name):
 
 # ------------------------------------------------------------------ metadata
 def test_catalog_lists_the_overlap_family():
-    assert [loss.name for loss in catalog("overlap")] == ["dice_loss", "jaccard_loss",
-                                                          "tversky_loss"]
+    assert [loss.name for loss in catalog("overlap")] == [
+        "dice_loss", "focal_tversky_loss", "generalized_dice_loss", "jaccard_loss",
+        "lovasz_hinge", "lovasz_softmax", "mcc_loss", "tversky_loss"]
     for loss in LOSSES.values():
         assert loss.family == "overlap" and loss.prediction == "probabilities"
         assert loss.formula.startswith(r"\ell = 1 - ") and "partial" in loss.gradient_formula
@@ -789,3 +791,140 @@ def test_configured_copy_keeps_the_options():
     focal = type(tversky_loss)(alpha=0.3, beta=0.7, reduction="sum")
     np.testing.assert_allclose(focal(p, t),
                                tversky_loss(p, t, alpha=0.3, beta=0.7, reduction="sum"))
+
+
+# ------------------------------------------------------------------ catalog, part 2
+# class_weight and log_loss, focal_tversky_loss, generalized_dice_loss, mcc_loss. References:
+# MONAI itself (DiceLoss(weight=), GeneralizedDiceLoss), smp's formulas written out from
+# segmentation_models_pytorch/losses/dice.py (log_loss), tversky.py (gamma) and mcc.py,
+# and scikit-learn's matthews_corrcoef.
+from losskit.losses.overlap import (focal_tversky_loss, generalized_dice_loss,  # noqa: E402
+                                    mcc_loss)
+
+
+def test_class_weight_reproduces_monai_dice_loss_weight():
+    monai = pytest.importorskip("monai.losses")
+    p, labels, t = _seg(21)
+    w = np.array([0.5, 2.0, 0.0, 1.5])
+    ref = monai.DiceLoss(weight=_tt(w), smooth_nr=1e-5, smooth_dr=1e-5)(_tt(p), _tt(t))
+    np.testing.assert_allclose(dice_loss(p, labels, class_weight=w, smooth=1e-5), ref,
+                               rtol=1e-13)
+    # uniform weights c: c times the unweighted loss (the fused kernel's answer)
+    for name, loss in LOSSES.items():
+        np.testing.assert_allclose(loss(p, t, class_weight=np.full(4, 3.0)), 3 * loss(p, t),
+                                   rtol=1e-13, err_msg=name)
+
+
+@pytest.mark.parametrize("w_type", ["square", "simple", "uniform"])
+def test_generalized_dice_reproduces_monai(w_type):
+    monai = pytest.importorskip("monai.losses")
+    p, labels, t = _seg(22)
+    labels[1][labels[1] == 3] = 0  # class 3 absent from example 1: MONAI's inf weight
+    t = _onehot(labels, 4)
+    for s in (1e-5, 0.5):
+        ref = monai.GeneralizedDiceLoss(w_type=w_type, smooth_nr=s, smooth_dr=s)(_tt(p),
+                                                                                 _tt(t))
+        # MONAI computes the weights in float32 (ground_o.float()): rtol 1e-7
+        np.testing.assert_allclose(generalized_dice_loss(p, t, smooth=s, weight_type=w_type),
+                                   ref, rtol=1e-7)
+        np.testing.assert_allclose(generalized_dice_loss(p, labels, smooth=s,
+                                                         weight_type=w_type), ref, rtol=1e-7)
+
+
+def test_generalized_dice_gradient_and_an_example_without_any_class():
+    p, _, t = _seg(23, shape=(2, 3, 4, 4))
+    t[1] = 0.0  # no class in example 1: every weight 0, loss 0 and no gradient
+    pt = torch.tensor(p, requires_grad=True)
+    vol = _tt(t).sum((2, 3))
+    w = torch.where(vol > 0, 1 / vol.clamp_min(1) ** 2, torch.zeros_like(vol))
+    w = torch.where(vol > 0, w, w.max(1, keepdim=True).values)
+    num = 2 * (w * (pt * _tt(t)).sum((2, 3))).sum(1) + 0.1
+    den = (w * (pt + _tt(t)).sum((2, 3))).sum(1) + 0.1
+    (1 - num / den).sum().backward()
+    v, g = generalized_dice_loss.value_and_grad(p, t, smooth=0.1, reduction="sum")
+    np.testing.assert_allclose(g, pt.grad.numpy(), rtol=1e-12, atol=1e-17)
+    assert generalized_dice_loss(p, t, smooth=0.1, reduction="none")[1] == 0.0
+    assert not np.any(g[1])
+
+
+def _smp_index(p, t, kind, smooth, alpha=0.5, beta=0.5):
+    dims = (0, 2)
+    inter = (p * t).sum(dims)
+    if kind == "dice":
+        return (2 * inter + smooth) / ((p + t).sum(dims) + smooth).clamp_min(1e-7)
+    fp, fn = (p * (1 - t)).sum(dims), ((1 - p) * t).sum(dims)
+    return (inter + smooth) / (inter + alpha * fp + beta * fn + smooth).clamp_min(1e-7)
+
+
+def test_log_loss_and_gamma_reproduce_smp_formulas():
+    p, _, t = _seg(24)  # every class present in the batch
+    bs, k = p.shape[:2]
+    pt, tt = _tt(p).reshape(bs, k, -1), _tt(t).reshape(bs, k, -1)
+    folded = (np.moveaxis(p, 0, 1)[None], np.moveaxis(t, 0, 1)[None])
+    # dice.py: loss = -log(score.clamp_min(eps)), mean over classes
+    ref = (-torch.log(_smp_index(pt, tt, "dice", 0.5).clamp_min(1e-7))).mean()
+    np.testing.assert_allclose(dice_loss(*folded, smooth=0.5, log_loss=True,
+                                         reduction="sum"), ref, rtol=1e-13)
+    # tversky.py: (mean over classes of 1 - T) ** gamma; with one class (binary mode) that
+    # is focal_tversky_loss of the batch as one index
+    one = (pt[:, :1], tt[:, :1])
+    ref = ((1 - _smp_index(*one, "tversky", 1.0, 0.3, 0.7)).mean()) ** 1.7
+    np.testing.assert_allclose(
+        focal_tversky_loss(p[:, 0].reshape(1, -1), t[:, 0].reshape(1, -1), axis=None,
+                           alpha=0.3, beta=0.7, gamma=1.7, reduction="sum"), ref, rtol=1e-13)
+
+
+def test_log_loss_floor_and_focal_edge_cases():
+    p = np.array([[0.0, 1.0]]); t = np.array([[1.0, 0.0]])  # no overlap: D = 0 at s = 0
+    v, g = dice_loss.value_and_grad(p, t, axis=None, smooth=0.0, log_loss=True)
+    np.testing.assert_allclose(v, -np.log(1e-7), rtol=1e-15)
+    assert not np.any(g)
+    # gamma = 1 is tversky_loss; a perfect prediction costs 0 with a zero gradient
+    q, _, m = _seg(25, shape=(2, 3, 4))
+    for a, b in zip(focal_tversky_loss.value_and_grad(q, m, alpha=0.2, beta=0.8, gamma=1.0),
+                    tversky_loss.value_and_grad(q, m, alpha=0.2, beta=0.8)):
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+    v, g = focal_tversky_loss.value_and_grad(m, m, smooth=0.0)
+    assert float(v) == 0.0 and not np.any(g)
+
+
+def test_mcc_equals_scikit_learn_on_hard_maps_and_smp_pooled():
+    from sklearn.metrics import matthews_corrcoef
+
+    rng = np.random.default_rng(26)
+    y = (rng.random((1, 40)) > 0.6) * 1.0
+    h = np.where(rng.random((1, 40)) < 0.7, y, 1 - y)
+    np.testing.assert_allclose(1 - mcc_loss(h, y, eps=0.0, axis=None),
+                               matthews_corrcoef(y[0], h[0]), rtol=1e-13)
+    # a constant target, eps = 0: scikit-learn's MCC is 0 there
+    assert matthews_corrcoef(np.zeros(40), h[0]) == 0.0
+    v, g = mcc_loss.value_and_grad(h, np.zeros((1, 40)), eps=0.0, axis=None)
+    assert float(v) == 1.0 and not np.any(g)
+    # smp mcc.py: one index of the whole batch
+    p = 0.05 + 0.9 * rng.random((3, 1, 4, 5))
+    t = (rng.random((3, 1, 4, 5)) > 0.5) * 1.0
+    pp, tt = _tt(p), _tt(t)
+    tp, tn = (pp * tt).sum() + 1e-5, ((1 - pp) * (1 - tt)).sum() + 1e-5
+    fp, fn = (pp * (1 - tt)).sum() + 1e-5, ((1 - pp) * tt).sum() + 1e-5
+    ref = 1 - (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    np.testing.assert_allclose(mcc_loss(p.reshape(1, -1), t.reshape(1, -1), axis=None,
+                                        reduction="sum"), ref, rtol=1e-13)
+
+
+def test_new_options_reject_bad_values():
+    p, labels, t = _seg(27)
+    with pytest.raises(ValueError, match=r"`class_weight` of dice_loss must have one weight "
+                                         r"per class: shape \(4,\)"):
+        dice_loss(p, t, class_weight=[1.0, 2.0])
+    with pytest.raises(ValueError, match="needs mode='per_class' and a class axis"):
+        jaccard_loss(p, t, class_weight=np.ones(4), mode="global")
+    with pytest.raises(ValueError, match="`class_weight` must lie in"):
+        tversky_loss(p, t, class_weight=-np.ones(4))
+    with pytest.raises(TypeError, match="`log_loss` of dice_loss must be True or False"):
+        dice_loss(p, t, log_loss="yes")
+    with pytest.raises(ValueError, match=r"`gamma` must lie in \(0, inf\)"):
+        focal_tversky_loss(p, t, gamma=0.0)
+    with pytest.raises(ValueError, match="`weight_type` must be one of"):
+        generalized_dice_loss(p, t, weight_type="cube")
+    with pytest.raises(ValueError, match=r"`eps` must lie in \[0, inf\)"):
+        mcc_loss(p, t, eps=-1.0)

@@ -561,7 +561,8 @@ def test_every_case_streams_to_its_in_memory_value_or_is_refused(case):
     its inputs is refused with its reason."""
     arrays = case.inputs(seed=3)
     loss = case.loss
-    if loss.not_streamable:
+    if loss.streaming_refusal({**loss.option_defaults(), **getattr(loss, "_defaults", {}),
+                               **case.options}):
         with pytest.raises(ValueError, match=rf"^{loss.name} cannot be evaluated a block of "
                                              r"rows at a time: .+; call losskit\."):
             evaluate(loss, *arrays, options=case.options)

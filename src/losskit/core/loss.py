@@ -165,10 +165,15 @@ class Loss:
     inputs: ClassVar[tuple[str, ...]] = ("prediction", "target")
     #: the inputs ``.grad`` can differentiate with respect to (the first is the default)
     differentiable: ClassVar[tuple[str, ...]] = ("prediction",)
-    #: whether the loss of a batch is the sum of the losses of blocks of its rows (axis 0 of
-    #: every input) with the generic weighted mean: what ``losskit.evaluate`` streams. None
-    #: when it is not: the reason, for the error message
+    #: None when the loss of a batch is the sum of the losses of blocks of its rows (axis 0
+    #: of every input) with the generic weighted mean, what ``losskit.evaluate`` streams;
+    #: else the reason, for the error message. :meth:`streaming_refusal` reads it.
     not_streamable: ClassVar[str | None] = None
+
+    def streaming_refusal(self, options: dict) -> str | None:
+        """Why ``losskit.evaluate`` cannot stream this loss with these options (None: it
+        can). A loss whose options decide it (``per_image``) overrides this."""
+        return self.not_streamable
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -20,7 +20,8 @@ Covered: every option (``mode``, ``from_logits`` none/sigmoid/softmax, ``squared
 ``smooth``, ``alpha``/``beta``, ``ignore_index`` with integer labels, empty masks) for
 the class axis 1 (``(N, C, *spatial)``; also ``(N, C)`` with ``axis=-1``) and for
 ``axis=None``. Not covered (``NotImplemented``; the generic path answers): a class axis
-other than 1 (channels-last ``(N, *spatial, C)``), ``sample_weight``, softmax logits
+other than 1 (channels-last ``(N, *spatial, C)``), ``sample_weight``, ``class_weight`` and
+``log_loss`` (declined by the registration, ``unless_set``), softmax logits
 with NaN or infinities, and anything invalid (probabilities or masks outside [0, 1],
 labels outside [0, C)): the generic path raises its own errors; the kernel finds them
 on its way (no separate pass here). Non-contiguous or read-only inputs are copied (numba

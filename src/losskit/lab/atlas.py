@@ -43,7 +43,7 @@ _BLUE, _ORANGE, _GREEN, _RED, _GREY = "#0072B2", "#E69F00", "#009E73", "#D55E00"
 
 #: the order of the families on the page (others follow, alphabetically)
 _FAMILY_ORDER = ("regression", "classification", "margin", "divergence", "overlap",
-                 "metric_learning", "ranking", "sequence", "boxes")
+                 "metric_learning", "representation", "ranking", "sequence", "boxes")
 
 _FAMILY_TITLES = {
     "regression": "Regression",
@@ -51,6 +51,7 @@ _FAMILY_TITLES = {
     "margin": "Margin (hinge) losses",
     "divergence": "Divergences",
     "metric_learning": "Metric learning",
+    "representation": "Representation learning (contrastive)",
     "ranking": "Ranking (learning to rank)",
     "sequence": "Sequences (CTC)",
     "overlap": "Overlap (segmentation)",

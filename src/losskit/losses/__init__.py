@@ -24,11 +24,17 @@ module                      losses
                             multilabel_soft_margin (multilabel_soft_margin_loss),
                             asymmetric_loss
 ``divergence``              kl_divergence, softmax_kl_divergence, js_divergence
-``overlap``                 dice_loss, tversky_loss, jaccard_loss
+``overlap``                 dice_loss, tversky_loss, jaccard_loss, focal_tversky_loss,
+                            generalized_dice_loss (generalized_dice), mcc_loss
+``lovasz``                  lovasz_hinge, lovasz_softmax
 ``boxes``                   iou_loss, giou_loss, diou_loss, ciou_loss, eiou_loss,
                             focal_eiou_loss, siou_loss, wiou_loss, mpdiou_loss, inner_iou_loss
 ``metric_learning``         contrastive, triplet_margin, margin_ranking, cosine_embedding
+``metric_mining``           batch_triplet_loss, batch_contrastive_loss, multi_similarity_loss,
+                            circle_loss (in-batch pairs of (embeddings, labels), in blocks)
+``margin_heads``            arcface_loss, cosface_loss (normalised features and class weights)
 ``ctc``                     ctc_loss (connectionist temporal classification)
+``self_supervised``         info_nce (nt_xent_loss), clip_loss, siglip_loss, supcon_loss
 ``ranking``                 pairwise_logistic_loss (ranknet_loss), lambdarank_loss,
                             ranking_softmax_loss (listnet_loss), listmle_loss
 ==========================  ===============================================================

@@ -1,4 +1,5 @@
-r"""Overlap losses for segmentation: soft Dice, Tversky and Jaccard (soft IoU).
+r"""Overlap losses for segmentation: soft Dice, Tversky and Jaccard (soft IoU), the focal
+Tversky loss, the generalised Dice loss and the Matthews correlation (MCC) loss.
 
 Each loss compares a predicted map :math:`p` (probabilities in [0, 1], or logits with
 ``from_logits=``) with a target map :math:`t` (0/1 masks, soft masks in [0, 1], or integer
@@ -37,6 +38,14 @@ With :math:`s = 0` the index of an example (or class) whose denominator is 0 (em
 prediction *and* empty target) is **defined as 1**: loss 0, gradient 0 (no 0/0 is ever
 formed). NaN in the inputs propagates as NaN.
 
+**Options of part 2.** ``class_weight`` (Dice, Tversky, Jaccard, focal Tversky) weights
+the per-class losses, MONAI's ``weight``; ``log_loss=True`` (Dice, Tversky, Jaccard) scores
+an index :math:`R` by :math:`-\log R`, smp's ``log_loss``. ``focal_tversky_loss`` raises
+each Tversky loss to a power :math:`\gamma` (a loss of its own, so that it is found by
+name); ``generalized_dice_loss`` pools the classes of an example into one index with
+inverse-volume weights; ``mcc_loss`` also counts true negatives. The Lovász losses, convex
+surrogates of the Jaccard loss by sorting, are in :mod:`losskit.losses.lovasz`.
+
 **Matching other libraries.**
 
 * MONAI ``DiceLoss(smooth_nr=s, smooth_dr=s)`` (``batch=False``, ``reduction="mean"``,
@@ -63,10 +72,10 @@ formed). NaN in the inputs propagates as NaN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from ..core.dispatch import register_fast_path
+from ..core.dispatch import register_fast_path, unless_set
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import _sigmoid, _softmax
 from ..core.validation import (
@@ -81,7 +90,8 @@ from ..core.validation import (
 )
 from ..kernels import overlap as _overlap_kernels
 
-__all__ = ["dice_loss", "tversky_loss", "jaccard_loss"]
+__all__ = ["dice_loss", "tversky_loss", "jaccard_loss", "focal_tversky_loss",
+           "generalized_dice_loss", "generalized_dice", "mcc_loss"]
 
 MODES = ("per_class", "global")
 
@@ -231,17 +241,25 @@ class _OverlapLoss(Loss):
         return t, None
 
     def _terms(self, ctx, m: _Maps, num, den, dnum: Callable, dden: Callable,
-               need_grad: bool) -> Terms:
+               need_grad: bool, *, weight=None, focus=None, empty: float = 1.0) -> Terms:
         """Per-example loss and gradient from the index ``num / den`` of each group.
 
         ``dnum()``/``dden()`` give the elementwise derivatives with respect to ``p``.
+        ``weight``: class weights broadcasting along the class axis (per-class mode).
+        ``focus``: None (the loss of a group is ``1 - R``), ``("log",)`` (``-log R``,
+        :math:`R` floored at ``LOG_FLOOR``) or ``("power", gamma)`` (``(1 - R)^gamma``).
+        ``empty``: the index of a group whose denominator is 0 (gradient 0 there).
         """
         xp = ctx.xp
         ndim = m.z.ndim
         ok = den != 0  # True for NaN: it propagates
         safe = xp.where(ok, den, xp.ones_like(den))
-        index = xp.where(ok, num / safe, xp.ones_like(num))  # 0/0 (both empty) := 1
-        per_group = 1.0 - index
+        fill = xp.ones_like(num) if empty == 1.0 else xp.zeros_like(num)
+        index = xp.where(ok, num / safe, fill)  # 0/0 (both empty) := empty
+        per_group, slope = _focused(xp, focus, index)
+        if weight is not None:
+            per_group = per_group * weight
+            slope = weight if slope is None else slope * weight
         value = xp.sum(per_group, axis=tuple(range(1, ndim))) if ndim > 1 else per_group
         if m.groups > 1:
             value = value / m.groups
@@ -253,6 +271,8 @@ class _OverlapLoss(Loss):
         grad = None
         if need_grad:
             g = (index * dden() - dnum()) / safe
+            if slope is not None:
+                g = g * slope
             g = xp.where(ok, g, xp.zeros_like(g))
             if m.groups > 1:
                 g = g / m.groups
@@ -266,6 +286,51 @@ class _OverlapLoss(Loss):
                     g = xp.where(m.keep, g, xp.zeros_like(g))
             grad = g
         return Terms(value, grad, None, expand)
+
+    def _class_weight(self, ctx, class_weight, m: _Maps, mode):
+        """``class_weight`` as an array broadcasting along the class axis, or None."""
+        if class_weight is None:
+            return None
+        xp = ctx.xp
+        if m.ax is None or mode != "per_class":
+            raise ValueError(
+                f"`class_weight` of {self.name} weights the per-class losses: it needs "
+                f"mode='per_class' and a class axis; got mode={mode!r}, axis="
+                f"{'None' if m.ax is None else m.ax}")
+        k = m.z.shape[m.ax]
+        cw = ctx.asarray(class_weight, "class_weight")
+        check_numeric(xp, "class_weight", cw, bool_ok=False)
+        if tuple(cw.shape) != (k,):
+            raise ValueError(
+                f"`class_weight` of {self.name} must have one weight per class: shape ({k},) "
+                f"(the size of the class axis {m.ax} of `prediction`); got {tuple(cw.shape)}")
+        cw = xp.astype(cw, ctx.work)
+        check_in_range(xp, "class_weight", cw, 0.0, float("inf"),
+                       hint="weights must be non-negative and finite")
+        return xp.reshape(cw, tuple(k if i == m.ax else 1 for i in range(m.z.ndim)))
+
+
+#: ``log_loss=True``: the index is floored here before its logarithm (smp's ``eps``)
+LOG_FLOOR = 1e-7
+
+
+def _focused(xp, focus, index):
+    """The loss of each group from its index and the derivative of that loss with
+    respect to ``1 - index`` (None for 1)."""
+    if focus is None:
+        return 1.0 - index, None
+    if focus[0] == "log":  # -log R: d/d(1 - R) = 1/R; floored as smp's clamp_min(eps)
+        low = index < LOG_FLOOR
+        clipped = xp.where(low, xp.full_like(index, LOG_FLOOR), index)
+        return -xp.log(clipped), xp.where(low, xp.zeros_like(index), 1.0 / clipped)
+    gamma = focus[1]  # (1 - R)^gamma: d/d(1 - R) = gamma (1 - R)^(gamma - 1)
+    base = 1.0 - index
+    base = xp.where(base < 0, xp.zeros_like(base), base)  # rounding below 0
+    if gamma == 1.0:
+        return base, None
+    zero = base == 0
+    safe = xp.where(zero, xp.ones_like(base), base)
+    return base ** gamma, xp.where(zero, xp.zeros_like(base), gamma * safe ** (gamma - 1.0))
 
 
 _SHARED_DOC = """\
@@ -292,6 +357,22 @@ ignore_index : int, optional
     With integer labels only: positions labelled so take no part (both maps are zeroed
     there; they get a zero gradient), as smp's ``ignore_index``."""
 
+_WEIGHT_DOC = """\
+class_weight : array of shape (C,), optional
+    Non-negative weight :math:`w_c` per class (``mode="per_class"`` with a class axis
+    only): the example's loss is :math:`\\frac{1}{C}\\sum_c w_c \\ell_c`, the class losses
+    weighted and divided by C (not by :math:`\\sum_c w_c`), as MONAI's ``DiceLoss(weight=)``.
+    The gradient of class :math:`c` is scaled by :math:`w_c`."""
+
+_LOG_DOC = """\
+log_loss : bool, default False
+    Score each index :math:`R` by :math:`-\\log R` instead of :math:`1 - R` (smp's
+    ``log_loss=True``): :math:`\\partial(-\\log R)/\\partial p_i = -R^{-1}\\,\\partial R/
+    \\partial p_i`, steeper than :math:`1 - R` when the overlap is poor. :math:`R` is floored
+    at :math:`10^{-7}` (smp's ``eps``) before the logarithm; below the floor the loss is
+    :math:`-\\log 10^{-7} \\approx 16.1` with a zero gradient (reachable only with
+    ``smooth=0``)."""
+
 _CHAIN_DOC = """\
 With ``from_logits="sigmoid"`` the gradient is
 :math:`\\partial \\ell/\\partial z_i =
@@ -316,6 +397,8 @@ class DiceLoss(_OverlapLoss):
     squared : bool, default False
         Sum squares in the denominator, :math:`\sum p^2 + \sum t^2`, as in V-Net
         (Milletari et al.) and MONAI's ``squared_pred``; the default sums the maps.
+    {weight_doc}
+    {log_doc}
     {common_parameters}
 
     Notes
@@ -385,19 +468,22 @@ class DiceLoss(_OverlapLoss):
     )
 
     def _compute(self, ctx, prediction, target, *, need_grad, smooth=1.0, squared=False,
-                 mode="per_class", axis=1, from_logits=False, ignore_index=None):
+                 mode="per_class", axis=1, from_logits=False, ignore_index=None,
+                 class_weight=None, log_loss=False):
         xp = ctx.xp
         s = _finite_non_negative("smooth", smooth)
         sq = _flag("squared", squared, self.name)
+        focus = ("log",) if _flag("log_loss", log_loss, self.name) else None
         m = self._maps(ctx, prediction, target, mode=mode, axis=axis, from_logits=from_logits,
                        ignore_index=ignore_index)
+        w = self._class_weight(ctx, class_weight, m, mode)
         p, t = m.p, m.t
         inter = m.total(xp, p * t)
         size = m.total(xp, p * p + t * t) if sq else m.total(xp, p + t)
         return self._terms(ctx, m, 2.0 * inter + s, size + s,
                            lambda: 2.0 * t,
                            (lambda: 2.0 * p) if sq else (lambda: xp.ones_like(p)),
-                           need_grad)
+                           need_grad, weight=w, focus=focus)
 
 
 class TverskyLoss(_OverlapLoss):
@@ -405,7 +491,8 @@ class TverskyLoss(_OverlapLoss):
 
     The Dice loss with separate weights on false positives (:math:`\alpha`) and false
     negatives (:math:`\beta`): :math:`\beta > \alpha` trades precision for recall, which
-    helps with small, rare structures. See the module notes for the layout and modes.
+    helps with small, rare structures. See the module notes for the layout and modes; the
+    focal variant :math:`(1 - T)^\gamma` is ``focal_tversky_loss``.
 
     Parameters
     ----------
@@ -417,6 +504,8 @@ class TverskyLoss(_OverlapLoss):
         :math:`\alpha + \beta = 1` and report :math:`\beta = 0.7` as a good trade-off.
     smooth : float >= 0, default 1
         :math:`s`, added once to the numerator and once to the denominator.
+    {weight_doc}
+    {log_doc}
     {common_parameters}
 
     Notes
@@ -481,13 +570,21 @@ class TverskyLoss(_OverlapLoss):
     )
 
     def _compute(self, ctx, prediction, target, *, need_grad, alpha=0.5, beta=0.5,
-                 smooth=1.0, mode="per_class", axis=1, from_logits=False, ignore_index=None):
+                 smooth=1.0, mode="per_class", axis=1, from_logits=False, ignore_index=None,
+                 class_weight=None, log_loss=False):
+        focus = ("log",) if _flag("log_loss", log_loss, self.name) else None
+        return self._tversky(ctx, prediction, target, need_grad, alpha, beta, smooth, mode,
+                             axis, from_logits, ignore_index, class_weight, focus)
+
+    def _tversky(self, ctx, prediction, target, need_grad, alpha, beta, smooth, mode, axis,
+                 from_logits, ignore_index, class_weight, focus):
         xp = ctx.xp
         a = _finite_non_negative("alpha", alpha)
         b = _finite_non_negative("beta", beta)
         s = _finite_non_negative("smooth", smooth)
         m = self._maps(ctx, prediction, target, mode=mode, axis=axis, from_logits=from_logits,
                        ignore_index=ignore_index)
+        w = self._class_weight(ctx, class_weight, m, mode)
         p, t = m.p, m.t
         pt = p * t
         tp = m.total(xp, pt)
@@ -496,7 +593,7 @@ class TverskyLoss(_OverlapLoss):
         return self._terms(ctx, m, tp + s, den + s,
                            lambda: t,
                            lambda: t + a * (1.0 - t) - b * t,
-                           need_grad)
+                           need_grad, weight=w, focus=focus)
 
 
 class JaccardLoss(_OverlapLoss):
@@ -513,6 +610,8 @@ class JaccardLoss(_OverlapLoss):
         :math:`s`, added once to the numerator and once to the denominator.
     squared : bool, default False
         Use :math:`\sum p^2 + \sum t^2 - I` as the union (MONAI's ``squared_pred``).
+    {weight_doc}
+    {log_doc}
     {common_parameters}
 
     Notes
@@ -570,12 +669,15 @@ class JaccardLoss(_OverlapLoss):
     )
 
     def _compute(self, ctx, prediction, target, *, need_grad, smooth=1.0, squared=False,
-                 mode="per_class", axis=1, from_logits=False, ignore_index=None):
+                 mode="per_class", axis=1, from_logits=False, ignore_index=None,
+                 class_weight=None, log_loss=False):
         xp = ctx.xp
         s = _finite_non_negative("smooth", smooth)
         sq = _flag("squared", squared, self.name)
+        focus = ("log",) if _flag("log_loss", log_loss, self.name) else None
         m = self._maps(ctx, prediction, target, mode=mode, axis=axis, from_logits=from_logits,
                        ignore_index=ignore_index)
+        w = self._class_weight(ctx, class_weight, m, mode)
         p, t = m.p, m.t
         pt = p * t
         inter = m.total(xp, pt)
@@ -584,17 +686,351 @@ class JaccardLoss(_OverlapLoss):
         return self._terms(ctx, m, inter + s, union + s,
                            lambda: t,
                            (lambda: 2.0 * p - t) if sq else (lambda: 1.0 - t),
+                           need_grad, weight=w, focus=focus)
+
+
+class FocalTverskyLoss(TverskyLoss):
+    r"""Focal Tversky loss :math:`(1 - T)^\gamma` of the Tversky index :math:`T`.
+
+    The Tversky loss of each class raised to the power :math:`\gamma` (Abraham and Khan):
+    :math:`\gamma < 1` keeps the gradient large when the index is already good (it focuses
+    on the hard, small structures whose index stays low for long), :math:`\gamma = 1` is
+    ``tversky_loss``. See the module notes for the layout and modes.
+
+    Parameters
+    ----------
+    {shared_doc}
+    alpha : float >= 0, default 0.3
+        Weight of the soft false positives :math:`FP = \sum p (1 - t)`.
+    beta : float >= 0, default 0.7
+        Weight of the soft false negatives :math:`FN = \sum (1 - p) t` (Abraham and Khan's
+        setting favours recall: their "alpha = 0.7" is the weight of the false negatives).
+    gamma : float > 0, default 0.75
+        The exponent :math:`\gamma`. Abraham and Khan write the loss as
+        :math:`(1 - T)^{1/\gamma'}` with :math:`\gamma' \in [1, 3]` and use
+        :math:`\gamma' = 4/3`, which is the default ``gamma = 0.75`` here.
+    smooth : float >= 0, default 1
+        :math:`s`, added once to the numerator and once to the denominator.
+    {weight_doc}
+    {common_parameters}
+
+    Notes
+    -----
+    For one index (an example, or an example and class) with the Tversky index
+    :math:`T = (TP + s) / (TP + \alpha FP + \beta FN + s)`:
+
+    .. math::
+
+        \ell = (1 - T)^\gamma, \qquad
+        \frac{\partial \ell}{\partial p_i} = \gamma (1 - T)^{\gamma - 1}\,
+            \frac{T\,\bigl(t_i + \alpha (1 - t_i) - \beta t_i\bigr) - t_i}
+                 {TP + \alpha FP + \beta FN + s}
+
+    and in ``"per_class"`` mode the example's loss is the mean of the C class losses
+    (Abraham and Khan sum them; the mean keeps the loss in [0, 1]). Where :math:`T = 1`
+    the gradient is defined as 0 (for :math:`\gamma < 1` the slope is unbounded there; it
+    is the minimum). segmentation_models_pytorch's ``TverskyLoss(gamma=)`` raises the mean
+    over classes of the batch-pooled losses to the power instead: the same number with one
+    class (or ``mode="global"``) after folding the batch (module notes).
+
+    {chain_doc}
+
+    References
+    ----------
+    .. [1] N. Abraham, N. M. Khan, "A Novel Focal Tversky loss function with improved
+       Attention U-Net for lesion segmentation", ISBI 2019, arXiv:1810.07842.
+    .. [2] S. S. M. Salehi, D. Erdogmus, A. Gholipour, "Tversky loss function for image
+       segmentation using 3D fully convolutional deep networks", MLMI 2017,
+       arXiv:1706.05721.
+
+    Examples
+    --------
+    :math:`TP = 2`, :math:`FP = 1`, :math:`FN = 0`: :math:`1 - T = 0.3 / 2.3`, raised to
+    the power 0.75:
+
+    >>> import numpy as np, losskit as lk
+    >>> p = np.array([[1.0, 1.0, 1.0, 0.0]]); t = np.array([[1.0, 1.0, 0.0, 0.0]])
+    >>> v = lk.focal_tversky_loss(p, t, smooth=0.0, axis=None)
+    >>> round(float(v), 6), round((0.3 / 2.3) ** 0.75, 6)
+    (0.217043, 0.217043)
+    """
+
+    name = "focal_tversky_loss"
+    formula = (r"\ell = \Bigl(1 - \frac{TP + s}{TP + \alpha\,FP + \beta\,FN + s}"
+               r"\Bigr)^{\gamma}")
+    gradient_formula = (r"\frac{\partial \ell}{\partial p_i} = \gamma (1 - T)^{\gamma - 1}"
+                        r"\frac{T\,(t_i + \alpha(1 - t_i) - \beta t_i) - t_i}"
+                        r"{TP + \alpha\,FP + \beta\,FN + s}")
+    when_to_use = (
+        "Segmentation of small lesions or thin structures with heavy class imbalance: the "
+        "Tversky index with beta > alpha favours recall, and the focal exponent gamma < 1 "
+        "keeps pushing on the classes whose overlap is already fair but not yet good, "
+        "where the plain Tversky or Dice loss flattens out."
+    )
+    references = (
+        "Abraham and Khan, A Novel Focal Tversky loss function with improved Attention "
+        "U-Net for lesion segmentation, ISBI 2019, arXiv:1810.07842",
+        "Salehi, Erdogmus, Gholipour, Tversky loss function for image segmentation, MLMI "
+        "2017, arXiv:1706.05721",
+    )
+
+    def _compute(self, ctx, prediction, target, *, need_grad, alpha=0.3, beta=0.7,
+                 gamma=0.75, smooth=1.0, mode="per_class", axis=1, from_logits=False,
+                 ignore_index=None, class_weight=None):
+        g = check_scalar("gamma", gamma, lo=0.0, hi=float("inf"), lo_open=True, hi_open=True)
+        return self._tversky(ctx, prediction, target, need_grad, alpha, beta, smooth, mode,
+                             axis, from_logits, ignore_index, class_weight, ("power", g))
+
+
+WEIGHT_TYPES = ("square", "simple", "uniform")
+
+
+class GeneralizedDiceLoss(_OverlapLoss):
+    r"""Generalised Dice loss: one Dice index over the classes, each weighted by
+    :math:`w_c = 1 / (\sum_i t_{ic})^2`.
+
+    Sudre et al.'s loss for unbalanced segmentation: the class sums of intersection and
+    size are weighted by the inverse square of the class's volume in the target before
+    one ratio is formed, so a small class counts as much as a large one. One value per
+    example. See the module notes for the layout.
+
+    Parameters
+    ----------
+    {shared_doc}
+    smooth : float >= 0, default 1e-5
+        :math:`s`, added once to the numerator and once to the denominator (MONAI's
+        default ``smooth_nr = smooth_dr = 1e-5``; the weighted sums are of the order of
+        1 / volume, so a smoothing of 1 would swamp them).
+    weight_type : {"square", "simple", "uniform"}, default "square"
+        :math:`w_c = 1/V_c^2` (Sudre et al.), :math:`1/V_c` or 1, with :math:`V_c =
+        \sum_i t_{ic}` the class's volume in the example's target (MONAI's ``w_type``).
+    {common_parameters}
+
+    Notes
+    -----
+    For one example, with the per-class sums :math:`I_c = \sum_i p_{ic} t_{ic}` and
+    :math:`S_c = \sum_i (p_{ic} + t_{ic})`:
+
+    .. math::
+
+        G = \frac{2 \sum_c w_c I_c + s}{\sum_c w_c S_c + s}, \qquad \ell = 1 - G, \qquad
+        \frac{\partial \ell}{\partial p_{ic}} = w_c\,\frac{G - 2 t_{ic}}
+            {\sum_k w_k S_k + s}.
+
+    The weights depend on the target only and are constants for the gradient. A class
+    absent from an example's target (:math:`V_c = 0`, an infinite weight) takes the
+    largest weight of the example's present classes, as MONAI does (MONAI's
+    ``GeneralizedDiceLoss(batch=False)``: infinite weights are replaced by the row's
+    maximum finite weight); if no class is present every weight is 0, and the loss is
+    then 0 (:math:`G = s/s`, or the empty index 1 at :math:`s = 0`, with a zero
+    gradient). Ignored positions (``ignore_index``) count in no sum and no volume.
+    MONAI's ``GeneralizedDiceLoss(smooth_nr=s, smooth_dr=s, w_type=...)`` with
+    ``reduction="mean"`` equals this loss with ``reduction="mean"``; its ``batch=True``
+    is the folded batch (module notes).
+
+    {chain_doc}
+
+    References
+    ----------
+    .. [1] C. H. Sudre, W. Li, T. Vercauteren, S. Ourselin, M. J. Cardoso, "Generalised
+       Dice overlap as a deep learning loss function for highly unbalanced
+       segmentations", DLMIA 2017, arXiv:1707.03237.
+    .. [2] W. R. Crum, O. Camara, D. L. G. Hill, "Generalized overlap measures for
+       evaluation and validation in medical image analysis", IEEE TMI 25(11), 2006,
+       doi:10.1109/TMI.2006.880587.
+
+    Examples
+    --------
+    Class 0 covers 3 pixels (:math:`w_0 = 1/9`), class 1 one pixel (:math:`w_1 = 1`):
+    :math:`I = (2, 1)`, :math:`S = (5, 3)`, so :math:`G = 2 (2/9 + 1) / (5/9 + 3) = 22/32`
+    and the loss is :math:`10/32 = 0.3125`.
+
+    >>> import numpy as np, losskit as lk
+    >>> p = np.array([[[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]])
+    >>> t = np.array([[[1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]])
+    >>> float(lk.generalized_dice_loss(p, t, smooth=0.0))
+    0.3125
+    """
+
+    name = "generalized_dice_loss"
+    aliases = ("generalized_dice",)
+    prediction = "probabilities"
+    formula = (r"\ell = 1 - \frac{2\sum_c w_c \sum_i p_{ic} t_{ic} + s}"
+               r"{\sum_c w_c \sum_i (p_{ic} + t_{ic}) + s}, \quad "
+               r"w_c = \Bigl(\sum_i t_{ic}\Bigr)^{-2}")
+    gradient_formula = (r"\frac{\partial \ell}{\partial p_{ic}} = w_c\,\frac{G - 2 t_{ic}}"
+                        r"{\sum_k w_k \sum_i (p_{ik} + t_{ik}) + s}")
+    when_to_use = (
+        "Multi-class segmentation with very unequal class volumes (tumour sub-regions, small "
+        "organs next to large ones): the inverse-volume weights make every class count "
+        "about equally in one overlap ratio, which trains more stably than averaging "
+        "per-class Dice losses of tiny classes."
+    )
+    references = (
+        "Sudre et al., Generalised Dice overlap as a deep learning loss function for highly "
+        "unbalanced segmentations, DLMIA 2017, arXiv:1707.03237",
+        "Crum, Camara, Hill, Generalized overlap measures for evaluation and validation in "
+        "medical image analysis, IEEE TMI 2006, doi:10.1109/TMI.2006.880587",
+    )
+
+    def _compute(self, ctx, prediction, target, *, need_grad, smooth=1e-5,
+                 weight_type="square", axis=1, from_logits=False, ignore_index=None):
+        xp = ctx.xp
+        s = _finite_non_negative("smooth", smooth)
+        check_choice("weight_type", weight_type, WEIGHT_TYPES)
+        m = self._maps(ctx, prediction, target, mode="per_class", axis=axis,
+                       from_logits=from_logits, ignore_index=ignore_index)
+        p, t = m.p, m.t
+        volume = m.total(xp, t)  # per example and class
+        present = volume > 0
+        safe = xp.where(present, volume, xp.ones_like(volume))
+        if weight_type == "square":
+            w = 1.0 / (safe * safe)
+        elif weight_type == "simple":
+            w = 1.0 / safe
+        else:
+            w = xp.ones_like(volume)
+        w = xp.where(present, w, xp.zeros_like(w))
+        if m.ax is not None and m.z.shape[m.ax] > 0:  # absent classes: the largest weight
+            w = xp.where(present, w, xp.max(w, axis=m.ax, keepdims=True))
+        whole = tuple(range(1, m.z.ndim))
+        inter = m.total(xp, p * t) * w
+        size = m.total(xp, p + t) * w
+        if whole:
+            inter = xp.sum(inter, axis=whole, keepdims=True)
+            size = xp.sum(size, axis=whole, keepdims=True)
+        one = replace(m, groups=1, axes=whole)
+        return self._terms(ctx, one, 2.0 * inter + s, size + s,
+                           lambda: 2.0 * w * t,
+                           lambda: w * xp.ones_like(p),
                            need_grad)
 
 
-for _cls in (DiceLoss, TverskyLoss, JaccardLoss):
-    _cls.__doc__ = fill_doc(_cls.__doc__, shared_doc=_SHARED_DOC, chain_doc=_CHAIN_DOC)
+class MCCLoss(_OverlapLoss):
+    r"""Matthews correlation loss :math:`1 - \mathrm{MCC}` of the soft confusion counts.
+
+    The Matthews correlation coefficient of soft counts (Abhishek and Hamarneh): unlike the
+    Dice and Jaccard indices it also rewards true negatives, so it penalises false
+    positives on the background and stays informative when the foreground is tiny or
+    absent. See the module notes for the layout and modes.
+
+    Parameters
+    ----------
+    {shared_doc}
+    eps : float >= 0, default 1e-5
+        :math:`\epsilon`, added to each of the four counts (smp's ``MCCLoss(eps=)``). With
+        :math:`\epsilon = 0` an index whose denominator is 0 (a constant target or a
+        constant hard prediction) is defined as :math:`\mathrm{MCC} = 0` (scikit-learn's
+        ``matthews_corrcoef`` convention): loss 1, gradient 0.
+    {common_parameters}
+
+    Notes
+    -----
+    For one index, with :math:`TP = \sum_i p_i t_i + \epsilon`,
+    :math:`FP = \sum_i p_i (1 - t_i) + \epsilon`, :math:`FN = \sum_i (1 - p_i) t_i +
+    \epsilon`, :math:`TN = \sum_i (1 - p_i)(1 - t_i) + \epsilon` and
+    :math:`A = TP + FP`, :math:`B = TP + FN`, :math:`C = TN + FP`, :math:`D = TN + FN`:
+
+    .. math::
+
+        M = \frac{TP \cdot TN - FP \cdot FN}{\sqrt{A B C D}}, \qquad \ell = 1 - M,
+        \qquad \frac{\partial \ell}{\partial p_i} = -\frac{t_i C - (1 - t_i) B}
+            {\sqrt{ABCD}} + \frac{M}{2}\Bigl(\frac{1}{A} - \frac{1}{D}\Bigr)
+
+    (:math:`B` and :math:`C` do not depend on :math:`p`; :math:`\partial A/\partial p_i =
+    1`, :math:`\partial D/\partial p_i = -1`). :math:`0 \le \ell \le 2`. On 0/1 maps with
+    :math:`\epsilon = 0`, :math:`M` is scikit-learn's ``matthews_corrcoef``. Ignored
+    positions (``ignore_index``) count in none of the four sums. smp's ``MCCLoss`` pools
+    the whole batch into one binary index: ``mcc_loss(p.reshape(1, -1),
+    t.reshape(1, -1), axis=None, reduction="sum")``.
+
+    {chain_doc}
+
+    References
+    ----------
+    .. [1] K. Abhishek, G. Hamarneh, "Matthews Correlation Coefficient Loss for Deep
+       Convolutional Networks: Application to Skin Lesion Segmentation", ISBI 2021,
+       arXiv:2010.13454.
+    .. [2] B. W. Matthews, "Comparison of the predicted and observed secondary structure of
+       T4 phage lysozyme", Biochimica et Biophysica Acta 405(2), 1975,
+       doi:10.1016/0005-2795(75)90109-9.
+
+    Examples
+    --------
+    :math:`TP = 1`, :math:`FP = 1`, :math:`FN = 0`, :math:`TN = 2`:
+    :math:`M = 2 / \sqrt{2 \cdot 1 \cdot 3 \cdot 2} = 1/\sqrt{3}`.
+
+    >>> import numpy as np, losskit as lk
+    >>> p = np.array([[1.0, 1.0, 0.0, 0.0]]); t = np.array([[1.0, 0.0, 0.0, 0.0]])
+    >>> round(float(lk.mcc_loss(p, t, eps=0.0, axis=None)), 6), round(1 - 3 ** -0.5, 6)
+    (0.42265, 0.42265)
+    """
+
+    name = "mcc_loss"
+    prediction = "probabilities"
+    formula = (r"\ell = 1 - \frac{TP \cdot TN - FP \cdot FN}"
+               r"{\sqrt{(TP + FP)(TP + FN)(TN + FP)(TN + FN)}}")
+    gradient_formula = (r"\frac{\partial \ell}{\partial p_i} = -\frac{t_i (TN + FP) - "
+                        r"(1 - t_i)(TP + FN)}{\sqrt{(TP + FP)(TP + FN)(TN + FP)(TN + FN)}}"
+                        r" + \frac{M}{2}\Bigl(\frac{1}{TP + FP} - \frac{1}{TN + FN}\Bigr)")
+    when_to_use = (
+        "Binary segmentation (skin lesions, defects) where both false positives on the "
+        "background and false negatives matter: the Matthews correlation uses all four "
+        "confusion counts, so unlike Dice it penalises over-segmentation of a large "
+        "background and remains meaningful for images with little or no foreground."
+    )
+    references = (
+        "Abhishek and Hamarneh, Matthews Correlation Coefficient Loss for Deep "
+        "Convolutional Networks, ISBI 2021, arXiv:2010.13454",
+        "Matthews, Comparison of the predicted and observed secondary structure of T4 "
+        "phage lysozyme, 1975, doi:10.1016/0005-2795(75)90109-9",
+    )
+
+    def _compute(self, ctx, prediction, target, *, need_grad, eps=1e-5, mode="per_class",
+                 axis=1, from_logits=False, ignore_index=None):
+        xp = ctx.xp
+        e = _finite_non_negative("eps", eps)
+        m = self._maps(ctx, prediction, target, mode=mode, axis=axis, from_logits=from_logits,
+                       ignore_index=ignore_index)
+        p, t = m.p, m.t
+        pt = p * t
+        u = (1.0 - p) * (1.0 - t)
+        if m.keep is not None:
+            u = xp.where(m.keep, u, xp.zeros_like(u))
+        tp = m.total(xp, pt) + e
+        fp = m.total(xp, p - pt) + e
+        fn = m.total(xp, t - pt) + e
+        tn = m.total(xp, u) + e
+        a, b, c, d = tp + fp, tp + fn, tn + fp, tn + fn
+        den = xp.sqrt(a * b * c * d)
+        ok = den != 0
+
+        def dden():
+            sa = xp.where(ok, a, xp.ones_like(a))
+            sd = xp.where(ok, d, xp.ones_like(d))
+            return (0.5 * den) * (1.0 / sa - 1.0 / sd) * xp.ones_like(p)
+
+        return self._terms(ctx, m, tp * tn - fp * fn, den,
+                           lambda: t * c - (1.0 - t) * b,
+                           dden, need_grad, empty=0.0)
+
+
+for _cls in (DiceLoss, TverskyLoss, JaccardLoss, FocalTverskyLoss, GeneralizedDiceLoss,
+             MCCLoss):
+    _cls.__doc__ = fill_doc(_cls.__doc__, shared_doc=_SHARED_DOC, chain_doc=_CHAIN_DOC,
+                            weight_doc=_WEIGHT_DOC, log_doc=_LOG_DOC)
 
 dice_loss = register(DiceLoss())
 tversky_loss = register(TverskyLoss())
 jaccard_loss = register(JaccardLoss())
+focal_tversky_loss = register(FocalTverskyLoss())
+generalized_dice_loss = generalized_dice = register(GeneralizedDiceLoss())
+mcc_loss = register(MCCLoss())
 
 # fused NumPy kernels (losskit.kernels.overlap), consulted by the pipeline
-register_fast_path(DiceLoss, _overlap_kernels.dice_loss)
-register_fast_path(TverskyLoss, _overlap_kernels.tversky_loss)
-register_fast_path(JaccardLoss, _overlap_kernels.jaccard_loss)
+# (class weights and the log loss take the generic path)
+register_fast_path(DiceLoss, unless_set(_overlap_kernels.dice_loss, "class_weight", "log_loss"))
+register_fast_path(TverskyLoss, unless_set(_overlap_kernels.tversky_loss, "class_weight",
+                                           "log_loss"))
+register_fast_path(JaccardLoss, unless_set(_overlap_kernels.jaccard_loss, "class_weight",
+                                           "log_loss"))
