@@ -401,7 +401,7 @@ def ref_circle(o, margin=0.4, gamma=80.0, average="nonzero", detach_weights=Fals
     return ref
 
 
-def ref_head(o, kind, scale=64.0, margin=0.5, easy_margin=False):  # noqa: C901
+def ref_head(o, kind, scale=64.0, margin=0.5, easy_margin=False):
     """Deng et al. 2019 (ArcFace; the cos(theta) - m sin m branch beyond pi - m, as
     InsightFace) and Wang et al. 2018 (CosFace): cross-entropy of the margin logits."""
     def ref(x, w, y, r, *rest):

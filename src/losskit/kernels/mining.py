@@ -261,8 +261,11 @@ def _block_components(xp, kind, s, d, pos, neg, opts, need_grad):
         vn = xp.where(an, tn, zero)
         out = []
         for v, act, mask, sign in ((vp, ap, pos, 1.0), (vn, an, neg, -1.0)):
-            coef = sign * xp.astype(act, dt) if need_grad else None
-            out.append((xp.sum(v, axis=1), _count(xp, v > 0, dt), _count(xp, mask, dt), coef))
+            coef = None
+            if need_grad:
+                coef = xp.astype(act, dt)
+                coef = coef if sign > 0 else -coef
+            out.append((xp.sum(v, axis=1), _count(xp, act, dt), _count(xp, mask, dt), coef))
         return "d", out
     if kind == "multi_similarity":
         a, b, lam = opts["alpha"], opts["beta"], opts["base"]
@@ -340,6 +343,11 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
         else:
             d = 1.0 - s
         on, parts = _block_components(xp, kind, s, d, pos, neg, opts, need_grad)
+        inv_d = None
+        if need_grad and on == "d" and distance == "euclidean":
+            # d D_ij / d u_i = (u_i - u_j) / D_ij, 0 on the diagonal and where D_ij = 0
+            ok = (d > 0) & ~eye
+            inv_d = xp.where(ok, 1.0 / xp.where(ok, d, xp.ones_like(d)), xp.zeros_like(d))
         if comps is None:
             if numpy_blocks:
                 comps = [tuple(np.empty(n_rows, dtype=dt) for _ in range(3)) for _ in parts]
@@ -359,9 +367,8 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
             if sw is not None:
                 w = _col(sw[r0:r1] if numpy_blocks else sw)
                 coef = w * xp.where(w == 0, xp.zeros_like(coef), coef)
-            if on == "d" and distance == "euclidean":
-                k_mat = _safe_div(xp, coef, d)  # d D / d u_i = (u_i - u_j) / D
-                k_mat = xp.where(eye, xp.zeros_like(k_mat), k_mat)
+            if inv_d is not None:
+                k_mat = coef * inv_d
                 g_rows = _col(xp.sum(k_mat, axis=1)) * ub - xp.matmul(k_mat, u)
                 g_cols = _col(xp.sum(k_mat, axis=0)) * u - xp.matmul(k_mat.T, ub)
             else:

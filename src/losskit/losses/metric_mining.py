@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import math
 
-import array_api_compat
 import numpy as np
 
 from ..core.arrays import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
