@@ -364,8 +364,8 @@ class BatchTripletLoss(_InBatchEmbeddingLoss):
     name = "batch_triplet_loss"
     _kind = "triplet"
     formula = (r"\ell_a = \sum_{(p, n) \in \mathcal{M}(a)} \max(0, d(a,p) - d(a,n) + m)")
-    gradient_formula = (r"\frac{\partial \ell_a}{\partial d(a,p)} = \#\{n: \text{active}\},\ "
-                        r"\frac{\partial \ell_a}{\partial d(a,n)} = -\#\{p: \text{active}\}")
+    gradient_formula = (r"\frac{\partial \ell_a}{\partial d(a,p)} = \sum_n [\text{active}_{apn}],\ "
+                        r"\frac{\partial \ell_a}{\partial d(a,n)} = -\sum_p [\text{active}_{apn}]")
     when_to_use = (
         "Training an embedding for retrieval, face recognition or re-identification from "
         "class-labelled batches: every anchor must be closer to its positives than to its "
