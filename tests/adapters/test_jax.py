@@ -66,26 +66,47 @@ def _jax_grads(case, arrays, reduction, upstream=None, jit=False):
     return np.asarray(v), [np.asarray(x) for x in g]
 
 
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def _jax_grads_of_every_reduction(case, arrays, upstream):
+    """Value and jax.grad of losskit for "mean", "sum" and "none" (contracted with
+    ``upstream``, the cotangent of the unreduced loss) in ONE jitted function, the targets
+    closed over: one compilation per case."""
+    opts = _options(case.options)
+    diff = _diff_positions(case)
+    fixed = [jnp.asarray(a) for a in arrays]
+    up = jnp.asarray(upstream)
+
+    def loss_of(reduction):
+        def f(*xs):
+            full = list(fixed)
+            for i, x in zip(diff, xs):
+                full[i] = x
+            v = case.loss(*full, reduction=reduction, **opts)
+            return (v * up).sum() if reduction == "none" else v
+        return jax.value_and_grad(f, argnums=tuple(range(len(diff))))
+
+    fn = jax.jit(lambda *xs: tuple(loss_of(r)(*xs) for r in ("mean", "sum", "none")))
+    out = fn(*(fixed[i] for i in diff))
+    return [(np.asarray(v), [np.asarray(x) for x in g]) for v, g in out]
+
+
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_grad_under_jit_with_captured_targets_equals_the_reference(case, reduction):
+def test_grad_under_jit_with_captured_targets_equals_the_reference(case):
+    """Under jit with the targets captured: the "mean" and "sum" values and gradients, and
+    the gradient of "none" contracted with a non-uniform cotangent (each example's own
+    upstream weight), against torch autograd of the case's reference."""
     arrays = case.inputs(seed=3)
-    ref_v, ref_g = _torch_reference(case, arrays, reduction)
-    v, g = _jax_grads(case, arrays, reduction, jit=True)
-    np.testing.assert_allclose(v, ref_v, rtol=case.rtol64, atol=1e-12)
-    for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
-        np.testing.assert_allclose(gi, ri, rtol=case.rtol64, atol=1e-12, err_msg=name)
-
-
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
-def test_reduction_none_cotangents(case):
-    arrays = case.inputs(seed=4)
     shape = np.shape(case.loss(*arrays, reduction="none", **case.options))
     upstream = np.linspace(-1.0, 2.0, int(np.prod(shape))).reshape(shape)
-    _, ref_g = _torch_reference(case, arrays, "none", upstream)
-    _, g = _jax_grads(case, arrays, "none", upstream=jnp.asarray(upstream))
-    for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
-        np.testing.assert_allclose(gi, ri, rtol=case.rtol64, atol=1e-12, err_msg=name)
+    got = _jax_grads_of_every_reduction(case, arrays, upstream)
+    for reduction, (v, g) in zip(("mean", "sum", "none"), got):
+        ref_v, ref_g = _torch_reference(case, arrays, reduction,
+                                        upstream if reduction == "none" else None)
+        if reduction != "none":
+            np.testing.assert_allclose(v, ref_v, rtol=case.rtol64, atol=1e-12,
+                                       err_msg=reduction)
+        for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
+            np.testing.assert_allclose(gi, ri, rtol=case.rtol64, atol=1e-12,
+                                       err_msg=f"{reduction}: {name}")
 
 
 JAX_CASES = [c for c in CASES if c.jax_ref is not None]
