@@ -379,6 +379,44 @@ class Loss:
                 raise ValueError(f"`wrt` of {self.name} must be one of {choices}; got {n!r}")
         return names, not isinstance(wrt, str)
 
+    def _own_pipeline_setup(self, arrays, reduction, sample_weight, options, want, wrt, out):
+        """The start of a loss's own ``_pipeline`` (one that does not run ``_compute``: the
+        blocked similarity and mining losses): the defaults applied, the options and
+        ``reduction`` checked, ``wrt`` resolved, the one array library found. Returns
+        ``(xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple)``."""
+        names = self.inputs
+        if len(arrays) != len(names):
+            raise TypeError(f"{self.name}() takes {len(names)} arrays ({', '.join(names)}); "
+                            f"got {len(arrays)}")
+        defaults = self._defaults
+        if reduction is None:
+            reduction = defaults.get("reduction", "mean")
+        if sample_weight is None:
+            sample_weight = defaults.get("sample_weight")
+        known = self.option_defaults()
+        unknown = set(options) - set(known)
+        if unknown:
+            raise TypeError(self._unknown_message(unknown))
+        opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
+        check_choice("reduction", reduction, REDUCTIONS)
+        need_grad = want != "value"
+        wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
+        if out is not None and need_grad and as_tuple:
+            raise TypeError(f"{self.name}(): `out` takes one gradient, but wrt={wrt!r} "
+                            "returns a tuple of gradients; leave `out` out")
+        named = list(zip(names, arrays)) + [("sample_weight", sample_weight)]
+        try:
+            xp = namespace(*arrays, sample_weight)
+        except TypeError as exc:
+            kinds = ", ".join(f"`{n}` is a {type(a).__module__.split('.')[0]}."
+                              f"{type(a).__name__}" for n, a in named if hasattr(a, "shape"))
+            raise TypeError(f"{self.name}(): all array arguments must come from one array "
+                            f"library; {kinds}. Convert them to one library first") from exc
+        for n, a in named[:-1]:
+            if a is None:
+                raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
+        return xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple
+
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
         names = self.inputs
         if len(arrays) != len(names):

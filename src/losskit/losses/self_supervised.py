@@ -39,8 +39,8 @@ import math
 import array_api_compat
 import numpy as np
 
-from ..core.arrays import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
-from ..core.loss import REDUCTIONS, Context, Loss, check_out, register
+from ..core.arrays import as_array, compute_dtype, device_of, ensure_array, quiet
+from ..core.loss import Context, Loss, check_out, register
 from ..core.primitives import _weighted
 from ..core.validation import (
     _dtype_name,
@@ -109,37 +109,8 @@ class _SimilarityLoss(Loss):
     # ------------------------------------------------------------------ pipeline
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
         names = self.inputs
-        if len(arrays) != len(names):
-            raise TypeError(f"{self.name}() takes {len(names)} arrays ({', '.join(names)}); "
-                            f"got {len(arrays)}")
-        defaults = self._defaults
-        if reduction is None:
-            reduction = defaults.get("reduction", "mean")
-        if sample_weight is None:
-            sample_weight = defaults.get("sample_weight")
-        known = self.option_defaults()
-        unknown = set(options) - set(known)
-        if unknown:
-            raise TypeError(self._unknown_message(unknown))
-        opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
-        check_choice("reduction", reduction, REDUCTIONS)
-        need_grad = want != "value"
-        wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
-        if out is not None and need_grad and as_tuple:
-            raise TypeError(f"{self.name}(): `out` takes one gradient, but wrt={wrt!r} "
-                            "returns a tuple of gradients; leave `out` out")
-
-        named = list(zip(names, arrays)) + [("sample_weight", sample_weight)]
-        try:
-            xp = namespace(*arrays, sample_weight)
-        except TypeError as exc:
-            kinds = ", ".join(f"`{n}` is a {type(a).__module__.split('.')[0]}."
-                              f"{type(a).__name__}" for n, a in named if hasattr(a, "shape"))
-            raise TypeError(f"{self.name}(): all array arguments must come from one array "
-                            f"library; {kinds}. Convert them to one library first") from exc
-        for n, a in named[:-1]:
-            if a is None:
-                raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
+        xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \
+            self._own_pipeline_setup(arrays, reduction, sample_weight, options, want, wrt, out)
 
         first = _plain(as_array(arrays[0], xp, name=names[0], loss=self.name))
         check_floating(xp, names[0], first, loss=self.name)
@@ -448,7 +419,6 @@ class InfoNCE(_SimilarityLoss):
         Zh, denom = _normalized(xp, Z, prep["normalize"])
         m2 = 2 * n
         need_grad = bool(wanted)
-        cols = xp.arange(m2, device=ctx.device)
         pos_all = xp.concat([xp.arange(n, m2, device=ctx.device),
                              xp.arange(0, n, device=ctx.device)])
         pos_logit = _rowdot(xp, Zh, xp.take(Zh, pos_all, axis=0)) * inv
@@ -1022,11 +992,9 @@ class SupConLoss(_SimilarityLoss):
         need_grad = bool(wanted)
         cols = xp.arange(m, device=ctx.device)
         ra = None
-        masked = True
         if need_grad:
             rw = r * (coef / per)
             ra = rw if per == 1 else xp.reshape(xp.broadcast_to(rw[:, None], (n, V)), (m,))
-            masked = not _sim.all_nonzero(xp, ra)
 
         def block(lo, hi, P):
             S = P * inv
