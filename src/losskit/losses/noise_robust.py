@@ -94,6 +94,8 @@ class GeneralizedCrossEntropy(Loss):
                             "softmax to logits first")
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index)
+        if ct.labels is not None:  # integer labels: only the label's entry of a row counts
+            return self._labels(xp, ct, prediction, qq, need_grad)
         a = ct.coef
         p = prediction
         pos = p > 0
@@ -109,6 +111,29 @@ class GeneralizedCrossEntropy(Loss):
                 d = xp.where(pos, xp.exp((qq - 1.0) * logp), xp.full_like(p, _INF))
                 d = xp.where(xp.isnan(p), p, d)
             grad = 0.0 - _weighted(xp, a, d)  # 0.0 -: no -0 entries
+        return Terms(value, grad, ct.weight, ct.expand)
+
+
+    @staticmethod
+    def _labels(xp, ct, prediction, qq, need_grad):
+        """The same value and gradient from each row's label entry p_y alone (a gather, no
+        power of the whole (N, K) array)."""
+        wy = ct.expand(ct.label_weight)
+        py = ct.pick(xp, prediction)  # keepdims along the class axis
+        pos = py > 0
+        logp = xp.log(xp.where(pos, py, xp.ones_like(py)))
+        pq = xp.where(pos, xp.exp(qq * logp), xp.zeros_like(py))
+        pq = xp.where(xp.isnan(py), py, pq)
+        value = xp.squeeze(_weighted(xp, wy, (1.0 - pq) / qq), axis=ct.axis)
+        grad = None
+        if need_grad:
+            if qq == 1.0:
+                d = xp.ones_like(py)
+            else:
+                d = xp.where(pos, xp.exp((qq - 1.0) * logp), xp.full_like(py, _INF))
+                d = xp.where(xp.isnan(py), py, d)
+            row = 0.0 - _weighted(xp, wy, d)
+            grad = xp.where(ct.hit(), row, xp.zeros_like(prediction))
         return Terms(value, grad, ct.weight, ct.expand)
 
 
