@@ -19,6 +19,7 @@ import numpy as np
 
 __all__ = [
     "index_dtype",
+    "without_autograd",
     "namespace",
     "as_array",
     "device_of",
@@ -160,6 +161,14 @@ def can_inspect(x: Any) -> bool:
 
 def is_floating(xp, x) -> bool:
     return xp.isdtype(x.dtype, "real floating")
+
+
+def without_autograd(x):
+    """``x`` without PyTorch autograd history (a loss that computes its own gradients works
+    on the detached tensor); any other array unchanged."""
+    if array_api_compat.is_torch_array(x) and x.requires_grad:
+        return x.detach()
+    return x
 
 
 def index_dtype(xp):

@@ -379,10 +379,12 @@ class Loss:
                 raise ValueError(f"`wrt` of {self.name} must be one of {choices}; got {n!r}")
         return names, not isinstance(wrt, str)
 
-    def _own_pipeline_setup(self, arrays, reduction, sample_weight, options, want, wrt, out):
-        """The start of a loss's own ``_pipeline`` (one that does not run ``_compute``: the
-        blocked similarity and mining losses): the defaults applied, the options and
-        ``reduction`` checked, ``wrt`` resolved, the one array library found. Returns
+    def _own_pipeline_setup(self, arrays, reduction, sample_weight, options, want, wrt, out,
+                            *, optional=()):
+        """The start of a loss's own ``_pipeline`` (one that does not run ``_compute``:
+        linear_cross_entropy, the blocked similarity and mining losses): the defaults
+        applied, the options and ``reduction`` checked, ``wrt`` resolved, the one array
+        library found; the inputs named in ``optional`` may be None. Returns
         ``(xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple)``."""
         names = self.inputs
         if len(arrays) != len(names):
@@ -413,7 +415,7 @@ class Loss:
             raise TypeError(f"{self.name}(): all array arguments must come from one array "
                             f"library; {kinds}. Convert them to one library first") from exc
         for n, a in named[:-1]:
-            if a is None:
+            if a is None and n not in optional:
                 raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
         return xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple
 

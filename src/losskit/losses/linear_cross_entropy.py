@@ -73,12 +73,11 @@ import numpy as np
 
 from ..core import dispatch
 from ..kernels import fast_paths
-from ..core.loss import REDUCTIONS, Context, Loss, check_out, register
+from ..core.loss import Context, Loss, check_out, register
 from ..core.primitives import _safe_log, _weighted
 from ..core.validation import (
     check_integer,
     _dtype_name,
-    check_choice,
     check_floating,
     check_in_range,
     check_labels,
@@ -87,7 +86,8 @@ from ..core.validation import (
     deferred_checks,
     poison,
 )
-from ..core.arrays import as_array, compute_dtype, device_of, ensure_array, namespace, quiet
+from ..core.arrays import (as_array, compute_dtype, device_of, ensure_array, quiet,
+                           without_autograd)
 
 __all__ = ["linear_cross_entropy"]
 
@@ -317,40 +317,14 @@ class LinearCrossEntropy(Loss):
     # ------------------------------------------------------------------ the pipeline
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
         hidden, weight, labels, bias = arrays
-        defaults = self._defaults
-        if reduction is None:
-            reduction = defaults.get("reduction", "mean")
-        if sample_weight is None:
-            sample_weight = defaults.get("sample_weight")
-        known = self.option_defaults()
-        unknown = set(options) - set(known)
-        if unknown:
-            raise TypeError(self._unknown_message(unknown))
-        opts = {k: options.get(k, defaults.get(k, v)) for k, v in known.items()}
-        check_choice("reduction", reduction, REDUCTIONS)
-        need_grad = want != "value"
-        wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
+        xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \
+            self._own_pipeline_setup(arrays, reduction, sample_weight, options, want, wrt, out,
+                                     optional=("bias",))
         if bias is None and "bias" in wrt_names and wrt != "all":
             raise ValueError(f"{self.name}(): wrt='bias' needs a `bias`; got bias=None "
                              "(a layer without a bias has no bias gradient)")
-        if out is not None and need_grad and as_tuple:
-            raise TypeError(f"{self.name}(): `out` takes one gradient, but wrt={wrt!r} "
-                            "returns a tuple of gradients; leave `out` out")
 
-        named = (("hidden", hidden), ("weight", weight), ("labels", labels), ("bias", bias),
-                 ("sample_weight", sample_weight))
-        try:
-            xp = namespace(hidden, weight, labels, bias, sample_weight)
-        except TypeError as exc:
-            kinds = ", ".join(f"`{n}` is a {type(a).__module__.split('.')[0]}."
-                              f"{type(a).__name__}" for n, a in named if hasattr(a, "shape"))
-            raise TypeError(f"{self.name}(): all array arguments must come from one array "
-                            f"library; {kinds}. Convert them to one library first") from exc
-        for n, a in named[:3]:
-            if a is None:
-                raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
-
-        h = _plain(as_array(hidden, xp, name="hidden", loss=self.name))
+        h = without_autograd(as_array(hidden, xp, name="hidden", loss=self.name))
         hidden_shape = tuple(h.shape)
         check_floating(xp, "hidden", h, loss=self.name)
         dtype = h.dtype
@@ -370,7 +344,7 @@ class LinearCrossEntropy(Loss):
         # sample weights: labels' shape, or (N_first,) for every row of each example
         if sample_weight is not None:
             with deferred_checks() as more:
-                sw = _plain(self._sample_weight(ctx, sample_weight, lead))
+                sw = without_autograd(self._sample_weight(ctx, sample_weight, lead))
             pending += more
             sw = xp.reshape(sw, (n_rows,))
         else:
@@ -461,7 +435,7 @@ class LinearCrossEntropy(Loss):
             raise ValueError(f"`hidden` of {self.name} must have shape (N, d) or (..., d), "
                              "one feature vector per example; got a 0-d array")
         d = h.shape[-1]
-        W = _plain(as_array(weight, xp, name="weight", loss=self.name))
+        W = without_autograd(as_array(weight, xp, name="weight", loss=self.name))
         check_floating(xp, "weight", W, loss=self.name)
         if W.ndim != 2:
             raise ValueError(
@@ -483,7 +457,7 @@ class LinearCrossEntropy(Loss):
                             f"; got {_dtype_name(W.dtype)}. Convert one of them explicitly")
         b = None
         if bias is not None:
-            b = _plain(as_array(bias, xp, name="bias", loss=self.name))
+            b = without_autograd(as_array(bias, xp, name="bias", loss=self.name))
             check_floating(xp, "bias", b, loss=self.name)
             if tuple(b.shape) != (V,):
                 raise ValueError(f"`bias` must have shape (V,) = ({V},), one entry per row of "
@@ -526,7 +500,7 @@ class LinearCrossEntropy(Loss):
             if tuple(cw.shape) != (V,):
                 raise ValueError(f"`class_weight` must have one weight per class: shape ({V},) "
                                  f"(the rows of `weight`); got {tuple(cw.shape)}")
-            cw = _plain(xp.astype(cw, work))
+            cw = without_autograd(xp.astype(cw, work))
             check_in_range(xp, "class_weight", cw, 0.0, _INF,
                            hint="weights must be non-negative")
         labels = y
@@ -593,13 +567,6 @@ def _may_alias(out, x) -> bool:
     if array_api_compat.is_torch_array(out) and array_api_compat.is_torch_array(x):
         return out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
     return False
-
-
-def _plain(x):
-    """A PyTorch tensor without autograd history (the gradients are computed here)."""
-    if array_api_compat.is_torch_array(x) and x.requires_grad:
-        return x.detach()
-    return x
 
 
 def _inplace_library(xp):

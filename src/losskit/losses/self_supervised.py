@@ -39,7 +39,8 @@ import math
 import array_api_compat
 import numpy as np
 
-from ..core.arrays import as_array, compute_dtype, device_of, ensure_array, quiet
+from ..core.arrays import (as_array, compute_dtype, device_of, ensure_array, quiet,
+                           without_autograd)
 from ..core.loss import Context, Loss, check_out, register
 from ..core.primitives import _weighted
 from ..core.validation import (
@@ -87,13 +88,6 @@ def _check_chunk(chunk_size):
     return c
 
 
-def _plain(x):
-    """A PyTorch tensor without autograd history (the gradients are computed here)."""
-    if array_api_compat.is_torch_array(x) and x.requires_grad:
-        return x.detach()
-    return x
-
-
 # ---------------------------------------------------------------------------- the base
 class _SimilarityLoss(Loss):
     """The pipeline of the similarity-matrix losses: validation, sample weights and the
@@ -112,7 +106,7 @@ class _SimilarityLoss(Loss):
         xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \
             self._own_pipeline_setup(arrays, reduction, sample_weight, options, want, wrt, out)
 
-        first = _plain(as_array(arrays[0], xp, name=names[0], loss=self.name))
+        first = without_autograd(as_array(arrays[0], xp, name=names[0], loss=self.name))
         check_floating(xp, names[0], first, loss=self.name)
         dtype = first.dtype
         work = compute_dtype(xp, dtype)
@@ -122,7 +116,7 @@ class _SimilarityLoss(Loss):
             prep = self._prepare(ctx, first, arrays[1:], opts)
             n = prep["n"]
             sw = (None if sample_weight is None else
-                  _plain(self._sample_weight(ctx, sample_weight, (n,))))
+                  without_autograd(self._sample_weight(ctx, sample_weight, (n,))))
 
         # the reduction's factor for the sum of (weighted) per-example values
         if reduction in ("none", "sum"):
@@ -207,7 +201,7 @@ class _SimilarityLoss(Loss):
                     ndims=(2,)):
         """A floating embedding array of the first input's dtype, in the work dtype."""
         xp = ctx.xp
-        arr = _plain(as_array(x, xp, device=ctx.device, name=name, loss=self.name))
+        arr = without_autograd(as_array(x, xp, device=ctx.device, name=name, loss=self.name))
         check_floating(xp, name, arr, loss=self.name)
         if arr.dtype != ctx.dtype:
             raise TypeError(f"`{name}` of {self.name} must have the dtype of `{first}` "
@@ -231,7 +225,7 @@ class _SimilarityLoss(Loss):
             raise TypeError(f"`{name}` of {self.name} must be a real number or a 0-d floating "
                             f"array; got {x!r}")
         was_array = array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float))
-        arr = _plain(as_array(x, xp, device=ctx.device, name=name, loss=self.name))
+        arr = without_autograd(as_array(x, xp, device=ctx.device, name=name, loss=self.name))
         if was_array:
             check_floating(xp, name, arr, loss=self.name)
             if arr.dtype != ctx.dtype:
@@ -958,7 +952,7 @@ class SupConLoss(_SimilarityLoss):
         if f.ndim == 2:
             f = xp.reshape(f, (shape[0], 1, shape[1]))
         n, views, d = f.shape
-        y = _plain(as_array(others[0], xp, device=ctx.device, name="labels", loss=self.name))
+        y = without_autograd(as_array(others[0], xp, device=ctx.device, name="labels", loss=self.name))
         if not xp.isdtype(y.dtype, "integral"):
             raise TypeError(f"`labels` of {self.name} must be integer class labels; got dtype "
                             f"{_dtype_name(y.dtype)}")
