@@ -164,6 +164,7 @@ def _total(out: Any) -> float:
 
 def gradcheck(fn: Callable, *args: Any, wrt: int = 0, grad: Callable | None = None,
               step: float = 1e-6, rtol: float = 1e-5, atol: float = 1e-8,
+              order: int = 1, hessian: Callable | None = None,
               **kwargs: Any) -> GradcheckResult:
     r"""Compare an analytic gradient with central finite differences, in float64.
 
@@ -195,6 +196,17 @@ def gradcheck(fn: Callable, *args: Any, wrt: int = 0, grad: Callable | None = No
     rtol, atol : float, default 1e-5, 1e-8
         Element :math:`i` passes when :math:`|g_i - \hat g_i| \le \text{atol} +
         \text{rtol}\,|\hat g_i|` (the convention of ``numpy.isclose``).
+    order : {1, 2}, default 1
+        2 checks the **Hessian's diagonal** instead: the analytic
+        :math:`\partial^2 f / \partial x_i^2` (``hessian=``, default ``fn.hessian``)
+        against central differences of the analytic gradient (``grad=``, default
+        ``fn.grad``): element :math:`i` of :math:`(g(x + h_i e_i) - g(x - h_i e_i)) / 2h_i`,
+        with the same tolerances and kink handling (a kink of the gradient, e.g. Huber's
+        at :math:`|d| = \delta`, accepts any value between the one-sided slopes). Only
+        ``wrt=0``. The result's ``analytic`` and ``numeric`` are the diagonals.
+    hessian : callable, optional
+        With ``order=2``: ``hessian(*args, **kwargs)`` returns the diagonal of the Hessian,
+        of the argument's shape. Default: ``fn.hessian`` (a losskit ``Loss``).
     **kwargs
         Keyword arguments of ``fn`` (and ``grad``); arrays among them are converted like
         ``args``.
@@ -288,9 +300,26 @@ def gradcheck(fn: Callable, *args: Any, wrt: int = 0, grad: Callable | None = No
     >>> relu = lambda x: np.sum(np.maximum(x, 0.0))
     >>> gradcheck(relu, np.array([0.0, 1.5]), grad=lambda x: (x > 0) * 1.0).kinks
     1
+
+    Second order: the Hessian's diagonal against differences of the gradient (a losskit
+    loss brings both, ``.grad`` and ``.hessian``):
+
+    >>> gradcheck(f, x, grad=lambda x: 3 * x ** 2, hessian=lambda x: 6 * x, order=2).ok
+    True
+    >>> import losskit as lk
+    >>> bool(gradcheck(lk.softmax_cross_entropy, np.array([[1., 2., 0.5]]), np.array([1]),
+    ...                order=2))
+    True
     """
     if not callable(fn):
         raise TypeError(f"`fn` must be callable; got {type(fn).__name__}")
+    if isinstance(order, (bool, np.bool_)) or order not in (1, 2):
+        raise ValueError(f"`order` must be 1 (the gradient) or 2 (the Hessian's diagonal); "
+                         f"got {order!r}")
+    if hessian is not None and not callable(hessian):
+        raise TypeError(f"`hessian` must be callable or None; got {type(hessian).__name__}")
+    if hessian is not None and order != 2:
+        raise ValueError("`hessian` is checked with order=2; pass order=2 as well")
     if grad is not None and not callable(grad):
         raise TypeError(f"`grad` must be callable or None; got {type(grad).__name__}")
     if isinstance(wrt, (bool, np.bool_)):
@@ -314,6 +343,9 @@ def gradcheck(fn: Callable, *args: Any, wrt: int = 0, grad: Callable | None = No
         raise ValueError(f"`step` must be finite; got {step!r}")
     rtol_f = check_scalar("rtol", rtol, lo=0.0)
     atol_f = check_scalar("atol", atol, lo=0.0)
+    if order == 2 and wrt_i != 0:
+        raise ValueError("order=2 checks the Hessian with respect to the first argument "
+                         f"only (wrt=0); got wrt={wrt_i}")
     if grad is None and wrt_i != 0:
         # a losskit Loss differentiates any of its `differentiable` inputs: .grad(wrt=name)
         names = getattr(fn, "inputs", ())
@@ -345,6 +377,24 @@ def gradcheck(fn: Callable, *args: Any, wrt: int = 0, grad: Callable | None = No
     if not math.isfinite(f0):
         raise ValueError(f"fn(*args) is {f0} at the point being checked; gradcheck needs a "
                          "finite value there")
+    if order == 2:  # differentiate the gradient, element by element
+        if hessian is None:
+            hessian = getattr(fn, "hessian", None)
+            if not callable(hessian):
+                raise TypeError(f"{getattr(fn, '__name__', type(fn).__name__)!s} has no "
+                                "`.hessian` method; pass hessian=, a callable returning the "
+                                "diagonal of the Hessian")
+        first, grad = grad, hessian
+
+        def component(x: np.ndarray, i: int) -> float:
+            out = np.asarray(to_numpy(call(first, x)), dtype=np.float64)
+            if out.shape != x0.shape:
+                raise ValueError(f"the gradient has shape {out.shape}, but {where} has "
+                                 f"shape {x0.shape}: they must match")
+            return float(out.reshape(-1)[i])
+    else:
+        def component(x: np.ndarray, i: int) -> float:
+            return _total(call(fn, x))
     g_raw = call(grad, x0)
     if isinstance(g_raw, (tuple, list)):
         raise TypeError("the gradient must be an array of the argument's shape; got a "
@@ -363,14 +413,25 @@ def gradcheck(fn: Callable, *args: Any, wrt: int = 0, grad: Callable | None = No
     work = x0.copy()
     wflat = work.reshape(-1)
 
+    # the differentiated quantity at x0: f(x0), or (order 2) the whole gradient, once
+    if order == 2:
+        g0_flat = np.asarray(to_numpy(call(first, x0)), dtype=np.float64).reshape(-1)
+        base_values = {i: float(v) for i, v in enumerate(g0_flat)} if g0_flat.size == n \
+            else {}
+    else:
+        base_values = {}
+
     def probe(i: int, h: float) -> tuple[float, float, float, float]:
         """(central, right slope, left slope, rounding noise) at element i, step h."""
+        f0 = base_values.get(i)
+        if f0 is None:
+            f0 = base_values[i] = component(x0, i)
         xi = float(flat0[i])
         xp_, xm_ = xi + h, xi - h
         wflat[i] = xp_
-        fp = _total(call(fn, work))
+        fp = component(work, i)
         wflat[i] = xm_
-        fm = _total(call(fn, work))
+        fm = component(work, i)
         wflat[i] = xi
         with np.errstate(all="ignore"):
             central = (fp - fm) / (xp_ - xm_)

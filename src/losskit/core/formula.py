@@ -271,16 +271,24 @@ def _typed_code(code: types.CodeType, cast) -> types.CodeType:
 class Formula:
     """A pointwise formula ``fn(prediction, target, *params) -> (value, gradient, ...)``.
 
+    ``hessian=h`` states the second derivative too: ``h(prediction, target, *params)``
+    returns :math:`\\partial^2 \\ell / \\partial y^2` per element, written with the same
+    functions (available as ``formula.hessian``, itself a Formula).
+
     ``fn`` is written with the functions of :mod:`losskit.core.formula` (see the module's
     docstring); :meth:`on` evaluates it on arrays of an Array-API namespace,
     :meth:`scalar` compiles it for numba.
     """
 
-    __slots__ = ("fn", "name", "params", "_on", "_scalar", "__weakref__")
+    __slots__ = ("fn", "name", "params", "hessian", "_on", "_scalar", "__weakref__")
 
-    def __init__(self, fn: Callable[..., Any], name: str | None = None):
+    def __init__(self, fn: Callable[..., Any], name: str | None = None, *,
+                 hessian: Callable[..., Any] | None = None):
         self.fn = fn
         self.name = name or fn.__name__.lstrip("_")
+        #: the second derivative of the value with respect to the prediction, a Formula of
+        #: the same arguments returning one number per element (None: not stated)
+        self.hessian = None if hessian is None else Formula(hessian)
         code = fn.__code__
         #: the names of the parameters after the prediction and the target
         self.params = code.co_varnames[2:code.co_argcount]

@@ -57,7 +57,7 @@ from .validation import (
     poison,
 )
 from .arrays import (as_array, compute_dtype, device_of, ensure_array, namespace, quiet,
-                     unchecked)
+                     unchecked, without_autograd)
 
 __all__ = ["Loss", "Terms", "Context", "catalog", "check_out", "fill_doc", "REDUCTIONS"]
 
@@ -77,6 +77,30 @@ class Context:
     work: Any  # the dtype arithmetic runs in
     device: Any
     loss: str
+
+    #: second order: None (value and gradient only), True (the Hessian's diagonal is
+    #: wanted: ``Terms.hess``) or the vector of a Hessian-vector product (``Terms.hvp``),
+    #: an array of the prediction's shape in the work dtype
+    second: Any = None
+
+    @property
+    def wants_hessian(self) -> bool:
+        """Whether the kernel should fill ``Terms.hess`` (and ``Terms.hvp`` when
+        :attr:`vector` is set)."""
+        return self.second is not None
+
+    @property
+    def vector(self):
+        """The vector of a Hessian-vector product, or None."""
+        s = self.second
+        return None if s is None or s is True else s
+
+    def pointwise_hessian(self, formula, *args):
+        """``formula.hessian`` (a pointwise second derivative, :class:`~losskit.core.formula.
+        Formula`) on ``args`` when a Hessian is wanted, else None."""
+        if self.second is None:
+            return None
+        return formula.hessian.on(self.xp)(*args)
 
     @property
     def eps(self) -> float:
@@ -108,6 +132,13 @@ class Terms:
     #: per input, a map applied after weighting and reduction scaling (e.g. summing a
     #: broadcast input's gradient back to its own shape)
     finalize: dict[str, Callable[[Any], Any]] | None = None
+    #: the diagonal of the Hessian of ``sum(value)`` with respect to the prediction, in the
+    #: prediction's layout (only when ``ctx.wants_hessian``)
+    hess: Any = None
+    #: the Hessian of ``sum(value)`` times ``ctx.vector``, the prediction's layout (only
+    #: when ``ctx.vector`` is set; a loss whose Hessian is diagonal may leave it None: the
+    #: pipeline then multiplies ``hess`` by the vector)
+    hvp: Any = None
 
 
 _COMMON_PARAMETERS = """\
@@ -165,6 +196,16 @@ class Loss:
     inputs: ClassVar[tuple[str, ...]] = ("prediction", "target")
     #: the inputs ``.grad`` can differentiate with respect to (the first is the default)
     differentiable: ClassVar[tuple[str, ...]] = ("prediction",)
+    #: the second derivative in LaTeX (what ``hessian`` computes), for the docs, the atlas
+    #: and ``losskit explain``
+    hessian_formula: ClassVar[str] = ""
+    #: the structure of the Hessian with respect to the prediction, what :meth:`hessian`
+    #: and :meth:`hvp` give: ``"diagonal"`` (each element's loss depends on its own
+    #: prediction only), ``"dense"`` (the elements of a row or of the whole input are
+    #: coupled, as by a softmax: :meth:`hessian` is the diagonal, :meth:`hvp` the exact
+    #: product), ``"zero"`` (piecewise linear: the Hessian is 0 wherever it exists and
+    #: undefined at the kinks; :meth:`hessian` returns zeros), ``""`` (not available)
+    second_order: ClassVar[str] = ""
     #: None when the loss of a batch is the sum of the losses of blocks of its rows (axis 0
     #: of every input) with the generic weighted mean, what ``losskit.evaluate`` streams;
     #: else the reason, for the error message. :meth:`streaming_refusal` reads it.
@@ -224,6 +265,8 @@ class Loss:
             "target": self.target,
             "formula": self.formula,
             "gradient_formula": self.gradient_formula,
+            "hessian_formula": self.hessian_formula,
+            "second_order": self.second_order,
             "when_to_use": self.when_to_use,
             "inputs": list(self.inputs),
             "differentiable": list(self.differentiable),
@@ -296,11 +339,11 @@ class Loss:
         gradient and the mean's denominator."""
         if keep is None:
             return terms
-        zero = xp.zeros_like(terms.value)
-        value = xp.where(keep > 0, terms.value, zero)
-        grad = None if terms.grad is None else xp.where(keep > 0, terms.grad,
-                                                        xp.zeros_like(terms.grad))
-        return Terms(value, grad, keep, terms.expand)
+        def drop(a):
+            return None if a is None else xp.where(keep > 0, a, xp.zeros_like(a))
+
+        return Terms(drop(terms.value), drop(terms.grad), keep, terms.expand,
+                     hess=drop(terms.hess), hvp=drop(terms.hvp))
 
     # ------------------------------------------------------------------ public API
     def __call__(self, *arrays, reduction=None, sample_weight=None, validate=True, **options):
@@ -339,6 +382,70 @@ class Loss:
         return self._entry(arrays, reduction, sample_weight, options, "both", wrt, out,
                            validate)
 
+    def hessian(self, *arrays, reduction=None, sample_weight=None, validate=True,
+                **options):
+        """The diagonal of the Hessian of the (reduced) loss with respect to ``prediction``.
+
+        Same shape and dtype as ``prediction`` and the same reduction scaling as
+        :meth:`grad` (with ``reduction="none"`` it is the Hessian of the sum of the
+        per-example losses): entry ``i`` is :math:`\\partial^2 L / \\partial y_i^2`, what
+        gradient-boosting libraries take as the per-row Hessian. ``loss.second_order``
+        says what it is: ``"diagonal"`` (the whole Hessian), ``"dense"`` (the diagonal of
+        a Hessian that couples the elements of a row: use :meth:`hvp` for the exact
+        products), ``"zero"`` (a piecewise-linear loss: 0 wherever the second derivative
+        exists; undefined at the kinks). A loss with ``second_order == ""`` raises
+        ``TypeError``. The formula is ``loss.hessian_formula``.
+
+        Computed by the generic Array-API kernels on every array library (PyTorch tensors
+        are read without their autograd history: the Hessian is a plain tensor).
+        """
+        return self._second_entry(arrays, reduction, sample_weight, options, "hessian",
+                                  None, validate)
+
+    def grad_and_hessian(self, *arrays, reduction=None, sample_weight=None, validate=True,
+                         **options):
+        """``(grad, hessian)`` from one pass: equal to ``(loss.grad(...),
+        loss.hessian(...))``, the pair a gradient-boosting objective returns."""
+        return self._second_entry(arrays, reduction, sample_weight, options,
+                                  "grad_and_hessian", None, validate)
+
+    def hvp(self, *arrays, vector, reduction=None, sample_weight=None, validate=True,
+            **options):
+        """The exact Hessian-vector product :math:`\\nabla^2_y L \\, v` of the (reduced) loss
+        with respect to ``prediction``, for ``vector`` :math:`v` of the prediction's shape;
+        the result has that shape and the prediction's dtype, with the reduction scaling
+        of :meth:`grad`. For a loss with a diagonal Hessian it is ``hessian(...) * v``;
+        for a coupled one (``second_order == "dense"``, e.g. the softmax
+        cross-entropy, :math:`p \\odot v - p\\,(p \\cdot v)` per row) the product
+        is formed without the Hessian matrix."""
+        return self._second_entry(arrays, reduction, sample_weight, options, "hvp", vector,
+                                  validate)
+
+    def _second_entry(self, arrays, reduction, sample_weight, options, want, vector,
+                      validate):
+        """Every second-order call: the generic pipeline with ``ctx.second`` set."""
+        if not self.second_order:
+            raise TypeError(
+                f"{self.name} has no Hessian in losskit yet (second_order is ''): its "
+                "prediction is not per element or per row; use its closed-form gradient "
+                f"(lk.{self.name}.grad) with finite differences, or autodiff of the loss")
+        if validate is not True:
+            if not isinstance(validate, (bool, np.bool_)):
+                raise TypeError(f"`validate` of {self.name} must be True or False; "
+                                f"got {validate!r}")
+            validate = bool(validate)
+        if options:
+            options = _python_scalars(options)
+        arrays = tuple(without_autograd(a) for a in arrays)
+        if want == "hvp":
+            if vector is None or not hasattr(vector, "shape"):
+                raise TypeError(f"`vector` of {self.name}.hvp must be an array of the "
+                                f"prediction's shape; got {type(vector).__name__}")
+            vector = without_autograd(vector)
+        return self._checked_pipeline(validate, arrays, reduction, sample_weight, options,
+                                      want, None, None, second=True if vector is None
+                                      else vector)
+
     def _entry(self, arrays, reduction, sample_weight, options, want, wrt, out, validate):
         """Every public call: a framework's adapter (PyTorch tensors: losskit.torch, JAX
         arrays: losskit.jax, found through losskit.core.dispatch) or the pipeline, with or
@@ -359,12 +466,14 @@ class Loss:
                                       want, wrt, out)
 
     def _checked_pipeline(self, check, arrays, reduction, sample_weight, options, want, wrt,
-                          out=None):
+                          out=None, second=None):
         """The pipeline; with ``check`` False, inside :func:`unchecked` (no value reads)."""
         if check:
-            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
+            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out,
+                                  second)
         with unchecked():
-            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out)
+            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out,
+                                  second)
 
     # ------------------------------------------------------------------ the one pipeline
     def _wrt_names(self, wrt):
@@ -419,7 +528,8 @@ class Loss:
                 raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
         return xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple
 
-    def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
+    def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None,
+                  second=None):
         names = self.inputs
         if len(arrays) != len(names):
             raise TypeError(f"{self.name}() takes {len(names)} arrays ({', '.join(names)}); "
@@ -447,7 +557,8 @@ class Loss:
         # fused kernel registered for this loss (losskit.core.dispatch), which answers
         # NotImplemented for what it does not cover, invalid input included (the generic
         # path then raises its own errors)
-        fast = dispatch.fast_path_for(type(self)) if dispatch.ENABLED else None
+        fast = (dispatch.fast_path_for(type(self)) if dispatch.ENABLED and second is None
+                else None)
         if (fast is not None and type(arrays[0]) is np.ndarray
                 and (not need_grad or wrt is None
                      or (wrt_names == self.differentiable[:1]
@@ -467,10 +578,10 @@ class Loss:
 
         with quiet():
             return self._generic(arrays, reduction, sample_weight, opts, want, wrt, wrt_names,
-                                 as_tuple, out)
+                                 as_tuple, out, second)
 
     def _generic(self, arrays, reduction, sample_weight, opts, want, wrt, wrt_names, as_tuple,
-                 out):
+                 out, second=None):
         """The Array-API pipeline: validation, the kernel, weights, reduction, scaling."""
         names = self.inputs
         need_grad = want != "value"
@@ -492,6 +603,8 @@ class Loss:
         if work != dtype:
             pred = xp.astype(pred, work)
         ctx = Context(xp=xp, dtype=dtype, work=work, device=device_of(pred), loss=self.name)
+        if second is not None:
+            ctx.second = second if second is True else self._hvp_vector(ctx, pred, second)
         if out is not None and need_grad:
             if as_tuple:
                 raise TypeError(f"{self.name}(): `out` takes one gradient, but wrt={wrt!r} "
@@ -508,6 +621,8 @@ class Loss:
         if need_grad:
             for n in wrt_names:
                 grads[n] = terms.grad if n == self.differentiable[0] else terms.grads[n]
+        if second is not None:  # second order: the Hessian's arrays are scaled like grads
+            grads, wrt_names = self._second_terms(ctx, terms, grads, want)
 
         if sample_weight is not None:
             # a zero weight removes the example, even an inf/NaN one
@@ -579,10 +694,36 @@ class Loss:
             else:
                 out[...] = g
             result[0] = out
+        if second is not None:
+            return tuple(result) if len(result) > 1 else result[0]
         grad = tuple(result) if as_tuple else result[0]
         if want == "grad":
             return grad
         return value_out, grad
+
+    def _hvp_vector(self, ctx: Context, pred, vector):
+        """``vector`` of :meth:`hvp`: an array of the prediction's library and shape, in
+        the work dtype."""
+        xp = ctx.xp
+        v = ctx.asarray(vector, "vector")
+        check_numeric(xp, "vector", v)
+        check_same_shape(self.inputs[0], pred.shape, "vector", v.shape)
+        return xp.astype(v, ctx.work) if v.dtype != ctx.work else v
+
+    def _second_terms(self, ctx: Context, terms: Terms, grads: dict, want: str):
+        """The arrays a second-order call returns, by name, in order."""
+        hess = terms.hess
+        if hess is None and not (want == "hvp" and terms.hvp is not None):
+            raise NotImplementedError(f"{self.name}: the kernel returned no Hessian")
+        name = self.differentiable[0]
+        if want == "hessian":
+            return {"#hessian": hess}, ("#hessian",)
+        if want == "grad_and_hessian":
+            return {name: grads[name], "#hessian": hess}, (name, "#hessian")
+        hv = terms.hvp
+        if hv is None:  # a diagonal Hessian
+            hv = hess * ctx.vector
+        return {"#hvp": hv}, ("#hvp",)
 
     def _sample_weight(self, ctx: Context, sample_weight, shape):
         xp = ctx.xp
@@ -607,7 +748,7 @@ class Loss:
         return sw
 
 
-_PUBLIC_METHODS = ("__call__", "grad", "value_and_grad")
+_PUBLIC_METHODS = ("__call__", "grad", "value_and_grad", "hessian", "grad_and_hessian", "hvp")
 
 
 def _with_signature(cls, func):

@@ -157,6 +157,19 @@ def _sparsemax(xp, x, axis=-1):
 
 
 # --------------------------------------------------------------------------- public
+def _softmax_hessian(xp, p, scale, vector, axis=-1):
+    r"""Second order of :math:`s\,(\operatorname{logsumexp}(z) - \dots)` along ``axis``,
+    whose Hessian is :math:`s\,(\operatorname{diag} p - p p^\top)` (``p`` the softmax,
+    ``scale`` :math:`s` broadcasting against it): ``(diagonal, product)`` with the diagonal
+    :math:`s\,p\,(1 - p)` and the product :math:`s\,(p \odot v - p\,(p \cdot v))` with
+    ``vector`` :math:`v` (None when ``vector`` is None)."""
+    diag = scale * (p * (1.0 - p))
+    if vector is None:
+        return diag, None
+    pv = p * vector
+    return diag, scale * (pv - p * xp.sum(pv, axis=axis, keepdims=True))
+
+
 def _prepare(x, name="x"):
     xp = namespace(x)
     if not hasattr(x, "dtype") or not hasattr(x, "shape"):

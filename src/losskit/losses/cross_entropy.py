@@ -28,7 +28,7 @@ from ..core.dispatch import register_fast_path, unless_set
 from ..core.formula import Formula, isnan, log, where
 from ..kernels import fast_paths, pointwise, rows
 from ..core.loss import Loss, Terms, fill_doc, register
-from ..core.primitives import (_safe_log, _safe_max, _sigmoid, _softmax_and_neg_log, _softplus,
+from ..core.primitives import (_softmax_hessian, _safe_log, _safe_max, _sigmoid, _softmax_and_neg_log, _softplus,
                                _weighted)
 from ..core.validation import (
     check_integer,
@@ -339,6 +339,9 @@ class SoftmaxCrossEntropy(Loss):
     target = "integer labels or class probabilities"
     formula = r"\ell = -\sum_c t_c \log \operatorname{softmax}(z)_c = \operatorname{logsumexp}(z) - z_y"
     gradient_formula = r"\frac{\partial \ell}{\partial z} = \operatorname{softmax}(z) - t"
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial z_c \partial z_k} = "
+                       r"p_c (\delta_{ck} - p_k), \quad p = \operatorname{softmax}(z)")
+    second_order = "dense"
     when_to_use = (
         "The default loss for single-label classification with K classes: the network "
         "outputs raw scores (logits) and the loss applies the softmax itself, stably. It is "
@@ -357,15 +360,17 @@ class SoftmaxCrossEntropy(Loss):
         xp = ctx.xp
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
-        if ct.labels is not None:
+        if ct.labels is not None and not ctx.wants_hessian:
             return _softmax_ce_labels(xp, prediction, ct, need_grad)
         p, neg_log = _softmax_and_neg_log(xp, prediction, axis=ct.axis)
         value = xp.sum(_weighted(xp, ct.coef, neg_log), axis=ct.axis)
-        grad = None
+        grad = hess = hvp = None
         if need_grad:
             total = xp.sum(ct.coef, axis=ct.axis, keepdims=True)
             grad = xp.where(total == 0, xp.zeros_like(p), total * p - ct.coef)
-        return Terms(value, grad, ct.weight, ct.expand)
+            if ctx.wants_hessian:  # H = (sum_c a_c) (diag p - p p^T) per row
+                hess, hvp = _softmax_hessian(xp, p, total, ctx.vector, ct.axis)
+        return Terms(value, grad, ct.weight, ct.expand, hess=hess, hvp=hvp)
 
 
 class CrossEntropy(Loss):

@@ -31,9 +31,21 @@ def _mae(y, t):
     return abs(d), sign(d)
 
 
-MSE = Formula(_mse)
-L2_LOSS = Formula(_l2_loss)
-MAE = Formula(_mae)
+def _mse_hessian(y, t):
+    return 2.0 + 0.0 * (y - t)  # 2 everywhere (NaN stays NaN)
+
+
+def _l2_loss_hessian(y, t):
+    return 1.0 + 0.0 * (y - t)
+
+
+def _mae_hessian(y, t):
+    return 0.0 * (y - t)  # 0 away from the kink y = t, where it does not exist
+
+
+MSE = Formula(_mse, hessian=_mse_hessian)
+L2_LOSS = Formula(_l2_loss, hessian=_l2_loss_hessian)
+MAE = Formula(_mae, hessian=_mae_hessian)
 
 
 class MeanSquaredError(Loss):
@@ -81,6 +93,8 @@ class MeanSquaredError(Loss):
     target = "real, same shape"
     formula = r"\ell = (y - t)^2"
     gradient_formula = r"\frac{\partial \ell}{\partial y} = 2 (y - t)"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y^2} = 2"
+    second_order = "diagonal"
     when_to_use = (
         "Regression with roughly Gaussian noise, where large errors should cost "
         "quadratically more. Sensitive to outliers (use mae or Huber then). Avoid it after a "
@@ -91,8 +105,10 @@ class MeanSquaredError(Loss):
 
 
     def _compute(self, ctx, prediction, target, *, need_grad):
-        value, grad = MSE.on(ctx.xp)(prediction, self._real_target(ctx, prediction, target))
-        return Terms(value, grad if need_grad else None)
+        t = self._real_target(ctx, prediction, target)
+        value, grad = MSE.on(ctx.xp)(prediction, t)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(MSE, prediction, t))
 
 
 class HalfSquaredError(Loss):
