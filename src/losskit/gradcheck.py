@@ -413,6 +413,7 @@ def gradcheck(fn: Callable, *args: Any, wrt: int = 0, grad: Callable | None = No
     work = x0.copy()
     wflat = work.reshape(-1)
 
+    f_at_x0 = f0
     # the differentiated quantity at x0: f(x0), or (order 2) the whole gradient, once
     if order == 2:
         g0_flat = np.asarray(to_numpy(call(first, x0)), dtype=np.float64).reshape(-1)
@@ -423,7 +424,7 @@ def gradcheck(fn: Callable, *args: Any, wrt: int = 0, grad: Callable | None = No
 
     def probe(i: int, h: float) -> tuple[float, float, float, float]:
         """(central, right slope, left slope, rounding noise) at element i, step h."""
-        f0 = base_values.get(i)
+        f0 = f_at_x0 if order == 1 else base_values.get(i)
         if f0 is None:
             f0 = base_values[i] = component(x0, i)
         xi = float(flat0[i])
