@@ -7,7 +7,7 @@
 True
 """
 
-from . import info
+from . import gbdt, info
 from .core.loss import REDUCTIONS, Loss, catalog
 from .doctor import DoctorReport, Finding, doctor
 from .gradcheck import GradcheckResult, gradcheck

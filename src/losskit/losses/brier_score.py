@@ -41,7 +41,8 @@ class BrierScore(Loss):
     .. math::
 
         \ell_n = \sum_c (y_{nc} - t_{nc})^2, \qquad
-        \frac{\partial \ell_n}{\partial y_{nc}} = 2\,(y_{nc} - t_{nc})
+        \frac{\partial \ell_n}{\partial y_{nc}} = 2\,(y_{nc} - t_{nc}), \qquad
+        \frac{\partial^2 \ell_n}{\partial y_{nc}^2} = 2
 
     with :math:`t_n = e_{y_n}` for a label. ``reduction="mean"`` gives the Brier score of
     a data set, :math:`\frac1N \sum_n \sum_c (y_{nc} - t_{nc})^2`: scikit-learn's
@@ -75,6 +76,8 @@ class BrierScore(Loss):
     target = "integer labels or class probabilities"
     formula = r"\ell = \sum_c (y_c - t_c)^2"
     gradient_formula = r"\frac{\partial \ell}{\partial y_c} = 2\,(y_c - t_c)"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y_c^2} = 2"
+    second_order = "diagonal"
     when_to_use = (
         "Evaluating or fine-tuning the calibration of predicted class probabilities: the "
         "Brier score is a strictly proper scoring rule like the log loss, but bounded "
@@ -96,12 +99,16 @@ class BrierScore(Loss):
             d = prediction - ct.coef
             value = xp.sum(d * d, axis=ax)
             grad = 2.0 * d if need_grad else None
-            return Terms(value, grad, None, ct.expand)
+            hess = 2.0 + 0.0 * d if ctx.wants_hessian else None  # NaN stays NaN
+            return Terms(value, grad, None, ct.expand, hess=hess)
         d = prediction - ct.onehot
         keep = ct.weight  # 1, or 0 for an ignored label
         value = _weighted(xp, keep, xp.sum(d * d, axis=ax))
         grad = _weighted(xp, ct.expand(keep), 2.0 * d) if need_grad else None
-        return Terms(value, grad, ct.weight, ct.expand)
+        hess = None
+        if ctx.wants_hessian:  # 2, or 0 for an ignored label
+            hess = _weighted(xp, ct.expand(keep), 2.0 + 0.0 * d)
+        return Terms(value, grad, ct.weight, ct.expand, hess=hess)
 
 
 brier_score = register(BrierScore())

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..core.dispatch import register_fast_path, unless_set
-from ..core.formula import Formula, isnan, log, where
+from ..core.formula import Formula, exp, isnan, log, where
 from ..kernels import fast_paths, pointwise, rows
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import (_softmax_hessian, _safe_log, _safe_max, _sigmoid, _softmax_and_neg_log, _softplus,
@@ -395,9 +395,13 @@ class CrossEntropy(Loss):
         \ell_n = -\sum_c a_{nc} \log \max(y_{nc}, \epsilon), \qquad
         \frac{\partial \ell_n}{\partial y_{nc}} =
             \begin{cases} -a_{nc} / y_{nc} & y_{nc} \ge \epsilon \\
+                          0 & y_{nc} < \epsilon \end{cases}, \qquad
+        \frac{\partial^2 \ell_n}{\partial y_{nc}^2} =
+            \begin{cases} a_{nc} / y_{nc}^2 & y_{nc} \ge \epsilon \\
                           0 & y_{nc} < \epsilon \end{cases}
 
-    The gradient is the exact derivative of the clamped value: 0 below the clamp.
+    The gradient and the (diagonal) Hessian are the exact derivatives of the clamped
+    value: 0 below the clamp.
 
     References
     ----------
@@ -421,6 +425,8 @@ class CrossEntropy(Loss):
     target = "integer labels or class probabilities"
     formula = r"\ell = -\sum_c t_c \log y_c"
     gradient_formula = r"\frac{\partial \ell}{\partial y_c} = -\frac{t_c}{y_c}"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y_c^2} = \frac{t_c}{y_c^2}"
+    second_order = "diagonal"
     when_to_use = (
         "When the model already outputs probabilities (a softmax layer you cannot remove, an "
         "ensemble average, a calibrated classifier) and you want the log loss. From logits, "
@@ -440,10 +446,13 @@ class CrossEntropy(Loss):
         inside = (prediction >= eps) | xp.isnan(prediction)  # NaN propagates, unclamped
         clamped = xp.where(inside, prediction, xp.full_like(prediction, eps))
         value = xp.sum(_weighted(xp, ct.coef, -xp.log(clamped)), axis=ct.axis)
-        grad = None
+        grad = hess = None
         if need_grad:
             grad = xp.where(inside, -ct.coef / clamped, xp.zeros_like(prediction))
-        return Terms(value, grad, ct.weight, ct.expand)
+            if ctx.wants_hessian:  # a / y^2 above the clamp, 0 below it
+                hess = xp.where(inside, ct.coef / (clamped * clamped),
+                                xp.zeros_like(prediction))
+        return Terms(value, grad, ct.weight, ct.expand, hess=hess)
 
 
 class NLLLoss(Loss):
@@ -466,7 +475,14 @@ class NLLLoss(Loss):
     .. math::
 
         \ell_n = -\sum_c a_{nc}\, \log p_{nc}, \qquad
-        \frac{\partial \ell_n}{\partial \log p_{nc}} = -a_{nc}
+        \frac{\partial \ell_n}{\partial \log p_{nc}} = -a_{nc}, \qquad
+        \frac{\partial^2 \ell_n}{\partial \log p_{nc}\, \partial \log p_{nk}} = 0
+
+    The loss is linear in its input, so its Hessian is exactly 0 everywhere (there is no
+    kink): ``hessian`` returns zeros. A Newton step or a gradient-boosting leaf value
+    (gradient over Hessian) needs the curvature that the log-softmax contributes; take
+    the second order of ``softmax_cross_entropy`` on the logits instead, whose Hessian
+    is :math:`\operatorname{diag} p - p p^\top`.
 
     References
     ----------
@@ -487,6 +503,8 @@ class NLLLoss(Loss):
     target = "integer labels or class probabilities"
     formula = r"\ell = -\log p_y"
     gradient_formula = r"\frac{\partial \ell}{\partial \log p_c} = -[c = y]"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial \log p_c\, \partial \log p_k} = 0"
+    second_order = "zero"
     when_to_use = (
         "When the network ends in log_softmax (or any log-probability output) and the "
         "negative log-likelihood of the true class is wanted. Mathematically identical to "
@@ -499,9 +517,12 @@ class NLLLoss(Loss):
         xp = ctx.xp
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
+        # linear in the log-probabilities: the Hessian is 0 everywhere
+        hess = xp.zeros_like(prediction) if ctx.wants_hessian else None
         if ct.labels is None:
             value = xp.sum(_weighted(xp, ct.coef, -prediction), axis=ct.axis)
-            return Terms(value, -ct.coef if need_grad else None, ct.weight, ct.expand)
+            return Terms(value, -ct.coef if need_grad else None, ct.weight, ct.expand,
+                         hess=hess)
         # integer labels: the label's entry gathered, no dense one-hot for the value
         wy = ct.expand(ct.label_weight)
         value = xp.squeeze(_weighted(xp, wy, -ct.pick(xp, prediction)), axis=ct.axis)
@@ -513,7 +534,7 @@ class NLLLoss(Loss):
             value = value + xp.sum(_weighted(xp, smooth, -prediction), axis=ct.axis)
             if need_grad:
                 grad = grad - smooth
-        return Terms(value, grad, ct.weight, ct.expand)
+        return Terms(value, grad, ct.weight, ct.expand, hess=hess)
 
 
 # the pointwise math of binary_cross_entropy, stated once (losskit.core.formula): the
@@ -529,12 +550,33 @@ def _binary_cross_entropy(y, t, eps):
     return value, grad
 
 
+def _binary_cross_entropy_hessian(y, t, eps):
+    """d2 value / dy2 = t / y^2 + (1 - t) / (1 - y)^2, each term 0 below its clamp."""
+    q = 1.0 - y
+    in_p = (y >= eps) | isnan(y)
+    in_q = (q >= eps) | isnan(q)
+    cp = where(in_p, y, eps)
+    cq = where(in_q, q, eps)
+    return where(in_p, t / (cp * cp), 0.0) + where(in_q, (1.0 - t) / (cq * cq), 0.0)
+
+
+def _sigmoid_binary_cross_entropy_hessian(z, c):
+    """d2 value / dz2 of sigmoid_binary_cross_entropy: the coefficient c = w t + 1 - t
+    times sigma(z) (1 - sigma(z)) = e / (1 + e)^2 with e = exp(-|z|) (0 at +-inf, no
+    overflow for any z)."""
+    e = exp(0.0 - abs(z))
+    d = 1.0 + e
+    return c * (e / (d * d))
+
+
 def _binary_cross_entropy_ok(y, t, eps):
     """Predictions and targets in [0, 1] (NaN passes: it propagates)."""
     return (((y >= 0.0) & (y <= 1.0)) | isnan(y)) & (((t >= 0.0) & (t <= 1.0)) | isnan(t))
 
 
-BINARY_CROSS_ENTROPY = Formula(_binary_cross_entropy)
+BINARY_CROSS_ENTROPY = Formula(_binary_cross_entropy,
+                               hessian=_binary_cross_entropy_hessian)
+SIGMOID_BINARY_CROSS_ENTROPY_HESSIAN = Formula(_sigmoid_binary_cross_entropy_hessian)
 BINARY_CROSS_ENTROPY_OK = Formula(_binary_cross_entropy_ok)
 
 
@@ -561,7 +603,9 @@ class BinaryCrossEntropy(Loss):
 
         \ell = -t \log \max(y, \epsilon) - (1-t) \log \max(1-y, \epsilon), \qquad
         \frac{\partial \ell}{\partial y} = -\frac{t}{y}[y \ge \epsilon]
-            + \frac{1-t}{1-y}[1-y \ge \epsilon]
+            + \frac{1-t}{1-y}[1-y \ge \epsilon], \qquad
+        \frac{\partial^2 \ell}{\partial y^2} = \frac{t}{y^2}[y \ge \epsilon]
+            + \frac{1-t}{(1-y)^2}[1-y \ge \epsilon]
 
     For multi-label targets ``(N, K)`` the tutorials' per-sample loss is the sum over the K
     classes and the batch loss its mean over samples: ``reduction="batchmean"``.
@@ -584,6 +628,9 @@ class BinaryCrossEntropy(Loss):
     target = "probabilities in [0, 1], same shape"
     formula = r"\ell = -\left[t \log y + (1 - t) \log (1 - y)\right]"
     gradient_formula = r"\frac{\partial \ell}{\partial y} = \frac{y - t}{y (1 - y)}"
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial y^2} = \frac{t}{y^2} "
+                       r"+ \frac{1 - t}{(1 - y)^2}")
+    second_order = "diagonal"
     when_to_use = (
         "Binary or multi-label classification when the model outputs probabilities (a "
         "sigmoid per output). From logits use sigmoid_binary_cross_entropy, which is exact "
@@ -602,7 +649,8 @@ class BinaryCrossEntropy(Loss):
         # the clamp is the machine epsilon of the caller's dtype (float16's for a float16
         # input, computed in float32)
         value, grad = BINARY_CROSS_ENTROPY.on(xp)(prediction, t, ctx.eps)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(BINARY_CROSS_ENTROPY, prediction, t, ctx.eps))
 
 
 def _broadcasts_into(small: tuple, shape: tuple) -> bool:
@@ -640,10 +688,13 @@ class SigmoidBinaryCrossEntropy(Loss):
     .. math::
 
         \ell = w\,t\,\operatorname{softplus}(-z) + (1 - t)\operatorname{softplus}(z), \qquad
-        \frac{\partial \ell}{\partial z} = \bigl(w t + 1 - t\bigr)\,\sigma(z) - w t
+        \frac{\partial \ell}{\partial z} = \bigl(w t + 1 - t\bigr)\,\sigma(z) - w t, \qquad
+        \frac{\partial^2 \ell}{\partial z^2} = \bigl(w t + 1 - t\bigr)\,\sigma(z)\,(1 - \sigma(z))
 
     With :math:`w = 1` the gradient is :math:`\sigma(z) - t`: the sigmoid's derivative has
-    cancelled, so there is no saturation (the tutorials' point). Multi-label per the sources
+    cancelled, so there is no saturation (the tutorials' point). The second derivative is
+    formed as :math:`e / (1 + e)^2` with :math:`e = e^{-|z|}`: finite for every logit, 0 at
+    :math:`\pm\infty`. Multi-label per the sources
     (sum over classes, mean over samples) is ``reduction="batchmean"``.
 
     References
@@ -666,6 +717,9 @@ class SigmoidBinaryCrossEntropy(Loss):
     target = "probabilities in [0, 1], same shape"
     formula = r"\ell = -\left[t \log \sigma(z) + (1 - t) \log (1 - \sigma(z))\right]"
     gradient_formula = r"\frac{\partial \ell}{\partial z} = \sigma(z) - t"
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial z^2} = (w t + 1 - t)\, "
+                       r"\sigma(z) (1 - \sigma(z))")
+    second_order = "diagonal"
     when_to_use = (
         "Binary classification and multi-label classification (independent yes/no per "
         "class) from logits. Stable for any logit, and its gradient sigmoid(z) - t does not "
@@ -698,7 +752,10 @@ class SigmoidBinaryCrossEntropy(Loss):
         value = (_weighted(xp, pos, _softplus(xp, -prediction))
                  + _weighted(xp, neg, _softplus(xp, prediction)))
         grad = (pos + neg) * _sigmoid(xp, prediction) - pos if need_grad else None
-        return self._drop_ignored(xp, Terms(value, grad), keep)
+        hess = None
+        if ctx.wants_hessian:
+            hess = SIGMOID_BINARY_CROSS_ENTROPY_HESSIAN.on(xp)(prediction, pos + neg)
+        return self._drop_ignored(xp, Terms(value, grad, hess=hess), keep)
 
 
 for _cls in (SoftmaxCrossEntropy, CrossEntropy, NLLLoss):

@@ -106,9 +106,41 @@ def _gamma_ok(r, t):
     return (t > 0) | isnan(t)
 
 
-TWEEDIE = Formula(_tweedie)
+def _tweedie_hessian(r, t, power):
+    # d^2/dr^2 = b mu^b - a t mu^a (XGBoost's reg:tweedie, scikit-learn's HalfTweedieLoss)
+    p = power
+    a = 1.0 - p
+    b = 2.0 - p
+    if p == 0:  # d/dr of (mu - t) mu: mu (2 mu - t)
+        mu = exp(r)
+        return mu * (2.0 * mu - t)
+    if p == 1:  # d/dr of mu - t: mu, for every t >= 0
+        return where(isnan(t), t, exp(r))
+    pos = t > 0
+    lt = log(where(pos, t, 1.0))
+    x = lt - r  # log(t / mu)
+    if p == 2:
+        h_pos = exp(x)  # t / mu
+    else:
+        # as the gradient: the factor that can be large outside, a bounded one inside:
+        # mu^b (b - a t/mu) above the target (x < 0), t mu^a (b mu/t - a) below it
+        em = exp(-abs(x))
+        h_pos = where(x < 0.0, exp(b * r) * (b - a * em), exp(b * lt - a * x) * (b * em - a))
+    if p >= 2:  # t > 0 is required; NaN propagates
+        return where(pos, h_pos, t)
+    # t = 0: the second derivative of mu^b / b, b mu^b
+    return where(pos, h_pos, where(isnan(t), t, b * exp(b * r)))
+
+
+def _gamma_hessian(r, t):
+    pos = t > 0
+    x = log(where(pos, t, 1.0)) - r  # log(t / mu)
+    return where(pos, exp(x), t)  # t / mu, XGBoost's reg:gamma Hessian
+
+
+TWEEDIE = Formula(_tweedie, hessian=_tweedie_hessian)
 TWEEDIE_OK = Formula(_tweedie_ok)
-GAMMA = Formula(_gamma)
+GAMMA = Formula(_gamma, hessian=_gamma_hessian)
 GAMMA_OK = Formula(_gamma_ok)
 
 
@@ -163,12 +195,20 @@ class TweedieDeviance(Loss):
                + \frac{\mu^{b}}{b},
         \qquad
         \frac{\partial \ell}{\partial r} = \mu^{b} - t\,\mu^{a}
-        = e^{(2-p) r} - t\,e^{(1-p) r}
+        = e^{(2-p) r} - t\,e^{(1-p) r},
+        \qquad
+        \frac{\partial^2 \ell}{\partial r^2} = b\,\mu^{b} - a\,t\,\mu^{a}
+        = (2-p)\,e^{(2-p) r} - (1-p)\,t\,e^{(1-p) r}
 
     and the limits :math:`t \log(t/\mu) - t + \mu` (:math:`p = 1`, Poisson) and
     :math:`t/\mu - \log(t/\mu) - 1` (:math:`p = 2`, Gamma), with gradients
-    :math:`\mu - t` and :math:`1 - t/\mu`. At :math:`t = 0` the loss is
-    :math:`\mu^{b}/b`. The loss is 0 exactly when :math:`\mu = t`, and convex in
+    :math:`\mu - t` and :math:`1 - t/\mu` and second derivatives :math:`\mu` and
+    :math:`t/\mu`. At :math:`t = 0` the loss is :math:`\mu^{b}/b`. The second derivative
+    is :math:`t^{b}` at the optimum :math:`\mu = t`, positive for :math:`1 \le p \le 2`,
+    and negative for :math:`p > 2` where :math:`\mu > (p - 1)\,t/(p - 2)` (and for
+    :math:`p = 0` where :math:`\mu < t/2`). It is formed as
+    :math:`\mu^{b}(b - a\,t/\mu)` above the target and :math:`t\mu^{a}(b\,\mu/t - a)`
+    below it, like the gradient. The loss is 0 exactly when :math:`\mu = t`, and convex in
     :math:`r` for :math:`1 \le p \le 2`. Near the optimum (:math:`|x| \le 1`,
     :math:`x = \log t - r = \log(t/\mu)`) it is evaluated as
     :math:`t^{b}\,(\varphi(-b x)/b - \varphi(-a x)/a)` with
@@ -216,6 +256,9 @@ class TweedieDeviance(Loss):
     formula = (r"\ell = \frac{t^{2-p}}{(1-p)(2-p)} - \frac{t\,\mu^{1-p}}{1-p} + "
                r"\frac{\mu^{2-p}}{2-p},\ \mu = e^{r}")
     gradient_formula = r"\frac{\partial \ell}{\partial r} = e^{(2-p) r} - t\,e^{(1-p) r}"
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial r^2} = "
+                       r"(2-p)\,e^{(2-p) r} - (1-p)\,t\,e^{(1-p) r}")
+    second_order = "diagonal"
     when_to_use = (
         "Regression of non-negative amounts with many exact zeros and a skewed positive "
         "part (insurance claims, rainfall, sales): 1 < power < 2 is the compound "
@@ -234,7 +277,8 @@ class TweedieDeviance(Loss):
         t = self._real_target(ctx, prediction, target)
         _check_target(xp, t, p)
         value, grad = TWEEDIE.on(xp)(prediction, t, p)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(TWEEDIE, prediction, t, p))
 
 
 class GammaDeviance(Loss):
@@ -256,7 +300,9 @@ class GammaDeviance(Loss):
 
         \ell = \frac{t}{\mu} - \log\frac{t}{\mu} - 1 = e^{x} - 1 - x,
         \qquad
-        \frac{\partial \ell}{\partial r} = 1 - \frac{t}{\mu} = -\operatorname{expm1}(x)
+        \frac{\partial \ell}{\partial r} = 1 - \frac{t}{\mu} = -\operatorname{expm1}(x),
+        \qquad
+        \frac{\partial^2 \ell}{\partial r^2} = \frac{t}{\mu} = e^{x}
 
     The value is computed as :math:`\varphi(x) = e^{x} - 1 - x` by its series near 0
     (``expm1(x) - x`` would keep no digit of :math:`x^2/2` for tiny :math:`x`).
@@ -291,6 +337,8 @@ class GammaDeviance(Loss):
     target = "positive reals, same shape"
     formula = r"\ell = \frac{t}{\mu} - \log\frac{t}{\mu} - 1,\ \mu = e^{r}"
     gradient_formula = r"\frac{\partial \ell}{\partial r} = 1 - t\,e^{-r}"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial r^2} = t\,e^{-r}"
+    second_order = "diagonal"
     when_to_use = (
         "Regression of positive quantities whose noise grows with their size (costs, "
         "durations, claim severities): the loss depends on the ratio t / mean only, so a "
@@ -305,7 +353,8 @@ class GammaDeviance(Loss):
         check_in_range(xp, "target", t, 0.0, _INF, lo_open=True,
                        hint="Gamma targets are positive")
         value, grad = GAMMA.on(xp)(prediction, t)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(GAMMA, prediction, t))
 
 
 tweedie_deviance = register(TweedieDeviance())

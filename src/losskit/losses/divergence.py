@@ -25,7 +25,7 @@ from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, register
 from ..kernels import rows
 from .cross_entropy import normalize_axis
-from ..core.primitives import _safe_log, _softmax_and_neg_log
+from ..core.primitives import _safe_log, _softmax_and_neg_log, _softmax_hessian
 from ..core.validation import check_in_range, check_scalar
 
 __all__ = ["kl_divergence", "softmax_kl_divergence", "js_divergence"]
@@ -120,10 +120,13 @@ class KLDivergence(Loss):
 
         \ell_n = \sum_c p_{nc} \bigl(\log p_{nc} - \log q_{nc}\bigr), \qquad
         \frac{\partial \ell_n}{\partial \log q_{nc}} = -p_{nc}, \qquad
-        \frac{\partial \ell_n}{\partial q_{nc}} = -\frac{p_{nc}}{q_{nc}}
+        \frac{\partial \ell_n}{\partial q_{nc}} = -\frac{p_{nc}}{q_{nc}}, \qquad
+        \frac{\partial^2 \ell_n}{\partial q_{nc}^2} = \frac{p_{nc}}{q_{nc}^2}
 
     (the second for ``log_prediction=True``, the third for ``False``: then
-    :math:`p_c = 0` gives 0 and :math:`p_c > 0 = q_c` gives ``-inf``). The gradient is
+    :math:`p_c = 0` gives 0 and :math:`p_c > 0 = q_c` gives ``-inf``). The Hessian is
+    diagonal: 0 in log space (the loss is linear in :math:`\log q`), and
+    :math:`p_c / q_c^2` for probabilities (``inf`` where :math:`p_c > 0 = q_c`). The gradient is
     the partial derivative of the formula as written, with no simplex constraint; the
     entropy term :math:`\sum p \log p` does not depend on the prediction, so the
     gradient is the cross-entropy's. :math:`0 \log 0 = 0`, also where :math:`q_c = 0`
@@ -164,6 +167,9 @@ class KLDivergence(Loss):
     formula = r"\ell = \sum_c p_c \left(\log p_c - \log q_c\right)"
     gradient_formula = (r"\frac{\partial \ell}{\partial \log q_c} = -p_c,\ "
                         r"\frac{\partial \ell}{\partial q_c} = -\frac{p_c}{q_c}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial (\log q_c)^2} = 0,\ "
+                       r"\frac{\partial^2 \ell}{\partial q_c^2} = \frac{p_c}{q_c^2}")
+    second_order = "diagonal"
     when_to_use = (
         "Matching a predicted distribution to a target distribution that is itself soft "
         "(distillation targets, label distributions, variational objectives). For one-hot "
@@ -197,18 +203,24 @@ class KLDivergence(Loss):
                                 "log-probabilities)")
             p, log_p = t, _safe_log(xp, t)
         value = xp.sum(_kl_terms(xp, p, log_p, log_q), axis=ax)
-        grad = None
+        grad = hess = None
         if need_grad:
             if log_prediction:
                 grad = _nan_where(xp, -p, prediction)
+                if ctx.wants_hessian:  # linear in log q
+                    hess = _nan_where(xp, xp.zeros_like(prediction), p, prediction)
             else:
                 q = prediction
                 pos, ok = p > 0, q > 0
-                ratio = xp.where(pos & ok, p / xp.where(ok, q, xp.ones_like(q)),
-                                 xp.full_like(q, _INF))
+                safe_q = xp.where(ok, q, xp.ones_like(q))
+                ratio = xp.where(pos & ok, p / safe_q, xp.full_like(q, _INF))
                 grad = xp.where(pos, -ratio, xp.zeros_like(q))
                 grad = _nan_where(xp, grad, p, q)
-        return Terms(value, grad, None, expand)
+                if ctx.wants_hessian:  # p / q^2 as (p / q) / q: inf where p > 0 = q
+                    hess = xp.where(pos, xp.where(ok, ratio / safe_q, ratio),
+                                    xp.zeros_like(q))
+                    hess = _nan_where(xp, hess, p, q)
+        return Terms(value, grad, None, expand, hess=hess)
 
 
 # ----------------------------------------------------------------------------- distillation
@@ -255,7 +267,16 @@ class SoftmaxKLDivergence(Loss):
         = T\,(q_{nc} - p_{nc}) \text{ with } s = T^2
 
     (the softmax cross-entropy's "prediction minus target", times :math:`1/T` from the
-    chain rule through :math:`z/T`). The value equals PyTorch's
+    chain rule through :math:`z/T`), and the Hessian, dense along the class axis (or
+    axes):
+
+    .. math::
+
+        \frac{\partial^2 \ell_n}{\partial z_n \partial z_n^\top} = \frac{s}{T^2}
+            \bigl(\operatorname{diag} q_n - q_n q_n^\top\bigr)
+
+    (:math:`\operatorname{diag} q - q q^\top` with :math:`s = T^2`), independent of the
+    teacher. The value equals PyTorch's
     ``F.kl_div(F.log_softmax(z / T), F.softmax(t / T), reduction="batchmean") * T**2``
     for ``(N, K)`` inputs with ``reduction="mean"`` or ``"batchmean"``. A teacher class
     with probability 0 costs nothing; a student ``-inf`` logit where the teacher has
@@ -288,6 +309,9 @@ class SoftmaxKLDivergence(Loss):
     formula = (r"\ell = T^2 \sum_c p_c \left(\log p_c - \log q_c\right),\ "
                r"q = \operatorname{softmax}(z/T),\ p = \operatorname{softmax}(t/T)")
     gradient_formula = r"\frac{\partial \ell}{\partial z} = T\,(q - p)"
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial z \partial z^\top} = "
+                       r"\operatorname{diag} q - q q^\top")
+    second_order = "dense"
     when_to_use = (
         "Knowledge distillation: train a student on a teacher's softened output "
         "distribution, usually mixed with the hard-label cross-entropy. A temperature T > 1 "
@@ -322,13 +346,15 @@ class SoftmaxKLDivergence(Loss):
         value = xp.sum(_kl_terms(xp, p, log_p, -neg_log_q), axis=ax)
         if scale != 1.0:
             value = scale * value
-        grad = None
+        grad = hess = hvp = None
         if need_grad:
             grad = q - p
             factor = scale / temp
             if factor != 1.0:
                 grad = factor * grad
-        return Terms(value, grad, None, expand)
+            if ctx.wants_hessian:  # (s / T^2) (diag q - q q^T) along the class axis (axes)
+                hess, hvp = _softmax_hessian(xp, q, scale / (temp * temp), ctx.vector, ax)
+        return Terms(value, grad, None, expand, hess=hess, hvp=hvp)
 
 
 # ----------------------------------------------------------------------------- JS
@@ -365,12 +391,16 @@ class JSDivergence(Loss):
         \ell_n = \frac12 \sum_c \Bigl[p_{nc} \log\frac{2 p_{nc}}{p_{nc} + q_{nc}}
                  + q_{nc} \log\frac{2 q_{nc}}{p_{nc} + q_{nc}}\Bigr], \qquad
         \frac{\partial \ell_n}{\partial q_{nc}}
-            = \frac12 \log\frac{2 q_{nc}}{p_{nc} + q_{nc}}
+            = \frac12 \log\frac{2 q_{nc}}{p_{nc} + q_{nc}}, \qquad
+        \frac{\partial^2 \ell_n}{\partial q_{nc}^2}
+            = \frac{p_{nc}}{2\, q_{nc} (p_{nc} + q_{nc})}
 
     (the terms :math:`-\tfrac12 p/(p+q)`, :math:`\tfrac12` and :math:`-\tfrac12 q/(p+q)`
     of the product rule cancel). :math:`0 \log 0 = 0`. Where :math:`p_c = 0` the
     gradient is :math:`\tfrac12 \ln 2` (also at :math:`q_c = 0`, the one-sided
     derivative); where :math:`q_c = 0 < p_c` it is ``-inf`` (the value's slope there).
+    The Hessian is diagonal; its entries are 0 where :math:`p_c = 0` and ``inf`` where
+    :math:`q_c = 0 < p_c`.
     The gradient is the partial derivative of the formula as written, with no simplex
     constraint. Natural logarithm: divide by :math:`\ln 2` for bits.
 
@@ -399,6 +429,8 @@ class JSDivergence(Loss):
     formula = (r"\ell = \tfrac12 \sum_c \left[p_c \log\frac{2p_c}{p_c+q_c} "
                r"+ q_c \log\frac{2q_c}{p_c+q_c}\right]")
     gradient_formula = r"\frac{\partial \ell}{\partial q_c} = \tfrac12 \log\frac{2q_c}{p_c+q_c}"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial q_c^2} = \frac{p_c}{2 q_c (p_c + q_c)}"
+    second_order = "diagonal"
     when_to_use = (
         "A symmetric, bounded alternative to the KL divergence between a predicted and a "
         "target distribution: finite when the supports differ (KL is infinite there), and "
@@ -426,6 +458,15 @@ class JSDivergence(Loss):
             r = xp.where(ok, 2.0 * q / xp.where(ok, s, xp.ones_like(s)),
                          xp.full_like(s, 2.0))  # p = q = 0: the one-sided slope ln 2 / 2
             grad = _nan_where(xp, 0.5 * _safe_log(xp, r), p, q)
+            if ctx.wants_hessian:
+                # (1/2) (1/q - 1/(p + q)) = (1/2) (p / s) / q: the ratio p / s <= 1 first,
+                # so tiny p and q do not underflow q s; inf where q = 0 < p, 0 where p = 0
+                pos, okq = p > 0, q > 0
+                frac = xp.where(ok, p / xp.where(ok, s, xp.ones_like(s)), xp.zeros_like(s))
+                curv = xp.where(okq, 0.5 * frac / xp.where(okq, q, xp.ones_like(q)),
+                                xp.full_like(q, _INF))
+                hess = _nan_where(xp, xp.where(pos, curv, xp.zeros_like(q)), p, q)
+                return Terms(value, grad, None, expand, hess=hess)
         return Terms(value, grad, None, expand)
 
 

@@ -65,11 +65,19 @@ def _sparsemax_binary(z, t):
     return d * d + over + under, d
 
 
+def _sparsemax_binary_hessian(z, t):
+    # d (p - t) / dz: 1/2 inside (-1, 1), where p = (z + 1) / 2, 0 outside (p clipped to 0
+    # or 1; at z = +-1 the second derivative jumps and does not exist); NaN propagates,
+    # and infinite scores (outside) give 0
+    d = z - t
+    return where(isnan(d), d, where((z > -1.0) & (z < 1.0), 0.5, 0.0 * t))
+
+
 def _probability_ok(z, t):
     return ((t >= 0.0) & (t <= 1.0)) | isnan(t)
 
 
-SPARSEMAX_BINARY = Formula(_sparsemax_binary)
+SPARSEMAX_BINARY = Formula(_sparsemax_binary, hessian=_sparsemax_binary_hessian)
 PROBABILITY_OK = Formula(_probability_ok)
 
 
@@ -102,15 +110,19 @@ class SparsemaxLoss(Loss):
 
         \ell = \operatorname{sparseplus}(z) - z t - t (1 - t)
              = (p - t)^2 + (1 - t)\max(z - 1, 0) + t \max(-1 - z, 0), \qquad
-        \frac{\partial \ell}{\partial z} = p - t.
+        \frac{\partial \ell}{\partial z} = p - t, \qquad
+        \frac{\partial^2 \ell}{\partial z^2} = \tfrac12 [\,|z| < 1\,].
 
     For :math:`t \in \{0, 1\}` this is Optax's :math:`\operatorname{sparseplus}(\mp z)`;
     for soft targets the term :math:`-t(1 - t)` (the regulariser
     :math:`\Omega(t, 1-t)` up to a constant) keeps the minimum at 0, reached at
     :math:`p = t`. The last form is the one computed: a sum of non-negative terms, exact
     near the minimum. The derivative is continuous (the loss is :math:`C^1`), so no
-    subgradient choice is needed. Infinite scores give the limits (``inf`` on the wrong
-    side, 0 on the right one); NaN propagates.
+    subgradient choice is needed. The second derivative (a diagonal Hessian) is the
+    sparse sigmoid's slope, 1/2 inside :math:`(-1, 1)` and 0 outside; at :math:`z = \pm 1`
+    it jumps and does not exist (``hessian`` gives 0 there, the one-sided value from
+    outside). Infinite scores give the limits (``inf`` on the wrong side, 0 on the right
+    one); NaN propagates.
 
     References
     ----------
@@ -140,6 +152,8 @@ class SparsemaxLoss(Loss):
                r"p = \operatorname{clip}(\tfrac{z + 1}{2}, 0, 1)")
     gradient_formula = (r"\frac{\partial \ell}{\partial z} = "
                         r"\operatorname{clip}(\tfrac{z + 1}{2}, 0, 1) - t")
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial z^2} = \tfrac12\,[\,|z| < 1\,]"
+    second_order = "diagonal"
     when_to_use = (
         "Binary or multi-label classification when predicted probabilities should be able "
         "to reach exactly 0 and 1 (the sparse sigmoid clip((z + 1) / 2, 0, 1)): examples "
@@ -157,7 +171,8 @@ class SparsemaxLoss(Loss):
         xp = ctx.xp
         t = self._probability_target(ctx, prediction, target)
         value, grad = SPARSEMAX_BINARY.on(xp)(prediction, t)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(SPARSEMAX_BINARY, prediction, t))
 
 
 # --------------------------------------------------------------------------- K classes
@@ -207,6 +222,28 @@ def _sparsemax_terms(xp, prediction, ct, t, need_grad):
     return Terms(value, d if need_grad else None, None, ct.expand)
 
 
+def _sparsemax_hessian(xp, prediction, ax, weight, vector):
+    r"""The Jacobian of sparsemax along ``ax``, :math:`\operatorname{diag}(s) - s s^\top /
+    |S|` (:math:`s` the support's indicator), times ``weight`` (broadcasting; None: 1):
+    ``(diagonal, product with vector)``, the product None without a vector. Rows without
+    a projection (NaN) stay NaN."""
+    p = _sparsemax_parts(xp, prediction, ax)[0]
+    s = xp.astype(p > 0, p.dtype)
+    size = xp.sum(s, axis=ax, keepdims=True)
+    inv = xp.where(size > 0, 1.0 / xp.where(size > 0, size, xp.ones_like(size)),
+                   xp.zeros_like(size))
+    nan = xp.isnan(p)
+    diag = xp.where(nan, p, s * (1.0 - inv))
+    hvp = None
+    if vector is not None:
+        sv = s * vector
+        hvp = xp.where(nan, p, sv - s * (inv * xp.sum(sv, axis=ax, keepdims=True)))
+    if weight is not None:
+        diag = _weighted(xp, weight, diag)
+        hvp = None if hvp is None else _weighted(xp, weight, hvp)
+    return diag, hvp
+
+
 class MulticlassSparsemaxLoss(Loss):
     r"""Multi-class sparsemax loss: the Fenchel–Young loss of sparsemax.
 
@@ -243,6 +280,19 @@ class MulticlassSparsemaxLoss(Loss):
     :math:`\operatorname{sparsemax}(\theta) = t`. Each row is computed on the scores
     shifted by their maximum, so huge scores keep their precision.
 
+    The Hessian is the Jacobian of sparsemax (dense: ``hvp`` gives the exact product),
+    with :math:`s` the indicator of the support :math:`S = \{j : p_j > 0\}`:
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial \theta \partial \theta^\top} =
+            \operatorname{diag}(s) - \frac{s s^\top}{|S|}, \qquad
+        H v = s \odot \Bigl(v - \frac{\sum_{j \in S} v_j}{|S|}\Bigr),
+
+    piecewise constant in :math:`\theta`; it jumps (and does not exist) where a score
+    meets the threshold, :math:`\theta_j = \tau`. Its diagonal is
+    :math:`s_j (1 - 1/|S|)`: 0 where the support is a single class (a confident row).
+
     Edges: a ``-inf`` score is a masked class (probability 0); at the true class it costs
     ``inf`` (gradient still :math:`p - t`); a row with a ``+inf`` or NaN score, or with
     no finite score, has no projection and gives NaN (as ``softmax_cross_entropy``).
@@ -276,6 +326,9 @@ class MulticlassSparsemaxLoss(Loss):
     formula = (r"\ell = \tfrac12\lVert p - t\rVert^2 + \sum_j t_j (\tau - \theta_j)_+,\ "
                r"p = \operatorname{sparsemax}(\theta) = (\theta - \tau)_+")
     gradient_formula = r"\frac{\partial \ell}{\partial \theta} = \operatorname{sparsemax}(\theta) - t"
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial \theta \partial \theta^\top} = "
+                       r"\operatorname{diag}(s) - \frac{s s^\top}{|S|},\ s_j = [p_j > 0]")
+    second_order = "dense"
     when_to_use = (
         "Multi-class classification (or attention) when the predicted distribution should "
         "be sparse: sparsemax puts exactly zero probability on classes scored below a "
@@ -294,7 +347,12 @@ class MulticlassSparsemaxLoss(Loss):
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=None,
                           ignore_index=ignore_index)
         t = None if ct.labels is not None else _simplex_target(ctx, ct)
-        return _sparsemax_terms(xp, prediction, ct, t, need_grad)
+        terms = _sparsemax_terms(xp, prediction, ct, t, need_grad)
+        if ctx.wants_hessian:
+            weight = None if t is not None else ct.expand(ct.label_weight)
+            terms.hess, terms.hvp = _sparsemax_hessian(xp, prediction, ct.axis, weight,
+                                                       ctx.vector)
+        return terms
 
 
 # --------------------------------------------------------------------------- any regulariser

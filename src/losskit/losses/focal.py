@@ -102,6 +102,67 @@ def _softmax_and_log(xp, x, axis):
     return p, neg_log, -xp.expm1(-neg_log)
 
 
+def _log_softmax_sum_hessian(xp, p, u, theta, total, vector, axis):
+    r"""Second order of a row loss :math:`\ell = \sum_c \phi_c(l_c)` of the log-softmax
+    :math:`l = \log p`, :math:`p = \operatorname{softmax}(z)` along ``axis``:
+    ``(diagonal, product)`` (the product None when ``vector`` is None).
+
+    With :math:`\nabla l_c = e_c - p` and :math:`\nabla^2 l_c = -S`,
+    :math:`S = \operatorname{diag} p - p p^\top`, the chain rule gives
+
+    .. math::
+
+        H = \sum_c w_c (e_c - p)(e_c - p)^\top - F S, \qquad
+        w_c = \phi_c''(l_c), \quad F = \sum_c \phi_c'(l_c),
+
+    so, with :math:`d = v - (p \cdot v)\mathbf 1` and :math:`\omega_c = w_c d_c`,
+
+    .. math::
+
+        (H v)_j = \omega_j (1 - p_j) - p_j \sum_{c \ne j} \omega_c - F p_j d_j, \qquad
+        H_{jj} = w_j (1 - p_j)^2 + p_j^2 \sum_{c \ne j} w_c - F p_j (1 - p_j).
+
+    The caller gives ``u`` :math:`= 1 - p` (exact near :math:`p = 1`), ``theta``
+    :math:`\theta_c = w_c u_c` (finite even where :math:`w_c` is not: the focal loss with
+    :math:`\gamma < 1` has :math:`w_c \sim u_c^{\gamma - 1}`) and ``total`` :math:`F`
+    (keepdims). Only one class of a row can have :math:`p_c > 1/2` (the row's maximum,
+    where ``u`` is small); every other class has :math:`u_c \ge 1/2` and its
+    :math:`w_c = \theta_c / u_c` is formed directly. For the large class :math:`b`, every
+    :math:`w_b` is paired with the factors that vanish with :math:`u_b`:
+    :math:`\omega_b u_b = \theta_b\, d_b / u_b` with :math:`d_b / u_b = v_b -
+    \sum_{c \ne b} (p_c / u_b) v_c` (a weighted mean, :math:`\sum_{c \ne b} p_c = u_b`),
+    and :math:`p_j^2 w_b = p_j \theta_b (p_j / u_b)` with :math:`p_j / u_b \le 1`; where
+    :math:`u_b` is 0 (every other class underflowed or masked) those ratios are 0. The
+    sums over :math:`c \ne b` are taken over the other classes directly, never as a total
+    minus the large term, so nothing cancels where :math:`p_b \to 1`.
+    """
+    zero = xp.zeros_like(p)
+    big = p > 0.5  # at most one class per row; the others have u >= 1/2
+    u_div = xp.where(big, xp.ones_like(u), u)
+    w = xp.where(big, zero, theta / u_div)  # w_c of the classes with u_c >= 1/2
+    theta_b = xp.sum(xp.where(big, theta, zero), axis=axis, keepdims=True)
+    u_b = xp.sum(xp.where(big, u, zero), axis=axis, keepdims=True)
+    has = u_b > 0
+    u_b_div = xp.where(has, u_b, xp.ones_like(u_b))
+    w_rest = xp.sum(w, axis=axis, keepdims=True)  # sum of w over the classes with u >= 1/2
+    ratio_b = xp.where(has, p / u_b_div, zero)  # p_j / u_b (used for j != b)
+    p2w = xp.where(big, p * p * w_rest, p * p * (w_rest - w) + p * theta_b * ratio_b)
+    diag = theta * u + p2w - total * (p * u)
+    if vector is None:
+        return diag, None
+    v = vector
+    pv = p * v
+    pv_rest = xp.sum(xp.where(big, zero, pv), axis=axis, keepdims=True)
+    m = pv_rest + xp.sum(xp.where(big, pv, zero), axis=axis, keepdims=True)  # p . v
+    d = xp.where(big, u * v - pv_rest, v - m)  # v - p . v, exact for the large class
+    mean_b = xp.where(has, pv_rest / u_b_div, xp.zeros_like(pv_rest))
+    omega = theta * xp.where(big, v - mean_b, (v - m) / u_div)  # w_c d_c = theta_c d_c / u_c
+    omega_rest = xp.sum(xp.where(big, zero, omega), axis=axis, keepdims=True)
+    omega_all = omega_rest + xp.sum(xp.where(big, omega, zero), axis=axis, keepdims=True)
+    others = xp.where(big, omega_rest, omega_all - omega)  # sum over c != j of omega_c
+    return diag, omega * u - p * others - total * (p * d)
+
+
 # ----------------------------------------------------------------------------- sigmoid
 class SigmoidFocalLoss(Loss):
     r"""Binary focal loss on logits, elementwise: :math:`-\alpha_t (1 - p_t)^\gamma \log p_t`.
@@ -149,7 +210,18 @@ class SigmoidFocalLoss(Loss):
             + \gamma (1 - 2t)\, q_t^{\gamma - 1} p (1 - p)\, c \Bigr]
 
     using :math:`\partial q_t/\partial z = (1 - 2t)\,p(1-p)` and
-    :math:`\partial c/\partial z = p - t`. Computed in log space:
+    :math:`\partial c/\partial z = p - t`. With :math:`v = p(1 - p)` (so
+    :math:`\partial v/\partial z = v (1 - 2p)`), the second derivative is
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial z^2} = \alpha_t \Bigl[ q_t^{\gamma} v
+            + \gamma (1 - 2t)\, q_t^{\gamma - 1} v \bigl(2 (p - t) + (1 - 2p)\, c\bigr)
+            + \gamma (\gamma - 1) (1 - 2t)^2 q_t^{\gamma - 2} v^2 c \Bigr]
+
+    with every power of :math:`q_t` formed in log space together with the powers of
+    :math:`v` that vanish with it (:math:`q_t^{\gamma-2} v^2 = p^2 q_t^\gamma` for a
+    positive), so it too is finite for every :math:`\gamma \ge 0`. Computed in log space:
     :math:`\log q_t = \operatorname{logsumexp}(\log p + \log(1-t), \log(1-p) + \log t)`
     from the log-sigmoids, :math:`q_t^\gamma = e^{\gamma \log q_t}` and
     :math:`q_t^{\gamma-1} p(1-p) = e^{(\gamma - 1)\log q_t + \log p + \log(1-p)}`; for a
@@ -192,6 +264,11 @@ class SigmoidFocalLoss(Loss):
     gradient_formula = (r"\frac{\partial \ell}{\partial z} = \alpha_t \left[(1-p_t)^\gamma "
                         r"(p - t) + \gamma (1 - 2t) (1-p_t)^{\gamma-1} p (1-p) "
                         r"(-\log p_t)\right]")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial z^2} = \alpha_t \left[(1-p_t)^\gamma v "
+                       r"+ \gamma (1 - 2t) (1-p_t)^{\gamma-1} v \left(2 (p - t) + (1 - 2p) "
+                       r"(-\log p_t)\right) + \gamma (\gamma - 1) (1 - 2t)^2 "
+                       r"(1-p_t)^{\gamma-2} v^2 (-\log p_t)\right],\ v = p (1 - p)")
+    second_order = "diagonal"
     when_to_use = (
         "Dense detection and other binary or multi-label problems with extreme class "
         "imbalance (RetinaNet: ~100k easy background anchors per image). The factor "
@@ -232,19 +309,45 @@ class SigmoidFocalLoss(Loss):
             loss = _weighted(xp, weight, ce)  # weight 0 only where ce is 0 (or inf - 0)
         alpha_t = None if a is None else a * t + (1.0 - a) * s
         value = loss if alpha_t is None else _scale(xp, alpha_t, loss)
-        grad = None
+        grad = hess = None
         if need_grad:
             # p - t as (1 - t) p - t (1 - p): exact for hard labels where p rounds to 1
             grad = _weighted(xp, s, _sigmoid(xp, z)) - _weighted(xp, t, _sigmoid(xp, -z))
+            if ctx.wants_hessian:
+                curv = xp.exp(lp + lq)  # p (1 - p), exact at both ends
             if g != 0.0:
                 ok = log_qt > -_INF  # -inf: a perfect prediction at an infinite logit
                 safe = xp.where(ok, log_qt, xp.zeros_like(log_qt))
                 expo = xp.where(ok, (g - 1.0) * safe + lp + lq, xp.full_like(log_qt, -_INF))
                 focus = g * (1.0 - 2.0 * t) * _weighted(xp, xp.exp(expo), ce)
+                if ctx.wants_hessian:
+                    hess = self._focal_hessian(xp, g, t, weight, curv, grad, ce, expo, ok,
+                                               safe, lp, lq, z)
                 grad = weight * grad + focus
+            elif ctx.wants_hessian:
+                hess = curv  # gamma = 0: the cross-entropy's p (1 - p)
             if alpha_t is not None:
                 grad = alpha_t * grad
-        return self._drop_ignored(xp, Terms(value, grad), keep)
+                if hess is not None:
+                    hess = alpha_t * hess
+        return self._drop_ignored(xp, Terms(value, grad, hess=hess), keep)
+
+    @staticmethod
+    def _focal_hessian(xp, g, t, weight, curv, p_minus_t, ce, expo, ok, safe, lp, lq, z):
+        """d2 (q^g c) / dz2 with q = 1 - p_t and c the cross-entropy (see the Notes).
+        Every power of q is formed in log space together with the factors p (1 - p) that
+        vanish with it, q^(g-1) p (1-p) = e^expo and q^(g-2) (p (1-p))^2 =
+        e^((g-2) log q + 2 log p + 2 log(1-p)), so the result is finite for every
+        gamma >= 0 and every logit."""
+        sign = 1.0 - 2.0 * t  # d q / dz = (1 - 2t) p (1 - p)
+        bend = _sigmoid(xp, -z) - _sigmoid(xp, z)  # 1 - 2p: d p(1-p)/dz = p(1-p)(1 - 2p)
+        b = xp.exp(expo)  # q^(g-1) p (1 - p)
+        expo2 = xp.where(ok, (g - 2.0) * safe + 2.0 * (lp + lq), xp.full_like(safe, -_INF))
+        c2 = xp.exp(expo2)  # q^(g-2) (p (1 - p))^2
+        h = weight * curv + g * sign * (2.0 * b * p_minus_t + _weighted(xp, b * bend, ce))
+        if g != 1.0:
+            h = h + (g * (g - 1.0)) * _weighted(xp, sign * sign * c2, ce)
+        return xp.where(xp.isnan(z), z, h)
 
 
 # ----------------------------------------------------------------------------- softmax
@@ -322,6 +425,23 @@ class SoftmaxFocalLoss(Loss):
     class costs ``inf``, with the cross-entropy's gradient there), and accurate to full
     relative precision also where :math:`p_y` rounds to 1.
 
+    The Hessian couples the classes of a row (``hvp`` gives the exact product). With
+    :math:`h_c = \partial f_c / \partial \log p_c = \gamma\, p_c u_c^{\gamma-1}
+    \bigl(2 + \log p_c - (\gamma - 1)\, p_c \log p_c / u_c\bigr)`,
+    :math:`w_c = b_c h_c`, :math:`F = \sum_c b_c f_c` and
+    :math:`S = \operatorname{diag} p - p p^\top`:
+
+    .. math::
+
+        \frac{\partial^2 \ell_n}{\partial z_n \partial z_n^\top} =
+            \sum_c w_c (e_c - p)(e_c - p)^\top - F S, \qquad
+        (H v)_j = (w_j - F p_j)\, d_j - p_j \sum_c w_c d_c, \quad d = v - (p \cdot v)
+
+    :math:`w_c` itself is infinite at :math:`p_c = 1` for :math:`\gamma < 1`, but it only
+    enters multiplied by factors that vanish like :math:`(1 - p_c)^2`; the kernel forms
+    those products (:math:`w_c u_c`, a weighted mean for :math:`d_c / u_c`) so the
+    Hessian is finite wherever the gradient is.
+
     References
     ----------
     .. [1] T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollár, "Focal Loss for Dense
@@ -348,6 +468,12 @@ class SoftmaxFocalLoss(Loss):
                r"p = \operatorname{softmax}(z)")
     gradient_formula = (r"\frac{\partial \ell}{\partial z_j} = b_j f_j - p_j \sum_c b_c f_c,\ "
                         r"f_c = (1-p_c)^\gamma \left(\frac{\gamma p_c \log p_c}{1-p_c} - 1\right)")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial z \partial z^\top} = "
+                       r"\sum_c b_c h_c (e_c - p)(e_c - p)^\top - \Bigl(\sum_c b_c f_c\Bigr)"
+                       r"(\operatorname{diag} p - p p^\top),\ h_c = \gamma p_c "
+                       r"(1-p_c)^{\gamma-1} \left(2 + \log p_c - \frac{(\gamma - 1) p_c "
+                       r"\log p_c}{1 - p_c}\right)")
+    second_order = "dense"
     when_to_use = (
         "Single-label classification with many easy examples and few hard ones (long-tailed "
         "data, dense per-pixel or per-anchor softmax classification): the factor "
@@ -397,6 +523,25 @@ class SoftmaxFocalLoss(Loss):
             grad = bf * u - p * (total - bf)
             mass = xp.sum(b, axis=ax, keepdims=True)
             grad = xp.where(mass == 0, xp.zeros_like(grad), grad)  # ignored: no gradient
+            if ctx.wants_hessian:
+                # phi(l) = -u^g l with l = log p, u = 1 - e^l, du/dl = -p, dp/dl = p:
+                #   phi'(l)  = f = g p l u^(g-1) - u^g
+                #   phi''(l) = g p u^(g-1) (l + 1) - g (g-1) p^2 l u^(g-2) + g p u^(g-1)
+                #            = g p u^(g-1) (2 + l - (g-1) r),  r = p l / u (p_ratio)
+                # and theta = phi'' u = g u^g (2 p + p l - (g-1) p r)
+                #           = g u^g (2 p + r (u - (g-1) p))   (p l = r u),
+                # finite for every g >= 0 (u^g = u_g, r in [-1, 0]); the row Hessian
+                # sum_c b_c phi''_c (e_c - p)(e_c - p)^T - F (diag p - p p^T) is then
+                # assembled by _log_softmax_sum_hessian from theta and F = total
+                if g == 0.0:
+                    theta = xp.zeros_like(p)  # cross-entropy: phi'' = 0
+                else:
+                    theta = _weighted(xp, b, g * u_g * (2.0 * p + p_ratio * (u - (g - 1.0) * p)))
+                hess, hvp = _log_softmax_sum_hessian(xp, p, u, theta, total, ctx.vector, ax)
+                hess = xp.where(mass == 0, xp.zeros_like(hess), hess)
+                if hvp is not None:
+                    hvp = xp.where(mass == 0, xp.zeros_like(hvp), hvp)
+                return Terms(value, grad, ct.weight, ct.expand, hess=hess, hvp=hvp)
         return Terms(value, grad, ct.weight, ct.expand)
 
 
@@ -437,9 +582,15 @@ class PolyLoss(Loss):
         \ell_n = \sum_c a_{nc} \bigl(-\log p_{nc}\bigr)
                + \varepsilon \sum_c a_{nc} (1 - p_{nc}), \qquad
         \frac{\partial \ell_n}{\partial z_{nj}} = A_n p_{nj} - a_{nj}
-               + \varepsilon\, p_{nj} (S_n - a_{nj})
+               + \varepsilon\, p_{nj} (S_n - a_{nj}),
 
-    For a one-hot target this is :math:`-\log p_y + \varepsilon (1 - p_y)` with gradient
+    .. math::
+
+        \frac{\partial^2 \ell_n}{\partial z_n \partial z_n^\top} =
+            (A_n + \varepsilon S_n)(\operatorname{diag} p_n - p_n p_n^\top)
+            - \varepsilon \sum_c a_{nc}\, p_{nc} (e_c - p_n)(e_c - p_n)^\top
+
+    (dense: ``hvp`` gives the exact product). For a one-hot target this is :math:`-\log p_y + \varepsilon (1 - p_y)` with gradient
     :math:`p - e_y + \varepsilon\, p_y (p - e_y)`; for soft targets summing to 1 it is the
     paper's :math:`\mathrm{CE} + \varepsilon (1 - \sum_c t_c p_c)`, i.e.
     ``optax.poly_loss_cross_entropy``. :math:`1 - p` is computed as
@@ -471,6 +622,10 @@ class PolyLoss(Loss):
     formula = r"\ell = -\log p_y + \varepsilon (1 - p_y),\ p = \operatorname{softmax}(z)"
     gradient_formula = (r"\frac{\partial \ell}{\partial z} = p - e_y "
                         r"+ \varepsilon\, p_y (p - e_y)")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial z \partial z^\top} = "
+                       r"(1 + \varepsilon p_y)(\operatorname{diag} p - p p^\top) "
+                       r"- \varepsilon p_y (e_y - p)(e_y - p)^\top")
+    second_order = "dense"
     when_to_use = (
         "A drop-in replacement for softmax cross-entropy with one extra knob: epsilon "
         "changes the weight of the leading (1 - p_y) term of cross-entropy's polynomial "
@@ -503,6 +658,22 @@ class PolyLoss(Loss):
                 s = xp.sum(ap, axis=ax, keepdims=True)
                 grad = grad + eps * p * ((s - ap) - au)
             grad = xp.where(mass == 0, xp.zeros_like(grad), grad)
+            if ctx.wants_hessian:
+                # per class phi_c(l) = a_c (-l + eps (1 - e^l)) of l = log p:
+                # phi' = -a (1 + eps p), phi'' = -eps a p, so theta = phi'' (1 - p) and
+                # F = sum_c phi'_c = -(A + eps S), S = sum_c a_c p_c
+                # (see _log_softmax_sum_hessian)
+                if eps == 0.0:
+                    theta, total = xp.zeros_like(p), -mass
+                else:
+                    theta = -eps * _weighted(xp, a, p * one_minus_p)
+                    total = -(mass + eps * s)
+                hess, hvp = _log_softmax_sum_hessian(xp, p, one_minus_p, theta, total,
+                                                     ctx.vector, ax)
+                hess = xp.where(mass == 0, xp.zeros_like(hess), hess)
+                if hvp is not None:
+                    hvp = xp.where(mass == 0, xp.zeros_like(hvp), hvp)
+                return Terms(value, grad, ct.weight, ct.expand, hess=hess, hvp=hvp)
         return Terms(value, grad, ct.weight, ct.expand)
 
 
@@ -520,11 +691,24 @@ def _focal_star(z, t, gamma, alpha):
     return value, grad
 
 
+def _focal_star_hessian(z, t, gamma, alpha):
+    """d2 value / dz2 = alpha_t gamma (2t-1)^2 sigma(u) (1 - sigma(u)), u = -gamma (2t-1) z,
+    with sigma(u) (1 - sigma(u)) = e / (1 + e)^2, e = exp(-|u|): finite for any logit."""
+    slope = 2.0 * t - 1.0
+    u = 0.0 - gamma * (z * slope)
+    e = exp(0.0 - abs(u))
+    d = 1.0 + e
+    h = (gamma * (slope * slope)) * (e / (d * d))
+    if alpha >= 0:
+        return (alpha * t + (1.0 - alpha) * (1.0 - t)) * h
+    return h
+
+
 def _focal_star_ok(z, t, gamma, alpha):
     return ((t >= 0.0) & (t <= 1.0)) | isnan(t)
 
 
-FOCAL_STAR = Formula(_focal_star)
+FOCAL_STAR = Formula(_focal_star, hessian=_focal_star_hessian)
 FOCAL_STAR_OK = Formula(_focal_star_ok)
 
 
@@ -569,7 +753,9 @@ class SigmoidFocalLossStar(Loss):
     .. math::
 
         \ell = \frac{\alpha_t}{\gamma} \operatorname{softplus}(-\gamma x_t), \qquad
-        \frac{\partial \ell}{\partial z} = -\alpha_t\,(2t - 1)\,\sigma(-\gamma x_t)
+        \frac{\partial \ell}{\partial z} = -\alpha_t\,(2t - 1)\,\sigma(-\gamma x_t), \qquad
+        \frac{\partial^2 \ell}{\partial z^2} = \alpha_t\,\gamma\,(2t - 1)^2\,
+            \sigma(\gamma x_t)\,\sigma(-\gamma x_t)
 
     exact for any logit. Unlike the focal loss, the down-weighting of easy examples comes
     from the steeper sigmoid, so the gradient is a plain rescaled sigmoid.
@@ -599,6 +785,9 @@ class SigmoidFocalLossStar(Loss):
     formula = r"\ell = -\frac{\alpha_t}{\gamma} \log \sigma(\gamma (2t - 1) z)"
     gradient_formula = (r"\frac{\partial \ell}{\partial z} = -\alpha_t (2t - 1)\, "
                         r"\sigma(-\gamma (2t - 1) z)")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial z^2} = \alpha_t \gamma (2t - 1)^2 "
+                       r"\sigma(\gamma x_t) \sigma(-\gamma x_t),\ x_t = (2t - 1) z")
+    second_order = "diagonal"
     when_to_use = (
         "Dense detection and other heavily imbalanced binary or multi-label problems, as an "
         "alternative to the focal loss: a steeper logistic loss (gamma > 1) that also "
@@ -616,7 +805,8 @@ class SigmoidFocalLossStar(Loss):
         a = _star_alpha(alpha)
         t = self._probability_target(ctx, prediction, target)
         value, grad = FOCAL_STAR.on(ctx.xp)(prediction, t, g, a)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(FOCAL_STAR, prediction, t, g, a))
 
 
 #: the fast path's validators of FL*'s options (None: the generic path decides)

@@ -52,7 +52,19 @@ def _poisson_ok(x, t, log_input, full, eps):
     return ((t >= 0) | isnan(t)) & (log_input | (x >= 0) | isnan(x))
 
 
-POISSON_NLL = Formula(_poisson_nll)
+def _poisson_nll_hessian(x, t, log_input, full, eps):
+    # d^2 / dx^2: e^x (log_input), t / (x + eps)^2 (otherwise); the Stirling term is constant
+    if log_input:
+        return where(isnan(t), t, exp(x))
+    r = x + eps
+    ok = r != 0
+    rs = where(ok, r, 1.0)
+    # rate 0 with eps = 0: +inf for t > 0, 0 for t = 0 (NaN stays NaN), as the gradient
+    at_zero = where(t == 0, 0.0, where(isnan(t), t, inf))
+    return where(ok, (t / rs) / rs, at_zero)
+
+
+POISSON_NLL = Formula(_poisson_nll, hessian=_poisson_nll_hessian)
 POISSON_OK = Formula(_poisson_ok)
 
 
@@ -74,7 +86,14 @@ def _gaussian_ok(mu, t, var, full, eps):
     return (var >= 0) | isnan(var)
 
 
-GAUSSIAN_NLL = Formula(_gaussian_nll)
+def _gaussian_nll_hessian(mu, t, var, full, eps):
+    # d^2 / dmu^2 with the variance held fixed: 1 / max(var, eps) (NaN propagates)
+    d = mu - t
+    vc = where(var < eps, eps, var)
+    return where(isnan(d), d, 1.0 / vc)
+
+
+GAUSSIAN_NLL = Formula(_gaussian_nll, hessian=_gaussian_nll_hessian)
 GAUSSIAN_OK = Formula(_gaussian_ok)
 
 
@@ -117,6 +136,9 @@ class PoissonNLL(Loss):
 
         \frac{\partial \ell}{\partial x} = \begin{cases} e^{x} - t & \text{log\_input} \\
                                            1 - \dfrac{t}{x + \varepsilon} & \text{otherwise}
+                                           \end{cases}, \qquad
+        \frac{\partial^2 \ell}{\partial x^2} = \begin{cases} e^{x} & \text{log\_input} \\
+                                           \dfrac{t}{(x + \varepsilon)^2} & \text{otherwise}
                                            \end{cases}
 
     The Stirling term does not depend on :math:`x`. This is PyTorch's
@@ -158,6 +180,9 @@ class PoissonNLL(Loss):
                r"x - t \log(x + \varepsilon)\ (\text{otherwise})")
     gradient_formula = (r"\frac{\partial \ell}{\partial x} = e^{x} - t\ (\text{log\_input}),\ "
                         r"1 - \frac{t}{x + \varepsilon}\ (\text{otherwise})")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial x^2} = e^{x}\ (\text{log\_input}),\ "
+                       r"\frac{t}{(x + \varepsilon)^2}\ (\text{otherwise})")
+    second_order = "diagonal"
     when_to_use = (
         "Regression of counts (events per interval, clicks, photons) with a Poisson model: "
         "the network predicts the log of the rate (log_input=True, any real output) or the "
@@ -181,7 +206,8 @@ class PoissonNLL(Loss):
                            hint="with log_input=False the prediction is a rate; pass "
                                 "log-rates with log_input=True")
         value, grad = POISSON_NLL.on(xp)(x, t, log_input, full, e)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(POISSON_NLL, x, t, log_input, full, e))
 
 
 class GaussianNLL(Loss):
@@ -225,8 +251,12 @@ class GaussianNLL(Loss):
         \qquad
         \frac{\partial \ell}{\partial v} = \begin{cases}
             \tfrac12\left(\dfrac{1}{v} - \dfrac{d^2}{v^2}\right) & v \ge \varepsilon \\
-            0 & v < \varepsilon \end{cases}
+            0 & v < \varepsilon \end{cases},
+        \qquad
+        \frac{\partial^2 \ell}{\partial \mu^2} = \frac{1}{\bar v}
 
+    ``hessian`` and ``hvp`` are second derivatives with respect to the mean only, the
+    variance held fixed (as given, clamped at :math:`\varepsilon`).
     ``.grad(..., wrt="var")`` (or ``wrt="all"`` for both) is the exact derivative of the
     clamped value: 0 below the clamp, the one-sided derivative from above at
     :math:`v = \varepsilon`. PyTorch clamps under ``no_grad`` and so back-propagates
@@ -270,6 +300,9 @@ class GaussianNLL(Loss):
     gradient_formula = (r"\frac{\partial \ell}{\partial \mu} = \frac{\mu - t}{\bar v},\ "
                         r"\frac{\partial \ell}{\partial v} = \tfrac12 \left(\frac{1}{v} - "
                         r"\frac{(\mu - t)^2}{v^2}\right) [v \ge \varepsilon]")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial \mu^2} = "
+                       r"\frac{1}{\max(v, \varepsilon)}\ (v\ \text{held fixed})")
+    second_order = "diagonal"
     when_to_use = (
         "Regression where the model should also say how uncertain it is: the network "
         "predicts a mean and a variance per output, and errors on points it declares noisy "
@@ -327,6 +360,7 @@ class GaussianNLL(Loss):
         value, r, g_var = GAUSSIAN_NLL.on(xp)(prediction, t, v, full, e)
         if not need_grad:
             return Terms(value)
+        hess = ctx.pointwise_hessian(GAUSSIAN_NLL, prediction, t, v, full, e)
         finalize = None
         if rule == "drop":
             finalize = {"var": lambda g: xp.sum(g, axis=-1)}
@@ -334,7 +368,7 @@ class GaussianNLL(Loss):
             finalize = {"var": lambda g: xp.sum(g)}
         elif rule != "same":
             finalize = {"var": lambda g, ax=rule: xp.sum(g, axis=ax, keepdims=True)}
-        return Terms(value, r, grads={"var": g_var}, finalize=finalize)
+        return Terms(value, r, grads={"var": g_var}, finalize=finalize, hess=hess)
 
 
 poisson_nll = register(PoissonNLL())

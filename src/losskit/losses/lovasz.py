@@ -140,10 +140,16 @@ class LovaszHinge(Loss):
     .. math::
 
         \ell = \sum_{k} \max(0, e_{\pi_k})\, g_k, \qquad
-        \frac{\partial \ell}{\partial z_i} = -s_i\, [e_i > 0]\, g_{\operatorname{rank}(i)}
+        \frac{\partial \ell}{\partial z_i} = -s_i\, [e_i > 0]\, g_{\operatorname{rank}(i)},
+        \qquad \frac{\partial^2 \ell}{\partial z_i \partial z_j} = 0
 
     with the sort order held fixed (the gradient autodiff of the reference code gives,
-    ReLU's derivative 0 at 0 included). This is Berman's ``lovasz_hinge``
+    ReLU's derivative 0 at 0 included). The loss is piecewise linear in the logits, so its
+    Hessian is 0 almost everywhere and undefined at the kinks (ties between errors, an
+    error of exactly 0); ``hessian`` returns zeros. A Newton step (gradient boosting)
+    cannot use it: as for XGBoost's ``reg:absoluteerror`` and LightGBM's ``l1``, which
+    take a Hessian of 1 (times the sample weight) for their piecewise-linear losses, a
+    custom objective would pass a constant positive Hessian instead. This is Berman's ``lovasz_hinge``
     (``pytorch/lovasz_losses.py``): the errors are sorted before the ReLU, and the
     weights come from the labels in that order. With a single pixel the loss is the hinge
     of a foreground pixel, :math:`\max(0, 1 - z)`, and :math:`\max(0, 1 + z)` of a
@@ -180,6 +186,9 @@ class LovaszHinge(Loss):
     gradient_formula = (r"\frac{\partial \ell}{\partial z_i} = -s_i\,[1 - s_i z_i > 0]\,"
                         r"\bigl(J_{\operatorname{rank}(i)} - J_{\operatorname{rank}(i)-1}"
                         r"\bigr)")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial z_i \partial z_j} = 0\ "
+                       r"(\text{no ties of the errors}, 1 - s_i z_i \ne 0)")
+    second_order = "zero"
     when_to_use = (
         "Binary segmentation evaluated by the foreground IoU (Jaccard index): the Lovász "
         "hinge is a convex surrogate of the Jaccard loss of the thresholded logits, so it "
@@ -242,10 +251,12 @@ class LovaszHinge(Loss):
         if need_grad:
             g = xp.where(active, -signs * weights, xp.zeros_like(weights))
             grad = xp.reshape(g, shape)
+        # piecewise linear in z (linear errors, a ReLU, weights constant between ties)
+        hess = xp.zeros_like(z) if ctx.wants_hessian else None
         if pooled:
-            return Terms(value, grad)
+            return Terms(value, grad, hess=hess)
         bshape = (shape[0],) + (1,) * (z.ndim - 1)
-        return Terms(value, grad, None, lambda a: xp.reshape(a, bshape))
+        return Terms(value, grad, None, lambda a: xp.reshape(a, bshape), hess=hess)
 
 
 class LovaszSoftmax(Loss):
@@ -296,7 +307,25 @@ class LovaszSoftmax(Loss):
 
     with the sort order held fixed (and :math:`\operatorname{sign}(0) = 0`, the derivative
     autodiff gives for :math:`|x|` at 0). With ``from_logits="softmax"``,
-    :math:`\partial \ell / \partial z_c = p_c (g_c - \sum_k p_k g_k)`. An empty
+    :math:`\partial \ell / \partial z_c = p_c (g_c - \sum_k p_k g_k)`.
+
+    **Second order.** The loss is piecewise linear in the probabilities: with
+    ``from_logits=False`` its Hessian is 0 almost everywhere (undefined at ties of the
+    errors and where :math:`p_{ic} = [y_i = c]`) and ``hessian``/``hvp`` return zeros.
+    With ``from_logits="softmax"`` the softmax is not linear, so the Hessian with respect
+    to the logits is that of :math:`g \cdot \operatorname{softmax}(z)` with :math:`g =
+    \partial \ell / \partial p` held fixed, which couples the classes of each pixel
+    (hence ``second_order = "dense"``):
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial z_c \partial z_k} = \sum_a g_a
+        \frac{\partial^2 p_a}{\partial z_c \partial z_k}, \qquad
+        \frac{\partial^2 \ell}{\partial z_c^2} = p_c (1 - 2 p_c)
+        \Bigl(g_c - \sum_a p_a g_a\Bigr)
+
+    (not positive semi-definite: the Lovász extension is convex in the errors, not in the
+    logits). An empty
     :math:`\mathcal{C}` costs 0. This is Berman's ``lovasz_softmax``
     (``pytorch/lovasz_losses.py``) for ``(N, C, *spatial)`` probabilities; Berman's
     single-channel (sigmoid) variant is not offered (use ``lovasz_hinge`` for binary
@@ -333,6 +362,12 @@ class LovaszSoftmax(Loss):
                         r"\operatorname{sign}(p_{ic} - [y_i = c])\,\bigl(J^{(c)}_"
                         r"{\operatorname{rank}(i)} - J^{(c)}_{\operatorname{rank}(i)-1}"
                         r"\bigr)")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial p\, \partial p} = 0;\ "
+                       r"\texttt{from\_logits=\textquotesingle softmax\textquotesingle}: "
+                       r"\frac{\partial^2 \ell}{\partial z_c \partial z_k} = "
+                       r"\sum_a g_a \frac{\partial^2 p_a}{\partial z_c \partial z_k}, \ "
+                       r"g = \frac{\partial \ell}{\partial p}")
+    second_order = "dense"
     when_to_use = (
         "Multi-class semantic segmentation evaluated by mean IoU: the Lovász-Softmax loss is "
         "a convex surrogate of the per-class Jaccard loss of the softmax output, so it "
@@ -437,13 +472,38 @@ class LovaszSoftmax(Loss):
             else:
                 g = xp.reshape(g * xp.reshape(share, (n * k, 1)), (n, k, s))
             g = xp.moveaxis(xp.reshape(g, moved), 1, ax)
+            hess = hvp = None
+            if ctx.wants_hessian:
+                hess, hvp = _softmax_curvature(xp, p if act else None, g, ctx.vector, ax)
             if act == "softmax":  # J^T g = p * (g - <p, g>) along the class axis
                 g = p * (g - xp.sum(p * g, axis=ax, keepdims=True))
             grad = g
+        else:
+            hess = hvp = None
         if pooled:
-            return Terms(value, grad)
+            return Terms(value, grad, hess=hess, hvp=hvp)
         bshape = (n,) + (1,) * (prediction.ndim - 1)
-        return Terms(value, grad, None, lambda a: xp.reshape(a, bshape))
+        return Terms(value, grad, None, lambda a: xp.reshape(a, bshape), hess=hess, hvp=hvp)
+
+
+def _softmax_curvature(xp, p, g, vector, ax):
+    r"""Second order of a loss that is piecewise linear in the probabilities ``p``, with
+    the gradient ``g`` with respect to ``p`` (constant between the kinks): with ``p`` given
+    (``p = softmax(z)`` along ``ax``) the Hessian with respect to ``z`` is
+    :math:`\sum_a g_a \nabla^2 p_a`, whose product with ``v`` is the derivative of
+    :math:`J^\top g = p \odot (g - \langle p, g\rangle)` along ``v``:
+    :math:`\dot p \odot (g - \langle p, g\rangle) - p\,\langle \dot p, g\rangle` with
+    :math:`\dot p = J v = p \odot (v - \langle p, v\rangle)`; its diagonal is
+    :math:`p (1 - 2p) (g - \langle p, g\rangle)`. ``p`` None (probabilities given): 0."""
+    if p is None:
+        zero = xp.zeros_like(g)
+        return zero, (None if vector is None else zero)
+    centred = g - xp.sum(p * g, axis=ax, keepdims=True)
+    diag = p * (1.0 - 2.0 * p) * centred
+    if vector is None:
+        return diag, None
+    dp = p * (vector - xp.sum(p * vector, axis=ax, keepdims=True))
+    return diag, dp * centred - p * xp.sum(dp * g, axis=ax, keepdims=True)
 
 
 def _classes(classes: Any, k: int, loss: str):

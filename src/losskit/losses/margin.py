@@ -41,10 +41,20 @@ def _hinge(s, t, margin):
     return where(active, slack, 0.0), where(isnan(slack), slack, where(active, -t, 0.0))
 
 
+def _hinge_hessian(s, t, margin):
+    slack = margin - t * s
+    return where(isnan(slack), slack, 0.0 * t)  # 0 off the kink (inf scores included)
+
+
 def _squared_hinge(s, t, margin):
     slack = margin - t * s
     active = where((slack > 0) | isnan(slack), slack, 0.0)  # max(0, slack), NaN kept
     return active * active, 0.0 - 2.0 * (t * active)  # 0.0 -: no -0 entries
+
+
+def _squared_hinge_hessian(s, t, margin):
+    slack = margin - t * s
+    return where(isnan(slack), slack, where(slack > 0, 2.0 * (t * t), 0.0))
 
 
 def _signed_label_ok(s, t, margin):
@@ -57,12 +67,24 @@ def _perceptron(s, t):
     return where(active, slack, 0.0), where(isnan(slack), slack, where(active, -t, 0.0))
 
 
+def _perceptron_hessian(s, t):
+    slack = 0.0 - t * s
+    return where(isnan(slack), slack, 0.0 * t)
+
+
 def _soft_margin(s, t):
     u = 0.0 - t * s  # the loss is softplus(u), its derivative in s is -t sigmoid(u)
     e = exp(0.0 - abs(u))  # in (0, 1]: no overflow on either side
     value = maximum(u, 0.0) + log1p(e)
     sig = where(u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     return value, 0.0 - t * sig
+
+
+def _soft_margin_hessian(s, t):
+    u = 0.0 - t * s
+    e = exp(0.0 - abs(u))  # sigma(u) (1 - sigma(u)) = e / (1 + e)^2: no overflow
+    d = 1.0 + e
+    return (t * t) * (e / (d * d))
 
 
 def _hinge_embedding(x, t, margin):
@@ -75,16 +97,20 @@ def _hinge_embedding(x, t, margin):
     return value, grad
 
 
+def _hinge_embedding_hessian(x, t, margin):
+    return where(isnan(x), x, 0.0 * t)  # linear pieces: 0 off the kink x = m
+
+
 def _signed_label_ok0(s, t):
     return (t == 1.0) | (t == -1.0)
 
 
-HINGE = Formula(_hinge)
-SQUARED_HINGE = Formula(_squared_hinge)
+HINGE = Formula(_hinge, hessian=_hinge_hessian)
+SQUARED_HINGE = Formula(_squared_hinge, hessian=_squared_hinge_hessian)
 SIGNED_LABEL_OK = Formula(_signed_label_ok)
-PERCEPTRON = Formula(_perceptron)
-SOFT_MARGIN = Formula(_soft_margin)
-HINGE_EMBEDDING = Formula(_hinge_embedding)
+PERCEPTRON = Formula(_perceptron, hessian=_perceptron_hessian)
+SOFT_MARGIN = Formula(_soft_margin, hessian=_soft_margin_hessian)
+HINGE_EMBEDDING = Formula(_hinge_embedding, hessian=_hinge_embedding_hessian)
 SIGNED_LABEL_OK0 = Formula(_signed_label_ok0)
 
 
@@ -113,9 +139,14 @@ class Hinge(Loss):
     .. math::
 
         \ell = \max(0, m - t s), \qquad
-        \frac{\partial \ell}{\partial s} = \begin{cases} -t & t s < m \\ 0 & t s \ge m \end{cases}
+        \frac{\partial \ell}{\partial s} = \begin{cases} -t & t s < m \\ 0 & t s \ge m \end{cases},
+        \qquad \frac{\partial^2 \ell}{\partial s^2} = 0 \quad (t s \ne m)
 
-    At the kink :math:`t s = m` the subgradient 0 is used.
+    At the kink :math:`t s = m` the subgradient 0 is used. The Hessian is 0 almost
+    everywhere and undefined at the kink; ``hessian`` returns zeros. A Newton or
+    gradient-boosting step needs a curvature of its own there: as XGBoost's
+    ``reg:absoluteerror`` and LightGBM's ``l1`` do for their piecewise-linear losses,
+    take a Hessian of 1 (times the sample weight) and refit each leaf's value afterwards.
 
     References
     ----------
@@ -138,6 +169,8 @@ class Hinge(Loss):
     target = "labels -1/+1, same shape"
     formula = r"\ell = \max(0, m - t s)"
     gradient_formula = r"\frac{\partial \ell}{\partial s} = -t\,[t s < m]"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial s^2} = 0 \quad (t s \ne m)"
+    second_order = "zero"
     when_to_use = (
         "Maximum-margin binary classification (linear SVMs): examples classified correctly "
         "by more than the margin cost nothing, so the solution depends only on the hard "
@@ -150,7 +183,8 @@ class Hinge(Loss):
         m = check_scalar("margin", margin)
         t = _signed_labels(ctx, self._real_target(ctx, prediction, target))
         value, grad = HINGE.on(xp)(prediction, t, m)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(HINGE, prediction, t, m))
 
 
 _VARIANTS = ("weston_watkins", "crammer_singer", "categorical")
@@ -263,6 +297,24 @@ class MulticlassHinge(Loss):
     maxima, as ``jax.grad`` of a max does). At the kink :math:`v = 0` the subgradient 0
     is used.
 
+    Second order: with ``p=1`` every variant is piecewise linear, so its Hessian is 0
+    almost everywhere and undefined at the kinks; ``hessian`` returns zeros (gradient
+    boosting then needs a curvature of its own, as XGBoost's ``reg:absoluteerror`` and
+    LightGBM's ``l1`` take a Hessian of 1 and refit the leaf values). With ``p=2`` the
+    violation couples the true class's score with the others: for a violation :math:`v`
+    with :math:`c = \partial v / \partial s` (:math:`e_j - e_y` for Weston–Watkins,
+    :math:`\pi - e_y` for Crammer–Singer, :math:`(1 - t) \odot \pi - t` for the
+    categorical hinge) the Hessian is :math:`2\,[v > 0]\, c c^\top`, summed over
+    Weston–Watkins's violations:
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial s \, \partial s^\top} =
+            2 \sum_{j \ne y} a_j (e_j - e_y)(e_j - e_y)^\top \quad (p = 2)
+
+    ``hessian`` gives its diagonal and ``hvp`` the exact product (:math:`\pi` held fixed,
+    as in the gradient).
+
     Infinite scores follow PyTorch's ``multi_margin_loss``: a ``-inf`` score on a wrong
     class costs nothing (a masked class), ``+inf`` there costs ``inf``, and a violation
     ``inf - inf`` (:math:`s_j = s_y = \pm\infty`) counts as no violation; a ``-inf``
@@ -307,6 +359,9 @@ class MulticlassHinge(Loss):
     gradient_formula = (r"\frac{\partial \ell}{\partial s_j} = p\,[v_j > 0]\, v_j^{p-1},\ "
                         r"\frac{\partial \ell}{\partial s_y} = -\sum_{j \ne y} "
                         r"p\,[v_j > 0]\, v_j^{p-1},\ v_j = s_j - s_y + m")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial s \partial s^\top} = 2 \sum_{j \ne y} "
+                       r"[v_j > 0] (e_j - e_y)(e_j - e_y)^\top\ (p = 2),\ 0\ (p = 1)")
+    second_order = "dense"
     when_to_use = (
         "Multi-class classification when only the ranking of the correct class matters (the "
         "SVM view): once the correct score beats the rest by the margin, the example stops "
@@ -351,6 +406,14 @@ class MulticlassHinge(Loss):
             g = None
             if need_grad:
                 g = d - xp.where(hit, xp.sum(d, axis=ct.axis, keepdims=True), zero)
+            h = hv = None
+            if ctx.wants_hessian and power == 2:
+                # sum over the active j of 2 (e_j - e_y)(e_j - e_y)^T
+                a2 = xp.where(active, xp.full_like(prediction, 2.0), zero)
+                h = a2 + xp.where(hit, xp.sum(a2, axis=ct.axis, keepdims=True), zero)
+                if ctx.vector is not None:
+                    hv = a2 * (ctx.vector - ct.pick(xp, ctx.vector))
+                    hv = hv - xp.where(hit, xp.sum(hv, axis=ct.axis, keepdims=True), zero)
         else:  # crammer_singer: the largest wrong score only
             top, at = _top(xp, prediction, ct.axis, exclude=hit)
             violation = top - correct + m
@@ -361,12 +424,19 @@ class MulticlassHinge(Loss):
             g = None
             if need_grad:
                 g = d * (at - xp.astype(hit, ctx.work))
+            h = hv = None
+            if ctx.wants_hessian and power == 2:
+                h, hv = _rank_one(ctx, active, at - xp.astype(hit, ctx.work), ct.axis)
         value = _weighted(xp, ct.weight, per_example)  # class weight of the label, 0 ignored
         grad = None
         if need_grad:
             g = xp.where(row_nan, xp.full_like(g, float("nan")), g)
             grad = _weighted(xp, ct.expand(ct.weight), g)
-        return Terms(value, grad, ct.weight, ct.expand)
+        hess = hvp = None
+        if ctx.wants_hessian:
+            hess, hvp = _second_terms(ctx, prediction, h, hv, row_nan,
+                                      ct.expand(ct.weight))
+        return Terms(value, grad, ct.weight, ct.expand, hess=hess, hvp=hvp)
 
     @staticmethod
     def _categorical(ctx, prediction, target, need_grad, m, power, axis, class_weight,
@@ -408,7 +478,43 @@ class MulticlassHinge(Loss):
             g = d * ((1.0 - onehot) * at - onehot)
             g = xp.where(row_nan, xp.full_like(g, float("nan")), g)
             grad = g if factor is None else _weighted(xp, ct.expand(factor), g)
-        return Terms(value, grad, weight, ct.expand)
+        hess = hvp = None
+        if ctx.wants_hessian:
+            h = hv = None
+            if power == 2:  # 2 c c^T with c = d v / d s = (1 - t) pi - t
+                h, hv = _rank_one(ctx, active, (1.0 - onehot) * at - onehot, ax)
+            hess, hvp = _second_terms(ctx, s, h, hv, row_nan,
+                                      None if factor is None else ct.expand(factor))
+        return Terms(value, grad, weight, ct.expand, hess=hess, hvp=hvp)
+
+
+def _rank_one(ctx, active, c, axis):
+    """The diagonal of 2 c c^T where ``active`` (0 elsewhere) and its product with
+    ``ctx.vector`` (None without one): the Hessian of max(0, v)^2 whose dv/ds is c."""
+    xp = ctx.xp
+    a2 = xp.where(active, xp.full_like(c, 2.0), xp.zeros_like(c))
+    h = a2 * (c * c)
+    hv = None
+    if ctx.vector is not None:
+        hv = a2 * c * xp.sum(c * ctx.vector, axis=axis, keepdims=True)
+    return h, hv
+
+
+def _second_terms(ctx, prediction, h, hv, row_nan, weight):
+    """``(hess, hvp)`` of multiclass_hinge from the rows' Hessian diagonal ``h`` and
+    product ``hv`` (``h`` None for p = 1, piecewise linear: a zero Hessian), NaN rows NaN,
+    times the example weight (broadcastable to the prediction, or None)."""
+    xp = ctx.xp
+    if h is None:  # hvp None too: the pipeline multiplies the zeros by the vector
+        h = xp.zeros_like(prediction)
+    nan = xp.full_like(h, float("nan"))
+    h = xp.where(row_nan, nan, h)
+    if hv is not None:
+        hv = xp.where(row_nan, nan, hv)
+    if weight is not None:
+        h = _weighted(xp, weight, h)
+        hv = None if hv is None else _weighted(xp, weight, hv)
+    return h, hv
 
 
 class MulticlassPerceptron(Loss):
@@ -442,7 +548,10 @@ class MulticlassPerceptron(Loss):
     where :math:`\pi` puts weight 1 on the best class (shared equally among tied best
     classes, as ``jax.grad`` of a max does). Where the correct class is among the best
     the loss is 0 and the subgradient 0 is used (``jax.grad`` of Optax's formula gives
-    :math:`\pi - e_y` there too). A ``+inf`` correct score costs 0; a NaN score makes its
+    :math:`\pi - e_y` there too). The loss is piecewise linear: its Hessian is 0 almost
+    everywhere and undefined where the best class changes, and ``hessian`` returns zeros
+    (gradient boosting on it would need a stand-in curvature, as XGBoost's
+    ``reg:absoluteerror`` and LightGBM's ``l1`` use a Hessian of 1 and refit the leaves). A ``+inf`` correct score costs 0; a NaN score makes its
     row's value and gradient NaN.
 
     References
@@ -466,6 +575,8 @@ class MulticlassPerceptron(Loss):
     target = "integer labels"
     formula = r"\ell = \max_k s_k - s_y"
     gradient_formula = r"\frac{\partial \ell}{\partial s} = e_{\arg\max_k s_k} - e_y"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial s \partial s^\top} = 0"
+    second_order = "zero"
     when_to_use = (
         "Multi-class and structured prediction trained by perceptron updates: only a "
         "mistake costs, and its gradient moves the correct class up and the winning wrong "
@@ -492,7 +603,12 @@ class MulticlassPerceptron(Loss):
             g = xp.where(wins, xp.zeros_like(g), g)
             g = xp.where(row_nan, xp.full_like(g, float("nan")), g)
             grad = _weighted(xp, ct.expand(ct.weight), g)
-        return Terms(value, grad, ct.weight, ct.expand)
+        hess = None
+        if ctx.wants_hessian:  # piecewise linear: 0 (NaN rows NaN, ignored rows 0)
+            h = xp.where(row_nan, xp.full_like(prediction, float("nan")),
+                         xp.zeros_like(prediction))
+            hess = _weighted(xp, ct.expand(ct.weight), h)
+        return Terms(value, grad, ct.weight, ct.expand, hess=hess)
 
 
 class SquaredHinge(Loss):
@@ -517,10 +633,12 @@ class SquaredHinge(Loss):
     .. math::
 
         \ell = \max(0, m - t s)^2, \qquad
-        \frac{\partial \ell}{\partial s} = -2\,t \max(0, m - t s)
+        \frac{\partial \ell}{\partial s} = -2\,t \max(0, m - t s), \qquad
+        \frac{\partial^2 \ell}{\partial s^2} = 2\,[t s < m]
 
     The derivative is continuous (0 from both sides at :math:`t s = m`), so no subgradient
-    choice is needed. Keras's ``squared_hinge`` is this loss averaged over the last axis;
+    choice is needed; the second derivative jumps there from 2 to 0 (0 is used at
+    :math:`t s = m`). Keras's ``squared_hinge`` is this loss averaged over the last axis;
     scikit-learn's ``LinearSVC(loss="squared_hinge")`` minimises its sum.
 
     References
@@ -546,6 +664,8 @@ class SquaredHinge(Loss):
     target = "labels -1/+1, same shape"
     formula = r"\ell = \max(0, m - t s)^2"
     gradient_formula = r"\frac{\partial \ell}{\partial s} = -2 t \max(0, m - t s)"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial s^2} = 2\,[t s < m]"
+    second_order = "diagonal"
     when_to_use = (
         "Maximum-margin binary classification with a smooth loss (the L2-SVM, LinearSVC's "
         "default): examples beyond the margin cost nothing, as with the hinge, but the "
@@ -560,7 +680,8 @@ class SquaredHinge(Loss):
         m = check_scalar("margin", margin)
         t = _signed_labels(ctx, self._real_target(ctx, prediction, target))
         value, grad = SQUARED_HINGE.on(xp)(prediction, t, m)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(SQUARED_HINGE, prediction, t, m))
 
 
 class Perceptron(Loss):
@@ -582,10 +703,14 @@ class Perceptron(Loss):
     .. math::
 
         \ell = \max(0, -t s), \qquad
-        \frac{\partial \ell}{\partial s} = \begin{cases} -t & t s < 0 \\ 0 & t s \ge 0 \end{cases}
+        \frac{\partial \ell}{\partial s} = \begin{cases} -t & t s < 0 \\ 0 & t s \ge 0 \end{cases},
+        \qquad \frac{\partial^2 \ell}{\partial s^2} = 0 \quad (t s \ne 0)
 
     At the kink :math:`t s = 0` the subgradient 0 is used (``jax.grad`` of Optax's
-    ``jnp.maximum`` gives half of :math:`-t` there). Gradient descent on it with a linear
+    ``jnp.maximum`` gives half of :math:`-t` there). The Hessian is 0 almost everywhere
+    and undefined at the kink; ``hessian`` returns zeros (gradient boosting on a
+    piecewise-linear loss uses a Hessian of 1 instead, as XGBoost's
+    ``reg:absoluteerror`` and LightGBM's ``l1`` do, and refits the leaf values). Gradient descent on it with a linear
     model is Rosenblatt's perceptron update.
 
     References
@@ -610,6 +735,8 @@ class Perceptron(Loss):
     target = "labels -1/+1, same shape"
     formula = r"\ell = \max(0, -t s)"
     gradient_formula = r"\frac{\partial \ell}{\partial s} = -t\,[t s < 0]"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial s^2} = 0 \quad (t s \ne 0)"
+    second_order = "zero"
     when_to_use = (
         "Online linear classification where only the sign matters: the classic perceptron "
         "(and the structured perceptron) minimises it. It has no margin, so any separating "
@@ -621,7 +748,8 @@ class Perceptron(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad):
         t = _signed_labels(ctx, self._real_target(ctx, prediction, target))
         value, grad = PERCEPTRON.on(ctx.xp)(prediction, t)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(PERCEPTRON, prediction, t))
 
 
 class SoftMargin(Loss):
@@ -643,7 +771,8 @@ class SoftMargin(Loss):
     .. math::
 
         \ell = \operatorname{softplus}(-t s), \qquad
-        \frac{\partial \ell}{\partial s} = -t\,\sigma(-t s)
+        \frac{\partial \ell}{\partial s} = -t\,\sigma(-t s), \qquad
+        \frac{\partial^2 \ell}{\partial s^2} = \sigma(t s)\,\sigma(-t s)
 
     Computed as :math:`\max(u, 0) + \operatorname{log1p}(e^{-|u|})` with :math:`u = -ts`:
     exact for any score, infinite ones included.
@@ -670,6 +799,8 @@ class SoftMargin(Loss):
     target = "labels -1/+1, same shape"
     formula = r"\ell = \log\left(1 + e^{-t s}\right)"
     gradient_formula = r"\frac{\partial \ell}{\partial s} = -t\,\sigma(-t s)"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial s^2} = \sigma(t s)\,\sigma(-t s)"
+    second_order = "diagonal"
     when_to_use = (
         "Binary classification (logistic regression) when the labels are already -1/+1, "
         "as in margin-based code: the same loss as sigmoid binary cross-entropy, smooth "
@@ -681,7 +812,8 @@ class SoftMargin(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad):
         t = _signed_labels(ctx, self._real_target(ctx, prediction, target))
         value, grad = SOFT_MARGIN.on(ctx.xp)(prediction, t)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(SOFT_MARGIN, prediction, t))
 
 
 class HingeEmbedding(Loss):
@@ -707,9 +839,13 @@ class HingeEmbedding(Loss):
 
         \ell = \begin{cases} x & t = 1 \\ \max(0, m - x) & t = -1 \end{cases}, \qquad
         \frac{\partial \ell}{\partial x} = \begin{cases} 1 & t = 1 \\
-            -[x < m] & t = -1 \end{cases}
+            -[x < m] & t = -1 \end{cases}, \qquad
+        \frac{\partial^2 \ell}{\partial x^2} = 0
 
-    At the kink :math:`x = m` of a dissimilar pair the subgradient 0 is used.
+    At the kink :math:`x = m` of a dissimilar pair the subgradient 0 is used. Both pieces
+    are linear: the Hessian is 0 almost everywhere and undefined at that kink, and
+    ``hessian`` returns zeros (for gradient boosting, XGBoost's ``reg:absoluteerror`` and
+    LightGBM's ``l1`` show the usual workaround: a Hessian of 1 and a refit of the leaves).
 
     References
     ----------
@@ -735,6 +871,8 @@ class HingeEmbedding(Loss):
     target = "labels -1/+1, same shape"
     formula = r"\ell = x\,[t = 1] + \max(0, m - x)\,[t = -1]"
     gradient_formula = r"\frac{\partial \ell}{\partial x} = [t = 1] - [t = -1]\,[x < m]"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial x^2} = 0 \quad (x \ne m)"
+    second_order = "zero"
     when_to_use = (
         "Learning embeddings or similarities from labelled pairs when the model outputs a "
         "distance per pair: similar pairs are pulled to distance 0, dissimilar pairs pushed "
@@ -748,7 +886,8 @@ class HingeEmbedding(Loss):
         m = check_scalar("margin", margin)
         t = _signed_labels(ctx, self._real_target(ctx, prediction, target))
         value, grad = HINGE_EMBEDDING.on(ctx.xp)(prediction, t, m)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(HINGE_EMBEDDING, prediction, t, m))
 
 
 hinge = register(Hinge())

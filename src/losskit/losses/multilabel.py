@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from ..core.dispatch import register_fast_path
-from ..core.formula import Formula, exp, isnan, log, maximum, minimum, where
+from ..core.formula import Formula, exp, isnan, log, maximum, minimum, sign, where
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _sigmoid, _softplus, _weighted
 from ..core.validation import check_in_range, check_numeric, check_scalar, check_same_shape
@@ -70,7 +70,11 @@ class MultilabelMargin(Loss):
         \qquad \frac{\partial \ell}{\partial x_i} = \frac{1}{K} \sum_{j \in Y} c_j
         [h_{ji} > 0]
 
-    At the kink :math:`h_{ji} = 0` the subgradient 0 is used. An example with no true class
+    At the kink :math:`h_{ji} = 0` the subgradient 0 is used. The loss is piecewise
+    linear: its Hessian is 0 almost everywhere and undefined at the kinks, and ``hessian``
+    returns zeros (a gradient-boosting objective has to supply its own curvature there,
+    as XGBoost and LightGBM do for their L1 objectives with a constant Hessian of 1 and a
+    refit of the leaf values). An example with no true class
     (or with every class true) costs 0. As in ``multiclass_hinge``, a pair whose
     :math:`h_{ji}` is ``inf - inf`` is no violation; a NaN score makes its example's value
     and gradient NaN (PyTorch skips NaN pairs instead).
@@ -101,6 +105,8 @@ class MultilabelMargin(Loss):
     gradient_formula = (r"\frac{\partial \ell}{\partial x_j} = -\frac{1}{K} \sum_{i \notin Y}"
                         r" [m - x_j + x_i > 0],\ \frac{\partial \ell}{\partial x_i} = "
                         r"\frac{1}{K} \sum_{j \in Y} [m - x_j + x_i > 0]")
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial x_i \partial x_j} = 0"
+    second_order = "zero"
     when_to_use = (
         "Multi-label classification (tagging, an image with several objects) when only the "
         "ranking matters: every true label should outscore every false one by the margin. "
@@ -156,7 +162,10 @@ class MultilabelMargin(Loss):
             push = xp.sum(a * col_of(count), axis=-2)  # x_i of another class
             grad = (push - pull) * scale
             grad = xp.where(col_of(row_nan), xp.full_like(grad, float("nan")), grad)
-        return Terms(value, grad, expand=_last_axis(xp))
+        hess = None
+        if ctx.wants_hessian:  # piecewise linear: 0 (NaN rows stay NaN)
+            hess = xp.where(col_of(row_nan), xp.full_like(x, float("nan")), xp.zeros_like(x))
+        return Terms(value, grad, expand=_last_axis(xp), hess=hess)
 
 
 def _last_axis(xp):
@@ -189,7 +198,9 @@ class MultilabelSoftMargin(Loss):
 
         \ell = \frac{1}{K} \sum_c w_c \bigl[t_c \operatorname{softplus}(-x_c) + (1 - t_c)
             \operatorname{softplus}(x_c)\bigr], \qquad
-        \frac{\partial \ell}{\partial x_c} = \frac{w_c}{K} \bigl(\sigma(x_c) - t_c\bigr)
+        \frac{\partial \ell}{\partial x_c} = \frac{w_c}{K} \bigl(\sigma(x_c) - t_c\bigr),
+        \qquad \frac{\partial^2 \ell}{\partial x_c^2} = \frac{w_c}{K}\,\sigma(x_c)
+            \bigl(1 - \sigma(x_c)\bigr)
 
     With the default ``reduction="mean"`` this equals ``sigmoid_binary_cross_entropy`` of
     the same arrays (both are the mean over every element); the two differ in their
@@ -218,6 +229,9 @@ class MultilabelSoftMargin(Loss):
     formula = (r"\ell = -\frac{1}{K} \sum_c w_c \left[t_c \log \sigma(x_c) + (1 - t_c) "
                r"\log(1 - \sigma(x_c))\right]")
     gradient_formula = r"\frac{\partial \ell}{\partial x_c} = \frac{w_c}{K} (\sigma(x_c) - t_c)"
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial x_c^2} = \frac{w_c}{K} \sigma(x_c) "
+                       r"(1 - \sigma(x_c))")
+    second_order = "diagonal"
     when_to_use = (
         "Multi-label classification from logits with one loss value per example (PyTorch's "
         "MultiLabelSoftMarginLoss): independent yes/no per class, averaged over the classes "
@@ -252,7 +266,13 @@ class MultilabelSoftMargin(Loss):
             grad = (_sigmoid(xp, x) - t) * scale
             if w is not None:
                 grad = w * grad
-        return Terms(value, grad, expand=_last_axis(xp))
+        hess = None
+        if ctx.wants_hessian:  # sigma (1 - sigma) = e / (1 + e)^2, e = exp(-|x|): no overflow
+            e = xp.exp(-xp.abs(x))
+            hess = (e / ((1.0 + e) * (1.0 + e))) * scale
+            if w is not None:
+                hess = w * hess
+        return Terms(value, grad, expand=_last_axis(xp), hess=hess)
 
 
 # ----------------------------------------------------------------------------- ASL
@@ -284,11 +304,55 @@ def _asymmetric(x, t, gamma_pos, gamma_neg, clip, eps):
     return w * ce, w * dce + dw * ce
 
 
+def _asymmetric_hessian(x, t, gamma_pos, gamma_neg, clip, eps):
+    """d2 value / dx2 of asymmetric_loss: (u^g)'' ce + 2 (u^g)' ce' + u^g ce'', with the
+    powers of u taken in log space together with the derivatives of u that vanish with it
+    (finite for every gamma >= 0), the clamps' indicators as in the gradient."""
+    e = exp(0.0 - abs(x))
+    big = 1.0 / (1.0 + e)
+    small = e / (1.0 + e)
+    p = where(x >= 0, big, small)  # sigmoid(x)
+    r = where(x >= 0, small, big)  # 1 - p
+    v = p * r  # dp/dx; dv/dx = v (1 - 2p)
+    bend = v * (r - p)
+    q = minimum(r + clip, 1.0)
+    shift = r + clip < 1.0  # the probability shift is active (p > clip): dq/dx = -v
+    pc = maximum(p, eps)
+    qc = maximum(q, eps)
+    in_q = q > eps
+    s = 1.0 - t
+    ce = 0.0 - (t * log(pc) + s * log(qc))
+    dq = where(shift, 0.0 - v, 0.0)
+    vq = v / where(in_q, qc, 1.0)
+    dce = 0.0 - (t * where(p > eps, r, 0.0) + s * where(in_q, dq / where(in_q, qc, 1.0), 0.0))
+    # d/dx of -log q = -q''/q + (q'/q)^2 with q' = -v, q'' = -v (1 - 2p)
+    d2ce = t * where(p > eps, v, 0.0) + s * where(shift & in_q, (r - p) * vq + vq * vq, 0.0)
+    u = t * r + s * maximum(p - clip, 0.0)
+    du = 0.0 - (t * v + s * dq)
+    d2u = where(shift, s, 0.0 * s) * bend - t * bend
+    g = t * gamma_pos + s * gamma_neg
+    pos = u > 0
+    lu = log(where(pos, u, 1.0))
+    w = where(pos, exp(g * lu), where(g == 0, 1.0, 0.0 * g))  # 0^0 = 1
+    dw = where(du == 0, 0.0, g * exp((g - 1.0) * lu) * du)
+    # g (g-1) u^(g-2) du^2 + g u^(g-1) d2u, each power with its factor in log space
+    k1 = g * (g - 1.0)
+    use1 = pos & (du != 0) & (k1 != 0)
+    ldu = log(where(use1, abs(du), 1.0))
+    t1 = where(use1, k1 * exp((g - 2.0) * lu + 2.0 * ldu), 0.0)
+    use2 = pos & (d2u != 0) & (g != 0)
+    ld2u = log(where(use2, abs(d2u), 1.0))
+    t2 = where(use2, g * sign(d2u) * exp((g - 1.0) * lu + ld2u), 0.0)
+    d2w = t1 + t2
+    h = where(d2w == 0, 0.0, d2w * ce) + 2.0 * (dw * dce) + w * d2ce
+    return where(isnan(x), x, h)
+
+
 def _asymmetric_ok(x, t, gamma_pos, gamma_neg, clip, eps):
     return ((t >= 0.0) & (t <= 1.0)) | isnan(t)
 
 
-ASYMMETRIC = Formula(_asymmetric)
+ASYMMETRIC = Formula(_asymmetric, hessian=_asymmetric_hessian)
 ASYMMETRIC_OK = Formula(_asymmetric_ok)
 
 
@@ -345,6 +409,21 @@ class AsymmetricLoss(Loss):
     :math:`\partial c_e / \partial x = -t (1 - p)[p > \epsilon] + (1 - t)\,\frac{p (1 -
     p)}{q} [p > c][q > \epsilon]`. For a hard label this is :math:`(1-p)^{\gamma_+}
     (-\log p)` on a positive and :math:`p_m^{\gamma_-} (-\log(1 - p_m))` on a negative.
+    With :math:`v = p (1 - p)` the second derivative is
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial x^2} = \bigl(\gamma (\gamma - 1) u^{\gamma - 2}
+            u'^2 + \gamma u^{\gamma - 1} u''\bigr) c_e
+            + 2 \gamma u^{\gamma - 1} u' c_e' + u^{\gamma} c_e''
+
+    with :math:`u'' = -t v (1 - 2p) + (1 - t)\,v (1 - 2p)\,[p > c]` and
+    :math:`c_e'' = t v [p > \epsilon] + (1 - t) \bigl(\frac{v (1 - 2p)}{q} +
+    \frac{v^2}{q^2}\bigr)[p > c][q > \epsilon]`; each power of :math:`u` is formed in log
+    space with the derivative of :math:`u` it multiplies, so it is finite for every
+    :math:`\gamma \ge 0` and every logit. A negative below the clip has second derivative
+    0; just above it, :math:`u^{\gamma_- - 2}` makes it unbounded for :math:`0 < \gamma_- <
+    2`, :math:`\gamma_- \ne 1` (the loss is not twice differentiable at :math:`p = c`).
 
     The gradient is the exact derivative of the loss, the focusing weight included. The
     official code can detach the weight (``disable_torch_grad_focal_loss=True``, whose
@@ -378,6 +457,10 @@ class AsymmetricLoss(Loss):
     gradient_formula = (r"\frac{\partial \ell}{\partial x} = u^{\gamma} \frac{\partial c_e}"
                         r"{\partial x} + \gamma u^{\gamma - 1} \frac{\partial u}{\partial x}"
                         r" c_e,\ u = 1 - p_t")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial x^2} = \left(\gamma (\gamma - 1) "
+                       r"u^{\gamma - 2} u'^2 + \gamma u^{\gamma - 1} u''\right) c_e + 2 \gamma "
+                       r"u^{\gamma - 1} u' c_e' + u^{\gamma} c_e''")
+    second_order = "diagonal"
     when_to_use = (
         "Multi-label classification with many labels per image and few positives each (MS "
         "COCO, Open Images, NUS-WIDE): the negatives, easy and numerous, are focused "
@@ -396,7 +479,8 @@ class AsymmetricLoss(Loss):
         e = _finite("eps", eps, lo=0.0, hi=1.0, hi_open=True)
         t = self._probability_target(ctx, prediction, target)
         value, grad = ASYMMETRIC.on(ctx.xp)(prediction, t, gp, gn, c, e)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(ASYMMETRIC, prediction, t, gp, gn, c, e))
 
 
 multilabel_margin = multilabel_margin_loss = register(MultilabelMargin())

@@ -18,6 +18,17 @@ __all__ = ["generalized_cross_entropy"]
 _INF = float("inf")
 
 
+def _gce_curvature(xp, p, pos, logp, qq):
+    r"""The second derivative of :math:`(1 - p^q)/q`: :math:`(1 - q)\, p^{q - 2}`, ``inf``
+    at :math:`p = 0` (``pos`` is :math:`p > 0`, ``logp`` the log where it is), 0
+    everywhere at :math:`q = 1`; NaN propagates."""
+    if qq == 1.0:
+        out = xp.zeros_like(p)
+    else:
+        out = xp.where(pos, (1.0 - qq) * xp.exp((qq - 2.0) * logp), xp.full_like(p, _INF))
+    return xp.where(xp.isnan(p), p, out)
+
+
 class GeneralizedCrossEntropy(Loss):
     r"""Generalized cross-entropy :math:`\ell = (1 - p_y^q) / q` of predicted probabilities.
 
@@ -43,11 +54,14 @@ class GeneralizedCrossEntropy(Loss):
     .. math::
 
         \ell_n = \sum_c a_{nc} \frac{1 - p_{nc}^q}{q}, \qquad
-        \frac{\partial \ell_n}{\partial p_{nc}} = -a_{nc}\, p_{nc}^{q - 1}
+        \frac{\partial \ell_n}{\partial p_{nc}} = -a_{nc}\, p_{nc}^{q - 1}, \qquad
+        \frac{\partial^2 \ell_n}{\partial p_{nc}^2} = (1 - q)\, a_{nc}\, p_{nc}^{q - 2}
 
     No clamp is needed: the value is finite on all of [0, 1]. The derivative is infinite
-    at :math:`p_{nc} = 0` for :math:`q < 1` (where :math:`a_{nc} > 0`); a class with
-    :math:`a_{nc} = 0` contributes nothing, not even there. By the chain rule through a
+    at :math:`p_{nc} = 0` for :math:`q < 1` (where :math:`a_{nc} > 0`), and so is the
+    second derivative (the Hessian is diagonal: each term reads its own probability); a
+    class with :math:`a_{nc} = 0` contributes nothing, not even there. At :math:`q = 1`
+    the loss is linear in :math:`p` and its Hessian 0. By the chain rule through a
     softmax :math:`p = \operatorname{softmax}(z)` the logit gradient is
     :math:`p_y^q (p - e_y)`: cross-entropy's, weighted by :math:`p_y^q`, which is why
     confidently wrong (possibly mislabelled) examples pull less.
@@ -76,6 +90,8 @@ class GeneralizedCrossEntropy(Loss):
     target = "integer labels or class probabilities"
     formula = r"\ell = \frac{1 - p_y^q}{q}"
     gradient_formula = r"\frac{\partial \ell}{\partial p_c} = -[c = y]\, p_y^{q - 1}"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial p_c^2} = [c = y]\,(1 - q)\, p_y^{q - 2}"
+    second_order = "diagonal"
     when_to_use = (
         "Classification with noisy labels (crowd-sourced or web-scraped data): with q "
         "between 0 and 1 it trades cross-entropy's fast fitting for the robustness of the "
@@ -95,7 +111,7 @@ class GeneralizedCrossEntropy(Loss):
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index)
         if ct.labels is not None:  # integer labels: only the label's entry of a row counts
-            return self._labels(xp, ct, prediction, qq, need_grad)
+            return self._labels(xp, ct, prediction, qq, need_grad, ctx.wants_hessian)
         a = ct.coef
         p = prediction
         pos = p > 0
@@ -111,11 +127,14 @@ class GeneralizedCrossEntropy(Loss):
                 d = xp.where(pos, xp.exp((qq - 1.0) * logp), xp.full_like(p, _INF))
                 d = xp.where(xp.isnan(p), p, d)
             grad = 0.0 - _weighted(xp, a, d)  # 0.0 -: no -0 entries
+            if ctx.wants_hessian:
+                hess = _weighted(xp, a, _gce_curvature(xp, p, pos, logp, qq))
+                return Terms(value, grad, ct.weight, ct.expand, hess=hess)
         return Terms(value, grad, ct.weight, ct.expand)
 
 
     @staticmethod
-    def _labels(xp, ct, prediction, qq, need_grad):
+    def _labels(xp, ct, prediction, qq, need_grad, wants_hessian=False):
         """The same value and gradient from each row's label entry p_y alone (a gather, no
         power of the whole (N, K) array)."""
         wy = ct.expand(ct.label_weight)
@@ -134,6 +153,10 @@ class GeneralizedCrossEntropy(Loss):
                 d = xp.where(xp.isnan(py), py, d)
             row = 0.0 - _weighted(xp, wy, d)
             grad = xp.where(ct.hit(), row, xp.zeros_like(prediction))
+            if wants_hessian:
+                row = _weighted(xp, wy, _gce_curvature(xp, py, pos, logp, qq))
+                hess = xp.where(ct.hit(), row, xp.zeros_like(prediction))
+                return Terms(value, grad, ct.weight, ct.expand, hess=hess)
         return Terms(value, grad, ct.weight, ct.expand)
 
 

@@ -19,6 +19,26 @@ all three:
     \frac{\partial (1 - R)}{\partial p_i}
         = \frac{R\,\partial_i \mathrm{den} - \partial_i \mathrm{num}}{\mathrm{den}}.
 
+**Second order.** The index of a group couples every element of the group, so the
+Hessian is dense within each group (and 0 between groups): ``second_order = "dense"``,
+``hessian`` is its exact diagonal and ``hvp`` the exact product. By the quotient rule,
+with :math:`r_i = \partial R / \partial p_i`,
+
+.. math::
+
+    \frac{\partial^2 (1 - R)}{\partial p_i \partial p_j}
+        = \frac{[i = j]\,(R\,\partial_i^2 \mathrm{den} - \partial_i^2 \mathrm{num})
+          + r_i\,\partial_j \mathrm{den} + \partial_i \mathrm{den}\,r_j}{\mathrm{den}},
+
+a diagonal plus a rank-2 term per group, so the product costs two sums per group.
+``log_loss`` and the focal power chain as :math:`\phi''(R)\,r r^\top + \phi'(R)\,
+\nabla^2 R`; class weights and the 1/C of ``"per_class"`` scale each group. With
+``from_logits`` the activation adds its own curvature,
+:math:`\nabla_z^2 \ell = J^\top \nabla_p^2 \ell\, J + \sum_c (\partial \ell / \partial p_c)
+\nabla_z^2 p_c` (:math:`J` the Jacobian of the sigmoid or of the softmax along the class
+axis). Where an index is defined by convention (a zero denominator) the Hessian is 0, as
+the gradient; below the log loss's floor too.
+
 **Layout.** The first axis of ``prediction`` is the batch: every example ``n`` is scored on
 its own and ``reduction="none"`` returns one value per example, shape ``(N,)``, so
 ``sample_weight`` and the reductions act on examples. ``axis`` names the class axis:
@@ -241,7 +261,8 @@ class _OverlapLoss(Loss):
         return t, None
 
     def _terms(self, ctx, m: _Maps, num, den, dnum: Callable, dden: Callable,
-               need_grad: bool, *, weight=None, focus=None, empty: float = 1.0) -> Terms:
+               need_grad: bool, *, weight=None, focus=None, empty: float = 1.0,
+               d2den: Callable | None = None, curvature: Callable | None = None) -> Terms:
         """Per-example loss and gradient from the index ``num / den`` of each group.
 
         ``dnum()``/``dden()`` give the elementwise derivatives with respect to ``p``.
@@ -249,6 +270,11 @@ class _OverlapLoss(Loss):
         ``focus``: None (the loss of a group is ``1 - R``), ``("log",)`` (``-log R``,
         :math:`R` floored at ``LOG_FLOOR``) or ``("power", gamma)`` (``(1 - R)^gamma``).
         ``empty``: the index of a group whose denominator is 0 (gradient 0 there).
+
+        Second order (``ctx.wants_hessian``): ``d2den()`` is the elementwise second
+        derivative of ``den`` (None: ``den`` is linear in ``p``; ``num`` always is). An
+        index that is not the ratio of two sums (MCC) passes ``curvature(index)`` instead,
+        returning ``(ds, d2s, gR, HR)`` in the form of :func:`_ratio_curvature`.
         """
         xp = ctx.xp
         ndim = m.z.ndim
@@ -285,7 +311,26 @@ class _OverlapLoss(Loss):
                 if m.keep is not None:
                     g = xp.where(m.keep, g, xp.zeros_like(g))
             grad = g
-        return Terms(value, grad, None, expand)
+        terms = Terms(value, grad, None, expand)
+        if ctx.wants_hessian:
+            if curvature is None:
+                ds, d2s, g_r, h_r = _ratio_curvature(xp, index, safe, dnum(), dden(),
+                                                     None if d2den is None else d2den())
+            else:
+                ds, d2s, g_r, h_r = curvature(index)
+            # the group's loss phi(R), times its class weight and 1/C, as a function of
+            # the sums: gradient phi' gR, Hessian phi'' gR gR^T + phi' HR
+            d1, d2 = _focused_second(xp, focus, index)
+            c = 1.0 / m.groups if weight is None else weight / m.groups
+            zero = xp.zeros_like(index)
+            d1 = xp.where(ok, d1 * c, zero)
+            d2 = xp.where(ok, d2 * c, zero)
+            k = len(ds)
+            g_l = [d1 * g_r[a] for a in range(k)]
+            h_l = [[d2 * g_r[a] * g_r[b] + (0.0 if h_r[a][b] is None else d1 * h_r[a][b])
+                    for b in range(k)] for a in range(k)]
+            terms.hess, terms.hvp = _sums_second_order(xp, m, ds, d2s, g_l, h_l, ctx.vector)
+        return terms
 
     def _class_weight(self, ctx, class_weight, m: _Maps, mode):
         """``class_weight`` as an array broadcasting along the class axis, or None."""
@@ -331,6 +376,133 @@ def _focused(xp, focus, index):
     zero = base == 0
     safe = xp.where(zero, xp.ones_like(base), base)
     return base ** gamma, xp.where(zero, xp.zeros_like(base), gamma * safe ** (gamma - 1.0))
+
+
+def _focused_second(xp, focus, index):
+    """``(phi'(R), phi''(R))`` of the loss ``phi`` of a group's index ``R`` (``focus`` as in
+    :func:`_focused`, with the same conventions: 0 below the log's floor and, for
+    ``(1 - R)^gamma``, where ``R = 1``, unless ``gamma = 2``: the constant 2 there)."""
+    if focus is None:  # 1 - R
+        return -xp.ones_like(index), xp.zeros_like(index)
+    if focus[0] == "log":  # -log R: -1/R and 1/R^2
+        low = index < LOG_FLOOR
+        inv = 1.0 / xp.where(low, xp.ones_like(index), index)
+        zero = xp.zeros_like(index)
+        return xp.where(low, zero, -inv), xp.where(low, zero, inv * inv)
+    gamma = focus[1]  # (1 - R)^gamma: -gamma b^(gamma - 1) and gamma (gamma - 1) b^(gamma - 2)
+    base = 1.0 - index
+    base = xp.where(base < 0, xp.zeros_like(base), base)
+    zero = base == 0
+    safe = xp.where(zero, xp.ones_like(base), base)
+    at_zero = 2.0 if gamma == 2.0 else 0.0
+    d1 = xp.where(zero, xp.zeros_like(base), -gamma * safe ** (gamma - 1.0))
+    d2 = xp.where(zero, xp.full_like(base, at_zero),
+                  gamma * (gamma - 1.0) * safe ** (gamma - 2.0))
+    return d1, d2
+
+
+# Second order of the overlap family. Every index R of a group (an example, or an example
+# and class) is a smooth function of a few sums over the group, S_k = sum_i s_k(p_i), each
+# of an elementwise function s_k (linear in p, or p^2 with ``squared``). With the
+# derivatives F_k = dR/dS_k and F_kl = d2R/dS_k dS_l of the group (constants of the group):
+#
+#     dR/dp_i        = sum_k F_k s_k'(p_i)
+#     d2R/dp_i dp_j  = sum_kl F_kl s_k'(p_i) s_l'(p_j) + [i = j] sum_k F_k s_k''(p_i)
+#
+# a diagonal plus a rank-K term inside each group (and 0 between groups), so the exact
+# Hessian-vector product costs K sums per group. The loss phi(R) of the group (1 - R,
+# -log R or (1 - R)^gamma, times its class weight and 1/C) chains as
+# d2 phi = phi'' dR dR^T + phi' d2R. For the ratios R = N / D (Dice, Tversky, Jaccard,
+# generalised Dice), K = 2 with S_N = N, S_D = D (the smoothing is a constant of either):
+#
+#     F_N = 1/D,  F_D = -R/D,  F_NN = 0,  F_ND = -1/D^2,  F_DD = 2R/D^2
+#
+# (the quotient rule twice: d(1/D) = -dD/D^2, d(-N/D^2) = -dN/D^2 + 2N dD/D^3), that is
+# d2R/dp_i dp_j = [i = j](n_i'' - R d_i'')/D - (r_i d_j' + d_i' r_j)/D with r_i = dR/dp_i.
+# MCC is written over x = sum p t and y = sum p (``MCCLoss``). An activation chains as
+# H_z = J^T H_p J + sum_c (dl/dp_c) d2p_c/dz2 with its Jacobian J.
+def _ratio_curvature(xp, index, safe, dnum, dden, d2den):
+    """``(ds, d2s, gR, HR)`` of the ratio ``R = N / D``: the elementwise derivatives of
+    the two sums (numerator, denominator) and their second derivatives (None: linear),
+    and the group's first and second derivatives of R with respect to the sums
+    (None: 0)."""
+    inv = 1.0 / safe
+    inv2 = inv * inv
+    return ((dnum, dden), (None, d2den), (inv, -index * inv),
+            ((None, -inv2), (-inv2, 2.0 * index * inv2)))
+
+
+def _sums_second_order(xp, m: _Maps, ds, d2s, g_l, h_l, vector):
+    """The Hessian's diagonal and product with ``vector`` with respect to the raw
+    prediction of a loss whose group values depend on the sums ``S_k = total(s_k(p))``:
+    ``ds``/``d2s`` the elementwise ``s_k'``/``s_k''`` (None: 0), ``g_l``/``h_l`` the
+    gradient and Hessian of the groups' losses with respect to the sums (group-shaped),
+    then chained through the activation."""
+    keep = m.keep
+
+    def masked(a):
+        if a is None:
+            return None
+        a = a * xp.ones_like(m.p)
+        return a if keep is None else xp.where(keep, a, xp.zeros_like(a))
+
+    ds = [masked(d) for d in ds]
+    d2s = [masked(d) for d in d2s]
+    k = len(ds)
+    # with respect to p: H_p = diag(dg) + sum_kl h_kl s_k' s_l'^T within each group
+    dg = xp.zeros_like(m.p)
+    for a in range(k):
+        if d2s[a] is not None:
+            dg = dg + g_l[a] * d2s[a]
+    gp = sum(g_l[a] * ds[a] for a in range(k))  # dl/dp
+    diag_p = dg + sum(h_l[a][b] * ds[a] * ds[b] for a in range(k) for b in range(k))
+
+    def hvp_p(u):
+        dots = [m.total(xp, ds[b] * u) for b in range(k)]
+        return dg * u + sum(ds[a] * sum(h_l[a][b] * dots[b] for b in range(k))
+                            for a in range(k))
+
+    v = vector
+    if m.act is None:
+        diag, hv = diag_p, (None if v is None else hvp_p(v))
+    elif m.act == "sigmoid":  # p' = s(z) s(-z), p'' = p' (s(-z) - s(z)), exact in the tails
+        sm = _sigmoid(xp, -m.z)
+        d1 = m.a * sm
+        d2 = d1 * (sm - m.a)
+        diag = d1 * d1 * diag_p + gp * d2
+        hv = None if v is None else d1 * hvp_p(d1 * v) + gp * d2 * v
+    else:  # softmax along the class axis: J = diag(a) - a a^T (symmetric)
+        a, ax = m.a, m.ax
+
+        def jac(u):
+            return a * (u - xp.sum(a * u, axis=ax, keepdims=True))
+
+        centred = gp - xp.sum(a * gp, axis=ax, keepdims=True)
+        # sum_c g_c d2a_c/dz_i dz_j applied to u: d(J^T g)[u] = (Ju) (g - <a,g>) - a <Ju, g>;
+        # its diagonal a (1 - 2a) (g - <a, g>)
+        curv = a * (1.0 - 2.0 * a) * centred
+        # diag(J H_p J)_c with column J e_c = a * (e_c - a_c): a block of H_p over the
+        # classes of one position that is diagonal (per-class groups) contributes
+        # a_c^2 (h_c (1 - 2 a_c) + sum_k a_k^2 h_k); a rank-K term within one group
+        # (classes pooled) contributes sum_kl h_kl (J s_k')_c (J s_l')_c
+        per_class = ax not in m.axes
+        h = diag_p if per_class else dg
+        diag = a * a * (h * (1.0 - 2.0 * a) + xp.sum(a * a * h, axis=ax, keepdims=True))
+        if not per_class:
+            js = [jac(ds[b]) for b in range(k)]
+            diag = diag + sum(h_l[i][j] * js[i] * js[j] for i in range(k) for j in range(k))
+        diag = diag + curv
+        hv = None
+        if v is not None:
+            dp = jac(v)
+            if keep is not None:
+                dp = xp.where(keep, dp, xp.zeros_like(dp))
+            hv = jac(hvp_p(dp)) + dp * centred - a * xp.sum(dp * gp, axis=ax, keepdims=True)
+    if keep is not None:
+        diag = xp.where(keep, diag, xp.zeros_like(diag))
+        if hv is not None:
+            hv = xp.where(keep, hv, xp.zeros_like(hv))
+    return diag, hv
 
 
 _SHARED_DOC = """\
@@ -379,7 +551,10 @@ With ``from_logits="sigmoid"`` the gradient is
 \\partial \\ell/\\partial p_i\\,\\sigma(z_i)\\sigma(-z_i)`; with ``"softmax"`` along the class
 axis,
 :math:`\\partial \\ell/\\partial z_c = p_c\\,(g_c - \\sum_k p_k g_k)`, :math:`g = \\partial
-\\ell/\\partial p`. In ``"per_class"`` mode both value and gradient are divided by C."""
+\\ell/\\partial p`. In ``"per_class"`` mode both value and gradient are divided by C.
+The Hessian with respect to the logits is
+:math:`J^\\top (\\nabla_p^2 \\ell) J + \\sum_c g_c \\nabla_z^2 p_c` (module notes); for the
+sigmoid :math:`\\sigma'' = \\sigma'\\,(1 - 2\\sigma)`."""
 
 
 class DiceLoss(_OverlapLoss):
@@ -411,7 +586,11 @@ class DiceLoss(_OverlapLoss):
         D = \frac{2\sum_i p_i t_i + s}{\sum_i q_i + \sum_i r_i + s}, \qquad \ell = 1 - D,
         \qquad
         \frac{\partial \ell}{\partial p_i} = \frac{D\,q_i' - 2 t_i}
-            {\sum_j q_j + \sum_j r_j + s}
+            {\sum_j q_j + \sum_j r_j + s},
+
+        \frac{\partial^2 \ell}{\partial p_i \partial p_j} = \frac{[i = j]\, D\, q_i''
+            + d_i q_j' + q_i' d_j}{\sum_k q_k + \sum_k r_k + s}, \qquad
+        d_i = \frac{\partial D}{\partial p_i}
 
     with :math:`q_i' = 1` (or :math:`2 p_i`). :math:`0 \le \ell \le 1` for maps in [0, 1]
     (:math:`2pt \le p + t`). An empty prediction of an empty target costs 0; with
@@ -454,6 +633,10 @@ class DiceLoss(_OverlapLoss):
     formula = r"\ell = 1 - \frac{2\sum_i p_i t_i + s}{\sum_i p_i + \sum_i t_i + s}"
     gradient_formula = (r"\frac{\partial \ell}{\partial p_i} = \frac{D - 2 t_i}"
                         r"{\sum_j p_j + \sum_j t_j + s}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial p_i \partial p_j} = "
+                       r"\frac{r_i + r_j}{\sum_k (p_k + t_k) + s},\ "
+                       r"r_i = \frac{2 t_i - D}{\sum_k (p_k + t_k) + s}")
+    second_order = "dense"
     when_to_use = (
         "Segmentation where the foreground is small (organs, lesions, cells): the Dice loss "
         "scores the overlap of predicted and true masks as a whole, so it is insensitive to "
@@ -483,7 +666,8 @@ class DiceLoss(_OverlapLoss):
         return self._terms(ctx, m, 2.0 * inter + s, size + s,
                            lambda: 2.0 * t,
                            (lambda: 2.0 * p) if sq else (lambda: xp.ones_like(p)),
-                           need_grad, weight=w, focus=focus)
+                           need_grad, weight=w, focus=focus,
+                           d2den=(lambda: xp.full_like(p, 2.0)) if sq else None)
 
 
 class TverskyLoss(_OverlapLoss):
@@ -517,7 +701,11 @@ class TverskyLoss(_OverlapLoss):
         T = \frac{TP + s}{TP + \alpha FP + \beta FN + s}, \qquad \ell = 1 - T, \qquad
         \frac{\partial \ell}{\partial p_i} =
             \frac{T\,\bigl(t_i + \alpha (1 - t_i) - \beta t_i\bigr) - t_i}
-                 {TP + \alpha FP + \beta FN + s}
+                 {TP + \alpha FP + \beta FN + s},
+
+        \frac{\partial^2 \ell}{\partial p_i \partial p_j} = \frac{d_i c_j + c_i d_j}
+            {TP + \alpha FP + \beta FN + s}, \qquad c_i = t_i + \alpha (1 - t_i) - \beta
+            t_i, \qquad d_i = \frac{\partial T}{\partial p_i}
 
     :math:`0 \le \ell \le 1` for maps in [0, 1]. At :math:`\alpha = \beta = 1/2` the
     denominator is :math:`(\sum p + \sum t)/2 + s`, so ``tversky_loss(smooth=s)`` equals
@@ -556,6 +744,11 @@ class TverskyLoss(_OverlapLoss):
     formula = r"\ell = 1 - \frac{TP + s}{TP + \alpha\,FP + \beta\,FN + s}"
     gradient_formula = (r"\frac{\partial \ell}{\partial p_i} = \frac{T\,(t_i + \alpha(1 - t_i)"
                         r" - \beta t_i) - t_i}{TP + \alpha\,FP + \beta\,FN + s}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial p_i \partial p_j} = "
+                       r"\frac{r_i c_j + c_i r_j}{TP + \alpha\,FP + \beta\,FN + s},\ "
+                       r"c_i = t_i + \alpha(1 - t_i) - \beta t_i,\ "
+                       r"r_i = \frac{t_i - T c_i}{TP + \alpha\,FP + \beta\,FN + s}")
+    second_order = "dense"
     when_to_use = (
         "Segmentation of small or rare structures where missing foreground (false negatives) "
         "is worse than over-segmenting: the Tversky index weights false positives by alpha "
@@ -622,7 +815,11 @@ class JaccardLoss(_OverlapLoss):
     .. math::
 
         J = \frac{\sum_i p_i t_i + s}{U + s}, \qquad \ell = 1 - J, \qquad
-        \frac{\partial \ell}{\partial p_i} = \frac{J\,(q_i' - t_i) - t_i}{U + s}
+        \frac{\partial \ell}{\partial p_i} = \frac{J\,(q_i' - t_i) - t_i}{U + s},
+
+        \frac{\partial^2 \ell}{\partial p_i \partial p_j} = \frac{[i = j]\, J q_i''
+            + d_i (q_j' - t_j) + (q_i' - t_i) d_j}{U + s}, \qquad
+            d_i = \frac{\partial J}{\partial p_i}
 
     with :math:`q_i' = 1` (or :math:`2 p_i`). At :math:`s = 0`, :math:`J = D / (2 - D)` with
     :math:`D` the Dice coefficient. A denominator of 0 (:math:`s = 0`, both maps empty) is
@@ -655,6 +852,10 @@ class JaccardLoss(_OverlapLoss):
     formula = r"\ell = 1 - \frac{\sum_i p_i t_i + s}{\sum_i (p_i + t_i - p_i t_i) + s}"
     gradient_formula = (r"\frac{\partial \ell}{\partial p_i} = \frac{J\,(1 - t_i) - t_i}"
                         r"{\sum_j (p_j + t_j - p_j t_j) + s}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial p_i \partial p_j} = "
+                       r"\frac{r_i (1 - t_j) + (1 - t_i) r_j}{U + s},\ "
+                       r"r_i = \frac{t_i - J (1 - t_i)}{U + s}")
+    second_order = "dense"
     when_to_use = (
         "Segmentation evaluated by intersection over union (the Jaccard index, mIoU): this "
         "soft IoU optimises the metric directly and, like the Dice loss, ignores the bulk of "
@@ -686,7 +887,8 @@ class JaccardLoss(_OverlapLoss):
         return self._terms(ctx, m, inter + s, union + s,
                            lambda: t,
                            (lambda: 2.0 * p - t) if sq else (lambda: 1.0 - t),
-                           need_grad, weight=w, focus=focus)
+                           need_grad, weight=w, focus=focus,
+                           d2den=(lambda: xp.full_like(p, 2.0)) if sq else None)
 
 
 class FocalTverskyLoss(TverskyLoss):
@@ -724,12 +926,18 @@ class FocalTverskyLoss(TverskyLoss):
         \ell = (1 - T)^\gamma, \qquad
         \frac{\partial \ell}{\partial p_i} = \gamma (1 - T)^{\gamma - 1}\,
             \frac{T\,\bigl(t_i + \alpha (1 - t_i) - \beta t_i\bigr) - t_i}
-                 {TP + \alpha FP + \beta FN + s}
+                 {TP + \alpha FP + \beta FN + s},
 
-    and in ``"per_class"`` mode the example's loss is the mean of the C class losses
+        \frac{\partial^2 \ell}{\partial p_i \partial p_j} = \gamma (\gamma - 1)
+            (1 - T)^{\gamma - 2} d_i d_j + \gamma (1 - T)^{\gamma - 1}
+            \frac{d_i c_j + c_i d_j}{TP + \alpha FP + \beta FN + s}
+
+    (:math:`c_i = t_i + \alpha (1 - t_i) - \beta t_i`, :math:`d_i = \partial T / \partial
+    p_i`) and in ``"per_class"`` mode the example's loss is the mean of the C class losses
     (Abraham and Khan sum them; the mean keeps the loss in [0, 1]). Where :math:`T = 1`
     the gradient is defined as 0 (for :math:`\gamma < 1` the slope is unbounded there; it
-    is the minimum). segmentation_models_pytorch's ``TverskyLoss(gamma=)`` raises the mean
+    is the minimum), and so is the Hessian's first term unless :math:`\gamma = 2` (then
+    its factor is 2; for :math:`\gamma < 2` it is unbounded there). segmentation_models_pytorch's ``TverskyLoss(gamma=)`` raises the mean
     over classes of the batch-pooled losses to the power instead: the same number with one
     class (or ``mode="global"``) after folding the batch (module notes).
 
@@ -761,6 +969,11 @@ class FocalTverskyLoss(TverskyLoss):
     gradient_formula = (r"\frac{\partial \ell}{\partial p_i} = \gamma (1 - T)^{\gamma - 1}"
                         r"\frac{T\,(t_i + \alpha(1 - t_i) - \beta t_i) - t_i}"
                         r"{TP + \alpha\,FP + \beta\,FN + s}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial p_i \partial p_j} = "
+                       r"\gamma(\gamma - 1)(1 - T)^{\gamma - 2} r_i r_j + \gamma (1 - T)^"
+                       r"{\gamma - 1} \frac{r_i c_j + c_i r_j}{TP + \alpha\,FP + \beta\,FN + s},"
+                       r"\ c_i = t_i + \alpha(1 - t_i) - \beta t_i,\ r_i = \frac{t_i - T c_i}"
+                       r"{TP + \alpha\,FP + \beta\,FN + s}")
     when_to_use = (
         "Segmentation of small lesions or thin structures with heavy class imbalance: the "
         "Tversky index with beta > alpha favours recall, and the focal exponent gamma < 1 "
@@ -815,7 +1028,11 @@ class GeneralizedDiceLoss(_OverlapLoss):
 
         G = \frac{2 \sum_c w_c I_c + s}{\sum_c w_c S_c + s}, \qquad \ell = 1 - G, \qquad
         \frac{\partial \ell}{\partial p_{ic}} = w_c\,\frac{G - 2 t_{ic}}
-            {\sum_k w_k S_k + s}.
+            {\sum_k w_k S_k + s},
+
+        \frac{\partial^2 \ell}{\partial p_{ic} \partial p_{jk}} =
+            \frac{d_{ic} w_k + w_c d_{jk}}{\sum_k w_k S_k + s}, \qquad
+            d_{ic} = \frac{\partial G}{\partial p_{ic}}.
 
     The weights depend on the target only and are constants for the gradient. A class
     absent from an example's target (:math:`V_c = 0`, an infinite weight) takes the
@@ -860,6 +1077,11 @@ class GeneralizedDiceLoss(_OverlapLoss):
                r"w_c = \Bigl(\sum_i t_{ic}\Bigr)^{-2}")
     gradient_formula = (r"\frac{\partial \ell}{\partial p_{ic}} = w_c\,\frac{G - 2 t_{ic}}"
                         r"{\sum_k w_k \sum_i (p_{ik} + t_{ik}) + s}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial p_{ic} \partial p_{jk}} = "
+                       r"\frac{r_{ic} w_k + w_c r_{jk}}{\sum_k w_k \sum_i (p_{ik} + t_{ik}) + s},"
+                       r"\ r_{ic} = w_c \frac{2 t_{ic} - G}{\sum_k w_k \sum_i (p_{ik} + t_{ik})"
+                       r" + s}")
+    second_order = "dense"
     when_to_use = (
         "Multi-class segmentation with very unequal class volumes (tumour sub-regions, small "
         "organs next to large ones): the inverse-volume weights make every class count "
@@ -938,7 +1160,18 @@ class MCCLoss(_OverlapLoss):
             {\sqrt{ABCD}} + \frac{M}{2}\Bigl(\frac{1}{A} - \frac{1}{D}\Bigr)
 
     (:math:`B` and :math:`C` do not depend on :math:`p`; :math:`\partial A/\partial p_i =
-    1`, :math:`\partial D/\partial p_i = -1`). :math:`0 \le \ell \le 2`. On 0/1 maps with
+    1`, :math:`\partial D/\partial p_i = -1`). :math:`M` is a function of the two sums
+    :math:`x = \sum_i p_i t_i` and :math:`y = \sum_i p_i` (its numerator is linear in
+    them), so the Hessian is of rank 2 within an index:
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial p_i \partial p_j} = -M_{xy} (t_i + t_j) - M_{yy},
+        \qquad M_{xy} = \frac{(A + D)\,\lambda}{\sqrt{ABCD}}, \qquad
+        M_{yy} = -\frac{2 B \lambda}{\sqrt{ABCD}} + M \Bigl(\lambda^2 + \frac{1}{2A^2}
+        + \frac{1}{2D^2}\Bigr)
+
+    with :math:`\lambda = (1/D - 1/A)/2`. :math:`0 \le \ell \le 2`. On 0/1 maps with
     :math:`\epsilon = 0`, :math:`M` is scikit-learn's ``matthews_corrcoef``. Ignored
     positions (``ignore_index``) count in none of the four sums. smp's ``MCCLoss`` pools
     the whole batch into one binary index: ``mcc_loss(p.reshape(1, -1),
@@ -973,6 +1206,12 @@ class MCCLoss(_OverlapLoss):
     gradient_formula = (r"\frac{\partial \ell}{\partial p_i} = -\frac{t_i (TN + FP) - "
                         r"(1 - t_i)(TP + FN)}{\sqrt{(TP + FP)(TP + FN)(TN + FP)(TN + FN)}}"
                         r" + \frac{M}{2}\Bigl(\frac{1}{TP + FP} - \frac{1}{TN + FN}\Bigr)")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial p_i \partial p_j} = -\bigl(M_{xy}"
+                       r" (t_i + t_j) + M_{yy}\bigr),\ M_{xy} = \frac{(A + D)\lambda}"
+                       r"{\sqrt{ABCD}},\ M_{yy} = -\frac{2 B \lambda}{\sqrt{ABCD}} + M\Bigl("
+                       r"\lambda^2 + \frac{1}{2 A^2} + \frac{1}{2 D^2}\Bigr),\ \lambda = "
+                       r"\frac{1}{2}\Bigl(\frac{1}{D} - \frac{1}{A}\Bigr)")
+    second_order = "dense"
     when_to_use = (
         "Binary segmentation (skin lesions, defects) where both false positives on the "
         "background and false negatives matter: the Matthews correlation uses all four "
@@ -1010,9 +1249,28 @@ class MCCLoss(_OverlapLoss):
             sd = xp.where(ok, d, xp.ones_like(d))
             return (0.5 * den) * (1.0 / sa - 1.0 / sd) * xp.ones_like(p)
 
+        def curvature(index):
+            # M = num(x, y) u(y) over the sums x = sum p t, y = sum p (B, C constant):
+            # num = TP TN - FP FN is linear, d num/dx = A + D, d num/dy = -B, and
+            # u = (ABCD)^(-1/2) with A = y + 2e, D = (kept count) - y + 2e has
+            # u' = u lam, lam = -(1/A - 1/D)/2, u'' = u (lam^2 + lam'), lam' = (1/A^2 +
+            # 1/D^2)/2. So M_x = (A + D) u, M_y = -B u + M lam, M_xx = 0,
+            # M_xy = (A + D) u lam, M_yy = -2 B u lam + M (lam^2 + lam').
+            one = xp.ones_like(den)
+            u = 1.0 / xp.where(ok, den, one)
+            ia = 1.0 / xp.where(ok, a, one)
+            id_ = 1.0 / xp.where(ok, d, one)
+            lam = -0.5 * (ia - id_)
+            dlam = 0.5 * (ia * ia + id_ * id_)
+            tot = (a + d) * u
+            return ((t, xp.ones_like(p)), (None, None),
+                    (tot, -b * u + index * lam),
+                    ((None, tot * lam), (tot * lam, -2.0 * b * u * lam
+                                         + index * (lam * lam + dlam))))
+
         return self._terms(ctx, m, tp * tn - fp * fn, den,
                            lambda: t * c - (1.0 - t) * b,
-                           dden, need_grad, empty=0.0)
+                           dden, need_grad, empty=0.0, curvature=curvature)
 
 
 for _cls in (DiceLoss, TverskyLoss, JaccardLoss, FocalTverskyLoss, GeneralizedDiceLoss,

@@ -34,6 +34,16 @@ is the exact gradient of the weighted pairwise loss with those weights (the "lam
 of Burges 2010). Between ties of the scores the weights are constant, so it is also the
 derivative of the value there.
 
+**Second order.** The scores of a list are coupled (``second_order = "dense"``):
+``hessian`` is the exact diagonal of the Hessian with respect to the scores and ``hvp``
+the exact product, list by list, 0 on padding items. The pairwise losses add
+:math:`\sigma(d)\sigma(-d)(e_i - e_j)(e_i - e_j)^\top` per pair (``lambdarank_loss``
+with its NDCG weights held fixed, as constants of the sorted order);
+``ranking_softmax_loss`` is a softmax cross-entropy, :math:`Y(\operatorname{diag} p -
+p p^\top)`; ``listmle_loss`` a sum of log-softmaxes over the suffixes of the label-sorted
+list, :math:`\sum_k (\operatorname{diag} q_k - q_k q_k^\top)`. All four are positive
+semi-definite.
+
 **Cost.** The pairwise losses and ``listmle_loss`` form ``L x L`` pair arrays per list:
 fine for lists of up to a few hundred items.
 """
@@ -45,7 +55,7 @@ import math
 from ..core.arrays import can_inspect
 from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, fill_doc, register
-from ..core.primitives import _sigmoid, _softplus
+from ..core.primitives import _sigmoid, _softmax_hessian, _softplus
 from ..core.validation import _dtype_name, check_numeric, defer_invalid, same_shape
 from ..kernels import ranking as _kernels
 
@@ -221,6 +231,22 @@ def _pairwise_logistic(xp, s, w, need_grad):
     return value, xp.sum(a, axis=-2) - xp.sum(a, axis=-1)
 
 
+def _pairwise_logistic_hessian(ctx, s, w):
+    r"""Second order of :func:`_pairwise_logistic` with the weights ``w`` constant: every
+    pair adds :math:`c_{ij} (e_i - e_j)(e_i - e_j)^\top` with :math:`c_{ij} = w_{ij}
+    \sigma(d_{ij})\sigma(-d_{ij})`, so the diagonal is :math:`\sum_j c_{kj} + \sum_i
+    c_{ik}` and :math:`(Hv)_k = H_{kk} v_k - \sum_j (c_{kj} + c_{jk}) v_j`."""
+    xp = ctx.xp
+    d = _rows(xp, s) - _cols(xp, s)
+    c = w * (_sigmoid(xp, d) * _sigmoid(xp, -d))
+    diag = xp.sum(c, axis=-1) + xp.sum(c, axis=-2)
+    v = ctx.vector
+    if v is None:
+        return diag, None
+    return diag, diag * v - xp.sum(c * _cols(xp, v), axis=-1) - xp.sum(c * _rows(xp, v),
+                                                                       axis=-2)
+
+
 _PAIR_NOTE = r"""The pairs are the ordered pairs :math:`(i, j)` of valid items with
 :math:`y_i > y_j`; pairs of equal labels take no part, so a list whose labels are all
 equal costs 0."""
@@ -273,7 +299,16 @@ class PairwiseLogistic(_RankingLoss):
         - \sum_{j} P_{kj}\,\sigma(-d_{kj})
 
     The loss is convex in the scores and unchanged by adding a constant to every score
-    of a list.
+    of a list. Each pair adds :math:`\sigma(d_{ij})\sigma(-d_{ij})\,(e_i - e_j)(e_i -
+    e_j)^\top` to the Hessian, which couples the scores of a list:
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial s_k^2} = \sum_{j} (P_{kj} + P_{jk})\,
+        \sigma(d_{kj})\,\sigma(-d_{kj}), \qquad
+        \frac{\partial^2 \ell}{\partial s_k \partial s_m} = -(P_{km} + P_{mk})\,
+        \sigma(d_{km})\,\sigma(-d_{km}) \quad (k \ne m)
+
     {pair_note}
 
     The per-list value is the **sum** over its pairs (RankNet's cost). allRank's
@@ -307,6 +342,10 @@ class PairwiseLogistic(_RankingLoss):
     formula = r"\ell = \sum_{i, j:\ y_i > y_j} \log\bigl(1 + e^{-(s_i - s_j)}\bigr)"
     gradient_formula = (r"\frac{\partial \ell}{\partial s_k} = \sum_{i:\ y_i > y_k}"
                         r" \sigma(s_k - s_i) - \sum_{j:\ y_k > y_j} \sigma(s_j - s_k)")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial s_k \partial s_m} = [k = m]"
+                       r"\sum_j c_{kj} - c_{km},\ c_{km} = (P_{km} + P_{mk})\,"
+                       r"\sigma(s_k - s_m)\,\sigma(s_m - s_k),\ P_{ij} = [y_i > y_j]")
+    second_order = "dense"
     when_to_use = (
         "Learning to rank from graded relevance (search, recommendation) when every "
         "correctly ordered pair matters equally: the classic RankNet objective, convex and "
@@ -320,8 +359,12 @@ class PairwiseLogistic(_RankingLoss):
         s, y, valid, _ = _inputs(ctx, scores, labels, where, nonnegative=False)
         if s.shape[-1] == 0:
             return _empty_lists(ctx, s, valid, need_grad)
-        value, g = _pairwise_logistic(xp, s, _pair_mask(ctx, y, valid), need_grad)
-        return _terms(ctx, value, g, valid)
+        w = _pair_mask(ctx, y, valid)
+        value, g = _pairwise_logistic(xp, s, w, need_grad)
+        terms = _terms(ctx, value, g, valid)
+        if ctx.wants_hessian:
+            terms.hess, terms.hvp = _pairwise_logistic_hessian(ctx, s, w)
+        return terms
 
 
 class LambdaRank(_RankingLoss):
@@ -370,7 +413,13 @@ class LambdaRank(_RankingLoss):
         - \sum_{j} w_{kj} P_{kj}\,\sigma(-d_{kj}), \qquad d_{ij} = s_i - s_j
 
     (Burges's :math:`\lambda_{ij}` with :math:`\sigma = 1`), and between ties of the
-    scores it is also the derivative of the value. A list whose labels are all 0 has
+    scores it is also the derivative of the value. The Hessian holds the weights fixed
+    too (they are constants of the sorted order, LambdaMART's convention for its
+    Newton steps): that of ``pairwise_logistic_loss`` with every pair weighted by
+    :math:`w_{ij}`,
+    :math:`\partial^2 \ell / \partial s_k^2 = \sum_j (w_{kj} P_{kj} + w_{jk} P_{jk})
+    \sigma(d_{kj})\sigma(-d_{kj})`, off the diagonal :math:`-(w_{km} P_{km} + w_{mk}
+    P_{mk})\sigma(d_{km})\sigma(-d_{km})`. A list whose labels are all 0 has
     :math:`\mathrm{IDCG} = 0` and no pairs: it costs 0.
     {pair_note}
 
@@ -408,6 +457,10 @@ class LambdaRank(_RankingLoss):
     gradient_formula = (r"\frac{\partial \ell}{\partial s_k} = \sum_{i:\ y_i > y_k} w_{ik}"
                         r"\sigma(s_k - s_i) - \sum_{j:\ y_k > y_j} w_{kj}\sigma(s_j - s_k),"
                         r"\ w = \lvert\Delta\mathrm{NDCG}\rvert \text{ held fixed}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial s_k \partial s_m} = [k = m]"
+                       r"\sum_j c_{kj} - c_{km},\ c_{km} = (w_{km} P_{km} + w_{mk} P_{mk})\,"
+                       r"\sigma(s_k - s_m)\,\sigma(s_m - s_k),\ w \text{ held fixed}")
+    second_order = "dense"
     when_to_use = (
         "Learning to rank when the quality measure is NDCG: pairs near the top of the "
         "current ranking, whose swap changes NDCG most, get the largest weights. The "
@@ -432,8 +485,12 @@ class LambdaRank(_RankingLoss):
                        xp.zeros_like(idcg))
         w = (xp.abs(_rows(xp, gain) - _cols(xp, gain)) * xp.abs(_rows(xp, disc)
              - _cols(xp, disc)) * xp.expand_dims(xp.expand_dims(inv, axis=-1), axis=-1))
-        value, g = _pairwise_logistic(xp, s, w * _pair_mask(ctx, y, valid), need_grad)
-        return _terms(ctx, value, g, valid)
+        w = w * _pair_mask(ctx, y, valid)
+        value, g = _pairwise_logistic(xp, s, w, need_grad)
+        terms = _terms(ctx, value, g, valid)
+        if ctx.wants_hessian:  # the weights |delta NDCG| held fixed, as for the gradient
+            terms.hess, terms.hvp = _pairwise_logistic_hessian(ctx, s, w)
+        return terms
 
 
 class RankingSoftmax(_RankingLoss):
@@ -474,7 +531,8 @@ class RankingSoftmax(_RankingLoss):
 
     .. math::
 
-        \frac{\partial \ell}{\partial s_k} = Y p_k - y_k
+        \frac{\partial \ell}{\partial s_k} = Y p_k - y_k, \qquad
+        \frac{\partial^2 \ell}{\partial s_k \partial s_m} = Y p_k (\delta_{km} - p_m)
 
     A list whose labels are all 0 costs 0 with a zero gradient (and still counts in the
     mean, as in Optax). Computed as :math:`\ell = Y \log\sum_j e^{s_j - m} - \sum_i y_i
@@ -514,6 +572,9 @@ class RankingSoftmax(_RankingLoss):
     formula = r"\ell = -\sum_i y_i \log \frac{e^{s_i}}{\sum_j e^{s_j}}"
     gradient_formula = (r"\frac{\partial \ell}{\partial s_k} = \Bigl(\sum_i y_i\Bigr) p_k "
                         r"- y_k,\ p = \operatorname{softmax}(s)")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial s_k \partial s_m} = "
+                       r"\Bigl(\sum_i y_i\Bigr) p_k (\delta_{km} - p_m)")
+    second_order = "dense"
     when_to_use = (
         "Listwise learning to rank with graded or binary relevance: one softmax over the "
         "list, as cheap as a classification loss (linear in the list length) and a "
@@ -547,7 +608,10 @@ class RankingSoftmax(_RankingLoss):
         if not need_grad:
             return _terms(ctx, value, None, valid)
         p = e / xp.where(z > 0, z, xp.ones_like(z))
-        return _terms(ctx, value, total * p - y, valid)
+        terms = _terms(ctx, value, total * p - y, valid)
+        if ctx.wants_hessian:  # Y (diag p - p p^T), p the softmax over the valid items
+            terms.hess, terms.hvp = _softmax_hessian(xp, p, total, ctx.vector, -1)
+        return terms
 
 
 class ListMLE(_RankingLoss):
@@ -590,7 +654,16 @@ class ListMLE(_RankingLoss):
         \frac{\partial \ell}{\partial s_{\pi(m)}} = \sum_{k \le m} e^{s_{\pi(m)} - L_k} - 1
 
     (the probability that :math:`\pi(m)` is picked at each step :math:`k \le m`, minus
-    the 1 of the step that picks it). The loss is convex and unchanged by adding a
+    the 1 of the step that picks it). Every step is a log-softmax over its pool, so
+    with :math:`q_k` the softmax of the step :math:`k` (over the items :math:`\pi(m)`,
+    :math:`m \ge k`, 0 elsewhere)
+
+    .. math::
+
+        \frac{\partial^2 \ell}{\partial s\, \partial s^\top} = \sum_k
+        \bigl(\operatorname{diag} q_k - q_k q_k^\top\bigr), \qquad
+        \frac{\partial^2 \ell}{\partial s_{\pi(m)}^2} = \sum_{k \le m} q_{k,\pi(m)}
+        \bigl(1 - q_{k,\pi(m)}\bigr). The loss is convex and unchanged by adding a
     constant to every score of a list; its last term is always 0. Every
     :math:`L_k` is computed against the largest score it contains, so large scores
     neither overflow nor underflow.
@@ -623,6 +696,10 @@ class ListMLE(_RankingLoss):
                r"s_{\pi(k)}\Bigr),\ \pi \text{ sorts the labels descending}")
     gradient_formula = (r"\frac{\partial \ell}{\partial s_{\pi(m)}} = \sum_{k \le m} "
                         r"\frac{e^{s_{\pi(m)}}}{\sum_{m' \ge k} e^{s_{\pi(m')}}} - 1")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial s\,\partial s^\top} = \sum_k "
+                       r"\bigl(\operatorname{diag} q_k - q_k q_k^\top\bigr),\ q_k = "
+                       r"\operatorname{softmax}\text{ of the scores } s_{\pi(m)},\ m \ge k")
+    second_order = "dense"
     when_to_use = (
         "Listwise learning to rank when the full order of the labels matters, not only "
         "the top: the likelihood of the label-sorted permutation under a Plackett-Luce "
@@ -657,7 +734,17 @@ class ListMLE(_RankingLoss):
         if v is not None:
             share = share * _rows(xp, v)
         g = xp.sum(share, axis=-2) - (xp.ones_like(s) if v is None else v)
-        return _terms(ctx, value, g, valid)
+        terms = _terms(ctx, value, g, valid)
+        if ctx.wants_hessian:
+            # each step k is a log-softmax over its pool, share[k] = softmax over the pool:
+            # H = sum_k (diag(q_k) - q_k q_k^T), q_k = share[k, :]
+            terms.hess = xp.sum(share * (1.0 - share), axis=-2)
+            vec = ctx.vector
+            if vec is not None:
+                vec = vec if v is None else vec * v
+                dots = xp.sum(share * _cols(xp, vec), axis=-1)  # q_k . v per step
+                terms.hvp = xp.sum(share * (_cols(xp, vec) - _rows(xp, dots)), axis=-2)
+        return terms
 
 
 for _cls in (PairwiseLogistic, LambdaRank, RankingSoftmax, ListMLE):

@@ -129,7 +129,8 @@ class HalfSquaredError(Loss):
     -----
     .. math::
 
-        \ell_n = \tfrac12 (y_n - t_n)^2, \qquad \frac{\partial \ell_n}{\partial y_n} = y_n - t_n
+        \ell_n = \tfrac12 (y_n - t_n)^2, \qquad \frac{\partial \ell_n}{\partial y_n} = y_n - t_n,
+        \qquad \frac{\partial^2 \ell_n}{\partial y_n^2} = 1
 
     Optax's ``l2_loss`` is the unreduced version; the ½ follows Bishop, not ESL.
 
@@ -153,6 +154,8 @@ class HalfSquaredError(Loss):
     target = "real, same shape"
     formula = r"\ell = \tfrac{1}{2} (y - t)^2"
     gradient_formula = r"\frac{\partial \ell}{\partial y} = y - t"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y^2} = 1"
+    second_order = "diagonal"
     when_to_use = (
         "The same model as mse with the factor 1/2 that makes the gradient the plain "
         "residual y - t: the convention of most textbooks and of the tutorials' code. Use "
@@ -163,9 +166,10 @@ class HalfSquaredError(Loss):
 
 
     def _compute(self, ctx, prediction, target, *, need_grad):
-        value, grad = L2_LOSS.on(ctx.xp)(prediction,
-                                         self._real_target(ctx, prediction, target))
-        return Terms(value, grad if need_grad else None)
+        t = self._real_target(ctx, prediction, target)
+        value, grad = L2_LOSS.on(ctx.xp)(prediction, t)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(L2_LOSS, prediction, t))
 
 
 class MeanAbsoluteError(Loss):
@@ -182,9 +186,15 @@ class MeanAbsoluteError(Loss):
     .. math::
 
         \ell_n = |y_n - t_n|, \qquad
-        \frac{\partial \ell_n}{\partial y_n} = \operatorname{sign}(y_n - t_n)
+        \frac{\partial \ell_n}{\partial y_n} = \operatorname{sign}(y_n - t_n), \qquad
+        \frac{\partial^2 \ell_n}{\partial y_n^2} = 0 \quad (y_n \ne t_n)
 
     At the kink :math:`y = t` the subgradient 0 is used (as PyTorch's ``l1_loss``).
+    The Hessian is 0 almost everywhere and undefined at the kink; ``hessian`` returns
+    zeros. Gradient boosting cannot take a Newton step on it: XGBoost's
+    ``reg:absoluteerror`` uses a Hessian of 1 (times the sample weight) and then refits
+    each leaf's value by the weighted median of its residuals, and LightGBM's ``l1``
+    likewise uses Hessian 1 and renews the leaf outputs by percentiles.
 
     References
     ----------
@@ -207,6 +217,8 @@ class MeanAbsoluteError(Loss):
     target = "real, same shape"
     formula = r"\ell = |y - t|"
     gradient_formula = r"\frac{\partial \ell}{\partial y} = \operatorname{sign}(y - t)"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y^2} = 0\ (y \ne t)"
+    second_order = "zero"
     when_to_use = (
         "Regression robust to outliers: every unit of error costs the same, so a few wild "
         "targets do not dominate. Estimates the conditional median. The gradient has constant "
@@ -216,8 +228,10 @@ class MeanAbsoluteError(Loss):
 
 
     def _compute(self, ctx, prediction, target, *, need_grad):
-        value, grad = MAE.on(ctx.xp)(prediction, self._real_target(ctx, prediction, target))
-        return Terms(value, grad if need_grad else None)
+        t = self._real_target(ctx, prediction, target)
+        value, grad = MAE.on(ctx.xp)(prediction, t)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(MAE, prediction, t))
 
 
 mse = mean_squared_error = register(MeanSquaredError())

@@ -46,9 +46,23 @@ def _mape(y, t, epsilon, percent):
     return scale * (abs(d) / den), (scale * sign(d)) / den
 
 
-MSLE = Formula(_msle)
+def _msle_hessian(y, t, clip):
+    # d/dy of 2 d / (1 + y'): 2 (1 - d) / (1 + y')^2 from the clip on, 0 below it (the
+    # side the gradient takes at y = clip); divided twice: (1 + y')^2 never underflows
+    yc = maximum(y, clip)
+    d = log1p(yc) - log1p(maximum(t, clip))
+    u = 1.0 + yc
+    return where(y < clip, 0.0, (2.0 * (1.0 - d) / u) / u)
+
+
+def _mape_hessian(y, t, epsilon, percent):
+    d = y - t
+    return where(isnan(d), d, 0.0)  # 0 away from the kink y = t, where it does not exist
+
+
+MSLE = Formula(_msle, hessian=_msle_hessian)
 MSLE_OK = Formula(_msle_ok)
-MAPE = Formula(_mape)
+MAPE = Formula(_mape, hessian=_mape_hessian)
 
 
 class MeanSquaredLogarithmicError(Loss):
@@ -74,7 +88,9 @@ class MeanSquaredLogarithmicError(Loss):
 
         \ell = \left(\log(1 + y') - \log(1 + t')\right)^2, \qquad
         \frac{\partial \ell}{\partial y} = \frac{2 (\log(1 + y') - \log(1 + t'))}{1 + y'}
-        \,[y \ge c]
+        \,[y \ge c], \qquad
+        \frac{\partial^2 \ell}{\partial y^2} = \frac{2 (1 - \log(1 + y') + \log(1 + t'))}
+        {(1 + y')^2}\,[y \ge c]
 
     with ``log1p`` on both sides. It is the squared error of :math:`\log(1 + \cdot)`: a
     miss by a factor costs about the same at every scale, and under-prediction costs
@@ -106,6 +122,9 @@ class MeanSquaredLogarithmicError(Loss):
     formula = r"\ell = (\log(1 + y) - \log(1 + t))^2"
     gradient_formula = (r"\frac{\partial \ell}{\partial y} = "
                         r"\frac{2 (\log(1 + y) - \log(1 + t))}{1 + y}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial y^2} = "
+                       r"\frac{2 (1 - \log(1 + y) + \log(1 + t))}{(1 + y)^2}")
+    second_order = "diagonal"
     when_to_use = (
         "Regression of non-negative quantities spanning orders of magnitude (prices, "
         "counts, demand) where relative errors matter: a miss by a factor costs about the "
@@ -125,7 +144,8 @@ class MeanSquaredLogarithmicError(Loss):
         else:
             c = check_scalar("clip", clip, lo=-1.0, hi=_INF, lo_open=True, hi_open=True)
         value, grad = MSLE.on(xp)(prediction, t, c)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(MSLE, prediction, t, c))
 
 
 class MeanAbsolutePercentageError(Loss):
@@ -152,9 +172,17 @@ class MeanAbsolutePercentageError(Loss):
 
         \ell = s\,\frac{|y - t|}{\max(|t|, \epsilon)}, \qquad
         \frac{\partial \ell}{\partial y} = s\,\frac{\operatorname{sign}(y - t)}
-        {\max(|t|, \epsilon)}
+        {\max(|t|, \epsilon)}, \qquad
+        \frac{\partial^2 \ell}{\partial y^2} = 0 \quad (y \ne t)
 
-    with the subgradient 0 at :math:`y = t` (as ``mae``). A target of 0 makes the
+    with the subgradient 0 at :math:`y = t` (as ``mae``). The loss is piecewise linear in
+    :math:`y`: its Hessian is 0 almost everywhere and undefined at the kink, and
+    ``hessian`` returns zeros. It is the absolute error weighted by
+    :math:`s / \max(|t|, \epsilon)`, so gradient boosting treats it as such: XGBoost's
+    ``reg:absoluteerror`` with those sample weights uses a Hessian of 1 times the weight
+    and refits each leaf's value by the weighted median of its residuals (LightGBM's
+    ``mape`` objective likewise uses Hessian 1 and renews the leaf outputs by weighted
+    percentiles). A target of 0 makes the
     denominator :math:`\epsilon`: the loss is huge unless the prediction is exactly 0,
     which is why MAPE suits strictly positive targets. Minimising it favours
     under-prediction (an over-prediction can cost more than 100%, an under-prediction of
@@ -186,6 +214,8 @@ class MeanAbsolutePercentageError(Loss):
     formula = r"\ell = \frac{|y - t|}{\max(|t|, \epsilon)}"
     gradient_formula = (r"\frac{\partial \ell}{\partial y} = "
                         r"\frac{\operatorname{sign}(y - t)}{\max(|t|, \epsilon)}")
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y^2} = 0\ (y \ne t)"
+    second_order = "zero"
     when_to_use = (
         "Regression judged by relative error on strictly positive targets (forecasting "
         "demand, sales): each error is a fraction of its target, so series of different "
@@ -201,9 +231,10 @@ class MeanAbsolutePercentageError(Loss):
         e = check_scalar("epsilon", epsilon, lo=0.0, hi=_INF, lo_open=True, hi_open=True)
         if not isinstance(percent, bool):
             raise TypeError(f"`percent` must be True or False; got {percent!r}")
-        value, grad = MAPE.on(xp)(prediction, self._real_target(ctx, prediction, target),
-                                  e, percent)
-        return Terms(value, grad if need_grad else None)
+        t = self._real_target(ctx, prediction, target)
+        value, grad = MAPE.on(xp)(prediction, t, e, percent)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(MAPE, prediction, t, e, percent))
 
 
 msle = mean_squared_logarithmic_error = register(MeanSquaredLogarithmicError())

@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 
 from ..core.dispatch import register_fast_path
-from ..core.formula import Formula, expm1, exp, log1p, maximum, minimum, sign, sqrt, where
+from ..core.formula import (Formula, expm1, exp, isnan, log1p, maximum, minimum, sign, sqrt,
+                            where)
 from ..kernels import pointwise
 from ..core.loss import Loss, Terms, register
 from ..core.validation import check_numeric, check_same_shape, check_scalar
@@ -83,11 +84,51 @@ def _quantile(y, t, q):
     return value, where(d > 0, -q, where(d < 0, 1.0 - q, 0.0 * d))
 
 
-HUBER = Formula(_huber)
-SMOOTH_L1 = Formula(_smooth_l1)
-PSEUDO_HUBER = Formula(_pseudo_huber)
-LOG_COSH = Formula(_log_cosh)
-QUANTILE = Formula(_quantile)
+# the second derivatives with respect to the prediction (d^2 value / dy^2), per element.
+# At a kink of the gradient (|d| = delta of Huber, |d| = beta of smooth L1) the quadratic
+# side's value is used; NaN propagates, an infinite residual on the linear side gives 0
+def _huber_hessian(y, t, delta):
+    d = y - t
+    return where(abs(d) <= delta, 1.0, where(isnan(d), d, 0.0))
+
+
+def _smooth_l1_hessian(y, t, beta):
+    d = y - t
+    if beta == 0:  # the absolute error: 0 away from the kink d = 0
+        return where(isnan(d), d, 0.0)
+    return where(abs(d) <= beta, 1.0 / beta, where(isnan(d), d, 0.0))
+
+
+def _pseudo_huber_hessian(y, t, delta):
+    # (1 + s^2)^{-3/2}, s = d / delta: 1 / root^3 for |s| <= 1, and (1/|s|)^3 / root^3
+    # with root = sqrt(1 + 1/s^2) beyond (no overflow of s^2; 0 at |d| = inf)
+    a = abs(y - t) / delta
+    big = a > 1.0
+    inv = where(big, 1.0 / where(big, a, 1.0), a)  # min(|s|, 1/|s|)
+    root = sqrt(1.0 + inv * inv)
+    c = 1.0 / (root * root * root)
+    return where(big, (inv * inv * inv) * c, c)
+
+
+def _log_cosh_hessian(y, t):
+    # sech^2 d = 1 - tanh^2 d = 4 e^{-2a} / (1 + e^{-2a})^2, a = |d|: no cancellation of
+    # 1 - tanh^2 for large |d| (where it would be 0 instead of 4 e^{-2a}), 0 at |d| = inf
+    v = exp(-abs(y - t))
+    v2 = v * v
+    den = 1.0 + v2
+    return 4.0 * v2 / (den * den)
+
+
+def _quantile_hessian(y, t, q):
+    d = t - y
+    return where(isnan(d), d, 0.0)  # 0 away from the kink y = t, where it does not exist
+
+
+HUBER = Formula(_huber, hessian=_huber_hessian)
+SMOOTH_L1 = Formula(_smooth_l1, hessian=_smooth_l1_hessian)
+PSEUDO_HUBER = Formula(_pseudo_huber, hessian=_pseudo_huber_hessian)
+LOG_COSH = Formula(_log_cosh, hessian=_log_cosh_hessian)
+QUANTILE = Formula(_quantile, hessian=_quantile_hessian)
 
 
 class Huber(Loss):
@@ -115,12 +156,15 @@ class Huber(Loss):
                              \delta\,(|d| - \tfrac12 \delta) & |d| > \delta \end{cases}
         \qquad
         \frac{\partial \ell}{\partial y} = \operatorname{clip}(d, -\delta, \delta)
-        = \operatorname{sign}(d)\min(|d|, \delta)
+        = \operatorname{sign}(d)\min(|d|, \delta),
+        \qquad
+        \frac{\partial^2 \ell}{\partial y^2} = [|d| \le \delta]
 
     It is computed as :math:`\tfrac12 q^2 + \delta (|d| - q)` with
     :math:`q = \min(|d|, \delta)`, which is the same function, never squares a large
     residual (finite for :math:`|d| = 10^{300}`), and whose derivative is continuous, so
-    the gradient at the kink :math:`|d| = \delta` is exactly :math:`\pm\delta`.
+    the gradient at the kink :math:`|d| = \delta` is exactly :math:`\pm\delta`. The
+    second derivative jumps there from 1 to 0; ``hessian`` gives the quadratic side's 1.
     This is PyTorch's ``huber_loss(..., delta=delta)`` and Optax's ``huber_loss``
     (unreduced: ``reduction="none"``). ``huber(delta=b) / b`` is ``smooth_l1(beta=b)``.
 
@@ -153,6 +197,8 @@ class Huber(Loss):
                r"\delta (|d| - \tfrac12 \delta) & |d| > \delta \end{cases},\ d = y - t")
     gradient_formula = (r"\frac{\partial \ell}{\partial y} = "
                         r"\operatorname{clip}(y - t, -\delta, \delta)")
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y^2} = [|y - t| \le \delta]"
+    second_order = "diagonal"
     when_to_use = (
         "Regression with occasional outliers: small residuals are penalised quadratically "
         "(like mse, smooth near the optimum) and residuals beyond delta only linearly (like "
@@ -166,8 +212,10 @@ class Huber(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad, delta=1.0):
         xp = ctx.xp
         b = check_scalar("delta", delta, lo=0.0, hi=_INF, lo_open=True, hi_open=True)
-        value, grad = HUBER.on(xp)(prediction, self._real_target(ctx, prediction, target), b)
-        return Terms(value, grad if need_grad else None)
+        t = self._real_target(ctx, prediction, target)
+        value, grad = HUBER.on(xp)(prediction, t, b)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(HUBER, prediction, t, b))
 
 
 class SmoothL1(Loss):
@@ -191,8 +239,13 @@ class SmoothL1(Loss):
         \ell = \begin{cases} \dfrac{d^2}{2\beta} & |d| < \beta \\
                              |d| - \tfrac12 \beta & |d| \ge \beta \end{cases}
         \qquad
-        \frac{\partial \ell}{\partial y} = \operatorname{clip}(d / \beta, -1, 1)
+        \frac{\partial \ell}{\partial y} = \operatorname{clip}(d / \beta, -1, 1),
+        \qquad
+        \frac{\partial^2 \ell}{\partial y^2} = \frac{[|d| \le \beta]}{\beta}
 
+    The second derivative jumps from :math:`1/\beta` to 0 at :math:`|d| = \beta`;
+    ``hessian`` gives the quadratic side's :math:`1/\beta` there, and 0 everywhere for
+    ``beta=0`` (the absolute error, whose Hessian is undefined at :math:`d = 0`).
     Computed as :math:`\tfrac12 (q/\beta)\,q + (|d| - q)` with :math:`q = \min(|d|, \beta)`;
     for :math:`\beta = 0` the limit :math:`|d|` with gradient :math:`\operatorname{sign}(d)`
     is used instead of forming :math:`0/0`. This is PyTorch's ``smooth_l1_loss(...,
@@ -227,6 +280,9 @@ class SmoothL1(Loss):
                r"|d| - \tfrac12 \beta & |d| \ge \beta \end{cases},\ d = y - t")
     gradient_formula = (r"\frac{\partial \ell}{\partial y} = "
                         r"\operatorname{clip}((y - t) / \beta, -1, 1)")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial y^2} = "
+                       r"\frac{[|y - t| \le \beta]}{\beta}\ (0\ \text{for}\ \beta = 0)")
+    second_order = "diagonal"
     when_to_use = (
         "Bounding-box and other regression where outliers should cost linearly but the "
         "optimum should stay smooth: the gradient is at most 1 in size (like mae) but "
@@ -238,9 +294,10 @@ class SmoothL1(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad, beta=1.0):
         xp = ctx.xp
         b = check_scalar("beta", beta, lo=0.0, hi=_INF, hi_open=True)
-        value, grad = SMOOTH_L1.on(xp)(prediction, self._real_target(ctx, prediction, target),
-                                       b)
-        return Terms(value, grad if need_grad else None)
+        t = self._real_target(ctx, prediction, target)
+        value, grad = SMOOTH_L1.on(xp)(prediction, t, b)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(SMOOTH_L1, prediction, t, b))
 
 
 class PseudoHuber(Loss):
@@ -262,7 +319,8 @@ class PseudoHuber(Loss):
     .. math::
 
         \ell = \delta^2 \left(\sqrt{1 + (d/\delta)^2} - 1\right), \qquad
-        \frac{\partial \ell}{\partial y} = \frac{d}{\sqrt{1 + (d/\delta)^2}}
+        \frac{\partial \ell}{\partial y} = \frac{d}{\sqrt{1 + (d/\delta)^2}}, \qquad
+        \frac{\partial^2 \ell}{\partial y^2} = \left(1 + (d/\delta)^2\right)^{-3/2}
 
     :math:`\ell \approx d^2/2` for :math:`|d| \ll \delta` and
     :math:`\approx \delta (|d| - \delta)` for :math:`|d| \gg \delta`; unlike
@@ -301,6 +359,9 @@ class PseudoHuber(Loss):
     formula = r"\ell = \delta^2 \left(\sqrt{1 + ((y - t)/\delta)^2} - 1\right)"
     gradient_formula = (r"\frac{\partial \ell}{\partial y} = "
                         r"\frac{y - t}{\sqrt{1 + ((y - t)/\delta)^2}}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial y^2} = "
+                       r"\left(1 + ((y - t)/\delta)^2\right)^{-3/2}")
+    second_order = "diagonal"
     when_to_use = (
         "Regression with outliers when the loss must be smooth everywhere (second-order "
         "optimisers, gradient boosting with Hessians): it behaves like Huber, quadratic "
@@ -316,9 +377,10 @@ class PseudoHuber(Loss):
     def _compute(self, ctx, prediction, target, *, need_grad, delta=1.0):
         xp = ctx.xp
         b = check_scalar("delta", delta, lo=0.0, hi=_INF, lo_open=True, hi_open=True)
-        value, grad = PSEUDO_HUBER.on(xp)(prediction,
-                                          self._real_target(ctx, prediction, target), b)
-        return Terms(value, grad if need_grad else None)
+        t = self._real_target(ctx, prediction, target)
+        value, grad = PSEUDO_HUBER.on(xp)(prediction, t, b)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(PSEUDO_HUBER, prediction, t, b))
 
 
 class LogCosh(Loss):
@@ -335,7 +397,8 @@ class LogCosh(Loss):
     .. math::
 
         \ell = \log\cosh d, \qquad \frac{\partial \ell}{\partial y} = \tanh d,
-        \qquad d = y - t
+        \qquad \frac{\partial^2 \ell}{\partial y^2} = \operatorname{sech}^2 d
+        = \frac{4 e^{-2|d|}}{(1 + e^{-2|d|})^2}, \qquad d = y - t
 
     It behaves like :math:`d^2/2` for small residuals and like :math:`|d| - \log 2` for
     large ones, and is smooth everywhere (a twice differentiable Huber). ``cosh`` itself
@@ -381,6 +444,8 @@ class LogCosh(Loss):
     target = "real, same shape"
     formula = r"\ell = \log\cosh(y - t)"
     gradient_formula = r"\frac{\partial \ell}{\partial y} = \tanh(y - t)"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y^2} = \operatorname{sech}^2(y - t)"
+    second_order = "diagonal"
     when_to_use = (
         "Regression that should act like mse for small errors and like mae for large ones, "
         "with a loss that is smooth everywhere (twice differentiable, no threshold to "
@@ -395,9 +460,10 @@ class LogCosh(Loss):
     )
 
     def _compute(self, ctx, prediction, target, *, need_grad):
-        value, grad = LOG_COSH.on(ctx.xp)(prediction,
-                                          self._real_target(ctx, prediction, target))
-        return Terms(value, grad if need_grad else None)
+        t = self._real_target(ctx, prediction, target)
+        value, grad = LOG_COSH.on(ctx.xp)(prediction, t)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(LOG_COSH, prediction, t))
 
 
 class Quantile(Loss):
@@ -431,6 +497,8 @@ class Quantile(Loss):
         \qquad
         \frac{\partial \ell}{\partial y} = \begin{cases} -q & y < t \\
                                               1 - q & y > t \\ 0 & y = t \end{cases}
+        \qquad
+        \frac{\partial^2 \ell}{\partial y^2} = 0 \quad (y \ne t)
 
     At the kink :math:`y = t` any value in :math:`[-q, 1 - q]` is a subgradient; 0 is
     used (it lies in that interval for every :math:`q`, and makes ``quantile(q=0.5)``
@@ -438,6 +506,13 @@ class Quantile(Loss):
     scikit-learn's ``mean_pinball_loss(t, y, alpha=q)`` (its mean is
     ``reduction="mean"``) and of Koenker and Bassett's check function
     :math:`\rho_q(t - y)`.
+
+    The loss is piecewise linear in :math:`y`: its Hessian is 0 almost everywhere and
+    undefined at the kink :math:`y = t`, and ``hessian`` returns zeros. Gradient boosting
+    works around it: XGBoost's ``reg:quantileerror`` uses a Hessian of 1 (times the sample
+    weight) and then refits each leaf's value by the weighted quantile of its residuals;
+    LightGBM's ``quantile`` likewise uses Hessian 1 and renews the leaf outputs by
+    percentiles.
 
     With several levels the unreduced loss has the prediction's shape (one value per
     level), ``"mean"`` averages over every element, levels included, and for ``(N, Q)``
@@ -473,6 +548,8 @@ class Quantile(Loss):
     target = "real, same shape"
     formula = r"\ell = \max(q (t - y), (q - 1)(t - y))"
     gradient_formula = (r"\frac{\partial \ell}{\partial y} = -q\,[y < t] + (1 - q)\,[y > t]")
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y^2} = 0\ (y \ne t)"
+    second_order = "zero"
     when_to_use = (
         "Predicting a quantile rather than the mean: q = 0.5 gives the median (half the mae), "
         "q = 0.9 a value the target stays below 90% of the time. Train one output per level "
@@ -505,7 +582,8 @@ class Quantile(Loss):
                 t = xp.astype(t, ctx.work)
             level = xp.asarray(levels, dtype=ctx.work, device=ctx.device)
         value, grad = QUANTILE.on(xp)(prediction, t, level)
-        return Terms(value, grad if need_grad else None)
+        return Terms(value, grad if need_grad else None,
+                     hess=ctx.pointwise_hessian(QUANTILE, prediction, t, level))
 
 
 def _quantile_levels(q):
