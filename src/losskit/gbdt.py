@@ -166,11 +166,17 @@ class Objective:
         """``(grad, hess)``, float64 arrays of ``raw``'s shape."""
         raw, labels, w = self._arrays(raw, labels, weight)
         loss = self.loss
-        g, h = loss.grad_and_hessian(raw, labels, reduction="sum", sample_weight=w,
-                                     **self.options)
-        if loss.second_order == "zero":  # unit curvature, weighted (XGBoost's and LightGBM's)
-            h = np.ones_like(h) if w is None else np.broadcast_to(
-                w.reshape((-1,) + (1,) * (h.ndim - 1)), h.shape).copy()
+        # unweighted (the fused kernels), then each row times its weight: the same
+        # derivatives as the weighted sum's, a weight of 0 removing its row
+        g, h = loss.grad_and_hessian(raw, labels, reduction="sum", **self.options)
+        if loss.second_order == "zero":  # unit curvature (XGBoost's and LightGBM's)
+            h = np.ones_like(h)
+        if w is not None:
+            wb = w.reshape((-1,) + (1,) * (h.ndim - 1))
+            keep = wb != 0
+            with np.errstate(invalid="ignore"):
+                g = np.where(keep, g * wb, 0.0)
+                h = np.where(keep, h * wb, 0.0)
         elif raw.ndim == 2 and loss.second_order == "dense":
             k = raw.shape[1]
             if self.convention == "xgboost":

@@ -16,11 +16,16 @@ __all__ = ["call", "generic", "fused", "tolerances", "assert_same", "check"]
 
 
 def call(loss, arrays, want, kw):
-    """``loss(...)``, ``loss.grad(...)`` or ``loss.value_and_grad(...)``."""
+    """``loss(...)``, ``loss.grad(...)``, ``loss.value_and_grad(...)`` (want "both"),
+    ``loss.hessian(...)`` or ``loss.grad_and_hessian(...)``."""
     if want == "value":
         return loss(*arrays, **kw)
     if want == "grad":
         return loss.grad(*arrays, **kw)
+    if want == "hessian":
+        return loss.hessian(*arrays, **kw)
+    if want == "grad_and_hessian":
+        return loss.grad_and_hessian(*arrays, **kw)
     return loss.value_and_grad(*arrays, **kw)
 
 

@@ -35,9 +35,16 @@ def _torch_hessian(case, arrays, reduction):
         return v.sum() if reduction == "none" else v
 
     x = torch.tensor(arrays[0], dtype=torch.float64)
-    h = torch.autograd.functional.hessian(f, x, vectorize=True)
+    try:
+        h = torch.autograd.functional.hessian(f, x, vectorize=True)
+    except RuntimeError as exc:  # multi_margin_loss, multilabel_margin_loss: no 2nd order
+        if "not implemented" not in str(exc):
+            raise
+        pytest.skip("the torch reference has no second derivative (its backward is not "
+                    "differentiable); tests/losses/test_second_order_binary_margin.py "
+                    "checks these Hessians against written-out torch formulas")
     n = x.numel()
-    return h.reshape(n, n).numpy()
+    return h.reshape(n, n).numpy(force=True)  # (a ZeroTensor for piecewise-linear refs)
 
 
 def test_every_per_element_or_per_row_loss_has_second_order():

@@ -119,6 +119,55 @@ def test_driver_equals_generic(engine, name, kw, kind, dtype):
             check(loss, arrays, engine, dtype, reduction=reduction, **kw)
 
 
+def _second_order_fused(name):
+    return getattr(dispatch.fast_path_for(type(getattr(lk, name))), "second_order", None)
+
+
+# one float type per case, alternating (each compiles one kernel per float type and build)
+SECOND_CASES = [(n, kw, kind, np.float32 if i % 2 else np.float64)
+                for i, (n, kw, kind) in enumerate(CASES)]
+
+
+@pytest.mark.parametrize(("name", "kw", "kind", "dtype"), SECOND_CASES, ids=IDS)
+def test_second_order_driver_equals_generic(engine, monkeypatch, name, kw, kind, dtype):
+    """hessian and grad_and_hessian: the fused gradient-and-Hessian loop equals the generic
+    kernels, inf and NaN included (the parallel build throughout, PARALLEL_MIN lowered to
+    0; the serial build is the same source without prange: test_second_order_serial_build)."""
+    loss = getattr(lk, name)
+    if not loss.second_order or _second_order_fused(name) is None:
+        pytest.skip(f"{name} has no fused second-order kernel")
+    monkeypatch.setattr(_fast, "PARALLEL_MIN", 0)
+    for shape in [(5,), (13, 7), (3, 9001)]:
+        arrays = inputs(kind, shape, dtype)
+        for reduction in ("none", "mean"):
+            kw_r = dict(kw, reduction=reduction)
+            g0, h0 = generic(loss, *arrays, want="grad_and_hessian", **kw_r)
+            g1, h1 = fast(loss, *arrays, engine=engine, want="grad_and_hessian", **kw_r)
+            assert_same(g1, g0, dtype)
+            assert_same(h1, h0, dtype)
+            h2 = fast(loss, *arrays, engine=engine, want="hessian", **kw_r)
+            np.testing.assert_array_equal(h2, h1)
+
+
+def test_second_order_serial_build_and_what_it_does_not_cover():
+    z, t = inputs("real", (40,), np.float64)
+    g0, h0 = generic(lk.huber, z, t, want="grad_and_hessian", delta=0.5)
+    g1, h1 = fast(lk.huber, z, t, engine="numba" if HAVE_NUMBA else "numpy",
+                  want="grad_and_hessian", delta=0.5)
+    assert_same(g1, g0, np.float64)
+    assert_same(h1, h0, np.float64)
+    # sample weights, hvp and option values outside the kernel's validators: generic
+    for kw in ({"sample_weight": np.ones(40)}, {"delta": np.float64(-1.0)}):
+        engine_name = "numba" if HAVE_NUMBA else "numpy"
+        try:
+            fast(lk.huber, z, t, engine=engine_name, want="hessian", answered=False, **kw)
+        except ValueError:  # the generic path's own error for delta < 0
+            assert "delta" in kw
+    before = dict(_fast.STATS)
+    lk.huber.hvp(z, t, vector=np.ones(40))
+    assert dict(_fast.STATS) == before
+
+
 @pytest.mark.parametrize(("name", "kw", "kind"), CASES, ids=IDS)
 def test_parallel_build_equals_generic(engine, monkeypatch, name, kw, kind):
     """Above PARALLEL_MIN (lowered, so that the inputs stay small) the blocks run in prange."""

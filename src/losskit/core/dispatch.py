@@ -22,6 +22,7 @@ import os
 from typing import Any, Callable
 
 __all__ = ["ENABLED", "env_flag", "register_fast_path", "fast_path_for", "unless_set",
+           "with_second_order",
            "framework_hook",
            "register_framework_adapter", "FRAMEWORK_ADAPTERS"]
 
@@ -56,15 +57,42 @@ def unless_set(kernel: Callable[..., Any], *names: str) -> Callable[..., Any]:
     (``None``, ``0`` or ``False``); the others decline (``NotImplemented``) and take the
     generic path. For options that a loss has and its fused kernel does not cover."""
 
-    @functools.wraps(kernel)
-    def covered(loss, arrays, reduction, sample_weight, options, want, out, **kw):
+    def unset(options):
         for name in names:
             value = options.get(name)
             if value is not None and not (type(value) in (int, float, bool) and value == 0):
-                return NotImplemented
+                return False
+        return True
+
+    @functools.wraps(kernel)
+    def covered(loss, arrays, reduction, sample_weight, options, want, out, **kw):
+        if not unset(options):
+            return NotImplemented
         return kernel(loss, arrays, reduction, sample_weight, options, want, out, **kw)
 
+    second = getattr(kernel, "second_order", None)
+    if second is not None:  # the fused second-order kernel declines the same calls
+        def second_covered(loss, arrays, reduction, sample_weight, options, want):
+            if not unset(options):
+                return NotImplemented
+            return second(loss, arrays, reduction, sample_weight, options, want)
+
+        covered.second_order = second_covered
     return covered
+
+
+def with_second_order(kernel: Callable[..., Any], second: Callable[..., Any] | None
+                      ) -> Callable[..., Any]:
+    """``kernel`` (a first-order fast path) with ``second`` as its fused second-order
+    kernel (``kernel.second_order``, which the pipeline consults for ``hessian`` and
+    ``grad_and_hessian``): a wrapper, so that a kernel shared by several losses keeps
+    each loss's own."""
+    @functools.wraps(kernel)
+    def both(*args, **kw):
+        return kernel(*args, **kw)
+
+    both.second_order = second
+    return both
 
 
 def fast_path_for(loss_type: type) -> Callable[..., Any] | None:

@@ -468,12 +468,14 @@ class Loss:
     def _checked_pipeline(self, check, arrays, reduction, sample_weight, options, want, wrt,
                           out=None, second=None):
         """The pipeline; with ``check`` False, inside :func:`unchecked` (no value reads)."""
+        # (a loss with its own _pipeline has no second order: no `second` passed to it)
+        extra = () if second is None else (second,)
         if check:
             return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out,
-                                  second)
+                                  *extra)
         with unchecked():
             return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out,
-                                  second)
+                                  *extra)
 
     # ------------------------------------------------------------------ the one pipeline
     def _wrt_names(self, wrt):
@@ -557,8 +559,14 @@ class Loss:
         # fused kernel registered for this loss (losskit.core.dispatch), which answers
         # NotImplemented for what it does not cover, invalid input included (the generic
         # path then raises its own errors)
-        fast = (dispatch.fast_path_for(type(self)) if dispatch.ENABLED and second is None
-                else None)
+        fast = dispatch.fast_path_for(type(self)) if dispatch.ENABLED else None
+        if second is not None:  # a fused second-order kernel, where the family has one
+            second_fast = getattr(fast, "second_order", None)
+            if second_fast is not None and second is True and type(arrays[0]) is np.ndarray:
+                result = second_fast(self, arrays, reduction, sample_weight, opts, want)
+                if result is not NotImplemented:
+                    return result
+            fast = None
         if (fast is not None and type(arrays[0]) is np.ndarray
                 and (not need_grad or wrt is None
                      or (wrt_names == self.differentiable[:1]

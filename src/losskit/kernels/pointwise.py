@@ -115,9 +115,8 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
     derived = tuple(getattr(v, "from_dtype", False) for v in validators)
     n_arrays = 2 + len(inputs)
 
-    def kernel(loss, arrays, reduction, sample_weight, opts, want, out):
-        if sample_weight is not None or len(arrays) != n_arrays:
-            return NotImplemented
+    def parameters(opts):
+        """The formula's parameters from the options (None: one is not covered)."""
         values = []
         for name, valid, of_dt in zip(names, validators, derived):
             if of_dt:
@@ -125,8 +124,16 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
                 continue
             v = valid(opts[name])
             if v is None:
-                return NotImplemented
+                return None
             values.append(v)
+        return values
+
+    def kernel(loss, arrays, reduction, sample_weight, opts, want, out):
+        if sample_weight is not None or len(arrays) != n_arrays:
+            return NotImplemented
+        values = parameters(opts)
+        if values is None:
+            return NotImplemented
         z = arrays[0]
         if (type(z) is np.ndarray and not z.flags.c_contiguous and z.size
                 and (z.dtype is _F32 or z.dtype is _F64)):
@@ -166,10 +173,89 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         _fast.STATS[loss.name, engine] += 1
         return e.result(want, reduction, total)
 
+    def second_order(loss, arrays, reduction, sample_weight, opts, want):
+        """``hessian`` or ``grad_and_hessian`` fused: gradient and Hessian in one pass
+        (the formula and ``formula.hessian``); what :func:`fast_path` covers, less
+        ``out=``."""
+        if (sample_weight is not None or len(arrays) != n_arrays
+                or want not in ("hessian", "grad_and_hessian")):
+            return NotImplemented
+        values = parameters(opts)
+        if values is None:
+            return NotImplemented
+        z = arrays[0]
+        dt = _fast._float_prediction(z)
+        if dt is None or not z.size:
+            return NotImplemented
+        if not z.flags.c_contiguous:
+            z = np.ascontiguousarray(z)
+        t = _fast._same_shape_target(arrays[1], z, dt)
+        if t is None:
+            return NotImplemented
+        extra = []
+        for x in arrays[2:]:
+            if type(x) is not np.ndarray or x.dtype.kind == "b":
+                return NotImplemented
+            x = _fast._same_shape_target(x, z, dt)
+            if x is None:
+                return NotImplemented
+            extra.append(x.reshape(-1))
+        if any(derived):
+            values = [v(dt) if of_dt else v for v, of_dt in zip(values, derived)]
+        scale = _fast._scale(reduction, z.size, z.shape[0] if z.ndim else 1)
+        scale = 1.0 if scale is None else scale
+        want_grad = want == "grad_and_hessian"
+        g = np.empty(z.shape, dtype=dt) if want_grad else _fast._DUMMY1[dt.char]
+        h = np.empty(z.shape, dtype=dt)
+        zf, tf, gf, hf = z.reshape(-1), t.reshape(-1), g.reshape(-1), h.reshape(-1)
+        nb = _fast._nb()
+        bad = None
+        if nb is not None:
+            p = tuple(v if type(v) is bool else dt.type(v) for v in values)
+            flags = tuple((i, v) for i, v in enumerate(p) if type(v) is bool)
+            kernels = _numba_driver().second_order_kernels(formula, check, dt, len(extra),
+                                                           flags)
+            k = kernels[0] if zf.shape[0] >= _fast.PARALLEL_MIN else kernels[1]
+            bad = _fast._kernel(nb, k, zf, tf, *extra, p, scale, gf, hf, want_grad)
+            engine = "numba"
+        if bad is None:
+            bad = not _numpy_second_order(formula, check, values, zf, tf, extra, scale,
+                                          gf if want_grad else None, hf)
+            engine = "numpy"
+        if bad:
+            return NotImplemented  # the generic path raises
+        _fast.STATS[loss.name, engine] += 1
+        return h if want == "hessian" else (g, h)
+
     kernel.__name__ = f"{formula.name}_fast_path"
     kernel.__qualname__ = kernel.__name__
     kernel.formula = formula
+    if formula.hessian is not None:
+        second_order.__name__ = f"{formula.name}_second_order_fast_path"
+        second_order.__qualname__ = second_order.__name__
+        kernel.second_order = second_order
     return kernel
+
+
+def _numpy_second_order(formula, check, params, z, t, extra, scale, g, h):
+    """The second-order engine without numba, on cache-sized chunks; False when ``check``
+    rejects an element."""
+    f = formula.on(np)
+    fh = formula.hessian.on(np)
+    ok = check.on(np) if check is not None else None
+    dt = z.dtype
+    sc = dt.type(scale)
+    chunk = _fast.CHUNK
+    with np.errstate(all="ignore"):
+        for lo in range(0, z.shape[0], chunk):
+            hi = min(lo + chunk, z.shape[0])
+            args = (z[lo:hi], t[lo:hi], *(x[lo:hi] for x in extra), *params)
+            if ok is not None and not np.all(ok(*args)):
+                return False
+            if g is not None:
+                np.multiply(f(*args)[1], sc, out=g[lo:hi], casting="unsafe")
+            np.multiply(fh(*args), sc, out=h[lo:hi], casting="unsafe")
+    return True
 
 
 def _numpy_engine(formula, check, params, e, extra=()):

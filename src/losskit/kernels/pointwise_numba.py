@@ -31,7 +31,7 @@ from numba import njit, prange
 from . import numba_kernels as _nk
 from .numba_kernels import BLOCK, _like, _sum
 
-__all__ = ["kernels", "BLOCK"]
+__all__ = ["kernels", "second_order_kernels", "BLOCK"]
 
 _JIT = {"error_model": "numpy", "fastmath": {"contract"}}
 _F32 = np.float32
@@ -135,7 +135,34 @@ def pointwise(z, t, {inputs}p, scale, g, values, partial, want_values, want_grad
 """
 
 
-def _make(f, ok, has_check, nparams, ninputs=0, flags=()):
+_SOURCE_SECOND = """
+def pointwise_second(z, t, {inputs}p, scale, g, h, want_grad):
+    n = z.shape[0]
+    bad = 0
+    {unpack}
+    for b in prange(-(-n // BLOCK)):
+        lo = b * BLOCK
+        hi = min(lo + BLOCK, n)
+        m = hi - lo
+        zb, tb = z[lo:hi], t[lo:hi]
+        {slices}
+        gb = g[lo:hi] if want_grad else np.empty(m, dtype=z.dtype)
+        hb = h[lo:hi]
+        sc = _like(zb[0], scale)
+        for j in range(m):
+            r = f(zb[j], tb[j]{xargs}{args})
+            gb[j] = r[1] * sc
+            hb[j] = fh(zb[j], tb[j]{xargs}{args}) * sc
+        if HAS_CHECK:
+            nb = 0
+            for j in range(m):
+                nb += 0 if ok(zb[j], tb[j]{xargs}{args}) else 1
+            bad += nb
+    return bad
+"""
+
+
+def _make(f, ok, has_check, nparams, ninputs=0, flags=(), fh=None):
     """The driver loop around the scalar formula ``f`` and the predicate ``ok``, for a
     formula of ``ninputs`` further arrays (after the target) and ``nparams`` parameters
     (passed as the tuple ``p``). ``flags``: (index, bool) of the parameters that are
@@ -150,12 +177,37 @@ def _make(f, ok, has_check, nparams, ninputs=0, flags=()):
     inputs = "".join(f"x{i}, " for i in range(ninputs))
     slices = "; ".join(f"x{i}b = x{i}[lo:hi]" for i in range(ninputs)) or "pass"
     xargs = "".join(f", x{i}b[j]" for i in range(ninputs))
-    namespace = {"f": f, "ok": ok, "HAS_CHECK": has_check, "np": np, "prange": prange,
-                 "BLOCK": BLOCK, "_like": _like, "_sum": _sum}
-    source = _SOURCE.format(unpack=unpack, args=args, inputs=inputs, slices=slices,
-                            xargs=xargs)
+    namespace = {"f": f, "fh": fh, "ok": ok, "HAS_CHECK": has_check, "np": np,
+                 "prange": prange, "BLOCK": BLOCK, "_like": _like, "_sum": _sum}
+    template = _SOURCE if fh is None else _SOURCE_SECOND
+    source = template.format(unpack=unpack, args=args, inputs=inputs, slices=slices,
+                             xargs=xargs)
     exec(compile(source, f"<pointwise {f.__name__}>", "exec"), namespace)
-    return namespace["pointwise"]
+    return namespace["pointwise" if fh is None else "pointwise_second"]
+
+
+def second_order_kernels(formula, check, dtype, ninputs=0, flags=()):
+    """(parallel build, serial build) of the second-order driver: per element the
+    gradient (the formula's) and the Hessian (``formula.hessian``), both times ``scale``,
+    in one pass, as ``kernel(z, t, *inputs, p, scale, g, h, want_grad) -> rejected``;
+    arguments otherwise as :func:`kernels`."""
+    dt = np.dtype(dtype)
+    key = ("second", formula, check, dt.char, ninputs, flags)
+    k = _KERNELS.get(key)
+    if k is not None:
+        return k
+    with _LOCK:
+        k = _KERNELS.get(key)
+        if k is None:
+            f = formula.scalar(dt, _IMPLS)
+            fh = formula.hessian.scalar(dt, _IMPLS)
+            ok = check.scalar(dt, _IMPLS) if check is not None else njit(inline="always")(
+                _always)
+            has_check, n = check is not None, len(formula.params) - ninputs
+            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh)),
+                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh)))
+            _KERNELS[key] = k
+    return k
 
 
 def kernels(formula, check, dtype, ninputs=0, flags=()):

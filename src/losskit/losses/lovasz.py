@@ -362,11 +362,9 @@ class LovaszSoftmax(Loss):
                         r"\operatorname{sign}(p_{ic} - [y_i = c])\,\bigl(J^{(c)}_"
                         r"{\operatorname{rank}(i)} - J^{(c)}_{\operatorname{rank}(i)-1}"
                         r"\bigr)")
-    hessian_formula = (r"\frac{\partial^2 \ell}{\partial p\, \partial p} = 0;\ "
-                       r"\texttt{from\_logits=\textquotesingle softmax\textquotesingle}: "
-                       r"\frac{\partial^2 \ell}{\partial z_c \partial z_k} = "
-                       r"\sum_a g_a \frac{\partial^2 p_a}{\partial z_c \partial z_k}, \ "
-                       r"g = \frac{\partial \ell}{\partial p}")
+    hessian_formula = (r"\frac{\partial^2 \ell}{\partial z_c \partial z_k} = \sum_a g_a "
+                       r"\frac{\partial^2 p_a}{\partial z_c \partial z_k},\ g = \frac{\partial"
+                       r" \ell}{\partial p}\ \text{(logits; 0 with respect to probabilities)}")
     second_order = "dense"
     when_to_use = (
         "Multi-class semantic segmentation evaluated by mean IoU: the Lovász-Softmax loss is "

@@ -6,9 +6,9 @@ elementwise derivative with respect to the prediction :math:`y`.
 
 from __future__ import annotations
 
-from ..core.dispatch import register_fast_path
+from ..core.dispatch import register_fast_path, with_second_order
 from ..core.formula import Formula, sign
-from ..kernels import fast_paths
+from ..kernels import fast_paths, pointwise
 from ..core.loss import Loss, Terms, register
 
 __all__ = ["mse", "mean_squared_error", "l2_loss", "mae", "mean_absolute_error"]
@@ -239,6 +239,9 @@ l2_loss = register(HalfSquaredError())
 mae = mean_absolute_error = register(MeanAbsoluteError())
 
 # fused NumPy kernels (losskit.kernels.fast_paths), consulted by the pipeline
-register_fast_path(MeanSquaredError, fast_paths.regression)
-register_fast_path(HalfSquaredError, fast_paths.regression)
+# (second order: the pointwise family's fused gradient-and-Hessian kernel of the formulas)
+register_fast_path(MeanSquaredError, with_second_order(
+    fast_paths.regression, pointwise.fast_path(MSE).second_order))
+register_fast_path(HalfSquaredError, with_second_order(
+    fast_paths.regression, pointwise.fast_path(L2_LOSS).second_order))
 register_fast_path(MeanAbsoluteError, fast_paths.regression)
