@@ -920,3 +920,31 @@ def test_divergences_over_several_axes_errors_and_one_axis_tuples():
     # the total over every axis of a map equals the sum of its per-example values
     v = lk.kl_divergence(np.log(q), p, axis=(1, 2), reduction="none")
     np.testing.assert_allclose(v, (p * (np.log(p) - np.log(q))).sum(axis=(1, 2)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_softmax_kl_divergence_gradient_with_teacher_probabilities_of_any_sum(fast):
+    """Given probabilities are taken as they are: the gradient of -sum p log q is
+    ((sum p) q - p) / T, not q - p, when the probabilities do not sum to 1 (torch autograd
+    of the formula written out)."""
+    torch = pytest.importorskip("torch")
+    from losskit.core import dispatch
+
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(3, 5))
+    p = rng.uniform(size=(3, 5)) * 0.3  # rows summing to about 0.75
+    for temp in (1.0, 2.5):
+        zt = torch.tensor(z, requires_grad=True)
+        pt = torch.tensor(p)
+        ref = (temp * temp * (torch.xlogy(pt, pt) - pt * torch.log_softmax(zt / temp, -1))
+               ).sum(-1).mean()
+        ref.backward()
+        saved = dispatch.ENABLED
+        dispatch.ENABLED = fast
+        try:
+            v, g = lk.softmax_kl_divergence.value_and_grad(z, p, target_is_logits=False,
+                                                          temperature=temp)
+        finally:
+            dispatch.ENABLED = saved
+        np.testing.assert_allclose(v, ref.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(g, zt.grad.numpy(), rtol=1e-10, atol=1e-15)

@@ -347,7 +347,8 @@ def kl_row(z, t, has_t, label, w, cw, par, g, f):
 
 @njit(**_JIT)
 def softmax_kl_row(z, t, has_t, label, w, cw, par, g, f):
-    """Distillation: scale * KL(softmax(t/T) || softmax(z/T)); gradient scale/T (q - p).
+    """Distillation: scale * KL(softmax(t/T) || softmax(z/T)); gradient scale/T (q - p)
+    (scale/T ((sum p) q - p) for given probabilities, whose sum need not be 1).
     The terms go into a float64 scratch row and are summed after the loop, so that the
     loop vectorises (a probability target takes the branch-free log of numba_kernels;
     one outside [0, 1] sets ``bad`` and the generic path answers)."""
@@ -376,7 +377,8 @@ def softmax_kl_row(z, t, has_t, label, w, cw, par, g, f):
             terms[j] = _NAN if nan else term
             q = float(g[j]) * inv_q
             g[j] = _like(z[0], factor * (q - p))
-    else:
+    else:  # given probabilities keep their sum: gradient (sum p) q - p
+        mass = 0.0
         for j in range(k):
             zt = z[j] / tl if temp != 1.0 else z[j]
             log_q = (float(zt) - shift_q) - log_sq
@@ -386,8 +388,10 @@ def softmax_kl_row(z, t, has_t, label, w, cw, par, g, f):
             nan = (p != p) | (log_q != log_q)
             term = p * (log_p - log_q) if p > 0 else 0.0
             terms[j] = _NAN if nan else term
+            mass += p
+        for j in range(k):
             q = float(g[j]) * inv_q
-            g[j] = _like(z[0], factor * (q - p))
+            g[j] = _like(z[0], factor * (mass * q - float(t[j])))
     return scale * _sum(terms, k), int(bad)
 
 

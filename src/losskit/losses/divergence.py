@@ -348,12 +348,16 @@ class SoftmaxKLDivergence(Loss):
             value = scale * value
         grad = hess = hvp = None
         if need_grad:
-            grad = q - p
+            # d/dz of -sum_c p_c log q_c is ((sum_c p_c) q - p) / T: teacher logits give a
+            # p of sum 1; given probabilities are taken as they are (their sum kept)
+            mass = 1.0 if target_is_logits else xp.sum(p, axis=ax, keepdims=True)
+            grad = q - p if target_is_logits else mass * q - p
             factor = scale / temp
             if factor != 1.0:
                 grad = factor * grad
-            if ctx.wants_hessian:  # (s / T^2) (diag q - q q^T) along the class axis (axes)
-                hess, hvp = _softmax_hessian(xp, q, scale / (temp * temp), ctx.vector, ax)
+            if ctx.wants_hessian:  # (s / T^2) (sum p) (diag q - q q^T) along the class axes
+                hess, hvp = _softmax_hessian(xp, q, (scale / (temp * temp)) * mass,
+                                             ctx.vector, ax)
         return Terms(value, grad, None, expand, hess=hess, hvp=hvp)
 
 
