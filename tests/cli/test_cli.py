@@ -274,6 +274,9 @@ def test_explain(tmp_path):
     # the formulas as plain text (the LaTeX is for the atlas)
     assert "L = -sum_c t_c log softmax(z)_c = logsumexp(z) - z_y" in out
     assert "dL/dz = softmax(z) - t" in out
+    # the Hessian: its formula and its structure
+    assert "d^2 L/(dz_c dz_k) = p_c (delta_ck - p_k), p = softmax(z)" in out
+    assert ".hvp(..., vector=v) the exact product" in out
     assert loss.formula not in out and "\\" not in out
     assert "prediction:  logits" in out
     # each option's default and, from the docstring's Parameters section, its meaning

@@ -99,7 +99,8 @@ def fresh_catalog():
     """The catalog of a fresh ``import losskit`` (this process may have registered more
     losses by importing private modules, e.g. for their doctests)."""
     code = ("import json, losskit; print(json.dumps([dict(name=l.name, family=l.family, "
-            "formula=l.formula, gradient_formula=l.gradient_formula) "
+            "formula=l.formula, gradient_formula=l.gradient_formula, "
+            "hessian_formula=l.hessian_formula, second_order=l.second_order) "
             "for l in losskit.catalog()]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=_env(), timeout=120)
@@ -122,6 +123,11 @@ def test_one_article_per_catalog_loss(atlas, fresh_catalog):
         # each formula's LaTeX source, verbatim (the parser unescapes the entities)
         assert "".join(page.code_latex[f"formula-{loss.name}"]) == loss.formula
         assert "".join(page.code_latex[f"gradient-{loss.name}"]) == loss.gradient_formula
+        # the Hessian's formula where the loss states one
+        if loss.second_order:
+            assert "".join(page.code_latex[f"hessian-{loss.name}"]) == loss.hessian_formula
+        else:
+            assert f"hessian-{loss.name}" not in ids
         # two curves (value, gradient) or a sentence saying why there are none
         assert (art["svg"] == 2) != art["nocurve"], (loss.name, art)
 

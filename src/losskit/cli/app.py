@@ -413,6 +413,16 @@ def _usage_lines(loss, width: int) -> list[str]:
     return [call] + _wrap_to(args + ")", width, "      ")
 
 
+#: ``loss.second_order`` in words, for ``losskit explain``
+_SECOND_ORDER = {
+    "diagonal": "diagonal; lk.<loss>.hessian gives it, .grad_and_hessian both",
+    "dense": "couples each row's elements; .hessian gives the diagonal, .hvp(..., vector=v) "
+             "the exact product",
+    "zero": "0 almost everywhere (piecewise linear), undefined at the kinks; "
+            "gradient-boosting objectives use the sample weight instead",
+}
+
+
 def _explanation(loss, width: int = 80) -> list[str]:
     from ..core.loss import REDUCTIONS
 
@@ -432,8 +442,17 @@ def _explanation(loss, width: int = 80) -> list[str]:
     out += _wrap_to(latex_to_text(loss.formula), width, "  ", "      ")
     out += ["gradient:"]
     out += _wrap_to(latex_to_text(loss.gradient_formula), width, "  ", "      ")
-    out += _wrap_to(f"(LaTeX in lk.{loss.name}.formula and .gradient_formula; "
-                    "`losskit atlas` renders it)", width, "  ", "   ")
+    out += ["Hessian:"]
+    if loss.second_order:
+        out += _wrap_to(latex_to_text(loss.hessian_formula), width, "  ", "      ")
+        out += _wrap_to(f"second order: {_SECOND_ORDER[loss.second_order]}", width, "  ",
+                        "    ")
+    else:
+        out += _wrap_to("none in closed form (the prediction is not per element or per "
+                        "row)", width, "  ", "    ")
+    out += _wrap_to(f"(LaTeX in lk.{loss.name}.formula, .gradient_formula and "
+                    ".hessian_formula;", width, "  ", "   ")
+    out += ["   `losskit atlas` renders it)"]
     out += ["", "options (keyword-only) and defaults:"]
     rows = [("reduction", repr("mean"), "one of " + ", ".join(REDUCTIONS)),
             ("sample_weight", "None", "non-negative weight per example")]

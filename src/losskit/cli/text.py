@@ -315,6 +315,12 @@ def _fraction(num: list, den: list) -> str:
 
     n, d = strip(num), strip(den)
     if n[:1] == [("cmd", "partial")] and d[:1] == [("cmd", "partial")]:  # dL/dy
+        if len(n) > 1 and n[1] == ("chr", "^"):  # d^2 L/dy^2, d^2 L/(dz dz^T)
+            power, j = _argument(n, 2)
+            below = "d" + _render(d[1:]).strip()
+            if " " in below:
+                below = f"({below})"
+            return f"d^{_script(_render(power))} {_render(n[j:]).strip()}/{below}"
         return f"d{_group(_render(n[1:]))}/d{_group(_render(d[1:]))}"
     return f"{_group(_render(num))}/{_group(_render(den))}"
 

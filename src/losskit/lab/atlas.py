@@ -274,6 +274,26 @@ def _formula_block(title: str, tex: str, css_id: str) -> str:
             f'<code class="latex">{_e(tex)}</code></div>')
 
 
+#: what each ``second_order`` says, in the atlas
+SECOND_ORDER_WORDS = {
+    "diagonal": "diagonal (each element's own second derivative)",
+    "dense": "dense (couples the elements of a row: .hessian is the diagonal, .hvp the "
+             "exact product)",
+    "zero": "zero almost everywhere (piecewise linear; undefined at the kinks)",
+}
+
+
+def _hessian_block(loss, name: str) -> str:
+    """The Hessian's formula and structure, or a line saying there is none."""
+    if not loss.second_order:
+        return ('<div class="formula nohessian"><div class="ftitle">Hessian</div>'
+                '<div class="rendered none">no closed-form Hessian (the prediction is not '
+                'per element or per row)</div></div>')
+    block = _formula_block(f"Hessian: {SECOND_ORDER_WORDS[loss.second_order]}",
+                           loss.hessian_formula, f"hessian-{_e(name)}")
+    return block
+
+
 # ----------------------------------------------------------------------------- curves
 def _curve_block(loss) -> tuple[str, bool]:
     from .plots import loss_curve_or_reason
@@ -364,6 +384,7 @@ def _loss_article(loss) -> tuple[str, bool]:
 <div class="formulas">
 {_formula_block("loss", loss.formula, f"formula-{_e(name)}")}
 {_formula_block("gradient", loss.gradient_formula, f"gradient-{_e(name)}")}
+{_hessian_block(loss, name)}
 </div>
 <h4>When to use</h4>
 <p class="when">{_inline(loss.when_to_use)}</p>

@@ -197,7 +197,7 @@ class Huber(Loss):
                r"\delta (|d| - \tfrac12 \delta) & |d| > \delta \end{cases},\ d = y - t")
     gradient_formula = (r"\frac{\partial \ell}{\partial y} = "
                         r"\operatorname{clip}(y - t, -\delta, \delta)")
-    hessian_formula = r"\frac{\partial^2 \ell}{\partial y^2} = [|y - t| \le \delta]"
+    hessian_formula = r"\frac{\partial^2 \ell}{\partial y^2} = [|y - t| \leq \delta]"
     second_order = "diagonal"
     when_to_use = (
         "Regression with occasional outliers: small residuals are penalised quadratically "
@@ -281,7 +281,7 @@ class SmoothL1(Loss):
     gradient_formula = (r"\frac{\partial \ell}{\partial y} = "
                         r"\operatorname{clip}((y - t) / \beta, -1, 1)")
     hessian_formula = (r"\frac{\partial^2 \ell}{\partial y^2} = "
-                       r"\frac{[|y - t| \le \beta]}{\beta}\ (0\ \text{for}\ \beta = 0)")
+                       r"\frac{[|y - t| \leq \beta]}{\beta}\ (0\ \text{for}\ \beta = 0)")
     second_order = "diagonal"
     when_to_use = (
         "Bounding-box and other regression where outliers should cost linearly but the "
