@@ -230,6 +230,21 @@ def test_experiment_compare(tmp_path):
     _assert_png(out_dir / "compare.png")
 
 
+def test_experiment_boosting(tmp_path):
+    pytest.importorskip("lightgbm")
+    proc = _run([sys.executable, "-m", "losskit", "experiment", "boosting", "--out", "figs"],
+                tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "sigmoid_focal_loss, gamma 2" in out
+    # the table: round, then AP, AUC and LL of both objectives, each in [0, 1] or a loss
+    rows = re.findall(r"^(\d+)\s+(0\.\d{4})\s+(0\.\d{4})\s+(0\.\d{4})\s+(0\.\d{4})"
+                      r"\s+(\d\.\d{4})\s+(\d\.\d{4})$", out, re.M)
+    assert [r[0] for r in rows] == ["10", "50", "100", "200", "300"]
+    assert re.search(r"best test average precision, focal: 0\.\d{4} \(round \d+\)", out)
+    _assert_png(tmp_path / "figs" / "boosting.png")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["experiment", "entropy"], "invalid choice: 'entropy'"),
     (["experiment"], "the following arguments are required: NAME"),

@@ -366,3 +366,34 @@ def test_compare_losses_on_a_digits_subset():
         assert h.test_accuracy[-1] > h.test_accuracy[0]   # each loss learns something
     with pytest.raises(ValueError, match="`losses` must be one of"):
         compare_losses(subset=100, epochs=1, losses=["huber"])
+
+
+def test_boosting_focal_against_lightgbm_builtin_log_loss():
+    """The log-loss arm trains LightGBM's own ``binary`` model (the independent reference,
+    from a raw score of 0); focal loss with gamma 0 is log loss, so its arm is the same."""
+    lgb = pytest.importorskip("lightgbm")
+    from sklearn.datasets import make_classification
+    from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import train_test_split
+
+    from losskit.lab.experiments import boosting_focal
+
+    kw = dict(rounds=30, every=10, n_samples=3000, positives=0.1, seed=1, threads=1)
+    r = boosting_focal(gamma=2.0, **kw)
+    assert list(r.rounds) == [10, 20, 30]
+    for table in (r.average_precision, r.roc_auc):
+        for v in table.values():
+            assert v.shape == (3,) and np.all((v > 0) & (v <= 1))
+    X, y = make_classification(n_samples=3000, n_features=20, n_informative=6,
+                               weights=[0.9], flip_y=0.01, class_sep=0.8, random_state=1)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.5, random_state=1, stratify=y)
+    ref = lgb.train({"objective": "binary", "boost_from_average": False, "num_leaves": 15,
+                     "learning_rate": 0.05, "num_threads": 1, "seed": 1, "verbose": -1,
+                     "deterministic": True}, lgb.Dataset(Xtr, label=ytr), 30)
+    expect = [average_precision_score(yte, ref.predict(Xte, raw_score=True,
+                                                       num_iteration=k))
+              for k in (10, 20, 30)]
+    np.testing.assert_allclose(r.average_precision["log loss"], expect, rtol=1e-12)
+    assert not np.allclose(r.log_loss["focal"], r.log_loss["log loss"])
+    r0 = boosting_focal(gamma=0.0, **kw)
+    np.testing.assert_allclose(r0.log_loss["focal"], r0.log_loss["log loss"], rtol=1e-9)

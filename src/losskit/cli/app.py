@@ -361,10 +361,58 @@ def _plot_or_fail(draw, args, ok: bool) -> int:
     return 0 if ok else 1
 
 
+def _experiment_boosting(args) -> int:
+    missing = [m for m in ("lightgbm", "sklearn") if _missing(m)]
+    if missing:
+        print(f"losskit experiment boosting: error: it needs {' and '.join(missing)}: "
+              f"{_INSTALL_DEMO}", file=sys.stderr)
+        return 1
+    from ..lab.experiments import boosting_focal
+
+    r = boosting_focal(seed=args.seed)
+    width = _terminal_width()
+    print_wrapped = lambda text: print("\n".join(_wrap_to(text, width)))  # noqa: E731
+    print_wrapped(f"LightGBM on rare positives: scikit-learn's make_classification, "
+          f"{r.n_train + r.n_test:,} rows, {r.positive_rate:.1%} positive, half held out; "
+          f"{r.rounds[-1]} rounds, learning rate {r.learning_rate:g}, {r.num_leaves} "
+          f"leaves. Objectives from losskit.gbdt (exact gradients and Hessians): log loss "
+          f"(sigmoid_binary_cross_entropy) and focal loss (sigmoid_focal_loss, gamma "
+          f"{r.gamma:g}, alpha None: the focusing term alone).")
+    labels = list(r.average_precision)
+    rows = []
+    for i, rnd in enumerate(r.rounds):
+        if rnd in (10, 25, 50, 100, 200) or i == len(r.rounds) - 1:
+            rows.append((str(rnd), *(f"{r.average_precision[k][i]:.4f}" for k in labels),
+                         *(f"{r.roc_auc[k][i]:.4f}" for k in labels),
+                         *(f"{r.log_loss[k][i]:.4f}" for k in labels)))
+    short = [k.replace(" ", "") for k in labels]
+    head = ("round", *(f"AP {k}" for k in short), *(f"AUC {k}" for k in short),
+            *(f"LL {k}" for k in short))
+    print("")
+    print_wrapped("AP: test average precision (area under the precision-recall curve); "
+                  "AUC: test ROC AUC; LL: test log loss of sigmoid(score).")
+    print("\n".join(_table(head, rows, width=width)))
+    print("")
+    for k in labels:
+        rnd, best = r.best(k)
+        print(f"best test average precision, {k}: {best:.4f} (round {rnd})")
+    print_wrapped(f"test log loss at the last round: log loss "
+                  f"{r.log_loss['log loss'][-1]:.4f}, focal {r.log_loss['focal'][-1]:.4f} "
+                  "(focal scores are not calibrated probabilities)")
+    ok = all(math.isfinite(x) for v in r.average_precision.values() for x in v)
+
+    def draw(folder):
+        from ..lab.plots import plot_boosting
+        return [plot_boosting(r, os.path.join(folder, "boosting.png"))]
+
+    return _plot_or_fail(draw, args, ok)
+
+
 _EXPERIMENTS = {
     "saturation": _experiment_saturation,
     "convexity": _experiment_convexity,
     "compare": _experiment_compare,
+    "boosting": _experiment_boosting,
 }
 
 
@@ -688,16 +736,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     exp = sub.add_parser(
-        "experiment", help="one lesson as numbers and PNGs: saturation, convexity, compare",
+        "experiment",
+        help="one lesson as numbers and PNGs: saturation, convexity, compare, boosting",
         description="saturation: dL/dz of MSE and cross-entropy against the pre-activation "
                     "of a sigmoid output, and the 287 vs 53 learning curves. convexity: "
                     "MSE-on-softmax (not convex) vs cross-entropy (convex) along a logit, "
                     "with second differences. compare: learning curves of the three losses "
-                    "on the digits. Each prints its numbers and writes PNGs to --out.",
+                    "on the digits. boosting: LightGBM with focal loss vs log loss on rare "
+                    "positives (losskit.gbdt objectives; only --seed and --out apply). "
+                    "Each prints its numbers and writes PNGs to --out.",
         epilog="examples:\n"
                "  losskit experiment saturation\n"
                "  losskit experiment convexity --out figs\n"
-               "  losskit experiment compare --model mlp --epochs 20 --lr 0.1",
+               "  losskit experiment compare --model mlp --epochs 20 --lr 0.1\n"
+               "  losskit experiment boosting",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     exp.add_argument("name", choices=tuple(_EXPERIMENTS), metavar="NAME",
                      help="one of: " + ", ".join(_EXPERIMENTS))

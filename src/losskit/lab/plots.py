@@ -310,6 +310,30 @@ def plot_learning_curves(histories: dict, path, *, title: str = "") -> str:
     return _save(fig, path)
 
 
+# --------------------------------------------------------------------------- boosting
+def plot_boosting(result, path) -> str:
+    """Test average precision and test log loss per boosting round, per objective."""
+    fig, (ax_p, ax_l) = _figure(2)
+    colours = {"log loss": _LOSS_COLOURS.get("cross_entropy"), "focal": "#d62728"}
+    for label in result.average_precision:
+        name = label if label != "focal" else f"focal (gamma {result.gamma:g})"
+        ax_p.plot(result.rounds, result.average_precision[label], lw=2,
+                  color=colours.get(label), label=name)
+        ax_l.plot(result.rounds, result.log_loss[label], lw=2, color=colours.get(label),
+                  label=name)
+    ax_p.axhline(result.positive_rate, color=_GREY, ls="--", lw=1,
+                 label="chance (the positive rate)")
+    _style(ax_p, "test average precision (higher is better)", "boosting round",
+           "average precision")
+    ax_p.legend(fontsize=9, loc="lower right")
+    _style(ax_l, "test log loss of sigmoid(score) (calibration)", "boosting round",
+           "log loss")
+    ax_l.legend(fontsize=9)
+    fig.suptitle(f"LightGBM, {result.positive_rate:.1%} positives: focal loss vs log loss",
+                 fontsize=12)
+    return _save(fig, path)
+
+
 # --------------------------------------------------------------------------- saturation
 def plot_saturation(grads, mse_run, ce_run, path) -> str:
     r"""Left: :math:`\partial L/\partial z` of MSE and CE after a sigmoid, targets 0 and 1.
