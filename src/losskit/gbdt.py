@@ -6,7 +6,8 @@ any link function): a leaf's value is the Newton step
 :math:`-\sum_{i \in \text{leaf}} g_i / (\sum_{i \in \text{leaf}} h_i + \lambda)`. A custom
 objective returns exactly these two arrays, unreduced and sample-weighted; that is
 ``loss.grad_and_hessian(raw, target, reduction="sum", sample_weight=w)``, what every
-objective here computes, in float64, from the loss's closed forms.
+objective here computes from the loss's closed forms (in the scores' float type: XGBoost
+passes float32, LightGBM and CatBoost float64), in one fused pass for the pointwise losses.
 
 * :func:`xgboost_objective` / :func:`xgboost_metric`: callables for ``xgboost.train(obj=,
   custom_metric=)`` (``(predt, dtrain)``) and for the scikit-learn estimators
@@ -87,8 +88,8 @@ def _loss(loss) -> Loss:
 class Objective:
     """A loss's gradient and Hessian in the shapes gradient boosting uses.
 
-    ``objective.grad_hess(raw, labels, weight=None)`` returns float64 ``(grad, hess)`` of
-    ``raw``'s shape: the unreduced, sample-weighted first and second derivatives (see the
+    ``objective.grad_hess(raw, labels, weight=None)`` returns ``(grad, hess)`` of
+    ``raw``'s shape (float32 for float32 scores, else float64): the unreduced, sample-weighted first and second derivatives (see the
     module's docstring for ``convention`` and ``min_hessian``). The library-specific
     callables (:func:`xgboost_objective`, ...) are subclasses.
     """
@@ -127,13 +128,20 @@ class Objective:
         self.multiclass = self.loss.target.startswith("integer labels")
         self.__name__ = self.loss.name  # the metric's name in the libraries' logs
 
+    def __deepcopy__(self, memo):
+        # immutable once made; lightgbm.train deep-copies its params (the objective in
+        # them): the copy is this object, not a copy of the loss
+        return self
+
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.options.items())
         return (f"{type(self).__name__}({self.loss.name!r}, convention={self.convention!r}"
                 f"{extra})")
 
     def _arrays(self, raw, labels, weight):
-        raw = np.asarray(raw, dtype=np.float64)
+        raw = np.asarray(raw)
+        if raw.dtype != np.float32 and raw.dtype != np.float64:
+            raw = raw.astype(np.float64)  # float32 scores (XGBoost's) stay float32
         labels = np.asarray(labels)
         n = raw.shape[0]
         if self.multiclass:
@@ -148,13 +156,13 @@ class Objective:
                                  "0..K-1 (whole numbers)")
             labels = y
         else:
-            labels = labels.astype(np.float64)
+            labels = labels.astype(raw.dtype, copy=False)
             if labels.shape != raw.shape:
                 raise ValueError(f"the labels must have the raw scores' shape {raw.shape}; "
                                  f"got {labels.shape}")
         w = None
         if weight is not None:
-            w = np.asarray(weight, dtype=np.float64)
+            w = np.asarray(weight, dtype=raw.dtype)
             if w.size == 0:
                 w = None
             elif w.shape != (raw.shape[0],):
@@ -163,7 +171,9 @@ class Objective:
         return raw, labels, w
 
     def grad_hess(self, raw, labels, weight=None):
-        """``(grad, hess)``, float64 arrays of ``raw``'s shape."""
+        """``(grad, hess)``, arrays of ``raw``'s shape and floating dtype (float32 scores,
+        as XGBoost passes them, are computed in float32, as its built-in objectives do;
+        anything else in float64)."""
         raw, labels, w = self._arrays(raw, labels, weight)
         loss = self.loss
         # unweighted (the fused kernels), then each row times its weight: the same

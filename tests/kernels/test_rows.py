@@ -564,3 +564,64 @@ def test_spec_table_covers_every_routed_loss():
 
             assert row in rows_numba.ROWS
     assert fast_path_for(type(lk.softmax_cross_entropy)) is _rows.softmax_cross_entropy
+
+
+# --------------------------------------------------------------- second order (boosting)
+@pytest.mark.skipif(not HAVE_NUMBA, reason="the second-order row kernel is numba's")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ignore", [None, -100])
+def test_softmax_cross_entropy_second_order_kernel_equals_generic(dtype, ignore):
+    """grad_and_hessian / hessian of integer labels: the fused row kernel (blocks of rows,
+    prange) equals the generic path for every reduction, with +inf, NaN, all -inf and
+    masked rows, ignored labels and more rows than one block."""
+    rng = np.random.default_rng(11)
+    z = (rng.normal(size=(4100, 5)) * 3).astype(dtype)
+    y = rng.integers(0, 5, size=4100)
+    z[3, 1], z[5, 2], z[6, 0], z[7, 1] = np.inf, -np.inf, np.nan, 1e30
+    z[4] = -np.inf
+    kw = {}
+    if ignore is not None:
+        y[::4] = ignore
+        kw["ignore_index"] = ignore
+    for reduction in ("none", "sum", "mean", "batchmean"):
+        g0, h0 = generic(lk.softmax_cross_entropy, z, y, want="grad_and_hessian",
+                         reduction=reduction, **kw)
+        g1, h1 = fused(lk.softmax_cross_entropy, z, y, want="grad_and_hessian",
+                       reduction=reduction, **kw)
+        tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12,
+                                                                          atol=1e-14)
+        assert g1.dtype == h1.dtype == dtype
+        np.testing.assert_allclose(g1, g0, **tol)
+        np.testing.assert_allclose(h1, h0, **tol)
+        h2 = fused(lk.softmax_cross_entropy, z, y, want="hessian", reduction=reduction, **kw)
+        np.testing.assert_array_equal(h2, h1)
+    # what it does not cover runs the generic path: class weights, smoothing, soft targets
+    for extra in ({"class_weight": np.ones(5)}, {"label_smoothing": 0.1}):
+        fused(lk.softmax_cross_entropy, z, y, want="hessian", answered=False, **kw, **extra)
+    p = np.full((4100, 5), 0.2, dtype=dtype)
+    fused(lk.softmax_cross_entropy, z, p, want="hessian", answered=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_binary_cross_entropy_second_order_kernel_equals_generic(dtype):
+    rng = np.random.default_rng(12)
+    z = (rng.normal(size=3000) * 4).astype(dtype)
+    t = (rng.uniform(size=3000) < 0.4).astype(dtype)
+    t[:200] = rng.uniform(size=200)  # soft targets
+    z[:8] = [np.inf, -np.inf, np.inf, -np.inf, np.nan, 1e30, -40.0, 40.0]
+    t[:8] = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0]
+    t[9] = np.nan
+    engine = "numba" if HAVE_NUMBA else "numpy"
+    for reduction in ("none", "mean"):
+        g0, h0 = generic(lk.sigmoid_binary_cross_entropy, z, t, want="grad_and_hessian",
+                         reduction=reduction)
+        g1, h1 = fused(lk.sigmoid_binary_cross_entropy, z, t, engine=engine,
+                       want="grad_and_hessian", reduction=reduction)
+        tol = dict(rtol=1e-5, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-12,
+                                                                          atol=1e-15)
+        np.testing.assert_allclose(g1, g0, equal_nan=True, **tol)
+        np.testing.assert_allclose(h1, h0, equal_nan=True, **tol)
+    # pos_weight, smoothing and ignored targets take the generic path (their Hessians)
+    for extra in ({"pos_weight": 2.0}, {"label_smoothing": 0.1}, {"ignore_index": -1}):
+        fused(lk.sigmoid_binary_cross_entropy, z, t, engine=engine, want="hessian",
+              answered=False, **extra)

@@ -423,6 +423,63 @@ def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, ou
     return result
 
 
+def softmax_cross_entropy_second_order(loss, arrays, reduction, sample_weight, opts, want):
+    """``hessian`` / ``grad_and_hessian`` of the softmax cross-entropy with plain integer
+    labels along the last axis (``ignore_index``; no class weights or smoothing): the
+    gradient ``p - onehot`` and the Hessian's diagonal ``p (1 - p)`` in one numba pass over
+    the rows (:func:`~losskit.kernels.rows_numba.softmax_ce_second_order`), scaled by the
+    reduction; an ignored row's are 0. For gradient boosting's multiclass objectives.
+    Without numba, or for anything else: ``NotImplemented`` (the generic path)."""
+    if (sample_weight is not None or want not in ("hessian", "grad_and_hessian")
+            or len(arrays) != 2):
+        return NotImplemented
+    z, y = arrays
+    if type(z) is not np.ndarray or type(y) is not np.ndarray or y.dtype.kind not in "iu":
+        return NotImplemented
+    dt = z.dtype
+    axis, ignore = opts["axis"], opts["ignore_index"]
+    smoothing = opts["label_smoothing"]
+    if ((dt is not _F32 and dt is not _F64) or z.ndim == 0 or z.size == 0
+            or opts["class_weight"] is not None
+            or type(axis) is not int or (axis != -1 and axis != z.ndim - 1)
+            or (ignore is not None and type(ignore) is not int)
+            or type(smoothing) not in (int, float) or smoothing != 0
+            or y.shape != z.shape[:-1]):
+        return NotImplemented
+    nb = _fp._nb()
+    if nb is None:
+        return NotImplemented
+    k = z.shape[-1]
+    labels = y.reshape(-1).astype(np.int64, copy=False)
+    keep = None if ignore is None else labels != ignore
+    valid = labels if keep is None else labels[keep]
+    if valid.size and (valid.min() < 0 or valid.max() >= k):
+        return NotImplemented  # the generic path raises
+    z2 = np.ascontiguousarray(z.reshape(-1, k))
+    if reduction == "mean":
+        count = labels.shape[0] if keep is None else int(np.count_nonzero(keep))
+        scale = 1.0 / count if count else 0.0
+    elif reduction == "batchmean":
+        n = z.shape[0] if z.ndim > 1 else 1
+        scale = 1.0 / n if n else 0.0
+    else:
+        scale = 1.0
+    want_grad = want == "grad_and_hessian"
+    # (from the gradient cache, as the first-order gradients: no page faults per call)
+    h = _fp._fresh(z2)
+    g = _fp._fresh(z2) if want_grad else h[:0]
+    from . import rows_numba
+
+    done = _fp._kernel(nb, rows_numba.softmax_ce_second_order, z2, labels,
+                       0 if ignore is None else ignore, ignore is not None, scale,
+                       g if want_grad else h, h, want_grad)
+    if done is None:  # numba could not compile it here
+        return NotImplemented
+    _fp.STATS[loss.name, "numba"] += 1
+    h = h.reshape(z.shape)
+    return h if not want_grad else (g.reshape(z.shape), h)
+
+
 nll_loss = _fast("nll_loss")
 cross_entropy = _fast("cross_entropy")
 brier_score = _fast("brier_score")

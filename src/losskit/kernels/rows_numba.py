@@ -41,7 +41,7 @@ import types as pytypes
 import numpy as np
 from numba import njit, prange
 
-from .numba_kernels import (_JIT, SHORT_ROW, NumbaError, _ce_row, _ce_row_short, _exp_neg, _like,
+from .numba_kernels import (_JIT, SHORT_ROW, NumbaError, _ce_row, _ce_row_short, _exp, _exp_neg, _like,
                             _log_unit, _max_nan, _sum)
 
 __all__ = ["kernels", "ROWS", "NumbaError"]
@@ -787,3 +787,54 @@ def kernels(name):
             builds.append(njit(parallel=parallel, **_JIT)(copy))
         built = _KERNELS[name] = tuple(builds)
     return built
+
+
+# --------------------------------------------------------------------------- second order
+#: rows per block of :func:`softmax_ce_second_order`
+SECOND_ORDER_BLOCK = 2048
+
+
+@njit(parallel=True, **_JIT)
+def softmax_ce_second_order(z, labels, ignore, has_ignore, scale, g, h, want_grad):
+    """Gradient ``p - onehot`` and the Hessian's diagonal ``p (1 - p)`` of the softmax
+    cross-entropy of ``(n, k)`` logits with integer labels, times ``scale``: blocks of
+    rows in ``prange``, each in three sweeps (row maxima, the exponentials of ``z - max``
+    (the polynomial exp), then ``p`` and both outputs), which keeps a short class axis
+    (gradient boosting's few classes) from costing a row's worth of overhead per element.
+    An ignored row's outputs are 0; a row whose softmax is undefined (a +inf or NaN
+    logit, every logit -inf) is NaN throughout, as the generic path's. Labels are assumed
+    in range (the caller checks)."""
+    n, k = z.shape
+    zero = _like(z[0, 0], 0.0)
+    sc = _like(z[0, 0], scale)
+    for b in prange(-(-n // SECOND_ORDER_BLOCK)):
+        lo = b * SECOND_ORDER_BLOCK
+        hi = min(lo + SECOND_ORDER_BLOCK, n)
+        m = np.empty(hi - lo, dtype=z.dtype)
+        s = np.empty(hi - lo, dtype=z.dtype)
+        for r in range(lo, hi):
+            mm = z[r, 0]
+            for j in range(1, k):
+                v = z[r, j]
+                mm = v if (v > mm) | (v != v) else mm
+            m[r - lo] = mm
+        for r in range(lo, hi):
+            mm = m[r - lo]
+            acc = zero
+            for j in range(k):
+                e = _exp(z[r, j] - mm)
+                h[r, j] = e
+                acc += e
+            s[r - lo] = acc
+        for r in range(lo, hi):
+            label = labels[r]
+            skip = has_ignore and label == ignore
+            mm = m[r - lo]
+            ok = (mm - mm == zero) and (s[r - lo] > zero)  # a finite maximum
+            inv = 1.0 / s[r - lo] if ok else _like(z[0, 0], math.nan)
+            for j in range(k):
+                p = h[r, j] * inv
+                if want_grad:
+                    g[r, j] = zero if skip else (p - 1.0 if j == label else p) * sc
+                h[r, j] = zero if skip else p * (1.0 - p) * sc
+    return 0

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..core.dispatch import register_fast_path, unless_set
-from ..core.formula import Formula, exp, isnan, log, where
+from ..core.dispatch import register_fast_path, unless_set, with_second_order
+from ..core.formula import Formula, exp, isnan, log, log1p, where
 from ..kernels import fast_paths, pointwise, rows
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import (_softmax_hessian, _safe_log, _safe_max, _sigmoid, _softmax_and_neg_log, _softplus,
@@ -370,6 +370,10 @@ class SoftmaxCrossEntropy(Loss):
             grad = xp.where(total == 0, xp.zeros_like(p), total * p - ct.coef)
             if ctx.wants_hessian:  # H = (sum_c a_c) (diag p - p p^T) per row
                 hess, hvp = _softmax_hessian(xp, p, total, ctx.vector, ct.axis)
+                # a row that takes no part (ignored) has a zero Hessian, as its gradient
+                hess = xp.where(total == 0, xp.zeros_like(hess), hess)
+                if hvp is not None:
+                    hvp = xp.where(total == 0, xp.zeros_like(hvp), hvp)
         return Terms(value, grad, ct.weight, ct.expand, hess=hess, hvp=hvp)
 
 
@@ -569,6 +573,31 @@ def _sigmoid_binary_cross_entropy_hessian(z, c):
     return c * (e / (d * d))
 
 
+def _sigmoid_binary_cross_entropy(z, t):
+    """The plain sigmoid BCE (no pos_weight, smoothing or ignored targets) as a pointwise
+    formula: softplus(z) - t z, gradient sigma(z) - t, with e = exp(-|z|) (no overflow; a
+    saturated logit on its own target costs 0, not inf - inf). Its fused kernel is the
+    second-order one (``grad_and_hessian`` for gradient boosting); value and gradient keep
+    the hand-tuned fast path."""
+    e = exp(0.0 - abs(z))
+    linear = where(z >= 0.0, where(t == 1.0, 0.0, (1.0 - t) * z),
+                   where(t == 0.0, 0.0, (0.0 - t) * z))
+    p = where(z >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return linear + log1p(e), p - t
+
+
+def _sigmoid_binary_cross_entropy_plain_hessian(z, t):
+    """sigma(z) (1 - sigma(z)) = e / (1 + e)^2, e = exp(-|z|) (NaN in t propagates)."""
+    e = exp(0.0 - abs(z))
+    d = 1.0 + e
+    return e / (d * d) + 0.0 * t
+
+
+def _probability_target_ok(z, t):
+    """Targets in [0, 1] (NaN passes: it propagates)."""
+    return ((t >= 0.0) & (t <= 1.0)) | isnan(t)
+
+
 def _binary_cross_entropy_ok(y, t, eps):
     """Predictions and targets in [0, 1] (NaN passes: it propagates)."""
     return (((y >= 0.0) & (y <= 1.0)) | isnan(y)) & (((t >= 0.0) & (t <= 1.0)) | isnan(t))
@@ -578,6 +607,9 @@ BINARY_CROSS_ENTROPY = Formula(_binary_cross_entropy,
                                hessian=_binary_cross_entropy_hessian)
 SIGMOID_BINARY_CROSS_ENTROPY_HESSIAN = Formula(_sigmoid_binary_cross_entropy_hessian)
 BINARY_CROSS_ENTROPY_OK = Formula(_binary_cross_entropy_ok)
+SIGMOID_BINARY_CROSS_ENTROPY = Formula(_sigmoid_binary_cross_entropy,
+                                       hessian=_sigmoid_binary_cross_entropy_plain_hessian)
+PROBABILITY_TARGET_OK = Formula(_probability_target_ok)
 
 
 class BinaryCrossEntropy(Loss):
@@ -768,11 +800,14 @@ binary_cross_entropy = register(BinaryCrossEntropy())
 sigmoid_binary_cross_entropy = register(SigmoidBinaryCrossEntropy())
 
 # fused NumPy kernels (losskit.kernels.fast_paths), consulted by the pipeline
-register_fast_path(SoftmaxCrossEntropy, rows.softmax_cross_entropy)  # + the row family
+register_fast_path(SoftmaxCrossEntropy, with_second_order(  # + the row family
+    rows.softmax_cross_entropy, rows.softmax_cross_entropy_second_order))
 register_fast_path(NLLLoss, rows.nll_loss)
 register_fast_path(CrossEntropy, rows.cross_entropy)
-register_fast_path(SigmoidBinaryCrossEntropy, unless_set(
-    fast_paths.sigmoid_binary_cross_entropy, "label_smoothing", "ignore_index"))
+register_fast_path(SigmoidBinaryCrossEntropy, with_second_order(
+    unless_set(fast_paths.sigmoid_binary_cross_entropy, "label_smoothing", "ignore_index"),
+    unless_set(pointwise.fast_path(SIGMOID_BINARY_CROSS_ENTROPY, check=PROBABILITY_TARGET_OK),
+               "label_smoothing", "ignore_index", "pos_weight").second_order))
 register_fast_path(BinaryCrossEntropy, unless_set(pointwise.fast_path(
     BINARY_CROSS_ENTROPY, {"eps": pointwise.machine_eps}, check=BINARY_CROSS_ENTROPY_OK),
     "label_smoothing"))
