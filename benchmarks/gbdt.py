@@ -7,9 +7,11 @@ data. For each (library, objective) pair, on ``--rows`` rows of 20 float32 featu
 
 * ``builtin round``: the mean time of one boosting round with the built-in objective
   (``--rounds`` rounds after a warm-up model, so that the histogram bins are built);
-* ``callback``: the mean time of one call of the losskit objective inside training
+* ``callback``: the median time of the calls of the losskit objective inside training
   (timed around the callable itself: the labels and weights read from the library's
-  dataset, the gradient and Hessian, the conversions);
+  dataset, the gradient and Hessian, the conversions; the median, because the first
+  calls of a run also pay the page faults of the gradient buffers, which the gradient
+  cache then reuses);
 * ``custom round``: the mean round time with the losskit objective (the library's own
   handling of a Python objective included);
 
@@ -118,7 +120,7 @@ def _xgb(X, y, builtin, objective, rounds, threads):
     t0 = time.perf_counter()
     xgb.train(custom, d, rounds, obj=timed)
     custom_round = (time.perf_counter() - t0) / rounds
-    return builtin_round, statistics.mean(timed.times), custom_round
+    return builtin_round, statistics.median(timed.times), custom_round
 
 
 def _lgb(X, y, builtin, objective, rounds, threads):
@@ -136,7 +138,7 @@ def _lgb(X, y, builtin, objective, rounds, threads):
     t0 = time.perf_counter()
     lgb.train({**params, "objective": timed}, ds, rounds)
     custom_round = (time.perf_counter() - t0) / rounds
-    return builtin_round, statistics.mean(timed.times), custom_round
+    return builtin_round, statistics.median(timed.times), custom_round
 
 
 def main(argv=None) -> int:
@@ -177,9 +179,9 @@ def main(argv=None) -> int:
         f"- load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; after: "
         f"{after[0]:.2f} {after[1]:.2f} {after[2]:.2f} (a shared machine slows every run; "
         "compare within one table)",
-        f"- mean of {args.rounds} rounds after a warm-up model; `callback` is one call of "
-        "the losskit objective inside training (labels read, gradient and Hessian, "
-        "conversions); target: callback < 10% of the built-in round",
+        f"- rounds: the mean of {args.rounds} rounds after a warm-up model; `callback`: the "
+        "median call of the losskit objective inside training (labels read, gradient and "
+        "Hessian, conversions); target: callback < 10% of the built-in round",
         "",
         "| library | built-in objective | losskit loss | built-in round ms | callback ms "
         "| callback / round | custom-objective round ms |",

@@ -190,11 +190,11 @@ class Objective:
         elif raw.ndim == 2 and loss.second_order == "dense":
             k = raw.shape[1]
             if self.convention == "xgboost":
-                h = 2.0 * h
+                h *= h.dtype.type(2.0)
             elif self.convention == "lightgbm" and k > 1:
-                h = (k / (k - 1.0)) * h
+                h *= h.dtype.type(k / (k - 1.0))
         if self.hessian_scale != 1.0:
-            h = self.hessian_scale * h
+            h *= h.dtype.type(self.hessian_scale)
         if self.min_hessian is not None:
             h = np.maximum(h, self.min_hessian)
         return g, h

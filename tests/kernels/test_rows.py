@@ -595,6 +595,13 @@ def test_softmax_cross_entropy_second_order_kernel_equals_generic(dtype, ignore)
         np.testing.assert_allclose(h1, h0, **tol)
         h2 = fused(lk.softmax_cross_entropy, z, y, want="hessian", reduction=reduction, **kw)
         np.testing.assert_array_equal(h2, h1)
+    # column-major scores (LightGBM's layout): the same numbers, the results column-major
+    zf = np.asfortranarray(z)
+    g3, h3 = fused(lk.softmax_cross_entropy, zf, y, want="grad_and_hessian", **kw)
+    assert h3.flags.f_contiguous and g3.flags.f_contiguous
+    g0, h0 = generic(lk.softmax_cross_entropy, z, y, want="grad_and_hessian", **kw)
+    np.testing.assert_allclose(g3, g0, **tol)
+    np.testing.assert_allclose(h3, h0, **tol)
     # what it does not cover runs the generic path: class weights, smoothing, soft targets
     for extra in ({"class_weight": np.ones(5)}, {"label_smoothing": 0.1}):
         fused(lk.softmax_cross_entropy, z, y, want="hessian", answered=False, **kw, **extra)

@@ -455,7 +455,10 @@ def softmax_cross_entropy_second_order(loss, arrays, reduction, sample_weight, o
     valid = labels if keep is None else labels[keep]
     if valid.size and (valid.min() < 0 or valid.max() >= k):
         return NotImplemented  # the generic path raises
-    z2 = np.ascontiguousarray(z.reshape(-1, k))
+    # column-major (N, K) scores, as LightGBM passes them (and flattens the results back
+    # in that order), are read and written in place: no copy either way
+    column_major = z.ndim == 2 and z.flags.f_contiguous and not z.flags.c_contiguous
+    z2 = z if column_major else np.ascontiguousarray(z.reshape(-1, k))
     if reduction == "mean":
         count = labels.shape[0] if keep is None else int(np.count_nonzero(keep))
         scale = 1.0 / count if count else 0.0
@@ -466,8 +469,21 @@ def softmax_cross_entropy_second_order(loss, arrays, reduction, sample_weight, o
         scale = 1.0
     want_grad = want == "grad_and_hessian"
     # (from the gradient cache, as the first-order gradients: no page faults per call)
-    h = _fp._fresh(z2)
-    g = _fp._fresh(z2) if want_grad else h[:0]
+    if column_major:  # the class-major kernel on the transposes (C-contiguous (k, n))
+        h = _fp._fresh(z2.T).T  # (the gradient cache serves the C-contiguous transposes)
+        g = _fp._fresh(z2.T).T if want_grad else h
+        from . import rows_numba
+
+        done = _fp._kernel(nb, rows_numba.softmax_ce_second_order_columns, z2.T, labels,
+                           0 if ignore is None else ignore, ignore is not None, scale, g.T,
+                           h.T, want_grad)
+        if done is None:
+            return NotImplemented
+        _fp.STATS[loss.name, "numba"] += 1
+        return h if not want_grad else (g, h)
+    else:
+        h = _fp._fresh(z2)
+        g = _fp._fresh(z2) if want_grad else h[:0]
     from . import rows_numba
 
     done = _fp._kernel(nb, rows_numba.softmax_ce_second_order, z2, labels,

@@ -838,3 +838,51 @@ def softmax_ce_second_order(z, labels, ignore, has_ignore, scale, g, h, want_gra
                     g[r, j] = zero if skip else (p - 1.0 if j == label else p) * sc
                 h[r, j] = zero if skip else p * (1.0 - p) * sc
     return 0
+
+
+@njit(parallel=True, **_JIT)
+def softmax_ce_second_order_columns(zt, labels, ignore, has_ignore, scale, gt, ht,
+                                    want_grad):
+    """:func:`softmax_ce_second_order` for class-major scores ``zt`` of shape ``(k, n)``
+    (the transpose of column-major ``(n, k)`` scores, LightGBM's layout), writing the
+    class-major ``gt`` and ``ht``: every sweep runs along the rows of a block, contiguous,
+    so that it vectorises."""
+    k, n = zt.shape
+    zero = _like(zt[0, 0], 0.0)
+    sc = _like(zt[0, 0], scale)
+    nan = _like(zt[0, 0], math.nan)
+    for b in prange(-(-n // SECOND_ORDER_BLOCK)):
+        lo = b * SECOND_ORDER_BLOCK
+        hi = min(lo + SECOND_ORDER_BLOCK, n)
+        w = hi - lo
+        m = zt[0, lo:hi].copy()
+        for j in range(1, k):
+            row = zt[j, lo:hi]
+            for i in range(w):
+                v = row[i]
+                m[i] = v if (v > m[i]) | (v != v) else m[i]
+        s = np.zeros(w, dtype=zt.dtype)
+        for j in range(k):
+            row = zt[j, lo:hi]
+            out = ht[j, lo:hi]
+            for i in range(w):
+                e = _exp(row[i] - m[i])
+                out[i] = e
+                s[i] += e
+        inv = np.empty(w, dtype=zt.dtype)
+        skip = np.empty(w, dtype=np.bool_)
+        for i in range(w):
+            ok = (m[i] - m[i] == zero) and (s[i] > zero)  # a finite maximum
+            inv[i] = 1.0 / s[i] if ok else nan
+            skip[i] = has_ignore and labels[lo + i] == ignore
+        for j in range(k):
+            hrow = ht[j, lo:hi]
+            grow = gt[j, lo:hi] if want_grad else hrow
+            for i in range(w):
+                p = hrow[i] * inv[i]
+                if want_grad:
+                    gv = (p - 1.0 if j == labels[lo + i] else p) * sc
+                    grow[i] = zero if skip[i] else gv
+                hv = p * (1.0 - p) * sc
+                hrow[i] = zero if skip[i] else hv
+    return 0
