@@ -663,10 +663,11 @@ class ListMLE(_RankingLoss):
         \frac{\partial^2 \ell}{\partial s\, \partial s^\top} = \sum_k
         \bigl(\operatorname{diag} q_k - q_k q_k^\top\bigr), \qquad
         \frac{\partial^2 \ell}{\partial s_{\pi(m)}^2} = \sum_{k \le m} q_{k,\pi(m)}
-        \bigl(1 - q_{k,\pi(m)}\bigr). The loss is convex and unchanged by adding a
-    constant to every score of a list; its last term is always 0. Every
-    :math:`L_k` is computed against the largest score it contains, so large scores
-    neither overflow nor underflow.
+        \bigl(1 - q_{k,\pi(m)}\bigr).
+
+    The loss is convex and unchanged by adding a constant to every score of a list; its
+    last term is always 0. Every :math:`L_k` is computed against the largest score it
+    contains, so large scores neither overflow nor underflow.
 
     allRank's ``listMLE`` adds ``eps=1e-10`` inside the log and averages the lists; away
     from that eps it is ``lk.listmle_loss(s, y, where=y != -1)`` (with ties broken the
