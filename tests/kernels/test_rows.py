@@ -563,7 +563,10 @@ def test_spec_table_covers_every_routed_loss():
             from losskit.kernels import rows_numba
 
             assert row in rows_numba.ROWS
-    assert fast_path_for(type(lk.softmax_cross_entropy)) is _rows.softmax_cross_entropy
+    # (with its fused second-order kernel: the wrapper of losskit.core.dispatch)
+    routed = fast_path_for(type(lk.softmax_cross_entropy))
+    assert routed.__wrapped__ is _rows.softmax_cross_entropy
+    assert routed.second_order is _rows.softmax_cross_entropy_second_order
 
 
 # --------------------------------------------------------------- second order (boosting)

@@ -429,13 +429,7 @@ class Loss:
                 f"{self.name} has no Hessian in losskit yet (second_order is ''): its "
                 "prediction is not per element or per row; use its closed-form gradient "
                 f"(lk.{self.name}.grad) with finite differences, or autodiff of the loss")
-        if validate is not True:
-            if not isinstance(validate, (bool, np.bool_)):
-                raise TypeError(f"`validate` of {self.name} must be True or False; "
-                                f"got {validate!r}")
-            validate = bool(validate)
-        if options:
-            options = _python_scalars(options)
+        validate, options = self._call_flags(validate, options)
         arrays = tuple(without_autograd(a) for a in arrays)
         if want == "hvp":
             if vector is None or not hasattr(vector, "shape"):
@@ -446,10 +440,9 @@ class Loss:
                                       want, None, None, second=True if vector is None
                                       else vector)
 
-    def _entry(self, arrays, reduction, sample_weight, options, want, wrt, out, validate):
-        """Every public call: a framework's adapter (PyTorch tensors: losskit.torch, JAX
-        arrays: losskit.jax, found through losskit.core.dispatch) or the pipeline, with or
-        without the checks that read values."""
+    def _call_flags(self, validate, options):
+        """``validate`` checked (True or False) and the options' NumPy scalars as Python
+        ones: the start of every public call."""
         if validate is not True:
             if not isinstance(validate, (bool, np.bool_)):
                 raise TypeError(f"`validate` of {self.name} must be True or False; "
@@ -457,6 +450,13 @@ class Loss:
             validate = bool(validate)
         if options:
             options = _python_scalars(options)
+        return validate, options
+
+    def _entry(self, arrays, reduction, sample_weight, options, want, wrt, out, validate):
+        """Every public call: a framework's adapter (PyTorch tensors: losskit.torch, JAX
+        arrays: losskit.jax, found through losskit.core.dispatch) or the pipeline, with or
+        without the checks that read values."""
+        validate, options = self._call_flags(validate, options)
         if arrays and type(arrays[0]) is not np.ndarray:
             hook = dispatch.framework_hook(arrays[0])
             if hook is not None:

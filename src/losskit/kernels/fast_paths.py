@@ -290,12 +290,16 @@ def _result(want, reduction, dt, total, values, scale, g, copy_to):
 
 
 # --------------------------------------------------------------------------- softmax CE
-def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, out):
-    """Integer labels along the last axis, ``ignore_index``; nothing else."""
-    if sample_weight is not None:
-        return NotImplemented
-    z, y = arrays
-    dt = _float_prediction(z)
+def plain_integer_labels(z, y, opts, *, any_layout=False):
+    """The prediction's dtype when a softmax cross-entropy call is the plain one the tuned
+    kernels take (a non-empty float32/float64 NumPy prediction, C-contiguous unless
+    ``any_layout``, with the class axis last, integer labels of the other axes' shape, no
+    class weights, no smoothing, an int ``ignore_index`` or none), else None."""
+    if any_layout:
+        dt = z.dtype if (type(z) is np.ndarray and z.size
+                         and (z.dtype is _F32 or z.dtype is _F64)) else None
+    else:
+        dt = _float_prediction(z)
     axis, ignore = opts["axis"], opts["ignore_index"]
     smoothing = opts["label_smoothing"]
     if (dt is None or z.ndim == 0 or type(y) is not np.ndarray or y.dtype.kind not in "iu"
@@ -305,7 +309,19 @@ def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, ou
             or (ignore is not None and type(ignore) is not int)
             or type(smoothing) not in (int, float) or smoothing != 0
             or y.shape != z.shape[:-1]):
+        return None
+    return dt
+
+
+def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, out):
+    """Integer labels along the last axis, ``ignore_index``; nothing else."""
+    if sample_weight is not None:
         return NotImplemented
+    z, y = arrays
+    dt = plain_integer_labels(z, y, opts)
+    if dt is None:
+        return NotImplemented
+    ignore = opts["ignore_index"]
     need_grad = want != "value"
     if need_grad and out is not None and not _out_ok(out, z):
         return NotImplemented

@@ -191,23 +191,7 @@ def second_order_kernels(formula, check, dtype, ninputs=0, flags=()):
     gradient (the formula's) and the Hessian (``formula.hessian``), both times ``scale``,
     in one pass, as ``kernel(z, t, *inputs, p, scale, g, h, want_grad) -> rejected``;
     arguments otherwise as :func:`kernels`."""
-    dt = np.dtype(dtype)
-    key = ("second", formula, check, dt.char, ninputs, flags)
-    k = _KERNELS.get(key)
-    if k is not None:
-        return k
-    with _LOCK:
-        k = _KERNELS.get(key)
-        if k is None:
-            f = formula.scalar(dt, _IMPLS)
-            fh = formula.hessian.scalar(dt, _IMPLS)
-            ok = check.scalar(dt, _IMPLS) if check is not None else njit(inline="always")(
-                _always)
-            has_check, n = check is not None, len(formula.params) - ninputs
-            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh)),
-                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh)))
-            _KERNELS[key] = k
-    return k
+    return _built(formula, check, dtype, ninputs, flags, second=True)
 
 
 def kernels(formula, check, dtype, ninputs=0, flags=()):
@@ -216,8 +200,13 @@ def kernels(formula, check, dtype, ninputs=0, flags=()):
     arrays after the target (the formula's first arguments after it) and the flag
     parameters ``flags`` ((index, bool) pairs, fixed in the build); built once per
     combination."""
+    return _built(formula, check, dtype, ninputs, flags, second=False)
+
+
+def _built(formula, check, dtype, ninputs, flags, *, second):
+    """The (parallel, serial) builds of the first- or second-order driver, once each."""
     dt = np.dtype(dtype)
-    key = (formula, check, dt.char, ninputs, flags)
+    key = (second, formula, check, dt.char, ninputs, flags)
     k = _KERNELS.get(key)
     if k is not None:
         return k
@@ -225,10 +214,11 @@ def kernels(formula, check, dtype, ninputs=0, flags=()):
         k = _KERNELS.get(key)
         if k is None:
             f = formula.scalar(dt, _IMPLS)
+            fh = formula.hessian.scalar(dt, _IMPLS) if second else None
             ok = check.scalar(dt, _IMPLS) if check is not None else njit(inline="always")(
                 _always)
             has_check, n = check is not None, len(formula.params) - ninputs
-            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs, flags)),
-                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs, flags)))
+            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh)),
+                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh)))
             _KERNELS[key] = k
     return k

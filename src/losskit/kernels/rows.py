@@ -434,18 +434,9 @@ def softmax_cross_entropy_second_order(loss, arrays, reduction, sample_weight, o
             or len(arrays) != 2):
         return NotImplemented
     z, y = arrays
-    if type(z) is not np.ndarray or type(y) is not np.ndarray or y.dtype.kind not in "iu":
+    if _fp.plain_integer_labels(z, y, opts, any_layout=True) is None:
         return NotImplemented
-    dt = z.dtype
-    axis, ignore = opts["axis"], opts["ignore_index"]
-    smoothing = opts["label_smoothing"]
-    if ((dt is not _F32 and dt is not _F64) or z.ndim == 0 or z.size == 0
-            or opts["class_weight"] is not None
-            or type(axis) is not int or (axis != -1 and axis != z.ndim - 1)
-            or (ignore is not None and type(ignore) is not int)
-            or type(smoothing) not in (int, float) or smoothing != 0
-            or y.shape != z.shape[:-1]):
-        return NotImplemented
+    ignore = opts["ignore_index"]
     nb = _fp._nb()
     if nb is None:
         return NotImplemented
