@@ -196,6 +196,9 @@ class Loss:
     inputs: ClassVar[tuple[str, ...]] = ("prediction", "target")
     #: the inputs ``.grad`` can differentiate with respect to (the first is the default)
     differentiable: ClassVar[tuple[str, ...]] = ("prediction",)
+    #: inputs that may be None (their kernel says what None means, e.g. a reference-free
+    #: preference loss without reference log-probabilities)
+    optional_inputs: ClassVar[tuple[str, ...]] = ()
     #: the second derivative in LaTeX (what ``hessian`` computes), for the docs, the atlas
     #: and ``losskit explain``
     hessian_formula: ClassVar[str] = ""
@@ -430,6 +433,8 @@ class Loss:
                 "prediction is not per element or per row; use its closed-form gradient "
                 f"(lk.{self.name}.grad) with finite differences, or autodiff of the loss")
         validate, options = self._call_flags(validate, options)
+        if self.optional_inputs or len(arrays) < len(self.inputs):
+            arrays, options = self._bind_inputs(arrays, options)
         arrays = tuple(without_autograd(a) for a in arrays)
         if want == "hvp":
             if vector is None or not hasattr(vector, "shape"):
@@ -439,6 +444,28 @@ class Loss:
         return self._checked_pipeline(validate, arrays, reduction, sample_weight, options,
                                       want, None, None, second=True if vector is None
                                       else vector)
+
+    def _bind_inputs(self, arrays, options):
+        """``(arrays, options)`` with the inputs given by keyword (``ref_chosen_logps=x``)
+        moved into ``arrays`` and trailing optional inputs left out filled with None."""
+        names = self.inputs
+        if len(arrays) >= len(names):
+            return arrays, options
+        rest = names[len(arrays):]
+        if not (options and any(n in options for n in rest)) and not all(
+                n in self.optional_inputs for n in rest):
+            return arrays, options  # the pipeline's own error names what is missing
+        options = dict(options)
+        arrays = list(arrays)
+        for n in rest:
+            if n in options:
+                arrays.append(options.pop(n))
+            elif n in self.optional_inputs:
+                arrays.append(None)
+            else:
+                raise TypeError(f"{self.name}() missing the array `{n}` (inputs: "
+                                f"{', '.join(names)})")
+        return tuple(arrays), options
 
     def _call_flags(self, validate, options):
         """``validate`` checked (True or False) and the options' NumPy scalars as Python
@@ -457,6 +484,8 @@ class Loss:
         arrays: losskit.jax, found through losskit.core.dispatch) or the pipeline, with or
         without the checks that read values."""
         validate, options = self._call_flags(validate, options)
+        if len(arrays) < len(self.inputs):
+            arrays, options = self._bind_inputs(arrays, options)
         if arrays and type(arrays[0]) is not np.ndarray:
             hook = dispatch.framework_hook(arrays[0])
             if hook is not None:
@@ -602,7 +631,7 @@ class Loss:
             raise TypeError(f"{self.name}(): all array arguments must come from one array "
                             f"library; {kinds}. Convert them to one library first") from exc
         for n, a in named[:-1]:
-            if a is None:
+            if a is None and n not in self.optional_inputs:
                 raise TypeError(f"{self.name}(): `{n}` must be an array; got None")
         pred = as_array(arrays[0], xp, name=names[0], loss=self.name)
         check_floating(xp, names[0], pred, loss=self.name)
@@ -773,7 +802,9 @@ def _with_signature(cls, func):
         if p.name == "self":
             params.append(p.replace(kind=P.POSITIONAL_ONLY))
         elif p.kind is P.VAR_POSITIONAL:  # *arrays: the loss's inputs, by name
-            params += [P(n, P.POSITIONAL_ONLY) for n in cls.inputs]
+            params += [P(n, P.POSITIONAL_OR_KEYWORD, default=None)
+                       if n in cls.optional_inputs else P(n, P.POSITIONAL_ONLY)
+                       for n in cls.inputs]
         elif p.kind is P.VAR_KEYWORD:  # **options: the loss's options, with defaults
             params += [P(n, P.KEYWORD_ONLY, default=d) for n, d in cls._options().items()]
         elif p.name == "reduction":
