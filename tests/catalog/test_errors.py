@@ -65,7 +65,8 @@ OPTIONS = {
     "sigmoid_binary_cross_entropy": ["pos_weight", "label_smoothing", "ignore_index"],
     "hinge": ["margin"],
     "cross_entropy": ["axis", "class_weight", "ignore_index", "label_smoothing"],
-    "softmax_cross_entropy": ["axis", "class_weight", "ignore_index", "label_smoothing"],
+    "softmax_cross_entropy": ["axis", "class_weight", "ignore_index", "label_smoothing",
+                              "z_loss"],
     "nll_loss": ["axis", "class_weight", "ignore_index", "label_smoothing"],
     "multiclass_hinge": ["margin", "p", "variant", "axis", "class_weight", "ignore_index"],
 }

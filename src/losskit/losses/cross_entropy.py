@@ -22,6 +22,7 @@ mean over no targets is 0 here, not NaN.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 from ..core.dispatch import register_fast_path, unless_set, with_second_order
@@ -287,6 +288,37 @@ def _softmax_ce_labels(xp, z, ct, need_grad):
     return Terms(value, grad, ct.weight, ct.expand)
 
 
+def _with_z_loss(ctx, z, ct, zeta, terms, need_grad):
+    """``terms`` of the softmax cross-entropy plus the z-loss :math:`\\zeta w_n
+    \\operatorname{lse}(z_n)^2` (``w_n`` the example's weight, 1 without class weights, 0
+    where ignored): gradient :math:`2 \\zeta w_n\\,\\mathrm{lse}\\, p`, Hessian
+    :math:`2 \\zeta w_n (p p^\\top + \\mathrm{lse}\\,(\\operatorname{diag} p - p p^\\top))`."""
+    xp = ctx.xp
+    ax = ct.axis
+    m = _safe_max(xp, z, ax, keepdims=True)
+    e = xp.exp(z - m)
+    s = xp.sum(e, axis=ax, keepdims=True)
+    lse = m + _safe_log(xp, s)
+    w = xp.ones_like(terms.value) if ct.weight is None else ct.weight
+    wl = ct.expand(w)
+    take = wl != 0  # an ignored example adds nothing, even with an infinite logsumexp
+    zl = xp.where(take, zeta * wl * (lse * lse), xp.zeros_like(lse))
+    value = terms.value + xp.squeeze(zl, axis=ax)
+    grad = hess = hvp = None
+    if need_grad:
+        ok = (s > 0) & (s < _INF)
+        p = xp.where(ok, e / xp.where(ok, s, xp.ones_like(s)), xp.full_like(e, float("nan")))
+        c = xp.where(take, (2.0 * zeta) * wl, xp.zeros_like(wl))
+        grad = terms.grad + xp.where(take, c * lse * p, xp.zeros_like(p))
+        if ctx.wants_hessian:
+            d, pv = _softmax_hessian(xp, p, c * lse, ctx.vector, ax)
+            hess = terms.hess + xp.where(take, d + c * (p * p), xp.zeros_like(p))
+            if ctx.vector is not None:
+                extra = pv + c * p * xp.sum(p * ctx.vector, axis=ax, keepdims=True)
+                hvp = terms.hvp + xp.where(take, extra, xp.zeros_like(p))
+    return Terms(value, grad, ct.weight, ct.expand, hess=hess, hvp=hvp)
+
+
 class SoftmaxCrossEntropy(Loss):
     r"""Softmax cross-entropy of logits: :math:`\ell = \operatorname{logsumexp}(z) - z_y`.
 
@@ -298,6 +330,12 @@ class SoftmaxCrossEntropy(Loss):
     prediction : floating array of shape (N, ..., K, ...)
         Logits; the class axis is ``axis``.
     {target_doc}
+    z_loss : float >= 0, default 0
+        Coefficient :math:`\zeta` of the auxiliary z-loss :math:`\zeta
+        \operatorname{logsumexp}(z)^2` (PaLM; Liger-Kernel's ``lse_square_scale``), which
+        keeps the softmax normaliser near 1. Added to each example that takes part, with
+        that example's weight (the class weight of its label; 0 where ignored), so that
+        ``reduction="mean"`` averages cross-entropy plus z-loss over the same examples.
     {common_parameters}
 
     Notes
@@ -356,10 +394,18 @@ class SoftmaxCrossEntropy(Loss):
 
 
     def _compute(self, ctx, prediction, target, *, need_grad, axis=-1, class_weight=None,
-                 ignore_index=None, label_smoothing=0.0):
+                 ignore_index=None, label_smoothing=0.0, z_loss=0.0):
         xp = ctx.xp
+        zeta = check_scalar("z_loss", z_loss, lo=0.0)
+        if math.isinf(zeta):
+            raise ValueError(f"`z_loss` must be finite; got {z_loss!r}")
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
+        if zeta:
+            terms = self._compute(ctx, prediction, target, need_grad=need_grad, axis=axis,
+                                  class_weight=class_weight, ignore_index=ignore_index,
+                                  label_smoothing=label_smoothing)
+            return _with_z_loss(ctx, prediction, ct, zeta, terms, need_grad)
         if ct.labels is not None and not ctx.wants_hessian:
             return _softmax_ce_labels(xp, prediction, ct, need_grad)
         p, neg_log = _softmax_and_neg_log(xp, prediction, axis=ct.axis)
@@ -800,8 +846,8 @@ binary_cross_entropy = register(BinaryCrossEntropy())
 sigmoid_binary_cross_entropy = register(SigmoidBinaryCrossEntropy())
 
 # fused NumPy kernels (losskit.kernels.fast_paths), consulted by the pipeline
-register_fast_path(SoftmaxCrossEntropy, with_second_order(  # + the row family
-    rows.softmax_cross_entropy, rows.softmax_cross_entropy_second_order))
+register_fast_path(SoftmaxCrossEntropy, unless_set(with_second_order(  # + the row family
+    rows.softmax_cross_entropy, rows.softmax_cross_entropy_second_order), "z_loss"))
 register_fast_path(NLLLoss, rows.nll_loss)
 register_fast_path(CrossEntropy, rows.cross_entropy)
 register_fast_path(SigmoidBinaryCrossEntropy, with_second_order(
