@@ -24,6 +24,8 @@ boxes                               1M box pairs ``(1_000_000, 4)``, ``x2 > x1``
 linear_cross_entropy (matmul)       N 4096, d 256, V 8192 (+ bias), gradients of all three
 ranking (list)                      ``(4096, 64)``: 4096 lists of 64 items, grades 0..4
 sequence (ctc_loss)                 T 200, N 32, C 50, S 40 (``(T, N, C)`` log-probabilities)
+language_models (grpo_loss)         B 256 completions, T 1024 tokens (log-probabilities,
+                                    mask, advantages, old and reference log-probabilities)
 representation (similarity)         N 4096 pairs, d 256 (``info_nce``: the 2N x 2N matrix;
                                     ``supcon_loss``: 2 views, 512 classes); gradients of
                                     every differentiable input
@@ -1020,6 +1022,106 @@ def _representation(name, g, sz, small):
         src = "written out (HobbitLong/SupContrast SupConLoss)"
     return {"arrays": arrays, "wrt": "all" if len(grad_of) > 1 else None, "grad_of": grad_of,
             "torch": tf, "torch_src": src, "jax": None, "jax_src": "", "kind": "similarity"}
+
+
+# ----- language models (policy gradient)
+@case("grpo_loss")
+def _grpo(name, g, sz, small):
+    import numpy as np
+
+    b, t = (32, 10) if small else (max(1, round(256 * sz["rows"] / 4096)), 1024)
+    logp = -g.uniform(0.05, 4.0, b, t)
+    old = (logp + g.normal(b, t, scale=0.1)).astype(np.float32)
+    ref = (logp + g.normal(b, t, scale=0.3)).astype(np.float32)
+    lengths = g.rng.integers(1, t + 1, size=b)
+    mask = (np.arange(t) < lengths[:, None]).astype(np.float32)
+    adv = g.normal(b)
+
+    def tf(lp, m, a, o, r):  # TRL GRPOTrainer._compute_loss / Liger grpo_loss.py, "dapo"
+        import torch
+        c1 = torch.exp(lp - o)
+        c2 = torch.clamp(c1, 0.8, 1.2)
+        per_token = -torch.min(c1 * a[:, None], c2 * a[:, None])
+        per_token = per_token + 0.04 * (torch.exp(r - lp) - (r - lp) - 1)
+        return (per_token * m).sum() / m.sum().clamp(min=1.0)
+    return {"arrays": (logp, mask, adv, old, ref), "torch": tf,
+            "torch_src": "written out (TRL GRPOTrainer / Liger-Kernel, loss_type dapo)",
+            "jax": None, "jax_src": "", "kind": "sequence"}
+
+
+# ----- language models (reference-free and unpaired preferences, per sequence)
+@case("simpo_loss", "cpo_loss", "orpo_loss", "kto_loss")
+def _preference_odds(name, g, sz, small):
+    import numpy as np
+
+    n = 32 if small else sz["pointwise"] // 10  # 1M sequences (pairs) at --scale 1
+    c = -g.uniform(0.05, 3.0, n)
+    r = -g.uniform(0.05, 3.0, n)
+    # Liger-Kernel src/liger_kernel/chunked_loss/{simpo,cpo,orpo,kto}_loss.py,
+    # preference_loss_fn, written out (default options)
+    if name == "kto_loss":
+        d = g.rng.random(n) > 0.5
+
+        def tf(lp, dd, ref):  # 1 - sigmoid(beta (logp - ref) m), m = +-1; / N
+            import torch
+            m = torch.where(dd, 1.0, -1.0)
+            return (1 - torch.sigmoid(0.1 * (lp - ref) * m)).sum() / lp.shape[0]
+        return {"arrays": (c, d, r), "torch": tf, "kind": "pointwise",
+                "torch_src": "written out (Liger-Kernel kto_loss.py)", "jax": None,
+                "jax_src": ""}
+
+    def tf(cc, rr):
+        import torch
+        F = torch.nn.functional
+        if name == "orpo_loss":
+            lo = (cc - rr) - (torch.log1p(-torch.exp(cc)) - torch.log1p(-torch.exp(rr)))
+            return -0.1 * F.logsigmoid(lo).sum() / cc.shape[0]
+        z = 0.1 * (cc - rr) - (0.5 if name == "simpo_loss" else 0.0)
+        return -F.logsigmoid(z).sum() / cc.shape[0]
+    return {"arrays": (c, r), "torch": tf, "kind": "pointwise", "wrt": "all",
+            "grad_of": (0, 1), "torch_src": f"written out (Liger-Kernel {name[:-5]}_loss.py)",
+            "jax": None, "jax_src": ""}
+
+
+# ----- language models (token-level distillation, student vs teacher logits)
+@case("generalized_jsd", "tvd_loss")
+def _distillation(name, g, sz, small):
+    import numpy as np
+
+    n, k = _rows(sz, small)
+    zs, zt = g.normal(n, k), g.normal(n, k)
+    y = g.rng.integers(0, k, size=n)
+
+    def tf(a, b, yy):  # Liger-Kernel jsd_loss.py / ops/tvd.py, written out (beta 0.5)
+        import torch
+        F = torch.nn.functional
+        s, t = F.log_softmax(a, -1), F.log_softmax(b, -1)
+        if name == "tvd_loss":
+            return 0.5 * (s.exp() - t.exp()).abs().sum(-1).mean()
+        log_m = torch.logsumexp(torch.stack([s + np.log(0.5), t + np.log(0.5)]), 0)
+        return (0.5 * F.kl_div(log_m, t, reduction="none", log_target=True)
+                + 0.5 * F.kl_div(log_m, s, reduction="none", log_target=True)).sum(-1).mean()
+    return {"arrays": (zs, zt, y), "torch": tf, "kind": "row",
+            "torch_src": f"written out (Liger-Kernel {'ops/tvd.py' if name == 'tvd_loss' else 'jsd_loss.py'})",
+            "jax": None, "jax_src": ""}
+
+
+# ----- language models (DPO: preference pairs with a reference model, per sequence)
+@case("dpo_loss")
+def _dpo(name, g, sz, small):
+    n = 32 if small else sz["pointwise"] // 10  # 1M pairs at --scale 1
+    c = -g.uniform(5.0, 300.0, n)
+    r = -g.uniform(5.0, 300.0, n)
+    rc = c + g.normal(n, scale=2.0)
+    rr = r + g.normal(n, scale=2.0)
+
+    def tf(cc, rj, a, b):  # TRL DPOTrainer._compute_loss / Liger dpo_loss.py, "sigmoid"
+        import torch
+        z = 0.1 * ((cc - a) - (rj - b))
+        return -torch.nn.functional.logsigmoid(z).mean()
+    return {"arrays": (c, r, rc, rr), "torch": tf, "kind": "pointwise", "wrt": "all",
+            "grad_of": (0, 1), "torch_src": "written out (TRL DPOTrainer / Liger-Kernel dpo_loss.py)",
+            "jax": None, "jax_src": ""}
 
 
 # ---------------------------------------------------------------------------- contenders

@@ -34,6 +34,7 @@ from .losses.boxes import (
     wiou_loss,
 )
 from .losses.ctc import ctc_loss
+from .losses.distillation import generalized_jsd, tvd_loss
 from .losses.divergence import js_divergence, kl_divergence, softmax_kl_divergence
 from .losses.fenchel_young import (
     make_fenchel_young_loss,
@@ -111,6 +112,9 @@ from .losses.relative_error import (
 )
 from .losses.deviance import gamma_deviance, tweedie_deviance
 from .losses.brier_score import brier_score
+from .losses.policy_gradient import grpo_loss
+from .losses.preference import dpo_loss
+from .losses.preference_odds import cpo_loss, kto_loss, orpo_loss, simpo_loss
 
 from .core import __version__
 from .core import dispatch as _dispatch
@@ -173,7 +177,15 @@ __all__ = [
     "kl_divergence",
     "softmax_kl_divergence",
     "js_divergence",
+    "generalized_jsd",
+    "tvd_loss",
     "brier_score",
+    "grpo_loss",
+    "dpo_loss",
+    "simpo_loss",
+    "cpo_loss",
+    "orpo_loss",
+    "kto_loss",
     "sparsemax_loss",
     "multiclass_sparsemax_loss",
     "linear_cross_entropy",

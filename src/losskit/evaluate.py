@@ -832,6 +832,9 @@ def evaluate(loss, *inputs, reduction: str = "mean", sample_weight=None,
     if refusal:
         raise ValueError(f"{loss.name} cannot be evaluated a block of rows at a time: "
                          f"{refusal}; call losskit.{loss.name} on the whole arrays instead")
+    if len(inputs) < len(names) and all(n in loss.optional_inputs
+                                        for n in names[len(inputs):]):
+        names = names[:len(inputs)]  # trailing optional inputs left out: the loss's None
     if len(inputs) != len(names):
         raise ValueError(f"{loss.name} takes {len(names)} inputs ({', '.join(names)}); got "
                          f"{len(inputs)}")

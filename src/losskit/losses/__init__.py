@@ -24,6 +24,7 @@ module                      losses
                             multilabel_soft_margin (multilabel_soft_margin_loss),
                             asymmetric_loss
 ``divergence``              kl_divergence, softmax_kl_divergence, js_divergence
+``distillation``            generalized_jsd, tvd_loss (token-level, student vs teacher logits)
 ``overlap``                 dice_loss, tversky_loss, jaccard_loss, focal_tversky_loss,
                             generalized_dice_loss (generalized_dice), mcc_loss
 ``lovasz``                  lovasz_hinge, lovasz_softmax
@@ -37,6 +38,12 @@ module                      losses
 ``self_supervised``         info_nce (nt_xent_loss), clip_loss, siglip_loss, supcon_loss
 ``ranking``                 pairwise_logistic_loss (ranknet_loss), lambdarank_loss,
                             ranking_softmax_loss (listnet_loss), listmle_loss
+``policy_gradient``         grpo_loss (GRPO, BNPO, Dr. GRPO, DAPO, CISPO; token or sequence
+                            importance sampling)
+``preference``              dpo_loss (DPO and TRL's variants: hinge, IPO, EXO, NCA, robust,
+                            BCO, SPPO, AOT, APO, DiscoPOP; f-divergences)
+``preference_odds``         simpo_loss, cpo_loss, orpo_loss (reference-free pairs), kto_loss
+                            (unpaired desirable / undesirable sequences)
 ==========================  ===============================================================
 
 Each loss is a :class:`losskit.core.loss.Loss` subclass whose ``_compute`` returns the
