@@ -313,6 +313,14 @@ class DPOLoss(Loss):
         "TRL DPOTrainer (trl/trainer/dpo_trainer.py); Liger-Kernel chunked_loss/dpo_loss.py",
     )
 
+    def streaming_refusal(self, options):
+        """aot and aot_unpaired sort the log-ratios across the whole batch: the loss of a
+        block of rows is not its share of the batch's (``losskit.evaluate`` refuses them)."""
+        if options.get("variant") in ("aot", "aot_unpaired"):
+            return (f"variant={options['variant']!r} sorts the log-ratios across the whole "
+                    "batch")
+        return None
+
     def _compute(self, ctx, chosen_logps, rejected_logps, ref_chosen_logps=None,
                  ref_rejected_logps=None, chosen_lengths=None, rejected_lengths=None, *,
                  need_grad, beta=0.1, variant="sigmoid", label_smoothing=0.0,
