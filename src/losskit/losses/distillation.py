@@ -80,7 +80,18 @@ def _centred(xp, p, r):
     return pr - p * xp.sum(pr, axis=-1, keepdims=True)
 
 
-class GeneralizedJSD(Loss):
+class _TokenDistillation(Loss):
+    """What the token-level distillation losses share: their inputs and metadata."""
+
+    family = "language_models"
+    prediction = "student logits (..., V)"
+    target = "teacher logits of the same shape; optional target tokens (...)"
+    inputs = ("student_logits", "teacher_logits", "targets")
+    differentiable = ("student_logits",)
+    optional_inputs = ("targets",)
+
+
+class GeneralizedJSD(_TokenDistillation):
     r"""Generalized Jensen-Shannon divergence between a teacher's and a student's softmax.
 
     .. math::
@@ -148,12 +159,6 @@ class GeneralizedJSD(Loss):
     """
 
     name = "generalized_jsd"
-    family = "language_models"
-    prediction = "student logits (..., V)"
-    target = "teacher logits of the same shape; optional target tokens (...)"
-    inputs = ("student_logits", "teacher_logits", "targets")
-    differentiable = ("student_logits",)
-    optional_inputs = ("targets",)
     formula = (r"\ell = \beta\, D_{\mathrm{KL}}(Q \| M) + (1 - \beta)\, D_{\mathrm{KL}}(P \| M),"
                r"\ M = (1 - \beta) P + \beta Q")
     gradient_formula = (r"\frac{\partial \ell}{\partial z_s} = \frac{1 - \beta}{T}\, P \odot "
@@ -207,7 +212,7 @@ class GeneralizedJSD(Loss):
         return Terms(value, grad, keep, lambda a: a[..., None])
 
 
-class TVDLoss(Loss):
+class TVDLoss(_TokenDistillation):
     r"""Total variation distance between a student's and a teacher's softmax.
 
     .. math::
@@ -255,12 +260,6 @@ class TVDLoss(Loss):
     """
 
     name = "tvd_loss"
-    family = "language_models"
-    prediction = "student logits (..., V)"
-    target = "teacher logits of the same shape; optional target tokens (...)"
-    inputs = ("student_logits", "teacher_logits", "targets")
-    differentiable = ("student_logits",)
-    optional_inputs = ("targets",)
     formula = r"\ell = \tfrac12 \sum_c |P_c - Q_c|"
     gradient_formula = (r"\frac{\partial \ell}{\partial z_s} = \tfrac12\, P \odot "
                         r"(\sigma - \textstyle\sum_c \sigma_c P_c),\ "

@@ -95,6 +95,19 @@ chosen_logps, rejected_logps : floating arrays of shape (N,)
 
 
 # ---------------------------------------------------------------------------- losses
+def _margin_terms(ctx, chosen, rejected, beta, margin, smoothing, need_grad):
+    """SimPO's and CPO's terms: the smoothed logistic loss of :math:`z = \\beta (c - r) -
+    \\gamma` (``margin`` :math:`\\gamma`), its gradient :math:`\\pm\\beta\\,
+    \\partial\\ell/\\partial z` for the chosen and the rejected log-probabilities."""
+    r = _rejected(ctx, chosen, rejected)
+    z = beta * (chosen - r) - margin if margin else beta * (chosen - r)
+    value, dz = _smoothed_logistic(ctx, z, smoothing, need_grad)
+    if not need_grad:
+        return Terms(value, None)
+    gc = beta * dz
+    return Terms(value, gc, grads={"rejected_logps": 0.0 - gc})
+
+
 class SimPOLoss(Loss):
     r"""SimPO: simple preference optimisation without a reference model (Meng et al. 2024).
 
@@ -184,16 +197,8 @@ class SimPOLoss(Loss):
 
     def _compute(self, ctx, chosen_logps, rejected_logps, *, need_grad, beta=0.1,
                  gamma=0.5, label_smoothing=0.0):
-        b = _beta(beta)
-        g = _finite("gamma", gamma)
-        ls = _smoothing(label_smoothing)
-        r = _rejected(ctx, chosen_logps, rejected_logps)
-        z = b * (chosen_logps - r) - g
-        value, dz = _smoothed_logistic(ctx, z, ls, need_grad)
-        if not need_grad:
-            return Terms(value, None)
-        gc = b * dz
-        return Terms(value, gc, grads={"rejected_logps": 0.0 - gc})
+        return _margin_terms(ctx, chosen_logps, rejected_logps, _beta(beta),
+                             _finite("gamma", gamma), _smoothing(label_smoothing), need_grad)
 
 
 class CPOLoss(Loss):
@@ -282,15 +287,8 @@ class CPOLoss(Loss):
 
     def _compute(self, ctx, chosen_logps, rejected_logps, *, need_grad, beta=0.1,
                  label_smoothing=0.0):
-        b = _beta(beta)
-        ls = _smoothing(label_smoothing)
-        r = _rejected(ctx, chosen_logps, rejected_logps)
-        z = b * (chosen_logps - r)
-        value, dz = _smoothed_logistic(ctx, z, ls, need_grad)
-        if not need_grad:
-            return Terms(value, None)
-        gc = b * dz
-        return Terms(value, gc, grads={"rejected_logps": 0.0 - gc})
+        return _margin_terms(ctx, chosen_logps, rejected_logps, _beta(beta), 0.0,
+                             _smoothing(label_smoothing), need_grad)
 
 
 class ORPOLoss(Loss):
