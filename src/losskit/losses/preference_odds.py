@@ -108,7 +108,23 @@ def _margin_terms(ctx, chosen, rejected, beta, margin, smoothing, need_grad):
     return Terms(value, gc, grads={"rejected_logps": 0.0 - gc})
 
 
-class SimPOLoss(Loss):
+class _PairedLogistic(Loss):
+    """What SimPO and CPO share: the smoothed logistic loss of a margin of the two
+    policy log-probabilities (inputs, metadata, gradient)."""
+
+    family = "language_models"
+    prediction = "log-probabilities of the chosen sequences"
+    target = "log-probabilities of the rejected sequences"
+    inputs = ("chosen_logps", "rejected_logps")
+    differentiable = ("chosen_logps", "rejected_logps")
+    formula = (r"\ell = -(1 - \epsilon) \log\sigma(z) - \epsilon \log\sigma(-z),\ "
+               r"z = \beta (c - r)")
+    gradient_formula = (r"\frac{\partial \ell}{\partial c} = -\frac{\partial \ell}"
+                        r"{\partial r} = \beta\,(\epsilon\,\sigma(z) - (1 - \epsilon)\,"
+                        r"\sigma(-z))")
+
+
+class SimPOLoss(_PairedLogistic):
     r"""SimPO: simple preference optimisation without a reference model (Meng et al. 2024).
 
     .. math::
@@ -175,16 +191,10 @@ class SimPOLoss(Loss):
     """
 
     name = "simpo_loss"
-    family = "language_models"
     prediction = "length-averaged log-probabilities of the chosen sequences"
     target = "length-averaged log-probabilities of the rejected sequences"
-    inputs = ("chosen_logps", "rejected_logps")
-    differentiable = ("chosen_logps", "rejected_logps")
     formula = (r"\ell = -(1 - \epsilon) \log\sigma(z) - \epsilon \log\sigma(-z),\ "
                r"z = \beta (c - r) - \gamma")
-    gradient_formula = (r"\frac{\partial \ell}{\partial c} = -\frac{\partial \ell}"
-                        r"{\partial r} = \beta\,(\epsilon\,\sigma(z) - (1 - \epsilon)\,"
-                        r"\sigma(-z))")
     when_to_use = (
         "Preference fine-tuning of a language model from (chosen, rejected) pairs without "
         "a reference model: the reward is the length-averaged log-likelihood, so it does "
@@ -201,7 +211,7 @@ class SimPOLoss(Loss):
                              _finite("gamma", gamma), _smoothing(label_smoothing), need_grad)
 
 
-class CPOLoss(Loss):
+class CPOLoss(_PairedLogistic):
     r"""The preference term of Contrastive Preference Optimization (Xu et al. 2024).
 
     .. math::
@@ -266,16 +276,6 @@ class CPOLoss(Loss):
     """
 
     name = "cpo_loss"
-    family = "language_models"
-    prediction = "log-probabilities of the chosen sequences"
-    target = "log-probabilities of the rejected sequences"
-    inputs = ("chosen_logps", "rejected_logps")
-    differentiable = ("chosen_logps", "rejected_logps")
-    formula = (r"\ell = -(1 - \epsilon) \log\sigma(z) - \epsilon \log\sigma(-z),\ "
-               r"z = \beta (c - r)")
-    gradient_formula = (r"\frac{\partial \ell}{\partial c} = -\frac{\partial \ell}"
-                        r"{\partial r} = \beta\,(\epsilon\,\sigma(z) - (1 - \epsilon)\,"
-                        r"\sigma(-z))")
     when_to_use = (
         "Preference fine-tuning from (chosen, rejected) pairs without a reference model "
         "(CPO, first for machine translation): DPO's logistic loss on the policy's own "
