@@ -432,9 +432,7 @@ class Loss:
                 f"{self.name} has no Hessian in losskit yet (second_order is ''): its "
                 "prediction is not per element or per row; use its closed-form gradient "
                 f"(lk.{self.name}.grad) with finite differences, or autodiff of the loss")
-        validate, options = self._call_flags(validate, options)
-        if self.optional_inputs or len(arrays) < len(self.inputs):
-            arrays, options = self._bind_inputs(arrays, options)
+        arrays, validate, options = self._call_prologue(arrays, validate, options)
         arrays = tuple(without_autograd(a) for a in arrays)
         if want == "hvp":
             if vector is None or not hasattr(vector, "shape"):
@@ -467,9 +465,10 @@ class Loss:
                                 f"{', '.join(names)})")
         return tuple(arrays), options
 
-    def _call_flags(self, validate, options):
-        """``validate`` checked (True or False) and the options' NumPy scalars as Python
-        ones: the start of every public call."""
+    def _call_prologue(self, arrays, validate, options):
+        """The start of every public call: ``validate`` checked (True or False), the
+        options' NumPy scalars as Python ones, inputs given by keyword or left out
+        (optional ones) bound. Returns ``(arrays, validate, options)``."""
         if validate is not True:
             if not isinstance(validate, (bool, np.bool_)):
                 raise TypeError(f"`validate` of {self.name} must be True or False; "
@@ -477,15 +476,15 @@ class Loss:
             validate = bool(validate)
         if options:
             options = _python_scalars(options)
-        return validate, options
+        if len(arrays) < len(self.inputs):
+            arrays, options = self._bind_inputs(arrays, options)
+        return arrays, validate, options
 
     def _entry(self, arrays, reduction, sample_weight, options, want, wrt, out, validate):
         """Every public call: a framework's adapter (PyTorch tensors: losskit.torch, JAX
         arrays: losskit.jax, found through losskit.core.dispatch) or the pipeline, with or
         without the checks that read values."""
-        validate, options = self._call_flags(validate, options)
-        if len(arrays) < len(self.inputs):
-            arrays, options = self._bind_inputs(arrays, options)
+        arrays, validate, options = self._call_prologue(arrays, validate, options)
         if arrays and type(arrays[0]) is not np.ndarray:
             hook = dispatch.framework_hook(arrays[0])
             if hook is not None:
@@ -668,10 +667,8 @@ class Loss:
             grads = {n: _weighted(xp, terms.expand(sw), g) for n, g in grads.items()}
 
         if reduction == "none":
-            value_out = value
             scale = None
         else:
-            value_out = xp.sum(value)
             if reduction == "sum":
                 scale = None
             elif reduction == "batchmean":
@@ -696,16 +693,7 @@ class Loss:
                     ok = total != 0
                     scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)),
                                      xp.zeros_like(total))
-            if scale is not None:
-                if isinstance(scale, float):
-                    value_out = value_out * scale
-                else:
-                    value_out = xp.where(scale != 0, value_out * scale, xp.zeros_like(value_out))
-        if value_out.dtype != dtype:
-            value_out = xp.astype(value_out, dtype)
-        if pending:
-            (value_out,) = poison(xp, pending, value_out)
-        value_out = ensure_array(value_out)
+        value_out = reduced_value(xp, value, reduction, scale, dtype, pending)
         if not need_grad:
             return value_out
         result = []
@@ -826,6 +814,28 @@ def _with_signature(cls, func):
     copy.__signature__ = sig.replace(parameters=head + first + options + rest)
     copy._losskit_original = original
     return copy
+
+
+def reduced_value(xp, value, reduction, scale, dtype, pending):
+    """The value a loss returns: the per-example ``value`` (``"none"``) or its sum times
+    the reduction's ``scale`` (a float, a 0-d array, or None: nothing to divide; an array
+    scale of 0, a mean over nothing, gives 0 even for an inf/NaN sum), in the caller's
+    ``dtype``, poisoned by the ``pending`` deferred checks. Shared by the pipeline and the
+    losses that run their own."""
+    if reduction == "none":
+        out = value
+    else:
+        out = xp.sum(value)
+        if scale is not None:
+            if isinstance(scale, float):
+                out = out * scale
+            else:
+                out = xp.where(scale != 0, out * scale, xp.zeros_like(out))
+    if out.dtype != dtype:
+        out = xp.astype(out, dtype)
+    if pending:
+        (out,) = poison(xp, pending, out)
+    return ensure_array(out)
 
 
 def _python_scalars(options: dict) -> dict:

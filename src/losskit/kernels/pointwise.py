@@ -128,6 +128,27 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
             values.append(v)
         return values
 
+    def further_inputs(arrays, z, dt, g=None):
+        """The arrays after the target, flat, cast like it (None: one is not covered);
+        one sharing memory with the gradient ``g`` is read from a copy."""
+        extra = []
+        for x in arrays[2:]:
+            if type(x) is not np.ndarray or x.dtype.kind == "b":
+                return None
+            x = _fast._same_shape_target(x, z, dt)
+            if x is None:
+                return None
+            if g is not None and np.may_share_memory(x, g):
+                x = x.copy()  # the gradient is written over it: read a copy
+            extra.append(x.reshape(-1))
+        return extra
+
+    def numba_parameters(values, dt):
+        """``(p, flags)`` for the numba drivers: the parameters in ``dt`` (the flags kept
+        as bools) and the flags' (index, value) pairs, fixed in the build."""
+        p = tuple(v if type(v) is bool else dt.type(v) for v in values)
+        return p, tuple((i, v) for i, v in enumerate(p) if type(v) is bool)
+
     def kernel(loss, arrays, reduction, sample_weight, opts, want, out):
         if sample_weight is not None or len(arrays) != n_arrays:
             return NotImplemented
@@ -142,23 +163,15 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         if e is None:
             return NotImplemented
         dt = e.dt
-        extra = []
-        for x in arrays[2:]:
-            if type(x) is not np.ndarray or x.dtype.kind == "b":
-                return NotImplemented
-            x = _fast._same_shape_target(x, e.z, dt)
-            if x is None:
-                return NotImplemented
-            if e.need_grad and np.may_share_memory(x, e.g):
-                x = x.copy()  # the gradient is written over it: read a copy
-            extra.append(x.reshape(-1))
+        extra = further_inputs(arrays, e.z, dt, e.g if e.need_grad else None)
+        if extra is None:
+            return NotImplemented
         if any(derived):
             values = [v(dt) if of_dt else v for v, of_dt in zip(values, derived)]
         nb = _fast._nb()
         res = None
         if nb is not None:
-            p = tuple(v if type(v) is bool else dt.type(v) for v in values)
-            flags = tuple((i, v) for i, v in enumerate(p) if type(v) is bool)
+            p, flags = numba_parameters(values, dt)
             kernels = _numba_driver().kernels(formula, check, dt, len(extra), flags)
             res = e.run_numba(nb, kernels, nb.BLOCK, e.zf, e.tf, *extra, p)
         if res is not None:
@@ -192,14 +205,9 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         t = _fast._same_shape_target(arrays[1], z, dt)
         if t is None:
             return NotImplemented
-        extra = []
-        for x in arrays[2:]:
-            if type(x) is not np.ndarray or x.dtype.kind == "b":
-                return NotImplemented
-            x = _fast._same_shape_target(x, z, dt)
-            if x is None:
-                return NotImplemented
-            extra.append(x.reshape(-1))
+        extra = further_inputs(arrays, z, dt)
+        if extra is None:
+            return NotImplemented
         if any(derived):
             values = [v(dt) if of_dt else v for v, of_dt in zip(values, derived)]
         scale = _fast._scale(reduction, z.size, z.shape[0] if z.ndim else 1)
@@ -212,8 +220,7 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         nb = _fast._nb()
         bad = None
         if nb is not None:
-            p = tuple(v if type(v) is bool else dt.type(v) for v in values)
-            flags = tuple((i, v) for i, v in enumerate(p) if type(v) is bool)
+            p, flags = numba_parameters(values, dt)
             kernels = _numba_driver().second_order_kernels(formula, check, dt, len(extra),
                                                            flags)
             k = kernels[0] if zf.shape[0] >= _fast.PARALLEL_MIN else kernels[1]

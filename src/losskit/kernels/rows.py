@@ -450,41 +450,29 @@ def softmax_cross_entropy_second_order(loss, arrays, reduction, sample_weight, o
     # in that order), are read and written in place: no copy either way
     column_major = z.ndim == 2 and z.flags.f_contiguous and not z.flags.c_contiguous
     z2 = z if column_major else np.ascontiguousarray(z.reshape(-1, k))
+    count = 0  # the mean's denominator: the rows that take part
     if reduction == "mean":
         count = labels.shape[0] if keep is None else int(np.count_nonzero(keep))
-        scale = 1.0 / count if count else 0.0
-    elif reduction == "batchmean":
-        n = z.shape[0] if z.ndim > 1 else 1
-        scale = 1.0 / n if n else 0.0
-    else:
-        scale = 1.0
+    scale = _fp._scale(reduction, count, z.shape[0] if z.ndim > 1 else 1)
     want_grad = want == "grad_and_hessian"
-    # (from the gradient cache, as the first-order gradients: no page faults per call)
-    if column_major:  # the class-major kernel on the transposes (C-contiguous (k, n))
-        h = _fp._fresh(z2.T).T  # (the gradient cache serves the C-contiguous transposes)
-        g = _fp._fresh(z2.T).T if want_grad else h
-        from . import rows_numba
-
-        done = _fp._kernel(nb, rows_numba.softmax_ce_second_order_columns, z2.T, labels,
-                           0 if ignore is None else ignore, ignore is not None, scale, g.T,
-                           h.T, want_grad)
-        if done is None:
-            return NotImplemented
-        _fp.STATS[loss.name, "numba"] += 1
-        return h if not want_grad else (g, h)
-    else:
-        h = _fp._fresh(z2)
-        g = _fp._fresh(z2) if want_grad else h[:0]
     from . import rows_numba
 
-    done = _fp._kernel(nb, rows_numba.softmax_ce_second_order, z2, labels,
-                       0 if ignore is None else ignore, ignore is not None, scale,
-                       g if want_grad else h, h, want_grad)
+    if column_major:  # class-major sweeps over the C-contiguous transposes (k, n)
+        kernel, zk = rows_numba.softmax_ce_second_order_columns, z2.T
+    else:
+        kernel, zk = rows_numba.softmax_ce_second_order, z2
+    hk = _fp._fresh(zk)  # from the gradient cache, as the first-order gradients
+    gk = _fp._fresh(zk) if want_grad else hk
+    done = _fp._kernel(nb, kernel, zk, labels, 0 if ignore is None else ignore,
+                       ignore is not None, 1.0 if scale is None else scale, gk, hk,
+                       want_grad)
     if done is None:  # numba could not compile it here
         return NotImplemented
     _fp.STATS[loss.name, "numba"] += 1
-    h = h.reshape(z.shape)
-    return h if not want_grad else (g.reshape(z.shape), h)
+    h = hk.T if column_major else hk.reshape(z.shape)
+    if not want_grad:
+        return h
+    return (gk.T if column_major else gk.reshape(z.shape)), h
 
 
 nll_loss = _fast("nll_loss")

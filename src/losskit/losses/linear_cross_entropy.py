@@ -73,7 +73,7 @@ import numpy as np
 
 from ..core import dispatch
 from ..kernels import fast_paths
-from ..core.loss import Context, Loss, check_out, register
+from ..core.loss import Context, Loss, check_out, reduced_value, register
 from ..core.primitives import _safe_log, _weighted
 from ..core.validation import (
     check_integer,
@@ -86,7 +86,7 @@ from ..core.validation import (
     deferred_checks,
     poison,
 )
-from ..core.arrays import (as_array, compute_dtype, device_of, ensure_array, quiet,
+from ..core.arrays import (as_array, compute_dtype, device_of, quiet,
                            without_autograd)
 
 __all__ = ["linear_cross_entropy"]
@@ -390,20 +390,8 @@ class LinearCrossEntropy(Loss):
 
         if sw is not None:
             value = _weighted(xp, sw, value)  # a zero weight removes the example
-        if reduction == "none":
-            total_value = xp.reshape(value, lead)
-        else:
-            total_value = xp.sum(value)
-            if scale is not None:
-                if isinstance(scale, float):
-                    total_value = total_value * scale
-                else:
-                    total_value = xp.where(scale != 0, total_value * scale,
-                                           xp.zeros_like(total_value))
-        if total_value.dtype != dtype:
-            total_value = xp.astype(total_value, dtype)
-        (total_value,) = poison(xp, pending, total_value)
-        total_value = ensure_array(total_value)
+        total_value = reduced_value(xp, xp.reshape(value, lead) if reduction == "none"
+                                    else value, reduction, scale, dtype, pending)
         if not need_grad:
             return total_value
         result = []

@@ -108,15 +108,21 @@ def _margin_terms(ctx, chosen, rejected, beta, margin, smoothing, need_grad):
     return Terms(value, gc, grads={"rejected_logps": 0.0 - gc})
 
 
-class _PairedLogistic(Loss):
-    """What SimPO and CPO share: the smoothed logistic loss of a margin of the two
-    policy log-probabilities (inputs, metadata, gradient)."""
+class _Paired(Loss):
+    """The reference-free pair losses' inputs: the policy's log-probabilities of the
+    chosen and the rejected sequence, both differentiated."""
 
     family = "language_models"
     prediction = "log-probabilities of the chosen sequences"
     target = "log-probabilities of the rejected sequences"
     inputs = ("chosen_logps", "rejected_logps")
     differentiable = ("chosen_logps", "rejected_logps")
+
+
+class _PairedLogistic(_Paired):
+    """What SimPO and CPO share: the smoothed logistic loss of a margin of the two
+    policy log-probabilities (metadata, gradient)."""
+
     formula = (r"\ell = -(1 - \epsilon) \log\sigma(z) - \epsilon \log\sigma(-z),\ "
                r"z = \beta (c - r)")
     gradient_formula = (r"\frac{\partial \ell}{\partial c} = -\frac{\partial \ell}"
@@ -291,7 +297,7 @@ class CPOLoss(_PairedLogistic):
                              _smoothing(label_smoothing), need_grad)
 
 
-class ORPOLoss(Loss):
+class ORPOLoss(_Paired):
     r"""The odds-ratio term of ORPO, odds-ratio preference optimisation (Hong et al. 2024).
 
     .. math::
@@ -364,11 +370,8 @@ class ORPOLoss(Loss):
     """
 
     name = "orpo_loss"
-    family = "language_models"
     prediction = "log-probabilities (<= 0) of the chosen sequences"
     target = "log-probabilities (<= 0) of the rejected sequences"
-    inputs = ("chosen_logps", "rejected_logps")
-    differentiable = ("chosen_logps", "rejected_logps")
     formula = (r"\ell = -\beta \log\sigma(L),\ L = (c - \log(1 - e^{c})) - "
                r"(r - \log(1 - e^{r}))")
     gradient_formula = (r"\frac{\partial \ell}{\partial c} = \frac{-\beta\,\sigma(-L)}"

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..core.arrays import (as_array, compute_dtype, device_of, ensure_array, quiet,
                            without_autograd)
-from ..core.loss import Context, Loss, check_out, register
+from ..core.loss import Context, Loss, check_out, reduced_value, register
 from ..core.primitives import _weighted
 from ..core.validation import (
     _dtype_name,
@@ -139,21 +139,7 @@ class _SimilarityLoss(Loss):
 
         if sw is not None:
             value = _weighted(xp, sw, value)
-        if reduction == "none":
-            value_out = value
-        else:
-            value_out = xp.sum(value)
-            if scale is not None:
-                if isinstance(scale, float):
-                    value_out = value_out * scale
-                else:
-                    value_out = xp.where(scale != 0, value_out * scale,
-                                         xp.zeros_like(value_out))
-        if value_out.dtype != dtype:
-            value_out = xp.astype(value_out, dtype)
-        if pending:
-            (value_out,) = poison(xp, pending, value_out)
-        value_out = ensure_array(value_out)
+        value_out = reduced_value(xp, value, reduction, scale, dtype, pending)
         if not need_grad:
             return value_out
         result = []
