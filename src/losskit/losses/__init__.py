@@ -11,6 +11,7 @@ module                      losses
 ``cross_entropy``           softmax_cross_entropy, cross_entropy, nll_loss,
                             binary_cross_entropy, sigmoid_binary_cross_entropy
 ``linear_cross_entropy``    linear_cross_entropy (softmax CE of a linear layer, in blocks)
+``linear_logprobs``         linear_token_logprobs (per-token log-probabilities of a linear head)
 ``focal``                   sigmoid_focal_loss, softmax_focal_loss, poly_loss,
                             sigmoid_focal_loss_star
 ``noise_robust``            generalized_cross_entropy

@@ -80,6 +80,40 @@ def _centred(xp, p, r):
     return pr - p * xp.sum(pr, axis=-1, keepdims=True)
 
 
+def _jsd_terms(xp, s, t, b, temp, need_grad, p=None):
+    """The generalized JSD of each token and its gradient with respect to the student's
+    raw logits, from the log-softmaxes ``s`` (student) and ``t`` (teacher) at temperature
+    ``temp`` (vocabulary last): ``(value (...), grad (..., V) or None)``. ``p`` is
+    ``exp(s)`` when the caller has it. Shared with :mod:`.linear_distillation`."""
+    if p is None:
+        p = xp.exp(s)
+    grad = None
+    if b == 0.0:  # KL(Q || P)
+        q = xp.exp(t)
+        value = xp.sum(_plogr(xp, q, t, s), axis=-1)
+        if need_grad:
+            grad = (p - q) / temp
+    elif b == 1.0:  # KL(P || Q)
+        value = xp.sum(_plogr(xp, p, s, t), axis=-1)
+        if need_grad:
+            grad = _centred(xp, p, s - t) / temp
+    else:
+        q = xp.exp(t)
+        # log M from the larger of s and t: s + log1p(b expm1(t - s)) where s >= t, else
+        # t + log1p((1 - b) expm1(s - t)): exact where the two agree (r = 0, a zero
+        # divergence, not a rounding error of either sign), no overflow anywhere
+        up = s >= t
+        d = xp.where(up, t - s, s - t)
+        d = xp.where(xp.isnan(d), xp.zeros_like(d), d)  # both -inf: masked by P = Q = 0
+        log_m = xp.where(up, s + xp.log1p(b * xp.expm1(d)),
+                         t + xp.log1p((1.0 - b) * xp.expm1(d)))
+        value = (b * xp.sum(_plogr(xp, q, t, log_m), axis=-1)
+                 + (1.0 - b) * xp.sum(_plogr(xp, p, s, log_m), axis=-1))
+        if need_grad:
+            grad = ((1.0 - b) / temp) * _centred(xp, p, s - log_m)
+    return value, grad
+
+
 class _TokenDistillation(Loss):
     """What the token-level distillation losses share: their inputs and metadata."""
 
@@ -183,31 +217,7 @@ class GeneralizedJSD(_TokenDistillation):
             raise ValueError(f"`temperature` must be finite; got {temperature!r}")
         s, t, keep = _token_setup(ctx, student_logits, teacher_logits, targets, ignore_index,
                                   temp)
-        p = xp.exp(s)
-        grad = None
-        if b == 0.0:  # KL(Q || P)
-            q = xp.exp(t)
-            value = xp.sum(_plogr(xp, q, t, s), axis=-1)
-            if need_grad:
-                grad = (p - q) / temp
-        elif b == 1.0:  # KL(P || Q)
-            value = xp.sum(_plogr(xp, p, s, t), axis=-1)
-            if need_grad:
-                grad = _centred(xp, p, s - t) / temp
-        else:
-            q = xp.exp(t)
-            # log M from the larger of s and t: s + log1p(b expm1(t - s)) where s >= t, else
-            # t + log1p((1 - b) expm1(s - t)): exact where the two agree (r = 0, a zero
-            # divergence, not a rounding error of either sign), no overflow anywhere
-            up = s >= t
-            d = xp.where(up, t - s, s - t)
-            d = xp.where(xp.isnan(d), xp.zeros_like(d), d)  # both -inf: masked by P = Q = 0
-            log_m = xp.where(up, s + xp.log1p(b * xp.expm1(d)),
-                             t + xp.log1p((1.0 - b) * xp.expm1(d)))
-            value = (b * xp.sum(_plogr(xp, q, t, log_m), axis=-1)
-                     + (1.0 - b) * xp.sum(_plogr(xp, p, s, log_m), axis=-1))
-            if need_grad:
-                grad = ((1.0 - b) / temp) * _centred(xp, p, s - log_m)
+        value, grad = _jsd_terms(xp, s, t, b, temp, need_grad)
         value, grad = _masked(xp, keep, value, grad)
         return Terms(value, grad, keep, lambda a: a[..., None])
 

@@ -341,6 +341,12 @@ class LinearCrossEntropy(Loss):
         y = xp.reshape(y, (n_rows,))
 
         rows = self._rows(ctx, h, W, b, y, V, opts)
+        # a temperature divides the logits: z / t = (h / t) W^T + b / t; the hidden and bias
+        # gradients then take the factor 1 / t once more (the weight's comes with h / t)
+        t = self._temperature(opts)
+        if t != 1.0:
+            h = h / t
+            b = None if b is None else b / t
         # sample weights: labels' shape, or (N_first,) for every row of each example
         if sample_weight is not None:
             with deferred_checks() as more:
@@ -376,6 +382,8 @@ class LinearCrossEntropy(Loss):
             row_factor = xp.ones((n_rows,), dtype=work, device=device) if sw is None else sw
             if scale is not None:
                 row_factor = row_factor * scale
+            if self._sign != 1.0:
+                row_factor = -row_factor
         block_rows = self._block_rows(opts["chunk_size"], n_rows, V, work, xp)
         shapes = {"hidden": hidden_shape, "weight": (V, d), "bias": (V,)}
         dest = {}
@@ -387,6 +395,10 @@ class LinearCrossEntropy(Loss):
                 dest[target] = out  # the in-place kernel writes into it directly
 
         value, g = _kernel(ctx, h, W, b, rows, row_factor, grads_wanted, block_rows, dest)
+        if self._sign != 1.0:
+            value = -value
+        if t != 1.0:
+            g = _divide_gradients(xp, g, t)
 
         if sw is not None:
             value = _weighted(xp, sw, value)  # a zero weight removes the example
@@ -415,6 +427,14 @@ class LinearCrossEntropy(Loss):
         if want == "grad":
             return grad
         return total_value, grad
+
+    #: -1 for a loss whose per-row value is minus this one's (the log-probability of the
+    #: label, :class:`losskit.losses.linear_logprobs.LinearTokenLogprobs`)
+    _sign = 1.0
+
+    def _temperature(self, opts) -> float:
+        """The divisor of the logits (1: none; this loss has no such option)."""
+        return 1.0
 
     # ------------------------------------------------------------------ validation
     def _check_arrays(self, ctx, h, weight, bias, labels):
@@ -454,17 +474,18 @@ class LinearCrossEntropy(Loss):
                 raise TypeError(f"`bias` must have the dtype of `hidden` "
                                 f"({_dtype_name(h.dtype)}); got {_dtype_name(b.dtype)}. "
                                 "Convert one of them explicitly")
-        y = ctx.asarray(labels, "labels")
+        lab = self.inputs[2]  # "labels" ("targets" for the token log-probabilities)
+        y = ctx.asarray(labels, lab)
         if not xp.isdtype(y.dtype, "integral"):
-            raise TypeError(f"`labels` of {self.name} must be integer class indices; got dtype "
+            raise TypeError(f"`{lab}` of {self.name} must be integer class indices; got dtype "
                             f"{_dtype_name(y.dtype)} (probability targets would need the "
                             "full logits: use softmax_cross_entropy for them)")
         expected = tuple(h.shape[:-1])
         if tuple(y.shape) != expected:
-            msg = (f"`labels` must have the shape of `hidden` {tuple(h.shape)} without its "
+            msg = (f"`{lab}` must have the shape of `hidden` {tuple(h.shape)} without its "
                    f"last (feature) axis, {expected}; got {tuple(y.shape)}")
             if tuple(y.shape) == expected + (1,):
-                msg += "; squeeze the last axis of `labels` explicitly"
+                msg += f"; squeeze the last axis of `{lab}` explicitly"
             raise ValueError(msg)
         work = ctx.work
         if h.dtype != work:  # float16/bfloat16: computed in float32
@@ -479,9 +500,10 @@ class LinearCrossEntropy(Loss):
         ignore_index = opts["ignore_index"]
         ignore_index = check_integer("ignore_index", ignore_index, loss=ctx.loss,
                                      or_none=True)
-        smoothing = check_scalar("label_smoothing", opts["label_smoothing"], lo=0.0, hi=1.0)
-        check_labels(xp, "labels", y, V, ignore_index=ignore_index)
-        cw = opts["class_weight"]
+        smoothing = check_scalar("label_smoothing", opts.get("label_smoothing", 0.0),
+                                 lo=0.0, hi=1.0)
+        check_labels(xp, self.inputs[2], y, V, ignore_index=ignore_index)
+        cw = opts.get("class_weight")
         if cw is not None:
             cw = ctx.asarray(cw, "class_weight")
             check_numeric(xp, "class_weight", cw, bool_ok=False)
@@ -764,6 +786,21 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
             total = xp.sum(smooth_factor)
             gb = gb - (total if cw is None else cw * total)
     return value, {"hidden": gh, "weight": gw, "bias": gb}
+
+
+def _divide_gradients(xp, g, t):
+    """The hidden and bias gradients divided by the temperature ``t`` (in place where the
+    library allows: the hidden gradient may be the caller's ``out=``)."""
+    g = dict(g)
+    for name in ("hidden", "bias"):
+        x = g.get(name)
+        if x is None:
+            continue
+        if _inplace_library(xp) is not None:
+            x /= t
+        else:
+            g[name] = x / t
+    return g
 
 
 def _add_smoothing(xp, rows, smooth_factor, h_eff, gh, gw, gb):
