@@ -661,11 +661,25 @@ def _row_factors(xp, rows, row_factor):
     return active, p_factor, label_factor, smooth_factor
 
 
+def _block_factors(xp, rows, lo, hi, row_factor):
+    """:func:`_row_factors` for the rows ``lo:hi`` (no smoothing): ``(active, p_factor,
+    label_factor)`` of the block."""
+    total = rows.total[lo:hi]
+    zero = xp.zeros_like(row_factor)
+    active = (row_factor != 0) & (total != 0)
+    return (active, xp.where(active, row_factor * total, zero),
+            xp.where(active, row_factor * rows.a_label[lo:hi], zero))
+
+
 def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
     """NumPy and PyTorch: one block buffer reused in place, three products per block.
 
     ``dest`` may hold the caller's ``out=`` array for the hidden or the weight gradient,
-    which is then written directly.
+    which is then written directly. ``row_factor`` may be a function
+    ``row_factor(lo, hi, values)`` of a block's per-row values, called once they are known
+    and before the block becomes its gradient: the sequence-level losses of
+    :mod:`losskit.losses.linear_preference`, whose blocks hold whole sequences, get their
+    gradient in the same three products (no label smoothing then).
     """
     xp, work, dev = ctx.xp, ctx.work, ctx.device
     if lib == "torch":
@@ -685,10 +699,13 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
     gw_out = dest.get("weight")
     gw = None
     gb = xp.zeros((V,), dtype=work, device=dev) if want_b else None
-    if wanted:
+    grouped = callable(row_factor)
+    if wanted and not grouped:
         active, p_factor, label_factor, smooth_factor = _row_factors(xp, rows, row_factor)
         all_active = bool(xp.all(active))
         h_eff = h if all_active else xp.where(active[:, None], h, xp.zeros_like(h))
+    elif grouped:  # per block, below
+        all_active, h_eff, smooth_factor = False, h, None
     if want_w and lib == "numpy":
         tmp = xp.empty((min(_WEIGHT_GRAD_ROWS, V), d), dtype=work, device=dev)
     kernel = _softmax_block_kernel(lib, buf)
@@ -704,8 +721,9 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
         fused = False
         if kernel is not None:  # the fused, multithreaded softmax step (numba)
             log_s, shifted_label, m = (np.empty(k, dtype=z.dtype) for _ in range(3))
-            fused = kernel(z, yb, p_factor[lo:hi] if wanted else log_s,
-                           label_factor[lo:hi] if wanted else log_s, bool(wanted), log_s,
+            direct = bool(wanted) and not grouped  # G in the same sweep
+            fused = kernel(z, yb, p_factor[lo:hi] if direct else log_s,
+                           label_factor[lo:hi] if direct else log_s, direct, log_s,
                            shifted_label, m)
             kernel = kernel if fused else None
         if fused:
@@ -721,11 +739,23 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
             values.append(_row_values(xp, rows, lo, hi, _safe_log(xp, s), shifted_label, m))
             if not wanted:
                 continue
-            # the block becomes G = r (A softmax - a) (the smoothing part is added after)
-            native.multiply(z, (p_factor[lo:hi] / s)[:, None], out=z)
-            z[ar, yb] = z[ar, yb] - label_factor[lo:hi]
-        hb = h_eff[lo:hi]
-        if not all_active:
+            if not grouped:
+                # the block becomes G = r (A softmax - a) (the smoothing part is added after)
+                native.multiply(z, (p_factor[lo:hi] / s)[:, None], out=z)
+                z[ar, yb] = z[ar, yb] - label_factor[lo:hi]
+        if grouped:  # z holds exp(z - m): the factors now that the block's values are known
+            if fused:
+                s = xp.exp(xp.asarray(log_s) if lib == "numpy" else log_s)
+            act, pf, lf = _block_factors(xp, rows, lo, hi, row_factor(lo, hi, values[-1]))
+            native.multiply(z, (pf / s)[:, None], out=z)
+            z[ar, yb] = z[ar, yb] - lf
+            hb = h[lo:hi]
+            if not bool(xp.all(act)):
+                z[~act] = 0.0
+                hb = xp.where(act[:, None], hb, xp.zeros_like(hb))
+        else:
+            hb = h_eff[lo:hi]
+        if not all_active and not grouped:
             act = active[lo:hi]
             if not bool(xp.all(act)):
                 z[~act] = 0.0  # exactly 0, even where the row is inf or NaN

@@ -284,11 +284,11 @@ class LinearPreferenceLoss(Loss):
         if bias is None:
             wanted.discard("bias")
         W, b = self._layer(ctx, h, weight, bias, "weight", "bias")
-        grouped = False and _lce._inplace_library(xp) is not None
+        grouped = bool(wanted) and _lce._inplace_library(xp) is not None
         if grouped:
-            values, grads = _one_pass(ctx, h, W, b, y, counts, ignore_index, units, paired,
-                                      average, sequence_loss, sw, scale, nll_unit, wanted,
-                                      opts["chunk_size"])
+            values, grads = self._one_pass(ctx, h, W, b, y, counts, ignore_index, units,
+                                           paired, average, sequence_loss, sw, scale,
+                                           nll_unit, wanted, opts["chunk_size"])
         else:
             values, grads = self._two_passes(ctx, h, W, b, y, counts, ignore_index, units,
                                              paired, average, sequence_loss, sw, scale,
@@ -407,6 +407,69 @@ class LinearPreferenceLoss(Loss):
             return (chosen, rejected, rc, rr, lc, lr)
         return (chosen, rejected)
 
+    def _one_pass(self, ctx, h, W, b, y, counts, ignore_index, units, paired, average,
+                  sequence_loss, sw, scale, nll_unit, wanted, chunk_size):
+        """NumPy and PyTorch: blocks of whole units (pairs, or sequences for KTO), each
+        block's logits turned into its gradient as soon as its sequences' losses are known
+        (three products per block; ``linear_cross_entropy``'s in-place block loop)."""
+        xp = ctx.xp
+        S, T, d = h.shape
+        V = W.shape[0]
+        per_unit = 2 if paired else 1
+        idx = xp.arange(units, device=ctx.device)
+        # the sequences unit by unit: chosen_0, rejected_0, chosen_1, ... for pairs
+        order = xp.reshape(xp.stack([idx, idx + units], axis=1), (-1,)) if paired else idx
+        hp = xp.reshape(xp.take(h, order, axis=0), (S * T, d))
+        yp = xp.reshape(xp.take(y, order, axis=0), (S * T,))
+        rows = linear_token_logprobs._rows(ctx, hp, W, b, yp, V,
+                                           {"ignore_index": ignore_index})
+        counts_p = xp.take(counts, order, axis=0)
+        unit_w = scale if sw is None else sw * scale
+        if sw is None and not isinstance(scale, float):
+            unit_w = scale * xp.ones((units,), dtype=ctx.work, device=ctx.device)
+        elif isinstance(unit_w, float):
+            unit_w = xp.full((units,), unit_w, dtype=ctx.work, device=ctx.device)
+        rows_per_unit = per_unit * T
+        if chunk_size is None:
+            itemsize = 8 if ctx.work == xp.float64 else 4
+            per_block = max(1, _lce._BLOCK_BYTES // (rows_per_unit * V * itemsize))
+        else:
+            per_block = _lce.LinearCrossEntropy._block_rows(chunk_size, units, 1, ctx.work, xp)
+        unit_values = []
+
+        def row_factor(lo, hi, row_values):
+            u0, u1 = lo // rows_per_unit, hi // rows_per_unit
+            k = u1 - u0
+            tok = xp.reshape(-row_values, (k, per_unit, T))  # log-probabilities
+            seq = self._sequence_logps(xp, xp.reshape(tok, (k * per_unit, T)),
+                                       counts_p[u0 * per_unit:u1 * per_unit], average)
+            seq = xp.reshape(seq, (k, per_unit))
+            block_idx = idx[u0:u1]
+            logps = xp.concat([seq[:, 0], seq[:, 1]]) if paired else seq[:, 0]
+            values, g = sequence_loss(logps, block_idx, True)
+            if nll_unit is not None:
+                values = values - nll_unit * xp.sum(tok[:, 0, :], axis=1)
+            unit_values.append(values)
+            cnt = xp.concat([counts_p[u0 * per_unit:u1 * per_unit:2],
+                             counts_p[u0 * per_unit + 1:u1 * per_unit:2]]) if paired \
+                else counts_p[u0:u1]
+            cot = _sequence_cotangents(xp, g, cnt, average, unit_w[u0:u1], nll_unit, k,
+                                       paired)
+            if paired:  # chosen then rejected -> unit by unit
+                cot = xp.reshape(xp.stack([cot[:k], cot[k:]], axis=1), (-1,))
+            # the rows' factor r: the block's gradient is r (softmax - e_y) = -c d log p/dz
+            return -xp.reshape(xp.broadcast_to(cot[:, None], (k * per_unit, T)), (-1,))
+
+        lib = _lce._inplace_library(xp)
+        _, g = _lce._blocks_inplace(ctx, lib, hp, W, b, rows, row_factor, wanted,
+                                    per_block * rows_per_unit, {})
+        values = xp.concat(unit_values) if unit_values else xp.zeros((0,), dtype=ctx.work)
+        gh = g.get("hidden")
+        if gh is not None:  # back to the caller's order of sequences
+            inverse = xp.argsort(order) if paired else idx
+            gh = xp.take(xp.reshape(gh, (S, T, d)), inverse, axis=0)
+        return values, {"hidden": gh, "weight": g.get("weight"), "bias": g.get("bias")}
+
     def _two_passes(self, ctx, h, W, b, y, counts, ignore_index, units, paired, average,
                     sequence_loss, sw, scale, nll_unit, wanted, head):
         """Any library: the token log-probabilities, then their vector-Jacobian product."""
@@ -414,12 +477,11 @@ class LinearPreferenceLoss(Loss):
         S, T, d = h.shape
         tok = linear_token_logprobs._pipeline((h, W, y, b), "none", None, head, "value", None)
         idx = xp.arange(units, device=ctx.device)
-        seq_idx = xp.concat([idx, idx + units]) if paired else idx
-        logps = xp.take(self._sequence_logps(xp, tok, counts, average), seq_idx, axis=0)
+        logps = self._sequence_logps(xp, tok, counts, average)  # chosen, then rejected
         values, g = sequence_loss(logps, idx, bool(wanted))
         nll = None
         if nll_unit is not None:
-            nll = -xp.sum(tok[:units], axis=1)
+            nll = -xp.sum(tok[:units, :], axis=1)
             values = values + nll_unit * nll
         if not wanted:
             return values, {}
@@ -440,7 +502,7 @@ def _sequence_cotangents(xp, g, counts, average, unit_w, nll_unit, units, paired
     if paired:
         seq = xp.concat([g[0] * unit_w, g[1] * unit_w])
     else:
-        seq = g * unit_w
+        seq = g[0] * unit_w
     if average:
         ok = counts != 0
         seq = xp.where(ok, seq / xp.where(ok, counts, xp.ones_like(counts)),
