@@ -816,7 +816,8 @@ def test_metadata_and_catalog():
     assert lce in lk.catalog(family="classification")
     info = lce.info()
     assert info["options"] == {"class_weight": None, "ignore_index": None,
-                               "label_smoothing": 0.0, "chunk_size": None}
+                               "label_smoothing": 0.0, "z_loss": 0.0,
+                               "chunk_size": None}
     assert len(lce.when_to_use) > 80 and lce.formula and lce.gradient_formula
     assert "arXiv:2410.10989" in lce.__doc__ and ".. math::" in lce.__doc__
     if hasattr(lk, "linear_cross_entropy"):

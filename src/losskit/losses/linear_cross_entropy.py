@@ -125,6 +125,7 @@ class _Rows:
     class_total: Any = None  # sum_c w_c (a float or a 0-d array)
     wsum_logits: Any = None  # sum_c w_c z_nc = h_n . u + w . b (only with smoothing)
     u: Any = None  # u = W^T w (d,) (only with smoothing)
+    z_coef: Any = None  # 2 zeta w_n, the z-loss's gradient factor of lse; None without it
 
 
 def _class_sum(xp, class_weight, v):
@@ -163,6 +164,11 @@ class LinearCrossEntropy(Loss):
     label_smoothing : float in [0, 1], default 0
         Mix the target with the uniform distribution: :math:`(1-\varepsilon) e_y +
         \varepsilon/V`.
+    z_loss : float >= 0, default 0
+        Coefficient :math:`\zeta` of the auxiliary z-loss :math:`\zeta\,w_n
+        \operatorname{logsumexp}(z_n)^2` (PaLM; Liger-Kernel's ``lse_square_scale``), as in
+        ``softmax_cross_entropy``: its gradient :math:`2\zeta w_n \operatorname{lse}\,
+        \operatorname{softmax}(z_n)` joins each block's gradient in the same products.
     chunk_size : int, optional
         Rows (examples) per block. Default: as many as fit 64 MiB of logits in the
         compute dtype on NumPy and PyTorch (32 MiB on JAX, 16 MiB on other libraries; see
@@ -305,7 +311,7 @@ class LinearCrossEntropy(Loss):
                                validate)
 
     def _compute(self, ctx, hidden, weight, labels, bias, *, need_grad, class_weight=None,
-                 ignore_index=None, label_smoothing=0.0, chunk_size=None):
+                 ignore_index=None, label_smoothing=0.0, z_loss=0.0, chunk_size=None):
         """Declares the options (read by ``option_defaults``); the work is in ``_pipeline``.
 
         The base pipeline expects per-example gradients that sample weights can scale
@@ -524,6 +530,11 @@ class LinearCrossEntropy(Loss):
         a_label = (1.0 - smoothing) * weight
         rows = _Rows(labels=labels, a_label=a_label, total=a_label, weight=weight,
                      class_weight=cw)
+        zeta = check_scalar("z_loss", opts.get("z_loss", 0.0), lo=0.0)
+        if not math.isfinite(zeta):
+            raise ValueError(f"`z_loss` must be finite; got {zeta!r}")
+        if zeta > 0:
+            rows.z_coef = (2.0 * zeta) * weight
         if smoothing > 0:
             rows.a_smooth = (smoothing / V) * keep
             rows.class_total = float(V) if cw is None else xp.sum(cw)
@@ -595,7 +606,7 @@ def _safe_row_max(xp, z):
 
 
 def _block_values(xp, total, a_label, log_s, shifted_label, m, a_smooth=None,
-                  wsum_logits=None, class_total=None):
+                  wsum_logits=None, class_total=None, z_coef=None):
     r""":math:`\ell_n = A \log S + a^y (m - z_y) + a^s \sum_c w_c (m - z_c)`, 0 * inf = 0.
 
     ``log_s`` is :math:`\log \sum_c e^{z_c - m}` and ``shifted_label`` :math:`z_y - m`;
@@ -604,6 +615,9 @@ def _block_values(xp, total, a_label, log_s, shifted_label, m, a_smooth=None,
     value = _weighted(xp, total, log_s) - _weighted(xp, a_label, shifted_label)
     if a_smooth is not None:
         value = value - _weighted(xp, a_smooth, wsum_logits - m * class_total)
+    if z_coef is not None:  # the z-loss zeta w lse^2 (0 for a row that takes no part)
+        lse = m + log_s
+        value = value + _weighted(xp, 0.5 * z_coef, lse * lse)
     return value
 
 
@@ -613,6 +627,8 @@ def _row_values(xp, rows, lo, hi, log_s, shifted_label, m):
     if rows.a_smooth is not None:
         smooth = {"a_smooth": rows.a_smooth[lo:hi], "wsum_logits": rows.wsum_logits[lo:hi],
                   "class_total": rows.class_total}
+    if rows.z_coef is not None:
+        smooth["z_coef"] = rows.z_coef[lo:hi]
     return _block_values(xp, rows.total[lo:hi], rows.a_label[lo:hi], log_s, shifted_label, m,
                          **smooth)
 
@@ -661,6 +677,12 @@ def _row_factors(xp, rows, row_factor):
     return active, p_factor, label_factor, smooth_factor
 
 
+def _z_factor(xp, active, row_factor, z_coef, lse):
+    """The z-loss's part of a block's softmax factor, :math:`r\,2\zeta w\,\mathrm{lse}`
+    (0 for a row that takes no part, even with an infinite logsumexp)."""
+    return xp.where(active, row_factor * z_coef * lse, xp.zeros_like(lse))
+
+
 def _block_factors(xp, rows, lo, hi, row_factor):
     """:func:`_row_factors` for the rows ``lo:hi`` (no smoothing): ``(active, p_factor,
     label_factor)`` of the block."""
@@ -700,6 +722,9 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
     gw = None
     gb = xp.zeros((V,), dtype=work, device=dev) if want_b else None
     grouped = callable(row_factor)
+    # the block's gradient waits for its values: row factors from them, or the z-loss's
+    # term of the logsumexp
+    deferred = grouped or rows.z_coef is not None
     if wanted and not grouped:
         active, p_factor, label_factor, smooth_factor = _row_factors(xp, rows, row_factor)
         all_active = bool(xp.all(active))
@@ -721,7 +746,7 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
         fused = False
         if kernel is not None:  # the fused, multithreaded softmax step (numba)
             log_s, shifted_label, m = (np.empty(k, dtype=z.dtype) for _ in range(3))
-            direct = bool(wanted) and not grouped  # G in the same sweep
+            direct = bool(wanted) and not deferred  # G in the same sweep
             fused = kernel(z, yb, p_factor[lo:hi] if direct else log_s,
                            label_factor[lo:hi] if direct else log_s, direct, log_s,
                            shifted_label, m)
@@ -739,16 +764,26 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
             values.append(_row_values(xp, rows, lo, hi, _safe_log(xp, s), shifted_label, m))
             if not wanted:
                 continue
-            if not grouped:
+            if not deferred:
                 # the block becomes G = r (A softmax - a) (the smoothing part is added after)
                 native.multiply(z, (p_factor[lo:hi] / s)[:, None], out=z)
                 z[ar, yb] = z[ar, yb] - label_factor[lo:hi]
-        if grouped:  # z holds exp(z - m): the factors now that the block's values are known
+        if deferred:  # z holds exp(z - m): the factors now that the block's values are known
             if fused:
-                s = xp.exp(xp.asarray(log_s) if lib == "numpy" else log_s)
-            act, pf, lf = _block_factors(xp, rows, lo, hi, row_factor(lo, hi, values[-1]))
+                s = np.exp(log_s)
+            else:
+                log_s = _safe_log(xp, s)
+            if grouped:
+                rf = row_factor(lo, hi, values[-1])
+                act, pf, lf = _block_factors(xp, rows, lo, hi, rf)
+            else:
+                rf = row_factor[lo:hi]
+                act, pf, lf = active[lo:hi], p_factor[lo:hi], label_factor[lo:hi]
+            if rows.z_coef is not None:  # + 2 zeta w lse p
+                pf = pf + _z_factor(xp, act, rf, rows.z_coef[lo:hi], m + log_s)
             native.multiply(z, (pf / s)[:, None], out=z)
             z[ar, yb] = z[ar, yb] - lf
+        if grouped:
             hb = h[lo:hi]
             if not bool(xp.all(act)):
                 z[~act] = 0.0
@@ -879,7 +914,11 @@ def _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, nb):
         if not wanted:
             continue
         act = active[lo:hi, None]
-        g = e * (p_factor[lo:hi] / s)[:, None]
+        pf = p_factor[lo:hi]
+        if rows.z_coef is not None:
+            pf = pf + _z_factor(xp, active[lo:hi], row_factor[lo:hi], rows.z_coef[lo:hi],
+                                m + _safe_log(xp, s))
+        g = e * (pf / s)[:, None]
         del e
         g = g - xp.where(onehot, label_factor[lo:hi, None], xp.zeros_like(g))
         g = xp.where(act, g, xp.zeros_like(g))  # exactly 0, even where the row is inf/NaN
@@ -930,6 +969,7 @@ def _blocks_jax(ctx, h, W, b, rows, row_factor, wanted, nb):
         fn = _JAX_KERNELS[key] = jax.jit(functools.partial(
             _jax_scan, nb=nb, want_h=key[1], want_w=key[2], want_b=key[3], piece=key[4]))
     arrays = {"h": h, "W": W, "b": b, "row_factor": row_factor, "labels": rows.labels,
+              "z_coef": rows.z_coef,
               "a_label": rows.a_label, "total": rows.total, "a_smooth": rows.a_smooth,
               "class_weight": rows.class_weight, "class_total": rows.class_total,
               "wsum_logits": rows.wsum_logits, "u": rows.u}
@@ -948,7 +988,7 @@ def _jax_scan(arrays, *, nb, want_h, want_w, want_b, piece):
     rows = _Rows(labels=arrays["labels"], a_label=arrays["a_label"], total=arrays["total"],
                  weight=None, a_smooth=arrays["a_smooth"], class_weight=arrays["class_weight"],
                  class_total=arrays["class_total"], wsum_logits=arrays["wsum_logits"],
-                 u=arrays["u"])
+                 u=arrays["u"], z_coef=arrays["z_coef"])
     wanted = want_h or want_w or want_b
     work = h.dtype
     n_rows, d = h.shape
@@ -971,10 +1011,15 @@ def _jax_scan(arrays, *, nb, want_h, want_w, want_b, piece):
 
     xs = {"h": blocks(h), "y": blocks(rows.labels), "total": blocks(rows.total),
           "a_label": blocks(rows.a_label)}
+    if rows.z_coef is not None:
+        xs["z_coef"] = blocks(rows.z_coef)
     if smoothing:
         xs["a_smooth"] = blocks(rows.a_smooth)
         xs["wsum_logits"] = blocks(rows.wsum_logits)
     if wanted:
+        if rows.z_coef is not None:  # r 2 zeta w (0 where the row takes no part)
+            xs["z_factor"] = blocks(xp.where(active, arrays["row_factor"] * rows.z_coef,
+                                             xp.zeros_like(rows.z_coef)))
         xs.update(h_eff=blocks(h_eff), active=blocks(active), p_factor=blocks(p_factor),
                   label_factor=blocks(label_factor))
     carry = (xp.zeros((V, d), dtype=work) if want_w else None,
@@ -1001,11 +1046,16 @@ def _jax_scan(arrays, *, nb, want_h, want_w, want_b, piece):
         if smoothing:
             smooth = {"a_smooth": x["a_smooth"], "wsum_logits": x["wsum_logits"],
                       "class_total": rows.class_total}
+        if rows.z_coef is not None:
+            smooth["z_coef"] = x["z_coef"]
         value = _block_values(xp, x["total"], x["a_label"], _safe_log(xp, s), shifted_label,
                               m, **smooth)
         if not wanted:
             return carry, (value, None)
-        g = e * (x["p_factor"] / s)[:, None]
+        pf = x["p_factor"]
+        if rows.z_coef is not None:
+            pf = pf + x["z_factor"] * (m + _safe_log(xp, s))
+        g = e * (pf / s)[:, None]
         g = g - xp.where(onehot, x["label_factor"][:, None], xp.zeros_like(g))
         g = xp.where(x["active"][:, None], g, xp.zeros_like(g))
         gh = xp.matmul(g, W) if want_h else None
