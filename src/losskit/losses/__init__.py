@@ -12,6 +12,8 @@ module                      losses
                             binary_cross_entropy, sigmoid_binary_cross_entropy
 ``linear_cross_entropy``    linear_cross_entropy (softmax CE of a linear layer, in blocks)
 ``linear_logprobs``         linear_token_logprobs (per-token log-probabilities of a linear head)
+``linear_preference``       linear_preference_loss (DPO, SimPO, ORPO, CPO, KTO through a linear
+                            head, in blocks of whole pairs)
 ``focal``                   sigmoid_focal_loss, softmax_focal_loss, poly_loss,
                             sigmoid_focal_loss_star
 ``noise_robust``            generalized_cross_entropy
@@ -26,6 +28,7 @@ module                      losses
                             asymmetric_loss
 ``divergence``              kl_divergence, softmax_kl_divergence, js_divergence
 ``distillation``            generalized_jsd, tvd_loss (token-level, student vs teacher logits)
+``linear_distillation``     linear_generalized_jsd (generalized JSD + CE through both heads)
 ``overlap``                 dice_loss, tversky_loss, jaccard_loss, focal_tversky_loss,
                             generalized_dice_loss (generalized_dice), mcc_loss
 ``lovasz``                  lovasz_hinge, lovasz_softmax
@@ -41,6 +44,7 @@ module                      losses
                             ranking_softmax_loss (listnet_loss), listmle_loss
 ``policy_gradient``         grpo_loss (GRPO, BNPO, Dr. GRPO, DAPO, CISPO; token or sequence
                             importance sampling)
+``linear_policy_gradient``  linear_grpo_loss (grpo_loss fused with a linear head, in blocks)
 ``preference``              dpo_loss (DPO and TRL's variants: hinge, IPO, EXO, NCA, robust,
                             BCO, SPPO, AOT, APO, DiscoPOP; f-divergences)
 ``preference_odds``         simpo_loss, cpo_loss, orpo_loss (reference-free pairs), kto_loss

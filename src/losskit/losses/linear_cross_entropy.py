@@ -678,7 +678,7 @@ def _row_factors(xp, rows, row_factor):
 
 
 def _z_factor(xp, active, row_factor, z_coef, lse):
-    """The z-loss's part of a block's softmax factor, :math:`r\,2\zeta w\,\mathrm{lse}`
+    r"""The z-loss's part of a block's softmax factor, :math:`r\,2\zeta w\,\mathrm{lse}`
     (0 for a row that takes no part, even with an infinite logsumexp)."""
     return xp.where(active, row_factor * z_coef * lse, xp.zeros_like(lse))
 
