@@ -247,3 +247,30 @@ def test_errors_name_the_argument(call, match):
     h, W, b, y, _, _ = _arrays()
     with pytest.raises((ValueError, TypeError), match=match):
         call(h, W, b, y)
+
+
+def test_token_logprobs_backward_in_torch_and_jax_for_a_cotangent():
+    """reduction="none" on tensors / JAX arrays: the backward of per-token values is the
+    closed-form vector-Jacobian product (the adapters' second call with signed weights)."""
+    r = np.random.default_rng(8)
+    h, W, b = r.normal(size=(2, 6, D)), r.normal(size=(V, D)), r.normal(size=V)
+    y = r.integers(0, V, size=(2, 6))
+    y[1, 4:] = -100
+    c = r.normal(size=(2, 6))
+    H, Wt, Bt = (torch.tensor(a, requires_grad=True) for a in (h, W, b))
+    tok, _ = _token_logps(H, Wt, Bt, y)
+    (tok * torch.tensor(c)).sum().backward()
+    want = [t.grad.numpy().copy() for t in (H, Wt, Bt)]
+    for t in (H, Wt, Bt):
+        t.grad = None
+    got = lk.linear_token_logprobs(H, Wt, torch.tensor(y), Bt)
+    (got * torch.tensor(c)).sum().backward()
+    for t, w in zip((H, Wt, Bt), want):
+        np.testing.assert_allclose(t.grad.numpy(), w, rtol=1e-10, atol=1e-13)
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    _, vjp = jax.vjp(lambda h_, w_, b_: lk.linear_token_logprobs(h_, w_, jnp.asarray(y), b_),
+                     jnp.asarray(h), jnp.asarray(W), jnp.asarray(b))
+    for a, w in zip(vjp(jnp.asarray(c)), want):
+        np.testing.assert_allclose(np.asarray(a), w, rtol=1e-10, atol=1e-13)
