@@ -1124,6 +1124,49 @@ def _dpo(name, g, sz, small):
             "jax": None, "jax_src": ""}
 
 
+# ----- language models fused with the output layer (tokens x d x V products)
+@case("linear_token_logprobs", "linear_preference_loss")
+def _linear_head(name, g, sz, small):
+    n, d, v = (32, 16, 10) if small else sz["lce"]
+    B = 2
+    T = n // (2 * B)  # 2B sequences of T tokens: the same tokens as linear_cross_entropy
+    h = g.normal(2 * B, T, d)
+    W = g.normal(v, d, scale=1.0 / math.sqrt(d))
+    b = g.normal(v, scale=0.1)
+    y = g.labels(n, v).reshape(2 * B, T)
+    y[:, : max(1, T // 4)] = -100  # the prompt
+    F = _F()
+
+    def token_logps(hh, ww, yy, bb):
+        import torch
+        lp = torch.log_softmax(F.linear(hh, ww, bb), -1)
+        keep = yy != -100
+        return lp.gather(-1, torch.where(keep, yy, 0)[..., None])[..., 0] * keep
+
+    def gemms():  # the compute floor: the three products of the trained head
+        z = h.reshape(-1, d) @ W.T
+        return z @ W, z.T @ h.reshape(-1, d)
+
+    if name == "linear_token_logprobs":
+        return {"arrays": (h, W, y, b), "wrt": "all", "grad_of": (0, 1, 3),
+                "options": {"reduction": "sum"}, "gemm_floor": gemms,
+                "torch": lambda hh, ww, yy, bb: token_logps(hh, ww, yy, bb).sum(),
+                "torch_src": "written out (log_softmax of F.linear, gathered)",
+                "kind": "matmul"}
+    rh, rW = g.normal(2 * B, T, d), g.normal(v, d, scale=1.0 / math.sqrt(d))
+
+    def tf(hh, ww, yy, bb, rhh, rww):  # Liger's chunk_forward + dpo preference_loss_fn
+        import torch
+        s = token_logps(hh, ww, yy, bb).sum(-1)
+        with torch.no_grad():
+            rs = token_logps(rhh, rww, yy, None).sum(-1)
+        z = 0.1 * ((s[:B] - rs[:B]) - (s[B:] - rs[B:]))
+        return -F.logsigmoid(z).mean()
+    return {"arrays": (h, W, y, b, rh, rW), "wrt": "all", "grad_of": (0, 1, 3),
+            "gemm_floor": gemms, "torch": tf, "kind": "matmul",
+            "torch_src": "written out (Liger-Kernel fused_linear_preference.py, full logits)"}
+
+
 # ---------------------------------------------------------------------------- contenders
 def build(name, g, sz, small):
     c = CASES[name](name, g, sz, small)

@@ -276,39 +276,8 @@ class LinearCrossEntropy(Loss):
         "Goodfellow, Bengio, Courville, Deep Learning, 2016, sec. 6.2.2.3",
     )
     inputs = ("hidden", "weight", "labels", "bias")
+    optional_inputs = ("bias",)
     differentiable = ("hidden", "weight", "bias")
-
-    # ------------------------------------------------------------------ public API
-    def __call__(self, hidden, weight, labels, bias=None, *, reduction=None,
-                 sample_weight=None, validate=True, **options):
-        return self._run((hidden, weight, labels, bias), reduction, sample_weight, options,
-                         want="value", wrt=None, validate=validate)
-
-    def grad(self, hidden, weight, labels, bias=None, *, wrt=None, reduction=None,
-             sample_weight=None, out=None, validate=True, **options):
-        """Gradient of the (reduced) loss with respect to ``hidden`` (or ``wrt=``).
-
-        ``wrt`` is ``"hidden"`` (default), ``"weight"``, ``"bias"``, a tuple of these
-        (a tuple comes back) or ``"all"`` (``(d hidden, d weight, d bias)``, the last
-        ``None`` when there is no bias). With ``reduction="none"`` it is the gradient of
-        the sum of the per-example losses. ``out=``: a writeable array of the input's
-        library, shape and dtype that receives the (single) gradient and is returned; on
-        the NumPy/PyTorch path the kernel accumulates into it directly.
-        """
-        return self._run((hidden, weight, labels, bias), reduction, sample_weight, options,
-                         want="grad", wrt=wrt, out=out, validate=validate)
-
-    def value_and_grad(self, hidden, weight, labels, bias=None, *, wrt=None, reduction=None,
-                       sample_weight=None, out=None, validate=True, **options):
-        """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``."""
-        return self._run((hidden, weight, labels, bias), reduction, sample_weight, options,
-                         want="both", wrt=wrt, out=out, validate=validate)
-
-    def _run(self, arrays, reduction, sample_weight, options, want, wrt, out=None,
-             validate=True):
-        with quiet():
-            return self._entry(arrays, reduction, sample_weight, options, want, wrt, out,
-                               validate)
 
     def _compute(self, ctx, hidden, weight, labels, bias, *, need_grad, class_weight=None,
                  ignore_index=None, label_smoothing=0.0, z_loss=0.0, chunk_size=None):
@@ -322,6 +291,11 @@ class LinearCrossEntropy(Loss):
 
     # ------------------------------------------------------------------ the pipeline
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
+        with quiet():  # inf and NaN logits are defined inputs (see ``quiet``)
+            return self._blocks_pipeline(arrays, reduction, sample_weight, options, want, wrt,
+                                         out)
+
+    def _blocks_pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out):
         hidden, weight, labels, bias = arrays
         xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \
             self._own_pipeline_setup(arrays, reduction, sample_weight, options, want, wrt, out,

@@ -17,7 +17,6 @@ The log-probability is minus the per-token cross-entropy, so this loss is
 
 from __future__ import annotations
 
-from ..core.arrays import quiet
 from ..core.loss import register, vjp_weights
 from ..core.validation import check_scalar
 from .linear_cross_entropy import LinearCrossEntropy
@@ -121,33 +120,9 @@ class LinearTokenLogprobs(LinearCrossEntropy):
          "arXiv:2410.10989"),
     )
     inputs = ("hidden", "weight", "targets", "bias")
+    optional_inputs = ("bias",)
     differentiable = ("hidden", "weight", "bias")
     _sign = -1.0
-
-    def __call__(self, hidden, weight, targets, bias=None, *, reduction=None,
-                 sample_weight=None, validate=True, **options):
-        return self._run((hidden, weight, targets, bias), reduction, sample_weight, options,
-                         want="value", wrt=None, validate=validate)
-
-    def grad(self, hidden, weight, targets, bias=None, *, wrt=None, reduction=None,
-             sample_weight=None, out=None, validate=True, **options):
-        """Gradient of the (reduced, weighted) log-probabilities (``wrt=`` as in
-        ``linear_cross_entropy``); with ``sample_weight=c`` and ``reduction="sum"`` the
-        vector-Jacobian product for the cotangent ``c``."""
-        return self._run((hidden, weight, targets, bias), reduction, sample_weight, options,
-                         want="grad", wrt=wrt, out=out, validate=validate)
-
-    def value_and_grad(self, hidden, weight, targets, bias=None, *, wrt=None, reduction=None,
-                       sample_weight=None, out=None, validate=True, **options):
-        """``(value, grad)`` from one pass."""
-        return self._run((hidden, weight, targets, bias), reduction, sample_weight, options,
-                         want="both", wrt=wrt, out=out, validate=validate)
-
-    def _run(self, arrays, reduction, sample_weight, options, want, wrt, out=None,
-             validate=True):
-        with quiet():
-            return self._entry(arrays, reduction, sample_weight, options, want, wrt, out,
-                               validate)
 
     def _compute(self, ctx, hidden, weight, targets, bias, *, need_grad, ignore_index=-100,
                  temperature=1.0, chunk_size=None):

@@ -186,14 +186,13 @@ class LinearPreferenceLoss(Loss):
         """Declares the options; the work is in ``_pipeline``."""
         raise NotImplementedError("LinearPreferenceLoss runs its own _pipeline")
 
-    def _run(self, arrays, reduction, sample_weight, options, want, wrt, out=None,
-             validate=True):
-        with quiet():
-            return self._entry(arrays, reduction, sample_weight, options, want, wrt, out,
-                               validate)
-
     # ------------------------------------------------------------------ the pipeline
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
+        with quiet():  # inf and NaN logits are defined inputs (see ``quiet``)
+            return self._pairs_pipeline(arrays, reduction, sample_weight, options, want, wrt,
+                                        out)
+
+    def _pairs_pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out):
         hidden, weight, targets, bias, ref_hidden, ref_weight, ref_bias = arrays
         xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \
             self._own_pipeline_setup(arrays, reduction, sample_weight, options, want, wrt, out,
