@@ -838,6 +838,34 @@ def reduced_value(xp, value, reduction, scale, dtype, pending):
     return ensure_array(out)
 
 
+def returned_gradients(xp, grads: dict, names, shapes: dict, dtype, pending, *, out=None,
+                       written=None, as_tuple=False):
+    """The gradients a loss that runs its own pipeline returns: ``grads[name]`` for each of
+    ``names`` (None stays None: a bias the layer does not have) in ``shapes[name]`` and the
+    caller's ``dtype``, poisoned by the ``pending`` deferred checks; ``out=`` (already
+    checked) receives the first one unless it is ``written``, the array the kernel filled
+    directly; a tuple when ``as_tuple``. Shared by linear_cross_entropy and the losses fused
+    with the output layer."""
+    result = []
+    for n in names:
+        g = grads.get(n)
+        if g is not None:
+            g = xp.reshape(g, shapes[n])
+            if g.dtype != dtype:
+                g = xp.astype(g, dtype)
+            if pending:
+                (g,) = poison(xp, pending, g)
+        result.append(g)
+    if out is not None:
+        if written is None or grads.get(names[0]) is not written:  # not computed in place
+            if isinstance(out, np.ndarray):
+                np.copyto(out, result[0])
+            else:
+                out[...] = result[0]
+        result[0] = out
+    return tuple(result) if as_tuple else result[0]
+
+
 def _python_scalars(options: dict) -> dict:
     """``options`` with NumPy scalars as Python ones (``np.int64(-1)`` is ``-1``): every
     backend and fused kernel then sees the same option, a JAX call a static one."""

@@ -73,7 +73,8 @@ import numpy as np
 
 from ..core import dispatch
 from ..kernels import fast_paths
-from ..core.loss import Context, Loss, check_out, reduced_value, register
+from ..core.loss import (Context, Loss, check_out, reduced_value, register,
+                         returned_gradients)
 from ..core.primitives import _safe_log, _weighted
 from ..core.validation import (
     check_integer,
@@ -84,7 +85,6 @@ from ..core.validation import (
     check_numeric,
     check_scalar,
     deferred_checks,
-    poison,
 )
 from ..core.arrays import (as_array, compute_dtype, device_of, quiet,
                            without_autograd)
@@ -386,24 +386,8 @@ class LinearCrossEntropy(Loss):
                                     else value, reduction, scale, dtype, pending)
         if not need_grad:
             return total_value
-        result = []
-        for n in wrt_names:
-            gn = g.get(n)
-            if gn is not None:
-                gn = xp.reshape(gn, shapes[n])
-                if gn.dtype != dtype:
-                    gn = xp.astype(gn, dtype)
-                (gn,) = poison(xp, pending, gn)
-            result.append(gn)
-        if out is not None:
-            written = dest.get(wrt_names[0])
-            if written is None or g[wrt_names[0]] is not written:  # not computed in place
-                if isinstance(out, np.ndarray):
-                    np.copyto(out, result[0])
-                else:
-                    out[...] = result[0]
-            result[0] = out
-        grad = tuple(result) if as_tuple else result[0]
+        grad = returned_gradients(xp, g, wrt_names, shapes, dtype, pending, out=out,
+                                  written=dest.get(wrt_names[0]), as_tuple=as_tuple)
         if want == "grad":
             return grad
         return total_value, grad

@@ -23,19 +23,18 @@ log-probabilities, then their vector-Jacobian product (four products). A referen
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
 from ..core.arrays import as_array, compute_dtype, device_of, quiet, without_autograd
-from ..core.loss import Context, Loss, check_out, reduced_value, register
+from ..core.loss import (Context, Loss, check_out, reduced_value, register,
+                         returned_gradients)
 from ..core.validation import (
     _dtype_name,
     check_choice,
     check_floating,
     check_scalar,
     deferred_checks,
-    poison,
 )
 from . import linear_cross_entropy as _lce
 from .linear_logprobs import linear_token_logprobs
@@ -298,20 +297,10 @@ class LinearPreferenceLoss(Loss):
         if not need_grad:
             return total_value
         shapes = {"hidden": (S, T, d), "weight": tuple(W.shape), "bias": (W.shape[0],)}
-        result = []
-        for n in wrt_names:
-            gn = grads.get(n)
-            if gn is not None:
-                gn = xp.reshape(gn, shapes[n])
-                if gn.dtype != dtype:
-                    gn = xp.astype(gn, dtype)
-                (gn,) = poison(xp, pending, gn)
-            result.append(gn)
         if out is not None:
             check_out(out, shapes[wrt_names[0]], dtype, xp, wrt_names[0])
-            out[...] = result[0]
-            result[0] = out
-        grad = tuple(result) if as_tuple else result[0]
+        grad = returned_gradients(xp, grads, wrt_names, shapes, dtype, pending, out=out,
+                                  as_tuple=as_tuple)
         return grad if want == "grad" else (total_value, grad)
 
     # ------------------------------------------------------------------ pieces
@@ -379,7 +368,6 @@ class LinearPreferenceLoss(Loss):
         return s
 
     def _desirable(self, ctx, desirable, S):
-        xp = ctx.xp
         if desirable is None:
             raise ValueError(f"{self.name}(loss='kto') needs `desirable`: a boolean per "
                              f"sequence ({S},), Liger-Kernel's preference_labels")
