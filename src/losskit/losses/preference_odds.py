@@ -397,25 +397,19 @@ class ORPOLoss(_Paired):
         check_in_range(xp, "rejected_logps", r, -math.inf, 0.0, hint=hint)
         lc, lr = _log1mexp(xp, c), _log1mexp(xp, r)
         big = (c - lc) - (r - lr)  # the log odds ratio L
-        sp = _softplus(xp, -big)  # -log sigmoid(L)
+        e = xp.exp(-xp.abs(big))  # shared by -log sigma(L) and sigma(-L)
+        sp = xp.maximum(-big, xp.zeros_like(big)) + xp.log1p(e)  # -log sigma(L)
         value = b * sp
         if not need_grad:
             return Terms(value, None)
         pos = big > 0
-        s = _sigmoid(xp, -big)
-        one = xp.ones_like(c)
-        spos = xp.where(pos, sp, xp.zeros_like(c))
-        # L > 0: log space (finite at c = 0); L <= 0: sigma(-L) / (1 - e^x) (finite unless x = 0)
-        lr_s = xp.where(pos, lr, -one)
-        lc_s = xp.where(pos, lc, -one)
-        d = xp.where(pos, r - c, xp.zeros_like(c))
-        gc_log = xp.exp(d - lr_s - spos)
-        gr_log = xp.exp(d + lc_s - 2.0 * lr_s - spos)
-        gc = 0.0 - b * xp.where(pos, gc_log, s / xp.where(pos, one, 0.0 - xp.expm1(c)))
-        gr = b * xp.where(pos, gr_log, s / xp.where(pos, one, 0.0 - xp.expm1(r)))
-        nan = xp.isnan(big)
-        gc = xp.where(nan, big, gc)
-        gr = xp.where(nan, big, gr)
+        s = xp.where(pos, e, xp.ones_like(e)) / (1.0 + e)  # sigma(-L)
+        # dL/dc = 1 / (1 - e^c), dL/dr = -1 / (1 - e^r). Where L > 0 the chosen term is taken
+        # in log space, sigma(-L) / (1 - e^c) = exp((r - l_r) - c - sp): finite at c = 0,
+        # where sigma(-L) underflows as 1 / (1 - e^c) overflows; the rejected term cannot
+        # meet that (r -> 0 sends L to -inf)
+        gc = -b * xp.where(pos, xp.exp((r - lr) - c - sp), s / (0.0 - xp.expm1(c)))
+        gr = (b * s) / (0.0 - xp.expm1(r))
         return Terms(value, gc, grads={"rejected_logps": gr})
 
 
