@@ -1,7 +1,8 @@
 """Cases of dpo_loss (losses/preference.py) for the generic catalog suites.
 
 References: TRL's ``DPOTrainer._compute_loss`` (huggingface/trl,
-``trl/trainer/dpo_trainer.py``: the f-divergence scores and the ``loss_type`` branches)
+``trl/trainer/dpo_trainer.py`` of v1.16.0: the f-divergence scores and the ``loss_type``
+branches)
 and Liger-Kernel's ``LigerFusedLinearDPOFunction.preference_loss_fn`` (linkedin/
 Liger-Kernel, ``src/liger_kernel/chunked_loss/dpo_loss.py``), written out in plain torch
 (and jax.numpy for the default variant); neither library is installed here. Nothing here
@@ -12,6 +13,8 @@ ties (``aot`` sorts), the hinge's ``1 - z`` at least 0.1 away from 0.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -52,17 +55,17 @@ def trl_dpo(variant="sigmoid", beta=0.1, label_smoothing=0.0, discopop_tau=0.05,
         lc, lr = c - rc, r - rr
         if f_divergence == "reverse_kl":
             sc, sr = lc, lr
-        elif f_divergence == "forward_kl":
-            sc, sr = -torch.exp(-lc), -torch.exp(-lr)
-        elif f_divergence == "js_divergence":
-            sc, sr = F.logsigmoid(lc), F.logsigmoid(lr)
+        elif f_divergence == "forward_kl":  # TRL 1.16: f'(t) = 1 - 1/t
+            sc, sr = 1 - torch.exp(-lc), 1 - torch.exp(-lr)
+        elif f_divergence == "js_divergence":  # log 2 + logsigmoid(log t)
+            sc, sr = math.log(2) + F.logsigmoid(lc), math.log(2) + F.logsigmoid(lr)
         else:
             if abs(f_alpha - 1.0) < 1e-6:
                 sc, sr = lc, lr
             else:
                 coef = 1.0 / (f_alpha - 1.0)
-                sc = torch.exp(torch.clamp((f_alpha - 1.0) * lc, max=80.0)) * coef
-                sr = torch.exp(torch.clamp((f_alpha - 1.0) * lr, max=80.0)) * coef
+                sc = (torch.exp(torch.clamp((f_alpha - 1.0) * lc, max=80.0)) - 1.0) * coef
+                sr = (torch.exp(torch.clamp((f_alpha - 1.0) * lr, max=80.0)) - 1.0) * coef
         d = sc - sr
         b, e = beta, label_smoothing
         if variant == "sigmoid":

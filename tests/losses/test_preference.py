@@ -25,7 +25,8 @@ VARIANTS = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pa
             "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop",
             "sigmoid_norm")
 F_DIVS = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
-PLAIN = ("aot", "aot_unpaired", "apo_zero")  # read the log-ratios, not the scores
+# read the log-ratios, not the scores: TRL 1.16 refuses another f_divergence_type for them
+PLAIN = ("nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down")
 SMOOTHING = {"exo_pair": 1e-3, "robust": 0.2, "aot": 0.1, "aot_unpaired": 0.05}
 
 
@@ -55,7 +56,7 @@ def _torch(variant, opts, arrays, reduction="mean"):
     return v.detach().numpy(), ts[0].grad.numpy(), ts[1].grad.numpy()
 
 
-# aot, aot_unpaired and apo_zero refuse another divergence (TRL ignores it): test_errors
+# the PLAIN variants refuse another divergence, as TRL 1.16 does: test_errors
 COMBOS = [(v, f) for v in VARIANTS for f in F_DIVS if v not in PLAIN or f == "reverse_kl"]
 
 

@@ -21,6 +21,8 @@ from ..core.primitives import _log_sigmoid, _sigmoid, _softplus
 from ..core.validation import (_dtype_name, check_choice, check_floating, check_in_range,
                                check_numeric, check_scalar, same_shape)
 
+_LN2 = math.log(2.0)
+
 __all__ = ["dpo_loss"]
 
 _VARIANTS = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair",
@@ -29,7 +31,10 @@ _VARIANTS = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_p
 _F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
 #: the variants whose formula reads TRL's f-divergence scores (the others use the plain
 #: log-ratios, and TRL ignores ``f_divergence_type`` for them)
-_USES_SCORES = frozenset(_VARIANTS) - {"aot", "aot_unpaired", "apo_zero"}
+#: the variants that read f-divergence scores: TRL 1.16 refuses another f_divergence_type
+#: for the others (its ``f_divergence_loss_types``, less its token-level "sft")
+_USES_SCORES = frozenset({"sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust",
+                          "discopop"})
 _USES_SMOOTHING = frozenset({"exo_pair", "robust", "aot", "aot_unpaired"})
 _USES_LENGTHS = frozenset({"ipo", "sigmoid_norm"})
 
@@ -69,22 +74,23 @@ def _constant(ctx, x, name: str, shape, *, lengths=False):
 
 
 def _scores(xp, x, f, alpha, clamp_max, need_grad):
-    r"""TRL's f-divergence score :math:`s = f'(u)` of a log-ratio :math:`x = \log u` (an
-    additive constant dropped) and :math:`ds/dx`."""
+    r"""TRL 1.16's f-divergence score :math:`s = f'(u)` of a log-ratio :math:`x = \log u`
+    and :math:`ds/dx`. The additive constants matter once the length-normalised variants
+    divide the scores by the lengths."""
     if f == "reverse_kl" or (f == "alpha_divergence" and abs(alpha - 1.0) < 1e-6):
         return x, (xp.ones_like(x) if need_grad else None)
-    if f == "forward_kl":  # -exp(-x)
-        e = xp.exp(-x)
-        return -e, (e if need_grad else None)
-    if f == "js_divergence":  # log sigmoid(x)
-        return _log_sigmoid(xp, x), (_sigmoid(xp, -x) if need_grad else None)
-    # alpha divergence: exp(min((alpha - 1) x, clamp_max)) / (alpha - 1)
+    if f == "forward_kl":  # 1 - exp(-x)
+        return -xp.expm1(-x), (xp.exp(-x) if need_grad else None)
+    if f == "js_divergence":  # log 2 + log sigmoid(x)
+        return _LN2 + _log_sigmoid(xp, x), (_sigmoid(xp, -x) if need_grad else None)
+    # alpha divergence: (exp(min((alpha - 1) x, clamp_max)) - 1) / (alpha - 1)
     t = (alpha - 1.0) * x
     inside = t <= clamp_max
-    e = xp.exp(xp.where(inside, t, xp.full_like(t, clamp_max)))
-    s = e / (alpha - 1.0)
+    tc = xp.where(inside, t, xp.full_like(t, clamp_max))
+    s = xp.expm1(tc) / (alpha - 1.0)
     if not need_grad:
         return s, None
+    e = xp.exp(tc)
     # torch.clamp passes the gradient at the bound itself and none beyond it
     return s, xp.where(inside | xp.isnan(t), e, xp.zeros_like(e))
 
@@ -155,12 +161,15 @@ class DPOLoss(Loss):
         DiscoPOP's temperature :math:`\tau > 0` (``"discopop"`` only).
     f_divergence : str, default "reverse_kl"
         TRL's ``f_divergence_type``: ``"reverse_kl"`` (:math:`s = \rho`),
-        ``"forward_kl"`` (:math:`s = -e^{-\rho}`), ``"js_divergence"``
-        (:math:`s = \log\sigma(\rho)`), ``"alpha_divergence"``
-        (:math:`s = e^{\min((\alpha-1)\rho,\ c)}/(\alpha - 1)`, with TRL's clamp
+        ``"forward_kl"`` (:math:`s = 1 - e^{-\rho}`), ``"js_divergence"``
+        (:math:`s = \log 2 + \log\sigma(\rho)`), ``"alpha_divergence"``
+        (:math:`s = (e^{\min((\alpha-1)\rho,\ c)} - 1)/(\alpha - 1)`, with TRL's clamp
         :math:`c = 80`, 11 for float16 inputs, and :math:`s = \rho` when
-        :math:`|\alpha - 1| < 10^{-6}`). ``"aot"``, ``"aot_unpaired"`` and ``"apo_zero"``
-        read the plain log-ratios, so they refuse another divergence (TRL ignores it).
+        :math:`|\alpha - 1| < 10^{-6}`), as TRL 1.16 writes them (the constants cancel in
+        the difference of scores except where ``"ipo"``/``"sigmoid_norm"`` divide by the
+        lengths). Only ``"sigmoid"``, ``"sigmoid_norm"``, ``"hinge"``, ``"ipo"``,
+        ``"exo_pair"``, ``"robust"`` and ``"discopop"`` read the scores; the other variants
+        refuse another divergence, as TRL 1.16 does.
     f_alpha : float, default 1.0
         :math:`\alpha` of ``"alpha_divergence"`` (TRL's ``f_alpha_divergence_coef``, whose
         default is 0.5: pass ``f_alpha=0.5`` to match a TRL config that leaves it out).
@@ -354,7 +363,9 @@ class DPOLoss(Loss):
         if variant not in _USES_SCORES and f_divergence != "reverse_kl":
             raise ValueError(
                 f"variant={variant!r} reads the plain log-ratios, not f-divergence scores "
-                f"(TRL ignores f_divergence_type for it); got f_divergence={f_divergence!r}")
+                f"(TRL 1.16 refuses f_divergence_type for it: only "
+                f"{', '.join(sorted(_USES_SCORES))} take one); got "
+                f"f_divergence={f_divergence!r}")
         if variant in _USES_LENGTHS:
             if chosen_lengths is None or rejected_lengths is None:
                 raise ValueError(
