@@ -45,8 +45,10 @@ from .losses.focal import poly_loss, sigmoid_focal_loss, sigmoid_focal_loss_star
 from .losses.noise_robust import generalized_cross_entropy
 from .losses.likelihood import gaussian_nll, poisson_nll
 from .losses.linear_cross_entropy import linear_cross_entropy
+from .losses.linear_distillation import linear_generalized_jsd
 from .losses.linear_logprobs import linear_token_logprobs
 from .losses.linear_preference import linear_preference_loss
+from .losses.linear_policy_gradient import linear_grpo_loss
 from .losses.margin import (
     hinge,
     hinge_embedding,
@@ -191,8 +193,10 @@ __all__ = [
     "sparsemax_loss",
     "multiclass_sparsemax_loss",
     "linear_cross_entropy",
+    "linear_generalized_jsd",
     "linear_token_logprobs",
     "linear_preference_loss",
+    "linear_grpo_loss",
     "dice_loss",
     "tversky_loss",
     "jaccard_loss",

@@ -37,7 +37,13 @@ class GRPOLoss(Loss):
     r"""Group relative policy optimisation (GRPO, BNPO, Dr. GRPO, DAPO, CISPO; GSPO).
 
     Exactly the loss of TRL's ``GRPOTrainer._compute_loss`` and of Liger-Kernel's
-    ``LigerFusedLinearGRPOFunction``.
+    ``LigerFusedLinearGRPOFunction`` (its ``ppo_loss_fn``, checked against v0.8.5). Not
+    here: Liger 0.8.5's newer options, the loss types ``"sapo"``, ``"vespo"`` and
+    ``"luspo"``, INTELLECT-2's ``delta`` clamp, ``vllm_is_ratio``, the bias-corrected KL
+    (``use_bias_correction_kl``) and ``num_items_in_batch``. One edge differs: a
+    fractional mask whose total over the batch is below 1 (Liger clamps the ``bnpo`` /
+    ``dapo`` / ``cispo`` normaliser to at least 1; losskit divides by the total).
+    :data:`~losskit.linear_grpo_loss` fuses this loss with the output layer.
 
     Per token, with the log importance ratio :math:`r_{bt} = \log\pi_\theta - \log
     \pi_{\text{old}}` (``importance_sampling="token"``) or its masked mean over the
