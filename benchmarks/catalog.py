@@ -1129,11 +1129,11 @@ def _dpo(name, g, sz, small):
 def _linear_head(name, g, sz, small):
     n, d, v = (32, 16, 10) if small else sz["lce"]
     B = 2
-    T = n // (2 * B)  # 2B sequences of T tokens: the same tokens as linear_cross_entropy
+    T = max(1, n // (2 * B))  # 2B sequences of T tokens: linear_cross_entropy's tokens
     h = g.normal(2 * B, T, d)
     W = g.normal(v, d, scale=1.0 / math.sqrt(d))
     b = g.normal(v, scale=0.1)
-    y = g.labels(n, v).reshape(2 * B, T)
+    y = g.labels(2 * B * T, v).reshape(2 * B, T)
     y[:, : max(1, T // 4)] = -100  # the prompt
     F = _F()
 
@@ -1165,6 +1165,57 @@ def _linear_head(name, g, sz, small):
     return {"arrays": (h, W, y, b, rh, rW), "wrt": "all", "grad_of": (0, 1, 3),
             "gemm_floor": gemms, "torch": tf, "kind": "matmul",
             "torch_src": "written out (Liger-Kernel fused_linear_preference.py, full logits)"}
+
+
+@case("linear_grpo_loss", "linear_generalized_jsd")
+def _linear_head_rl(name, g, sz, small):
+    n, d, v = (32, 16, 10) if small else sz["lce"]
+    B = 4
+    T = max(4, n // B)
+    h = g.normal(B, T, d)
+    W = g.normal(v, d, scale=1.0 / math.sqrt(d))
+    b = g.normal(v, scale=0.1)
+    y = g.labels(B * T, v).reshape(B, T)
+    F = _F()
+
+    def gemms():  # the compute floor: the three products of the trained head
+        z = h.reshape(-1, d) @ W.T
+        return z @ W, z.T @ h.reshape(-1, d)
+
+    if name == "linear_grpo_loss":
+        import numpy as np
+        mask = (np.arange(T)[None, :] < np.array([T, T - T // 4, T // 2, T])[:, None]
+                ).astype("float32")
+        adv = g.normal(B)
+
+        def tf(hh, ww, yy, mm, aa, bb):  # Liger fused_linear_ppo / grpo_loss.py, "dapo"
+            import torch
+            lp = torch.log_softmax(F.linear(hh, ww, bb), -1).gather(-1, yy[..., None])[..., 0]
+            ratio = torch.exp(lp - lp.detach())
+            a = aa[:, None]
+            per = -torch.min(ratio * a, torch.clamp(ratio, 0.8, 1.2) * a)
+            return (per * mm).sum() / mm.sum()
+        return {"arrays": (h, W, y, mask, adv, b), "wrt": "all", "grad_of": (0, 1, 5),
+                "gemm_floor": gemms, "torch": tf, "kind": "matmul",
+                "torch_src": "written out (Liger-Kernel fused_linear_ppo.py, full logits)"}
+    th, tW = g.normal(B, T, d), g.normal(v, d, scale=1.0 / math.sqrt(d))
+    y[:, :2] = -100
+
+    def tj(hh, ww, thh, tww, yy, bb):  # Liger jsd_loss.py + fused_linear_distillation.py
+        import torch
+        s = F.linear(hh, ww, bb).reshape(-1, v)
+        t = F.linear(thh, tww).reshape(-1, v)
+        lab = yy.reshape(-1)
+        keep = lab != -100
+        ls, lt = torch.log_softmax(s, -1), torch.log_softmax(t, -1)
+        lm = torch.logsumexp(torch.stack([ls + math.log(0.5), lt + math.log(0.5)]), 0)
+        jsd = 0.5 * (F.kl_div(lm, lt, reduction="none", log_target=True).sum(-1)
+                     + F.kl_div(lm, ls, reduction="none", log_target=True).sum(-1))
+        hard = F.cross_entropy(s, lab, ignore_index=-100, reduction="none")
+        return ((0.5 * hard + 0.5 * jsd) * keep).sum() / keep.sum()
+    return {"arrays": (h, W, th, tW, y, b), "wrt": "all", "grad_of": (0, 1, 5),
+            "gemm_floor": gemms, "torch": tj, "kind": "matmul",
+            "torch_src": "written out (Liger-Kernel jsd_loss.py, full logits)"}
 
 
 # ---------------------------------------------------------------------------- contenders
