@@ -238,7 +238,7 @@ def test_token_logprobs_vjp_for_any_cotangent():
     (lambda h, W, b, y: lk.linear_preference_loss(h, W, y, loss="ipo"), "`loss` must be one"),
     (lambda h, W, b, y: lk.linear_preference_loss(h, W, y, ref_bias=b), "`ref_bias` needs"),
     (lambda h, W, b, y: lk.linear_preference_loss(h, W, y, ref_hidden=h), "needs both"),
-    (lambda h, W, b, y: lk.linear_preference_loss(h, W.T, y), "`weight` must have shape"),
+    (lambda h, W, b, y: lk.linear_preference_loss(h, W.T, y), "`weight` of linear_preference_loss must have"),
     (lambda h, W, b, y: lk.linear_preference_loss(h[:3], W, y[:3], loss="kto", nll_alpha=1.0,
                                                   desirable=np.ones(3, bool)), "nll_alpha"),
     (lambda h, W, b, y: lk.linear_preference_loss(h, W, y, nll_alpha=-1.0), "nll_alpha"),

@@ -17,8 +17,9 @@ The log-probability is minus the per-token cross-entropy, so this loss is
 
 from __future__ import annotations
 
+from ..core.arrays import as_array, without_autograd
 from ..core.loss import register, vjp_weights
-from ..core.validation import check_scalar
+from ..core.validation import _dtype_name, check_floating, check_scalar
 from .linear_cross_entropy import LinearCrossEntropy
 
 __all__ = ["linear_token_logprobs"]
@@ -138,3 +139,54 @@ class LinearTokenLogprobs(LinearCrossEntropy):
 
 
 linear_token_logprobs = register(LinearTokenLogprobs(reduction="none"))
+
+
+# ---------------------------------------------------------------------------- shared by the
+# sequence-level losses fused with the output layer (linear_preference, linear_policy_gradient)
+def output_layer(ctx, h, weight, bias, wname="weight", bname="bias"):
+    """The weight and bias of an output layer for the hidden states ``h``, checked (shape
+    (V, d), the dtype of ``h``) and in the work dtype."""
+    xp, loss = ctx.xp, ctx.loss
+    W = without_autograd(as_array(weight, xp, name=wname, loss=loss))
+    check_floating(xp, wname, W, loss=loss)
+    d = h.shape[-1]
+    if W.ndim != 2 or W.shape[1] != d or W.shape[0] == 0:
+        raise ValueError(f"`{wname}` of {loss} must have shape (V, d) with d = {d}, the last "
+                         f"axis of the hidden states {tuple(h.shape)} (torch.nn.Linear "
+                         f"layout); got {tuple(W.shape)}")
+    if W.dtype != h.dtype:
+        raise TypeError(f"`{wname}` of {loss} must have the dtype of the hidden states "
+                        f"({_dtype_name(h.dtype)}); got {_dtype_name(W.dtype)}")
+    b = None
+    if bias is not None:
+        b = without_autograd(as_array(bias, xp, name=bname, loss=loss))
+        if tuple(b.shape) != (W.shape[0],) or b.dtype != h.dtype:
+            raise ValueError(f"`{bname}` of {loss} must have shape ({W.shape[0]},) and the "
+                             f"dtype {_dtype_name(h.dtype)}; got {tuple(b.shape)} "
+                             f"{_dtype_name(b.dtype)}")
+    if ctx.work != h.dtype:
+        W = xp.astype(W, ctx.work)
+        b = None if b is None else xp.astype(b, ctx.work)
+    return W, b
+
+
+def reference_logprobs(ctx, h, y, ref_hidden, ref_weight, ref_bias, head):
+    """The reference model's per-token log-probabilities of the targets ``y`` (no
+    gradients), from its hidden states and output layer; None without a reference model.
+    ``head``: ``linear_token_logprobs``' options."""
+    loss = ctx.loss
+    if ref_hidden is None and ref_weight is None:
+        if ref_bias is not None:
+            raise ValueError(f"{loss}(): `ref_bias` needs `ref_hidden` and `ref_weight`")
+        return None
+    if ref_hidden is None or ref_weight is None:
+        raise ValueError(f"{loss}(): a reference model needs both `ref_hidden` and "
+                         "`ref_weight`")
+    xp = ctx.xp
+    rh = without_autograd(as_array(ref_hidden, xp, name="ref_hidden", loss=loss))
+    if rh.ndim != h.ndim or tuple(rh.shape[:-1]) != tuple(h.shape[:-1]):
+        raise ValueError(f"`ref_hidden` of {loss} must have the shape of `hidden` "
+                         f"{tuple(h.shape)} but for its last axis (the reference's d); got "
+                         f"{tuple(rh.shape)}")
+    rW, rb = output_layer(ctx, rh, ref_weight, ref_bias, "ref_weight", "ref_bias")
+    return linear_token_logprobs._pipeline((rh, rW, y, rb), "none", None, head, "value", None)

@@ -29,8 +29,7 @@ from ..core.validation import (
     deferred_checks,
     poison,
 )
-from .linear_logprobs import linear_token_logprobs
-from .linear_preference import LinearPreferenceLoss
+from .linear_logprobs import linear_token_logprobs, output_layer, reference_logprobs
 from .policy_gradient import grpo_loss
 
 __all__ = ["linear_grpo_loss"]
@@ -239,7 +238,7 @@ class LinearGRPOLoss(Loss):
         dtype = h.dtype
         work = compute_dtype(xp, dtype)
         ctx = Context(xp=xp, dtype=dtype, work=work, device=device_of(h), loss=self.name)
-        W, b = LinearPreferenceLoss._layer(self, ctx, h, weight, bias, "weight", "bias")
+        W, b = output_layer(ctx, h, weight, bias)
         head = {"ignore_index": _SKIP, "temperature": temperature,
                 "chunk_size": opts["chunk_size"]}
         with deferred_checks() as pending:
@@ -294,33 +293,12 @@ class LinearGRPOLoss(Loss):
 
     def _reference(self, ctx, h, y, ref_logps, ref_hidden, ref_weight, ref_bias, head):
         """The reference log-probabilities: as given, from the reference head, or None."""
-        if ref_hidden is None and ref_weight is None:
-            if ref_bias is not None:
-                raise ValueError(f"{self.name}(): `ref_bias` needs `ref_hidden` and "
-                                 "`ref_weight`")
-            return ref_logps
-        if ref_hidden is None or ref_weight is None:
-            raise ValueError(f"{self.name}(): a reference model needs both `ref_hidden` and "
-                             "`ref_weight`")
-        if ref_logps is not None:
+        if ref_logps is not None and (ref_hidden is not None or ref_weight is not None):
             raise ValueError(f"{self.name}(): give the reference either as "
                              "`ref_per_token_logps` or as `ref_hidden` and `ref_weight`, "
                              "not both")
-        xp = ctx.xp
-        rh = without_autograd(as_array(ref_hidden, xp, name="ref_hidden", loss=self.name))
-        if rh.ndim != 3 or tuple(rh.shape[:-1]) != tuple(h.shape[:-1]):
-            raise ValueError(f"`ref_hidden` of {self.name} must have shape (B, T, d_ref) "
-                             f"with (B, T) = {tuple(h.shape[:-1])} as `hidden`; got "
-                             f"{tuple(rh.shape)}")
-        rW = without_autograd(as_array(ref_weight, xp, name="ref_weight", loss=self.name))
-        if rW.ndim != 2 or rW.shape[1] != rh.shape[-1]:
-            raise ValueError(f"`ref_weight` of {self.name} must have shape (V, d_ref) with "
-                             f"d_ref = {rh.shape[-1]}, the last axis of `ref_hidden`; got "
-                             f"{tuple(rW.shape)}")
-        rb = None if ref_bias is None else without_autograd(
-            as_array(ref_bias, xp, name="ref_bias", loss=self.name))
-        return linear_token_logprobs._pipeline((rh, rW, y, rb), "none", None, head, "value",
-                                               None)
+        from_head = reference_logprobs(ctx, h, y, ref_hidden, ref_weight, ref_bias, head)
+        return ref_logps if from_head is None else from_head
 
 
 linear_grpo_loss = register(LinearGRPOLoss())

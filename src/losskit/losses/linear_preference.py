@@ -30,14 +30,13 @@ from ..core.arrays import as_array, compute_dtype, device_of, quiet, without_aut
 from ..core.loss import (Context, Loss, check_out, reduced_value, register,
                          returned_gradients)
 from ..core.validation import (
-    _dtype_name,
     check_choice,
     check_floating,
     check_scalar,
     deferred_checks,
 )
 from . import linear_cross_entropy as _lce
-from .linear_logprobs import linear_token_logprobs
+from .linear_logprobs import linear_token_logprobs, output_layer, reference_logprobs
 from .preference import dpo_loss
 from .preference_odds import cpo_loss, kto_loss, orpo_loss, simpo_loss
 
@@ -242,7 +241,7 @@ class LinearPreferenceLoss(Loss):
             elif opts["desirable"] is not None:
                 raise ValueError(f"{self.name}(): `desirable` is for loss='kto'; the paired "
                                  "losses take the chosen sequences first")
-            ref = self._reference(ctx, h, ref_hidden, ref_weight, ref_bias, y, head)
+            ref = reference_logprobs(ctx, h, y, ref_hidden, ref_weight, ref_bias, head)
             keep = xp.astype(y != ignore_index, work)
             counts = xp.sum(keep, axis=1)  # target tokens per sequence
             sw = None
@@ -281,7 +280,7 @@ class LinearPreferenceLoss(Loss):
         wanted = set(wrt_names) if need_grad else set()
         if bias is None:
             wanted.discard("bias")
-        W, b = self._layer(ctx, h, weight, bias, "weight", "bias")
+        W, b = output_layer(ctx, h, weight, bias)
         grouped = bool(wanted) and _lce._inplace_library(xp) is not None
         if grouped:
             values, grads = self._one_pass(ctx, h, W, b, y, counts, ignore_index, units,
@@ -314,49 +313,6 @@ class LinearPreferenceLoss(Loss):
                 f"{'is not an option' if len(foreign) == 1 else 'are not options'} of "
                 f"{seq_loss.name} (its options: {', '.join(known)})")
         return given
-
-    def _layer(self, ctx, h, weight, bias, wname, bname):
-        """The weight and bias of an output layer, checked against ``h`` (work dtype)."""
-        xp = ctx.xp
-        W = without_autograd(as_array(weight, xp, name=wname, loss=self.name))
-        check_floating(xp, wname, W, loss=self.name)
-        d = h.shape[-1]
-        if W.ndim != 2 or W.shape[1] != d or W.shape[0] == 0:
-            raise ValueError(f"`{wname}` must have shape (V, d) with d = {d}, the last axis of "
-                             f"the hidden states {tuple(h.shape)} (torch.nn.Linear layout); "
-                             f"got {tuple(W.shape)}")
-        if W.dtype != h.dtype:
-            raise TypeError(f"`{wname}` must have the dtype of the hidden states "
-                            f"({_dtype_name(h.dtype)}); got {_dtype_name(W.dtype)}")
-        b = None
-        if bias is not None:
-            b = without_autograd(as_array(bias, xp, name=bname, loss=self.name))
-            if tuple(b.shape) != (W.shape[0],) or b.dtype != h.dtype:
-                raise ValueError(f"`{bname}` must have shape ({W.shape[0]},) and the dtype "
-                                 f"{_dtype_name(h.dtype)}; got {tuple(b.shape)} "
-                                 f"{_dtype_name(b.dtype)}")
-        if ctx.work != h.dtype:
-            W = xp.astype(W, ctx.work)
-            b = None if b is None else xp.astype(b, ctx.work)
-        return W, b
-
-    def _reference(self, ctx, h, ref_hidden, ref_weight, ref_bias, y, head):
-        """The reference model's token log-probabilities, (S, T), or None."""
-        if ref_hidden is None and ref_weight is None:
-            if ref_bias is not None:
-                raise ValueError(f"{self.name}(): `ref_bias` needs `ref_hidden` and "
-                                 "`ref_weight`")
-            return None
-        if ref_hidden is None or ref_weight is None:
-            raise ValueError(f"{self.name}(): a reference model needs both `ref_hidden` and "
-                             "`ref_weight`")
-        xp = ctx.xp
-        rh = without_autograd(as_array(ref_hidden, xp, name="ref_hidden", loss=self.name))
-        if tuple(rh.shape[:-1]) != tuple(h.shape[:-1]):
-            raise ValueError(f"`ref_hidden` must have shape (S, T, d_ref) with (S, T) = "
-                             f"{tuple(h.shape[:-1])} as `hidden`; got {tuple(rh.shape)}")
-        return linear_token_logprobs._pipeline(
-            (rh, ref_weight, y, ref_bias), "none", None, head, "value", None)
 
     @staticmethod
     def _sequence_logps(xp, token_logps, counts, average):
