@@ -464,9 +464,12 @@ def call(loss: _Loss, arrays, reduction, sample_weight, options, want, wrt, out,
                      *inputs)[0]
 
     wrt_names, as_tuple = loss._wrt_names(wrt)
-    if "bias" in wrt_names and len(arrays) > 3 and arrays[3] is None and wrt != "all":
-        raise ValueError(f"{loss.name}(): wrt='bias' needs a `bias`; got bias=None "
-                         "(a layer without a bias has no bias gradient)")
+    if wrt != "all":  # an optional differentiable input left out has no gradient to give
+        for n in wrt_names:
+            i = names.index(n)
+            if n in loss.optional_inputs and (i >= len(arrays) or arrays[i] is None):
+                raise ValueError(f"{loss.name}(): wrt={n!r} needs a `{n}`; got {n}=None "
+                                 f"(a layer without a {n} has no {n} gradient)")
     wanted = [names.index(n) for n in wrt_names]
     wrt_idx = [i for i in wanted if i in present]
     detached = [t.detach() for t in inputs]

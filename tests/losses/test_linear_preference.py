@@ -294,3 +294,16 @@ def test_torch_compile_fullgraph_equals_eager():
     eager.backward()
     assert float(compiled) == float(eager)
     torch.testing.assert_close(g, h.grad, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda h, W, y: lk.linear_cross_entropy.grad(h, W, y, wrt="bias"),
+    lambda h, W, y: lk.linear_token_logprobs.grad(h, W, y, wrt="bias"),
+    lambda h, W, y: lk.linear_generalized_jsd.grad(h, W, h, W, y, wrt="student_bias"),
+])
+def test_torch_wrt_an_optional_input_left_out_is_an_error(call):
+    r = np.random.default_rng(0)
+    h, W = torch.tensor(r.normal(size=(6, 4))), torch.tensor(r.normal(size=(9, 4)))
+    y = torch.tensor(r.integers(0, 9, size=6))
+    with pytest.raises(ValueError, match="bias=None"):
+        call(h, W, y)

@@ -211,40 +211,8 @@ class LinearGeneralizedJSD(Loss):
     )
     inputs = ("student_hidden", "student_weight", "teacher_hidden", "teacher_weight",
               "targets", "student_bias", "teacher_bias")
+    optional_inputs = ("student_bias", "teacher_bias")
     differentiable = ("student_hidden", "student_weight", "student_bias")
-
-    # ------------------------------------------------------------------ public API
-    def __call__(self, student_hidden, student_weight, teacher_hidden, teacher_weight,
-                 targets, student_bias=None, teacher_bias=None, *, reduction=None,
-                 sample_weight=None, validate=True, **options):
-        return self._run((student_hidden, student_weight, teacher_hidden, teacher_weight,
-                          targets, student_bias, teacher_bias), reduction, sample_weight,
-                         options, want="value", wrt=None, validate=validate)
-
-    def grad(self, student_hidden, student_weight, teacher_hidden, teacher_weight, targets,
-             student_bias=None, teacher_bias=None, *, wrt=None, reduction=None,
-             sample_weight=None, out=None, validate=True, **options):
-        """Gradient of the (reduced) loss with respect to ``student_hidden`` (or ``wrt=``:
-        ``"student_weight"``, ``"student_bias"``, a tuple of them, or ``"all"``).
-        ``out=``: a writeable array that receives the (single) gradient."""
-        return self._run((student_hidden, student_weight, teacher_hidden, teacher_weight,
-                          targets, student_bias, teacher_bias), reduction, sample_weight,
-                         options, want="grad", wrt=wrt, out=out, validate=validate)
-
-    def value_and_grad(self, student_hidden, student_weight, teacher_hidden, teacher_weight,
-                       targets, student_bias=None, teacher_bias=None, *, wrt=None,
-                       reduction=None, sample_weight=None, out=None, validate=True,
-                       **options):
-        """``(value, grad)`` from one pass; equal to ``(loss(...), loss.grad(...))``."""
-        return self._run((student_hidden, student_weight, teacher_hidden, teacher_weight,
-                          targets, student_bias, teacher_bias), reduction, sample_weight,
-                         options, want="both", wrt=wrt, out=out, validate=validate)
-
-    def _run(self, arrays, reduction, sample_weight, options, want, wrt, out=None,
-             validate=True):
-        with quiet():
-            return self._entry(arrays, reduction, sample_weight, options, want, wrt, out,
-                               validate)
 
     def _compute(self, ctx, student_hidden, student_weight, teacher_hidden, teacher_weight,
                  targets, student_bias, teacher_bias, *, need_grad, beta=0.5,
@@ -257,6 +225,11 @@ class LinearGeneralizedJSD(Loss):
 
     # ------------------------------------------------------------------ the pipeline
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
+        with quiet():  # inf and NaN logits are defined inputs (see ``quiet``)
+            return self._blocks_pipeline(arrays, reduction, sample_weight, options, want, wrt,
+                                         out)
+
+    def _blocks_pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out):
         hs_in, ws_in, ht_in, wt_in, targets, bs_in, bt_in = arrays
         xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \
             self._own_pipeline_setup(arrays, reduction, sample_weight, options, want, wrt,
