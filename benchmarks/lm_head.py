@@ -125,11 +125,11 @@ def worker(loss, method, data, save, liger_src):
         if method == "liger":
             liger = _liger_modules(liger_src)
     # warm-up on a small problem: loads the libraries, starts their thread pools
-    S = a["h"].shape[0]
-    small = {k: (v[:, :8] if k in ("h", "y", "rh", "th") else v) for k, v in a.items()}
-    if S > 2 and loss == "dpo":
-        half = S // 2
-        small = {k: (v[[0, half]] if k in ("h", "y", "rh") else v) for k, v in small.items()}
+    if loss == "dpo":  # one pair of 8 tokens
+        half = a["h"].shape[0] // 2
+        small = {k: (v[[0, half], :8] if k in ("h", "y", "rh") else v) for k, v in a.items()}
+    else:  # 64 tokens
+        small = {k: (v[:64] if k in ("h", "y", "th") else v) for k, v in a.items()}
     _step(loss, method, small, liger)
     import gc
 
@@ -165,8 +165,11 @@ def _inputs(loss, B, T, d, V, data, seed=0):
               "b": rng.standard_normal(V, dtype=np.float32) * np.float32(0.1)}
     if loss == "dpo":
         arrays.update(rh=hidden(), rW=weight())
-    else:
+    else:  # Liger's distillation modules take (tokens, d) and (tokens,)
         arrays.update(th=hidden(), tW=weight())
+        for k in ("h", "th"):
+            arrays[k] = arrays[k].reshape(S * T, d)
+        arrays["y"] = arrays["y"].reshape(S * T)
     for k, v in arrays.items():
         np.save(data / f"{k}.npy", v)
 
