@@ -48,8 +48,8 @@ _LOSSES = {"dpo": dpo_loss, "simpo": simpo_loss, "orpo": orpo_loss, "cpo": cpo_l
 #: default logits per block of whole pairs (at least one pair), in bytes, as
 #: linear_cross_entropy's: a block of 512 rows (``chunk_size=1`` for pairs of 256-token
 #: sequences of a 16k vocabulary, 32 MiB) cuts the memory beyond the gradients by a third
-#: (78 to 49 MiB for two pairs) but costs about 11% in time on NumPy (smaller products, and one more pass over the weight
-#: gradient per block: NumPy's matmul cannot accumulate)
+#: (78 to 49 MiB for two pairs) but costs about 11% in time on NumPy (smaller products,
+#: and one more pass over the weight gradient per block: NumPy's matmul cannot accumulate)
 _GROUP_BLOCK_BYTES = 64 * 2**20
 #: the options of the sequence-level losses that ``linear_preference_loss`` passes on
 _LOSS_OPTIONS = ("beta", "variant", "label_smoothing", "discopop_tau", "f_divergence",
