@@ -93,3 +93,28 @@ BACKENDS = _backends()
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
 def backend(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def liger():
+    """Liger-Kernel's ``chunked_loss`` modules (pure PyTorch, run on the CPU with
+    ``compiled=False``), loaded without the package's ``__init__``, which imports its Triton
+    kernels: a namespace with ``dpo``, ``simpo``, ``orpo``, ``cpo``, ``kto``, ``grpo`` and
+    ``jsd`` (the loss modules). Skips where Liger-Kernel is not installed."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    pytest.importorskip("torch")
+    if "liger_kernel" not in sys.modules:
+        spec = importlib.util.find_spec("liger_kernel")
+        if spec is None or not spec.submodule_search_locations:
+            pytest.skip("Liger-Kernel is not installed (test extra liger-kernel==0.8.5)")
+        pkg = types.ModuleType("liger_kernel")
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules["liger_kernel"] = pkg
+    names = {"dpo": "dpo_loss", "simpo": "simpo_loss", "orpo": "orpo_loss", "cpo": "cpo_loss",
+             "kto": "kto_loss", "grpo": "grpo_loss", "jsd": "jsd_loss"}
+    return types.SimpleNamespace(**{
+        k: importlib.import_module(f"liger_kernel.chunked_loss.{m}") for k, m in names.items()})

@@ -8,8 +8,8 @@ divided by ``temperature``, gathered at ``selected_token_ids``; the reference he
 same way, without gradients), then ``LigerFusedLinearGRPOFunction.ppo_loss_fn``
 (``src/liger_kernel/chunked_loss/grpo_loss.py``: clipped surrogate or CISPO's detached
 capped weight, the k3 KL term, each ``loss_type``'s normalisation, one process, no
-``num_items_in_batch``). Liger-Kernel is not installed here; expected numbers never come
-from losskit.
+``num_items_in_batch``; ``test_liger_fused.py`` runs Liger-Kernel's own module).
+Expected numbers never come from losskit.
 """
 
 from __future__ import annotations
