@@ -651,6 +651,50 @@ def _block_factors(xp, rows, lo, hi, row_factor):
             xp.where(active, row_factor * rows.a_label[lo:hi], zero))
 
 
+def _block_products(lib, z, W, WT, hb, gh_rows, gb, gw, gw_out, tmp, want_w):
+    """The products of one block's logit gradient ``z`` (k, V), in place (NumPy, PyTorch):
+    its hidden rows ``gh_rows = z W`` (when given), the bias gradient ``gb + sum(z)`` (when
+    ``gb`` is given) and the weight gradient ``gw + z^T hb`` (``gw`` None: the first block
+    writes it, into ``gw_out`` when given; ``tmp``: NumPy's buffer of weight rows). Returns
+    ``(gb, gw)``. Shared by every loss fused with a linear layer."""
+    if lib == "torch":
+        import torch as native
+    else:
+        native = np
+    V, d = W.shape
+    if gh_rows is not None:
+        if lib == "numpy":
+            # (W^T G^T)^T: OpenBLAS runs this orientation up to 2-3x faster than G W
+            # (whose K = V is the longest axis) on a busy 2-core machine
+            native.matmul(WT, z.T, out=gh_rows.T)
+        else:
+            native.matmul(z, W, out=gh_rows)
+    if gb is not None:
+        gb = gb + z.sum(axis=0) if lib == "numpy" else gb + native.sum(z, dim=0)
+    if not want_w:
+        return gb, gw
+    if lib == "torch":
+        if gw is None:
+            gw = native.matmul(z.T, hb, out=gw_out)
+        else:
+            gw.addmm_(z.T, hb)
+        return gb, gw
+    # NumPy's matmul cannot accumulate: a few thousand weight rows at a time (also keeps
+    # OpenBLAS from packing all V rows of z.T at once)
+    first = gw is None
+    if first:
+        gw = np.empty((V, d), dtype=z.dtype) if gw_out is None else gw_out
+    for c0 in range(0, V, _WEIGHT_GRAD_ROWS):
+        c1 = min(c0 + _WEIGHT_GRAD_ROWS, V)
+        if first:
+            native.matmul(z[:, c0:c1].T, hb, out=gw[c0:c1])
+        else:
+            t = tmp[:c1 - c0]
+            native.matmul(z[:, c0:c1].T, hb, out=t)
+            native.add(gw[c0:c1], t, out=gw[c0:c1])
+    return gb, gw
+
+
 def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
     """NumPy and PyTorch: one block buffer reused in place, three products per block.
 
@@ -752,35 +796,9 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
             act = active[lo:hi]
             if not bool(xp.all(act)):
                 z[~act] = 0.0  # exactly 0, even where the row is inf or NaN
-        if want_h:
-            if lib == "numpy":
-                # (W^T G^T)^T: OpenBLAS runs this orientation up to 2-3x faster than G W
-                # (whose K = V is the longest axis) on a busy 2-core machine
-                native.matmul(WT, z.T, out=gh[lo:hi].T)
-            else:
-                native.matmul(z, W, out=gh[lo:hi])
-        if want_b:
-            gb = gb + xp.sum(z, axis=0)
-        if want_w:
-            if lib == "torch":
-                if gw is None:
-                    gw = native.matmul(z.T, hb, out=gw_out)
-                else:
-                    gw.addmm_(z.T, hb)
-            else:
-                # NumPy's matmul cannot accumulate: a few thousand weight rows at a time
-                # (also keeps OpenBLAS from packing all V rows of z.T at once)
-                first = gw is None
-                if first:
-                    gw = xp.empty((V, d), dtype=work, device=dev) if gw_out is None else gw_out
-                for c0 in range(0, V, _WEIGHT_GRAD_ROWS):
-                    c1 = min(c0 + _WEIGHT_GRAD_ROWS, V)
-                    if first:
-                        native.matmul(z[:, c0:c1].T, hb, out=gw[c0:c1])
-                    else:
-                        t = tmp[:c1 - c0]
-                        native.matmul(z[:, c0:c1].T, hb, out=t)
-                        native.add(gw[c0:c1], t, out=gw[c0:c1])
+        gb, gw = _block_products(lib, z, W, WT, hb, gh[lo:hi] if want_h else None, gb, gw,
+                                 gw_out, tmp if want_w and lib == "numpy" else None,
+                                 want_w)
 
     del buf
     value = xp.concat(values) if values else xp.zeros((0,), dtype=work, device=dev)
