@@ -495,15 +495,18 @@ class Loss:
 
     def _checked_pipeline(self, check, arrays, reduction, sample_weight, options, want, wrt,
                           out=None, second=None):
-        """The pipeline; with ``check`` False, inside :func:`unchecked` (no value reads)."""
+        """The pipeline; with ``check`` False, inside :func:`unchecked` (no value reads);
+        NumPy's floating-point warnings silenced (inf and NaN are defined inputs, see
+        ``quiet``), also for the losses that run their own pipeline."""
         # (a loss with its own _pipeline has no second order: no `second` passed to it)
         extra = () if second is None else (second,)
-        if check:
-            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out,
-                                  *extra)
-        with unchecked():
-            return self._pipeline(arrays, reduction, sample_weight, options, want, wrt, out,
-                                  *extra)
+        with quiet():
+            if check:
+                return self._pipeline(arrays, reduction, sample_weight, options, want, wrt,
+                                      out, *extra)
+            with unchecked():
+                return self._pipeline(arrays, reduction, sample_weight, options, want, wrt,
+                                      out, *extra)
 
     # ------------------------------------------------------------------ the one pipeline
     def _wrt_names(self, wrt):

@@ -86,7 +86,7 @@ from ..core.validation import (
     check_scalar,
     deferred_checks,
 )
-from ..core.arrays import (as_array, compute_dtype, device_of, quiet,
+from ..core.arrays import (as_array, compute_dtype, device_of,
                            without_autograd)
 
 __all__ = ["linear_cross_entropy"]
@@ -291,11 +291,6 @@ class LinearCrossEntropy(Loss):
 
     # ------------------------------------------------------------------ the pipeline
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
-        with quiet():  # inf and NaN logits are defined inputs (see ``quiet``)
-            return self._blocks_pipeline(arrays, reduction, sample_weight, options, want, wrt,
-                                         out)
-
-    def _blocks_pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out):
         hidden, weight, labels, bias = arrays
         xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \
             self._own_pipeline_setup(arrays, reduction, sample_weight, options, want, wrt, out,

@@ -20,7 +20,7 @@ which costs nothing next to the head).
 
 from __future__ import annotations
 
-from ..core.arrays import as_array, compute_dtype, device_of, quiet, without_autograd
+from ..core.arrays import as_array, compute_dtype, device_of, without_autograd
 from ..core.loss import Context, Loss, check_out, register, returned_gradients
 from ..core.validation import (
     check_floating,
@@ -214,11 +214,6 @@ class LinearGRPOLoss(Loss):
 
     # ------------------------------------------------------------------ the pipeline
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
-        with quiet():  # inf and NaN logits are defined inputs (see ``quiet``)
-            return self._grpo_pipeline(arrays, reduction, sample_weight, options, want, wrt,
-                                       out)
-
-    def _grpo_pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out):
         (hidden, weight, targets, mask, advantages, bias, old, ref_logps, ref_hidden,
          ref_weight, ref_bias) = arrays
         xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \

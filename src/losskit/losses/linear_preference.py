@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.arrays import as_array, compute_dtype, device_of, quiet, without_autograd
+from ..core.arrays import as_array, compute_dtype, device_of, without_autograd
 from ..core.loss import (Context, Loss, check_out, reduced_value, register,
                          returned_gradients)
 from ..core.validation import (
@@ -192,11 +192,6 @@ class LinearPreferenceLoss(Loss):
 
     # ------------------------------------------------------------------ the pipeline
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
-        with quiet():  # inf and NaN logits are defined inputs (see ``quiet``)
-            return self._pairs_pipeline(arrays, reduction, sample_weight, options, want, wrt,
-                                        out)
-
-    def _pairs_pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out):
         hidden, weight, targets, bias, ref_hidden, ref_weight, ref_bias = arrays
         xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \
             self._own_pipeline_setup(arrays, reduction, sample_weight, options, want, wrt, out,
