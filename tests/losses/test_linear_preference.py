@@ -307,3 +307,27 @@ def test_torch_wrt_an_optional_input_left_out_is_an_error(call):
     y = torch.tensor(r.integers(0, 9, size=6))
     with pytest.raises(ValueError, match="bias=None"):
         call(h, W, y)
+
+
+def test_torch_backward_of_the_per_pair_values():
+    """reduction="none": the backward of the per-pair values for a signed upstream gradient
+    (the adapter's second call with the cotangent as sample weights)."""
+    h, W, b, y, rh, rW = _arrays(seed=6)
+    c = np.array([0.7, -1.3, 0.4])
+    H, Wt, Bt = (torch.tensor(a, requires_grad=True) for a in (h, W, b))
+    tok, keep = _token_logps(H, Wt, Bt, y)
+    s = tok.sum(-1)
+    with torch.no_grad():
+        rtok, _ = _token_logps(torch.tensor(rh), torch.tensor(rW), None, y)
+        rs = rtok.sum(-1)
+    per = trl_dpo()(s[:B], s[B:], rs[:B], rs[B:], None, None, "none", torch)
+    (per * torch.tensor(c)).sum().backward()
+    want = [t.grad.numpy().copy() for t in (H, Wt, Bt)]
+    for t in (H, Wt, Bt):
+        t.grad = None
+    got = lk.linear_preference_loss(H, Wt, torch.tensor(y), Bt, torch.tensor(rh),
+                                    torch.tensor(rW), reduction="none")
+    np.testing.assert_allclose(got.detach().numpy(), per.detach().numpy(), rtol=1e-12)
+    (got * torch.tensor(c)).sum().backward()
+    for t, w in zip((H, Wt, Bt), want):
+        np.testing.assert_allclose(t.grad.numpy(), w, rtol=1e-9, atol=1e-12)
