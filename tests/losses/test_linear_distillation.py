@@ -257,6 +257,62 @@ def test_shape_dtype_and_option_errors_name_the_argument():
         loss(*args, chunk_size=0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("T", [1.0, 2.0])
+def test_numba_step_equals_numpy_tiles(monkeypatch, dtype, beta, T):
+    # the numba kernel of the elementwise step against the NumPy tiles it replaces (the
+    # fallback without numba); both are checked against Liger's formula above
+    pytest.importorskip("numba")
+    from losskit.core import dispatch
+    from losskit.kernels import fast_paths
+
+    monkeypatch.setattr(fast_paths, "USE_NUMBA", True)  # (also under LOSSKIT_DISABLE_NUMBA)
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    a = make(16)  # tokens 1 and 4 ignored
+    a["hs"][1] = np.nan  # an ignored non-finite row
+    a["bt"][5] = -np.inf  # a masked word: every row is redone in log space
+    b = make(17, bias=False)
+    cases = [{k: (None if v is None else v.astype(dtype) if v.dtype.kind == "f" else v)
+              for k, v in x.items()} for x in (a, b)]
+    sw = np.linspace(0.5, 1.5, N).astype(dtype)
+    tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == np.float64 else {"rtol": 1e-5,
+                                                                      "atol": 1e-7}
+    for parallel_min in (fast_paths.PARALLEL_MIN, 0):  # the serial and the parallel build
+        monkeypatch.setattr(fast_paths, "PARALLEL_MIN", parallel_min)
+        for x in cases:
+            for kw in ({}, {"weight_hard_loss": 0.0, "weight_soft_loss": 1.0},
+                       {"reduction": "none", "sample_weight": sw, "chunk_size": 4}):
+                assert _ld._jsd_block_kernel("numpy", np.empty((1, 1), dtype)) is not None
+                got = ours(x, beta=beta, temperature=T, **kw)
+                monkeypatch.setattr(dispatch, "ENABLED", False)
+                assert _ld._jsd_block_kernel("numpy", np.empty((1, 1), dtype)) is None
+                want = ours(x, beta=beta, temperature=T, **kw)
+                monkeypatch.setattr(dispatch, "ENABLED", True)
+                assert got[0].dtype == dtype  # (beta 1 with a masked word: KL = inf)
+                assert_close(got, want, **tol)
+
+
+def test_numba_step_that_cannot_compile_leaves_the_numpy_tiles(monkeypatch):
+    pytest.importorskip("numba")
+    from losskit.core import dispatch
+    from losskit.kernels import distillation_numba, fast_paths
+
+    monkeypatch.setattr(fast_paths, "USE_NUMBA", True)
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    a = make(18)
+    want = ours(a, beta=0.5, temperature=2.0)
+    monkeypatch.setattr(fast_paths, "_numba_module", fast_paths._nb())  # restored afterwards
+    monkeypatch.setattr(fast_paths, "_numba_error", None)
+
+    def broken(*args):
+        raise distillation_numba.NumbaError("no LLVM for this CPU")
+
+    monkeypatch.setattr(distillation_numba, "jsd_block_serial", broken)
+    assert_close(ours(a, beta=0.5, temperature=2.0), want, rtol=1e-12, atol=1e-14)
+    assert "no LLVM for this CPU" in fast_paths.numba_error()
+
+
 def test_float32_and_out():
     a = make(12)
     a32 = {k: (None if v is None else v.astype(np.float32) if v.dtype.kind == "f" else v)

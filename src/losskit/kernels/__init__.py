@@ -18,6 +18,8 @@ family, each loss stating its math once.
 ``fast_paths``                      the hand-tuned kernels of the hottest losses, the shared
                                     plumbing (engine choice, reduction, ``out=``) and
                                     ``STATS``
+``distillation_numba``              the per-row step of ``linear_generalized_jsd``'s blocks
+                                    (two softmaxes, the JSD, the hard cross-entropy)
 ``numba_kernels``                   the hand-tuned numba kernels and the vectorisable
                                     ``exp``/``log`` the families share
 ``gradient_cache``                  reuse of large gradient buffers between training steps

@@ -17,8 +17,11 @@ b_s \mathrel{+}= \sum_n G_n`: four products of size :math:`N \times V \times d` 
 as the naive autodiff of the full logits, but never more than two blocks of logits.
 
 **Backends.** NumPy and PyTorch arrays run the blocks in place: ``out=`` products into
-two reused block buffers and, for the softmaxes and the divergence, in-place ufuncs on
-tiles of rows small enough to stay in the CPU cache (NumPy; larger tiles on PyTorch).
+two reused block buffers and, for the softmaxes and the divergence, one multithreaded
+numba kernel per block (NumPy float32/float64 with numba installed:
+:mod:`losskit.kernels.distillation_numba`), else in-place ufuncs on tiles of rows small
+enough to stay in the CPU cache (NumPy without numba, or ``LOSSKIT_DISABLE_NUMBA``;
+larger tiles on PyTorch).
 Its mixture is :math:`\log((1-\beta) P + \beta Q)` (rows with a non-finite value, such as
 ``-inf`` logits that mask words, are redone with the exact log-space arithmetic of
 ``generalized_jsd``). Every other Array-API library (JAX, array-api-strict, Dask, CuPy)
@@ -43,11 +46,13 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from ..core.arrays import as_array, compute_dtype, device_of, quiet, without_autograd
+from ..core import dispatch
+from ..core.arrays import as_array, compute_dtype, device_of, without_autograd
 from ..core.loss import Context, Loss, check_out, reduced_value, register
 from ..core.primitives import _log_softmax, _weighted
 from ..core.validation import (
@@ -59,9 +64,11 @@ from ..core.validation import (
     deferred_checks,
     poison,
 )
+from ..kernels import fast_paths
 from .distillation import _jsd_terms
 from .linear_cross_entropy import (
     _WEIGHT_GRAD_ROWS,
+    _block_products,
     LinearCrossEntropy,
     _contiguous,
     _inplace_library,
@@ -225,11 +232,6 @@ class LinearGeneralizedJSD(Loss):
 
     # ------------------------------------------------------------------ the pipeline
     def _pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out=None):
-        with quiet():  # inf and NaN logits are defined inputs (see ``quiet``)
-            return self._blocks_pipeline(arrays, reduction, sample_weight, options, want, wrt,
-                                         out)
-
-    def _blocks_pipeline(self, arrays, reduction, sample_weight, options, want, wrt, out):
         hs_in, ws_in, ht_in, wt_in, targets, bs_in, bt_in = arrays
         xp, reduction, sample_weight, opts, need_grad, wrt_names, as_tuple = \
             self._own_pipeline_setup(arrays, reduction, sample_weight, options, want, wrt,
@@ -577,6 +579,25 @@ def _tiny(x):
     return float(torch.finfo(x.dtype).tiny)
 
 
+def _jsd_block_kernel(lib, buf):
+    """The numba kernel for the elementwise step of a NumPy block
+    (:mod:`losskit.kernels.distillation_numba`), or None (another library, numba missing or
+    switched off: ``LOSSKIT_DISABLE_NUMBA`` / ``LOSSKIT_DISABLE_FAST``).
+
+    It is called as ``kernel(*args)`` and returns True, or None when numba cannot compile
+    it here (the block is then done with :func:`_tile_inplace`, untouched by the kernel).
+    """
+    if lib != "numpy" or not dispatch.ENABLED or buf.dtype.char not in "fd":
+        return None
+    nb = fast_paths.family_numba("distillation_numba")
+    if nb is None:
+        return None
+    # a small block on one thread: waking the pool costs more than it saves
+    kernel = (nb.jsd_block_parallel if buf.size >= fast_paths.PARALLEL_MIN
+              else nb.jsd_block_serial)
+    return functools.partial(fast_paths._kernel, nb, kernel)
+
+
 # ---------------------------------------------------------------------------- the blocks
 def _blocks_inplace(ctx, lib, hs, Ws, bs, ht, Wt, bt, y, keep, rf, wanted, nb, spec, dest):
     """NumPy and PyTorch: two reused block buffers, four products per block."""
@@ -614,22 +635,38 @@ def _blocks_inplace(ctx, lib, hs, Ws, bs, ht, Wt, bt, y, keep, rf, wanted, nb, s
     tmp = None
     if want_w and lib == "numpy":
         tmp = xp.empty((min(_WEIGHT_GRAD_ROWS, V), d), dtype=work, device=dev)
+    kernel = _jsd_block_kernel(lib, Zs)
+    if kernel is not None:
+        y = np.ascontiguousarray(y)
+        rf_c = np.ascontiguousarray(rf, dtype=work) if wanted else None
+        # the biases are added by the kernel (an empty array: none)
+        bs_c, bt_c = (np.empty(0, dtype=work) if b is None else np.ascontiguousarray(b)
+                      for b in (bs, bt))
     for lo in range(0, n_rows, nb):
         hi = min(lo + nb, n_rows)
         k = hi - lo
         zs, zt = Zs[:k], Zt[:k]
         native.matmul(hs[lo:hi], WsT, out=zs)
-        if bs is not None:
-            native.add(zs, bs, out=zs)
         native.matmul(ht[lo:hi], WtT, out=zt)
-        if bt is not None:
-            native.add(zt, bt, out=zt)
-        vals = []
-        for a in range(0, k, tile):
-            c = min(a + tile, k)
-            vals.append(_tile_inplace(native, xp, zs[a:c], zt[a:c], y[lo + a:lo + c],
-                                      rf[lo + a:lo + c] if wanted else None, spec, P, Q, P1))
-        value = xp.concat(vals) if len(vals) > 1 else vals[0]
+        value = None
+        if kernel is not None:  # the fused, multithreaded elementwise step (numba)
+            value = np.empty(k, dtype=zs.dtype)
+            if not kernel(zs, zt, bs_c, bt_c, y[lo:hi], rf_c[lo:hi] if wanted else value,
+                          bool(wanted), float(spec.beta), float(spec.temp),
+                          float(spec.w_hard), float(spec.w_soft), value):
+                kernel = value = None  # numba cannot compile it here: the NumPy tiles
+        if value is None:  # (compiling failed before the kernel wrote anything)
+            if bs is not None:
+                native.add(zs, bs, out=zs)
+            if bt is not None:
+                native.add(zt, bt, out=zt)
+            vals = []
+            for a in range(0, k, tile):
+                c = min(a + tile, k)
+                vals.append(_tile_inplace(native, xp, zs[a:c], zt[a:c], y[lo + a:lo + c],
+                                          rf[lo + a:lo + c] if wanted else None, spec, P, Q,
+                                          P1))
+            value = xp.concat(vals) if len(vals) > 1 else vals[0]
         bad = ~xp.isfinite(value) & (keep[lo:hi] > 0)
         if bool(xp.any(bad)):  # non-finite logits: redo those rows with the exact helpers
             idx = xp.nonzero(bad)[0]
@@ -652,31 +689,9 @@ def _blocks_inplace(ctx, lib, hs, Ws, bs, ht, Wt, bt, y, keep, rf, wanted, nb, s
             act = active[lo:hi]
             if not bool(xp.all(act)):
                 zs[~act] = 0.0  # exactly 0, even where the row is inf or NaN
-        if want_h:
-            if lib == "numpy":
-                native.matmul(WsT, zs.T, out=gh[lo:hi].T)  # see linear_cross_entropy
-            else:
-                native.matmul(zs, Ws, out=gh[lo:hi])
-        if want_b:
-            gb = gb + xp.sum(zs, axis=0)
-        if want_w:
-            if lib == "torch":
-                if gw is None:
-                    gw = native.matmul(zs.T, hb, out=gw_out)
-                else:
-                    gw.addmm_(zs.T, hb)
-            else:
-                first = gw is None
-                if first:
-                    gw = xp.empty((V, d), dtype=work, device=dev) if gw_out is None else gw_out
-                for c0 in range(0, V, _WEIGHT_GRAD_ROWS):
-                    c1 = min(c0 + _WEIGHT_GRAD_ROWS, V)
-                    if first:
-                        native.matmul(zs[:, c0:c1].T, hb, out=gw[c0:c1])
-                    else:
-                        t = tmp[:c1 - c0]
-                        native.matmul(zs[:, c0:c1].T, hb, out=t)
-                        native.add(gw[c0:c1], t, out=gw[c0:c1])
+        gb, gw = _block_products(lib, zs, Ws, WsT, hb, gh[lo:hi] if want_h else None, gb,
+                                 gw, gw_out, tmp if want_w and lib == "numpy" else None,
+                                 want_w)
     del Zs, Zt, P, Q, P1
     value = xp.concat(values) if values else xp.zeros((0,), dtype=work, device=dev)
     if want_w and gw is None:  # no rows at all
