@@ -322,32 +322,9 @@ class LinearCrossEntropy(Loss):
         if t != 1.0:
             h = h / t
             b = None if b is None else b / t
-        # sample weights: labels' shape, or (N_first,) for every row of each example
-        if sample_weight is not None:
-            with deferred_checks() as more:
-                sw = without_autograd(self._sample_weight(ctx, sample_weight, lead))
-            pending += more
-            sw = xp.reshape(sw, (n_rows,))
-        else:
-            sw = None
-
-        # the reduction's factor for the sum of (sample-weighted) per-example losses
-        if reduction in ("none", "sum"):
-            scale = None
-        elif reduction == "batchmean":
-            if len(lead) == 0:
-                raise ValueError(
-                    f"{self.name}(): reduction='batchmean' divides by the batch size, the "
-                    "first axis of `hidden`, but `hidden` holds a single example (shape "
-                    f"{hidden_shape}); use 'mean' or 'sum'")
-            scale = 1.0 / lead[0] if lead[0] else 0.0
-        else:
-            denom = rows.weight if sw is None else sw * rows.weight
-            total = xp.sum(denom)
-            # a mean over nothing (total weight 0) is 0; a NaN total propagates
-            ok = total != 0
-            scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)),
-                             xp.zeros_like(total))
+        sw, scale, more = rows_reduction(self, ctx, reduction, sample_weight, lead,
+                                         rows.weight, "hidden", hidden_shape)
+        pending += more
 
         grads_wanted = set(wrt_names) if need_grad else set()
         if bias is None:
@@ -523,6 +500,36 @@ class LinearCrossEntropy(Loss):
 
 
 # ---------------------------------------------------------------------------- kernels
+def rows_reduction(loss, ctx, reduction, sample_weight, lead, row_weight, first_input,
+                   input_shape):
+    """The sample weights (``lead``'s shape, or ``(N_first,)`` for every row of each
+    example; flattened to the rows) and the reduction's factor for the sum of the rows'
+    weighted values: None (``"none"``, ``"sum"``), 1/batch (``"batchmean"``) or the mean's
+    1/sum of ``sample_weight * row_weight`` (0 for a mean over nothing; a NaN total
+    propagates). Returns ``(sw, scale, pending)`` with the deferred checks of the weights.
+    Shared by the losses fused with a linear layer."""
+    xp = ctx.xp
+    n_rows = math.prod(lead)
+    sw = None
+    with deferred_checks() as pending:
+        if sample_weight is not None:
+            sw = xp.reshape(without_autograd(loss._sample_weight(ctx, sample_weight, lead)),
+                            (n_rows,))
+    if reduction in ("none", "sum"):
+        return sw, None, pending
+    if reduction == "batchmean":
+        if len(lead) == 0:
+            raise ValueError(
+                f"{loss.name}(): reduction='batchmean' divides by the batch size, the first "
+                f"axis of `{first_input}`, but it holds a single example (shape "
+                f"{input_shape}); use 'mean' or 'sum'")
+        return sw, (1.0 / lead[0] if lead[0] else 0.0), pending
+    total = xp.sum(row_weight if sw is None else _weighted(xp, sw, row_weight))
+    ok = total != 0
+    scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)), xp.zeros_like(total))
+    return sw, scale, pending
+
+
 def _contiguous(x) -> bool:
     """Whether ``x`` is a C-contiguous NumPy array or PyTorch tensor (``out=`` targets)."""
     if isinstance(x, np.ndarray):

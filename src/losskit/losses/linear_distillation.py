@@ -54,7 +54,8 @@ import numpy as np
 
 from ..core import dispatch
 from ..core.arrays import as_array, compute_dtype, device_of, without_autograd
-from ..core.loss import Context, Loss, check_out, reduced_value, register
+from ..core.loss import (Context, Loss, check_out, reduced_value, register,
+                         returned_gradients)
 from ..core.primitives import _log_softmax, _weighted
 from ..core.validation import (
     _dtype_name,
@@ -63,13 +64,13 @@ from ..core.validation import (
     check_labels,
     check_scalar,
     deferred_checks,
-    poison,
 )
 from ..kernels import fast_paths
 from .distillation import _jsd_terms
 from .linear_cross_entropy import (
     _WEIGHT_GRAD_ROWS,
     _block_products,
+    rows_reduction,
     LinearCrossEntropy,
     _contiguous,
     _inplace_library,
@@ -276,28 +277,9 @@ class LinearGeneralizedJSD(Loss):
         else:
             keep = xp.ones((n_rows,), dtype=work, device=device)
 
-        if sample_weight is not None:
-            with deferred_checks() as more:
-                sw = without_autograd(self._sample_weight(ctx, sample_weight, lead))
-            pending += more
-            sw = xp.reshape(sw, (n_rows,))
-        else:
-            sw = None
-
-        if reduction in ("none", "sum"):
-            scale = None
-        elif reduction == "batchmean":
-            if len(lead) == 0:
-                raise ValueError(
-                    f"{self.name}(): reduction='batchmean' divides by the batch size, the "
-                    "first axis of `student_hidden`, but it holds a single token (shape "
-                    f"{hidden_shape}); use 'mean' or 'sum'")
-            scale = 1.0 / lead[0] if lead[0] else 0.0
-        else:  # the mean over the tokens that take part (sample-weighted)
-            total = xp.sum(keep if sw is None else _weighted(xp, sw, keep))
-            ok = total != 0
-            scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)),
-                             xp.zeros_like(total))
+        sw, scale, more = rows_reduction(self, ctx, reduction, sample_weight, lead, keep,
+                                         "student_hidden", hidden_shape)
+        pending += more
 
         wanted = set(wrt_names) if need_grad else set()
         if bs is None:
@@ -334,24 +316,8 @@ class LinearGeneralizedJSD(Loss):
                                     else value, reduction, scale, dtype, pending)
         if not need_grad:
             return total_value
-        result = []
-        for n in wrt_names:
-            gn = g.get(n)
-            if gn is not None:
-                gn = xp.reshape(gn, shapes[n])
-                if gn.dtype != dtype:
-                    gn = xp.astype(gn, dtype)
-                (gn,) = poison(xp, pending, gn)
-            result.append(gn)
-        if out is not None:
-            written = dest.get(wrt_names[0])
-            if written is None or g[wrt_names[0]] is not written:
-                if isinstance(out, np.ndarray):
-                    np.copyto(out, result[0])
-                else:
-                    out[...] = result[0]
-            result[0] = out
-        grad = tuple(result) if as_tuple else result[0]
+        grad = returned_gradients(xp, g, wrt_names, shapes, dtype, pending, out=out,
+                                  written=dest.get(wrt_names[0]), as_tuple=as_tuple)
         if want == "grad":
             return grad
         return total_value, grad
