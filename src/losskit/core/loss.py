@@ -844,20 +844,21 @@ def reduced_value(xp, value, reduction, scale, dtype, pending):
 def returned_gradients(xp, grads: dict, names, shapes: dict, dtype, pending, *, out=None,
                        written=None, as_tuple=False):
     """The gradients a loss that runs its own pipeline returns: ``grads[name]`` for each of
-    ``names`` (None stays None: a bias the layer does not have) in ``shapes[name]`` and the
-    caller's ``dtype``, poisoned by the ``pending`` deferred checks; ``out=`` (already
-    checked) receives the first one unless it is ``written``, the array the kernel filled
-    directly; a tuple when ``as_tuple``. Shared by linear_cross_entropy and the losses fused
-    with the output layer."""
+    ``names`` (None stays None: a bias the layer does not have) as arrays of
+    ``shapes[name]`` and the caller's ``dtype``, poisoned by the ``pending`` deferred checks;
+    ``out=`` (already checked) receives the first one unless it is ``written``, the array
+    the kernel filled directly; a tuple when ``as_tuple``. Shared by the similarity losses,
+    linear_cross_entropy and the losses fused with the output layer."""
     result = []
     for n in names:
         g = grads.get(n)
         if g is not None:
-            g = xp.reshape(g, shapes[n])
+            g = xp.reshape(ensure_array(g), shapes[n])
             if g.dtype != dtype:
                 g = xp.astype(g, dtype)
             if pending:
                 (g,) = poison(xp, pending, g)
+            g = ensure_array(g)
         result.append(g)
     if out is not None:
         if written is None or grads.get(names[0]) is not written:  # not computed in place

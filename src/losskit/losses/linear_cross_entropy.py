@@ -338,13 +338,8 @@ class LinearCrossEntropy(Loss):
                 row_factor = -row_factor
         block_rows = self._block_rows(opts["chunk_size"], n_rows, V, work, xp)
         shapes = {"hidden": hidden_shape, "weight": (V, d), "bias": (V,)}
-        dest = {}
-        if out is not None and need_grad:
-            (target,) = wrt_names
-            check_out(out, shapes[target], dtype, xp, target)
-            if (work == dtype and out.ndim == 2 and _contiguous(out)
-                    and not any(_may_alias(out, a) for a in (hidden, weight, bias))):
-                dest[target] = out  # the in-place kernel writes into it directly
+        dest = direct_out(xp, out if need_grad else None, wrt_names, shapes, dtype, work,
+                          (hidden, weight, bias))
 
         value, g = _kernel(ctx, h, W, b, rows, row_factor, grads_wanted, block_rows, dest)
         if self._sign != 1.0:
@@ -528,6 +523,21 @@ def rows_reduction(loss, ctx, reduction, sample_weight, lead, row_weight, first_
     ok = total != 0
     scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)), xp.zeros_like(total))
     return sw, scale, pending
+
+
+def direct_out(xp, out, wrt_names, shapes, dtype, work, inputs) -> dict:
+    """``out=`` checked for the (single) gradient ``wrt_names[0]``; ``{name: out}`` when the
+    in-place block kernel can write into it directly (a C-contiguous 2-d array of the
+    compute dtype that shares no memory with an input), else ``{}`` (the gradient is
+    copied into it at the end, :func:`losskit.core.loss.returned_gradients`)."""
+    if out is None:
+        return {}
+    (target,) = wrt_names
+    check_out(out, shapes[target], dtype, xp, target)
+    if (work == dtype and out.ndim == 2 and _contiguous(out)
+            and not any(_may_alias(out, a) for a in inputs)):
+        return {target: out}
+    return {}
 
 
 def _contiguous(x) -> bool:

@@ -54,8 +54,7 @@ import numpy as np
 
 from ..core import dispatch
 from ..core.arrays import as_array, compute_dtype, device_of, without_autograd
-from ..core.loss import (Context, Loss, check_out, reduced_value, register,
-                         returned_gradients)
+from ..core.loss import Context, Loss, reduced_value, register, returned_gradients
 from ..core.primitives import _log_softmax, _weighted
 from ..core.validation import (
     _dtype_name,
@@ -70,11 +69,10 @@ from .distillation import _jsd_terms
 from .linear_cross_entropy import (
     _WEIGHT_GRAD_ROWS,
     _block_products,
+    direct_out,
     rows_reduction,
     LinearCrossEntropy,
-    _contiguous,
     _inplace_library,
-    _may_alias,
     _safe_row_max,
 )
 
@@ -292,13 +290,8 @@ class LinearGeneralizedJSD(Loss):
         block_rows = LinearCrossEntropy._block_rows(opts["chunk_size"], n_rows, V, work, xp)
         shapes = {"student_hidden": hidden_shape, "student_weight": (V, d),
                   "student_bias": (V,)}
-        dest = {}
-        if out is not None and need_grad:
-            (target,) = wrt_names
-            check_out(out, shapes[target], dtype, xp, target)
-            if (work == dtype and out.ndim == 2 and _contiguous(out)
-                    and not any(_may_alias(out, a) for a in arrays)):
-                dest[target] = out
+        dest = direct_out(xp, out if need_grad else None, wrt_names, shapes, dtype, work,
+                          arrays)
 
         spec = _Spec(beta=beta, temp=temp, w_hard=w_hard, w_soft=w_soft)
         lib = _inplace_library(xp)

@@ -299,8 +299,7 @@ class LinearPreferenceLoss(Loss):
                                              paired, average, sequence_loss, sw, scale,
                                              nll_unit, wanted, head)
         weighted = values if sw is None else values * sw
-        total_value = reduced_value(xp, weighted if reduction == "none" else weighted,
-                                    reduction, scale, dtype, pending)
+        total_value = reduced_value(xp, weighted, reduction, scale, dtype, pending)
         if not need_grad:
             return total_value
         shapes = {"hidden": (S, T, d), "weight": tuple(W.shape), "bias": (W.shape[0],)}

@@ -39,9 +39,9 @@ import math
 import array_api_compat
 import numpy as np
 
-from ..core.arrays import (as_array, compute_dtype, device_of, ensure_array, quiet,
-                           without_autograd)
-from ..core.loss import Context, Loss, check_out, reduced_value, register
+from ..core.arrays import as_array, compute_dtype, device_of, quiet, without_autograd
+from ..core.loss import (Context, Loss, check_out, reduced_value, register,
+                         returned_gradients)
 from ..core.primitives import _weighted
 from ..core.validation import (
     _dtype_name,
@@ -50,7 +50,6 @@ from ..core.validation import (
     check_integer,
     check_scalar,
     deferred_checks,
-    poison,
 )
 from ..kernels import similarity as _sim
 
@@ -142,23 +141,10 @@ class _SimilarityLoss(Loss):
         value_out = reduced_value(xp, value, reduction, scale, dtype, pending)
         if not need_grad:
             return value_out
-        result = []
-        for name in wrt_names:
-            g = grads[name]
-            g = xp.reshape(ensure_array(g), prep["shapes"][name])
-            if g.dtype != dtype:
-                g = xp.astype(g, dtype)
-            if pending:
-                (g,) = poison(xp, pending, g)
-            result.append(ensure_array(g))
         if out is not None:
-            check_out(out, tuple(result[0].shape), dtype, xp, wrt_names[0])
-            if isinstance(out, np.ndarray):
-                np.copyto(out, result[0])
-            else:
-                out[...] = result[0]
-            result[0] = out
-        grad = tuple(result) if as_tuple else result[0]
+            check_out(out, tuple(prep["shapes"][wrt_names[0]]), dtype, xp, wrt_names[0])
+        grad = returned_gradients(xp, grads, wrt_names, prep["shapes"], dtype, pending,
+                                  out=out, as_tuple=as_tuple)
         if want == "grad":
             return grad
         return value_out, grad
