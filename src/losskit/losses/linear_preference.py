@@ -374,11 +374,9 @@ class LinearPreferenceLoss(Loss):
         rows = linear_token_logprobs._rows(ctx, hp, W, b, yp, V,
                                            {"ignore_index": ignore_index})
         counts_p = xp.take(counts, order, axis=0)
-        unit_w = scale if sw is None else sw * scale
-        if sw is None and not isinstance(scale, float):
-            unit_w = scale * xp.ones((units,), dtype=ctx.work, device=ctx.device)
-        elif isinstance(unit_w, float):
-            unit_w = xp.full((units,), unit_w, dtype=ctx.work, device=ctx.device)
+        # per unit: the reduction's factor times the sample weight
+        unit_w = (xp.ones((units,), dtype=ctx.work, device=ctx.device) if sw is None
+                  else sw) * scale
         rows_per_unit = per_unit * T
         if chunk_size is None:
             itemsize = 8 if ctx.work == xp.float64 else 4
@@ -400,9 +398,8 @@ class LinearPreferenceLoss(Loss):
             if nll_unit is not None:
                 values = values - nll_unit * xp.sum(tok[:, 0, :], axis=1)
             unit_values.append(values)
-            cnt = xp.concat([counts_p[u0 * per_unit:u1 * per_unit:2],
-                             counts_p[u0 * per_unit + 1:u1 * per_unit:2]]) if paired \
-                else counts_p[u0:u1]
+            cnt = (xp.concat([counts[u0:u1], counts[units + u0:units + u1]]) if paired
+                   else counts[u0:u1])  # chosen then rejected, as the sequences' losses
             cot = _sequence_cotangents(xp, g, cnt, average, unit_w[u0:u1], nll_unit, k,
                                        paired)
             if paired:  # chosen then rejected -> unit by unit
