@@ -130,14 +130,26 @@ def test_grad_equals_jax_grad_of_the_optax_reference(case):
         np.testing.assert_allclose(gi, np.asarray(ri), rtol=case.rtol64, atol=1e-12)
 
 
+def _primitives(jaxpr):
+    """The primitive names of ``jaxpr``, the bodies of its ``jit`` calls inlined (losskit
+    compiles its closed form as one jit call, which XLA inlines into the caller's)."""
+    names = []
+    for e in jaxpr.eqns:
+        if e.primitive.name == "jit":
+            names += _primitives(e.params["jaxpr"].jaxpr)
+        else:
+            names.append(e.primitive.name)
+    return names
+
+
 def test_the_backward_is_one_multiplication_not_the_forward():
     z = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)))
     y = jnp.array([0, 1, 2, 0])
     jaxpr = jax.make_jaxpr(lambda z: lk.softmax_cross_entropy(z, y))(z)
-    assert [e.primitive.name for e in jaxpr.jaxpr.eqns] == ["custom_vjp_call"]
+    assert _primitives(jaxpr.jaxpr) == ["custom_vjp_call"]
     # under grad: the forward (value and gradient together) and one multiplication
-    grad_eqns = [e.primitive.name for e in jax.make_jaxpr(
-        jax.grad(lambda z: lk.softmax_cross_entropy(z, y)))(z).jaxpr.eqns]
+    grad_eqns = _primitives(jax.make_jaxpr(
+        jax.grad(lambda z: lk.softmax_cross_entropy(z, y)))(z).jaxpr)
     assert grad_eqns[-1] == "mul" and "custom_vjp_call" not in grad_eqns
     # mae at the kink: the documented subgradient 0, not autodiff's 1
     g = jax.grad(lambda x: lk.mae(x, jnp.zeros(3)))(jnp.zeros(3))
@@ -172,6 +184,71 @@ def test_invalid_values_under_jit_are_nan_and_eager_calls_raise():
                                float(lk.softmax_cross_entropy(z, y)), rtol=1e-12)
     # validate=False on an eager call: the same NaN rule
     assert np.isnan(float(lk.softmax_cross_entropy(z, bad, validate=False)))
+
+
+def _count_pipeline_runs(monkeypatch, loss):
+    """How often ``loss`` runs its Python pipeline (traced or eager), counted in a list."""
+    runs = []
+    pipeline = loss._pipeline
+
+    def counted(*args, **kwargs):
+        runs.append(1)
+        return pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(loss, "_pipeline", counted)
+    return runs
+
+
+def test_eager_calls_run_compiled_and_keep_their_errors(monkeypatch):
+    loss = lk.softmax_cross_entropy
+    runs = _count_pipeline_runs(monkeypatch, loss)
+    rng = np.random.default_rng(12)
+    for seed in range(3):  # new values, same shapes: traced once, then the executable
+        z = jnp.asarray(rng.normal(size=(6, 5)))
+        y = jnp.asarray(rng.integers(0, 5, 6))
+        v, g = loss.value_and_grad(z, y)
+        ref, ref_g = jax.value_and_grad(
+            lambda z: optax.softmax_cross_entropy_with_integer_labels(z, y).mean())(z)
+        np.testing.assert_allclose(float(v), float(ref), rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(g), np.asarray(ref_g), rtol=1e-12, atol=1e-15)
+    assert len(runs) == 1
+    # an invalid label: NaN in the executable, so the call runs again eagerly and raises
+    with pytest.raises(ValueError, match="class indices"):
+        loss.value_and_grad(z, jnp.asarray([0, 1, 2, 3, 4, 7]))
+    # a NaN logit is no error: the eager run confirms the NaN
+    v = loss(z.at[0, 0].set(jnp.nan), y)
+    assert np.isnan(float(v))
+    # jax.grad outside jit runs the closed form compiled too: traced by the first call only
+    counts = []
+    for _ in range(2):
+        g = jax.grad(lambda z: loss(z, y, reduction="sum"))(z)
+        counts.append(len(runs))
+        np.testing.assert_allclose(np.asarray(g), np.asarray(
+            jax.nn.softmax(z) - jax.nn.one_hot(y, 5, dtype=z.dtype)), rtol=1e-12, atol=1e-15)
+    assert counts[1] == counts[0]
+
+
+def test_eager_call_that_cannot_be_traced_runs_eagerly(monkeypatch):
+    # an option JAX cannot trace as a Python number (a concrete array used for a shape):
+    # the eager pipeline answers, and the next call goes there directly
+    loss = lk.softmax_cross_entropy
+    z = jnp.asarray(np.random.default_rng(13).normal(size=(4, 3)))
+    y = jnp.asarray([0, 1, 2, 0])
+    calls = 0
+
+    def fails_when_traced(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
+            raise jax.errors.ConcretizationTypeError(args[0][0], "test")
+        return pipeline(*args, **kwargs)
+
+    pipeline = loss._pipeline
+    monkeypatch.setattr(loss, "_pipeline", fails_when_traced)
+    ref = optax.softmax_cross_entropy_with_integer_labels(z, y).mean()
+    for _ in range(2):
+        np.testing.assert_allclose(float(loss(z, y)), float(ref), rtol=1e-12)
+    assert calls == 3  # traced once (failed), then eager twice
 
 
 def test_vmap_of_grad_gives_per_example_gradients():
