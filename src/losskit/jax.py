@@ -182,7 +182,10 @@ def _bound(cache: dict, size: int = 512) -> None:
     """Forget the oldest compiled functions beyond ``size`` (options drawn at random would
     otherwise keep every executable alive)."""
     while len(cache) > size:
-        del cache[next(iter(cache))]
+        try:
+            del cache[next(iter(cache))]
+        except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+            break
 
 
 def _compiled_key(loss, arrays, reduction, sample_weight, options, want, wrt):
