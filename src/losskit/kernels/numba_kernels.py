@@ -87,15 +87,16 @@ def _bits_from_f64(typingctx, x):
 
 
 # --------------------------------------------------------------------------- float dispatch
-def _by_float_type(f32, f64, doc=""):
+def _by_float_type(f32, f64, doc="", inline="never"):
     """A function of one float that numba compiles as ``f32`` for float32 arguments and
-    ``f64`` for float64 ones (float32 arithmetic stays float32, so it vectorises 8-wide)."""
+    ``f64`` for float64 ones (float32 arithmetic stays float32, so it vectorises 8-wide);
+    ``inline="always"`` inlines it into its caller in numba's own IR."""
     def stub(x):  # pragma: no cover - typed by the overload below
         raise NotImplementedError
 
     stub.__doc__ = doc or None
 
-    @overload(stub)
+    @overload(stub, inline=inline)
     def _overload(x):
         if x == types.float32:
             return f32

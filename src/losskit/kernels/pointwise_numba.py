@@ -11,7 +11,7 @@ that must check its inputs (labels -1/+1, counts >= 0) gives a scalar predicate,
 the block in a loop of its own after the main one (the main loop then still vectorises);
 any element it rejects sends the call to the generic path, which raises.
 
-``exp``, ``expm1``, ``log``, ``log1p`` and ``tanh`` are vectorisable versions built from
+``exp``, ``expm1``, ``expm1mx``, ``log``, ``log1p`` and ``tanh`` are vectorisable versions built from
 the polynomial exp and log of :mod:`~losskit.kernels.numba_kernels` (a few ulp; see
 below); ``sqrt`` is the hardware's.
 
@@ -46,22 +46,70 @@ _EM1_32 = tuple(_F32(1.0 / math.factorial(k)) for k in range(1, 10))
 _EM1_64 = tuple(1.0 / math.factorial(k) for k in range(1, 16))
 
 
-def _expm1_32(x):
-    # |x| < 0.35: x (1 + x/2! + x^2/3! + ...), remainder < 0.1 ulp; else exp(x) - 1
+def _expm1_poly_32(x):
+    # (e^x - 1) / x = 1 + x/2! + x^2/3! + ... for |x| < 0.35: remainder < 0.1 ulp
     p = _EM1_32[8]
-    for k in range(7, -1, -1):
-        p = p * x + _EM1_32[k]
-    return x * p if abs(x) < _F32(0.35) else _nk._exp(x) - _F32(1.0)
+    p = p * x + _EM1_32[7]
+    p = p * x + _EM1_32[6]
+    p = p * x + _EM1_32[5]
+    p = p * x + _EM1_32[4]
+    p = p * x + _EM1_32[3]
+    p = p * x + _EM1_32[2]
+    p = p * x + _EM1_32[1]
+    p = p * x + _EM1_32[0]
+    return p
 
 
-def _expm1_64(x):
+def _expm1_poly_64(x):
     p = _EM1_64[14]
-    for k in range(13, -1, -1):
-        p = p * x + _EM1_64[k]
-    return x * p if abs(x) < 0.35 else _nk._exp(x) - 1.0
+    p = p * x + _EM1_64[13]
+    p = p * x + _EM1_64[12]
+    p = p * x + _EM1_64[11]
+    p = p * x + _EM1_64[10]
+    p = p * x + _EM1_64[9]
+    p = p * x + _EM1_64[8]
+    p = p * x + _EM1_64[7]
+    p = p * x + _EM1_64[6]
+    p = p * x + _EM1_64[5]
+    p = p * x + _EM1_64[4]
+    p = p * x + _EM1_64[3]
+    p = p * x + _EM1_64[2]
+    p = p * x + _EM1_64[1]
+    p = p * x + _EM1_64[0]
+    return p
 
 
-_expm1 = _nk._by_float_type(_expm1_32, _expm1_64)
+# inlined in numba's own IR: LLVM does not inline the float64 polynomial by itself, and a
+# call inside the loop stops it from vectorising (straight-line code: numba's SSA pass warns
+# about a branch inside an inlined overload)
+_expm1_poly = _nk._by_float_type(_expm1_poly_32, _expm1_poly_64, inline="always")
+
+
+@njit(inline="always", **_JIT)
+def _expm1(x):
+    """e^x - 1: x times the polynomial below |x| = 0.35, else exp(x) - 1."""
+    return x * _expm1_poly(x) if abs(x) < _like(x, 0.35) else _nk._exp(x) - _like(x, 1.0)
+
+
+@njit(inline="always", **_JIT)
+def _expm1mx(x):
+    """e^x - 1 - x: below 1/4 the Taylor series of losskit.core.formula.expm1mx (its Horner
+    steps written out, reciprocals for its divisions), else expm1(x) - x; both computed,
+    one selected, so that the loop vectorises."""
+    one = _like(x, 1.0)
+    acc = one + x * _like(x, 1.0 / 12.0)
+    acc = one + (x * _like(x, 1.0 / 11.0)) * acc
+    acc = one + (x * _like(x, 1.0 / 10.0)) * acc
+    acc = one + (x * _like(x, 1.0 / 9.0)) * acc
+    acc = one + (x * _like(x, 1.0 / 8.0)) * acc
+    acc = one + (x * _like(x, 1.0 / 7.0)) * acc
+    acc = one + (x * _like(x, 1.0 / 6.0)) * acc
+    acc = one + (x * _like(x, 1.0 / 5.0)) * acc
+    acc = one + (x * _like(x, 1.0 / 4.0)) * acc
+    acc = one + (x * _like(x, 1.0 / 3.0)) * acc
+    series = (_like(x, 0.5) * (x * x)) * acc
+    big = x if x == _like(x, math.inf) else _expm1(x) - x
+    return series if abs(x) < _like(x, 0.25) else big
 
 
 @njit(inline="always", **_JIT)
@@ -96,8 +144,8 @@ def _xlogy(x, y):
 
 
 #: the faster scalar functions this driver gives the formulas
-_IMPLS = {"exp": _nk._exp, "expm1": _expm1, "log": _log, "log1p": _log1p, "tanh": _tanh,
-          "xlogy": _xlogy}
+_IMPLS = {"exp": _nk._exp, "expm1": _expm1, "expm1mx": _expm1mx, "log": _log,
+          "log1p": _log1p, "tanh": _tanh, "xlogy": _xlogy}
 _KERNELS: dict = {}
 _LOCK = threading.Lock()
 
