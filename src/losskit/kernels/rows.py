@@ -47,6 +47,8 @@ loss                         targets                              row function
                              label_smoothing), probabilities
 ``multiclass_sparsemax_      labels (ignore_index), distributions ``sparsemax``
 loss``                       (rows summing to 1)
+``generalized_cross_         labels (class_weight, ignore_index), ``generalized_cross_
+entropy``                    probabilities                        entropy``
 ===========================  ===================================  =========================
 """
 
@@ -65,7 +67,8 @@ from .fast_paths import (_DUMMY2, _F32, _F64, _INTP, _gradient_target, _kernel,
 
 __all__ = ["RowSpec", "run", "softmax_cross_entropy", "nll_loss", "cross_entropy",
            "brier_score", "multiclass_hinge", "kl_divergence", "softmax_kl_divergence",
-           "js_divergence", "softmax_focal_loss", "poly_loss", "multiclass_sparsemax_loss", "ROW_BLOCK"]
+           "js_divergence", "softmax_focal_loss", "poly_loss", "multiclass_sparsemax_loss",
+           "generalized_cross_entropy", "ROW_BLOCK"]
 
 _EMPTY64 = np.empty(0, np.float64)
 _ONE64 = np.ones(1, np.float64)
@@ -173,6 +176,11 @@ def _poly_params(opts, k, dt):
     return None if s is None or eps is None else (s[0], eps)
 
 
+def _gce_params(opts, k, dt):
+    q = _number(opts.get("q", 0.5), 0.0, 1.0)
+    return None if q is None or q == 0.0 else (q,)
+
+
 def _sparsemax_params(opts, k, dt):
     """(the tolerance of a target row's sum, as ``core.validation.check_sums_to_one``)"""
     return (sums_to_one_tolerance(np, dt, k),)
@@ -190,6 +198,8 @@ _SPECS = {
     "softmax_focal_loss": RowSpec("softmax_focal", True, True, True, _focal_params),
     "poly_loss": RowSpec("poly", True, True, True, _poly_params),
     "multiclass_sparsemax_loss": RowSpec("sparsemax", True, True, True, _sparsemax_params),
+    "generalized_cross_entropy": RowSpec("generalized_cross_entropy", True, True, True,
+                                         _gce_params),
 }
 
 
@@ -485,3 +495,4 @@ js_divergence = _fast("js_divergence")
 softmax_focal_loss = _fast("softmax_focal_loss")
 poly_loss = _fast("poly_loss")
 multiclass_sparsemax_loss = _fast("multiclass_sparsemax_loss")
+generalized_cross_entropy = _fast("generalized_cross_entropy")

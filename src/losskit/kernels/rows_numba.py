@@ -703,13 +703,57 @@ def sparsemax_row(z, t, has_t, label, w, cw, par, g, f):
     return 0.5 * sq + lin, int(bad)
 
 
+@njit(inline="always", **_JIT)
+def _gce_terms(p, q):
+    """((1 - p^q) / q, p^(q - 1)) in float64: 0^q = 0, 0^(q-1) = inf for q < 1 (1 at
+    q = 1), NaN propagates."""
+    if p != p:
+        return p, p
+    if p > 0.0:
+        lp = math.log(p)
+        return (1.0 - math.exp(q * lp)) / q, (1.0 if q == 1.0 else math.exp((q - 1.0) * lp))
+    return 1.0 / q, (1.0 if q == 1.0 else math.inf)
+
+
+@njit(**_JIT)
+def generalized_cross_entropy_row(z, t, has_t, label, w, cw, par, g, f):
+    """Generalized cross-entropy of probabilities: sum_c a_c (1 - p_c^q) / q, gradient
+    -a_c p_c^(q-1); a class with a_c = 0 gives 0 (its p NaN or 0 included). Labels: one
+    power per row. Checks p (and t) in [0, 1]."""
+    k = z.shape[0]
+    q = par[0]
+    bad = False
+    if not has_t:
+        zero = _like(z[0], 0.0)
+        for j in range(k):
+            bad |= _outside(z[j], 0, 1)
+            g[j] = zero
+        if label < 0 or w == 0.0:
+            return 0.0, int(bad)
+        v, d = _gce_terms(float(z[label]), q)
+        g[label] = _like(z[0], -(w * d) * f)
+        return w * v, int(bad)
+    has_cw = cw.shape[0] > 0
+    v = 0.0
+    for j in range(k):
+        bad |= _outside(z[j], 0, 1) | _outside(t[j], 0, 1)
+        a = _coef(j, t, has_t, label, w, cw, has_cw, 1.0, 0.0)
+        if a != 0.0:
+            vj, dj = _gce_terms(float(z[j]), q)
+            v += a * vj
+            g[j] = _like(z[0], -(a * dj) * f)
+        else:
+            g[j] = _like(z[0], 0.0)
+    return v, int(bad)
+
+
 #: the row functions by name (``RowSpec.row`` of :mod:`losskit.kernels.rows`)
 ROWS = {
     "softmax_ce": softmax_ce_row, "nll": nll_row, "cross_entropy": cross_entropy_row,
     "brier": brier_row, "multiclass_hinge": multiclass_hinge_row, "kl": kl_row,
     "softmax_kl": softmax_kl_row, "js": js_row, "softmax_focal": softmax_focal_row,
     "poly": poly_row,
-    "sparsemax": sparsemax_row,
+    "sparsemax": sparsemax_row, "generalized_cross_entropy": generalized_cross_entropy_row,
 }
 
 

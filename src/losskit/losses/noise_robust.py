@@ -8,9 +8,11 @@ vector up to a factor 2 (robust to label noise, slow to fit).
 
 from __future__ import annotations
 
+from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import _weighted
 from ..core.validation import check_in_range, check_scalar
+from ..kernels import rows
 from .cross_entropy import CLASS_TARGET_DOC, class_target
 
 __all__ = ["generalized_cross_entropy"]
@@ -164,3 +166,4 @@ GeneralizedCrossEntropy.__doc__ = fill_doc(GeneralizedCrossEntropy.__doc__,
                                            target_doc=CLASS_TARGET_DOC)
 
 generalized_cross_entropy = register(GeneralizedCrossEntropy())
+register_fast_path(GeneralizedCrossEntropy, rows.generalized_cross_entropy)
