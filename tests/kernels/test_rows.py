@@ -178,6 +178,13 @@ def _case(name, rng, n, k, dt):
     if name == "gce_mae":  # q = 1: the mean absolute error of p_y
         return lk.generalized_cross_entropy, _probs(rng, n, k, dt), _labels(rng, n, k), \
             dict(q=1.0, ignore_index=-100)
+    if name == "perceptron":  # ties for the best class, a winning label, a NaN row
+        z = np.round(rng.normal(size=(n, k)), 0).astype(dt)
+        if n > 5:
+            z[4, 2] = NAN
+            z[5, :] = -INF
+        return lk.multiclass_perceptron, z, _labels(rng, n, k), \
+            dict(class_weight=cw, ignore_index=-100)
     raise KeyError(name)
 
 
@@ -185,7 +192,7 @@ CASES = ["ce_labels", "ce_plain_weighted", "ce_probs", "nll", "nll_smooth_probs"
          "cross_entropy", "cross_entropy_probs", "brier", "brier_probs", "hinge", "kl",
          "kl_probs_logtarget", "softmax_kl", "softmax_kl_probs", "js", "focal",
          "focal_alpha_vec", "focal_probs", "focal_gamma0", "poly", "poly_labels",
-         "poly_labels_smooth", "poly_eps0", "gce", "gce_probs", "gce_mae"]
+         "poly_labels_smooth", "poly_eps0", "gce", "gce_probs", "gce_mae", "perceptron"]
 FOCAL_POLY = [c for c in CASES if c.startswith(("focal", "poly"))]
 
 
@@ -207,7 +214,7 @@ def test_every_reduction_equals_generic(case, dt, engine):
 
 @pytest.mark.parametrize("case", ["ce_labels", "ce_probs", "nll", "hinge", "softmax_kl",
                                   "kl", "brier", "focal", "focal_probs", "poly",
-                                  "poly_labels", "gce", "gce_probs"])
+                                  "poly_labels", "gce", "gce_probs", "perceptron"])
 def test_sample_weight(case, engine):
     rng = np.random.default_rng(3)
     loss, z, t, kw = _case(case, rng, 10, 5, np.float64)
@@ -396,7 +403,8 @@ def test_invalid_input_falls_back_to_the_generic_error(engine):
 
 @pytest.mark.parametrize("name", ["softmax_cross_entropy", "nll_loss", "cross_entropy",
                                   "brier_score", "multiclass_hinge", "softmax_focal_loss",
-                                  "poly_loss", "generalized_cross_entropy"])
+                                  "poly_loss", "generalized_cross_entropy",
+                                  "multiclass_perceptron"])
 def test_label_outside_the_classes_leaves_out_untouched(name, engine):
     """The driver checks every label before writing: the last label out of range (others
     ignored) raises the generic error and ``out`` keeps its contents."""

@@ -49,6 +49,7 @@ loss                         targets                              row function
 loss``                       (rows summing to 1)
 ``generalized_cross_         labels (class_weight, ignore_index), ``generalized_cross_
 entropy``                    probabilities                        entropy``
+``multiclass_perceptron``    labels (class_weight, ignore_index)  ``multiclass_perceptron``
 ===========================  ===================================  =========================
 """
 
@@ -68,7 +69,7 @@ from .fast_paths import (_DUMMY2, _F32, _F64, _INTP, _gradient_target, _kernel,
 __all__ = ["RowSpec", "run", "softmax_cross_entropy", "nll_loss", "cross_entropy",
            "brier_score", "multiclass_hinge", "kl_divergence", "softmax_kl_divergence",
            "js_divergence", "softmax_focal_loss", "poly_loss", "multiclass_sparsemax_loss",
-           "generalized_cross_entropy", "ROW_BLOCK"]
+           "generalized_cross_entropy", "multiclass_perceptron", "ROW_BLOCK"]
 
 _EMPTY64 = np.empty(0, np.float64)
 _ONE64 = np.ones(1, np.float64)
@@ -200,6 +201,7 @@ _SPECS = {
     "multiclass_sparsemax_loss": RowSpec("sparsemax", True, True, True, _sparsemax_params),
     "generalized_cross_entropy": RowSpec("generalized_cross_entropy", True, True, True,
                                          _gce_params),
+    "multiclass_perceptron": RowSpec("multiclass_perceptron", True, False, True, _no_params),
 }
 
 
@@ -496,3 +498,4 @@ softmax_focal_loss = _fast("softmax_focal_loss")
 poly_loss = _fast("poly_loss")
 multiclass_sparsemax_loss = _fast("multiclass_sparsemax_loss")
 generalized_cross_entropy = _fast("generalized_cross_entropy")
+multiclass_perceptron = _fast("multiclass_perceptron")

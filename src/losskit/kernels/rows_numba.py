@@ -747,6 +747,42 @@ def generalized_cross_entropy_row(z, t, has_t, label, w, cw, par, g, f):
     return v, int(bad)
 
 
+@njit(**_JIT)
+def multiclass_perceptron_row(z, t, has_t, label, w, cw, par, g, f):
+    """Multi-class perceptron: max_c z_c - z_y (0 where the label is among the best),
+    gradient 1/n on each of the n tied best classes minus e_y; a NaN score makes the row
+    NaN; an ignored label or a zero weight gives 0."""
+    k = z.shape[0]
+    zero = _like(z[0], 0.0) if k else 0.0
+    if label < 0 or w == 0.0 or k == 0:
+        for j in range(k):
+            g[j] = zero
+        return 0.0, 0
+    top = z[0]
+    nan = False
+    for j in range(k):
+        x = z[j]
+        nan |= x != x
+        top = x if x > top else top
+    if nan:
+        for j in range(k):
+            g[j] = _like(z[0], math.nan)
+        return math.nan, 0
+    correct = z[label]
+    if correct >= top:
+        for j in range(k):
+            g[j] = zero
+        return 0.0, 0
+    n_top = 0
+    for j in range(k):
+        n_top += z[j] == top
+    share = _like(z[0], w * f / n_top)
+    for j in range(k):
+        g[j] = share if z[j] == top else zero
+    g[label] = _like(z[0], -w * f)  # not among the best
+    return w * (float(top) - float(correct)), 0
+
+
 #: the row functions by name (``RowSpec.row`` of :mod:`losskit.kernels.rows`)
 ROWS = {
     "softmax_ce": softmax_ce_row, "nll": nll_row, "cross_entropy": cross_entropy_row,
@@ -754,6 +790,7 @@ ROWS = {
     "softmax_kl": softmax_kl_row, "js": js_row, "softmax_focal": softmax_focal_row,
     "poly": poly_row,
     "sparsemax": sparsemax_row, "generalized_cross_entropy": generalized_cross_entropy_row,
+    "multiclass_perceptron": multiclass_perceptron_row,
 }
 
 

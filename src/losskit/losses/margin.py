@@ -909,3 +909,4 @@ register_fast_path(HingeEmbedding, pointwise.fast_path(HINGE_EMBEDDING, ("margin
 
 # fused NumPy kernel of multiclass_hinge, Weston-Watkins with p=1 (losskit.kernels.rows)
 register_fast_path(MulticlassHinge, rows.multiclass_hinge)
+register_fast_path(MulticlassPerceptron, rows.multiclass_perceptron)
