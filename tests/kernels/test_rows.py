@@ -185,6 +185,19 @@ def _case(name, rng, n, k, dt):
             z[5, :] = -INF
         return lk.multiclass_perceptron, z, _labels(rng, n, k), \
             dict(class_weight=cw, ignore_index=-100)
+    if name == "multilabel_margin":  # listed classes (a repeat, an empty row), -1 padding
+        z = rng.normal(size=(n, k)).astype(dt)
+        t = np.full((n, k), -1)
+        for r in range(n):
+            listed = rng.choice(k, size=r % k, replace=False)
+            t[r, :len(listed)] = listed
+            t[r, len(listed) + 1:] = rng.integers(-1, k, k - len(listed) - 1)  # not read
+        t[1, :3] = [2, 2, -1]
+        if n > 5:
+            z[4, 1] = NAN
+            z[5, 0], z[5, 1] = INF, -INF
+            t[5, :2] = [1, -1]
+        return lk.multilabel_margin, z, t, dict(margin=0.7)
     raise KeyError(name)
 
 
@@ -192,7 +205,8 @@ CASES = ["ce_labels", "ce_plain_weighted", "ce_probs", "nll", "nll_smooth_probs"
          "cross_entropy", "cross_entropy_probs", "brier", "brier_probs", "hinge", "kl",
          "kl_probs_logtarget", "softmax_kl", "softmax_kl_probs", "js", "focal",
          "focal_alpha_vec", "focal_probs", "focal_gamma0", "poly", "poly_labels",
-         "poly_labels_smooth", "poly_eps0", "gce", "gce_probs", "gce_mae", "perceptron"]
+         "poly_labels_smooth", "poly_eps0", "gce", "gce_probs", "gce_mae", "perceptron",
+         "multilabel_margin"]
 FOCAL_POLY = [c for c in CASES if c.startswith(("focal", "poly"))]
 
 
@@ -214,7 +228,8 @@ def test_every_reduction_equals_generic(case, dt, engine):
 
 @pytest.mark.parametrize("case", ["ce_labels", "ce_probs", "nll", "hinge", "softmax_kl",
                                   "kl", "brier", "focal", "focal_probs", "poly",
-                                  "poly_labels", "gce", "gce_probs", "perceptron"])
+                                  "poly_labels", "gce", "gce_probs", "perceptron",
+                                  "multilabel_margin"])
 def test_sample_weight(case, engine):
     rng = np.random.default_rng(3)
     loss, z, t, kw = _case(case, rng, 10, 5, np.float64)

@@ -50,6 +50,8 @@ loss``                       (rows summing to 1)
 ``generalized_cross_         labels (class_weight, ignore_index), ``generalized_cross_
 entropy``                    probabilities                        entropy``
 ``multiclass_perceptron``    labels (class_weight, ignore_index)  ``multiclass_perceptron``
+``multilabel_margin``        class indices padded with -1, same   ``multilabel_margin``
+                             shape (integers)
 ===========================  ===================================  =========================
 """
 
@@ -69,7 +71,8 @@ from .fast_paths import (_DUMMY2, _F32, _F64, _INTP, _gradient_target, _kernel,
 __all__ = ["RowSpec", "run", "softmax_cross_entropy", "nll_loss", "cross_entropy",
            "brier_score", "multiclass_hinge", "kl_divergence", "softmax_kl_divergence",
            "js_divergence", "softmax_focal_loss", "poly_loss", "multiclass_sparsemax_loss",
-           "generalized_cross_entropy", "multiclass_perceptron", "ROW_BLOCK"]
+           "generalized_cross_entropy", "multiclass_perceptron", "multilabel_margin",
+           "ROW_BLOCK"]
 
 _EMPTY64 = np.empty(0, np.float64)
 _ONE64 = np.ones(1, np.float64)
@@ -84,6 +87,8 @@ class RowSpec:
     row:      name of its row function in ``rows_numba.ROWS`` (None: NumPy engine only)
     labels:   whether it takes integer labels (shape of the prediction without its last axis)
     same:     whether it takes a floating target of the prediction's shape
+    index_target: whether that same-shape target holds integers (class indices, passed
+              to the row function in the prediction's float type)
     weighted: whether the mean divides by the label weights (``Terms.weight`` of labels)
     params:   options, K, dtype -> tuple of floats for the row function, or None
     """
@@ -93,6 +98,7 @@ class RowSpec:
     same: bool
     weighted: bool
     params: Callable[[dict, int, Any], tuple | None]
+    index_target: bool = False  # a same-shape target of integers (class indices)
 
 
 # --------------------------------------------------------------------------- options
@@ -182,6 +188,11 @@ def _gce_params(opts, k, dt):
     return None if q is None or q == 0.0 else (q,)
 
 
+def _margin_params(opts, k, dt):
+    m = _number(opts.get("margin", 1.0))
+    return None if m is None else (m,)
+
+
 def _sparsemax_params(opts, k, dt):
     """(the tolerance of a target row's sum, as ``core.validation.check_sums_to_one``)"""
     return (sums_to_one_tolerance(np, dt, k),)
@@ -202,6 +213,8 @@ _SPECS = {
     "generalized_cross_entropy": RowSpec("generalized_cross_entropy", True, True, True,
                                          _gce_params),
     "multiclass_perceptron": RowSpec("multiclass_perceptron", True, False, True, _no_params),
+    "multilabel_margin": RowSpec("multilabel_margin", False, True, False, _margin_params,
+                                 index_target=True),
 }
 
 
@@ -289,7 +302,9 @@ def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
                 or not labels.flags.writeable):  # one numba build for every call
             labels = np.array(labels, dtype=_INTP)
         has_t, t2 = False, _DUMMY2[dt.char]
-    elif spec.same and y.dtype.kind == "f" and y.shape == z.shape:
+    elif spec.same and y.shape == z.shape and (
+            y.dtype.kind == "f" if not spec.index_target else
+            (y.dtype.kind in "iu" and (dt is _F64 or k <= 1 << 24))):
         if ignore is not None:
             return NotImplemented  # the generic path raises
         labels = _ZERO_LABEL
@@ -499,3 +514,4 @@ poly_loss = _fast("poly_loss")
 multiclass_sparsemax_loss = _fast("multiclass_sparsemax_loss")
 generalized_cross_entropy = _fast("generalized_cross_entropy")
 multiclass_perceptron = _fast("multiclass_perceptron")
+multilabel_margin = _fast("multilabel_margin")

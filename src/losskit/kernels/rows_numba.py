@@ -783,6 +783,55 @@ def multiclass_perceptron_row(z, t, has_t, label, w, cw, par, g, f):
     return w * (float(top) - float(correct)), 0
 
 
+@njit(**_JIT)
+def multilabel_margin_row(z, t, has_t, label, w, cw, par, g, f):
+    """PyTorch's multi-label margin loss: (1/K) sum_{j in Y} c_j sum_{i not in Y}
+    max(0, m - x_j + x_i), Y the classes listed in t before its first negative entry (c_j
+    times each); a NaN score makes the row NaN; an inf - inf pair is no violation. A
+    target entry that is not an integer in [-1, K) is ``bad``."""
+    k = z.shape[0]
+    m = par[0]
+    bad = False
+    for j in range(k):
+        tj = t[j]
+        bad |= (tj < -1) | (tj > k - 1) | (tj != math.floor(tj))
+    zero = _like(z[0], 0.0) if k else 0.0
+    for j in range(k):
+        g[j] = zero
+    if bad or k == 0:
+        return 0.0, int(bad)
+    count = np.zeros(k, dtype=np.float64)
+    for p in range(k):
+        if t[p] < 0:
+            break
+        count[int(t[p])] += 1.0
+    nan = False
+    for j in range(k):
+        nan |= z[j] != z[j]
+    if nan:
+        for j in range(k):
+            g[j] = _like(z[0], math.nan)
+        return math.nan, 0
+    v = 0.0
+    inv_k = 1.0 / k
+    for j in range(k):
+        cj = count[j]
+        if cj == 0.0:
+            continue
+        xj = float(z[j])
+        pull = 0.0
+        for i in range(k):
+            if count[i] != 0.0:
+                continue
+            h = m - xj + float(z[i])
+            if h > 0.0:
+                v += cj * h
+                pull += 1.0
+                g[i] += _like(z[0], cj * inv_k * f)
+        g[j] -= _like(z[0], cj * pull * inv_k * f)
+    return v * inv_k, 0
+
+
 #: the row functions by name (``RowSpec.row`` of :mod:`losskit.kernels.rows`)
 ROWS = {
     "softmax_ce": softmax_ce_row, "nll": nll_row, "cross_entropy": cross_entropy_row,
@@ -791,6 +840,7 @@ ROWS = {
     "poly": poly_row,
     "sparsemax": sparsemax_row, "generalized_cross_entropy": generalized_cross_entropy_row,
     "multiclass_perceptron": multiclass_perceptron_row,
+    "multilabel_margin": multilabel_margin_row,
 }
 
 

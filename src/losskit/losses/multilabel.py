@@ -21,7 +21,7 @@ from ..core.formula import Formula, exp, isnan, log, maximum, minimum, sign, whe
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _sigmoid, _softplus, _weighted
 from ..core.validation import check_in_range, check_numeric, check_scalar, check_same_shape
-from ..kernels import pointwise
+from ..kernels import pointwise, rows
 
 __all__ = ["multilabel_margin", "multilabel_margin_loss", "multilabel_soft_margin",
            "multilabel_soft_margin_loss", "asymmetric_loss"]
@@ -493,3 +493,4 @@ register_fast_path(AsymmetricLoss, pointwise.fast_path(
                  "clip": pointwise.number(0.0, 1.0, hi_open=True),
                  "eps": pointwise.number(0.0, 1.0, hi_open=True)},
     check=ASYMMETRIC_OK))
+register_fast_path(MultilabelMargin, rows.multilabel_margin)
