@@ -198,6 +198,14 @@ def _case(name, rng, n, k, dt):
             z[5, 0], z[5, 1] = INF, -INF
             t[5, :2] = [1, -1]
         return lk.multilabel_margin, z, t, dict(margin=0.7)
+    if name == "multilabel_soft_margin":  # n-hot and soft targets, infinite logits
+        z = _logits(rng, n, k, dt)
+        t = np.where(rng.random((n, k)) < 0.3, rng.random((n, k)), rng.random((n, k)) < 0.5)
+        if n > 4:
+            z[3, :2] = [INF, -INF]
+            t[3, :2] = [1.0, 0.0]
+            z[4, 0] = NAN
+        return lk.multilabel_soft_margin, z, t.astype(dt), dict(class_weight=cw)
     raise KeyError(name)
 
 
@@ -206,7 +214,7 @@ CASES = ["ce_labels", "ce_plain_weighted", "ce_probs", "nll", "nll_smooth_probs"
          "kl_probs_logtarget", "softmax_kl", "softmax_kl_probs", "js", "focal",
          "focal_alpha_vec", "focal_probs", "focal_gamma0", "poly", "poly_labels",
          "poly_labels_smooth", "poly_eps0", "gce", "gce_probs", "gce_mae", "perceptron",
-         "multilabel_margin"]
+         "multilabel_margin", "multilabel_soft_margin"]
 FOCAL_POLY = [c for c in CASES if c.startswith(("focal", "poly"))]
 
 
@@ -229,7 +237,7 @@ def test_every_reduction_equals_generic(case, dt, engine):
 @pytest.mark.parametrize("case", ["ce_labels", "ce_probs", "nll", "hinge", "softmax_kl",
                                   "kl", "brier", "focal", "focal_probs", "poly",
                                   "poly_labels", "gce", "gce_probs", "perceptron",
-                                  "multilabel_margin"])
+                                  "multilabel_margin", "multilabel_soft_margin"])
 def test_sample_weight(case, engine):
     rng = np.random.default_rng(3)
     loss, z, t, kw = _case(case, rng, 10, 5, np.float64)

@@ -52,6 +52,7 @@ entropy``                    probabilities                        entropy``
 ``multiclass_perceptron``    labels (class_weight, ignore_index)  ``multiclass_perceptron``
 ``multilabel_margin``        class indices padded with -1, same   ``multilabel_margin``
                              shape (integers)
+``multilabel_soft_margin``   same shape (class_weight)            ``multilabel_soft_margin``
 ===========================  ===================================  =========================
 """
 
@@ -72,7 +73,7 @@ __all__ = ["RowSpec", "run", "softmax_cross_entropy", "nll_loss", "cross_entropy
            "brier_score", "multiclass_hinge", "kl_divergence", "softmax_kl_divergence",
            "js_divergence", "softmax_focal_loss", "poly_loss", "multiclass_sparsemax_loss",
            "generalized_cross_entropy", "multiclass_perceptron", "multilabel_margin",
-           "ROW_BLOCK"]
+           "multilabel_soft_margin", "ROW_BLOCK"]
 
 _EMPTY64 = np.empty(0, np.float64)
 _ONE64 = np.ones(1, np.float64)
@@ -215,6 +216,8 @@ _SPECS = {
     "multiclass_perceptron": RowSpec("multiclass_perceptron", True, False, True, _no_params),
     "multilabel_margin": RowSpec("multilabel_margin", False, True, False, _margin_params,
                                  index_target=True),
+    "multilabel_soft_margin": RowSpec("multilabel_soft_margin", False, True, False,
+                                      _no_params),
 }
 
 
@@ -515,3 +518,4 @@ multiclass_sparsemax_loss = _fast("multiclass_sparsemax_loss")
 generalized_cross_entropy = _fast("generalized_cross_entropy")
 multiclass_perceptron = _fast("multiclass_perceptron")
 multilabel_margin = _fast("multilabel_margin")
+multilabel_soft_margin = _fast("multilabel_soft_margin")

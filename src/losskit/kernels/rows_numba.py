@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 from .numba_kernels import (_JIT, SHORT_ROW, NumbaError, _ce_row, _ce_row_short, _exp, _exp_neg, _like,
-                            _log_unit, _max_nan, _sum)
+                            _log1p_unit, _log_unit, _max_nan, _sum)
 
 __all__ = ["kernels", "ROWS", "NumbaError"]
 
@@ -832,6 +832,40 @@ def multilabel_margin_row(z, t, has_t, label, w, cw, par, g, f):
     return v * inv_k, 0
 
 
+@njit(**_JIT)
+def multilabel_soft_margin_row(z, t, has_t, label, w, cw, par, g, f):
+    """PyTorch's multi-label soft margin: (1/K) sum_c w_c [t_c softplus(-x_c) + (1 - t_c)
+    softplus(x_c)] (a zero coefficient gives 0, an infinite softplus included), gradient
+    w_c (sigma(x_c) - t_c) / K; softplus(+-x) = max(+-x, 0) + log1p(e^{-|x|}). Checks t
+    in [0, 1]. In the input's float type."""
+    k = z.shape[0]
+    has_cw = cw.shape[0] > 0
+    zero = _like(z[0], 0.0) if k else 0.0
+    one = _like(z[0], 1.0) if k else 1.0
+    scale = _like(z[0], f / k) if k else 0.0
+    bad = False
+    for j in range(k):  # the per-class values, into g as scratch (two loops that vectorise)
+        x = z[j]
+        tj = t[j]
+        bad |= _outside(tj, 0, 1)
+        lg = _log1p_unit(_exp_neg(-abs(x)))
+        sp_pos = (x if x > zero else zero) + lg
+        sp_neg = (zero - x if x < zero else zero) + lg
+        a = (tj * sp_neg if tj != zero else zero) + ((one - tj) * sp_pos if tj != one else zero)
+        if has_cw:
+            wc = _like(x, cw[j])
+            a = wc * a if wc != zero else zero
+        g[j] = a
+    v = _sum(g, k)
+    for j in range(k):
+        x = z[j]
+        e = _exp_neg(-abs(x))
+        sig = (one if x >= zero else e) / (one + e)
+        d = (sig - t[j]) * scale
+        g[j] = _like(x, cw[j]) * d if has_cw else d
+    return v / k if k else 0.0, int(bad)
+
+
 #: the row functions by name (``RowSpec.row`` of :mod:`losskit.kernels.rows`)
 ROWS = {
     "softmax_ce": softmax_ce_row, "nll": nll_row, "cross_entropy": cross_entropy_row,
@@ -841,6 +875,7 @@ ROWS = {
     "sparsemax": sparsemax_row, "generalized_cross_entropy": generalized_cross_entropy_row,
     "multiclass_perceptron": multiclass_perceptron_row,
     "multilabel_margin": multilabel_margin_row,
+    "multilabel_soft_margin": multilabel_soft_margin_row,
 }
 
 

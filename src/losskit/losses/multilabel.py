@@ -494,3 +494,4 @@ register_fast_path(AsymmetricLoss, pointwise.fast_path(
                  "eps": pointwise.number(0.0, 1.0, hi_open=True)},
     check=ASYMMETRIC_OK))
 register_fast_path(MultilabelMargin, rows.multilabel_margin)
+register_fast_path(MultilabelSoftMargin, rows.multilabel_soft_margin)
