@@ -443,29 +443,40 @@ def test_fast_and_generic_paths_agree(data):
             np.testing.assert_allclose(a[1], b[1], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("numba_on", [True, False], ids=["numba", "no-numba"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("loss", LOSSES, ids=IDS)
-def test_the_fused_kernel_answers_and_equals_the_generic_path(loss, dtype):
+def test_the_fused_kernel_answers_and_equals_the_generic_path(loss, dtype, numba_on,
+                                                              monkeypatch):
+    """The pair losses' sums run in the numba sweep where numba is on, the NumPy blocks
+    otherwise; the list losses always in NumPy."""
     from engines import check, fused
+    from losskit.kernels import fast_paths
 
+    if numba_on:
+        pytest.importorskip("numba")
+    monkeypatch.setattr(fast_paths, "USE_NUMBA", numba_on)
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    engine = "numba" if numba_on and loss.name in ("pairwise_logistic_loss",
+                                                   "lambdarank_loss") else "numpy"
     s, y, where = _padded(np.random.default_rng(11), n=5, length=40)
     s, y = np.where(where, s, 0.0).astype(dtype), np.where(where, y, 0.0)
     for kw in ({}, {"where": where}):
         for reduction in REDUCTIONS:
-            check(loss, (s, y), "numpy", dtype, reduction=reduction, **kw)
+            check(loss, (s, y), engine, dtype, reduction=reduction, **kw)
         # out= receives the gradient
         out = np.empty_like(s)
-        v, g = fused(loss, s, y, engine="numpy", out=out, **kw)
+        v, g = fused(loss, s, y, engine=engine, out=out, **kw)
         assert g is out
     # what it leaves to the generic path: sample weights, invalid labels, NaN scores
-    fused(loss, s, y, engine="numpy", answered=False, sample_weight=np.ones(5))
+    fused(loss, s, y, engine=engine, answered=False, sample_weight=np.ones(5))
     bad = y.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="`labels`"):
-        fused(loss, s, bad, engine="numpy", answered=False)
+        fused(loss, s, bad, engine=engine, answered=False)
     s_nan = s.copy()
     s_nan[0, 0] = np.nan
-    fused(loss, s_nan, y, engine="numpy", answered=False, where=where)
+    fused(loss, s_nan, y, engine=engine, answered=False, where=where)
 
 
 def test_metadata():

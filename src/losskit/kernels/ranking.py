@@ -23,14 +23,16 @@ shape (bool, integer or floating), ``where`` of the scores' shape and dtype bool
 Not covered (``NotImplemented``; the generic path answers, with its own errors):
 ``sample_weight``, a non-finite score on a valid item, and anything invalid (labels or
 weights that are NaN, infinite or negative where that is an error, shapes or dtypes
-that differ). Engine: NumPy only (no numba kernel); ``LOSSKIT_DISABLE_NUMBA`` does not
-change it.
+that differ). Engine: the pair sums of ``pairwise_logistic_loss`` and ``lambdarank_loss``
+run in one numba sweep over the pairs (:mod:`losskit.kernels.ranking_numba`, lists in
+parallel, no ``B x L x L`` arrays) where numba is on; everything else is NumPy.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import fast_paths as _fp
 from .fast_paths import STATS, _float_prediction, _gradient_target, _out_ok, _result, _scale
 
 __all__ = ["pairwise_logistic_loss", "lambdarank_loss", "ranking_softmax_loss",
@@ -41,6 +43,9 @@ PAIR_BLOCK = 1 << 15
 #: items per block of the O(L) and O(L log L) losses
 ITEM_BLOCK = 1 << 15
 _LN2 = float(np.log(2.0))
+_EMPTY1 = np.empty(0, np.float64)
+_EMPTY2 = np.empty((0, 0), np.float64)
+_EMPTY_BOOL2 = np.empty((0, 0), np.bool_)
 
 
 def _item_array(x, shape, *, nonnegative, valid):
@@ -87,7 +92,27 @@ def _pair_mask(y, v):
     return p.astype(np.float64)
 
 
+def _numba_pairs(s, y, v, need_grad, gain=None, disc=None, inv=None):
+    """:func:`_pairs` over the pair mask (times the LambdaRank weight when ``gain`` is
+    given) in one numba sweep without (lists, L, L) arrays; None without numba."""
+    nb = _fp.family_numba("ranking_numba")
+    if nb is None:
+        return None
+    n, length = s.shape
+    values = np.empty(n, dtype=np.float64)
+    g = np.empty((n, length), dtype=np.float64) if need_grad else _EMPTY2
+    lam = gain is not None
+    nb.pair_logistic(s, np.ascontiguousarray(y), _EMPTY_BOOL2 if v is None else
+                     np.ascontiguousarray(v), v is not None, gain if lam else _EMPTY2,
+                     disc if lam else _EMPTY2, inv if lam else _EMPTY1, lam, need_grad,
+                     values, g)
+    return values, (g if need_grad else None)
+
+
 def _ranknet_block(s, y, v, extra, need_grad):
+    fused = _numba_pairs(s, y, v, need_grad)
+    if fused is not None:
+        return fused
     return _pairs(s, _pair_mask(y, v), need_grad)
 
 
@@ -108,6 +133,10 @@ def _lambdarank_block(s, y, v, extra, need_grad):
     ideal = -np.sort(-gain, axis=1)  # padding and 0 labels gain nothing: order irrelevant
     idcg = ideal @ (_LN2 / np.log1p(np.arange(1.0, length + 1.0)))
     inv = np.divide(1.0, idcg, out=np.zeros_like(idcg), where=idcg > 0)
+    fused = _numba_pairs(s, y, v, need_grad, np.ascontiguousarray(gain),
+                         np.ascontiguousarray(disc), inv)
+    if fused is not None:
+        return fused
     w = (np.abs(gain[:, :, None] - gain[:, None, :]) * np.abs(disc[:, :, None] - disc[:, None, :])
          * inv[:, None, None] * _pair_mask(y, v))
     return _pairs(s, w, need_grad)
@@ -203,7 +232,11 @@ def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, p
     g, copy_to = _gradient_target(need_grad, out, s, arrays)
     g2 = g.reshape(-1, length) if need_grad else None
     values = np.empty(n, dtype=np.float64)
-    rows = max(1, (PAIR_BLOCK // (length * length)) if pairwise else ITEM_BLOCK // length)
+    # the numba pair sweep keeps no (lists, L, L) arrays: blocks as large as the O(L) ones
+    engine = "numba" if pairwise and _fp.family_numba("ranking_numba") is not None \
+        else "numpy"
+    rows = max(1, (PAIR_BLOCK // (length * length)) if pairwise and engine == "numpy"
+               else ITEM_BLOCK // length)
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
         vb = None if v2 is None else v2[r0:r1]
@@ -215,7 +248,7 @@ def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, p
                 grad *= scale
             g2[r0:r1] = grad
     total = float(values.sum())
-    STATS[loss.name, "numpy"] += 1
+    STATS[loss.name, engine] += 1
     return _result(want, reduction, dt, total, values.reshape(s.shape[:-1]), scale, g, copy_to)
 
 
