@@ -448,8 +448,8 @@ def test_fast_and_generic_paths_agree(data):
 @pytest.mark.parametrize("loss", LOSSES, ids=IDS)
 def test_the_fused_kernel_answers_and_equals_the_generic_path(loss, dtype, numba_on,
                                                               monkeypatch):
-    """The pair losses' sums run in the numba sweep where numba is on, the NumPy blocks
-    otherwise; the list losses always in NumPy."""
+    """The pair losses' sums and the ranking softmax run in numba sweeps where numba is
+    on, the NumPy blocks otherwise; ListMLE always in NumPy."""
     from engines import check, fused
     from losskit.kernels import fast_paths
 
@@ -458,7 +458,8 @@ def test_the_fused_kernel_answers_and_equals_the_generic_path(loss, dtype, numba
     monkeypatch.setattr(fast_paths, "USE_NUMBA", numba_on)
     monkeypatch.setattr(dispatch, "ENABLED", True)
     engine = "numba" if numba_on and loss.name in ("pairwise_logistic_loss",
-                                                   "lambdarank_loss") else "numpy"
+                                                   "lambdarank_loss",
+                                                   "ranking_softmax_loss") else "numpy"
     s, y, where = _padded(np.random.default_rng(11), n=5, length=40)
     s, y = np.where(where, s, 0.0).astype(dtype), np.where(where, y, 0.0)
     for kw in ({}, {"where": where}):

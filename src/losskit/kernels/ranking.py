@@ -23,9 +23,10 @@ shape (bool, integer or floating), ``where`` of the scores' shape and dtype bool
 Not covered (``NotImplemented``; the generic path answers, with its own errors):
 ``sample_weight``, a non-finite score on a valid item, and anything invalid (labels or
 weights that are NaN, infinite or negative where that is an error, shapes or dtypes
-that differ). Engine: the pair sums of ``pairwise_logistic_loss`` and ``lambdarank_loss``
-run in one numba sweep over the pairs (:mod:`losskit.kernels.ranking_numba`, lists in
-parallel, no ``B x L x L`` arrays) where numba is on; everything else is NumPy.
+that differ). Engine: where numba is on, the pair sums of ``pairwise_logistic_loss`` and
+``lambdarank_loss`` run in one numba sweep over the pairs and ``ranking_softmax_loss`` in
+one sweep per list (:mod:`losskit.kernels.ranking_numba`, lists in parallel, no
+``B x L x L`` arrays); ``listmle_loss`` and lambdarank's sorts are NumPy.
 """
 
 from __future__ import annotations
@@ -143,6 +144,16 @@ def _lambdarank_block(s, y, v, extra, need_grad):
 
 
 def _softmax_block(s, y, v, weights, need_grad):
+    nb = _fp.family_numba("ranking_numba")
+    if nb is not None:
+        n, length = s.shape
+        values = np.empty(n, dtype=np.float64)
+        g = np.empty((n, length), dtype=np.float64) if need_grad else _EMPTY2
+        nb.softmax_lists(s, np.ascontiguousarray(y), _EMPTY_BOOL2 if v is None else
+                         np.ascontiguousarray(v), v is not None,
+                         _EMPTY2 if weights is None else np.ascontiguousarray(weights),
+                         weights is not None, need_grad, values, g)
+        return values, (g if need_grad else None)
     if weights is not None:
         y = y * weights
     masked = s if v is None else np.where(v, s, -np.inf)
@@ -232,11 +243,12 @@ def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, p
     g, copy_to = _gradient_target(need_grad, out, s, arrays)
     g2 = g.reshape(-1, length) if need_grad else None
     values = np.empty(n, dtype=np.float64)
-    # the numba pair sweep keeps no (lists, L, L) arrays: blocks as large as the O(L) ones
-    engine = "numba" if pairwise and _fp.family_numba("ranking_numba") is not None \
-        else "numpy"
-    rows = max(1, (PAIR_BLOCK // (length * length)) if pairwise and engine == "numpy"
-               else ITEM_BLOCK // length)
+    # the numba sweeps keep no (lists, L, L) arrays and run the lists in parallel: one
+    # call for all of them (each launch of the parallel loop costs tens of microseconds)
+    engine = "numba" if (pairwise or block_fn is _softmax_block) \
+        and _fp.family_numba("ranking_numba") is not None else "numpy"
+    rows = n if engine == "numba" else max(1, (PAIR_BLOCK // (length * length)) if pairwise
+                                           else ITEM_BLOCK // length)
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
         vb = None if v2 is None else v2[r0:r1]

@@ -17,7 +17,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["pair_logistic"]
+from .numba_kernels import _exp_neg
+
+__all__ = ["pair_logistic", "softmax_lists"]
 
 
 @njit(parallel=True, error_model="numpy", fastmath={"contract"})
@@ -48,4 +50,41 @@ def pair_logistic(s, y, v, has_v, gain, disc, inv, lambda_weights, need_grad, va
                     g[b, i] -= a
                     g[b, j] += a
         values[b] = total
+    return 0
+
+
+@njit(parallel=True, error_model="numpy", fastmath={"contract"})
+def softmax_lists(s, y, v, has_v, weights, has_w, need_grad, values, g):
+    """``ranking_softmax_loss`` per list, :func:`losskit.kernels.ranking._softmax_block`'s
+    formulas: Y log Z - sum_i y_i (s_i - m) and Y p - y, with m the largest valid score
+    (0 for a list without one), p the softmax over the valid items, y times the weights.
+    The exponentials once per item (the polynomial exp of ``numba_kernels``: the loops
+    vectorise), into the gradient row as scratch."""
+    n, length = s.shape
+    for b in prange(n):
+        e = g[b] if need_grad else np.empty(length, dtype=np.float64)
+        m = -math.inf
+        for i in range(length):
+            ok = (not has_v) or v[b, i]
+            m = s[b, i] if ok and s[b, i] > m else m
+        if m == -math.inf:
+            m = 0.0
+        z = 0.0
+        total = 0.0
+        for i in range(length):
+            ok = (not has_v) or v[b, i]
+            ei = _exp_neg(s[b, i] - m) if ok else 0.0
+            e[i] = ei
+            z += ei
+            total += y[b, i] * (weights[b, i] if has_w else 1.0)
+        if z == 0.0:
+            z = 1.0
+        log_z = math.log(z)
+        inv = 1.0 / z
+        val = 0.0
+        for i in range(length):
+            yi = y[b, i] * (weights[b, i] if has_w else 1.0)
+            val += yi * (log_z - (s[b, i] - m))
+            e[i] = total * (e[i] * inv) - yi
+        values[b] = val
     return 0
