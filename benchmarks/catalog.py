@@ -1268,13 +1268,17 @@ def losskit_path(loss, c) -> str:
         return "own blocked kernel"
     if fast is None or not dispatch.ENABLED:
         return "generic"
+    wrt = {}
     if c["wrt"] is not None and tuple(loss.differentiable) != (loss.differentiable[0],):
-        # wrt="all" of several inputs does not take the per-prediction fast path entry;
-        # the loss may still fuse internally
-        return "own (wrt=all)"
+        if not getattr(fast, "takes_wrt", False):
+            # wrt="all" of several inputs does not take the per-prediction fast path
+            # entry; the loss may still fuse internally
+            return "own (wrt=all)"
+        wrt = {"wrt": tuple(range(len(loss.differentiable)))}
     try:
         opts = {k: c["options"].get(k, v) for k, v in loss.option_defaults().items()}
-        r = fast(loss, c["arrays"], "mean", None, opts, "both", None)
+        arrays = tuple(c["arrays"]) + (None,) * (len(loss.inputs) - len(c["arrays"]))
+        r = fast(loss, arrays, "mean", None, opts, "both", None, **wrt)
         return "generic (fast path declined)" if r is NotImplemented else "fused"
     except Exception as e:  # noqa: BLE001 - internal API under rewrite: report, do not fail
         return f"unknown ({type(e).__name__})"

@@ -11,6 +11,7 @@ parametrised so that each is compiled once.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -403,8 +404,8 @@ def test_gaussian_nll_what_it_does_not_cover_runs_the_generic_path():
                         ((mu, t, var[:, :1]), {}),  # an axis of size 1
                         ((mu, t, 0.7), {}),  # a float
                         ((mu, t, var), {"sample_weight": np.linspace(0, 1, 6)}),
-                        ((mu, t, var), {"wrt": "all"}),
-                        ((mu, t, var), {"wrt": "var"}),
+                        ((mu, t, var.astype(np.float32)), {"wrt": "all"}),  # var's dtype
+                        ((mu, t, var.astype(np.float32)), {"wrt": "var"}),
                         ((mu[:0], t[:0], var[:0]), {}),
                         ((mu.astype(np.float16), t, var), {})]:
         got = loss.grad(*args, **extra)
@@ -621,3 +622,126 @@ def test_import_does_not_load_numba():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+# --------------------------------------------------------------------------- several gradients
+# Losses whose formula returns the gradients of further inputs (``fast_path(grads=...)``):
+# every ``wrt`` runs the fused kernel, "all" from one pass, equal to the generic path.
+def _log_probabilities(n, dtype, edges=True):
+    c = -RNG.uniform(0.0, 4.0, n)
+    r = -RNG.uniform(0.0, 4.0, n)
+    if edges:  # probability 1, probability 0, both; a tiny log-probability
+        c[:4] = [0.0, -INF, -INF, -1e-12]
+        r[:4] = [-0.5, -1.0, -INF, -1e-9]
+    return c.astype(dtype), r.astype(dtype)
+
+
+def _several_cases(n, dtype):
+    """(loss, arrays, options, the wrt values to try) of every loss with several gradients."""
+    c, r = _log_probabilities(n, dtype)
+    mu, t, var = gaussian_inputs((n,), dtype)
+    rc = (c + RNG.normal(size=n)).astype(dtype)
+    rr = (r + RNG.normal(size=n)).astype(dtype)
+    desirable = RNG.random(n) > 0.4
+    paired = (None, "rejected_logps", "all")
+    return [
+        ("gaussian_nll", (mu, t, var), {}, (None, "var", "all")),
+        ("gaussian_nll", (mu, t, var), {"full": True, "eps": 1e-3}, ("all",)),
+        ("simpo_loss", (c, r), {}, paired),
+        ("simpo_loss", (c, r), {"beta": 2.0, "gamma": 1.0, "label_smoothing": 0.2}, paired),
+        ("simpo_loss", (c, r), {"label_smoothing": 1.0}, ("all",)),
+        ("cpo_loss", (c, r), {"beta": 0.5, "label_smoothing": 0.1}, paired),
+        ("orpo_loss", (c[3:], r[3:]), {"beta": 0.3}, paired),  # (no chosen = rejected = 0)
+        ("kto_loss", (c, desirable, rc), {"beta": 0.2, "kl": 0.1}, (None, "all")),
+        ("kto_loss", (c, desirable.astype(np.int8), None), {}, (None,)),
+        ("dpo_loss", (c[4:], r[4:], rc[4:], rr[4:]), {"beta": 0.1}, paired),
+        ("dpo_loss", (c[4:], r[4:]), {"beta": 0.5}, ("all",)),  # reference-free
+        ("dpo_loss", (c[4:], r[4:], None, rr[4:].astype(np.float64)), {}, ("all",)),
+    ]
+
+
+def _as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [37, _fast.PARALLEL_MIN + 3])
+def test_several_gradients_from_one_pass_equal_the_generic_path(engine, dtype, n):
+    for name, arrays, kw, wrts in _several_cases(n, dtype):
+        loss = getattr(lk, name)
+        for wrt in wrts:
+            for reduction in REDUCTIONS[:3]:
+                opts = dict(kw, reduction=reduction, **({} if wrt is None else {"wrt": wrt}))
+                v0, g0 = generic(loss, *arrays, **opts)
+                v1, g1 = fast(loss, *arrays, engine=engine, **opts)
+                assert_same(v1, v0, dtype)
+                assert isinstance(g1, tuple) == isinstance(g0, tuple), (name, wrt)
+                assert len(_as_tuple(g1)) == len(_as_tuple(g0))
+                for a, b in zip(_as_tuple(g1), _as_tuple(g0)):
+                    assert_same(a, b, dtype)
+                got = fast(loss, *arrays, engine=engine, want="grad", **opts)
+                for a, b in zip(_as_tuple(got), _as_tuple(g1)):
+                    np.testing.assert_array_equal(a, b)
+
+
+def test_several_gradients_are_distinct_arrays_and_out_takes_one(engine):
+    c, r = _log_probabilities(50, np.float64)
+    gc, gr = fast(lk.simpo_loss, c, r, engine=engine, want="grad", wrt="all")
+    assert not np.shares_memory(gc, gr)
+    # d/dc = -d/dr for a margin of the two: an identity of the formula, not of the driver
+    np.testing.assert_array_equal(gc, -gr)
+    ref = generic(lk.simpo_loss, c, r, want="grad", wrt="rejected_logps")
+    out = np.full(c.shape, 9.0)
+    g = fast(lk.simpo_loss, c, r, engine=engine, want="grad", wrt="rejected_logps", out=out)
+    assert g is out
+    assert_same(out, ref, np.float64)
+    # out= is the rejected log-probabilities themselves: read intact, then overwritten
+    r2 = r.copy()
+    g = fast(lk.simpo_loss, c, r2, engine=engine, want="grad", wrt="rejected_logps", out=r2)
+    assert g is r2
+    assert_same(r2, ref, np.float64)
+
+
+def test_several_gradients_what_is_not_covered_runs_the_generic_path():
+    c, r = _log_probabilities(20, np.float64)
+    n = c.shape[0]
+    mu, t, var = gaussian_inputs((n,), np.float64)
+    calls = [
+        # the gradient of an input of another dtype (it would be returned in that dtype)
+        (lk.gaussian_nll, (mu, t, var.astype(np.float32)), {"wrt": "var"}),
+        # DPO: the variants other than "sigmoid", another divergence, lengths
+        (lk.dpo_loss, (c, r), {"variant": "hinge"}),
+        (lk.dpo_loss, (c, r), {"f_divergence": "js_divergence"}),
+        (lk.dpo_loss, (c, r, None, None, np.full(n, 5.0), np.full(n, 7.0)), {}),
+        # sample weights (the generic path's rules for them stay in one place)
+        (lk.kto_loss, (c, r < -1, r), {"sample_weight": np.linspace(0, 1, n)}),
+    ]
+    before = sum(_fast.STATS.values())
+    for loss, arrays, kw in calls:
+        got = loss.grad(*arrays, **kw)
+        ref = generic(loss, *arrays, want="grad", **kw)
+        for a, b in zip(_as_tuple(got), _as_tuple(ref)):
+            np.testing.assert_array_equal(a, b)
+    assert sum(_fast.STATS.values()) == before
+
+
+@pytest.mark.parametrize("engine_name", ["numba", "numpy"])
+def test_several_gradients_invalid_inputs_raise_the_generic_errors(monkeypatch, engine_name):
+    monkeypatch.setattr(_fast, "USE_NUMBA", engine_name == "numba" and HAVE_NUMBA)
+    c, r = _log_probabilities(8, np.float64, edges=False)
+    for loss in (lk.simpo_loss, lk.cpo_loss, lk.orpo_loss, lk.dpo_loss):
+        # rejected of another dtype: a TypeError even for the chosen gradient alone
+        with pytest.raises(TypeError, match="rejected_logps"):
+            loss.grad(c, r.astype(np.float32))
+    with pytest.raises(ValueError, match="chosen_logps"):
+        lk.orpo_loss.grad(np.abs(c), r)  # log-probabilities above 0
+    with pytest.raises(ValueError, match="desirable"):
+        lk.kto_loss.grad(c, np.full(8, 2.0))
+    with pytest.raises(TypeError, match="ref_logps"):
+        lk.kto_loss.grad(c, c < -1, np.ones(8, dtype=np.int64))
+    with pytest.raises(ValueError, match="1-d"):
+        lk.dpo_loss.grad(c.reshape(2, 4), r.reshape(2, 4), wrt="all")
+    with pytest.raises(ValueError, match="f_alpha"):  # checked although sigmoid ignores it
+        lk.dpo_loss.grad(c, r, f_alpha=math.inf)
+    with pytest.raises(ValueError, match="beta"):
+        lk.simpo_loss.grad(c, r, beta=0.0, wrt="all")

@@ -18,7 +18,9 @@ What it covers: the prediction a float32/float64 ``numpy.ndarray`` (not empty; a
 non-contiguous one is copied), the target a NumPy array of the same shape (cast to the
 prediction's dtype like the generic path; read-only and non-contiguous inputs are fine),
 further arrays of the same shape where the loss declares them (``inputs=``: gaussian_nll's
-variance), every reduction, ``out=``, the gradient with respect to the prediction, the parameters
+variance), every reduction, ``out=``, the gradient with respect to the prediction (and,
+for a loss that declares them with ``grads=``, with respect to its further differentiable
+inputs, any ``wrt``, several gradients from one pass), the parameters
 accepted by their validators (plain Python numbers and flags) and those computed from the
 prediction's dtype (:func:`of_dtype`, e.g. :data:`machine_eps`). ``sample_weight`` is **not**
 covered: a weighted call runs the generic path (whose rules for zero weights, ``(N,)``
@@ -89,7 +91,8 @@ def _numba_driver():
 
 
 def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
-              inputs: tuple[str, ...] = ()) -> Callable[..., Any]:
+              inputs: tuple[str, ...] = (), grads: tuple[str, ...] = (),
+              exact_dtype: tuple[str, ...] = ()) -> Callable[..., Any]:
     """The fast-path kernel of the pointwise loss whose math is ``formula``.
 
     ``params``: the formula's parameters, a tuple of names (each a finite plain number)
@@ -98,8 +101,15 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
     computed from the prediction's dtype (:data:`machine_eps`). ``inputs``: the names of
     further arrays of the loss (after the target), each a formula argument between the
     target and the parameters, covered when it has exactly the prediction's shape (cast
-    to its dtype like the target; a bool array, or any other shape, declines); the
-    gradient is still the prediction's only. ``check``: a Formula of the same arguments
+    to its dtype like the target; a bool array, or any other shape, declines).
+    ``grads``: the names (``loss.differentiable``) of the inputs after the prediction
+    whose gradients the formula returns after the prediction's, in that order (the
+    target or any of ``inputs``); the kernel then takes every ``wrt`` over them
+    (``takes_wrt``); a gradient is covered only for an input of the prediction's dtype
+    (the generic path answers another). ``exact_dtype``: the names of inputs that the
+    loss refuses in another dtype than the prediction's (the generic path's TypeError):
+    the kernel declines them, even when only the prediction's gradient is wanted.
+    ``check``: a Formula of the same arguments
     returning, per element, whether the inputs are valid (False anywhere: the generic path
     runs and raises). Register the result with
     :func:`~losskit.core.dispatch.register_fast_path`.
@@ -111,6 +121,8 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
     if inputs + names != tuple(formula.params):
         raise ValueError(f"{formula!r} takes the arguments {formula.params} after the target; "
                          f"got the inputs {inputs} and the parameters {names}")
+    grads = tuple(grads)
+    exact_dtype = tuple(exact_dtype)
     validators = tuple(params.values())
     derived = tuple(getattr(v, "from_dtype", False) for v in validators)
     n_arrays = 2 + len(inputs)
@@ -149,13 +161,40 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         p = tuple(v if type(v) is bool else dt.type(v) for v in values)
         return p, tuple((i, v) for i, v in enumerate(p) if type(v) is bool)
 
-    def kernel(loss, arrays, reduction, sample_weight, opts, want, out):
+    def outputs(loss, wrt):
+        """The formula's results (1: the prediction's gradient, 2 + k: that of
+        ``grads[k]``) wanted for ``wrt`` (None: one of them is not the formula's)."""
+        if wrt is None:
+            return (1,)
+        wanted = []
+        for i in (wrt if type(wrt) is tuple else (wrt,)):
+            name = loss.differentiable[i]
+            if i == 0:
+                wanted.append(1)
+            elif name in grads:
+                wanted.append(2 + grads.index(name))
+            else:
+                return None
+        return tuple(wanted)
+
+    def kernel(loss, arrays, reduction, sample_weight, opts, want, out, wrt=None):
         if sample_weight is not None or len(arrays) != n_arrays:
+            return NotImplemented
+        several = type(wrt) is tuple
+        outs = outputs(loss, wrt) if want != "value" else (1,)
+        if outs is None or (several and out is not None):
             return NotImplemented
         values = parameters(opts)
         if values is None:
             return NotImplemented
         z = arrays[0]
+        # inputs of the prediction's dtype: those the loss requires so, and those whose
+        # gradient is wanted (the gradient has the input's dtype)
+        for name in exact_dtype + (tuple(grads[k - 2] for k in outs if k > 1)
+                                   if want != "value" else ()):
+            x = arrays[loss.inputs.index(name)]
+            if type(x) is not np.ndarray or type(z) is not np.ndarray or x.dtype != z.dtype:
+                return NotImplemented
         if (type(z) is np.ndarray and not z.flags.c_contiguous and z.size
                 and (z.dtype is _F32 or z.dtype is _F64)):
             z = np.ascontiguousarray(z)  # a strided view: one copy, then the fused loop
@@ -163,28 +202,35 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         if e is None:
             return NotImplemented
         dt = e.dt
+        # the gradients after the first (several wrt): fresh buffers of the prediction's kind
+        gx = tuple(_fast._fresh(e.z) for _ in outs[1:]) if e.need_grad else ()
         extra = further_inputs(arrays, e.z, dt, e.g if e.need_grad else None)
         if extra is None:
             return NotImplemented
         if any(derived):
             values = [v(dt) if of_dt else v for v, of_dt in zip(values, derived)]
+        gxf = tuple(g.reshape(-1) for g in gx)
         nb = _fast._nb()
         res = None
         if nb is not None:
             p, flags = numba_parameters(values, dt)
-            kernels = _numba_driver().kernels(formula, check, dt, len(extra), flags)
-            res = e.run_numba(nb, kernels, nb.BLOCK, e.zf, e.tf, *extra, p)
+            kernels = _numba_driver().kernels(formula, check, dt, len(extra), flags, outs)
+            res = e.run_numba(nb, kernels, nb.BLOCK, e.zf, e.tf, *extra, *gxf, p)
         if res is not None:
             bad, total = res
             engine = "numba"
         else:
-            total = _numpy_engine(formula, check, values, e, extra)
+            total = _numpy_engine(formula, check, values, e, extra, outs, gxf)
             bad = total is None
             engine = "numpy"
         if bad:
             return NotImplemented  # the generic path raises
         _fast.STATS[loss.name, engine] += 1
-        return e.result(want, reduction, total)
+        if not several:
+            return e.result(want, reduction, total)
+        value = e.result("value", reduction, total)
+        gradients = (e.g, *gx)
+        return gradients if want == "grad" else (value, gradients)
 
     def second_order(loss, arrays, reduction, sample_weight, opts, want):
         """``hessian`` or ``grad_and_hessian`` fused: gradient and Hessian in one pass
@@ -238,6 +284,8 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
     kernel.__name__ = f"{formula.name}_fast_path"
     kernel.__qualname__ = kernel.__name__
     kernel.formula = formula
+    if grads:  # every wrt over the formula's gradients (losskit.core.dispatch)
+        kernel.takes_wrt = True
     if formula.hessian is not None:
         second_order.__name__ = f"{formula.name}_second_order_fast_path"
         second_order.__qualname__ = second_order.__name__
@@ -266,9 +314,10 @@ def _numpy_second_order(formula, check, params, z, t, extra, scale, g, h):
     return True
 
 
-def _numpy_engine(formula, check, params, e, extra=()):
+def _numpy_engine(formula, check, params, e, extra=(), outs=(1,), gx=()):
     """``formula.on(numpy)`` on cache-sized chunks: the float64 sum of the values, or None
-    when ``check`` rejects an element."""
+    when ``check`` rejects an element. ``outs``: the formula's results written into the
+    gradient ``e.gf`` and then into the further gradients ``gx``."""
     f = formula.on(np)
     ok = check.on(np) if check is not None else None
     z, t = e.zf, e.tf
@@ -290,6 +339,8 @@ def _numpy_engine(formula, check, params, e, extra=()):
             if values is not None:
                 values[lo:hi] = v
             if g is not None:
-                np.multiply(r[1], scale, out=g[lo:hi], casting="unsafe")
+                np.multiply(r[outs[0]], scale, out=g[lo:hi], casting="unsafe")
+                for k, gk in zip(outs[1:], gx):
+                    np.multiply(r[k], scale, out=gk[lo:hi], casting="unsafe")
             total += float(np.add.reduce(v, axis=None, dtype=np.float64))
     return total

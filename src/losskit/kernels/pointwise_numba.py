@@ -155,7 +155,7 @@ def _always(*args):  # pragma: no cover - compiled
 
 
 _SOURCE = """
-def pointwise(z, t, {inputs}p, scale, g, values, partial, want_values, want_grad):
+def pointwise(z, t, {inputs}{gextra}p, scale, g, values, partial, want_values, want_grad):
     n = z.shape[0]
     bad = 0
     {unpack}
@@ -168,11 +168,13 @@ def pointwise(z, t, {inputs}p, scale, g, values, partial, want_values, want_grad
         # two distinct arrays, both stored unconditionally: the loop then vectorises
         vb = values[lo:hi] if want_values else np.empty(m, dtype=z.dtype)
         gb = g[lo:hi] if want_grad else np.empty(m, dtype=z.dtype)
+        {gslices}
         sc = _like(zb[0], scale)
         for j in range(m):
             r = f(zb[j], tb[j]{xargs}{args})
             vb[j] = r[0]
-            gb[j] = r[1] * sc
+            gb[j] = r[{out0}] * sc
+            {gstores}
         partial[b] = _sum(vb, m)
         if HAS_CHECK:
             nb = 0
@@ -210,13 +212,15 @@ def pointwise_second(z, t, {inputs}p, scale, g, h, want_grad):
 """
 
 
-def _make(f, ok, has_check, nparams, ninputs=0, flags=(), fh=None):
+def _make(f, ok, has_check, nparams, ninputs=0, flags=(), fh=None, outs=(1,)):
     """The driver loop around the scalar formula ``f`` and the predicate ``ok``, for a
     formula of ``ninputs`` further arrays (after the target) and ``nparams`` parameters
     (passed as the tuple ``p``). ``flags``: (index, bool) of the parameters that are
     flags, written into the source as constants, so that the formula's ``if`` on them
     is resolved at compile time and the loop holds only the branch taken (the other may
-    call a function that does not vectorise). Generated source: numba inlines a call with
+    call a function that does not vectorise). ``outs``: the formula's results stored in
+    ``g`` and then in the further gradient arrays (arguments before ``p``), always
+    written (several gradients are wanted together). Generated source: numba inlines a call with
     explicit arguments, not one with ``*p``."""
     fixed = dict(flags)
     unpack = "; ".join(f"p{i} = {fixed[i]!r}" if i in fixed else f"p{i} = p[{i}]"
@@ -228,8 +232,12 @@ def _make(f, ok, has_check, nparams, ninputs=0, flags=(), fh=None):
     namespace = {"f": f, "fh": fh, "ok": ok, "HAS_CHECK": has_check, "np": np,
                  "prange": prange, "BLOCK": BLOCK, "_like": _like, "_sum": _sum}
     template = _SOURCE if fh is None else _SOURCE_SECOND
+    gextra = "".join(f"g{k}, " for k in range(1, len(outs)))
+    gslices = "; ".join(f"g{k}b = g{k}[lo:hi]" for k in range(1, len(outs))) or "pass"
+    gstores = "; ".join(f"g{k}b[j] = r[{o}] * sc" for k, o in enumerate(outs) if k) or "pass"
     source = template.format(unpack=unpack, args=args, inputs=inputs, slices=slices,
-                             xargs=xargs)
+                             xargs=xargs, gextra=gextra, gslices=gslices, gstores=gstores,
+                             out0=outs[0])
     exec(compile(source, f"<pointwise {f.__name__}>", "exec"), namespace)
     return namespace["pointwise" if fh is None else "pointwise_second"]
 
@@ -242,19 +250,21 @@ def second_order_kernels(formula, check, dtype, ninputs=0, flags=()):
     return _built(formula, check, dtype, ninputs, flags, second=True)
 
 
-def kernels(formula, check, dtype, ninputs=0, flags=()):
+def kernels(formula, check, dtype, ninputs=0, flags=(), outs=(1,)):
     """(parallel build, serial build) of the driver for ``formula`` (and the predicate
     Formula ``check``, or None) on ``dtype`` (float32 or float64), with ``ninputs`` further
     arrays after the target (the formula's first arguments after it) and the flag
-    parameters ``flags`` ((index, bool) pairs, fixed in the build); built once per
+    parameters ``flags`` ((index, bool) pairs, fixed in the build) and the formula's
+    results ``outs`` written as gradients (``(1,)``: the prediction's; ``(1, 2)``: also
+    the next one, into an array passed after the further inputs); built once per
     combination."""
-    return _built(formula, check, dtype, ninputs, flags, second=False)
+    return _built(formula, check, dtype, ninputs, flags, second=False, outs=outs)
 
 
-def _built(formula, check, dtype, ninputs, flags, *, second):
+def _built(formula, check, dtype, ninputs, flags, *, second, outs=(1,)):
     """The (parallel, serial) builds of the first- or second-order driver, once each."""
     dt = np.dtype(dtype)
-    key = (second, formula, check, dt.char, ninputs, flags)
+    key = (second, formula, check, dt.char, ninputs, flags, outs)
     k = _KERNELS.get(key)
     if k is not None:
         return k
@@ -266,7 +276,8 @@ def _built(formula, check, dtype, ninputs, flags, *, second):
             ok = check.scalar(dt, _IMPLS) if check is not None else njit(inline="always")(
                 _always)
             has_check, n = check is not None, len(formula.params) - ninputs
-            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh)),
-                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh)))
+            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh,
+                                                   outs)),
+                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh, outs)))
             _KERNELS[key] = k
     return k

@@ -375,12 +375,12 @@ poisson_nll = register(PoissonNLL())
 gaussian_nll = register(GaussianNLL())
 
 # the fused NumPy kernels of poisson_nll and gaussian_nll (losskit.kernels.pointwise).
-# gaussian_nll's covers a variance of the prediction's shape and the gradient with respect
-# to the mean; a broadcast variance (a row's, an axis', one float) and wrt="var"/"all" run
-# the generic path
+# gaussian_nll's covers a variance of the prediction's shape and dtype and the gradients
+# with respect to the mean and the variance (any wrt, "all" from one pass); a broadcast
+# variance (a row's, an axis', one float) runs the generic path
 register_fast_path(PoissonNLL, pointwise.fast_path(
     POISSON_NLL, {"log_input": pointwise.flag, "full": pointwise.flag,
                   "eps": pointwise.number(0.0)}, check=POISSON_OK))
 register_fast_path(GaussianNLL, pointwise.fast_path(
     GAUSSIAN_NLL, {"full": pointwise.flag, "eps": pointwise.number(0.0, lo_open=True)},
-    check=GAUSSIAN_OK, inputs=("var",)))
+    check=GAUSSIAN_OK, inputs=("var",), grads=("var",)))

@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from ..core.dispatch import register_fast_path
+from ..core.formula import Formula, exp, log1p, maximum, where
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _log_sigmoid, _sigmoid, _softplus
 from ..core.validation import (_dtype_name, check_choice, check_floating, check_in_range,
                                check_numeric, check_scalar, same_shape)
+from ..kernels import pointwise
 
 _LN2 = math.log(2.0)
 
@@ -93,6 +98,22 @@ def _scores(xp, x, f, alpha, clamp_max, need_grad):
     e = xp.exp(tc)
     # torch.clamp passes the gradient at the bound itself and none beyond it
     return s, xp.where(inside | xp.isnan(t), e, xp.zeros_like(e))
+
+
+def _dpo_sigmoid(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+    r"""DPO's ``"sigmoid"`` term on the reverse-KL scores (the log-ratios) and its gradients
+    with respect to the two policy log-probabilities: :math:`\ell = \operatorname{softplus}
+    (-z)`, :math:`z = \beta((c - c_\mathrm{ref}) - (r - r_\mathrm{ref}))`,
+    :math:`\partial\ell/\partial c = -\partial\ell/\partial r = -\beta\sigma(-z)`. The
+    other divergences pass their scores with references of 0."""
+    z = beta * ((chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps))
+    e = exp(-abs(z))
+    s = where(z >= 0, e, 1.0) / (1.0 + e)  # sigma(-z)
+    g = -beta * s
+    return maximum(-z, 0.0) + log1p(e), g, 0.0 - g
+
+
+DPO_SIGMOID = Formula(_dpo_sigmoid)
 
 
 def _sorted_pairs(xp, a, b):
@@ -459,11 +480,11 @@ class DPOLoss(Loss):
             qw = _sigmoid(xp, -beta * lc)
             return value, -beta * pw * qw, beta * pl * _sigmoid(xp, -beta * lr), None
 
-        z = beta * (sw - sl)
         if variant == "sigmoid":
-            value = _softplus(xp, -z)
-            dz = -_sigmoid(xp, -z) if need_grad else None
-        elif variant == "hinge":
+            value, gw, gl = DPO_SIGMOID(xp, sw, sl, 0.0, 0.0, beta)
+            return value, gw, gl, None
+        z = beta * (sw - sl)
+        if variant == "hinge":
             value = xp.maximum(1.0 - z, xp.zeros_like(z))
             if need_grad:
                 active = (1.0 - z > 0) | xp.isnan(z)
@@ -541,3 +562,35 @@ class DPOLoss(Loss):
 
 
 dpo_loss = register(DPOLoss())
+
+
+# the fused NumPy kernel (losskit.kernels.pointwise) of the default variant, "sigmoid" with
+# the reverse KL, on (N,) arrays of one dtype: value and both gradients from one pass; the
+# other variants, the lengths and sample weights run the generic path
+_SIGMOID_FAST = pointwise.fast_path(
+    DPO_SIGMOID, {"beta": pointwise.number(0.0, lo_open=True)},
+    inputs=("ref_chosen_logps", "ref_rejected_logps"), grads=("rejected_logps",),
+    exact_dtype=("rejected_logps",))
+_FINITE = pointwise.number()
+
+
+def _dpo_fast_path(loss, arrays, reduction, sample_weight, opts, want, out, wrt=None):
+    """DPO ``variant="sigmoid"``, ``f_divergence="reverse_kl"``, no lengths; a reference
+    left out is zeros. Options the variant does not read must still be valid (the generic
+    path's checks), else it answers."""
+    c, r, rc, rr, len_c, len_r = arrays
+    if (type(c) is not np.ndarray or c.ndim != 1 or len_c is not None or len_r is not None
+            or opts["variant"] != "sigmoid" or opts["f_divergence"] != "reverse_kl"
+            or type(opts["label_smoothing"]) not in (int, float)
+            or opts["label_smoothing"] != 0 or _FINITE(opts["f_alpha"]) is None
+            or pointwise.number(0.0, lo_open=True)(opts["discopop_tau"]) is None):
+        return NotImplemented
+    zero = None
+    if rc is None or rr is None:
+        zero = np.zeros_like(c)
+    return _SIGMOID_FAST(loss, (c, r, zero if rc is None else rc, zero if rr is None else rr),
+                         reduction, sample_weight, opts, want, out, wrt)
+
+
+_dpo_fast_path.takes_wrt = True
+register_fast_path(DPOLoss, _dpo_fast_path)

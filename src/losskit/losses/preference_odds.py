@@ -31,10 +31,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from ..core.dispatch import register_fast_path
+from ..core.formula import Formula, exp, expm1, log, log1p, maximum, where
 from ..core.loss import Loss, Terms, register
-from ..core.primitives import _sigmoid, _softplus
 from ..core.validation import (check_floating, check_in_range, check_numeric, check_scalar,
                                check_two_values, same_shape)
+from ..kernels import pointwise
 from .metric_learning import _other_input
 
 __all__ = ["simpo_loss", "cpo_loss", "orpo_loss", "kto_loss"]
@@ -65,27 +69,82 @@ def _rejected(ctx, chosen, rejected):
     return _other_input(ctx, rejected, "rejected_logps", "chosen_logps", chosen.shape)
 
 
-def _smoothed_logistic(ctx, z, ls: float, need_grad: bool):
-    r"""``(1 - ls) softplus(-z) + ls softplus(z)`` and its derivative in ``z``,
-    ``ls sigmoid(z) - (1 - ls) sigmoid(-z)`` (each part stable for any ``z``)."""
-    xp = ctx.xp
-    value = _softplus(xp, -z) if ls == 0.0 else (
-        (1.0 - ls) * _softplus(xp, -z) + ls * _softplus(xp, z))
-    if ls == 1.0:
-        value = _softplus(xp, z)
-    if not need_grad:
-        return value, None
-    dz = ls * _sigmoid(xp, z) - (1.0 - ls) * _sigmoid(xp, -z)
-    return value, dz
+# ---------------------------------------------------------------------------- the math
+# Each loss's elementwise math, stated once as a Formula (losskit.core.formula): the
+# generic path evaluates it on any array library, the fused NumPy kernel
+# (losskit.kernels.pointwise) compiles it; each returns the value and the gradients with
+# respect to the two policy log-probabilities (KTO: the one).
+def _paired_logistic(chosen_logps, rejected_logps, beta, gamma, label_smoothing):
+    """SimPO's and CPO's term: the smoothed logistic loss of z = beta (c - r) - gamma,
+    ``(1 - ls) softplus(-z) + ls softplus(z)``, and its gradients ``+-beta dl/dz``,
+    ``dl/dz = ls sigma(z) - (1 - ls) sigma(-z)`` (each part stable for any z)."""
+    z = beta * (chosen_logps - rejected_logps) - gamma
+    e = exp(-abs(z))
+    l1p = log1p(e)
+    inv = 1.0 / (1.0 + e)
+    up = z >= 0
+    sig_neg = where(up, e * inv, inv)  # sigma(-z)
+    if label_smoothing == 0.0:
+        value = maximum(-z, 0.0) + l1p  # softplus(-z)
+        dz = -sig_neg
+    else:
+        sp_pos = maximum(z, 0.0) + l1p  # softplus(z)
+        value = sp_pos if label_smoothing == 1.0 else (
+            (1.0 - label_smoothing) * (maximum(-z, 0.0) + l1p) + label_smoothing * sp_pos)
+        dz = label_smoothing * where(up, inv, e * inv) - (1.0 - label_smoothing) * sig_neg
+    g = beta * dz
+    return value, g, 0.0 - g
 
 
-def _log1mexp(xp, x):
-    r""":math:`\log(1 - e^x)` for :math:`x \le 0`: ``log(-expm1(x))`` near 0 (where
-    ``1 - exp(x)`` cancels), ``log1p(-exp(x))`` below :math:`-\ln 2`; ``-inf`` at 0."""
-    near = x > -_LN2
-    a = xp.where(near, x, xp.full_like(x, -1.0))
-    b = xp.where(near, xp.full_like(x, -1.0), x)
-    return xp.where(near, xp.log(-xp.expm1(a)), xp.log1p(-xp.exp(b)))
+def _orpo(chosen_logps, rejected_logps, beta):
+    """ORPO's term and its two gradients (see :class:`ORPOLoss`'s notes)."""
+    c, r = chosen_logps, rejected_logps
+    # log(1 - e^x) as log(-expm1(x)): full precision near x = 0, where log1p(-exp(x))
+    # loses every digit; far below 0 its absolute error (under an ulp of 1) stays below
+    # the rounding of x - log(1 - e^x) itself (|x| > ln 2 there), and it needs no branch
+    lc = log(-expm1(c))
+    lr = log(-expm1(r))
+    big = (c - lc) - (r - lr)  # the log odds ratio L
+    e = exp(-abs(big))  # shared by -log sigma(L) and sigma(-L)
+    sp = maximum(-big, 0.0) + log1p(e)  # -log sigma(L)
+    pos = big > 0
+    s = where(pos, e, 1.0) / (1.0 + e)  # sigma(-L)
+    # dL/dc = 1 / (1 - e^c), dL/dr = -1 / (1 - e^r). Where L > 0 the chosen term is taken
+    # in log space, sigma(-L) / (1 - e^c) = exp((r - l_r) - c - sp): finite at c = 0,
+    # where sigma(-L) underflows as 1 / (1 - e^c) overflows; the rejected term cannot
+    # meet that (r -> 0 sends L to -inf)
+    gc = -beta * where(pos, exp((r - lr) - c - sp), s / (0.0 - expm1(c)))
+    gr = (beta * s) / (0.0 - expm1(r))
+    return beta * sp, gc, gr
+
+
+def _orpo_ok(chosen_logps, rejected_logps, beta):
+    """Log-probabilities at most 0."""
+    return (chosen_logps <= 0.0) & (rejected_logps <= 0.0)
+
+
+def _kto(logps, desirable, ref_logps, beta, kl):
+    """KTO's term sigma(-u), u = +-beta (rho - kl), and its gradient -+beta sigma(u)
+    sigma(-u) (``desirable``: true/nonzero for a desirable sequence)."""
+    u0 = beta * ((logps - ref_logps) - kl)
+    u = where(desirable, u0, -u0)
+    e = exp(-abs(u))
+    inv = 1.0 / (1.0 + e)
+    up = u >= 0
+    value = where(up, e * inv, inv)  # sigma(-u)
+    g = (beta * where(up, inv, e * inv)) * value  # beta sigma(u) sigma(-u)
+    return value, where(desirable, -g, g)
+
+
+def _zero_or_one(logps, desirable, ref_logps, beta, kl):
+    return (desirable == 0.0) | (desirable == 1.0)
+
+
+PAIRED_LOGISTIC = Formula(_paired_logistic)
+ORPO = Formula(_orpo)
+ORPO_OK = Formula(_orpo_ok)
+KTO = Formula(_kto)
+KTO_OK = Formula(_zero_or_one)
 
 
 _PAIRED_PARAMETERS = """\
@@ -100,12 +159,10 @@ def _margin_terms(ctx, chosen, rejected, beta, margin, smoothing, need_grad):
     \\gamma` (``margin`` :math:`\\gamma`), its gradient :math:`\\pm\\beta\\,
     \\partial\\ell/\\partial z` for the chosen and the rejected log-probabilities."""
     r = _rejected(ctx, chosen, rejected)
-    z = beta * (chosen - r) - margin if margin else beta * (chosen - r)
-    value, dz = _smoothed_logistic(ctx, z, smoothing, need_grad)
+    value, gc, gr = PAIRED_LOGISTIC(ctx.xp, chosen, r, beta, margin, smoothing)
     if not need_grad:
         return Terms(value, None)
-    gc = beta * dz
-    return Terms(value, gc, grads={"rejected_logps": 0.0 - gc})
+    return Terms(value, gc, grads={"rejected_logps": gr})
 
 
 class _Paired(Loss):
@@ -308,9 +365,10 @@ class ORPOLoss(_Paired):
 
     with :math:`c, r \le 0` the log-probabilities of the chosen and the rejected sequence
     and :math:`\operatorname{odds}(y) = p / (1 - p)`. :math:`\log(1 - e^x)` is computed
-    as ``log(-expm1(x))`` for :math:`x > -\ln 2` and ``log1p(-exp(x))`` below, so it keeps
-    full precision for log-probabilities near 0 (probabilities near 1), where ``log1p(
-    -exp(x))`` loses every digit. ORPO's full objective adds the NLL of the chosen
+    as ``log(-expm1(x))``, so it keeps full precision for log-probabilities near 0
+    (probabilities near 1), where ``log1p(-exp(x))`` loses every digit; far below 0 its
+    absolute error, under one ulp of 1, is smaller than the rounding of
+    :math:`x - \log(1 - e^x)` itself. ORPO's full objective adds the NLL of the chosen
     sequence (weighted 1, with :math:`\beta` on this term), which is not part of this loss.
 
     Parameters
@@ -395,21 +453,9 @@ class ORPOLoss(_Paired):
         hint = "log-probabilities are at most 0"
         check_in_range(xp, "chosen_logps", c, -math.inf, 0.0, hint=hint)
         check_in_range(xp, "rejected_logps", r, -math.inf, 0.0, hint=hint)
-        lc, lr = _log1mexp(xp, c), _log1mexp(xp, r)
-        big = (c - lc) - (r - lr)  # the log odds ratio L
-        e = xp.exp(-xp.abs(big))  # shared by -log sigma(L) and sigma(-L)
-        sp = xp.maximum(-big, xp.zeros_like(big)) + xp.log1p(e)  # -log sigma(L)
-        value = b * sp
+        value, gc, gr = ORPO(xp, c, r, b)
         if not need_grad:
             return Terms(value, None)
-        pos = big > 0
-        s = xp.where(pos, e, xp.ones_like(e)) / (1.0 + e)  # sigma(-L)
-        # dL/dc = 1 / (1 - e^c), dL/dr = -1 / (1 - e^r). Where L > 0 the chosen term is taken
-        # in log space, sigma(-L) / (1 - e^c) = exp((r - l_r) - c - sp): finite at c = 0,
-        # where sigma(-L) underflows as 1 / (1 - e^c) overflows; the rejected term cannot
-        # meet that (r -> 0 sends L to -inf)
-        gc = -b * xp.where(pos, xp.exp((r - lr) - c - sp), s / (0.0 - xp.expm1(c)))
-        gr = (b * s) / (0.0 - xp.expm1(r))
         return Terms(value, gc, grads={"rejected_logps": gr})
 
 
@@ -524,23 +570,62 @@ class KTOLoss(Loss):
             check_two_values(xp, "desirable", d, (1.0, 0.0), loss=ctx.loss,
                              meaning="True/False (1/0) per sequence")
             d = d == 1
-        rho = logps
+        ref = 0.0
         if ref_logps is not None:
             ref = ctx.asarray(ref_logps, "ref_logps")
             check_floating(xp, "ref_logps", ref, loss=ctx.loss)
             if not same_shape(ref.shape, logps.shape):
                 raise ValueError(f"`ref_logps` of {ctx.loss} must have the shape of `logps` "
                                  f"{tuple(logps.shape)}; got {tuple(ref.shape)}")
-            rho = logps - (ref if ref.dtype == ctx.work else xp.astype(ref, ctx.work))
-        m = xp.where(d, xp.ones_like(logps), -xp.ones_like(logps))
-        u = b * m * (rho - z0)
-        value = _sigmoid(xp, -u)
+            ref = ref if ref.dtype == ctx.work else xp.astype(ref, ctx.work)
+        value, g = KTO(xp, logps, d, ref, b, z0)
         if not need_grad:
             return Terms(value, None)
-        return Terms(value, -b * m * _sigmoid(xp, u) * value)
+        return Terms(value, g)
 
 
 simpo_loss = register(SimPOLoss())
 cpo_loss = register(CPOLoss())
 orpo_loss = register(ORPOLoss())
 kto_loss = register(KTOLoss())
+
+
+# the fused NumPy kernels (losskit.kernels.pointwise): the formulas above, value and both
+# gradients from one pass, for arrays of one shape and dtype; anything else (a reference
+# that is not floating, another dtype, sample weights) runs the generic path
+_POSITIVE = pointwise.number(0.0, lo_open=True)
+_UNIT = pointwise.number(0.0, 1.0)
+_PAIRED_FAST = pointwise.fast_path(
+    PAIRED_LOGISTIC, {"beta": _POSITIVE, "gamma": pointwise.number(),
+                      "label_smoothing": _UNIT},
+    grads=("rejected_logps",), exact_dtype=("rejected_logps",))
+_ORPO_FAST = pointwise.fast_path(ORPO, {"beta": _POSITIVE}, check=ORPO_OK,
+                                 grads=("rejected_logps",), exact_dtype=("rejected_logps",))
+_KTO_FAST = pointwise.fast_path(
+    KTO, {"beta": _POSITIVE, "kl": lambda v: 0.0 if v is None else pointwise.number()(v)},
+    check=KTO_OK, inputs=("ref_logps",))
+
+
+def _cpo_fast_path(loss, arrays, reduction, sample_weight, opts, want, out, wrt=None):
+    """CPO: SimPO's kernel with no margin."""
+    return _PAIRED_FAST(loss, arrays, reduction, sample_weight, dict(opts, gamma=0.0), want,
+                        out, wrt)
+
+
+def _kto_fast_path(loss, arrays, reduction, sample_weight, opts, want, out):
+    """KTO: a floating reference (zeros when left out), like the generic path's check."""
+    logps, desirable, ref = arrays
+    if type(logps) is not np.ndarray:
+        return NotImplemented
+    if ref is None:
+        ref = np.zeros_like(logps)
+    elif type(ref) is not np.ndarray or ref.dtype.kind != "f":
+        return NotImplemented
+    return _KTO_FAST(loss, (logps, desirable, ref), reduction, sample_weight, opts, want, out)
+
+
+_cpo_fast_path.takes_wrt = True
+register_fast_path(SimPOLoss, _PAIRED_FAST)
+register_fast_path(CPOLoss, _cpo_fast_path)
+register_fast_path(ORPOLoss, _ORPO_FAST)
+register_fast_path(KTOLoss, _kto_fast_path)
