@@ -1,4 +1,16 @@
-r"""Numba kernel of the elementwise step of ``linear_generalized_jsd`` on NumPy blocks.
+r"""Numba kernels of the token-level distillation losses, one row (token) at a time.
+
+:func:`tvd_block_parallel` / :func:`tvd_block_serial`: ``tvd_loss`` per row,
+:math:`D = \tfrac12 \sum |P - Q|` and, with ``want_grad``, the gradient row
+:math:`f \cdot \tfrac12 P (\sigma - \sum \sigma P)`, :math:`\sigma = \operatorname{sign}
+(P - Q)` (see :class:`losskit.losses.distillation.TVDLoss`), written into ``g``;
+:func:`jsd_copy_block_parallel` / :func:`jsd_copy_block_serial`: ``generalized_jsd`` per
+row, the row kernel below without biases or hard loss. Both read the logits and work on
+copies of each row (per-thread scratch rows: no block-sized temporaries). A row whose
+maximum is NaN or infinite gets a NaN value, as below.
+
+The elementwise step of ``linear_generalized_jsd`` (and of ``generalized_jsd``) on NumPy
+blocks:
 
 :func:`jsd_block_parallel` / :func:`jsd_block_serial` take a block of the student's and
 the teacher's logits, ``zs`` and ``zt`` (k, V), and the heads' biases, and do per row what
@@ -41,7 +53,9 @@ from numba.core.errors import NumbaError
 
 from .numba_kernels import _JIT, _builds, _exp_neg, _like, _log_unit, _max_nan, _sum
 
-__all__ = ["jsd_block_parallel", "jsd_block_serial", "NumbaError", "ROWS"]
+__all__ = ["jsd_block_parallel", "jsd_block_serial", "tvd_block_parallel",
+           "tvd_block_serial", "jsd_copy_block_parallel", "jsd_copy_block_serial",
+           "NumbaError", "ROWS"]
 
 #: rows per group of the ``prange`` (each group allocates its own scratch rows)
 ROWS = 4
@@ -173,3 +187,101 @@ def _jsd_block(zs, zt, bs, bt, y, rf, want_grad, beta, temp, w_hard, w_soft, val
 
 
 jsd_block_parallel, jsd_block_serial = _builds(_jsd_block)
+
+
+@njit(**_JIT)
+def _tvd_row(zs, zt, f, want_grad, E, F):
+    """One row of ``tvd_loss`` (see the module); ``E``, ``F`` are scratch rows."""
+    v = zs.shape[0]
+    ms, nan_s = _max_nan(zs, v)
+    mt, nan_t = _max_nan(zt, v)
+    if nan_s or nan_t or not math.isfinite(ms) or not math.isfinite(mt):
+        return math.nan
+    for j in range(v):
+        E[j] = _exp_neg(zs[j] - ms)
+        F[j] = _exp_neg(zt[j] - mt)
+    inv_s = _like(ms, 1.0 / _sum(E, v))
+    inv_q = _like(ms, 1.0 / _sum(F, v))
+    zero = _like(ms, 0.0)
+    for j in range(v):  # P and Q rounded first: no fused multiply-add in P - Q, which
+        E[j] *= inv_s  # is then exactly 0 where the two rows agree
+        F[j] *= inv_q
+    for j in range(v):
+        p = E[j]
+        d = p - F[j]
+        F[j] = abs(d)
+        zt[j] = p if d > zero else (-p if d < zero else zero)  # P sign(P - Q)
+    value = 0.5 * _sum(F, v)
+    if want_grad:
+        c = _like(ms, _sum(zt, v))
+        h = _like(ms, 0.5 * f)
+        for j in range(v):
+            zs[j] = h * (zt[j] - E[j] * c)
+    return value
+
+
+@njit(**_JIT)
+def _tvd_rows(zs, zt, g, rf, want_grad, values, lo, hi):
+    v = zs.shape[1]
+    S = np.empty(v if not want_grad else 1, dtype=zs.dtype)
+    T = np.empty(v, dtype=zs.dtype)
+    E = np.empty(v, dtype=zs.dtype)
+    F = np.empty(v, dtype=zs.dtype)
+    for i in range(lo, hi):
+        row = g[i] if want_grad else S
+        for j in range(v):
+            row[j] = zs[i, j]
+            T[j] = zt[i, j]
+        f = float(rf[i]) if want_grad else 0.0
+        values[i] = _tvd_row(row, T, f, want_grad, E, F)
+
+
+def _tvd_block(zs, zt, g, rf, want_grad, values):
+    """Student and teacher logits zs, zt (n, V) (C order, one dtype; read only), row
+    factors rf (n,): per-row values into ``values`` (n,) and, with ``want_grad``, the
+    gradient times the row factor into g (n, V). Returns True."""
+    n = zs.shape[0]
+    groups = (n + ROWS - 1) // ROWS
+    for b in prange(groups):
+        lo = b * ROWS
+        hi = min(lo + ROWS, n)
+        _tvd_rows(zs, zt, g, rf, want_grad, values, lo, hi)
+    return True
+
+
+@njit(**_JIT)
+def _jsd_copy_rows(zs, zt, g, rf, want_grad, beta, temp, values, lo, hi):
+    """:func:`_jsd_row` (no biases, no hard loss) on copies of rows lo:hi: the student's
+    row copied into g (or a scratch row), the teacher's into a scratch row."""
+    v = zs.shape[1]
+    S = np.empty(v if not want_grad else 1, dtype=zs.dtype)
+    T = np.empty(v, dtype=zs.dtype)
+    E = np.empty(v, dtype=zs.dtype)
+    F = np.empty(v, dtype=zs.dtype)
+    H = np.empty(1, dtype=zs.dtype)
+    none = np.empty(0, dtype=zs.dtype)
+    for i in range(lo, hi):
+        row = g[i] if want_grad else S
+        for j in range(v):
+            row[j] = zs[i, j]
+            T[j] = zt[i, j]
+        f = float(rf[i]) if want_grad else 0.0
+        values[i] = _jsd_row(row, T, none, none, 0, f, want_grad, beta, temp, 0.0, 1.0, E,
+                             F, H)
+
+
+def _jsd_copy_block(zs, zt, g, rf, want_grad, beta, temp, values):
+    """``generalized_jsd`` per row of zs, zt (n, V) (C order, one dtype; read only): the
+    values into ``values`` (n,) and, with ``want_grad``, the gradient times the row
+    factor rf (n,) into g (n, V). Returns True."""
+    n = zs.shape[0]
+    groups = (n + ROWS - 1) // ROWS
+    for b in prange(groups):
+        lo = b * ROWS
+        hi = min(lo + ROWS, n)
+        _jsd_copy_rows(zs, zt, g, rf, want_grad, beta, temp, values, lo, hi)
+    return True
+
+
+tvd_block_parallel, tvd_block_serial = _builds(_tvd_block)
+jsd_copy_block_parallel, jsd_copy_block_serial = _builds(_jsd_copy_block)

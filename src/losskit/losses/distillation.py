@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import math
 
+from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _log_softmax
 from ..core.validation import check_integer, check_labels, check_same_shape, check_scalar
+from ..kernels import distillation as _fused
 
 __all__ = ["generalized_jsd", "tvd_loss"]
 
@@ -297,3 +299,9 @@ class TVDLoss(_TokenDistillation):
 
 generalized_jsd = register(GeneralizedJSD())
 tvd_loss = register(TVDLoss())
+
+# the fused NumPy kernels (losskit.kernels.distillation): numba row kernels over the
+# tokens, the exact generic formulas for rows with non-finite logits (the fused JSD of
+# identical student and teacher rows is 0 up to rounding, the generic one exactly 0)
+register_fast_path(GeneralizedJSD, _fused.generalized_jsd)
+register_fast_path(TVDLoss, _fused.tvd_loss)
