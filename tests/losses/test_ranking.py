@@ -448,8 +448,8 @@ def test_fast_and_generic_paths_agree(data):
 @pytest.mark.parametrize("loss", LOSSES, ids=IDS)
 def test_the_fused_kernel_answers_and_equals_the_generic_path(loss, dtype, numba_on,
                                                               monkeypatch):
-    """The pair losses' sums and the ranking softmax run in numba sweeps where numba is
-    on, the NumPy blocks otherwise; ListMLE always in NumPy."""
+    """Every list loss runs in numba sweeps where numba is on, the NumPy blocks
+    otherwise."""
     from engines import check, fused
     from losskit.kernels import fast_paths
 
@@ -457,14 +457,22 @@ def test_the_fused_kernel_answers_and_equals_the_generic_path(loss, dtype, numba
         pytest.importorskip("numba")
     monkeypatch.setattr(fast_paths, "USE_NUMBA", numba_on)
     monkeypatch.setattr(dispatch, "ENABLED", True)
-    engine = "numba" if numba_on and loss.name in ("pairwise_logistic_loss",
-                                                   "lambdarank_loss",
-                                                   "ranking_softmax_loss") else "numpy"
+    engine = "numba" if numba_on else "numpy"
     s, y, where = _padded(np.random.default_rng(11), n=5, length=40)
     s, y = np.where(where, s, 0.0).astype(dtype), np.where(where, y, 0.0)
     for kw in ({}, {"where": where}):
         for reduction in REDUCTIONS:
             check(loss, (s, y), engine, dtype, reduction=reduction, **kw)
+        # labels of other dtypes (read as they are by the numba kernels), and weights
+        check(loss, (s, np.round(y).astype(np.int8)), engine, dtype, **kw)
+        check(loss, (s, y > 1), engine, dtype, **kw)
+        # non-integer labels (ListMLE: a merge sort instead of counting), a wide grade range
+        check(loss, (s, y * 0.37), engine, dtype, **kw)
+        if loss.name == "listmle_loss":  # (LambdaRank's gains 2^y - 1 overflow float32)
+            check(loss, (s, np.round(y * 97.0)), engine, dtype, **kw)
+        if loss.name == "ranking_softmax_loss":
+            w = np.random.default_rng(3).uniform(0, 2, s.shape).astype(np.float32)
+            check(loss, (s, y), engine, dtype, weights=w, reduction="sum", **kw)
         # out= receives the gradient
         out = np.empty_like(s)
         v, g = fused(loss, s, y, engine=engine, out=out, **kw)
@@ -478,6 +486,26 @@ def test_the_fused_kernel_answers_and_equals_the_generic_path(loss, dtype, numba
     s_nan = s.copy()
     s_nan[0, 0] = np.nan
     fused(loss, s_nan, y, engine=engine, answered=False, where=where)
+
+
+@pytest.mark.parametrize("numba_on", [True, False], ids=["numba", "no-numba"])
+def test_listmle_scores_far_apart(numba_on, monkeypatch):
+    """Scores more than ~690 apart underflow the shifted suffix sums: the numba kernel
+    then takes the exact logaddexp chain; equal to the generic path either way."""
+    from engines import check
+    from losskit.kernels import fast_paths
+
+    if numba_on:
+        pytest.importorskip("numba")
+    monkeypatch.setattr(fast_paths, "USE_NUMBA", numba_on)
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    rng = np.random.default_rng(5)
+    s = rng.normal(size=(6, 12)) * 500.0
+    s[0, :3] = [900.0, -900.0, 0.0]
+    y = rng.integers(0, 4, size=(6, 12)).astype(np.float64)
+    for reduction in REDUCTIONS:
+        check(lk.listmle_loss, (s, y), "numba" if numba_on else "numpy", np.float64,
+              reduction=reduction)
 
 
 def test_metadata():

@@ -24,9 +24,11 @@ Not covered (``NotImplemented``; the generic path answers, with its own errors):
 ``sample_weight``, a non-finite score on a valid item, and anything invalid (labels or
 weights that are NaN, infinite or negative where that is an error, shapes or dtypes
 that differ). Engine: where numba is on, the pair sums of ``pairwise_logistic_loss`` and
-``lambdarank_loss`` run in one numba sweep over the pairs and ``ranking_softmax_loss`` in
-one sweep per list (:mod:`losskit.kernels.ranking_numba`, lists in parallel, no
-``B x L x L`` arrays); ``listmle_loss`` and lambdarank's sorts are NumPy.
+``lambdarank_loss`` run in one numba sweep over the pairs (lambdarank's sorts are NumPy),
+and ``ranking_softmax_loss`` and ``listmle_loss`` in one sweep per list that takes the
+arrays as they are, checks them and writes the scaled gradient (:func:`_direct`;
+:mod:`losskit.kernels.ranking_numba`, lists in parallel, no ``B x L x L`` arrays, no
+float64 copies).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def _numba_pairs(s, y, v, need_grad, gain=None, disc=None, inv=None):
     values = np.empty(n, dtype=np.float64)
     g = np.empty((n, length), dtype=np.float64) if need_grad else _EMPTY2
     lam = gain is not None
-    nb.pair_logistic(s, np.ascontiguousarray(y), _EMPTY_BOOL2 if v is None else
+    _build(nb, "pair_logistic", n * length * length)(s, np.ascontiguousarray(y), _EMPTY_BOOL2 if v is None else
                      np.ascontiguousarray(v), v is not None, gain if lam else _EMPTY2,
                      disc if lam else _EMPTY2, inv if lam else _EMPTY1, lam, need_grad,
                      values, g)
@@ -144,16 +146,6 @@ def _lambdarank_block(s, y, v, extra, need_grad):
 
 
 def _softmax_block(s, y, v, weights, need_grad):
-    nb = _fp.family_numba("ranking_numba")
-    if nb is not None:
-        n, length = s.shape
-        values = np.empty(n, dtype=np.float64)
-        g = np.empty((n, length), dtype=np.float64) if need_grad else _EMPTY2
-        nb.softmax_lists(s, np.ascontiguousarray(y), _EMPTY_BOOL2 if v is None else
-                         np.ascontiguousarray(v), v is not None,
-                         _EMPTY2 if weights is None else np.ascontiguousarray(weights),
-                         weights is not None, need_grad, values, g)
-        return values, (g if need_grad else None)
     if weights is not None:
         y = y * weights
     masked = s if v is None else np.where(v, s, -np.inf)
@@ -198,7 +190,7 @@ def _listmle_block(s, y, v, extra, need_grad):
 
 
 def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, pairwise,
-         nonnegative, weights=None):
+         nonnegative, weights=None, direct=None):
     if sample_weight is not None or len(arrays) != 2:
         return NotImplemented
     s, labels = arrays
@@ -215,6 +207,11 @@ def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, p
                               or where.shape != s.shape):
         return NotImplemented
     length = s.shape[-1]
+    if direct is not None:
+        nb = _fp.family_numba("ranking_numba")
+        if nb is not None:
+            return _direct(loss, nb, direct, s, labels, where, weights, reduction, want,
+                           out, arrays)
     s2 = s.reshape(-1, length).astype(np.float64)
     v2 = None if where is None else where.reshape(-1, length)
     if v2 is not None and v2.all():
@@ -245,8 +242,8 @@ def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, p
     values = np.empty(n, dtype=np.float64)
     # the numba sweeps keep no (lists, L, L) arrays and run the lists in parallel: one
     # call for all of them (each launch of the parallel loop costs tens of microseconds)
-    engine = "numba" if (pairwise or block_fn is _softmax_block) \
-        and _fp.family_numba("ranking_numba") is not None else "numpy"
+    engine = "numba" if pairwise and _fp.family_numba("ranking_numba") is not None \
+        else "numpy"
     rows = n if engine == "numba" else max(1, (PAIR_BLOCK // (length * length)) if pairwise
                                            else ITEM_BLOCK // length)
     for r0 in range(0, n, rows):
@@ -264,6 +261,52 @@ def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, p
     return _result(want, reduction, dt, total, values.reshape(s.shape[:-1]), scale, g, copy_to)
 
 
+def _build(nb, name, size):
+    """The parallel or the serial build of kernel ``name`` for ``size`` elements."""
+    return getattr(nb, f"{name}_parallel" if size >= _fp.PARALLEL_MIN else f"{name}_serial")
+
+
+def _direct(loss, nb, name, s, labels, where, weights, reduction, want, out, arrays):
+    """The numba list kernels that take the arrays as they are (``softmax_lists``,
+    ``listmle_lists``): no float64 copies; the kernel checks the valid items (an invalid
+    one: NotImplemented, the generic path raises) and writes the scaled gradient."""
+    shape, length = s.shape, s.shape[-1]
+    for x in (labels, weights):
+        if x is not None and (type(x) is not np.ndarray or x.shape != shape
+                              or x.dtype.kind not in "biuf"):
+            return NotImplemented
+    s2 = s.reshape(-1, length)
+    n = s2.shape[0]
+    # (bool read as uint8: numba converts no bool to a float)
+    y2 = np.ascontiguousarray(labels).reshape(n, length)
+    if y2.dtype.kind == "b":
+        y2 = y2.view(np.uint8)
+    v2 = None if where is None else np.ascontiguousarray(where).reshape(n, length)
+    count = n if v2 is None else int(np.count_nonzero(v2.any(axis=1)))
+    scale = _scale(reduction, count, shape[0] if s.ndim > 1 else 1)
+    need_grad = want != "value"
+    g, copy_to = _gradient_target(need_grad, out, s, arrays)
+    g2 = g.reshape(n, length) if need_grad else _fp._DUMMY2[s.dtype.char]
+    values = np.empty(n, dtype=np.float64)
+    head = (s2, y2, _EMPTY_BOOL2 if v2 is None else v2, v2 is not None)
+    kernel = _build(nb, name, s.size)
+    if name == "softmax_lists":
+        w2 = None if weights is None else np.ascontiguousarray(weights).reshape(n, length)
+        if w2 is not None and w2.dtype.kind == "b":
+            w2 = w2.view(np.uint8)
+        if v2 is None and w2 is None:  # the common call: a build without the selects
+            kernel, head = _build(nb, "softmax_lists_plain", s.size), (s2, y2)
+        else:
+            head += (_EMPTY2 if w2 is None else w2, w2 is not None)
+    bad = _fp._kernel(_fp._nb(), kernel, *head, need_grad, 1.0 if scale is None else scale,
+                      values, g2)
+    if bad is None or bad:
+        return NotImplemented  # numba cannot compile it here, or the generic path raises
+    STATS[loss.name, "numba"] += 1
+    return _result(want, reduction, s.dtype, float(values.sum()), values.reshape(shape[:-1]),
+                   scale, g, copy_to)
+
+
 def pairwise_logistic_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     return _run(loss, arrays, reduction, sample_weight, opts, want, out, _ranknet_block,
                 pairwise=True, nonnegative=False)
@@ -276,9 +319,10 @@ def lambdarank_loss(loss, arrays, reduction, sample_weight, opts, want, out):
 
 def ranking_softmax_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     return _run(loss, arrays, reduction, sample_weight, opts, want, out, _softmax_block,
-                pairwise=False, nonnegative=True, weights=opts.get("weights"))
+                pairwise=False, nonnegative=True, weights=opts.get("weights"),
+                direct="softmax_lists")
 
 
 def listmle_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     return _run(loss, arrays, reduction, sample_weight, opts, want, out, _listmle_block,
-                pairwise=False, nonnegative=False)
+                pairwise=False, nonnegative=False, direct="listmle_lists")
