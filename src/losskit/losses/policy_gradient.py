@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 
+from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, register
 from ..core.validation import (check_choice, check_in_range, check_int, check_numeric,
                                check_same_shape, check_scalar)
+from ..kernels import policy_gradient as _fused
 
 __all__ = ["grpo_loss"]
 
@@ -323,3 +325,7 @@ class GRPOLoss(Loss):
 
 
 grpo_loss = register(GRPOLoss())
+
+# the fused NumPy kernel (losskit.kernels.policy_gradient): one numba sweep over the
+# sequences, every variant and importance sampling
+register_fast_path(GRPOLoss, _fused.grpo_loss)
