@@ -411,3 +411,70 @@ def test_memory_of_one_call(mask_dtype):
         close(g, exp.astype(np.float32), np.float32)
         assert peak <= (0 if kw else p.nbytes) + (64 << 10), peak
     assert g is out
+
+
+# --------------------------------------------------------------------------- other indexes
+# focal Tversky (the loss (1 - R)^gamma of a ratio), the generalised Dice (one index over
+# the inverse-volume weighted class sums) and MCC (the Matthews correlation of the sums)
+KINDS = {
+    "focal_tversky_loss": [{}, {"gamma": 1.0}, {"gamma": 2.5, "alpha": 0.5, "beta": 0.5,
+                                                "smooth": 0.0}],
+    "generalized_dice_loss": [{}, {"weight_type": "simple", "smooth": 0.0},
+                              {"weight_type": "uniform", "smooth": 1.0}],
+    "mcc_loss": [{}, {"eps": 0.0}],
+}
+
+
+def _modes(loss):
+    return ("per_class", "global") if "mode" in loss.option_defaults() else (None,)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act,target", [(False, "mask"), (False, "soft"),
+                                        ("sigmoid", "mask"), ("softmax", "labels")])
+@pytest.mark.parametrize("name", list(KINDS))
+def test_other_indexes_equal_generic(name, act, target, dtype):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(10)
+    z, t = inputs((3, 4, 5, 7), dtype, rng, act, target)
+    if target == "labels":
+        t[2][t[2] == 1] = 0  # a class absent from a sample (its weight, an empty group)
+    for opts in KINDS[name]:
+        for mode in _modes(loss):
+            kw = dict(opts, from_logits=act, **({} if mode is None else {"mode": mode}))
+            for reduction in REDUCTIONS:
+                close(fast(loss, z, t, reduction=reduction, **kw),
+                      generic(loss, z, t, reduction=reduction, **kw), dtype)
+            close(fast(loss, z, t, want="value", **kw),
+                  generic(loss, z, t, want="value", **kw), dtype)
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_other_indexes_ignore_index_empty_masks_and_parallel_sizes(name):
+    loss = getattr(lk, name)
+    rng = np.random.default_rng(11)
+    z, t = inputs((3, 4, 6, 5), np.float64, rng, "softmax", "labels")
+    t[0, :2] = 255
+    t[1] = 255  # a whole sample ignored
+    kw = dict(from_logits="softmax", ignore_index=255, reduction="none")
+    # MCC's true negatives need the count of kept positions: the generic path's
+    close(fast(loss, z, t, answered=name != "mcc_loss", **kw), generic(loss, z, t, **kw),
+          np.float64)
+    p = np.zeros((2, 3, 4, 4))
+    m = np.zeros((2, 3, 4, 4))
+    p[1, 0] = 0.5
+    m[1, 1] = 1.0  # empty masks and empty predictions
+    for mode in _modes(loss):
+        kw = {} if mode is None else {"mode": mode}
+        close(fast(loss, p, m, reduction="none", **kw),
+              generic(loss, p, m, reduction="none", **kw), np.float64)
+    z, t = inputs((3, 4, 90, 130), np.float32, rng, "sigmoid", "mask")
+    close(fast(loss, z, t, from_logits="sigmoid"), generic(loss, z, t, from_logits="sigmoid"),
+          np.float32)
+    z, t = inputs((4, 6, 5), np.float64, rng, False, "mask")
+    if name != "generalized_dice_loss":  # (no class axis: the generic path's)
+        close(fast(loss, z, t, axis=None), generic(loss, z, t, axis=None), np.float64)
+    out = np.empty_like(z)
+    v, g = fast(loss, z, t, out=out)
+    assert g is out
+    close(g, generic(loss, z, t)[1], np.float64)

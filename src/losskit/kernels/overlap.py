@@ -1,6 +1,7 @@
 r"""Fused fast paths of the overlap family (:mod:`losskit.losses.overlap`).
 
-``dice_loss``, ``tversky_loss`` and ``jaccard_loss`` share one numba driver
+``dice_loss``, ``tversky_loss``, ``jaccard_loss``, ``focal_tversky_loss``,
+``generalized_dice_loss`` and ``mcc_loss`` share one numba driver
 (:func:`losskit.kernels.overlap_numba._overlap`): per sample, the sums of :math:`p t`,
 :math:`p` and :math:`t` (squares with ``squared``) per class with the activation fused,
 the per-group index and, when the gradient is wanted, the gradient (the activation's
@@ -14,7 +15,13 @@ loss              k      (c_I, c_P, c_T)          (u, v, w)
 dice              2      (0, 1, 1)                (1, 0, 0); squared (0, 0, 2)
 tversky           1      (1 - a - b, a, b)        (a, 1 - a - b, 0)
 jaccard           1      (-1, 1, 1)               (1, -1, 0); squared (0, -1, 2)
+focal tversky     as tversky; the loss of a group is :math:`(1 - R)^\gamma`
 ================  =====  ======================  ==================================
+
+The generalised Dice (one index per sample over the class sums weighted by the inverse
+volume, per-class gradient coefficients) and the MCC (the Matthews correlation of each
+group from the same three sums and the group's number of positions; not with
+``ignore_index``) are two other kinds of index of the same driver's step 2.
 
 Covered: every option (``mode``, ``from_logits`` none/sigmoid/softmax, ``squared``,
 ``smooth``, ``alpha``/``beta``, ``ignore_index`` with integer labels, empty masks) for
@@ -45,7 +52,8 @@ from . import fast_paths as _fp
 from .fast_paths import PARALLEL_MIN, STATS, _float_prediction, _gradient_target, _kernel, \
     _out_ok, _result, _scale
 
-__all__ = ["dice_loss", "tversky_loss", "jaccard_loss"]
+__all__ = ["dice_loss", "tversky_loss", "jaccard_loss", "focal_tversky_loss",
+           "generalized_dice_loss", "mcc_loss"]
 
 _INTP = np.dtype(np.intp)
 _MASK_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.bool_),
@@ -73,13 +81,13 @@ def _contiguous(a):
 
 
 def _overlap(loss, arrays, reduction, sample_weight, opts, want, out, k, c_i, c_p, c_t,
-             u, v, w, smooth, squared):
+             u, v, w, smooth, squared, kind=0, gamma=0.0, wtype=0):
     z, target = arrays
     if (sample_weight is not None or type(z) is not np.ndarray or z.ndim == 0
             or type(target) is not np.ndarray):
         return NotImplemented
-    mode, axis, act, ignore = (opts["mode"], opts["axis"], opts["from_logits"],
-                               opts["ignore_index"])
+    mode, axis, act, ignore = (opts.get("mode", "per_class"), opts["axis"],
+                               opts["from_logits"], opts["ignore_index"])
     if type(mode) is not str or mode not in ("per_class", "global"):
         return NotImplemented
     if act is None or act is False:
@@ -146,12 +154,16 @@ def _overlap(loss, arrays, reduction, sample_weight, opts, want, out, k, c_i, c_
     else:
         kernel, parts, per = nb.overlap_serial, 1, n
     flags = (act_code | (labels and nb.LABELS) | (squared and nb.SQUARED)
-             | (mode == "per_class" and nb.PER_CLASS) | (need_grad and nb.GRAD))
+             | ((mode == "per_class" or kind == nb.GENERALIZED) and nb.PER_CLASS)
+             | (need_grad and nb.GRAD))
     if ignore is not None:
         flags |= nb.IGNORE
+    if kind == nb.MCC and ignore is not None:
+        return NotImplemented  # (its true negatives need the kept positions' count)
+    count = float(S * (C if not flags & nb.PER_CLASS else 1))  # positions per group (MCC)
     res = _kernel(nb, kernel, z3, tm, lab, flags, 0 if ignore is None else ignore,
-                  (k, c_i, c_p, c_t, u, v, w, smooth, 1.0 if scale is None else scale), g3,
-                  values, parts, per)
+                  (k, c_i, c_p, c_t, u, v, w, smooth, 1.0 if scale is None else scale,
+                   float(kind), gamma, float(wtype), count), g3, values, parts, per)
     if res is None:
         return NotImplemented
     bad, total = res
@@ -194,3 +206,37 @@ def jaccard_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     u, w = (0.0, 2.0) if sq else (1.0, 0.0)
     return _overlap(loss, arrays, reduction, sample_weight, opts, want, out,
                     1.0, -1.0, 1.0, 1.0, u, -1.0, w, s, sq)
+
+
+def focal_tversky_loss(loss, arrays, reduction, sample_weight, opts, want, out):
+    """Tversky's index, the loss :math:`(1 - R)^\\gamma` of each group."""
+    a, b, s = _number(opts["alpha"]), _number(opts["beta"]), _number(opts["smooth"])
+    gamma = _number(opts["gamma"])
+    if a is None or b is None or s is None or gamma is None or gamma == 0.0:
+        return NotImplemented
+    return _overlap(loss, arrays, reduction, sample_weight, opts, want, out,
+                    1.0, 1.0 - a - b, a, b, a, 1.0 - a - b, 0.0, s, False, gamma=gamma)
+
+
+_WEIGHT_TYPES = {"uniform": 0, "simple": 1, "square": 2}
+
+
+def generalized_dice_loss(loss, arrays, reduction, sample_weight, opts, want, out):
+    """One Dice index over the classes weighted by the inverse volume (the sums per class
+    of the driver, the weights and the per-class coefficients in its step 2)."""
+    s, wt = _number(opts["smooth"]), opts["weight_type"]
+    if s is None or type(wt) is not str or wt not in _WEIGHT_TYPES or opts["axis"] is None:
+        return NotImplemented
+    return _overlap(loss, arrays, reduction, sample_weight, opts, want, out,
+                    2.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, s, False, kind=1,
+                    wtype=_WEIGHT_TYPES[wt])
+
+
+def mcc_loss(loss, arrays, reduction, sample_weight, opts, want, out):
+    """The Matthews correlation of each group from its sums (``eps`` as the smoothing);
+    not with ``ignore_index``."""
+    e = _number(opts["eps"])
+    if e is None:
+        return NotImplemented
+    return _overlap(loss, arrays, reduction, sample_weight, opts, want, out,
+                    0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, e, False, kind=2)

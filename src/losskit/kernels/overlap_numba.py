@@ -1,6 +1,7 @@
 r"""Numba kernels of the overlap family (imported lazily by :mod:`losskit.kernels.overlap`).
 
-One driver, :func:`_overlap`, for dice, Tversky and Jaccard on a prediction viewed as
+One driver, :func:`_overlap`, for dice, Tversky, Jaccard, focal Tversky, generalised
+Dice and MCC on a prediction viewed as
 ``(N, C, S)`` (class axis 1, positions flattened). The work is cut into items
 (:func:`_span`, the one place that says what an item covers): whole samples, all of them
 in one item in the serial build and a few per item in the parallel one, or, when there
@@ -45,6 +46,8 @@ kernel's business).
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -53,7 +56,7 @@ from numba.core.errors import NumbaError
 from .numba_kernels import _JIT, _builds, _exp_neg, _like
 
 __all__ = ["overlap_parallel", "overlap_serial", "split", "LABELS", "IGNORE", "SQUARED",
-           "PER_CLASS", "GRAD", "BLOCK", "NumbaError"]
+           "PER_CLASS", "GRAD", "BLOCK", "RATIO", "GENERALIZED", "MCC", "NumbaError"]
 
 #: elements (C x positions) of an item's scratch rows: three of them stay in L1
 BLOCK = 2048
@@ -64,6 +67,9 @@ _U = np.uint64
 MIN_SPAN = 4096
 #: bits of the kernel's ``flags`` (the activation in the two lowest)
 LABELS, IGNORE, SQUARED, PER_CLASS, GRAD = 4, 8, 16, 32, 64
+#: kinds of index (``consts``): a ratio of sums (dice, Tversky, Jaccard, focal Tversky),
+#: the generalised Dice, the Matthews correlation
+RATIO, GENERALIZED, MCC = 0, 1, 2
 #: elements per item at most, when an item holds several samples (parallel build)
 GROUP = 1 << 16
 
@@ -245,9 +251,13 @@ def _item_sums(z, tm, lab, n0, n1, a, b, j, parts, act, labels, has_ignore, ign,
 
 @njit(inline="always", **_JIT)
 def _sample_coefficients(part, n, parts, per_class, k, c_i, c_p, c_t, u, v, w, smooth,
-                         scale, coef):
-    """Step 2 of sample n from the sums of its ``parts`` items (part): the coefficients
-    into coef[n] (G x 3); returns the sample's value."""
+                         scale, kind, gamma, wtype, count, coef):
+    r"""Step 2 of sample n from the sums of its ``parts`` items (part): the coefficients
+    into coef[n] (G x 3); returns the sample's value. ``kind``: :data:`RATIO` (the index
+    num / den; with ``gamma > 0`` the focal loss :math:`(1 - R)^\gamma`),
+    :data:`GENERALIZED` (one index over the classes weighted by the inverse volume,
+    ``wtype`` 2 square, 1 simple, 0 uniform; per-class coefficients) or :data:`MCC`
+    (``count`` positions per group; ``smooth`` is MCC's eps)."""
     C = part.shape[1]
     G = C if per_class else 1
     for gc in range(G):
@@ -259,16 +269,66 @@ def _sample_coefficients(part, n, parts, per_class, k, c_i, c_p, c_t, u, v, w, s
             gc = c if per_class else 0
             for q in range(3):
                 coef[n, gc, q] += part[j, c, q]
+    if kind == GENERALIZED:  # per_class: coef[n, c] holds class c's sums
+        w_max = 0.0
+        for c in range(C):
+            vol = coef[n, c, 2]
+            wc = 0.0 if not vol > 0.0 else (1.0 / (vol * vol) if wtype == 2 else
+                                            (1.0 / vol if wtype == 1 else 1.0))
+            w_max = wc if wc > w_max else w_max
+        inter = 0.0
+        size = 0.0
+        for c in range(C):
+            vol = coef[n, c, 2]
+            wc = w_max if not vol > 0.0 else (1.0 / (vol * vol) if wtype == 2 else
+                                              (1.0 / vol if wtype == 1 else 1.0))
+            inter += wc * coef[n, c, 0]
+            size += wc * (coef[n, c, 1] + vol)
+            coef[n, c, 2] = wc  # the weight, for the coefficients below
+        den = size + smooth
+        ok = den != 0.0
+        r = (2.0 * inter + smooth) / den if ok else 1.0
+        f = scale / den if ok else 0.0
+        for c in range(C):
+            wc = coef[n, c, 2]
+            coef[n, c, 0] = wc * r * f if ok else 0.0
+            coef[n, c, 1] = -2.0 * wc * f if ok else 0.0
+            coef[n, c, 2] = 0.0
+        return 1.0 - r
     val = 0.0
     per = scale / G
     for gc in range(G):
         ii, pp, tt = coef[n, gc, 0], coef[n, gc, 1], coef[n, gc, 2]
+        if kind == MCC:
+            tp = ii + smooth
+            fp = pp - ii + smooth
+            fn = tt - ii + smooth
+            tn = count - pp - tt + ii + smooth
+            a, b, c_, d = tp + fp, tp + fn, tn + fp, tn + fn
+            den = math.sqrt(a * b * c_ * d)
+            ok = den != 0.0  # NaN too: it propagates
+            r = (tp * tn - fp * fn) / den if ok else 0.0  # an empty group: index 0
+            val += 1.0 - r
+            f = per / den if ok else 0.0
+            dden = 0.5 * den * (1.0 / a - 1.0 / d) if ok else 0.0
+            coef[n, gc, 0] = (r * dden + b) * f if ok else 0.0
+            coef[n, gc, 1] = -(b + c_) * f if ok else 0.0
+            coef[n, gc, 2] = 0.0
+            continue
         num = k * ii + smooth
         den = c_i * ii + c_p * pp + c_t * tt + smooth
         ok = den != 0.0  # NaN too: it propagates
         r = num / den if ok else 1.0
-        val += 1.0 - r
-        f = per / den if ok else 0.0
+        slope = 1.0
+        if gamma > 0.0:  # (1 - R)^gamma, 1 - R floored at 0 (rounding)
+            base = 1.0 - r
+            base = 0.0 if base < 0.0 else base
+            val += base if gamma == 1.0 else base ** gamma
+            if gamma != 1.0:
+                slope = 0.0 if base == 0.0 else gamma * base ** (gamma - 1.0)
+        else:
+            val += 1.0 - r
+        f = slope * per / den if ok else 0.0
         coef[n, gc, 0] = r * u * f if ok else 0.0
         coef[n, gc, 1] = (r * v - k) * f if ok else 0.0
         coef[n, gc, 2] = r * w * f if ok else 0.0
@@ -328,7 +388,8 @@ def _overlap(z, tm, lab, flags, ign, consts, g, values, parts, per):
     (N, C, S), or ``lab``: labels (N, S). ``flags``: the activation (0 none, 1 sigmoid,
     2 softmax) plus :data:`LABELS`, :data:`IGNORE` (``ign`` then is ``ignore_index``),
     :data:`SQUARED`, :data:`PER_CLASS`, :data:`GRAD`; ``consts``: (k, c_I, c_P, c_T, u,
-    v, w, smooth, scale) (scale: the reduction's factor). ``parts`` spans per sample,
+    v, w, smooth, scale, kind, gamma, weight type, count) (scale: the reduction's factor;
+    the last four as in :func:`_sample_coefficients`). ``parts`` spans per sample,
     ``per`` samples per item (:func:`split`; 1 and N in the serial build). (Few arguments:
     numba's dispatcher types each one on every call.) Returns (invalid entries, sum of
     the values)."""
@@ -338,7 +399,8 @@ def _overlap(z, tm, lab, flags, ign, consts, g, values, parts, per):
     squared = (flags & SQUARED) != 0
     per_class = (flags & PER_CLASS) != 0
     want_grad = (flags & GRAD) != 0
-    k, c_i, c_p, c_t, u, v, w, smooth, scale = consts
+    k, c_i, c_p, c_t, u, v, w, smooth, scale, kind_f, gamma, wtype_f, count = consts
+    kind, wtype = int(kind_f), int(wtype_f)
     N, C, S = z.shape
     items = (N + per - 1) // per * parts
     whole = parts == 1  # items of whole samples: steps 2 and 3 right after step 1
@@ -353,7 +415,8 @@ def _overlap(z, tm, lab, flags, ign, consts, g, values, parts, per):
         if whole and bad == 0:
             for n in range(n0, n1):
                 values[n] = _sample_coefficients(part, n, 1, per_class, k, c_i, c_p, c_t,
-                                                 u, v, w, smooth, scale, coef)
+                                                 u, v, w, smooth, scale, kind, gamma, wtype,
+                                                 count, coef)
             if want_grad:
                 _item_gradient(z, tm, lab, n0, n1, a, b, act, labels, has_ignore, ign,
                                per_class, coef, g)
@@ -366,7 +429,8 @@ def _overlap(z, tm, lab, flags, ign, consts, g, values, parts, per):
     for n in range(N):
         if not whole:
             values[n] = _sample_coefficients(part, n, parts, per_class, k, c_i, c_p, c_t,
-                                             u, v, w, smooth, scale, coef)
+                                             u, v, w, smooth, scale, kind, gamma, wtype,
+                                             count, coef)
         total += values[n]
     if want_grad and not whole:
         for it in prange(items):

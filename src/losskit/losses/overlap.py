@@ -1292,3 +1292,7 @@ register_fast_path(TverskyLoss, unless_set(_overlap_kernels.tversky_loss, "class
                                            "log_loss"))
 register_fast_path(JaccardLoss, unless_set(_overlap_kernels.jaccard_loss, "class_weight",
                                            "log_loss"))
+register_fast_path(FocalTverskyLoss, unless_set(_overlap_kernels.focal_tversky_loss,
+                                                "class_weight"))
+register_fast_path(GeneralizedDiceLoss, _overlap_kernels.generalized_dice_loss)
+register_fast_path(MCCLoss, _overlap_kernels.mcc_loss)
