@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _softmax
 from ..core.validation import (
@@ -50,6 +51,7 @@ from ..core.validation import (
     check_same_shape,
     check_two_values,
 )
+from ..kernels import lovasz as _fused
 from .overlap import _activation, _class_axis, _flag
 
 __all__ = ["lovasz_hinge", "lovasz_softmax"]
@@ -207,6 +209,12 @@ class LovaszHinge(Loss):
 
     def _compute(self, ctx, prediction, target, *, need_grad, per_image=True,
                  ignore_index=None):
+        return self._terms(ctx, prediction, target, need_grad, per_image, ignore_index)
+
+    def _terms(self, ctx, prediction, target, need_grad, per_image, ignore_index,
+               weights_of=lovasz_weights):
+        """The loss, stated once; ``weights_of`` computes the Lovász weights (the fused
+        NumPy path, :mod:`losskit.kernels.lovasz`, passes its sort)."""
         xp = ctx.xp
         z = prediction
         pooled = not _per_image(per_image, self.name)
@@ -241,7 +249,7 @@ class LovaszHinge(Loss):
         errors = 1.0 - zz * signs
         active = errors > 0
         hinge = xp.where(active, errors, xp.zeros_like(errors))
-        weights = lovasz_weights(xp, errors, yy, vv)
+        weights = weights_of(xp, errors, yy, vv)
         if vv is not None:
             hinge = xp.where(vv, hinge, xp.zeros_like(hinge))
         value = xp.sum(hinge * weights, axis=1)
@@ -382,6 +390,12 @@ class LovaszSoftmax(Loss):
 
     def _compute(self, ctx, prediction, target, *, need_grad, classes="present",
                  per_image=False, axis=1, from_logits=False, ignore_index=None):
+        return self._terms(ctx, prediction, target, need_grad, classes, per_image, axis,
+                           from_logits, ignore_index)
+
+    def _terms(self, ctx, prediction, target, need_grad, classes, per_image, axis,
+               from_logits, ignore_index, weights_of=lovasz_weights):
+        """The loss, stated once; ``weights_of`` as in :meth:`LovaszHinge._terms`."""
         xp = ctx.xp
         pooled = not _per_image(per_image, self.name)
         act = _activation(from_logits, self.name)
@@ -442,7 +456,7 @@ class LovaszSoftmax(Loss):
         vr = None if valid is None else rows(valid)
         diff = pr - fr
         errors = xp.abs(diff)
-        weights = lovasz_weights(xp, errors, fr, vr)
+        weights = weights_of(xp, errors, fr, vr)
         per_class = xp.sum(errors * weights, axis=1)  # (G,)
         if selected == "present":
             counted = xp.astype(xp.sum(fr, axis=1) > 0, ctx.work)
@@ -532,3 +546,9 @@ def _classes(classes: Any, k: int, loss: str):
 
 lovasz_hinge = register(LovaszHinge())
 lovasz_softmax = register(LovaszSoftmax())
+
+
+# the fused NumPy paths (losskit.kernels.lovasz): the same _terms with the Lovász weights
+# of a numba radix sort instead of two stable argsorts
+register_fast_path(LovaszHinge, _fused.lovasz_hinge)
+register_fast_path(LovaszSoftmax, _fused.lovasz_softmax)
