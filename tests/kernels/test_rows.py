@@ -96,6 +96,9 @@ def _case(name, rng, n, k, dt):
     if name == "ce_labels":
         return lk.softmax_cross_entropy, _logits(rng, n, k, dt), _labels(rng, n, k), \
             dict(class_weight=cw, ignore_index=-100, label_smoothing=0.1)
+    if name == "ce_smoothed":  # no class weights: the smoothed hard-label row
+        return lk.softmax_cross_entropy, _logits(rng, n, k, dt), _labels(rng, n, k), \
+            dict(ignore_index=-100, label_smoothing=0.1)
     if name == "ce_plain_weighted":
         return lk.softmax_cross_entropy, _logits(rng, n, k, dt), _labels(rng, n, k), \
             dict(class_weight=cw, ignore_index=-100)
@@ -209,7 +212,7 @@ def _case(name, rng, n, k, dt):
     raise KeyError(name)
 
 
-CASES = ["ce_labels", "ce_plain_weighted", "ce_probs", "nll", "nll_smooth_probs",
+CASES = ["ce_labels", "ce_smoothed", "ce_plain_weighted", "ce_probs", "nll", "nll_smooth_probs",
          "cross_entropy", "cross_entropy_probs", "brier", "brier_probs", "hinge", "kl",
          "kl_probs_logtarget", "softmax_kl", "softmax_kl_probs", "js", "focal",
          "focal_alpha_vec", "focal_probs", "focal_gamma0", "poly", "poly_labels",

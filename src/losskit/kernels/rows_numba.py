@@ -121,6 +121,31 @@ def _outside(x, lo, hi):
     return (x < lo) | (x > hi)
 
 
+@njit(**_JIT)
+def _smoothed_ce_row(z, g, label, w, e1, e2, m, f):
+    r""":func:`softmax_ce_row` of a hard label with label smoothing and no class weights,
+    the row maximum m finite: the coefficients :math:`a_c = w e_2 + w e_1 [c = y]` sum to
+    w, so the value is :math:`w (\log s - e_2 \sum_c (z_c - m) - e_1 (z_y - m))` and the
+    gradient :math:`f w (p_c - e_2) - f w e_1 [c = y]`: loops without branches (they
+    vectorise) instead of a coefficient per class."""
+    k = z.shape[0]
+    if w == 0.0:
+        _zero(g)
+        return 0.0
+    for j in range(k):
+        g[j] = _exp_neg(z[j] - _like(z[0], m))
+    s = _sum(g, k)
+    zsum = _sum(z, k)
+    v = w * (math.log(s) - e2 * (zsum - k * m) - e1 * (float(z[label]) - m))
+    c1 = _like(z[0], f * w / s)
+    c0 = _like(z[0], f * w * e2)
+    py = float(g[label]) / s
+    for j in range(k):
+        g[j] = c1 * g[j] - c0
+    g[label] = _like(z[0], f * w * (py - e2 - e1))
+    return v
+
+
 # --------------------------------------------------------------------------- row functions
 @njit(**_JIT)
 def softmax_ce_row(z, t, has_t, label, w, cw, par, g, f):
@@ -138,6 +163,10 @@ def softmax_ce_row(z, t, has_t, label, w, cw, par, g, f):
         return w * v, 0
     e1, e2 = 1.0 - eps, eps / k
     has_cw = cw.shape[0] > 0
+    if not has_t and not has_cw and label >= 0:  # hard labels, smoothed: a_c = w e2 + ...
+        m, nan = _max_nan(z, k)
+        if not nan and math.isfinite(m):
+            return _smoothed_ce_row(z, g, label, w, e1, e2, float(m), f), 0
     bad = False
     if has_t:
         for j in range(k):
@@ -507,8 +536,9 @@ def softmax_focal_row(z, t, has_t, label, w, cw, par, g, f):
         py = float(g[label]) * inv
         v, bf = _focal_terms(b, nl, py, gm)
         uy = -math.expm1(-nl)
+        cj = _like(z[0], -(f * inv * bf))  # in z's dtype: the loop vectorises at full width
         for j in range(k):
-            g[j] = _like(z[0], f * (-(float(g[j]) * inv) * bf))
+            g[j] = cj * g[j]
         g[label] = _like(z[0], f * (bf * uy - py * (bf - bf)))
         return v, 0
     bfs = np.empty(k, dtype=np.float64)
@@ -570,8 +600,9 @@ def poly_row(z, t, has_t, label, w, cw, par, g, f):
         au = a * uy
         # j != y: p_j (A - a_j) - a_j u_j + eps p_j ((S - a_j p_j) - a_j u_j), S = a p_y
         c = a if eps == 0.0 else a + eps * (a * py)
+        cj = _like(z[0], f * inv * c)  # in z's dtype: the loop vectorises at full width
         for j in range(k):
-            g[j] = _like(z[0], f * (float(g[j]) * inv) * c)
+            g[j] = cj * g[j]
         gy = -au
         if eps != 0.0:
             gy += eps * py * ((a * py - a * py) - au)
