@@ -387,6 +387,44 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
     return comps, grads
 
 
+def _ce_kernels(xp, dt):
+    """The numba softmax cross-entropy kernels (``numba_kernels``) for NumPy blocks of
+    float32/float64, or None (another library, numba off or missing, the fast paths off:
+    the array formulas of :func:`margin_head_terms` then run)."""
+    from ..core import dispatch
+    from . import fast_paths
+
+    if (not array_api_compat.is_numpy_namespace(xp) or not dispatch.ENABLED
+            or np.dtype(dt).char not in "fd"):
+        return None
+    return fast_paths._nb()
+
+
+def _margin_ce_block(nb, c, labels, psi, dpsi, scale, need_grad):
+    """The margin head's cross-entropy of a NumPy block of cosines ``c`` (overwritten):
+    the logits ``scale * c`` with each row's target replaced by ``scale * psi`` go through
+    the softmax CE kernel, whose gradient ``scale * (p - onehot)`` is the head's once its
+    target entries are multiplied by ``dpsi``. Returns (per-row values, gradient or None)."""
+    from .fast_paths import _DUMMY2, _kernel
+
+    n = c.shape[0]
+    rows = np.arange(n)
+    y = np.ascontiguousarray(labels, dtype=np.intp)
+    c *= c.dtype.type(scale)
+    c[rows, y] = scale * psi
+    g = np.empty_like(c) if need_grad else _DUMMY2[c.dtype.char]
+    values = np.empty(n, dtype=np.float64)
+    # the serial build: between the blocks' matrix products, whose BLAS threads still
+    # spin, a parallel loop would fight them for the cores (measured 10x slower)
+    res = _kernel(nb, nb.softmax_ce_serial, c, y, False, 0, False, scale, g, values,
+                  need_grad)
+    if res is None or res[0]:
+        raise FloatingPointError("the numba softmax CE kernel could not run")  # pragma: no cover
+    if need_grad:
+        g[rows, y] *= dpsi
+    return values.astype(c.dtype), (g if need_grad else None)
+
+
 def margin_head_terms(xp, feats, weight, labels, sw, *, kind: str, scale: float,
                       margin: float, easy_margin: bool, need_grad: bool, eps: float = 1e-12,
                       rows=None):
@@ -404,14 +442,17 @@ def margin_head_terms(xp, feats, weight, labels, sw, *, kind: str, scale: float,
     g_w = None
     cos_m, sin_m = math.cos(margin), math.sin(margin)
     tiny = math.sqrt(float(xp.finfo(dt).eps))
+    ce = _ce_kernels(xp, dt)
     for r0 in range(0, max(n_rows, 1), rows):
         r1 = min(n_rows, r0 + rows)
         ub = u[r0:r1, ...] if numpy_blocks else u
         yb = labels[r0:r1] if numpy_blocks else labels
         c = xp.matmul(ub, w.T)
-        hot = _col(yb) == _row(classes)
-        zero = xp.zeros_like(c)
-        cy = xp.sum(xp.where(hot, c, zero), axis=1)
+        if ce is not None:  # (NumPy: a gather, no one-hot mask of the block)
+            cy = c[np.arange(c.shape[0]), yb]
+        else:
+            hot = _col(yb) == _row(classes)
+            cy = xp.sum(xp.where(hot, c, xp.zeros_like(c)), axis=1)
         if kind == "cosface":
             psi = cy - margin
             dpsi = xp.ones_like(cy)
@@ -430,15 +471,21 @@ def margin_head_terms(xp, feats, weight, labels, sw, *, kind: str, scale: float,
                 other, d_other = cc - margin * sin_m, xp.astype(inside, dt)
             psi = xp.where(use, cos_tm, other)
             dpsi = xp.where(use, d_tm * xp.astype(inside, dt), d_other)
-        z = scale * xp.where(hot, _col(psi), c)
-        mx = xp.max(z, axis=1)
-        e = xp.exp(z - _col(mx))
-        tot = xp.sum(e, axis=1)
-        values.append(xp.log(tot) + mx - scale * psi)
-        if not need_grad:
-            continue
-        p = e / _col(tot)
-        gc = scale * xp.where(hot, (p - 1.0) * _col(dpsi), p)
+        if ce is not None:  # NumPy with numba: the softmax CE kernel on the block
+            value, gc = _margin_ce_block(ce, c, yb, psi, dpsi, scale, need_grad)
+            values.append(value)
+            if not need_grad:
+                continue
+        else:
+            z = scale * xp.where(hot, _col(psi), c)
+            mx = xp.max(z, axis=1)
+            e = xp.exp(z - _col(mx))
+            tot = xp.sum(e, axis=1)
+            values.append(xp.log(tot) + mx - scale * psi)
+            if not need_grad:
+                continue
+            p = e / _col(tot)
+            gc = scale * xp.where(hot, (p - 1.0) * _col(dpsi), p)
         if sw is not None:
             wb = _col(sw[r0:r1] if numpy_blocks else sw)
             gc = wb * xp.where(wb == 0, xp.zeros_like(gc), gc)
