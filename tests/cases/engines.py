@@ -7,12 +7,15 @@ the calls each engine answered, per loss).
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from losskit.core import dispatch
 from losskit.kernels import fast_paths
 
-__all__ = ["call", "generic", "fused", "tolerances", "assert_same", "check"]
+__all__ = ["call", "generic", "fused", "tolerances", "assert_same", "check",
+           "run_concurrently"]
 
 
 def call(loss, arrays, want, kw):
@@ -78,3 +81,20 @@ def check(loss, arrays, engine, dtype, **kw):
     np.testing.assert_array_equal(fused(loss, *arrays, engine=engine, want="value", **kw), v1)
     np.testing.assert_array_equal(fused(loss, *arrays, engine=engine, want="grad", **kw), g1)
     return v1, g1
+
+
+def run_concurrently(fn, inputs, repeats=5):
+    """``fn(*inputs[i])`` from one thread per input, ``repeats`` times each, all threads
+    at once; the last result of each thread, in the order of ``inputs``."""
+    results = [None] * len(inputs)
+
+    def work(i):
+        for _ in range(repeats):
+            results[i] = fn(*inputs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return results

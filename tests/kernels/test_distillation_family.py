@@ -13,15 +13,13 @@ are tested against Liger-Kernel's formulas in tests/losses/test_distillation.py)
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
-from engines import assert_same, fused, generic
+from engines import assert_same, fused, generic, run_concurrently
 
 pytest.importorskip("numba")
 
@@ -153,17 +151,8 @@ def test_invalid_inputs_raise_the_generic_errors():
 def test_concurrent_calls():
     inputs = [logits(64, 33, np.float32) for _ in range(4)]
     refs = [generic(lk.generalized_jsd, *a, beta=0.4) for a in inputs]
-    results = [None] * len(inputs)
-
-    def work(i):
-        for _ in range(5):
-            results[i] = lk.generalized_jsd.value_and_grad(*inputs[i], beta=0.4)
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    results = run_concurrently(
+        lambda *a: lk.generalized_jsd.value_and_grad(*a, beta=0.4), inputs)
     for (v, g), (v0, g0) in zip(results, refs):
         assert_same(v, v0, np.float32)
         assert_same(g, g0, np.float32)

@@ -11,8 +11,6 @@ et al.'s reference formulas in tests/losses/test_lovasz.py).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -21,7 +19,7 @@ from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import lovasz as fused_lovasz
 from losskit.losses.lovasz import lovasz_weights
-from engines import assert_same, fused, generic
+from engines import assert_same, fused, generic, run_concurrently
 
 pytest.importorskip("numba")
 
@@ -142,17 +140,7 @@ def test_concurrent_calls():
     inputs = [(RNG.normal(size=(4, 30, 30)).astype(np.float32),
                RNG.integers(0, 2, size=(4, 30, 30))) for _ in range(4)]
     refs = [generic(lk.lovasz_hinge, *a) for a in inputs]
-    results = [None] * len(inputs)
-
-    def work(i):
-        for _ in range(5):
-            results[i] = lk.lovasz_hinge.value_and_grad(*inputs[i])
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    results = run_concurrently(lk.lovasz_hinge.value_and_grad, inputs)
     for (v, g), (v0, g0) in zip(results, refs):
         assert_same(v, v0, np.float32)
         assert_same(g, g0, np.float32)

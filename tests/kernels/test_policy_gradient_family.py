@@ -13,15 +13,13 @@ tests/losses/test_policy_gradient.py).
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
 import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
-from engines import assert_same, fused, generic
+from engines import assert_same, fused, generic, run_concurrently
 
 pytest.importorskip("numba")
 
@@ -138,17 +136,7 @@ def test_invalid_inputs_raise_the_generic_errors():
 def test_concurrent_calls():
     inputs = [batch(32, 40, np.float32) for _ in range(4)]
     refs = [generic(lk.grpo_loss, *a) for a in inputs]
-    results = [None] * len(inputs)
-
-    def work(i):
-        for _ in range(5):
-            results[i] = lk.grpo_loss.value_and_grad(*inputs[i])
-
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    results = run_concurrently(lk.grpo_loss.value_and_grad, inputs)
     for (v, g), (v0, g0) in zip(results, refs):
         assert_same(v, v0, np.float32)
         assert_same(g, g0, np.float32)

@@ -28,18 +28,10 @@ import math
 import numpy as np
 
 from . import fast_paths as _fp
+from .pointwise import number
 from .fast_paths import STATS, _gradient_target, _kernel, _out_ok, _result, _scale
 
 __all__ = ["generalized_jsd", "tvd_loss"]
-
-
-def _number(v, lo, hi, *, lo_open=False):
-    if type(v) not in (int, float):
-        return None
-    v = float(v)
-    if not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
-        return None
-    return v
 
 
 def _keep(y, rows_shape, v, ignore):
@@ -136,8 +128,8 @@ def _redo(loss, z2, t2, bad, opts, values, g2, rf):
 
 def generalized_jsd(loss, arrays, reduction, sample_weight, opts, want, out):
     """``generalized_jsd``: every ``beta`` in [0, 1] and finite ``temperature > 0``."""
-    beta = _number(opts["beta"], 0.0, 1.0)
-    temp = _number(opts["temperature"], 0.0, math.inf, lo_open=True)
+    beta = number(0.0, 1.0)(opts["beta"])
+    temp = number(0.0, math.inf, lo_open=True)(opts["temperature"])
     if beta is None or temp is None:
         return NotImplemented
     return _run(loss, "jsd_copy", arrays, reduction, sample_weight, opts, want, out,

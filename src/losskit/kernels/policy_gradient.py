@@ -20,20 +20,12 @@ import math
 import numpy as np
 
 from . import fast_paths as _fp
+from .pointwise import number
 from .fast_paths import STATS, _gradient_target, _kernel, _out_ok, _result
 
 __all__ = ["grpo_loss"]
 
 _VARIANTS = {"grpo": 0, "bnpo": 1, "dr_grpo": 2, "dapo": 3, "cispo": 4}
-
-
-def _number(v, lo, hi, *, lo_open=False):
-    if type(v) not in (int, float):
-        return None
-    v = float(v)
-    if not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
-        return None
-    return v
 
 
 def _array(x, shape, dt):
@@ -59,9 +51,9 @@ def grpo_loss(loss, arrays, reduction, sample_weight, opts, want, out):
         return NotImplemented
     code = _VARIANTS[variant]
     sequence = sampling == "sequence"
-    el = _number(opts["epsilon_low"], 0.0, 1.0)
-    eh = _number(opts["epsilon_high"], 0.0, math.inf, lo_open=variant == "cispo")
-    beta = _number(opts["beta"], 0.0, math.inf)
+    el = number(0.0, 1.0)(opts["epsilon_low"])
+    eh = number(0.0, math.inf, lo_open=variant == "cispo")(opts["epsilon_high"])
+    beta = number(0.0, math.inf)(opts["beta"])
     max_len = opts["max_completion_length"]
     if (el is None or eh is None or beta is None or (sequence and variant == "cispo")
             or (max_len is None and variant == "dr_grpo")
