@@ -442,7 +442,7 @@ def test_other_indexes_equal_generic(name, act, target, dtype):
     for opts in KINDS[name]:
         for mode in _modes(loss):
             kw = dict(opts, from_logits=act, **({} if mode is None else {"mode": mode}))
-            for reduction in REDUCTIONS:
+            for reduction in ("none", "mean"):  # (the reductions: test_equals_generic)
                 close(fast(loss, z, t, reduction=reduction, **kw),
                       generic(loss, z, t, reduction=reduction, **kw), dtype)
             close(fast(loss, z, t, want="value", **kw),

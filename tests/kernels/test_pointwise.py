@@ -664,13 +664,14 @@ def _as_tuple(x):
     return x if isinstance(x, tuple) else (x,)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n", [37, _fast.PARALLEL_MIN + 3])
+@pytest.mark.parametrize("dtype,n", [(np.float32, 37), (np.float64, 37),
+                                     (np.float32, _fast.PARALLEL_MIN + 3)])
 def test_several_gradients_from_one_pass_equal_the_generic_path(engine, dtype, n):
+    big = n > 1000  # the parallel build: every loss, its widest wrt, one reduction
     for name, arrays, kw, wrts in _several_cases(n, dtype):
         loss = getattr(lk, name)
-        for wrt in wrts:
-            for reduction in REDUCTIONS[:3]:
+        for wrt in wrts[-1:] if big else wrts:
+            for reduction in ("mean",) if big else REDUCTIONS[:3]:
                 opts = dict(kw, reduction=reduction, **({} if wrt is None else {"wrt": wrt}))
                 v0, g0 = generic(loss, *arrays, **opts)
                 v1, g1 = fast(loss, *arrays, engine=engine, **opts)
