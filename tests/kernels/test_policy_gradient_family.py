@@ -140,3 +140,27 @@ def test_concurrent_calls():
     for (v, g), (v0, g0) in zip(results, refs):
         assert_same(v, v0, np.float32)
         assert_same(g, g0, np.float32)
+
+
+def test_memory_of_one_call():
+    """One call allocates the gradient and a few numbers per sequence; with ``out=`` next
+    to nothing (no cast of the mask, no (B, T) temporaries)."""
+    import tracemalloc
+
+    from losskit.kernels import clear_gradient_cache
+
+    lp, mask, adv, old, ref = batch(128, 1024, np.float32)
+    out = np.empty_like(lp)
+    exp = generic(lk.grpo_loss, lp, mask, adv, old, ref, want="grad")
+    for kw in ({}, {"out": out}):
+        fused(lk.grpo_loss, lp, mask, adv, old, ref, **kw)  # compiled
+        clear_gradient_cache()
+        tracemalloc.start()
+        try:
+            v, g = fused(lk.grpo_loss, lp, mask, adv, old, ref, **kw)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert_same(g, exp, np.float32)
+        assert peak <= (0 if kw else lp.nbytes) + (64 << 10), peak
+    assert g is out

@@ -73,8 +73,9 @@ def grpo_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     if m is None or a is None or (old is not None and o is None) \
             or (ref is not None and r is None):
         return NotImplemented
-    with np.errstate(invalid="ignore"):
-        n = np.add.reduce(m, axis=1, dtype=np.float64)  # tokens per sequence
+    n = np.empty(shape[0], dtype=np.float64)  # tokens per sequence
+    if _kernel(nb, nb.mask_row_sums, m, n) is None:
+        return NotImplemented
     rows = shape[0]
     if reduction == "mean":
         if code in (0, 2):  # grpo, dr_grpo: the mean over the sequences

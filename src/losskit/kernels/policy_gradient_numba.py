@@ -16,15 +16,28 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
-from .numba_kernels import _builds
+from .numba_kernels import _JIT, _builds
 
-__all__ = ["grpo_rows_parallel", "grpo_rows_serial", "GRPO", "BNPO", "DR_GRPO", "DAPO",
-           "CISPO"]
+__all__ = ["grpo_rows_parallel", "grpo_rows_serial", "mask_row_sums", "GRPO", "BNPO",
+           "DR_GRPO", "DAPO", "CISPO"]
 
 #: variant codes
 GRPO, BNPO, DR_GRPO, DAPO, CISPO = 0, 1, 2, 3, 4
+
+
+@njit(**_JIT)
+def mask_row_sums(m, n):
+    """n[b] = sum_t m[b, t] in float64 (the tokens per sequence; no temporaries).
+    Returns True."""
+    rows, length = m.shape
+    for b in range(rows):
+        acc = 0.0
+        for t in range(length):
+            acc += float(m[b, t])
+        n[b] = acc
+    return True
 
 
 def _grpo_rows(lp, m, adv, old, has_old, ref, has_ref, n, variant, sequence, el, eh, beta,
