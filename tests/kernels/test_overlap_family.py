@@ -478,3 +478,16 @@ def test_other_indexes_ignore_index_empty_masks_and_parallel_sizes(name):
     v, g = fast(loss, z, t, out=out)
     assert g is out
     close(g, generic(loss, z, t)[1], np.float64)
+
+
+def test_a_subnormal_denominator_takes_the_generic_path():
+    """Squared maps of 1e-155 make the denominator subnormal: 1 / den overflows, so the
+    kernel declines and the generic path's elementwise division answers (a finite
+    gradient, found by hypothesis in tests/losses/test_overlap.py)."""
+    p = np.array([[[0.0]]])
+    t = np.array([[[7.35350144e-155]]])
+    v, g = fast(lk.dice_loss, p, t, smooth=0.0, squared=True, reduction="none",
+                answered=False)
+    close((v, g), generic(lk.dice_loss, p, t, smooth=0.0, squared=True, reduction="none"),
+          np.float64)
+    assert np.all(np.isfinite(g))

@@ -432,6 +432,17 @@ def _overlap(z, tm, lab, flags, ign, consts, g, values, parts, per):
                                              u, v, w, smooth, scale, kind, gamma, wtype,
                                              count, coef)
         total += values[n]
+    if want_grad:
+        # a finite value with a coefficient that is not: 1 / den overflowed (a subnormal
+        # denominator, e.g. squared masks of 1e-155); the generic path divides each
+        # element's numerator instead, and answers
+        for n in range(N):
+            if values[n] - values[n] == 0.0:
+                for gc in range(coef.shape[1]):
+                    for q in range(3):
+                        c = coef[n, gc, q]
+                        if c - c != 0.0:
+                            return 1, 0.0
     if want_grad and not whole:
         for it in prange(items):
             n0, n1, a, b, j = _span(it, parts, per, N, S)
