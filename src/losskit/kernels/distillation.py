@@ -109,15 +109,10 @@ def _run(loss, name, arrays, reduction, sample_weight, opts, want, out, params):
 def _redo(loss, z2, t2, bad, opts, values, g2, rf):
     """Rows ``bad`` with the loss's generic kernel (its values and, times the row factors,
     its gradient)."""
-    import array_api_compat
-
-    from ..core.loss import Context
-
     idx = np.flatnonzero(bad)
     zs = z2[idx]
     zt = t2[idx].astype(zs.dtype)
-    xp = array_api_compat.array_namespace(zs)
-    ctx = Context(xp=xp, dtype=zs.dtype, work=zs.dtype, device="cpu", loss=loss.name)
+    ctx = _fp.numpy_context(loss, zs.dtype)
     kw = {k: opts[k] for k in opts if k != "ignore_index"}
     with np.errstate(all="ignore"):
         terms = loss._compute(ctx, zs, zt, None, need_grad=g2 is not None, **kw)

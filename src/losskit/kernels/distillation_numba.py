@@ -220,6 +220,14 @@ def _tvd_row(zs, zt, f, want_grad, E, F):
     return value
 
 
+@njit(inline="always", **_JIT)
+def _copy_rows(zs, zt, i, row, T):
+    """Row i of the student's logits into ``row`` and of the teacher's into ``T``."""
+    for j in range(zs.shape[1]):
+        row[j] = zs[i, j]
+        T[j] = zt[i, j]
+
+
 @njit(**_JIT)
 def _tvd_rows(zs, zt, g, rf, want_grad, values, lo, hi):
     v = zs.shape[1]
@@ -229,9 +237,7 @@ def _tvd_rows(zs, zt, g, rf, want_grad, values, lo, hi):
     F = np.empty(v, dtype=zs.dtype)
     for i in range(lo, hi):
         row = g[i] if want_grad else S
-        for j in range(v):
-            row[j] = zs[i, j]
-            T[j] = zt[i, j]
+        _copy_rows(zs, zt, i, row, T)
         f = float(rf[i]) if want_grad else 0.0
         values[i] = _tvd_row(row, T, f, want_grad, E, F)
 
@@ -262,9 +268,7 @@ def _jsd_copy_rows(zs, zt, g, rf, want_grad, beta, temp, values, lo, hi):
     none = np.empty(0, dtype=zs.dtype)
     for i in range(lo, hi):
         row = g[i] if want_grad else S
-        for j in range(v):
-            row[j] = zs[i, j]
-            T[j] = zt[i, j]
+        _copy_rows(zs, zt, i, row, T)
         f = float(rf[i]) if want_grad else 0.0
         values[i] = _jsd_row(row, T, none, none, 0, f, want_grad, beta, temp, 0.0, 1.0, E,
                              F, H)

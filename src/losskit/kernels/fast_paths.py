@@ -708,6 +708,17 @@ def sigmoid_focal_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     return e.result(want, reduction, total)
 
 
+def numpy_context(loss, dtype):
+    """A ``Context`` for running ``loss._compute`` (or a loss's own formulas) on NumPy
+    arrays of ``dtype`` inside a fast path: the loss's generic math as the NumPy engine."""
+    import array_api_compat
+
+    from ..core.loss import Context
+
+    return Context(xp=array_api_compat.array_namespace(np.empty(0, dtype)), dtype=dtype,
+                   work=dtype, device="cpu", loss=loss.name)
+
+
 def _chunked_generic(loss, z, t, opts, scale, g, values):
     """The NumPy engine of an elementwise loss: its own generic kernel on flat chunks.
 
@@ -715,12 +726,7 @@ def _chunked_generic(loss, z, t, opts, scale, g, values):
     Returns the float64 sum of the values, or None when a chunk raised (the generic path
     then reruns on the whole array, so that the message describes all of it).
     """
-    import array_api_compat
-
-    from ..core.loss import Context
-
-    xp = array_api_compat.array_namespace(z)
-    ctx = Context(xp=xp, dtype=z.dtype, work=z.dtype, device="cpu", loss=loss.name)
+    ctx = numpy_context(loss, z.dtype)
     n = z.shape[0]
     total = 0.0
     with np.errstate(all="ignore"):

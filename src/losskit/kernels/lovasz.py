@@ -62,12 +62,7 @@ def _run(loss, arrays, reduction, sample_weight, want, out, terms_of):
     need_grad = want != "value"
     if need_grad and out is not None and not _out_ok(out, z):
         return NotImplemented
-    import array_api_compat
-
-    from ..core.loss import Context
-
-    ctx = Context(xp=array_api_compat.array_namespace(z), dtype=dt, work=dt, device="cpu",
-                  loss=loss.name)
+    ctx = _fp.numpy_context(loss, dt)
     try:
         with np.errstate(all="ignore"):
             terms = terms_of(ctx, z, t, need_grad)

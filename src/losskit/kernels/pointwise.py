@@ -202,11 +202,11 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         if e is None:
             return NotImplemented
         dt = e.dt
-        # the gradients after the first (several wrt): fresh buffers of the prediction's kind
-        gx = tuple(_fast._fresh(e.z) for _ in outs[1:]) if e.need_grad else ()
         extra = further_inputs(arrays, e.z, dt, e.g if e.need_grad else None)
         if extra is None:
             return NotImplemented
+        # the gradients after the first (several wrt): fresh buffers of the prediction's kind
+        gx = tuple(_fast._fresh(e.z) for _ in outs[1:]) if e.need_grad else ()
         if any(derived):
             values = [v(dt) if of_dt else v for v, of_dt in zip(values, derived)]
         gxf = tuple(g.reshape(-1) for g in gx)

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import fast_paths as _fp
 from .pointwise import number
-from .fast_paths import STATS, _gradient_target, _kernel, _out_ok, _result
+from .fast_paths import STATS, _gradient_target, _kernel, _out_ok, _result, _scale
 
 __all__ = ["grpo_loss"]
 
@@ -77,16 +77,8 @@ def grpo_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     if _kernel(nb, nb.mask_row_sums, m, n) is None:
         return NotImplemented
     rows = shape[0]
-    if reduction == "mean":
-        if code in (0, 2):  # grpo, dr_grpo: the mean over the sequences
-            scale = 1.0 / rows if rows else 0.0
-        else:  # the mean over every token of the batch (a mean over nothing is 0)
-            total_n = float(n.sum())
-            scale = 1.0 / total_n if total_n != 0.0 else 0.0
-    elif reduction == "batchmean":
-        scale = 1.0 / rows if rows else 0.0
-    else:
-        scale = None
+    # the mean: over the sequences (grpo, dr_grpo) or over every token of the batch
+    scale = _scale(reduction, rows if code in (0, 2) else float(n.sum()), rows)
     g, copy_to = _gradient_target(need_grad, out, lp, [x for x in arrays if x is not None])
     values = np.empty(rows, dtype=np.float64)
     kernel = nb.grpo_rows_parallel if lp.size >= _fp.PARALLEL_MIN else nb.grpo_rows_serial

@@ -389,14 +389,10 @@ def _numpy_engine(loss, z2, y, has_t, n, k, opts, sw, scale, g, values):
     """The loss's own generic kernel on blocks of rows: the float64 sum of the (sample
     weighted) values, or None when a block raised (the generic path then reruns on the
     whole input, so that its message describes all of it)."""
-    import array_api_compat
-
-    from ..core.loss import Context
     from ..core.validation import deferred_checks
 
-    xp = array_api_compat.array_namespace(z2)
     dt = z2.dtype
-    ctx = Context(xp=xp, dtype=dt, work=dt, device="cpu", loss=loss.name)
+    ctx = _fp.numpy_context(loss, dt)
     opts = dict(opts)
     if "axis" in opts:
         opts["axis"] = -1

@@ -567,11 +567,12 @@ dpo_loss = register(DPOLoss())
 # the fused NumPy kernel (losskit.kernels.pointwise) of the default variant, "sigmoid" with
 # the reverse KL, on (N,) arrays of one dtype: value and both gradients from one pass; the
 # other variants, the lengths and sample weights run the generic path
+_FINITE = pointwise.number()
+_POSITIVE = pointwise.number(0.0, lo_open=True)
 _SIGMOID_FAST = pointwise.fast_path(
-    DPO_SIGMOID, {"beta": pointwise.number(0.0, lo_open=True)},
+    DPO_SIGMOID, {"beta": _POSITIVE},
     inputs=("ref_chosen_logps", "ref_rejected_logps"), grads=("rejected_logps",),
     exact_dtype=("rejected_logps",))
-_FINITE = pointwise.number()
 
 
 def _dpo_fast_path(loss, arrays, reduction, sample_weight, opts, want, out, wrt=None):
@@ -583,7 +584,7 @@ def _dpo_fast_path(loss, arrays, reduction, sample_weight, opts, want, out, wrt=
             or opts["variant"] != "sigmoid" or opts["f_divergence"] != "reverse_kl"
             or type(opts["label_smoothing"]) not in (int, float)
             or opts["label_smoothing"] != 0 or _FINITE(opts["f_alpha"]) is None
-            or pointwise.number(0.0, lo_open=True)(opts["discopop_tau"]) is None):
+            or _POSITIVE(opts["discopop_tau"]) is None):
         return NotImplemented
     zero = None
     if rc is None or rr is None:

@@ -595,6 +595,7 @@ kto_loss = register(KTOLoss())
 # that is not floating, another dtype, sample weights) runs the generic path
 _POSITIVE = pointwise.number(0.0, lo_open=True)
 _UNIT = pointwise.number(0.0, 1.0)
+_FINITE = pointwise.number()
 _PAIRED_FAST = pointwise.fast_path(
     PAIRED_LOGISTIC, {"beta": _POSITIVE, "gamma": pointwise.number(),
                       "label_smoothing": _UNIT},
@@ -602,7 +603,7 @@ _PAIRED_FAST = pointwise.fast_path(
 _ORPO_FAST = pointwise.fast_path(ORPO, {"beta": _POSITIVE}, check=ORPO_OK,
                                  grads=("rejected_logps",), exact_dtype=("rejected_logps",))
 _KTO_FAST = pointwise.fast_path(
-    KTO, {"beta": _POSITIVE, "kl": lambda v: 0.0 if v is None else pointwise.number()(v)},
+    KTO, {"beta": _POSITIVE, "kl": lambda v: 0.0 if v is None else _FINITE(v)},
     check=KTO_OK, inputs=("ref_logps",))
 
 
