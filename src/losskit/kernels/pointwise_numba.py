@@ -15,19 +15,24 @@ any element it rejects sends the call to the generic path, which raises.
 the polynomial exp and log of :mod:`~losskit.kernels.numba_kernels` (a few ulp; see
 below); ``sqrt`` is the hardware's.
 
-The kernels are built per formula, float type and build, on first use, and compiled
-in memory (not cached on disk: the formula lives in another module, whose edits numba's
-cache index would not see); the first call of a loss with a dtype costs about a second.
+The kernels are built per formula, float type and build, on first use; their source is
+generated, so it is written to a file of losskit's cache directory named by everything the
+build depends on (:mod:`~losskit.kernels.generated`), and numba caches the compiled
+builds next to it: the first call of a loss with a dtype costs about a second once per
+machine and losskit version, not once per process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import threading
 
 import numpy as np
 from numba import njit, prange
 
+from . import generated
 from . import numba_kernels as _nk
 from .numba_kernels import BLOCK, _like, _sum
 
@@ -212,7 +217,7 @@ def pointwise_second(z, t, {inputs}p, scale, g, h, want_grad):
 """
 
 
-def _make(f, ok, has_check, nparams, ninputs=0, flags=(), fh=None, outs=(1,)):
+def _make(f, ok, has_check, nparams, ninputs=0, flags=(), fh=None, outs=(1,), tag=""):
     """The driver loop around the scalar formula ``f`` and the predicate ``ok``, for a
     formula of ``ninputs`` further arrays (after the target) and ``nparams`` parameters
     (passed as the tuple ``p``). ``flags``: (index, bool) of the parameters that are
@@ -221,7 +226,9 @@ def _make(f, ok, has_check, nparams, ninputs=0, flags=(), fh=None, outs=(1,)):
     call a function that does not vectorise). ``outs``: the formula's results stored in
     ``g`` and then in the further gradient arrays (arguments before ``p``), always
     written (several gradients are wanted together). Generated source: numba inlines a call with
-    explicit arguments, not one with ``*p``."""
+    explicit arguments, not one with ``*p``. ``tag`` names the formula, check and float type
+    (what the source's globals change); returns ``(fn, cacheable)``
+    (:func:`losskit.kernels.generated.function`)."""
     fixed = dict(flags)
     unpack = "; ".join(f"p{i} = {fixed[i]!r}" if i in fixed else f"p{i} = p[{i}]"
                        for i in range(nparams)) or "pass"
@@ -238,8 +245,8 @@ def _make(f, ok, has_check, nparams, ninputs=0, flags=(), fh=None, outs=(1,)):
     source = template.format(unpack=unpack, args=args, inputs=inputs, slices=slices,
                              xargs=xargs, gextra=gextra, gslices=gslices, gstores=gstores,
                              out0=outs[0])
-    exec(compile(source, f"<pointwise {f.__name__}>", "exec"), namespace)
-    return namespace["pointwise" if fh is None else "pointwise_second"]
+    return generated.function(source, "pointwise" if fh is None else "pointwise_second",
+                              namespace, tag)
 
 
 def second_order_kernels(formula, check, dtype, ninputs=0, flags=()):
@@ -276,8 +283,49 @@ def _built(formula, check, dtype, ninputs, flags, *, second, outs=(1,)):
             ok = check.scalar(dt, _IMPLS) if check is not None else njit(inline="always")(
                 _always)
             has_check, n = check is not None, len(formula.params) - ninputs
-            k = (njit(parallel=True, **_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh,
-                                                   outs)),
-                 njit(**_JIT)(_make(f, ok, has_check, n, ninputs, flags, fh, outs)))
+            tag = (f"{_identity(formula)} | check {_identity(check)} | {dt.name} | "
+                   f"second {second}")
+            k = []
+            for parallel in (True, False):
+                fn, cacheable = _make(f, ok, has_check, n, ninputs, flags, fh, outs,
+                                      f"{tag} | parallel {parallel}")
+                k.append(njit(parallel=parallel, cache=cacheable, **_JIT)(fn))
+            k = tuple(k)
             _KERNELS[key] = k
     return k
+
+
+def _identity(formula) -> str:
+    """What a build reads from ``formula`` (None: no check), as text for the generated
+    file's name (:mod:`losskit.kernels.generated`): its name, the bytecode, constants,
+    closure values and module number constants of its function (and of its Hessian's),
+    and, for a function outside losskit (whose sources the cache digest covers), its
+    source file's hash; a function without a source file is named by its id, so that its
+    builds are never shared between processes."""
+    if formula is None:
+        return "none"
+    parts = [repr(formula)]
+    for fn in (formula.fn, formula.hessian.fn if formula.hessian is not None else None):
+        if fn is None:
+            continue
+        code = fn.__code__
+        glb = fn.__globals__
+        numbers = {n: glb[n] for n in code.co_names
+                   if isinstance(glb.get(n), (int, float)) and not isinstance(glb[n], bool)}
+        cells = [c.cell_contents for c in fn.__closure__ or ()]
+        parts += [hashlib.sha256(code.co_code).hexdigest(), repr(code.co_consts),
+                  repr(code.co_names), repr(cells), repr(numbers), _source_of(fn)]
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+def _source_of(fn) -> str:
+    """"losskit" for a function of losskit; else its source file's SHA-256, or its id."""
+    path = fn.__code__.co_filename
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.abspath(path).startswith(package + os.sep):
+        return "losskit"
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return f"id {id(fn)}"
