@@ -875,3 +875,65 @@ def test_the_numba_softmax_step_equals_the_numpy_one(monkeypatch, dtype, opt):
             assert a.dtype == e.dtype and a.shape == e.shape
             np.testing.assert_array_equal(np.isnan(a), np.isnan(e))
             np.testing.assert_allclose(a, e, rtol=rtol, atol=rtol * 1e-2)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_ignored_rows_are_skipped_and_read_nothing(lib):
+    """With ignored labels the in-place blocks hold the other rows only: an ignored row's
+    hidden state is never multiplied (inf or NaN there changes nothing), its value and
+    hidden gradient are exactly 0, and everything equals the chained softmax CE of the
+    kept rows alone (out= included)."""
+    h, W, y, b, cw = make(seed=31, ignore=True)
+    ign = y == -100
+    h_bad = h.copy()
+    h_bad[np.flatnonzero(ign)[0]] = np.inf
+    h_bad[np.flatnonzero(ign)[1]] = np.nan
+    opts = {"class_weight": cw, "label_smoothing": 0.1, "z_loss": 1e-3}
+    keep = ~ign
+    # the reference: the kept rows only, through the explicit logits (sum: the same total)
+    z = h[keep] @ W.T + b
+    v_ref, g_ref = lk.softmax_cross_entropy.value_and_grad(z, y[keep], reduction="none",
+                                                           **opts)
+    gh_ref = np.zeros_like(h)
+    gh_ref[keep] = g_ref @ W
+    gw_ref = g_ref.T @ h[keep]
+    conv = (lambda a: torch.as_tensor(a)) if lib == "torch" else (lambda a: a)
+    back = (lambda a: a.numpy()) if lib == "torch" else np.asarray
+    out_h = conv(np.full_like(h, 7.0))
+    v, (gh, gw, gb) = lce.value_and_grad(conv(h_bad), conv(W), conv(y), conv(b),
+                                         reduction="none", ignore_index=-100,
+                                         wrt="all", chunk_size=9, **opts)
+    v = back(v)
+    assert np.all(v[ign] == 0.0) and np.all(back(gh)[ign] == 0.0)
+    np.testing.assert_allclose(v[keep], v_ref, rtol=1e-12)
+    np.testing.assert_allclose(back(gh), gh_ref, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(back(gw), gw_ref, rtol=1e-11, atol=1e-14)
+    np.testing.assert_allclose(back(gb), g_ref.sum(axis=0), rtol=1e-11, atol=1e-14)
+    assert lce.grad(conv(h_bad), conv(W), conv(y), conv(b), reduction="none",
+                    ignore_index=-100, out=out_h, **opts) is out_h
+    np.testing.assert_allclose(back(out_h), gh_ref, rtol=1e-11, atol=1e-14)
+    # every row ignored: zeros, no block at all
+    y_none = np.full_like(y, -100)
+    v0, (gh0, gw0) = lce.value_and_grad(conv(h_bad), conv(W), conv(y_none), conv(b),
+                                        reduction="sum", wrt=("hidden", "weight"),
+                                        ignore_index=-100)
+    assert float(v0) == 0.0
+    assert not np.any(back(gh0)) and not np.any(back(gw0))
+
+
+def test_ignored_rows_never_reach_the_blocks(monkeypatch):
+    """The blocks (and so the matrix products) see the kept rows only."""
+    seen = []
+    inner = _linear_ce._blocks_inplace
+
+    def spy(ctx, lib, h, *args):
+        seen.append(h.shape[0])
+        return inner(ctx, lib, h, *args)
+
+    monkeypatch.setattr(_linear_ce, "_blocks_inplace", spy)
+    h, W, y, b, _ = make(seed=32, ignore=True)
+    lce.value_and_grad(h, W, y, b, ignore_index=-100, wrt="all")
+    lce.value_and_grad(torch.as_tensor(h), torch.as_tensor(W), torch.as_tensor(y),
+                       torch.as_tensor(b), ignore_index=-100, wrt="all")
+    lce.value_and_grad(h, W, np.abs(y) % V, b, ignore_index=-100, wrt="all")
+    assert seen == [int(np.sum(y != -100))] * 2 + [N]

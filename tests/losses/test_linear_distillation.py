@@ -376,3 +376,28 @@ def test_metadata_and_catalog():
     assert loss.option_defaults() == {"beta": 0.5, "temperature": 1.0,
                                       "weight_hard_loss": 0.5, "weight_soft_loss": 0.5,
                                       "ignore_index": -100, "chunk_size": None}
+
+
+def test_ignored_tokens_never_reach_the_blocks_and_out_gets_zero_rows(monkeypatch):
+    """Ignored targets: the blocks (the four matrix products) see the other tokens only;
+    the hidden gradient, also when written into ``out=``, has exact zero rows there and
+    equals the Liger reference elsewhere."""
+    seen = []
+    inner = _ld._blocks_inplace
+
+    def spy(ctx, lib, hs, *args):
+        seen.append(hs.shape[0])
+        return inner(ctx, lib, hs, *args)
+
+    monkeypatch.setattr(_ld, "_blocks_inplace", spy)
+    a = make(13)  # tokens 1 and 4 ignored
+    a["ht"][4] = np.inf  # an ignored teacher row: never read
+    ref_v, ref_g = liger_reference(make(13))
+    out = np.full_like(a["hs"], 5.0)
+    got = loss.grad(a["hs"], a["Ws"], a["ht"], a["Wt"], a["y"], a["bs"], a["bt"],
+                    wrt="student_hidden", out=out)
+    assert got is out and seen == [N - 2]
+    assert np.all(out[[1, 4]] == 0.0)
+    np.testing.assert_allclose(out, ref_g[0], rtol=1e-10, atol=1e-13)
+    v = loss(a["hs"], a["Ws"], a["ht"], a["Wt"], a["y"], a["bs"], a["bt"])
+    np.testing.assert_allclose(v, ref_v, rtol=1e-12)

@@ -63,6 +63,7 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -126,6 +127,15 @@ class _Rows:
     wsum_logits: Any = None  # sum_c w_c z_nc = h_n . u + w . b (only with smoothing)
     u: Any = None  # u = W^T w (d,) (only with smoothing)
     z_coef: Any = None  # 2 zeta w_n, the z-loss's gradient factor of lse; None without it
+    keep: Any = None  # k_n (1, 0 for an ignored label); None when no label is ignored
+
+    def take(self, xp, idx) -> _Rows:
+        """The rows ``idx`` (every per-row field; the per-class ones as they are)."""
+        per_row = ("labels", "a_label", "total", "weight", "a_smooth", "wsum_logits",
+                   "z_coef", "keep")
+        return dataclasses.replace(self, **{
+            f: xp.take(getattr(self, f), idx, axis=0) for f in per_row
+            if getattr(self, f) is not None})
 
 
 def _class_sum(xp, class_weight, v):
@@ -454,7 +464,7 @@ class LinearCrossEntropy(Loss):
         weight = keep if cw is None else keep * xp.take(cw, labels, axis=0)
         a_label = (1.0 - smoothing) * weight
         rows = _Rows(labels=labels, a_label=a_label, total=a_label, weight=weight,
-                     class_weight=cw)
+                     class_weight=cw, keep=keep if ignore_index is not None else None)
         zeta = check_scalar("z_loss", opts.get("z_loss", 0.0), lo=0.0)
         if not math.isfinite(zeta):
             raise ValueError(f"`z_loss` must be finite; got {zeta!r}")
@@ -523,6 +533,29 @@ def rows_reduction(loss, ctx, reduction, sample_weight, lead, row_weight, first_
     ok = total != 0
     scale = xp.where(ok, 1.0 / xp.where(ok, total, xp.ones_like(total)), xp.zeros_like(total))
     return sw, scale, pending
+
+
+def kept_rows(xp, keep):
+    """The indices of the rows whose ``keep`` is not 0, when some row's is (the in-place
+    block paths then compute only those: an ignored token, a prompt's say, costs no matrix
+    product), else None. Reads one value from the device. Shared by the losses fused with
+    a linear layer."""
+    kept = keep != 0
+    if keep.shape[0] == 0 or bool(xp.all(kept)):
+        return None
+    return xp.nonzero(kept)[0]
+
+
+def scattered_rows(xp, idx, part, n_rows, dest=None):
+    """An array of ``n_rows`` rows (``dest`` when given) holding ``part``'s rows at ``idx``
+    and 0 elsewhere (NumPy and PyTorch: written in place)."""
+    full = dest
+    if full is None:
+        full = xp.zeros((n_rows, *part.shape[1:]), dtype=part.dtype, device=device_of(part))
+    else:
+        full[...] = 0
+    full[idx] = part
+    return full
 
 
 def direct_out(xp, out, wrt_names, shapes, dtype, work, inputs) -> dict:
@@ -604,9 +637,25 @@ def _row_values(xp, rows, lo, hi, log_s, shifted_label, m):
 
 
 def _kernel(ctx, h, W, b, rows, row_factor, wanted, block_rows, dest):
-    lib = _inplace_library(ctx.xp)
+    xp = ctx.xp
+    lib = _inplace_library(xp)
     if lib is not None:
-        return _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, block_rows, dest)
+        idx = None if rows.keep is None else kept_rows(xp, rows.keep)
+        if idx is None:
+            return _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, block_rows,
+                                   dest)
+        # ignored labels: the blocks hold the other rows only (an ignored row's value and
+        # gradient are 0 whatever its hidden state)
+        value, g = _blocks_inplace(
+            ctx, lib, xp.take(h, idx, axis=0), W, b, rows.take(xp, idx),
+            None if row_factor is None else xp.take(row_factor, idx, axis=0), wanted,
+            block_rows, {k: v for k, v in dest.items() if k != "hidden"})
+        n_rows = h.shape[0]
+        value = scattered_rows(xp, idx, value, n_rows)
+        if g.get("hidden") is not None:
+            g = {**g, "hidden": scattered_rows(xp, idx, g["hidden"], n_rows,
+                                               dest.get("hidden"))}
+        return value, g
     if array_api_compat.is_jax_namespace(ctx.xp):
         return _blocks_jax(ctx, h, W, b, rows, row_factor, wanted, block_rows)
     return _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, block_rows)

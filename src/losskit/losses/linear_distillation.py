@@ -70,7 +70,9 @@ from .linear_cross_entropy import (
     _WEIGHT_GRAD_ROWS,
     _block_products,
     direct_out,
+    kept_rows,
     rows_reduction,
+    scattered_rows,
     LinearCrossEntropy,
     _inplace_library,
     _safe_row_max,
@@ -295,7 +297,20 @@ class LinearGeneralizedJSD(Loss):
 
         spec = _Spec(beta=beta, temp=temp, w_hard=w_hard, w_soft=w_soft)
         lib = _inplace_library(xp)
-        if lib is not None:
+        idx = kept_rows(xp, keep) if lib is not None and ignore is not None else None
+        if idx is not None:  # ignored targets: the blocks hold the other rows only
+            def take(a):
+                return None if a is None else xp.take(a, idx, axis=0)
+
+            value, g = _blocks_inplace(
+                ctx, lib, take(hs), Ws, bs, take(ht), Wt, bt, take(y), take(keep),
+                take(row_factor), wanted, block_rows, spec,
+                {k: v for k, v in dest.items() if k != "student_hidden"})
+            value = scattered_rows(xp, idx, value, n_rows)
+            if g.get("student_hidden") is not None:
+                g = {**g, "student_hidden": scattered_rows(
+                    xp, idx, g["student_hidden"], n_rows, dest.get("student_hidden"))}
+        elif lib is not None:
             value, g = _blocks_inplace(ctx, lib, hs, Ws, bs, ht, Wt, bt, y, keep, row_factor,
                                        wanted, block_rows, spec, dest)
         else:
