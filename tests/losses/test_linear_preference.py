@@ -331,3 +331,35 @@ def test_torch_backward_of_the_per_pair_values():
     (got * torch.tensor(c)).sum().backward()
     for t, w in zip((H, Wt, Bt), want):
         np.testing.assert_allclose(t.grad.numpy(), w, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("lib", ["numpy", "torch"])
+def test_ignored_tokens_never_reach_the_blocks(monkeypatch, lib):
+    """The one-pass blocks hold the kept tokens only, still whole pairs per block: a pair
+    whose two sequences are all prompt makes an empty block (chunk_size=1), and values and
+    gradients equal the full-logits reference."""
+    from losskit.losses import linear_cross_entropy as _lce
+
+    seen = []
+    inner = _lce._blocks_inplace
+
+    def spy(ctx, lib_, h, W, b, rows, row_factor, wanted, nb, dest):
+        if callable(row_factor):
+            seen.append((h.shape[0], list(nb) if not isinstance(nb, int) else nb))
+        return inner(ctx, lib_, h, W, b, rows, row_factor, wanted, nb, dest)
+
+    monkeypatch.setattr(_lce, "_blocks_inplace", spy)
+    h, W, b, y, rh, rW = _arrays(seed=7)
+    y[[1, 1 + B]] = -100  # pair 1: chosen and rejected without any target
+    want_v, want_g = _reference("dpo", h, W, b, y, rh, rW)
+    conv = (lambda a: torch.as_tensor(a)) if lib == "torch" else (lambda a: a)
+    v, g = lk.linear_preference_loss.value_and_grad(
+        conv(h), conv(W), conv(y), conv(b), conv(rh), conv(rW), wrt="all", chunk_size=1)
+    (rows_seen, spans), = seen
+    kept = int(np.sum(y != -100))
+    assert rows_seen == kept and spans[1][0] == spans[1][1]  # pair 1: an empty block
+    assert spans[0][0] == 0 and spans[-1][1] == kept
+    np.testing.assert_allclose(np.asarray(v), want_v, rtol=1e-10)
+    for got, want in zip(g, want_g):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9, atol=1e-12)
+    assert np.all(np.asarray(g[0])[[1, 1 + B]] == 0.0)

@@ -170,7 +170,10 @@ class LinearCrossEntropy(Loss):
     class_weight : array of shape (V,), optional
         Non-negative weight per class, as in ``softmax_cross_entropy``.
     ignore_index : int, optional
-        Labels equal to it contribute nothing, not even to the mean's denominator.
+        Labels equal to it contribute nothing, not even to the mean's denominator. On
+        NumPy and PyTorch their rows are left out of the blocks (value and hidden
+        gradient 0 there, their hidden states never read): a prompt's tokens cost no
+        matrix product.
     label_smoothing : float in [0, 1], default 0
         Mix the target with the uniform distribution: :math:`(1-\varepsilon) e_y +
         \varepsilon/V`.
@@ -764,7 +767,8 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
     ``row_factor(lo, hi, values)`` of a block's per-row values, called once they are known
     and before the block becomes its gradient: the sequence-level losses of
     :mod:`losskit.losses.linear_preference`, whose blocks hold whole sequences, get their
-    gradient in the same three products (no label smoothing then).
+    gradient in the same three products (no label smoothing then). ``nb``: rows per
+    block, or the blocks' ``(lo, hi)`` row ranges (consecutive, covering every row).
     """
     xp, work, dev = ctx.xp, ctx.work, ctx.device
     if lib == "torch":
@@ -775,7 +779,10 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
     V = W.shape[0]
     want_h, want_w, want_b = ("hidden" in wanted), ("weight" in wanted), ("bias" in wanted)
     labels = xp.astype(rows.labels, xp.int64)  # index dtype for both libraries
-    buf = xp.empty((min(nb, n_rows), V), dtype=work, device=dev)
+    spans = (nb if not isinstance(nb, int)
+             else [(lo, min(lo + nb, n_rows)) for lo in range(0, n_rows, nb)])
+    buf = xp.empty((max((hi - lo for lo, hi in spans), default=0), V), dtype=work,
+                   device=dev)
     WT = W.T
     values = []
     gh = dest.get("hidden")
@@ -797,8 +804,7 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
     if want_w and lib == "numpy":
         tmp = xp.empty((min(_WEIGHT_GRAD_ROWS, V), d), dtype=work, device=dev)
     kernel = _softmax_block_kernel(lib, buf)
-    for lo in range(0, n_rows, nb):
-        hi = min(lo + nb, n_rows)
+    for lo, hi in spans:
         k = hi - lo
         z = buf[:k]
         native.matmul(h[lo:hi], WT, out=z)

@@ -128,7 +128,8 @@ class LinearGeneralizedJSD(Loss):
     weight_hard_loss, weight_soft_loss : float, default 0.5
         The weights of the cross-entropy and of the divergence.
     ignore_index : int or None, default -100
-        The target value of the tokens that take no part (prompt, padding).
+        The target value of the tokens that take no part (prompt, padding). On NumPy and
+        PyTorch their rows are left out of the blocks: they cost no matrix product.
     chunk_size : int, optional
         Rows (tokens) per block. Default: as many as fit 64 MiB of logits per block on
         NumPy and PyTorch (16 MiB on the other libraries).

@@ -23,6 +23,7 @@ log-probabilities, then their vector-Jacobian product (four products). A referen
 
 from __future__ import annotations
 
+import itertools
 
 import numpy as np
 
@@ -87,7 +88,8 @@ class LinearPreferenceLoss(Loss):
         The sequence-level loss: :data:`~losskit.dpo_loss`, :data:`~losskit.simpo_loss`,
         :data:`~losskit.orpo_loss`, :data:`~losskit.cpo_loss`, :data:`~losskit.kto_loss`.
     ignore_index : int, default -100
-        Target value of the positions that take no part.
+        Target value of the positions that take no part. On NumPy and PyTorch their rows
+        are left out of the blocks: a prompt's tokens cost no matrix product.
     average_log_prob : bool, default False
         Divide each sequence's log-probability by its number of target tokens (Liger's
         SimPO and ORPO modules average, its DPO, CPO and KTO modules sum).
@@ -384,11 +386,38 @@ class LinearPreferenceLoss(Loss):
         else:
             per_block = _lce.LinearCrossEntropy._block_rows(chunk_size, units, 1, ctx.work, xp)
         unit_values = []
+        # ignored targets (the prompt, the padding): the blocks hold the other rows only,
+        # still whole units per block; the rows' positions rebuild the (k, per_unit, T)
+        # token log-probabilities of a block (0 where ignored)
+        kept = None if rows.keep is None else _lce.kept_rows(xp, rows.keep)
+        if kept is None:
+            h_rows, spans, starts = hp, per_block * rows_per_unit, None
+        else:
+            per_seq = xp.sum(xp.reshape(xp.astype(rows.keep != 0, xp.int64), (S, T)), axis=1)
+            ends = list(itertools.accumulate(int(v) for v in per_seq))
+            unit_end = [0] + ends[per_unit - 1::per_unit]
+            h_rows, rows = xp.take(hp, kept, axis=0), rows.take(xp, kept)
+            spans, block_units = [], []
+            for u0 in range(0, units, per_block):
+                u1 = min(u0 + per_block, units)
+                spans.append((unit_end[u0], unit_end[u1]))  # empty for all-prompt units
+                block_units.append((u0, u1))
+            starts = iter(block_units)  # row_factor is called once per block, in order
 
         def row_factor(lo, hi, row_values):
-            u0, u1 = lo // rows_per_unit, hi // rows_per_unit
-            k = u1 - u0
-            tok = xp.reshape(-row_values, (k, per_unit, T))  # log-probabilities
+            if starts is None:
+                u0, u1 = lo // rows_per_unit, hi // rows_per_unit
+                k = u1 - u0
+                tok = xp.reshape(-row_values, (k, per_unit, T))  # log-probabilities
+                where = None
+            else:
+                u0, u1 = next(starts)
+                k = u1 - u0
+                where = kept[lo:hi] - u0 * rows_per_unit  # positions in the dense block
+                tok = xp.zeros((k * rows_per_unit,), dtype=row_values.dtype,
+                               device=ctx.device)
+                tok[where] = -row_values
+                tok = xp.reshape(tok, (k, per_unit, T))
             seq = self._sequence_logps(xp, xp.reshape(tok, (k * per_unit, T)),
                                        counts_p[u0 * per_unit:u1 * per_unit], average)
             seq = xp.reshape(seq, (k, per_unit))
@@ -405,13 +434,16 @@ class LinearPreferenceLoss(Loss):
             if paired:  # chosen then rejected -> unit by unit
                 cot = xp.reshape(xp.stack([cot[:k], cot[k:]], axis=1), (-1,))
             # the rows' factor r: the block's gradient is r (softmax - e_y) = -c d log p/dz
-            return -xp.reshape(xp.broadcast_to(cot[:, None], (k * per_unit, T)), (-1,))
+            r = -xp.reshape(xp.broadcast_to(cot[:, None], (k * per_unit, T)), (-1,))
+            return r if where is None else xp.take(r, where, axis=0)
 
         lib = _lce._inplace_library(xp)
-        _, g = _lce._blocks_inplace(ctx, lib, hp, W, b, rows, row_factor, wanted,
-                                    per_block * rows_per_unit, {})
+        _, g = _lce._blocks_inplace(ctx, lib, h_rows, W, b, rows, row_factor, wanted, spans,
+                                    {})
         values = xp.concat(unit_values) if unit_values else xp.zeros((0,), dtype=ctx.work)
         gh = g.get("hidden")
+        if gh is not None and kept is not None:
+            gh = _lce.scattered_rows(xp, kept, gh, S * T)
         if gh is not None:  # back to the caller's order of sequences
             inverse = xp.argsort(order) if paired else idx
             gh = xp.take(xp.reshape(gh, (S, T, d)), inverse, axis=0)
