@@ -124,12 +124,15 @@ def worker(loss, method, data, save, liger_src):
         a = {k: torch.from_numpy(v) for k, v in a.items()}
         if method == "liger":
             liger = _liger_modules(liger_src)
-    # warm-up on a small problem: loads the libraries, starts their thread pools
+    # warm-up on a small problem: loads the libraries, starts their thread pools; the
+    # last tokens, which are completion (the first quarter of each sequence is prompt,
+    # whose rows a contender may skip: a warm-up of prompt only would warm nothing)
     if loss == "dpo":  # one pair of 8 tokens
         half = a["h"].shape[0] // 2
-        small = {k: (v[[0, half], :8] if k in ("h", "y", "rh") else v) for k, v in a.items()}
+        small = {k: (v[[0, half], -8:] if k in ("h", "y", "rh") else v)
+                 for k, v in a.items()}
     else:  # 64 tokens
-        small = {k: (v[:64] if k in ("h", "y", "th") else v) for k, v in a.items()}
+        small = {k: (v[-64:] if k in ("h", "y", "th") else v) for k, v in a.items()}
     _step(loss, method, small, liger)
     import gc
 

@@ -15,7 +15,8 @@ product of the token log-probabilities.
 (whole sequences for KTO): a block's logits give its sequences' log-probabilities, the
 sequence loss gives their cotangents, and the same block (still in memory) becomes the
 gradient of the logits: three matrix products of size (tokens x d x V), the minimum; a
-block holds as many pairs as fit 64 MiB of logits, and at least one pair. Other Array-API
+block holds as many pairs as fit 32 MiB of logits, and at least one pair; tokens whose
+target is ``ignore_index`` (the prompt) are left out of the blocks. Other Array-API
 libraries (JAX, CuPy, Dask) take two passes through ``linear_token_logprobs``: the
 log-probabilities, then their vector-Jacobian product (four products). A reference model
 (``ref_hidden``, ``ref_weight``) adds one product, without gradients.
@@ -46,12 +47,12 @@ __all__ = ["linear_preference_loss"]
 #: the sequence-level losses, by Liger-Kernel's module name
 _LOSSES = {"dpo": dpo_loss, "simpo": simpo_loss, "orpo": orpo_loss, "cpo": cpo_loss,
            "kto": kto_loss}
-#: default logits per block of whole pairs (at least one pair), in bytes, as
-#: linear_cross_entropy's: a block of 512 rows (``chunk_size=1`` for pairs of 256-token
-#: sequences of a 16k vocabulary, 32 MiB) cuts the memory beyond the gradients by a third
-#: (78 to 49 MiB for two pairs) but costs about 11% in time on NumPy (smaller products,
-#: and one more pass over the weight gradient per block: NumPy's matmul cannot accumulate)
-_GROUP_BLOCK_BYTES = 64 * 2**20
+#: default logits per block of whole pairs (at least one pair), in bytes: half of
+#: linear_cross_entropy's. One pair of 256-token sequences of a 16k vocabulary per block
+#: instead of two cuts the memory beyond the gradients from 56 to 40 MiB (benchmarks/
+#: lm_head.py) at a few percent in time once the prompt's rows are left out of the blocks
+#: (64 MiB cost 11% less time before, when the blocks multiplied every row)
+_GROUP_BLOCK_BYTES = 32 * 2**20
 #: the options of the sequence-level losses that ``linear_preference_loss`` passes on
 _LOSS_OPTIONS = ("beta", "variant", "label_smoothing", "discopop_tau", "f_divergence",
                  "f_alpha", "gamma", "kl")
@@ -107,7 +108,7 @@ class LinearPreferenceLoss(Loss):
         ``dpo``'s length-normalised variants (``"ipo"``, ``"sigmoid_norm"``) take each
         sequence's number of target tokens as its length.
     chunk_size : int, optional
-        Pairs (sequences for ``"kto"``) per block; by default as many as fit 64 MiB of
+        Pairs (sequences for ``"kto"``) per block; by default as many as fit 32 MiB of
         logits, at least one.
     {common_parameters}
 
