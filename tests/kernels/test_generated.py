@@ -112,14 +112,14 @@ def test_prune_keeps_recent_and_newest(tmp_path):
     dirs = [parent / f"d{i}" for i in range(7)]
     for i, d in enumerate(dirs):
         d.mkdir(parents=True)
-        age = 7200.0 if i < 5 else 60.0  # d5, d6: a minute old
+        age = 2 * generated._STALE_S if i < 5 else 60.0  # d5, d6: a minute old
         t = os.path.getmtime(d) - age - i
         os.utime(d, (t, t))
     keep = dirs[0]
     generated._prune(parent, keep=keep)
     left = sorted(p.name for p in parent.iterdir())
     # the kept one, the two recent ones (whatever their rank) and the newest old ones
-    # up to four in all; older than an hour and beyond that: removed
+    # up to four in all; older than the stale age and beyond that: removed
     assert "d0" in left and "d5" in left and "d6" in left
     assert len(left) == generated._KEEP
     assert "d4" not in left

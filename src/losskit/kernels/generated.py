@@ -16,9 +16,9 @@ place only if the name is free, so the file's stamp never changes once written).
 
 The directory is ``$LOSSKIT_CACHE_DIR``, else ``$XDG_CACHE_HOME/losskit``, else
 ``~/.cache/losskit`` (a subdirectory per losskit source digest; the four newest are kept,
-older ones are removed once they are an hour old). ``LOSSKIT_CACHE_DIR=""`` turns the
-disk cache off; so does a directory that cannot be written: the builds are then compiled
-in memory, as before, with the same results.
+older ones are removed once nothing was written into them for a day).
+``LOSSKIT_CACHE_DIR=""`` turns the disk cache off; so does a directory that cannot be
+written: the builds are then compiled in memory, with the same results.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 __all__ = ["function", "cache_directory"]
 
 _KEEP = 4  # source-digest directories kept
-_STALE_S = 3600.0  # an older directory is removed only once it is this old
+_STALE_S = 86400.0  # an older directory is removed only once untouched this long
 
 _LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
@@ -86,8 +86,8 @@ def _open_directory() -> Path | None:
 
 
 def _prune(parent: Path, keep: Path) -> None:
-    """Remove all but the newest :data:`_KEEP` digest directories, those an hour old only
-    (another process may still be using a recent one); errors are ignored."""
+    """Remove all but the newest :data:`_KEEP` digest directories, those untouched for a
+    day only (another process may still be using a recent one); errors are ignored."""
     try:
         dirs = sorted((p for p in parent.iterdir() if p.is_dir() and p != keep),
                       key=lambda p: p.stat().st_mtime, reverse=True)
