@@ -304,3 +304,51 @@ def test_invalid_input_under_jit_is_nan():
     v = jax.jit(lambda a, yy: lk.ctc_loss(a, yy, jnp.asarray(il), jnp.asarray(tl),
                                           zero_infinity=True))(jnp.asarray(lp), jnp.asarray(bad))
     assert np.isnan(float(v))
+
+
+def _extended(y_row, ln, blank):
+    ext = np.empty(2 * ln + 1, dtype=np.int64)
+    ext[0::2] = blank
+    ext[1::2] = y_row[:ln]
+    return ext
+
+
+def test_scaled_and_log_space_recursions_agree():
+    """The numba kernel's two recursions (probability space scaled per frame, and log
+    space) on the same sequences: the same values and gradients to rounding, impossible
+    and empty sequences included."""
+    nb = pytest.importorskip("losskit.kernels.ctc_numba")
+    lp, y, il, tl = batch(seed=4)
+    lp = np.ascontiguousarray(lp)
+    T, N, C = lp.shape
+    out = {}
+    for name in ("_scaled", "_log_space"):
+        for zero_inf in (False, True):
+            values = np.full(N, -7.0)
+            grad = np.full((T, N, C), -7.0)
+            for n in range(N):
+                ext = _extended(y[n], tl[n], 0)
+                grad[il[n]:, n, :] = 0.0
+                r = getattr(nb, name)(lp, n, ext, len(ext), il[n], 0, zero_inf, 0.5, values,
+                                      grad, True)
+                assert r is None or r is True  # no fallback on ordinary frames
+            out[name, zero_inf] = values, grad
+    for zero_inf in (False, True):
+        (v1, g1), (v2, g2) = out["_scaled", zero_inf], out["_log_space", zero_inf]
+        np.testing.assert_allclose(v1, v2, rtol=1e-12)
+        np.testing.assert_allclose(g1, g2, rtol=1e-10, atol=1e-14)
+    assert np.isinf(out["_scaled", False][0][3])  # the impossible sequence
+    assert np.all(np.isnan(out["_scaled", False][1][:il[3], 3]))
+
+
+def test_emissions_far_below_e_minus_600_take_the_log_space_recursion(engine):
+    """Log-probabilities of -800 (a logit range of 800) would underflow a product of
+    probabilities: the kernel keeps them in log space, as PyTorch does."""
+    lp, y, il, tl = batch(seed=6)
+    lp = lp.copy()
+    lp[2:5, 1, :] = log_softmax(np.linspace(0.0, 800.0, lp.shape[2]))[None, :]
+    want_v, want_g = torch_ref(lp, y, il, tl, "none", zero_infinity=True)
+    v, g = lk.ctc_loss.value_and_grad(lp, y, il, tl, reduction="none", zero_infinity=True)
+    assert lp[2:5, 1, 0].max() < -600  # the blank's emission in those frames
+    np.testing.assert_allclose(v, want_v, rtol=1e-12)
+    np.testing.assert_allclose(g, want_g, rtol=1e-9, atol=1e-12)

@@ -398,6 +398,7 @@ class LinearPreferenceLoss(Loss):
             ends = list(itertools.accumulate(int(v) for v in per_seq))
             unit_end = [0] + ends[per_unit - 1::per_unit]
             h_rows, rows = xp.take(hp, kept, axis=0), rows.take(xp, kept)
+            del hp  # the kept rows are a copy of their own
             spans, block_units = [], []
             for u0 in range(0, units, per_block):
                 u1 = min(u0 + per_block, units)
