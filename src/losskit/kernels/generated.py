@@ -79,6 +79,7 @@ def _open_directory() -> Path | None:
         d.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=d, prefix=".probe", delete=True)
         probe.close()
+        os.utime(d)  # in use: the pruning of other losskit versions leaves it
     except OSError:
         return None
     _prune(parent, keep=d)
