@@ -63,3 +63,22 @@ def test_fused_block_equals_the_array_formulas(name, kw, dtype, monkeypatch):
         _same(*_both(loss, (x, w, y), reduction=reduction, **kw), dtype)
         _same(*_both(loss, (x, w, y), reduction=reduction, sample_weight=sw, **kw), dtype)
     assert len(calls) == 6 * 6  # the fused block ran for every block of every fused call
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_without_numba_falls_back_to_numpy(dtype, monkeypatch):
+    """Where numba cannot compile the softmax CE kernel (``_kernel`` answers None), the
+    block's cross-entropy is done in NumPy: the same values and gradients as the array
+    formulas."""
+    from losskit.kernels import fast_paths
+
+    x = RNG.normal(size=(30, 16)).astype(dtype)
+    w = RNG.normal(size=(9, 16)).astype(dtype)
+    y = RNG.integers(0, 9, size=30)
+    monkeypatch.setattr(mining, "BLOCK_ELEMENTS", 9 * 7)
+    failed = []
+    monkeypatch.setattr(fast_paths, "_kernel", lambda nb, kernel, *a: failed.append(1))
+    for name in ("arcface_loss", "cosface_loss"):
+        for reduction in ("none", "mean"):
+            _same(*_both(getattr(lk, name), (x, w, y), reduction=reduction), dtype)
+    assert failed  # the fused blocks asked the kernel and got None
