@@ -515,3 +515,28 @@ def test_metadata():
     assert lk.ranknet_loss is lk.pairwise_logistic_loss
     assert lk.listnet_loss is lk.ranking_softmax_loss
     assert [x.name for x in lk.catalog("ranking")] == sorted(IDS)
+
+
+def test_lambdarank_grades_beyond_float32_gains():
+    """Grades above 127: the gains 2^y - 1 overflow float32, the weights |G_i - G_j| / IDCG
+    do not; float32 scores give the float64 torch reference's value and gradient on every
+    path (fused and generic)."""
+    s = np.random.default_rng(7).normal(size=(3, 6))
+    y = np.array([[130.0, 128.0, 0.0, 3.0, 129.0, 1.0],
+                  [200.0, 0.0, 0.0, 199.0, 5.0, 2.0],
+                  [2.0, 1.0, 0.0, 0.0, 3.0, 1.0]])  # an ordinary list beside them
+    st = torch.tensor(s, requires_grad=True)
+    ref = t_lambdarank(st, torch.tensor(y), "none", torch).sum()
+    ref_v = t_lambdarank(st, torch.tensor(y), "none", torch).detach().numpy()
+    ref.backward()
+    for fast in (True, False):
+        saved = dispatch.ENABLED
+        dispatch.ENABLED = fast
+        try:
+            v, g = lk.lambdarank_loss.value_and_grad(s.astype(np.float32),
+                                                     y.astype(np.float32), reduction="none")
+        finally:
+            dispatch.ENABLED = saved
+        assert np.all(np.isfinite(v)) and np.all(np.isfinite(g))
+        np.testing.assert_allclose(v, ref_v, rtol=2e-6)
+        np.testing.assert_allclose(g, st.grad.numpy(), rtol=2e-5, atol=1e-7)

@@ -476,7 +476,14 @@ class LambdaRank(_RankingLoss):
         s, y, valid, v = _inputs(ctx, scores, labels, where, nonnegative=True)
         if s.shape[-1] == 0:
             return _empty_lists(ctx, s, valid, need_grad)
-        gain = xp.expm1(y * _LN2)  # 2^y - 1 (0 on padding: its label is 0)
+        # 2^y - 1 (0 on padding: its label is 0); a list whose largest label m exceeds 100
+        # takes (2^y - 1) / 2^m = 2^(y - m) - 2^-m instead, finite in float32 beyond 2^128
+        # (the weights |G_i - G_j| / IDCG do not change when every gain is scaled alike)
+        m = xp.max(y, axis=-1, keepdims=True) if y.shape[-1] else y
+        big = m > 100.0
+        m = xp.where(big, m, xp.zeros_like(m))
+        gain = xp.where(big, xp.exp((y - m) * _LN2) - xp.exp(-m * _LN2),
+                        xp.expm1(xp.where(big, xp.zeros_like(y), y) * _LN2))
         disc = _LN2 / xp.log1p(_positions(ctx, s, valid) + 1.0)  # 1 / log2(1 + rank)
         ideal = _LN2 / xp.log1p(_positions(ctx, y, valid) + 1.0)
         idcg = xp.sum(gain * ideal, axis=-1)
