@@ -57,6 +57,17 @@ def _lae(a, b):
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
+@njit(**_JIT)
+def _frame_max(lp, t, n):
+    """The largest log-probability of frame t of sequence n (-inf for none; NaN skipped)."""
+    m = _NINF
+    for c in range(lp.shape[2]):
+        v = float(lp[t, n, c])
+        if v > m:
+            m = v
+    return m
+
+
 #: below this log-probability (e^-600) an emission goes to the log-space recursion: the
 #: scaled one multiplies probabilities, and e^-745 underflows float64
 _SCALED_MIN_LOG = -600.0
@@ -74,11 +85,7 @@ def _scaled(lp, n, ext, k, tn, blank, zero_infinity, sc, values, grad, want_grad
     P = np.empty((rows, C), dtype=np.float64)
     em = np.empty((rows, k), dtype=np.float64)
     for t in range(tn):
-        m = _NINF
-        for c in range(C):
-            v = float(lp[t, n, c])
-            if v > m:
-                m = v
+        m = _frame_max(lp, t, n)
         if not (m > _NINF and m < math.inf):
             return False
         acc = 0.0
@@ -174,11 +181,7 @@ def _log_space(lp, n, ext, k, tn, blank, zero_infinity, sc, values, grad, want_g
     norm = np.empty(max(tn, 1), dtype=np.float64)
     lpe = np.empty((max(tn, 1), k), dtype=np.float64)
     for t in range(tn):
-        m = _NINF
-        for c in range(C):
-            v = float(lp[t, n, c])
-            if v > m:
-                m = v
+        m = _frame_max(lp, t, n)
         if m == _NINF or m == math.inf:  # the generic log-softmax: shift 0
             m = 0.0
         acc = 0.0
