@@ -404,7 +404,8 @@ def _margin_ce_block(nb, c, labels, psi, dpsi, scale, need_grad):
     """The margin head's cross-entropy of a NumPy block of cosines ``c`` (overwritten):
     the logits ``scale * c`` with each row's target replaced by ``scale * psi`` go through
     the softmax CE kernel, whose gradient ``scale * (p - onehot)`` is the head's once its
-    target entries are multiplied by ``dpsi``. Returns (per-row values, gradient or None)."""
+    target entries are multiplied by ``dpsi``. Returns (per-row values, gradient or None),
+    or None where numba cannot compile the kernel."""
     from .fast_paths import _DUMMY2, _kernel
 
     n = c.shape[0]
@@ -418,15 +419,8 @@ def _margin_ce_block(nb, c, labels, psi, dpsi, scale, need_grad):
     # spin, a parallel loop would fight them for the cores (measured 10x slower)
     res = _kernel(nb, nb.softmax_ce_serial, c, y, False, 0, False, scale, g, values,
                   need_grad)
-    if res is None:  # numba cannot compile it here: the same softmax CE in NumPy
-        mx = np.max(c, axis=1, keepdims=True)
-        e = np.exp(c - mx)
-        tot = np.sum(e, axis=1, keepdims=True)
-        values = np.log(tot[:, 0]) + mx[:, 0] - c[rows, y]
-        if need_grad:
-            g = np.divide(e, tot, out=e)
-            g[rows, y] -= 1.0
-            g *= c.dtype.type(scale)
+    if res is None:  # numba cannot compile it here (``c`` is overwritten all the same)
+        return None
     if need_grad:
         g[rows, y] *= dpsi
     return values.astype(c.dtype), (g if need_grad else None)
@@ -478,8 +472,14 @@ def margin_head_terms(xp, feats, weight, labels, sw, *, kind: str, scale: float,
                 other, d_other = cc - margin * sin_m, xp.astype(inside, dt)
             psi = xp.where(use, cos_tm, other)
             dpsi = xp.where(use, d_tm * xp.astype(inside, dt), d_other)
+        fused = None
         if ce is not None:  # NumPy with numba: the softmax CE kernel on the block
-            value, gc = _margin_ce_block(ce, c, yb, psi, dpsi, scale, need_grad)
+            fused = _margin_ce_block(ce, c, yb, psi, dpsi, scale, need_grad)
+            if fused is None:  # numba cannot compile it: the array formulas from here on
+                ce, c = None, xp.matmul(ub, w.T)  # (the attempt overwrote the block)
+                hot = _col(yb) == _row(classes)
+        if fused is not None:
+            value, gc = fused
             values.append(value)
             if not need_grad:
                 continue

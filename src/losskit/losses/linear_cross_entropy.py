@@ -561,6 +561,19 @@ def scattered_rows(xp, idx, part, n_rows, dest=None):
     return full
 
 
+def on_kept_rows(xp, idx, n_rows, dest, hidden, blocks):
+    """``blocks(dest)`` run on the rows ``idx`` of ``n_rows`` (the caller's closure takes
+    its inputs' rows), with ``dest`` less the hidden gradient's ``out=``: returns its
+    per-row values and gradients with the values and the hidden gradient (named
+    ``hidden``) back on all rows, 0 on the others, the latter into ``dest[hidden]`` when
+    given. Shared by the losses fused with a linear layer."""
+    value, g = blocks({k: v for k, v in dest.items() if k != hidden})
+    value = scattered_rows(xp, idx, value, n_rows)
+    if g.get(hidden) is not None:
+        g = {**g, hidden: scattered_rows(xp, idx, g[hidden], n_rows, dest.get(hidden))}
+    return value, g
+
+
 def direct_out(xp, out, wrt_names, shapes, dtype, work, inputs) -> dict:
     """``out=`` checked for the (single) gradient ``wrt_names[0]``; ``{name: out}`` when the
     in-place block kernel can write into it directly (a C-contiguous 2-d array of the
@@ -649,16 +662,10 @@ def _kernel(ctx, h, W, b, rows, row_factor, wanted, block_rows, dest):
                                    dest)
         # ignored labels: the blocks hold the other rows only (an ignored row's value and
         # gradient are 0 whatever its hidden state)
-        value, g = _blocks_inplace(
+        return on_kept_rows(xp, idx, h.shape[0], dest, "hidden", lambda sub: _blocks_inplace(
             ctx, lib, xp.take(h, idx, axis=0), W, b, rows.take(xp, idx),
             None if row_factor is None else xp.take(row_factor, idx, axis=0), wanted,
-            block_rows, {k: v for k, v in dest.items() if k != "hidden"})
-        n_rows = h.shape[0]
-        value = scattered_rows(xp, idx, value, n_rows)
-        if g.get("hidden") is not None:
-            g = {**g, "hidden": scattered_rows(xp, idx, g["hidden"], n_rows,
-                                               dest.get("hidden"))}
-        return value, g
+            block_rows, sub))
     if array_api_compat.is_jax_namespace(ctx.xp):
         return _blocks_jax(ctx, h, W, b, rows, row_factor, wanted, block_rows)
     return _blocks_functional(ctx, h, W, b, rows, row_factor, wanted, block_rows)

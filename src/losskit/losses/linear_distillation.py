@@ -71,8 +71,8 @@ from .linear_cross_entropy import (
     _block_products,
     direct_out,
     kept_rows,
+    on_kept_rows,
     rows_reduction,
-    scattered_rows,
     LinearCrossEntropy,
     _inplace_library,
     _safe_row_max,
@@ -303,14 +303,11 @@ class LinearGeneralizedJSD(Loss):
             def take(a):
                 return None if a is None else xp.take(a, idx, axis=0)
 
-            value, g = _blocks_inplace(
-                ctx, lib, take(hs), Ws, bs, take(ht), Wt, bt, take(y), take(keep),
-                take(row_factor), wanted, block_rows, spec,
-                {k: v for k, v in dest.items() if k != "student_hidden"})
-            value = scattered_rows(xp, idx, value, n_rows)
-            if g.get("student_hidden") is not None:
-                g = {**g, "student_hidden": scattered_rows(
-                    xp, idx, g["student_hidden"], n_rows, dest.get("student_hidden"))}
+            value, g = on_kept_rows(xp, idx, n_rows, dest, "student_hidden",
+                                    lambda sub: _blocks_inplace(
+                                        ctx, lib, take(hs), Ws, bs, take(ht), Wt, bt, take(y),
+                                        take(keep), take(row_factor), wanted, block_rows,
+                                        spec, sub))
         elif lib is not None:
             value, g = _blocks_inplace(ctx, lib, hs, Ws, bs, ht, Wt, bt, y, keep, row_factor,
                                        wanted, block_rows, spec, dest)

@@ -394,8 +394,8 @@ class LinearPreferenceLoss(Loss):
         if kept is None:
             h_rows, spans, starts = hp, per_block * rows_per_unit, None
         else:
-            per_seq = xp.sum(xp.reshape(xp.astype(rows.keep != 0, xp.int64), (S, T)), axis=1)
-            ends = list(itertools.accumulate(int(v) for v in per_seq))
+            # where each sequence's kept rows end (counts_p: its target tokens, blocks' order)
+            ends = list(itertools.accumulate(int(v) for v in counts_p))
             unit_end = [0] + ends[per_unit - 1::per_unit]
             h_rows, rows = xp.take(hp, kept, axis=0), rows.take(xp, kept)
             del hp  # the kept rows are a copy of their own
