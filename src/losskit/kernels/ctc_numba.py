@@ -68,9 +68,9 @@ def _frame_max(lp, t, n):
     return m
 
 
-#: below this log-probability (e^-600) an emission goes to the log-space recursion: the
+#: below this probability (e^-600) an emission goes to the log-space recursion: the
 #: scaled one multiplies probabilities, and e^-745 underflows float64
-_SCALED_MIN_LOG = -600.0
+_SCALED_MIN = math.exp(-600.0)
 
 
 @njit(**_JIT)
@@ -95,14 +95,13 @@ def _scaled(lp, n, ext, k, tn, blank, zero_infinity, sc, values, grad, want_grad
             acc += e
         if not (acc > 0.0 and acc < math.inf):  # NaN included
             return False
-        norm = m + math.log(acc)
         inv = 1.0 / acc
         for c in range(C):
             P[t, c] *= inv
         for s in range(k):
-            if not (float(lp[t, n, ext[s]]) - norm >= _SCALED_MIN_LOG):
-                return False
             em[t, s] = P[t, ext[s]]
+            if not em[t, s] >= _SCALED_MIN:
+                return False
     # forward: alpha_t normalised to sum 1, log-likelihood = sum of the logs of the sums
     alpha = np.empty((rows, k), dtype=np.float64)
     prev = np.zeros(k, dtype=np.float64)
