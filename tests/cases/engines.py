@@ -15,7 +15,14 @@ from losskit.core import dispatch
 from losskit.kernels import fast_paths
 
 __all__ = ["call", "generic", "fused", "tolerances", "assert_same", "check",
-           "run_concurrently"]
+           "run_concurrently", "fast_paths_on"]
+
+
+def fast_paths_on(monkeypatch, numba=True):
+    """The fast paths on for one test (numba's too when ``numba``), whatever the
+    ``LOSSKIT_DISABLE_*`` variables say: the kernel-family modules' autouse fixture."""
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    monkeypatch.setattr(fast_paths, "USE_NUMBA", numba)
 
 
 def call(loss, arrays, want, kw):

@@ -23,7 +23,8 @@ import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import gradient_cache
-from engines import assert_same, check, call as _call, fused as fast, generic
+from engines import (assert_same, check, call as _call, fused as fast, generic,
+                     fast_paths_on)
 
 try:
     import numba  # noqa: F401
@@ -40,8 +41,7 @@ INF, NAN = np.inf, np.nan
 @pytest.fixture(autouse=True)
 def _fast_paths_on(monkeypatch):
     """Every test here starts with the fast paths on, whatever LOSSKIT_DISABLE_* say."""
-    monkeypatch.setattr(dispatch, "ENABLED", True)
-    monkeypatch.setattr(_fast, "USE_NUMBA", HAVE_NUMBA)
+    fast_paths_on(monkeypatch, HAVE_NUMBA)
 
 
 @pytest.fixture(params=ENGINES)

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 import losskit as lk
-from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import pairs
-from engines import call as _call, fused as fast, generic
+from engines import call as _call, fused as fast, generic, fast_paths_on
 
 pytest.importorskip("numba")
 
@@ -29,8 +28,7 @@ DTYPES = (np.float32, np.float64)
 
 @pytest.fixture(autouse=True)
 def _fast_paths_on(monkeypatch):
-    monkeypatch.setattr(dispatch, "ENABLED", True)
-    monkeypatch.setattr(_fast, "USE_NUMBA", True)
+    fast_paths_on(monkeypatch)
 
 
 def close(got, expected, dtype):

@@ -24,7 +24,8 @@ from losskit.kernels import fast_paths as _fast
 from losskit.kernels import gradient_cache
 from losskit.losses import (cross_entropy, deviance, likelihood, margin, relative_error,
                             robust_regression)
-from engines import assert_same, check, call as _call, fused as fast, generic
+from engines import (assert_same, check, call as _call, fused as fast, generic,
+                     fast_paths_on)
 
 try:
     import numba  # noqa: F401
@@ -65,8 +66,7 @@ IDS = [f"{n}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for n, kw, _ in CASE
 
 @pytest.fixture(autouse=True)
 def _fast_paths_on(monkeypatch):
-    monkeypatch.setattr(dispatch, "ENABLED", True)
-    monkeypatch.setattr(_fast, "USE_NUMBA", HAVE_NUMBA)
+    fast_paths_on(monkeypatch, HAVE_NUMBA)
 
 
 @pytest.fixture(params=["numba", "numpy"])

@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 import losskit as lk
-from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
-from engines import assert_same, fused, generic, run_concurrently
+from engines import assert_same, fused, generic, run_concurrently, fast_paths_on
 
 pytest.importorskip("numba")
 
@@ -32,8 +31,7 @@ VARIANTS = [("grpo", "token"), ("grpo", "sequence"), ("bnpo", "token"), ("dapo",
 
 @pytest.fixture(autouse=True)
 def _fast_paths_on(monkeypatch):
-    monkeypatch.setattr(dispatch, "ENABLED", True)
-    monkeypatch.setattr(_fast, "USE_NUMBA", True)
+    fast_paths_on(monkeypatch)
 
 
 def batch(b, t, dtype, edges=True):

@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 
 import losskit as lk
-from losskit.core import dispatch
 from losskit.kernels import fast_paths as _fast
 from losskit.kernels import rows as _rows
-from engines import call as _call, fused, generic
+from engines import call as _call, fused, generic, fast_paths_on
 
 try:
     import numba  # noqa: F401
@@ -35,8 +34,7 @@ NUMPY_ONLY: set = set()  # losses without a numba row function (none now)
 
 @pytest.fixture(autouse=True)
 def _fast_paths_on(monkeypatch):
-    monkeypatch.setattr(dispatch, "ENABLED", True)
-    monkeypatch.setattr(_fast, "USE_NUMBA", HAVE_NUMBA)
+    fast_paths_on(monkeypatch, HAVE_NUMBA)
     # small inputs take the serial build (the parallel one is tested on its own)
     monkeypatch.setattr(_fast, "PARALLEL_MIN", 1 << 17)
 
