@@ -215,6 +215,28 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+try:  # NumPy 2 keeps the floating-point error state in a context variable
+    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+except ImportError:  # NumPy 1.x: np.errstate
+    _extobj_contextvar = _make_extobj = None
+
+
+class _Quiet:
+    """``np.errstate(all="ignore")`` for NumPy 2 without its generality: the context
+    variable NumPy reads set and reset directly (0.35 us against 1.1 us per use, in a
+    call of 5-10 us). Per use a new object (the token is per entry, so threads and nested
+    uses are safe, as with np.errstate)."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self):
+        self._token = _extobj_contextvar.set(_make_extobj(all="ignore"))
+        return self
+
+    def __exit__(self, *exc_info):
+        _extobj_contextvar.reset(self._token)
+
+
 def quiet():
     """Silence NumPy's floating-point warnings inside a kernel.
 
@@ -222,6 +244,8 @@ def quiet():
     their results are defined by the formulas and tested, so ``inf - inf`` inside a
     branch that is masked away afterwards must not warn. Other libraries do not warn.
     """
+    if _extobj_contextvar is not None:
+        return _Quiet()
     return np.errstate(invalid="ignore", divide="ignore", over="ignore", under="ignore")
 
 

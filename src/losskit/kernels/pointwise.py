@@ -125,7 +125,9 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
     exact_dtype = tuple(exact_dtype)
     validators = tuple(params.values())
     derived = tuple(getattr(v, "from_dtype", False) for v in validators)
+    any_derived = any(derived)
     n_arrays = 2 + len(inputs)
+    numba_params: dict = {}  # (values, dtype) -> numba_parameters(values, dtype)
 
     def parameters(opts):
         """The formula's parameters from the options (None: one is not covered)."""
@@ -157,9 +159,17 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
 
     def numba_parameters(values, dt):
         """``(p, flags)`` for the numba drivers: the parameters in ``dt`` (the flags kept
-        as bools) and the flags' (index, value) pairs, fixed in the build."""
-        p = tuple(v if type(v) is bool else dt.type(v) for v in values)
-        return p, tuple((i, v) for i, v in enumerate(p) if type(v) is bool)
+        as bools) and the flags' (index, value) pairs, fixed in the build; remembered
+        for the last few dozen parameter sets (a small call's budget is microseconds)."""
+        key = (*values, dt.char)
+        found = numba_params.get(key)
+        if found is None:
+            p = tuple(v if type(v) is bool else dt.type(v) for v in values)
+            found = p, tuple((i, v) for i, v in enumerate(p) if type(v) is bool)
+            if len(numba_params) > 64:
+                numba_params.clear()
+            numba_params[key] = found
+        return found
 
     def outputs(loss, wrt):
         """The formula's results (1: the prediction's gradient, 2 + k: that of
@@ -190,8 +200,10 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         z = arrays[0]
         # inputs of the prediction's dtype: those the loss requires so, and those whose
         # gradient is wanted (the gradient has the input's dtype)
-        for name in exact_dtype + (tuple(grads[k - 2] for k in outs if k > 1)
-                                   if want != "value" else ()):
+        same = exact_dtype
+        if want != "value" and outs != (1,):
+            same = same + tuple(grads[k - 2] for k in outs if k > 1)
+        for name in same:
             x = arrays[loss.inputs.index(name)]
             if type(x) is not np.ndarray or type(z) is not np.ndarray or x.dtype != z.dtype:
                 return NotImplemented
@@ -202,14 +214,17 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         if e is None:
             return NotImplemented
         dt = e.dt
-        extra = further_inputs(arrays, e.z, dt, e.g if e.need_grad else None)
+        extra = further_inputs(arrays, e.z, dt, e.g if e.need_grad else None) if (
+            n_arrays > 2) else []
         if extra is None:
             return NotImplemented
         # the gradients after the first (several wrt): fresh buffers of the prediction's kind
-        gx = tuple(_fast._fresh(e.z) for _ in outs[1:]) if e.need_grad else ()
-        if any(derived):
+        gx = gxf = ()
+        if e.need_grad and len(outs) > 1:
+            gx = tuple(_fast._fresh(e.z) for _ in outs[1:])
+            gxf = tuple(g.reshape(-1) for g in gx)
+        if any_derived:
             values = [v(dt) if of_dt else v for v, of_dt in zip(values, derived)]
-        gxf = tuple(g.reshape(-1) for g in gx)
         nb = _fast._nb()
         res = None
         if nb is not None:
