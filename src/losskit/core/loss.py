@@ -502,6 +502,9 @@ class Loss:
         extra = () if second is None else (second,)
         with quiet():
             if check:
+                if second is None:
+                    return self._pipeline(arrays, reduction, sample_weight, options, want,
+                                          wrt, out)
                 return self._pipeline(arrays, reduction, sample_weight, options, want, wrt,
                                       out, *extra)
             with unchecked():
@@ -572,7 +575,9 @@ class Loss:
             reduction = defaults.get("reduction", "mean")
         if sample_weight is None:
             sample_weight = defaults.get("sample_weight")
-        known = _OPTIONS.get(type(self)) or self._options()
+        known = _OPTIONS.get(type(self))
+        if known is None:
+            known = self._options()
         if options:
             unknown = set(options) - set(known)
             if unknown:
@@ -584,7 +589,12 @@ class Loss:
         if type(reduction) is not str or reduction not in REDUCTIONS:
             check_choice("reduction", reduction, REDUCTIONS)
         need_grad = want != "value"
-        wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
+        if not need_grad:
+            wrt_names, as_tuple = (), False
+        elif wrt is None:
+            wrt_names, as_tuple = self.differentiable[:1], False
+        else:
+            wrt_names, as_tuple = self._wrt_names(wrt)
 
         # plain NumPy arrays and the gradient (if any) with respect to the prediction: the
         # fused kernel registered for this loss (losskit.core.dispatch), which answers

@@ -136,6 +136,9 @@ def fresh(z):
     of 134 ms that way (111 ms instead of 145 ms with
     ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``); the touch itself costs microseconds.
     """
+    size = z.nbytes
+    if size < CACHE_MIN and size < PREFAULT_MIN:  # a small one: neither kept nor touched
+        return np.empty(z.shape, dtype=z.dtype)
     g = GRADIENT_CACHE.empty_like(z)
     if g is not None:
         return g
