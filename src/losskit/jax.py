@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .core import dispatch
 from .core.arrays import quiet
 from .core.loss import Loss as _Loss
 from .core.loss import cotangent_weights, vjp_weights
@@ -92,11 +93,12 @@ def _closed_form(loss: _Loss, reduction: str, static: dict, check: bool, slots: 
                          "value", None, check)
 
     f = jax.custom_vjp(value)
+    recompute = _elementwise(loss)
 
     def fwd(diff_arrays, other_arrays, array_options, weight):
         arrays = assemble(diff_arrays, other_arrays)
         opts = {**static, **array_options}
-        if reduction == "none":
+        if reduction == "none" or recompute:
             v = _evaluate(loss, arrays, reduction, weight, opts, "value", None, check)
             return v, (diff_arrays, other_arrays, array_options, weight)
         v, grads = _evaluate(loss, arrays, reduction, weight, opts, "both", wrt, check)
@@ -110,6 +112,17 @@ def _closed_form(loss: _Loss, reduction: str, static: dict, check: bool, slots: 
             with vjp_weights():
                 grads = _evaluate(loss, arrays, "sum", v_weight, {**static, **array_options},
                                   "grad", wrt, False)
+        elif recompute:
+            # the input arrays behind a barrier: XLA cannot merge this pass with the
+            # forward's (see _elementwise); the options as they came (quantile's levels
+            # are read as numbers)
+            diff_arrays, other_arrays, array_options, weight = residual
+            diff_arrays, other_arrays = jax.lax.optimization_barrier(
+                (diff_arrays, other_arrays))
+            grads = _evaluate(loss, assemble(diff_arrays, other_arrays), reduction, weight,
+                              {**static, **array_options}, "grad", wrt, False)
+            grads = tuple(cotangent * g for g in (grads if isinstance(grads, tuple)
+                                                  else (grads,)))
         else:
             grads, other_arrays, array_options, weight = residual
             grads = tuple(cotangent * g for g in grads)
@@ -121,6 +134,22 @@ def _closed_form(loss: _Loss, reduction: str, static: dict, check: bool, slots: 
 
 
 _CLOSED_FORMS: dict = {}
+
+
+def _elementwise(loss: _Loss) -> bool:
+    """Whether ``loss`` is elementwise (each element's value and gradient read that
+    element only; its NumPy fast path says so: ``kernel.elementwise``). Its custom VJP then
+    computes the gradient in the backward pass from the inputs, behind an optimization
+    barrier, instead of keeping it from the forward pass: XLA on the CPU materialises every
+    intermediate that the value's reduction and the gradient share, while two separate
+    passes fuse each into one loop, as Optax's autodiff does. Measured under
+    ``jax.jit(jax.value_and_grad)`` at 10M float32 elements: XLA temporaries of Huber 76 ->
+    38 MiB, sigmoid focal 305 -> 86 MiB, sigmoid BCE 76 -> 48 MiB, hinge 38 -> 10 MiB, and
+    Huber 1.10x -> 0.78x, sigmoid focal 0.90x -> 0.68x Optax's time. For the losses over a
+    class axis the shared pass is the faster one (softmax cross-entropy with labels 1.15x
+    -> 2.1x Optax's time when split): they keep it."""
+    fast = dispatch.fast_path_for(type(loss))
+    return bool(getattr(fast, "elementwise", False))
 
 
 def _under_jit() -> bool:

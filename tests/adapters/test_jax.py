@@ -347,6 +347,65 @@ def test_linear_cross_entropy_under_grad_needs_no_more_memory_than_its_closed_fo
     assert by_grad < naive / 4  # the N x V logits are never held
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c.on_every_backend],
+                         ids=lambda c: c.id)
+def test_a_loss_marked_elementwise_has_per_element_gradients(case):
+    """The JAX adapter recomputes an elementwise loss's gradient in the backward pass
+    (losskit.jax._elementwise), which is right for any loss but pays only for elementwise
+    ones; the mark must match the math: changing one element of the prediction changes
+    that element's gradient only (the "sum" reduction, so that no mean over kept elements
+    couples them)."""
+    from losskit.jax import _elementwise
+
+    arrays = case.make(np.random.default_rng(3))
+    z = np.asarray(arrays[0], dtype=np.float64)
+    marked = _elementwise(case.loss)
+    if z.size < 2:
+        pytest.skip("one element")
+    g0 = case.loss.grad(*arrays, reduction="sum", **case.options)
+    moved = list(arrays)
+    z1 = z.copy()
+    z1.flat[0] += 0.1 * (abs(z.flat[0]) + 0.1)
+    moved[0] = z1
+    g1 = case.loss.grad(*moved, reduction="sum", **case.options)
+    others_same = np.array_equal(np.asarray(g0).ravel()[1:], np.asarray(g1).ravel()[1:])
+    if marked:
+        assert others_same, f"{case.loss.name} is marked elementwise but is not"
+    elif case.loss.name in ("softmax_cross_entropy", "softmax_kl_divergence", "triplet_margin",
+                            "dice_loss", "ranking_softmax_loss"):
+        assert not others_same  # a class axis, a pair or a sample couples the elements
+
+
+@pytest.mark.parametrize("name,ours,theirs", [
+    ("huber", lambda z, t: lk.huber(z, t), lambda z, t: optax.huber_loss(z, t).mean()),
+    ("hinge", lambda z, t: lk.hinge(z, 2 * t - 1),
+     lambda z, t: optax.hinge_loss(z, 2 * t - 1).mean()),
+    ("sigmoid_focal", lambda z, t: lk.sigmoid_focal_loss(z, t),
+     lambda z, t: optax.losses.sigmoid_focal_loss(z, t, alpha=0.25).mean()),
+    ("sigmoid_bce", lambda z, t: lk.sigmoid_binary_cross_entropy(z, t),
+     lambda z, t: optax.sigmoid_binary_cross_entropy(z, t).mean()),
+])
+def test_elementwise_losses_need_no_more_xla_temporaries_than_optax(name, ours, theirs):
+    """jit(value_and_grad) at 1M float32 elements, compiled only: the gradient computed in
+    the backward pass (losskit.jax._elementwise) holds no more temporaries than autodiff
+    through Optax's loss, with the target an argument and closed over."""
+    n = 1_000_000
+    z = jnp.zeros((n,), jnp.float32)
+    t = (jnp.arange(n) % 2).astype(jnp.float32)
+
+    def temp(f, *args):
+        analysis = jax.jit(jax.value_and_grad(f)).lower(*args).compile().memory_analysis()
+        if analysis is None:
+            pytest.skip("this JAX build reports no memory analysis")
+        return analysis.temp_size_in_bytes
+
+    as_argument = temp(ours, z, t), temp(theirs, z, t)
+    assert as_argument[0] <= as_argument[1], as_argument
+    if name != "sigmoid_bce":  # its [0, 1] target check holds a 1-byte mask (1 MiB here)
+        closed = temp(lambda z: ours(z, t), z), temp(lambda z: theirs(z, t), z)
+        assert closed[0] <= closed[1], closed
+
+
 # ------------------------------------------------------------------ second order
 def test_hessian_and_grad_of_grad_equal_optax():
     """The custom_vjp rules are jnp code, which JAX differentiates again: second

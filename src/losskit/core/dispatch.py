@@ -46,7 +46,9 @@ def register_fast_path(loss_type: type, kernel: Callable[..., Any]) -> None:
     out)`` for the default ``wrt``; a kernel with the attribute ``takes_wrt = True`` is
     also called for any other ``wrt``, with ``wrt=`` an index into
     ``loss.differentiable`` (one gradient back) or a tuple of them (a tuple back). It
-    answers ``NotImplemented`` for anything it does not cover.
+    answers ``NotImplemented`` for anything it does not cover. ``elementwise = True``
+    says that the loss is elementwise (each element's value and gradient read that
+    element's inputs only), which the framework adapters may use (``losskit.jax``).
     """
     _FAST_PATHS[loss_type] = kernel
     _RESOLVED.clear()

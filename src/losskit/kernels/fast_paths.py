@@ -510,6 +510,9 @@ def sigmoid_binary_cross_entropy(loss, arrays, reduction, sample_weight, opts, w
     return e.result(want, reduction, total)
 
 
+sigmoid_binary_cross_entropy.elementwise = True  # (losskit.core.dispatch.register_fast_path)
+
+
 def _sigmoid_bce_numpy(z, t, pw, k, scale, g, values):
     """The NumPy engine on flat chunks: (float64 sum of the values, whether a target lies
     outside [0, 1]; NaN does not, it propagates).
@@ -640,6 +643,9 @@ def regression(loss, arrays, reduction, sample_weight, opts, want, out):
     return e.result(want, reduction, total)
 
 
+regression.elementwise = True  # (losskit.core.dispatch.register_fast_path)
+
+
 def _regression_numpy(kind, param, z, t, scale, g, values):
     n = z.shape[0]
     dt = z.dtype
@@ -706,6 +712,9 @@ def sigmoid_focal_loss(loss, arrays, reduction, sample_weight, opts, want, out):
         engine_name = "numpy"
     STATS[loss.name, engine_name] += 1
     return e.result(want, reduction, total)
+
+
+sigmoid_focal_loss.elementwise = True  # (losskit.core.dispatch.register_fast_path)
 
 
 def numpy_context(loss, dtype):

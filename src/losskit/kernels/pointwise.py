@@ -299,6 +299,7 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
     kernel.__name__ = f"{formula.name}_fast_path"
     kernel.__qualname__ = kernel.__name__
     kernel.formula = formula
+    kernel.elementwise = True  # (losskit.core.dispatch.register_fast_path)
     if grads:  # every wrt over the formula's gradients (losskit.core.dispatch)
         kernel.takes_wrt = True
     if formula.hessian is not None:
