@@ -74,7 +74,12 @@ def _log_cosh(y, t):
     # cosh a - 1 = u^2 / (2 e^{-a}) below 1, log(2 cosh a) = a + log1p(e^{-2a}) above:
     # one log1p of the argument of the branch taken (double where: no division by 0)
     arg = where(small, (u * u) / (2.0 * where(small, v, 1.0)), v * v)
-    return where(small, 0.0, a - _LN2) + log1p(arg), where(d < 0.0, -th, th)
+    lg = log1p(arg)
+    # a select last (bit-identical to adding where(small, 0, a - log 2)): XLA on the CPU
+    # then fuses the whole value into one loop before its reduction (no second array)
+    # the gradient's sign as a factor (equal to where(d < 0, -th, th)): th is read once,
+    # so XLA fuses its division into the gradient's loop instead of writing it out first
+    return where(small, lg, (a - _LN2) + lg), sign(d) * th
 
 
 def _quantile(y, t, q):
