@@ -3,9 +3,11 @@ r"""losskit inside JAX: every loss differentiable with its closed-form rule.
 Calling a loss on JAX arrays (or tracers: inside ``jit``, ``grad``, ``vmap``, ``lax.scan``)
 runs it as a :func:`jax.custom_vjp` function: the forward pass computes the value and the
 closed-form gradient of every differentiable input together (the residual), and the
-backward rule is ``cotangent * gradient``. ``jax.grad`` never differentiates losskit's
-forward code: ``mae`` at the kink has gradient 0 as documented, and the jaxpr of the
-backward is one multiplication.
+backward rule is ``cotangent * gradient``. An elementwise loss (mse, Huber, sigmoid BCE,
+focal, hinge, ...) computes its closed-form gradient in the backward pass instead, from
+the inputs: XLA then fuses the value and the gradient into one loop each, as it does for
+autodiff through Optax (see ``_elementwise``). ``jax.grad`` never differentiates losskit's
+forward code: ``mae`` at the kink has gradient 0 as documented.
 
 * Targets, labels, weights and options may come from outside the function (a closure);
   NumPy targets and weights with JAX predictions are accepted (converted), as Optax does.
