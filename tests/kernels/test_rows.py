@@ -681,3 +681,42 @@ def test_sigmoid_binary_cross_entropy_second_order_kernel_equals_generic(dtype):
     for extra in ({"pos_weight": 2.0}, {"label_smoothing": 0.1}, {"ignore_index": -1}):
         fused(lk.sigmoid_binary_cross_entropy, z, t, engine=engine, want="hessian",
               answered=False, **extra)
+
+
+def test_multilabel_margin_reads_int64_class_indices_without_a_copy():
+    """The class-index target of multilabel_margin goes to the kernel as it is (int64,
+    C-contiguous): with ``out=`` a call allocates next to nothing (a float copy of the
+    target would be the scores' size), and the result equals PyTorch's
+    ``F.multilabel_margin_loss`` and its autograd gradient."""
+    import tracemalloc
+
+    torch = pytest.importorskip("torch")
+    from losskit.kernels import clear_gradient_cache
+
+    if not HAVE_NUMBA:
+        pytest.skip("the fused kernel needs numba")
+    rng = np.random.default_rng(21)
+    n, k = 2048, 64  # 512 KiB of float32 scores, parallel build
+    z = rng.standard_normal((n, k)).astype(np.float32)
+    y = np.full((n, k), -1, dtype=np.int64)
+    for i in range(n):
+        m = rng.integers(1, 5)
+        y[i, :m] = rng.choice(k, size=m, replace=False)
+    out = np.empty_like(z)
+    zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    ref = torch.nn.functional.multilabel_margin_loss(zt, torch.tensor(y))
+    ref.backward()
+    lk.multilabel_margin.value_and_grad(z, y, out=out)  # compiled
+    clear_gradient_cache()
+    before = _fast.STATS["multilabel_margin", "numba"]
+    tracemalloc.start()
+    try:
+        v, g = lk.multilabel_margin.value_and_grad(z, y, out=out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert _fast.STATS["multilabel_margin", "numba"] == before + 1  # the fused kernel ran
+    assert g is out
+    assert peak <= z.nbytes // 8, peak
+    np.testing.assert_allclose(float(v), ref.item(), rtol=1e-5)
+    np.testing.assert_allclose(g, zt.grad.numpy(), rtol=1e-4, atol=1e-7)

@@ -312,7 +312,10 @@ def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
             return NotImplemented  # the generic path raises
         labels = _ZERO_LABEL
         has_t = True
-        t2 = np.ascontiguousarray(y, dtype=dt).reshape(n, k)
+        if spec.index_target and y.dtype is _INTP and y.flags.c_contiguous:
+            t2 = y.reshape(n, k)  # class indices read as they are: no float copy
+        else:
+            t2 = np.ascontiguousarray(y, dtype=dt).reshape(n, k)
     else:
         return NotImplemented
     if cw_opt is None:
