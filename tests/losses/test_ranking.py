@@ -488,6 +488,36 @@ def test_the_fused_kernel_answers_and_equals_the_generic_path(loss, dtype, numba
     fused(loss, s_nan, y, engine=engine, answered=False, where=where)
 
 
+@pytest.mark.parametrize("loss", LOSSES, ids=IDS)
+def test_the_numba_sweeps_allocate_the_gradient_only(loss, monkeypatch):
+    """One call of a numba list sweep allocates the gradient and next to nothing else
+    (float64 scratch rows of a few lists per thread, no float64 copy of the batch, no
+    ``B x L x L`` array); with ``out=`` next to nothing at all."""
+    import tracemalloc
+
+    from losskit.kernels import clear_gradient_cache, fast_paths
+
+    pytest.importorskip("numba")
+    monkeypatch.setattr(fast_paths, "USE_NUMBA", True)
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    rng = np.random.default_rng(5)
+    s = rng.standard_normal((4096, 64)).astype(np.float32)  # 1 MiB, the parallel builds
+    y = rng.integers(0, 5, s.shape).astype(np.int64)
+    out = np.empty_like(s)
+    for kw in ({}, {"out": out}):
+        loss.value_and_grad(s, y, **kw)  # compiled
+        clear_gradient_cache()
+        before = fast_paths.STATS[loss.name, "numba"]
+        tracemalloc.start()
+        try:
+            loss.value_and_grad(s, y, **kw)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert fast_paths.STATS[loss.name, "numba"] == before + 1
+        assert peak <= (0 if kw else s.nbytes) + (64 << 10), peak
+
+
 @pytest.mark.parametrize("numba_on", [True, False], ids=["numba", "no-numba"])
 def test_listmle_scores_far_apart(numba_on, monkeypatch):
     """Scores more than ~690 apart underflow the shifted suffix sums: the numba kernel

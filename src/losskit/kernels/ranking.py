@@ -23,12 +23,11 @@ shape (bool, integer or floating), ``where`` of the scores' shape and dtype bool
 Not covered (``NotImplemented``; the generic path answers, with its own errors):
 ``sample_weight``, a non-finite score on a valid item, and anything invalid (labels or
 weights that are NaN, infinite or negative where that is an error, shapes or dtypes
-that differ). Engine: where numba is on, the pair sums of ``pairwise_logistic_loss`` and
-``lambdarank_loss`` run in one numba sweep over the pairs (lambdarank's sorts are NumPy),
-and ``ranking_softmax_loss`` and ``listmle_loss`` in one sweep per list that takes the
-arrays as they are, checks them and writes the scaled gradient (:func:`_direct`;
-:mod:`losskit.kernels.ranking_numba`, lists in parallel, no ``B x L x L`` arrays, no
-float64 copies).
+that differ). Engine: where numba is on, every one of them runs in one sweep per list
+that takes the arrays as they are, checks them and writes the scaled gradient
+(:func:`_direct`; :mod:`losskit.kernels.ranking_numba`, lists in parallel, float64
+scratch rows of a few lists per thread: no ``B x L x L`` arrays, no float64 copies of the
+batch; lambdarank's sorts per list there too); the blocks above are the NumPy engine.
 """
 
 from __future__ import annotations
@@ -95,27 +94,7 @@ def _pair_mask(y, v):
     return p.astype(np.float64)
 
 
-def _numba_pairs(s, y, v, need_grad, gain=None, disc=None, inv=None):
-    """:func:`_pairs` over the pair mask (times the LambdaRank weight when ``gain`` is
-    given) in one numba sweep without (lists, L, L) arrays; None without numba."""
-    nb = _fp.family_numba("ranking_numba")
-    if nb is None:
-        return None
-    n, length = s.shape
-    values = np.empty(n, dtype=np.float64)
-    g = np.empty((n, length), dtype=np.float64) if need_grad else _EMPTY2
-    lam = gain is not None
-    _build(nb, "pair_logistic", n * length * length)(s, np.ascontiguousarray(y), _EMPTY_BOOL2 if v is None else
-                     np.ascontiguousarray(v), v is not None, gain if lam else _EMPTY2,
-                     disc if lam else _EMPTY2, inv if lam else _EMPTY1, lam, need_grad,
-                     values, g)
-    return values, (g if need_grad else None)
-
-
 def _ranknet_block(s, y, v, extra, need_grad):
-    fused = _numba_pairs(s, y, v, need_grad)
-    if fused is not None:
-        return fused
     return _pairs(s, _pair_mask(y, v), need_grad)
 
 
@@ -136,10 +115,6 @@ def _lambdarank_block(s, y, v, extra, need_grad):
     ideal = -np.sort(-gain, axis=1)  # padding and 0 labels gain nothing: order irrelevant
     idcg = ideal @ (_LN2 / np.log1p(np.arange(1.0, length + 1.0)))
     inv = np.divide(1.0, idcg, out=np.zeros_like(idcg), where=idcg > 0)
-    fused = _numba_pairs(s, y, v, need_grad, np.ascontiguousarray(gain),
-                         np.ascontiguousarray(disc), inv)
-    if fused is not None:
-        return fused
     w = (np.abs(gain[:, :, None] - gain[:, None, :]) * np.abs(disc[:, :, None] - disc[:, None, :])
          * inv[:, None, None] * _pair_mask(y, v))
     return _pairs(s, w, need_grad)
@@ -190,7 +165,7 @@ def _listmle_block(s, y, v, extra, need_grad):
 
 
 def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, pairwise,
-         nonnegative, weights=None, direct=None):
+         nonnegative, weights=None, direct=None, lambda_weights=False):
     if sample_weight is not None or len(arrays) != 2:
         return NotImplemented
     s, labels = arrays
@@ -211,7 +186,7 @@ def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, p
         nb = _fp.family_numba("ranking_numba")
         if nb is not None:
             return _direct(loss, nb, direct, s, labels, where, weights, reduction, want,
-                           out, arrays)
+                           out, arrays, lambda_weights)
     s2 = s.reshape(-1, length).astype(np.float64)
     v2 = None if where is None else where.reshape(-1, length)
     if v2 is not None and v2.all():
@@ -240,12 +215,7 @@ def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, p
     g, copy_to = _gradient_target(need_grad, out, s, arrays)
     g2 = g.reshape(-1, length) if need_grad else None
     values = np.empty(n, dtype=np.float64)
-    # the numba sweeps keep no (lists, L, L) arrays and run the lists in parallel: one
-    # call for all of them (each launch of the parallel loop costs tens of microseconds)
-    engine = "numba" if pairwise and _fp.family_numba("ranking_numba") is not None \
-        else "numpy"
-    rows = n if engine == "numba" else max(1, (PAIR_BLOCK // (length * length)) if pairwise
-                                           else ITEM_BLOCK // length)
+    rows = max(1, (PAIR_BLOCK // (length * length)) if pairwise else ITEM_BLOCK // length)
     for r0 in range(0, n, rows):
         r1 = min(r0 + rows, n)
         vb = None if v2 is None else v2[r0:r1]
@@ -257,7 +227,7 @@ def _run(loss, arrays, reduction, sample_weight, opts, want, out, block_fn, *, p
                 grad *= scale
             g2[r0:r1] = grad
     total = float(values.sum())
-    STATS[loss.name, engine] += 1
+    STATS[loss.name, "numpy"] += 1
     return _result(want, reduction, dt, total, values.reshape(s.shape[:-1]), scale, g, copy_to)
 
 
@@ -266,7 +236,8 @@ def _build(nb, name, size):
     return getattr(nb, f"{name}_parallel" if size >= _fp.PARALLEL_MIN else f"{name}_serial")
 
 
-def _direct(loss, nb, name, s, labels, where, weights, reduction, want, out, arrays):
+def _direct(loss, nb, name, s, labels, where, weights, reduction, want, out, arrays,
+            lambda_weights=False):
     """The numba list kernels that take the arrays as they are (``softmax_lists``,
     ``listmle_lists``): no float64 copies; the kernel checks the valid items (an invalid
     one: NotImplemented, the generic path raises) and writes the scaled gradient."""
@@ -289,7 +260,9 @@ def _direct(loss, nb, name, s, labels, where, weights, reduction, want, out, arr
     g2 = g.reshape(n, length) if need_grad else _fp._DUMMY2[s.dtype.char]
     values = np.empty(n, dtype=np.float64)
     head = (s2, y2, _EMPTY_BOOL2 if v2 is None else v2, v2 is not None)
-    kernel = _build(nb, name, s.size)
+    kernel = _build(nb, name, s.size * (length if name == "pair_lists" else 1))
+    if name == "pair_lists":
+        head += (lambda_weights,)
     if name == "softmax_lists":
         w2 = None if weights is None else np.ascontiguousarray(weights).reshape(n, length)
         if w2 is not None and w2.dtype.kind == "b":
@@ -309,12 +282,12 @@ def _direct(loss, nb, name, s, labels, where, weights, reduction, want, out, arr
 
 def pairwise_logistic_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     return _run(loss, arrays, reduction, sample_weight, opts, want, out, _ranknet_block,
-                pairwise=True, nonnegative=False)
+                pairwise=True, nonnegative=False, direct="pair_lists")
 
 
 def lambdarank_loss(loss, arrays, reduction, sample_weight, opts, want, out):
     return _run(loss, arrays, reduction, sample_weight, opts, want, out, _lambdarank_block,
-                pairwise=True, nonnegative=True)
+                pairwise=True, nonnegative=True, direct="pair_lists", lambda_weights=True)
 
 
 def ranking_softmax_loss(loss, arrays, reduction, sample_weight, opts, want, out):

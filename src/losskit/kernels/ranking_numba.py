@@ -1,18 +1,12 @@
-r"""Numba kernel of the pairwise ranking losses (imported lazily by
-:mod:`losskit.kernels.ranking`).
+r"""Numba kernels of the ranking losses (imported lazily by
+:mod:`losskit.kernels.ranking`), one sweep per list, lists in parallel.
 
-:func:`_pair_logistic` is the pair sum of :func:`losskit.kernels.ranking._pairs` without its
-``(lists, L, L)`` temporaries: per list, :math:`\sum_{ij} w_{ij}\, \mathrm{softplus}(-(s_i
-- s_j))` over the pairs with :math:`y_i > y_j` (both valid), the weight
-:math:`w_{ij} = 1` (RankNet, ``pairwise_logistic_loss``) or the LambdaRank weight
-:math:`|G_i - G_j|\,|D_i - D_j| / \mathrm{IDCG}` from per-item gains and discounts computed
-by the caller; gradient :math:`-\sum_j w_{ij} \sigma(-(s_i - s_j))` at :math:`i` and
-:math:`+\sum_i` of the same at :math:`j`. Lists in ``prange``, float64 throughout.
-
-:func:`_softmax_lists` (``ranking_softmax_loss``) and :func:`_listmle_lists`
-(``listmle_loss``) take the caller's arrays as they are (scores float32 or float64, labels
-and weights of any real dtype): they check the valid items themselves, compute in float64
-and write the gradient, times the reduction's scale, in the scores' dtype.
+Each takes the caller's arrays as they are (scores float32 or float64, labels and weights
+of any real dtype), checks the valid items itself, computes in float64 scratch rows of a
+few lists per thread and writes the gradient, times the reduction's scale, in the scores'
+dtype: :func:`_pair_lists` (``pairwise_logistic_loss``, and ``lambdarank_loss`` with its
+per-list sorts), :func:`_softmax_lists` (``ranking_softmax_loss``) and
+:func:`_listmle_lists` (``listmle_loss``).
 """
 
 from __future__ import annotations
@@ -24,44 +18,9 @@ from numba import njit, prange
 
 from .numba_kernels import _builds, _exp_neg, _sum
 
-__all__ = ["pair_logistic_parallel", "pair_logistic_serial", "softmax_lists_parallel",
-           "softmax_lists_serial", "softmax_lists_plain_parallel",
-           "softmax_lists_plain_serial", "listmle_lists_parallel", "listmle_lists_serial"]
-
-
-def _pair_logistic(s, y, v, has_v, gain, disc, inv, lambda_weights, need_grad, values, g):
-    n, length = s.shape
-    for b in prange(n):
-        total = 0.0
-        if need_grad:
-            for i in range(length):
-                g[b, i] = 0.0
-        for i in range(length):
-            if has_v and not v[b, i]:
-                continue
-            for j in range(length):
-                if not (y[b, i] > y[b, j]) or (has_v and not v[b, j]):
-                    continue
-                w = 1.0
-                if lambda_weights:
-                    w = abs(gain[b, i] - gain[b, j]) * abs(disc[b, i] - disc[b, j]) * inv[b]
-                    if w == 0.0:
-                        continue
-                d = s[b, i] - s[b, j]
-                e = math.exp(-abs(d))
-                total += w * ((-d if d < 0.0 else 0.0) + math.log1p(e))
-                if need_grad:
-                    sig = (1.0 / (1.0 + e)) if d <= 0.0 else (e / (1.0 + e))  # sigma(-d)
-                    a = w * sig
-                    g[b, i] -= a
-                    g[b, j] += a
-        values[b] = total
-    return 0
-
-
-@njit(inline="always")
-def _valid_number(x, nonnegative):
-    return (x - x == 0.0) and not (nonnegative and x < 0.0)  # finite (NaN fails too)
+__all__ = ["softmax_lists_parallel", "softmax_lists_serial", "softmax_lists_plain_parallel",
+           "softmax_lists_plain_serial", "listmle_lists_parallel", "listmle_lists_serial",
+           "pair_lists_parallel", "pair_lists_serial"]
 
 
 #: lists per item of the ``prange`` of the list kernels (each item has its scratch rows)
@@ -291,9 +250,94 @@ def _listmle_lists(s, y, v, has_v, need_grad, scale, values, g):
     return count
 
 
+_LN2 = math.log(2.0)
+
+
+def _pair_lists(s, y, v, has_v, lambda_weights, need_grad, scale, values, g):
+    r"""``pairwise_logistic_loss`` and (``lambda_weights``) ``lambdarank_loss`` per list on
+    the caller's arrays as they are (scores float32 or float64, labels of any real
+    dtype): :func:`losskit.kernels.ranking._pairs`'s pair sum over float64 scratch rows
+    of one item (:math:`\sum_{y_i > y_j} w_{ij}\,\mathrm{softplus}(-(s_i - s_j))`, both
+    valid, without its ``(lists, L, L)`` temporaries), with
+    LambdaRank's gains :math:`2^{y_i} - 1`, discounts :math:`1 / \log_2(1 + r_i)` (:math:`r_i`
+    the rank of a stable sort of the scores, descending, ties in index order) and
+    :math:`1 / \mathrm{IDCG}` (0 for a list without gain) computed per list here, as
+    :func:`losskit.kernels.ranking._lambdarank_block` does for a block: no float64 copy of
+    the batch. The gradient, times ``scale``, into ``g`` (the scores' dtype), 0 outside
+    ``v``. Returns the number of lists with a valid item whose score or label is not
+    finite, or (``lambda_weights``) whose label is negative: the caller then lets the
+    generic path raise."""
+    n, length = s.shape
+    items = (n + LISTS - 1) // LISTS
+    bad = np.zeros(items, dtype=np.int64)
+    for it in prange(items):
+        S = np.empty(length, dtype=np.float64)
+        Y = np.empty(length, dtype=np.float64)
+        G = np.empty(length, dtype=np.float64)
+        D = np.empty(length, dtype=np.float64)
+        A = np.empty(length, dtype=np.float64)
+        key = np.empty(length, dtype=np.float64)
+        for b in range(it * LISTS, min(n, (it + 1) * LISTS)):
+            wrong = 0
+            for i in range(length):
+                ok = (not has_v) or v[b, i]
+                si = float(s[b, i])
+                yi = float(y[b, i])
+                fine = (si - si == 0.0) & (yi - yi == 0.0) & ((not lambda_weights)
+                                                               | (yi >= 0.0))
+                wrong += 1 if ok and not fine else 0
+                S[i] = si if ok else 0.0
+                Y[i] = yi if ok else 0.0
+                key[i] = -si if ok else math.inf  # the items outside v rank last
+                A[i] = 0.0
+            if wrong:
+                bad[it] += 1
+                continue
+            inv = 1.0
+            if lambda_weights:
+                order = np.argsort(key, kind="mergesort")
+                for r in range(length):
+                    D[order[r]] = _LN2 / math.log1p(r + 1.0)
+                for i in range(length):
+                    G[i] = math.expm1(Y[i] * _LN2)
+                ideal = np.sort(G)  # ascending: the best gain last
+                idcg = 0.0
+                for r in range(length):
+                    idcg += ideal[length - 1 - r] * (_LN2 / math.log1p(r + 1.0))
+                inv = 1.0 / idcg if idcg > 0.0 else 0.0
+            total = 0.0
+            for i in range(length):
+                if has_v and not v[b, i]:
+                    continue
+                for j in range(length):
+                    if not (Y[i] > Y[j]) or (has_v and not v[b, j]):
+                        continue
+                    w = 1.0
+                    if lambda_weights:
+                        w = abs(G[i] - G[j]) * abs(D[i] - D[j]) * inv
+                        if w == 0.0:
+                            continue
+                    d = S[i] - S[j]
+                    e = math.exp(-abs(d))
+                    total += w * ((-d if d < 0.0 else 0.0) + math.log1p(e))
+                    if need_grad:
+                        sig = (1.0 / (1.0 + e)) if d <= 0.0 else (e / (1.0 + e))  # sigma(-d)
+                        a = w * sig
+                        A[i] -= a
+                        A[j] += a
+            values[b] = total
+            if need_grad:
+                for i in range(length):
+                    g[b, i] = A[i] * scale
+    count = 0
+    for it in range(items):
+        count += bad[it]
+    return count
+
+
 # (parallel build, serial build) of each: small calls run on one thread (waking the
 # thread pool costs more than they do)
-pair_logistic_parallel, pair_logistic_serial = _builds(_pair_logistic)
 softmax_lists_parallel, softmax_lists_serial = _builds(_softmax_lists)
 softmax_lists_plain_parallel, softmax_lists_plain_serial = _builds(_softmax_lists_plain)
 listmle_lists_parallel, listmle_lists_serial = _builds(_listmle_lists)
+pair_lists_parallel, pair_lists_serial = _builds(_pair_lists)
