@@ -236,29 +236,46 @@ class _Elementwise:
 
 def _elementwise(arrays, reduction, sample_weight, want, out):
     """The common start of the elementwise fast paths (prediction and target of one
-    shape): an :class:`_Elementwise`, or None when the call is not theirs to answer."""
+    shape): an :class:`_Elementwise`, or None when the call is not theirs to answer.
+    (Every small call runs it: the usual case, float32/64 C-contiguous arrays of one dtype
+    and a fresh gradient, takes no helper calls.)"""
     if sample_weight is not None:
         return None
     z, t = arrays
-    dt = _float_prediction(z)
-    if dt is None:
+    dt = z.dtype
+    if (dt is not _F32 and dt is not _F64) or not z.flags.c_contiguous or z.size == 0:
         return None
-    t = _same_shape_target(t, z, dt)
-    if t is None:
-        return None
+    if not (type(t) is np.ndarray and t.dtype is dt and t.shape == z.shape
+            and t.flags.c_contiguous):
+        t = _same_shape_target(t, z, dt)
+        if t is None:
+            return None
     need_grad = want != "value"
-    if need_grad and out is not None and not _out_ok(out, z):
-        return None
     e = _Elementwise()
-    scale = _scale(reduction, z.size, z.shape[0] if z.ndim else 1)
     e.z, e.dt, e.need_grad = z, dt, need_grad
-    e.scale = 1.0 if scale is None else scale
-    e.g, e.copy_to = _gradient_target(need_grad, out, z, arrays)
-    e.values = np.empty(z.shape, dtype=dt) if reduction == "none" else None
-    e.zf, e.tf = z.reshape(-1), t.reshape(-1)
+    if reduction == "mean":
+        e.scale = 1.0 / z.size
+    else:
+        scale = _scale(reduction, z.size, z.shape[0] if z.ndim else 1)
+        e.scale = 1.0 if scale is None else scale
     dummy = _DUMMY1[dt.char]
-    e.gf = e.g.reshape(-1) if need_grad else dummy
-    e.vf = e.values.reshape(-1) if e.values is not None else dummy
+    if not need_grad:
+        e.g = e.copy_to = None
+        e.gf = dummy
+    elif out is None:
+        e.g, e.copy_to = _fresh(z), None
+        e.gf = e.g.reshape(-1)
+    else:
+        if not _out_ok(out, z):
+            return None
+        e.g, e.copy_to = _gradient_target(need_grad, out, z, arrays)
+        e.gf = e.g.reshape(-1)
+    if reduction == "none":
+        e.values = np.empty(z.shape, dtype=dt)
+        e.vf = e.values.reshape(-1)
+    else:
+        e.values, e.vf = None, dummy
+    e.zf, e.tf = z.reshape(-1), t.reshape(-1)
     return e
 
 

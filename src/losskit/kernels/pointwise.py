@@ -128,6 +128,7 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
     any_derived = any(derived)
     n_arrays = 2 + len(inputs)
     numba_params: dict = {}  # (values, dtype) -> numba_parameters(values, dtype)
+    built: dict = {}  # (dtype, inputs, flags, outputs) -> the driver's builds
 
     def parameters(opts):
         """The formula's parameters from the options (None: one is not covered)."""
@@ -191,7 +192,7 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         if sample_weight is not None or len(arrays) != n_arrays:
             return NotImplemented
         several = type(wrt) is tuple
-        outs = outputs(loss, wrt) if want != "value" else (1,)
+        outs = (1,) if wrt is None or want == "value" else outputs(loss, wrt)
         if outs is None or (several and out is not None):
             return NotImplemented
         values = parameters(opts)
@@ -229,7 +230,11 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         res = None
         if nb is not None:
             p, flags = numba_parameters(values, dt)
-            kernels = _numba_driver().kernels(formula, check, dt, len(extra), flags, outs)
+            key = (dt.char, len(extra), flags, outs)
+            kernels = built.get(key)
+            if kernels is None:
+                kernels = built[key] = _numba_driver().kernels(formula, check, dt,
+                                                               len(extra), flags, outs)
             res = e.run_numba(nb, kernels, nb.BLOCK, e.zf, e.tf, *extra, *gxf, p)
         if res is not None:
             bad, total = res
