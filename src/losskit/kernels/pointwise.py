@@ -215,8 +215,9 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         if e is None:
             return NotImplemented
         dt = e.dt
-        extra = further_inputs(arrays, e.z, dt, e.g if e.need_grad else None) if (
-            n_arrays > 2) else []
+        # (a fresh gradient shares no memory with an input: only out= is checked)
+        extra = further_inputs(arrays, e.z, dt, e.g if e.need_grad and out is not None
+                               else None) if n_arrays > 2 else []
         if extra is None:
             return NotImplemented
         # the gradients after the first (several wrt): fresh buffers of the prediction's kind
