@@ -1533,8 +1533,8 @@ def report(data, command) -> str:
          f"sizes, {info['repeats']} interleaved repeats (medians). Copy bandwidth "
          f"{info['bandwidth_gbs']:.1f} GB/s (read + write; one thread "
          f"{info['bandwidth_1t']:.1f}, two {info['bandwidth_2t']:.1f}). Load average before "
-         f"{info['load_before'][0]:.2f}, after {info['load_after'][0]:.2f} (shared machine; "
-         "kernels were being rewritten during the run).", "",
+         f"{info['load_before'][0]:.2f}, after {info['load_after'][0]:.2f} (shared "
+         "machine).", "",
          "Method: see the docstring of `benchmarks/catalog.py`. *x torch*, *x jax*: losskit's "
          "median over theirs; *x floor*: losskit's median over (inputs read once + gradient "
          "written once) / bandwidth (target <= 3 for the pointwise and row kinds only); "
