@@ -77,10 +77,7 @@ def _softmax_lists(s, y, v, has_v, weights, has_w, need_grad, scale, values, g):
                 a = total / z
                 for i in range(length):
                     g[b, i] = scale * (a * E[i] - Y[i])
-    count = 0
-    for it in range(items):
-        count += bad[it]
-    return count
+    return bad.sum()
 
 
 def _softmax_lists_plain(s, y, need_grad, scale, values, g):
@@ -121,10 +118,7 @@ def _softmax_lists_plain(s, y, need_grad, scale, values, g):
                 a = total / z
                 for i in range(length):
                     g[b, i] = scale * (a * E[i] - Y[i])
-    count = 0
-    for it in range(items):
-        count += bad[it]
-    return count
+    return bad.sum()
 
 
 @njit(inline="always")
@@ -244,10 +238,7 @@ def _listmle_lists(s, y, v, has_v, need_grad, scale, values, g):
                         lacc = _logaddexp(lacc, -tail[k])
                         g[b, order[k]] = scale * (math.exp(sk + lacc) - 1.0)
             values[b] = val
-    count = 0
-    for it in range(items):
-        count += bad[it]
-    return count
+    return bad.sum()
 
 
 _LN2 = math.log(2.0)
@@ -329,10 +320,7 @@ def _pair_lists(s, y, v, has_v, lambda_weights, need_grad, scale, values, g):
             if need_grad:
                 for i in range(length):
                     g[b, i] = A[i] * scale
-    count = 0
-    for it in range(items):
-        count += bad[it]
-    return count
+    return bad.sum()
 
 
 # (parallel build, serial build) of each: small calls run on one thread (waking the
