@@ -502,9 +502,6 @@ class Loss:
         extra = () if second is None else (second,)
         with quiet():
             if check:
-                if second is None:
-                    return self._pipeline(arrays, reduction, sample_weight, options, want,
-                                          wrt, out)
                 return self._pipeline(arrays, reduction, sample_weight, options, want, wrt,
                                       out, *extra)
             with unchecked():
