@@ -349,3 +349,48 @@ def test_metadata():
     assert lk.kto_loss.option_defaults() == {"beta": 0.1, "kl": None}
     assert lk.kto_loss.differentiable == ("logps",)
     assert lk.cpo_loss.differentiable == ("chosen_logps", "rejected_logps")
+
+
+@pytest.mark.parametrize("numba_on", [True, False], ids=["numba", "no-numba"])
+def test_kto_reads_boolean_labels_without_a_float_copy(numba_on, monkeypatch):
+    """The fused kernel reads a bool ``desirable`` as it is (uint8): with ``out=`` a call
+    allocates next to nothing (a float copy of the labels would be the gradient's size),
+    and the numbers are those of the same labels as float 0/1 (bit for bit) and of Liger's
+    formula."""
+    import tracemalloc
+
+    from losskit.core import dispatch
+    from losskit.kernels import clear_gradient_cache, fast_paths
+
+    if numba_on:
+        pytest.importorskip("numba")
+    monkeypatch.setattr(fast_paths, "USE_NUMBA", numba_on)
+    monkeypatch.setattr(dispatch, "ENABLED", True)
+    rng = np.random.default_rng(8)
+    n = 1 << 18  # 1 MiB of float32 log-probabilities, the parallel build
+    lp = -rng.uniform(0.05, 3.0, n).astype(np.float32)
+    ref = -rng.uniform(0.05, 3.0, n).astype(np.float32)
+    d = rng.random(n) > 0.5
+    out = np.empty_like(lp)
+    engine = "numba" if numba_on else "numpy"
+    lk.kto_loss.value_and_grad(lp, d, ref, out=out)  # compiled
+    clear_gradient_cache()
+    before = fast_paths.STATS["kto_loss", engine]
+    tracemalloc.start()
+    try:
+        v, g = lk.kto_loss.value_and_grad(lp, d, ref, out=out)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert fast_paths.STATS["kto_loss", engine] == before + 1
+    assert g is out
+    if numba_on:  # (the NumPy engine works on cache-sized chunks with their temporaries)
+        assert peak <= 64 << 10, peak
+    v_f, g_f = lk.kto_loss.value_and_grad(lp, d.astype(np.float32), ref)
+    assert float(v) == float(v_f)
+    np.testing.assert_array_equal(g, g_f)
+    t_lp = torch.tensor(lp.astype(np.float64), requires_grad=True)
+    ref_v = liger_kto(t_lp, torch.tensor(d), torch.tensor(ref.astype(np.float64)))
+    ref_v.backward()
+    np.testing.assert_allclose(float(v), ref_v.item(), rtol=1e-5)
+    np.testing.assert_allclose(g, t_lp.grad.numpy(), rtol=1e-4, atol=1e-12)

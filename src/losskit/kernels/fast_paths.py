@@ -234,18 +234,19 @@ class _Elementwise:
                        self.copy_to)
 
 
-def _elementwise(arrays, reduction, sample_weight, want, out):
+def _elementwise(arrays, reduction, sample_weight, want, out, target_as_is=False):
     """The common start of the elementwise fast paths (prediction and target of one
     shape): an :class:`_Elementwise`, or None when the call is not theirs to answer.
     (Every small call runs it: the usual case, float32/64 C-contiguous arrays of one dtype
-    and a fresh gradient, takes no helper calls.)"""
+    and a fresh gradient, takes no helper calls.) ``target_as_is``: a C-contiguous target
+    of the prediction's shape is kept in its own dtype (else cast to the prediction's)."""
     if sample_weight is not None:
         return None
     z, t = arrays
     dt = z.dtype
     if (dt is not _F32 and dt is not _F64) or not z.flags.c_contiguous or z.size == 0:
         return None
-    if not (type(t) is np.ndarray and t.dtype is dt and t.shape == z.shape
+    if not (type(t) is np.ndarray and (t.dtype is dt or target_as_is) and t.shape == z.shape
             and t.flags.c_contiguous):
         t = _same_shape_target(t, z, dt)
         if t is None:

@@ -92,7 +92,8 @@ def _numba_driver():
 
 def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
               inputs: tuple[str, ...] = (), grads: tuple[str, ...] = (),
-              exact_dtype: tuple[str, ...] = ()) -> Callable[..., Any]:
+              exact_dtype: tuple[str, ...] = (), flag_target: bool = False
+              ) -> Callable[..., Any]:
     """The fast-path kernel of the pointwise loss whose math is ``formula``.
 
     ``params``: the formula's parameters, a tuple of names (each a finite plain number)
@@ -109,6 +110,8 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
     (the generic path answers another). ``exact_dtype``: the names of inputs that the
     loss refuses in another dtype than the prediction's (the generic path's TypeError):
     the kernel declines them, even when only the prediction's gradient is wanted.
+    ``flag_target``: the formula only tests its target (``where(target, ...)``), so a bool
+    target is read as it is (as uint8) instead of through a float copy of its size.
     ``check``: a Formula of the same arguments
     returning, per element, whether the inputs are valid (False anywhere: the generic path
     runs and raises). Register the result with
@@ -211,7 +214,11 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
         if (type(z) is np.ndarray and not z.flags.c_contiguous and z.size
                 and (z.dtype is _F32 or z.dtype is _F64)):
             z = np.ascontiguousarray(z)  # a strided view: one copy, then the fused loop
-        e = _fast._elementwise((z, arrays[1]), reduction, None, want, out)
+        t = arrays[1]
+        flags_as_is = (flag_target and type(t) is np.ndarray and t.dtype == np.bool_
+                       and t.flags.c_contiguous)
+        e = _fast._elementwise((z, t.view(np.uint8) if flags_as_is else t), reduction,
+                               None, want, out, target_as_is=flags_as_is)
         if e is None:
             return NotImplemented
         dt = e.dt

@@ -604,7 +604,7 @@ _ORPO_FAST = pointwise.fast_path(ORPO, {"beta": _POSITIVE}, check=ORPO_OK,
                                  grads=("rejected_logps",), exact_dtype=("rejected_logps",))
 _KTO_FAST = pointwise.fast_path(
     KTO, {"beta": _POSITIVE, "kl": lambda v: 0.0 if v is None else _FINITE(v)},
-    check=KTO_OK, inputs=("ref_logps",))
+    check=KTO_OK, inputs=("ref_logps",), flag_target=True)
 
 
 def _cpo_fast_path(loss, arrays, reduction, sample_weight, opts, want, out, wrt=None):
