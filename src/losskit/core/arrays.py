@@ -215,10 +215,24 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-try:  # NumPy 2 keeps the floating-point error state in a context variable
-    from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
-except ImportError:  # NumPy 1.x: np.errstate
-    _extobj_contextvar = _make_extobj = None
+def _error_state_variable():
+    """NumPy 2's floating-point error-state context variable and its constructor, or
+    ``(None, None)`` where they are not what :class:`_Quiet` expects (NumPy 1.x, or
+    private names that moved or changed): tried once here, np.errstate otherwise."""
+    try:
+        from numpy._core._ufunc_config import _extobj_contextvar, _make_extobj
+
+        token = _extobj_contextvar.set(_make_extobj(all="ignore"))
+        try:
+            works = set(np.geterr().values()) == {"ignore"}
+        finally:
+            _extobj_contextvar.reset(token)
+    except Exception:  # noqa: BLE001 - any failure: the public np.errstate
+        return None, None
+    return (_extobj_contextvar, _make_extobj) if works else (None, None)
+
+
+_extobj_contextvar, _make_extobj = _error_state_variable()
 
 
 class _Quiet:
