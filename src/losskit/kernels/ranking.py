@@ -239,7 +239,8 @@ def _build(nb, name, size):
 def _direct(loss, nb, name, s, labels, where, weights, reduction, want, out, arrays,
             lambda_weights=False):
     """The numba list kernels that take the arrays as they are (``softmax_lists``,
-    ``listmle_lists``): no float64 copies; the kernel checks the valid items (an invalid
+    ``listmle_lists``, ``pair_lists`` with or without ``lambda_weights``): no float64
+    copies; the kernel checks the valid items (an invalid
     one: NotImplemented, the generic path raises) and writes the scaled gradient."""
     shape, length = s.shape, s.shape[-1]
     for x in (labels, weights):

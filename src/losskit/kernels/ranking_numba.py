@@ -268,6 +268,9 @@ def _pair_lists(s, y, v, has_v, lambda_weights, need_grad, scale, values, g):
         D = np.empty(length, dtype=np.float64)
         A = np.empty(length, dtype=np.float64)
         key = np.empty(length, dtype=np.float64)
+        R = np.empty(length, dtype=np.float64)  # the discount of rank r, every list's
+        for r in range(length):
+            R[r] = _LN2 / math.log1p(r + 1.0)
         for b in range(it * LISTS, min(n, (it + 1) * LISTS)):
             wrong = 0
             for i in range(length):
@@ -288,13 +291,13 @@ def _pair_lists(s, y, v, has_v, lambda_weights, need_grad, scale, values, g):
             if lambda_weights:
                 order = np.argsort(key, kind="mergesort")
                 for r in range(length):
-                    D[order[r]] = _LN2 / math.log1p(r + 1.0)
+                    D[order[r]] = R[r]
                 for i in range(length):
                     G[i] = math.expm1(Y[i] * _LN2)
                 ideal = np.sort(G)  # ascending: the best gain last
                 idcg = 0.0
                 for r in range(length):
-                    idcg += ideal[length - 1 - r] * (_LN2 / math.log1p(r + 1.0))
+                    idcg += ideal[length - 1 - r] * R[r]
                 inv = 1.0 / idcg if idcg > 0.0 else 0.0
             total = 0.0
             for i in range(length):
