@@ -114,19 +114,18 @@ def _closed_form(loss: _Loss, reduction: str, static: dict, check: bool, slots: 
             with vjp_weights():
                 grads = _evaluate(loss, arrays, "sum", v_weight, {**static, **array_options},
                                   "grad", wrt, False)
-        elif recompute:
-            # the input arrays behind a barrier: XLA cannot merge this pass with the
-            # forward's (see _elementwise); the options as they came (quantile's levels
-            # are read as numbers)
-            diff_arrays, other_arrays, array_options, weight = residual
-            diff_arrays, other_arrays = jax.lax.optimization_barrier(
-                (diff_arrays, other_arrays))
-            grads = _evaluate(loss, assemble(diff_arrays, other_arrays), reduction, weight,
-                              {**static, **array_options}, "grad", wrt, False)
-            grads = tuple(cotangent * g for g in (grads if isinstance(grads, tuple)
-                                                  else (grads,)))
         else:
-            grads, other_arrays, array_options, weight = residual
+            if recompute:
+                # the input arrays behind a barrier: XLA cannot merge this pass with the
+                # forward's (see _elementwise); the options as they came (quantile's
+                # levels are read as numbers)
+                diff_arrays, other_arrays, array_options, weight = residual
+                diff_arrays, other_arrays = jax.lax.optimization_barrier(
+                    (diff_arrays, other_arrays))
+                grads = _evaluate(loss, assemble(diff_arrays, other_arrays), reduction,
+                                  weight, {**static, **array_options}, "grad", wrt, False)
+            else:
+                grads, other_arrays, array_options, weight = residual
             grads = tuple(cotangent * g for g in grads)
         zeros = jax.tree_util.tree_map(_zero_cotangent, (other_arrays, array_options, weight))
         return (tuple(grads), *zeros)
@@ -146,7 +145,8 @@ def _elementwise(loss: _Loss) -> bool:
     intermediate that the value's reduction and the gradient share, while two separate
     passes fuse each into one loop, as Optax's autodiff does. Measured under
     ``jax.jit(jax.value_and_grad)`` at 10M float32 elements: XLA temporaries of Huber 76 ->
-    38 MiB, sigmoid focal 305 -> 86 MiB, sigmoid BCE 76 -> 48 MiB, hinge 38 -> 10 MiB, and
+    38 MiB, sigmoid focal 305 -> 86 MiB, sigmoid BCE 76 -> 48 MiB (38 with the deferred
+    range check as a min and a max, losskit.core.validation), hinge 38 -> 10 MiB, and
     Huber 1.10x -> 0.78x, sigmoid focal 0.90x -> 0.68x Optax's time. For the losses over a
     class axis the shared pass is the faster one (softmax cross-entropy with labels 1.15x
     -> 2.1x Optax's time when split): they keep it."""

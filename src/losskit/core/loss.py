@@ -586,12 +586,7 @@ class Loss:
         if type(reduction) is not str or reduction not in REDUCTIONS:
             check_choice("reduction", reduction, REDUCTIONS)
         need_grad = want != "value"
-        if not need_grad:
-            wrt_names, as_tuple = (), False
-        elif wrt is None:
-            wrt_names, as_tuple = self.differentiable[:1], False
-        else:
-            wrt_names, as_tuple = self._wrt_names(wrt)
+        wrt_names, as_tuple = self._wrt_names(wrt) if need_grad else ((), False)
 
         # plain NumPy arrays and the gradient (if any) with respect to the prediction: the
         # fused kernel registered for this loss (losskit.core.dispatch), which answers

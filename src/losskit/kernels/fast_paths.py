@@ -237,9 +237,14 @@ class _Elementwise:
 def _elementwise(arrays, reduction, sample_weight, want, out, target_as_is=False):
     """The common start of the elementwise fast paths (prediction and target of one
     shape): an :class:`_Elementwise`, or None when the call is not theirs to answer.
-    (Every small call runs it: the usual case, float32/64 C-contiguous arrays of one dtype
-    and a fresh gradient, takes no helper calls.) ``target_as_is``: a C-contiguous target
-    of the prediction's shape is kept in its own dtype (else cast to the prediction's)."""
+    ``target_as_is``: a C-contiguous target of the prediction's shape is kept in its own
+    dtype (else cast to the prediction's, see :func:`_same_shape_target`).
+
+    Every small call runs it, so the usual case (float32/64 C-contiguous arrays of one
+    dtype, a fresh gradient) is written out here, the first lines of
+    :func:`_float_prediction`, :func:`_same_shape_target` and :func:`_gradient_target`
+    without their calls (0.3-0.6 us of a 6-10 us call, measured); anything else goes
+    through those helpers."""
     if sample_weight is not None:
         return None
     z, t = arrays
@@ -254,22 +259,19 @@ def _elementwise(arrays, reduction, sample_weight, want, out, target_as_is=False
     need_grad = want != "value"
     e = _Elementwise()
     e.z, e.dt, e.need_grad = z, dt, need_grad
-    if reduction == "mean":
-        e.scale = 1.0 / z.size
-    else:
-        scale = _scale(reduction, z.size, z.shape[0] if z.ndim else 1)
-        e.scale = 1.0 if scale is None else scale
+    scale = _scale(reduction, z.size, z.shape[0] if z.ndim else 1)
+    e.scale = 1.0 if scale is None else scale
     dummy = _DUMMY1[dt.char]
     if not need_grad:
         e.g = e.copy_to = None
         e.gf = dummy
-    elif out is None:
-        e.g, e.copy_to = _fresh(z), None
-        e.gf = e.g.reshape(-1)
     else:
-        if not _out_ok(out, z):
+        if out is None:
+            e.g, e.copy_to = _fresh(z), None
+        elif _out_ok(out, z):
+            e.g, e.copy_to = _gradient_target(need_grad, out, z, arrays)
+        else:
             return None
-        e.g, e.copy_to = _gradient_target(need_grad, out, z, arrays)
         e.gf = e.g.reshape(-1)
     if reduction == "none":
         e.values = np.empty(z.shape, dtype=dt)

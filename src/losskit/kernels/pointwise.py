@@ -131,7 +131,9 @@ def fast_path(formula: Formula, params=(), check: Formula | None = None, *,
     any_derived = any(derived)
     n_arrays = 2 + len(inputs)
     numba_params: dict = {}  # (values, dtype) -> numba_parameters(values, dtype)
-    built: dict = {}  # (dtype, inputs, flags, outputs) -> the driver's builds
+    # (dtype, inputs, flags, outputs) -> the driver's builds: a memo of what
+    # pointwise_numba.kernels would look up (0.3-0.4 us of its calls saved per call)
+    built: dict = {}
 
     def parameters(opts):
         """The formula's parameters from the options (None: one is not covered)."""

@@ -75,10 +75,10 @@ def _log_cosh(y, t):
     # one log1p of the argument of the branch taken (double where: no division by 0)
     arg = where(small, (u * u) / (2.0 * where(small, v, 1.0)), v * v)
     lg = log1p(arg)
-    # a select last (bit-identical to adding where(small, 0, a - log 2)): XLA on the CPU
-    # then fuses the whole value into one loop before its reduction (no second array)
-    # the gradient's sign as a factor (equal to where(d < 0, -th, th)): th is read once,
-    # so XLA fuses its division into the gradient's loop instead of writing it out first
+    # the value ends in a select (bit-identical to adding where(small, 0, a - log 2)), so
+    # that XLA on the CPU fuses it into one loop before its reduction (no second array);
+    # the gradient takes its sign as a factor (equal to where(d < 0, -th, th)): th is read
+    # once, so XLA fuses its division into the gradient's loop instead of writing it out
     return where(small, lg, (a - _LN2) + lg), sign(d) * th
 
 
