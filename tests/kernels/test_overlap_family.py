@@ -147,6 +147,36 @@ def test_above_the_parallel_threshold(act, dtype):
               generic(loss, z, t, from_logits=act, reduction="mean"), dtype)
 
 
+@pytest.mark.parametrize("shape", [(5, 4, 10, 20), (700, 4, 7, 9)])
+def test_small_maps_packed_several_samples_per_block(shape):
+    """Samples of at most half a scratch block go through it several at a time: 2 per
+    block with a partial last block (serial build), 8 per block in items of several
+    samples (parallel build); every activation and target form, ``ignore_index``, both
+    modes, against the generic path, and the three target forms bit-identical."""
+    rng = np.random.default_rng(11)
+    assert (np.prod(shape) >= _fast.PARALLEL_MIN) == (shape[0] == 700)
+    for name in LOSSES:
+        loss = getattr(lk, name)
+        for act, target in (("softmax", "labels"), ("sigmoid", "mask"), (False, "soft")):
+            z, t = inputs(shape, np.float64, rng, act, target)
+            if act is False:
+                z = probabilities(shape, np.float64, rng)
+            for mode in ("per_class", "global"):
+                kw = dict(from_logits=act, mode=mode, reduction="none")
+                close(fast(loss, z, t, **kw), generic(loss, z, t, **kw), np.float64)
+        z, lab = inputs(shape, np.float32, rng, "softmax", "labels")
+        lab[1, 0] = 255
+        kw = dict(from_logits="softmax", ignore_index=255, reduction="none")
+        close(fast(loss, z, lab, **kw), generic(loss, z, lab, **kw), np.float32)
+        lab[lab == 255] = 0
+        onehot = np.moveaxis(np.eye(shape[1], dtype=np.float32)[lab], -1, 1)
+        kw = dict(from_logits="softmax", reduction="none")
+        results = [fast(loss, z, t, **kw) for t in (lab, onehot, onehot.astype(bool))]
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                np.testing.assert_array_equal(a, b)
+
+
 def test_nan_and_infinite_inputs():
     rng = np.random.default_rng(4)
     z, t = inputs((2, 3, 4, 4), np.float64, rng, "sigmoid", "mask")

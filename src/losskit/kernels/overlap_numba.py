@@ -32,10 +32,13 @@ Every target (a mask of any dtype, integer labels) goes through scratch rows of
 :data:`BLOCK` elements (C x positions), allocated once per item, and every sum over the
 same float scratch rows: a one-hot mask, its boolean copy and the integer labels give
 bit-identical results (reading float masks in place saved about 40% at (16, 4, 128, 128)
-but summed in another order, off by an ulp). Positions are indexed unsigned (:data:`_U`), arrays are never sliced in the
-loops (a slice costs numba two atomic reference-count updates), and each helper that
-takes arrays is called once per item, not per sample or class: a call of the whole
-family at (32, 10) costs about 3 us, most of it numba's dispatch.
+but summed in another order, off by an ulp). Samples that each fill at most half a block
+(small maps; ``(N, C)`` has one position per sample) share a block, several at a time
+(:func:`_per_block`), so that the helpers run per block, not per sample: every call of a
+function taking arrays costs numba two atomic reference-count updates per array, which
+made a call at (32, 10) take 27 us in the kernel when each sample (and each class, for
+the sums) had its own calls; 9 us packed. Positions are indexed unsigned (:data:`_U`)
+and arrays are never sliced in the loops (a slice costs the same two updates).
 
 Checks counted on the way (the caller then answers NotImplemented and the generic path
 raises or handles the case): probabilities outside [0, 1] (no activation), mask targets
@@ -114,108 +117,156 @@ def _block_len(C, a, b):
     return min(L, b - a) if b > a else 1
 
 
+@njit(**_JIT)
+def _per_block(C, a, b, whole):
+    """Samples per scratch block: as many as fit when the item holds whole samples that
+    each fill at most half a block (small maps, one position per sample: the helpers
+    below are then called per block, not per sample), else 1."""
+    L = BLOCK // C if C < BLOCK else 1
+    S = b - a
+    return L // S if whole and 0 < S and 2 * S <= L else 1
+
+
 @njit(**_JIT_SUM)
-def _sums(pb, tb, c, L, squared):
-    """float64 sums of p t, p (or p^2), t (or t^2) over row c of the scratch rows pb, tb
-    (first L positions)."""
-    i = 0.0
-    a = 0.0
-    b = 0.0
-    if squared:
-        for s in range(L):
-            x = float(pb[c, s])
-            y = float(tb[c, s])
-            i += x * y
-            a += x * x
-            b += y * y
-    else:
-        for s in range(L):
-            x = float(pb[c, s])
-            y = float(tb[c, s])
-            i += x * y
-            a += x
-            b += y
-    return i, a, b
+def _sums(pb, tb, C, L, ns, squared, part, row0):
+    """Add the float64 sums of p t, p (or p^2), t (or t^2) over the L positions of each of
+    the ``ns`` samples of a block (scratch columns [j L, (j + 1) L) of rows c < C of pb,
+    tb) to part[row0 + j, c]: one call per block, not per class or sample (each call of
+    a function taking arrays costs numba two atomic reference-count updates per array)."""
+    for j in range(ns):
+        o = j * L
+        for c in range(C):
+            i = 0.0
+            a = 0.0
+            b = 0.0
+            if squared:
+                for s in range(L):
+                    x = float(pb[c, o + s])
+                    y = float(tb[c, o + s])
+                    i += x * y
+                    a += x * x
+                    b += y * y
+            else:
+                for s in range(L):
+                    x = float(pb[c, o + s])
+                    y = float(tb[c, o + s])
+                    i += x * y
+                    a += x
+                    b += y
+            part[row0 + j, c, 0] += i
+            part[row0 + j, c, 1] += a
+            part[row0 + j, c, 2] += b
 
 
 @njit(**_JIT)
-def _targets(tm, lab, n, s0, L, labels, has_ignore, ign, C, tb, kb):
-    """Targets (tb, C x L) and whether each position is kept (kb) of positions
-    [s0, s0 + L) of sample n; returns the number of invalid entries."""
+def _targets(tm, lab, n, ns, s0, L, labels, has_ignore, ign, C, tb, kb):
+    """Targets (tb, C x ns L) and whether each position is kept (kb) of positions
+    [s0, s0 + L) of samples [n, n + ns) (sample n + j in columns [j L, (j + 1) L));
+    returns the number of invalid entries."""
     bad = 0
     one = _like(tb[0, 0], 1.0)
     zero = _like(tb[0, 0], 0.0)
     if labels:
-        for s in range(L):
-            lv = lab[n, _U(s0 + s)]
-            keep = not (has_ignore and lv == ign)
-            kb[s] = keep
-            bad += keep and (lv < 0 or lv >= C)
-        for c in range(C):
+        for j in range(ns):
             for s in range(L):
-                tb[c, s] = one if kb[s] and lab[n, _U(s0 + s)] == c else zero
+                lv = lab[n + j, _U(s0 + s)]
+                keep = not (has_ignore and lv == ign)
+                kb[j * L + s] = keep
+                bad += keep and (lv < 0 or lv >= C)
+        for c in range(C):
+            for j in range(ns):
+                o = j * L
+                for s in range(L):
+                    tb[c, o + s] = one if kb[o + s] and lab[n + j, _U(s0 + s)] == c else zero
     else:
         for c in range(C):
-            for s in range(L):
-                v = _like(one, tm[n, c, _U(s0 + s)])
-                tb[c, s] = v
-                bad += (v < zero) | (v > one)
-        for s in range(L):
+            for j in range(ns):
+                o = j * L
+                for s in range(L):
+                    v = _like(one, tm[n + j, c, _U(s0 + s)])
+                    tb[c, o + s] = v
+                    bad += (v < zero) | (v > one)
+        for s in range(ns * L):
             kb[s] = True
     return bad
 
 
 @njit(**_JIT)
-def _probs(z, n, s0, L, act, masked, pb, eb, kb):
-    """Probabilities (pb, C x L) of positions [s0, s0 + L) of sample n (0 where not kb
-    when ``masked``), for the sigmoid also e^-|z| (eb); returns the number of invalid
-    entries (see the module notes)."""
+def _probs(z, n, ns, s0, L, act, masked, pb, eb, kb):
+    """Probabilities (pb, C x ns L) of positions [s0, s0 + L) of samples [n, n + ns)
+    (columns as in :func:`_targets`; 0 where not kb when ``masked``), for the sigmoid
+    also e^-|z| (eb); returns the number of invalid entries (see the module notes)."""
     C = z.shape[1]
+    M = ns * L
     bad = 0
     one = _like(z[0, 0, 0], 1.0)
     zero = _like(z[0, 0, 0], 0.0)
     if act == 0:
         for c in range(C):
-            for s in range(L):
-                v = z[n, c, _U(s0 + s)]
-                pb[c, s] = v
-                bad += (v < zero) | (v > one)
+            for j in range(ns):
+                o = j * L
+                for s in range(L):
+                    v = z[n + j, c, _U(s0 + s)]
+                    pb[c, o + s] = v
+                    bad += (v < zero) | (v > one)
     elif act == 1:
         for c in range(C):
-            for s in range(L):
-                v = z[n, c, _U(s0 + s)]
-                e = _exp_neg(-abs(v))
-                eb[c, s] = e
-                q = one / (one + e)
-                pb[c, s] = q if v >= zero else e * q
+            for j in range(ns):
+                o = j * L
+                for s in range(L):
+                    v = z[n + j, c, _U(s0 + s)]
+                    e = _exp_neg(-abs(v))
+                    eb[c, o + s] = e
+                    q = one / (one + e)
+                    pb[c, o + s] = q if v >= zero else e * q
     else:
         # the softmax over the classes of each position: the maximum (scratch row eb[0]),
         # e^(z - m), the sum (eb[1])
-        for s in range(L):
-            eb[0, s] = z[n, 0, _U(s0 + s)]
-        for c in range(1, C):
+        for j in range(ns):
+            o = j * L
             for s in range(L):
-                v = z[n, c, _U(s0 + s)]
-                eb[0, s] = v if v > eb[0, s] else eb[0, s]
-        for s in range(L):
+                eb[0, o + s] = z[n + j, 0, _U(s0 + s)]
+        for c in range(1, C):
+            for j in range(ns):
+                o = j * L
+                for s in range(L):
+                    v = z[n + j, c, _U(s0 + s)]
+                    eb[0, o + s] = v if v > eb[0, o + s] else eb[0, o + s]
+        for s in range(M):
             ms = eb[0, s]
             bad += not (ms - ms == zero)  # NaN or an infinity: not ours
             eb[1, s] = zero
         for c in range(C):
-            for s in range(L):
-                e = _exp_neg(z[n, c, _U(s0 + s)] - eb[0, s])
-                pb[c, s] = e
-                eb[1, s] += e
-        for s in range(L):
+            for j in range(ns):
+                o = j * L
+                for s in range(L):
+                    e = _exp_neg(z[n + j, c, _U(s0 + s)] - eb[0, o + s])
+                    pb[c, o + s] = e
+                    eb[1, o + s] += e
+        for s in range(M):
             eb[1, s] = one / eb[1, s]
         for c in range(C):
-            for s in range(L):
+            for s in range(M):
                 pb[c, s] = pb[c, s] * eb[1, s]
     if masked:
         for c in range(C):
-            for s in range(L):
+            for s in range(M):
                 pb[c, s] = pb[c, s] if kb[s] else zero
     return bad
+
+
+@njit(**_JIT)
+def _keep(pb, g, n, ns, s0, L, to_g):
+    """Copy the probabilities of a block between the scratch rows pb and g (N, C, S)
+    (columns as in :func:`_targets`): into g when ``to_g``, else back into pb."""
+    for c in range(pb.shape[0]):
+        for j in range(ns):
+            o = j * L
+            for s in range(L):
+                if to_g:
+                    g[n + j, c, _U(s0 + s)] = pb[c, o + s]
+                else:
+                    pb[c, o + s] = g[n + j, c, _U(s0 + s)]
 
 
 @njit(**_JIT)
@@ -226,26 +277,23 @@ def _item_sums(z, tm, lab, n0, n1, a, b, j, parts, act, labels, has_ignore, ign,
     C = z.shape[1]
     bad = 0
     L = _block_len(C, a, b)
-    pb, tb, eb, kb = _scratch(z, L)
+    q = _per_block(C, a, b, parts == 1)
+    pb, tb, eb, kb = _scratch(z, q * L)
     for n in range(n0, n1):
         row = n * parts + j
         for c in range(C):
             part[row, c, 0] = 0.0
             part[row, c, 1] = 0.0
             part[row, c, 2] = 0.0
+    for n in range(n0, n1, q):
+        ns = min(q, n1 - n)
         for s0 in range(a, b, L):
             m = min(L, b - s0)
-            bad += _targets(tm, lab, n, s0, m, labels, has_ignore, ign, C, tb, kb)
-            bad += _probs(z, n, s0, m, act, labels and has_ignore, pb, eb, kb)
+            bad += _targets(tm, lab, n, ns, s0, m, labels, has_ignore, ign, C, tb, kb)
+            bad += _probs(z, n, ns, s0, m, act, labels and has_ignore, pb, eb, kb)
             if want_grad and act == 2:  # keep the softmax for step 3 (in g)
-                for c in range(C):
-                    for s in range(m):
-                        g[n, c, _U(s0 + s)] = pb[c, s]
-            for c in range(C):
-                i, p, t = _sums(pb, tb, c, m, squared)
-                part[row, c, 0] += i
-                part[row, c, 1] += p
-                part[row, c, 2] += t
+                _keep(pb, g, n, ns, s0, m, True)
+            _sums(pb, tb, C, m, ns, squared, part, n * parts + j)
     return bad
 
 
@@ -341,45 +389,55 @@ def _item_gradient(z, tm, lab, n0, n1, a, b, act, labels, has_ignore, ign, per_c
     """Step 3 of positions [a, b) of samples [n0, n1) through scratch rows: the scaled
     gradient into g."""
     C = z.shape[1]
-    zero = _like(z[0, 0, 0], 0.0)
-    one = _like(z[0, 0, 0], 1.0)
     L = _block_len(C, a, b)
-    pb, tb, eb, kb = _scratch(z, L)
-    for n in range(n0, n1):
+    q = _per_block(C, a, b, a == 0 and b == z.shape[2])
+    pb, tb, eb, kb = _scratch(z, q * L)
+    for n in range(n0, n1, q):
+        ns = min(q, n1 - n)
         for s0 in range(a, b, L):
             m = min(L, b - s0)
-            _targets(tm, lab, n, s0, m, labels, has_ignore, ign, C, tb, kb)
+            _targets(tm, lab, n, ns, s0, m, labels, has_ignore, ign, C, tb, kb)
             if act == 2:
-                for c in range(C):
-                    for s in range(m):
-                        pb[c, s] = g[n, c, _U(s0 + s)]
+                _keep(pb, g, n, ns, s0, m, False)
             else:
-                _probs(z, n, s0, m, act, labels and has_ignore, pb, eb, kb)
+                _probs(z, n, ns, s0, m, act, labels and has_ignore, pb, eb, kb)
+            _block_gradient(z, n, ns, s0, m, act, per_class, coef, pb, tb, eb, kb, g)
+
+
+@njit(**_JIT)
+def _block_gradient(z, n, ns, s0, L, act, per_class, coef, pb, tb, eb, kb, g):
+    """The scaled gradient of a block (columns as in :func:`_targets`) into g: with
+    respect to p from the coefficients, then the activation's chain rule."""
+    C = z.shape[1]
+    zero = _like(z[0, 0, 0], 0.0)
+    one = _like(z[0, 0, 0], 1.0)
+    for j in range(ns):
+        o = j * L
+        for c in range(C):
+            gc = c if per_class else 0
+            ca = _like(zero, coef[n + j, gc, 0])
+            cb = _like(zero, coef[n + j, gc, 1])
+            cw = _like(zero, coef[n + j, gc, 2])
+            for s in range(L):
+                gp = ca + cb * tb[c, o + s] + cw * pb[c, o + s]
+                g[n + j, c, _U(s0 + s)] = gp if kb[o + s] else zero
+        if act == 1:  # sigma'(z) = sigma(z) sigma(-z) = p e / (1 + e) or p / (1 + e)
             for c in range(C):
-                gc = c if per_class else 0
-                ca = _like(zero, coef[n, gc, 0])
-                cb = _like(zero, coef[n, gc, 1])
-                cw = _like(zero, coef[n, gc, 2])
-                for s in range(m):
-                    gp = ca + cb * tb[c, s] + cw * pb[c, s]
-                    g[n, c, _U(s0 + s)] = gp if kb[s] else zero
-            if act == 1:  # sigma'(z) = sigma(z) sigma(-z) = p e / (1 + e) or p / (1 + e)
-                for c in range(C):
-                    for s in range(m):
-                        e = eb[c, s]
-                        q = one / (one + e)
-                        sm = e * q if z[n, c, _U(s0 + s)] >= zero else q
-                        g[n, c, _U(s0 + s)] = g[n, c, _U(s0 + s)] * (pb[c, s] * sm)
-            elif act == 2:  # p_c (g_c - sum_k p_k g_k)
-                for s in range(m):
-                    eb[0, s] = zero
-                for c in range(C):
-                    for s in range(m):
-                        eb[0, s] += pb[c, s] * g[n, c, _U(s0 + s)]
-                for c in range(C):
-                    for s in range(m):
-                        gp = pb[c, s] * (g[n, c, _U(s0 + s)] - eb[0, s])
-                        g[n, c, _U(s0 + s)] = gp if kb[s] else zero
+                for s in range(L):
+                    e = eb[c, o + s]
+                    q = one / (one + e)
+                    sm = e * q if z[n + j, c, _U(s0 + s)] >= zero else q
+                    g[n + j, c, _U(s0 + s)] = g[n + j, c, _U(s0 + s)] * (pb[c, o + s] * sm)
+        elif act == 2:  # p_c (g_c - sum_k p_k g_k)
+            for s in range(L):
+                eb[0, o + s] = zero
+            for c in range(C):
+                for s in range(L):
+                    eb[0, o + s] += pb[c, o + s] * g[n + j, c, _U(s0 + s)]
+            for c in range(C):
+                for s in range(L):
+                    gp = pb[c, o + s] * (g[n + j, c, _U(s0 + s)] - eb[0, o + s])
+                    g[n + j, c, _U(s0 + s)] = gp if kb[o + s] else zero
 
 
 def _overlap(z, tm, lab, flags, ign, consts, g, values, parts, per):
