@@ -39,6 +39,7 @@ import types as pytypes
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.core.errors import NumbaError
 from numba.extending import intrinsic, overload
 
@@ -84,6 +85,36 @@ def _bits_from_f64(typingctx, x):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.IntType(64))
     return types.int64(types.float64), codegen
+
+
+# --------------------------------------------------------------------------- borrowed views
+@intrinsic
+def _borrowed(typingctx, arr):
+    """A view of the array ``arr`` without a reference count (its meminfo and parent
+    NULL, as numba's ``carray`` views have), for a kernel's own use while it runs.
+
+    numba counts references to an array atomically: every slice ``a[i]`` and every call
+    of a function that takes it (one not inlined: most helpers with loops) costs a
+    ``lock``-prefixed increment and decrement, 5-7 ns each here, where the work of a short
+    row (10 classes) takes a few ns. On a view without a count they are a test of NULL.
+    The caller's argument keeps the data alive for the whole call; a borrowed view (or a
+    slice of it) must therefore never be returned or stored in anything returned.
+    """
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(arr)(context, builder, value=args[0])
+        view = context.make_array(arr)(context, builder)
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        view.nitems = src.nitems
+        view.itemsize = src.itemsize
+        view.data = src.data
+        view.shape = src.shape
+        view.strides = src.strides
+        return view._getvalue()
+    return arr(arr), codegen
 
 
 # --------------------------------------------------------------------------- float dispatch
@@ -556,6 +587,7 @@ def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
         return bad, kept, 0.0
     if mean:
         scale = 1.0 / kept if kept else 0.0
+    z, g = _borrowed(z), _borrowed(g)  # no reference counts per row (see _borrowed)
     for i in prange(n):
         label = y[i]
         if has_ignore and label == ignore:
