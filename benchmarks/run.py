@@ -22,6 +22,8 @@ case                        call
 ``huber``, ``sigmoid_focal``  Huber (delta 1) and sigmoid focal loss (gamma 2, alpha 0.25),
                             float32 (10M,); PyTorch's focal loss is torchvision's formula
                             written out (torchvision is not a dependency)
+``ce_10``, ``nll_10``        softmax cross-entropy and NLL (of log-probabilities) with ten
+                            classes, float32 (4096, 10), int labels: the fixed cost per row
 ``small_ce``                softmax cross-entropy (32, 10) float32 (per call, microseconds)
 ``small_bce``, ``small_mse``  the same (32, 10) for the elementwise losses
 ==========================  =============================================================
@@ -190,6 +192,9 @@ def build_cases(quick: bool):
     x = rng.standard_normal(m, dtype=np.float32)
     t = (rng.random(m) > 0.5).astype(np.float32)
     r = rng.standard_normal(m, dtype=np.float32)
+    z10 = rng.standard_normal((4096, 10), dtype=np.float32)
+    y10 = rng.integers(0, 10, size=4096)
+    lp10 = (z10 - np.log(np.exp(z10).sum(1, keepdims=True))).astype(np.float32)
     zs = rng.standard_normal((32, 10), dtype=np.float32)
     ys = rng.integers(0, 10, size=32)
     ts = (rng.random((32, 10)) > 0.5).astype(np.float32)
@@ -206,6 +211,10 @@ def build_cases(quick: bool):
         {"id": "sigmoid_focal", "loss": "sigmoid_focal_loss",
          "label": f"sigmoid focal ({m:,}) f32", "arrays": (x, t), "bytes": 3 * x.nbytes,
          "small": False},
+        {"id": "ce_10", "loss": "softmax_cross_entropy", "label": "softmax CE (4096, 10) f32",
+         "arrays": (z10, y10), "bytes": 2 * z10.nbytes + y10.nbytes, "small": False},
+        {"id": "nll_10", "loss": "nll_loss", "label": "NLL (4096, 10) f32",
+         "arrays": (lp10, y10), "bytes": 2 * z10.nbytes + y10.nbytes, "small": False},
         {"id": "small_ce", "loss": "softmax_cross_entropy", "label": "softmax CE (32, 10) f32",
          "arrays": (zs, ys), "bytes": 2 * zs.nbytes + ys.nbytes, "small": True},
         {"id": "small_bce", "loss": "sigmoid_binary_cross_entropy",
@@ -298,6 +307,8 @@ def torch_contender(case):
     a.requires_grad_(True)
     if case["loss"] == "softmax_cross_entropy":
         def loss(): return F.cross_entropy(a, b)
+    elif case["loss"] == "nll_loss":
+        def loss(): return F.nll_loss(a, b)
     elif case["loss"] == "sigmoid_binary_cross_entropy":
         def loss(): return F.binary_cross_entropy_with_logits(a, b)
     elif case["loss"] == "huber":
@@ -328,6 +339,8 @@ def jax_contender(case):
         import optax
     except ImportError:
         return []
+    if case["loss"] == "nll_loss":
+        return []  # (none in Optax)
     if case["loss"] == "softmax_cross_entropy":
         def loss(a, b): return optax.losses.softmax_cross_entropy_with_integer_labels(a, b).mean()
     elif case["loss"] == "sigmoid_binary_cross_entropy":
@@ -426,6 +439,11 @@ def _fmt_mem(v):
     return "n/a" if v is None else f"{v:.1f}"
 
 
+def _fmt_grad(v):
+    """A gradient's MiB: whole above 10, else two decimals (a (4096, 10) one is 0.16)."""
+    return f"{v:.0f}" if v >= 10 else f"{v:.2f}"
+
+
 def report(runs) -> str:
     lines = ["# losskit benchmark: loss value + gradient on the CPU", ""]
     first = runs[0]["info"]
@@ -476,7 +494,7 @@ def report(runs) -> str:
                     f"{_fmt_mem(r.get('kept_mib'))} |")
             if not res["small"]:
                 lines.append(f"| | *floor* | {_fmt_time(res['floor'], False)} | | 1.00 | | | "
-                             f"gradient: {res['grad_mib']:.0f} | |")
+                             f"gradient: {_fmt_grad(res['grad_mib'])} | |")
         lines.append("")
         lines += targets(run)
     return "\n".join(lines) + "\n"
@@ -520,7 +538,7 @@ def targets(run):
             extra = me["trace_mib"]
             cells.append(mark(extra is not None and extra <= res["grad_mib"] * 1.01,
                               f"{_fmt_mem(extra)} ({_fmt_mem(me['rss_mib'])}) vs "
-                              f"{res['grad_mib']:.0f}"))
+                              f"{_fmt_grad(res['grad_mib'])}"))
             o = by.get("losskit[numba,out=]")
             if o is not None:
                 cells.append(mark(o["trace_mib"] is not None and o["trace_mib"] < 1.0,

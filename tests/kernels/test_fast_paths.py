@@ -749,3 +749,48 @@ def test_sigmoid_focal_special_value_grid_equals_generic(engine, dtype, gamma, a
               alpha=alpha)
         if gamma == 2.0 and alpha is None:
             check(lk.sigmoid_binary_cross_entropy, (z, t), engine, dtype, reduction="none")
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="numba")
+def test_borrowed_views_share_the_data_and_take_no_reference():
+    """``numba_kernels._borrowed``: a view of the caller's array without a reference count
+    reads and writes the same memory (strided views included), and a kernel that uses
+    it (the row driver, the softmax CE kernel) leaves the reference counts of its
+    arguments as they were, over many rows (a count taken and not given back would grow
+    by one per row, one given back and not taken would free the caller's array)."""
+    from numba import njit
+
+    from losskit.kernels.numba_kernels import _borrowed
+
+    @njit
+    def touch(a):
+        b = _borrowed(a)
+        s = 0.0
+        for i in range(b.shape[0]):
+            row = b[i]
+            s += row[0]
+            row[-1] = 7.0
+        return s, b.shape[0], b.shape[1], b.strides[0]
+
+    base = np.arange(24.0).reshape(6, 4)
+    view = base[::2]  # strided rows
+    before = sys.getrefcount(view), sys.getrefcount(base)
+    s, n, k, stride = touch(view)
+    assert (s, n, k, stride) == (0.0 + 8.0 + 16.0, 3, 4, 64)
+    assert base[1::2, -1].tolist() == [7.0, 15.0, 23.0]  # untouched rows
+    assert base[::2, -1].tolist() == [7.0, 7.0, 7.0]
+    assert (sys.getrefcount(view), sys.getrefcount(base)) == before
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(5000, 10)).astype(np.float32)
+    y = rng.integers(0, 10, 5000)
+    lp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    counts = [sys.getrefcount(a) for a in (z, y, lp)]
+    for _ in range(3):
+        v, g = fast(lk.softmax_cross_entropy, z, y)
+        v2, g2 = fast(lk.nll_loss, lp, y)
+        np.testing.assert_allclose(g2, -np.eye(10, dtype=np.float32)[y] / 5000, atol=1e-12)
+    assert [sys.getrefcount(a) for a in (z, y, lp)] == counts
+    p = np.exp(lp)
+    np.testing.assert_allclose(g, (p - np.eye(10)[y]) / 5000, rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(v, -lp[np.arange(5000), y].mean(), rtol=1e-5)
