@@ -720,3 +720,47 @@ def test_multilabel_margin_reads_int64_class_indices_without_a_copy():
     assert peak <= z.nbytes // 8, peak
     np.testing.assert_allclose(float(v), ref.item(), rtol=1e-5)
     np.testing.assert_allclose(g, zt.grad.numpy(), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_ten_classes_allocate_the_gradient_only(reduction):
+    """With ten classes the per-row values (float64) would be a fifth of the gradient:
+    the kernel sums blocks of rows instead and keeps per-row values for "none" only. One
+    call allocates the gradient (and, for "none", the values it returns), nothing with
+    ``out=`` but the values of "none"; the result equals ``F.cross_entropy``'s and its
+    autograd gradient (serial and parallel builds: 4096 and 16384 rows)."""
+    import tracemalloc
+
+    torch = pytest.importorskip("torch")
+    from losskit.kernels import clear_gradient_cache
+
+    if not HAVE_NUMBA:
+        pytest.skip("the fused kernel needs numba")
+    rng = np.random.default_rng(5)
+    for n in (4096, 16384):  # 16384 x 10 >= PARALLEL_MIN: the parallel build
+        z = rng.standard_normal((n, 10)).astype(np.float32)
+        y = rng.integers(0, 10, n)
+        zt = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+        ref = torch.nn.functional.cross_entropy(zt, torch.tensor(y), reduction=reduction)
+        ref.sum().backward()
+        out = np.empty_like(z)
+        returned = n * 4 if reduction == "none" else 0  # the float32 values of "none"
+        for target, allowed in ((None, z.nbytes + returned), (out, returned)):
+            kw = {} if target is None else {"out": target}
+            lk.poly_loss.value_and_grad(z, y, epsilon=0.0, reduction=reduction, **kw)
+            clear_gradient_cache()
+            before = _fast.STATS["poly_loss", "numba"]
+            tracemalloc.start()
+            try:
+                v, g = lk.poly_loss.value_and_grad(z, y, epsilon=0.0, reduction=reduction,
+                                                   **kw)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            assert _fast.STATS["poly_loss", "numba"] == before + 1
+            # the values of "none" pass through float64 (8 bytes a row) before their cast
+            slack = 4096 + (n * 8 if reduction == "none" else 0)
+            assert peak <= allowed + slack, (n, reduction, target is None, peak, allowed)
+            np.testing.assert_allclose(np.asarray(v, np.float64), ref.detach().numpy(),
+                                       rtol=2e-5, atol=1e-7)
+            np.testing.assert_allclose(g, zt.grad.numpy(), rtol=1e-4, atol=1e-7)

@@ -349,7 +349,8 @@ def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
 
     z2 = z if z.ndim == 2 and z.flags.c_contiguous else np.ascontiguousarray(z).reshape(n, k)
     g, copy_to = _gradient_target(need_grad, out, z, arrays)
-    values = np.empty(n, dtype=np.float64)
+    # per-row values only when they are the result (the kernel sums blocks of rows)
+    values = np.empty(n if reduction == "none" else 0, dtype=np.float64)
     nb = _fp.family_numba("rows_numba") if spec.row is not None else None
     res = None
     if nb is not None:
@@ -365,6 +366,8 @@ def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
             return NotImplemented
         engine = "numba"
     else:
+        if values.shape[0] != n:
+            values = np.empty(n, dtype=np.float64)  # the NumPy engine's per-row values
         if not has_t:
             w = _label_weights(labels, ignore, cw, k)
             if w is None:
@@ -384,7 +387,8 @@ def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
         final_scale = scale
     else:
         final_scale = None
-    return _result(want, reduction, dt, total_value, values.reshape(rows_shape), final_scale,
+    return _result(want, reduction, dt, total_value,
+                   values.reshape(rows_shape) if values.shape[0] == n else values, final_scale,
                    g, copy_to)
 
 

@@ -922,6 +922,10 @@ def _label_weight(label, ignore, has_ignore, cw, has_cw, k):
     return label, (cw[label] if has_cw else 1.0)
 
 
+#: rows per partial sum of the driver (the values are summed per block of rows, in order)
+SUM_ROWS = 64
+
+
 def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighted_mean,
            scale, g, values, want_grad):
     """Every row of z (N, K) through ``_row`` (bound per loss, see :func:`kernels`).
@@ -930,9 +934,12 @@ def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighte
     is written: a label outside [0, K) that is not ``ignore`` makes the call return at
     once with ``bad`` set. With ``weighted_mean`` the reduction's scale is computed here
     too: 1 / sum_n s_n w_{y_n} (0 for a mean over nothing). Per-row values (times the
-    sample weight; 0 where it is 0) go into ``values``; the gradient scaled by ``scale``
-    times the sample weight into g (a zero row where that factor is 0). Returns (rows
-    outside the domain, float64 sum of the values, the scale used).
+    sample weight; 0 where it is 0) go into ``values`` when it has N entries (reduction
+    "none"; else it may be empty: the values are summed per block of :data:`SUM_ROWS`
+    rows and the blocks in order, so that nothing of the batch's size is allocated); the
+    gradient scaled by ``scale`` times the sample weight into g (a zero row where that
+    factor is 0). Returns (rows outside the domain, float64 sum of the values, the scale
+    used).
     """
     n, k = z.shape
     # views without reference counts: a count costs more than a short row (see _borrowed)
@@ -948,23 +955,35 @@ def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighte
                 total += wi * (sw[i] if has_sw else 1.0)
         if weighted_mean:
             scale = 1.0 / total if total != 0.0 else 0.0
+    want_values = values.shape[0] == n
+    blocks = (n + SUM_ROWS - 1) // SUM_ROWS
+    partial = np.empty(blocks, dtype=np.float64)
     bad = 0
-    for i in prange(n):
-        gi = g[i] if want_grad else np.empty(k, dtype=z.dtype)
-        ti = t[i] if has_t else t[0]
-        if has_t:
-            li, wi = 0, 1.0
-        else:
-            li, wi = _label_weight(labels[i], ignore, has_ignore, cw, has_cw, k)
-        si = sw[i] if has_sw else 1.0
-        f = scale * si
-        v, b = _row(z[i], ti, has_t, li, wi, cw, par, gi, f)  # noqa: F821
-        bad += b
-        if want_grad and f == 0.0:
-            for j in range(k):
-                gi[j] = 0
-        values[i] = 0.0 if si == 0.0 else si * v
-    return bad, _sum(values, n), scale
+    for blk in prange(blocks):
+        acc = 0.0
+        for i in range(blk * SUM_ROWS, min(n, (blk + 1) * SUM_ROWS)):
+            gi = g[i] if want_grad else np.empty(k, dtype=z.dtype)
+            ti = t[i] if has_t else t[0]
+            if has_t:
+                li, wi = 0, 1.0
+            else:
+                li, wi = _label_weight(labels[i], ignore, has_ignore, cw, has_cw, k)
+            si = sw[i] if has_sw else 1.0
+            f = scale * si
+            v, b = _row(z[i], ti, has_t, li, wi, cw, par, gi, f)  # noqa: F821
+            bad += b
+            if want_grad and f == 0.0:
+                for j in range(k):
+                    gi[j] = 0
+            vi = 0.0 if si == 0.0 else si * v
+            if want_values:
+                values[i] = vi
+            acc += vi
+        partial[blk] = acc
+    total_value = 0.0
+    for blk in range(blocks):
+        total_value += partial[blk]
+    return bad, total_value, scale
 
 
 _KERNELS: dict = {}
