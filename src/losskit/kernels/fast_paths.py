@@ -359,7 +359,9 @@ def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, ou
     nb = _nb()
     batch = y.shape[0] if y.ndim else 1
     g, copy_to = _gradient_target(need_grad, out, z, arrays)
-    values = np.empty(z2.shape[0], dtype=np.float64)
+    # per-row values only when they are the result (the kernel sums blocks of rows)
+    n = z2.shape[0]
+    values = np.empty(n if reduction == "none" or nb is None else 0, dtype=np.float64)
     res = None
     if nb is not None:
         g2 = (g if z.ndim == 2 else g.reshape(z2.shape)) if need_grad else _DUMMY2[dt.char]
@@ -373,6 +375,8 @@ def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, ou
         scale = _scale(reduction, kept, batch)
         STATS["softmax_cross_entropy", "numba"] += 1
     else:
+        if values.shape[0] != n:
+            values = np.empty(n, dtype=np.float64)  # the NumPy engine's per-row values
         # labels as unsigned: a negative one is huge, so one comparison finds both sides
         unsigned = labels.view(np.uintp)
         if has_ignore:
@@ -390,7 +394,9 @@ def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, ou
                               g.reshape(z2.shape) if need_grad else None, values)
         total = float(np.add.reduce(values))
         STATS["softmax_cross_entropy", "numpy"] += 1
-    return _result(want, reduction, dt, total, values.reshape(y.shape), scale, g, copy_to)
+    return _result(want, reduction, dt, total,
+                   values.reshape(y.shape) if values.shape[0] == n else values, scale, g,
+                   copy_to)
 
 
 _ARANGES: dict = {}

@@ -560,16 +560,22 @@ def _ce_row_short(z, g, label, scale):
 SHORT_ROW = 16
 
 
+#: rows per partial sum of the softmax CE kernel (values summed per block, blocks in order)
+SUM_ROWS = 64
+
+
 def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
     """Softmax cross-entropy of the rows of z (N, K) with integer labels y (N,).
 
     First a serial pass over the labels: the number outside [0, K) that are not
     ``ignore`` (when ``has_ignore``), and the number kept; with bad labels nothing else
     is done (the caller runs the generic path, which raises). ``mean``: the gradient's
-    scale is 1 / kept (0 when nothing is kept), else ``scale``. Then the rows, in
-    ``prange``: per-row values into ``values`` (float64) and, when ``want_grad``,
-    scale * (softmax - onehot) into g (else g is a dummy and each row gets a scratch row);
-    ignored rows give 0 and a zero gradient row.
+    scale is 1 / kept (0 when nothing is kept), else ``scale``. Then the rows, in blocks
+    of :data:`SUM_ROWS` in ``prange``: per-row values into ``values`` (float64) when it
+    has N entries (reduction "none"; else it may be empty: the values are summed per
+    block and the blocks in order, nothing of the batch's size allocated) and, when
+    ``want_grad``, scale * (softmax - onehot) into g (else g is a dummy and each row gets
+    a scratch row); ignored rows give 0 and a zero gradient row.
 
     Returns (bad labels, kept labels, sum of the values).
     """
@@ -588,19 +594,31 @@ def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
     if mean:
         scale = 1.0 / kept if kept else 0.0
     z, g = _borrowed(z), _borrowed(g)  # no reference counts per row (see _borrowed)
-    for i in prange(n):
-        label = y[i]
-        if has_ignore and label == ignore:
-            if want_grad:
-                g[i, :] = 0
-            values[i] = 0.0
-        else:
-            gi = g[i] if want_grad else np.empty(k, dtype=z.dtype)
-            if k <= SHORT_ROW:
-                values[i] = _ce_row_short(z[i], gi, label, scale)
+    want_values = values.shape[0] == n
+    blocks = (n + SUM_ROWS - 1) // SUM_ROWS
+    partial = np.empty(blocks, dtype=np.float64)
+    for blk in prange(blocks):
+        acc = 0.0
+        for i in range(blk * SUM_ROWS, min(n, (blk + 1) * SUM_ROWS)):
+            label = y[i]
+            if has_ignore and label == ignore:
+                if want_grad:
+                    g[i, :] = 0
+                v = 0.0
             else:
-                values[i] = _ce_row(z[i], gi, label, scale)
-    return bad, kept, _sum(values, n)
+                gi = g[i] if want_grad else np.empty(k, dtype=z.dtype)
+                if k <= SHORT_ROW:
+                    v = _ce_row_short(z[i], gi, label, scale)
+                else:
+                    v = _ce_row(z[i], gi, label, scale)
+            if want_values:
+                values[i] = v
+            acc += v
+        partial[blk] = acc
+    total = 0.0
+    for blk in range(blocks):
+        total += partial[blk]
+    return bad, kept, total
 
 
 softmax_ce_parallel, softmax_ce_serial = _builds(_softmax_ce)
