@@ -402,6 +402,22 @@ def _sum(a, n):
     return s
 
 
+#: rows per partial sum of the row kernels (softmax CE here, the row family's driver): the
+#: values are summed per block of rows and the blocks in order (:func:`_ordered_sum`), so
+#: that the sum does not depend on the thread count and nothing of the batch's size is kept
+SUM_ROWS = 64
+
+
+@njit(cache=True, error_model="numpy")
+def _ordered_sum(a):
+    """float64 sum of a in order (no reassociation): partial sums of blocks, whose order
+    must not depend on the thread count."""
+    s = 0.0
+    for k in range(a.shape[0]):
+        s += a[k]
+    return s
+
+
 @njit(cache=True, error_model="numpy")
 def _outside_unit(t, n):
     """Whether t[:n] holds a number outside [0, 1] (NaN is not). A loop of its own, run
@@ -560,10 +576,6 @@ def _ce_row_short(z, g, label, scale):
 SHORT_ROW = 16
 
 
-#: rows per partial sum of the softmax CE kernel (values summed per block, blocks in order)
-SUM_ROWS = 64
-
-
 def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
     """Softmax cross-entropy of the rows of z (N, K) with integer labels y (N,).
 
@@ -615,10 +627,7 @@ def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
                 values[i] = v
             acc += v
         partial[blk] = acc
-    total = 0.0
-    for blk in range(blocks):
-        total += partial[blk]
-    return bad, kept, total
+    return bad, kept, _ordered_sum(partial)
 
 
 softmax_ce_parallel, softmax_ce_serial = _builds(_softmax_ce)

@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit, prange
 from numba.core.errors import NumbaError
 
-from .numba_kernels import _JIT, BLOCK, _builds, _like, _sum
+from .numba_kernels import _JIT, BLOCK, _builds, _like, _ordered_sum, _sum
 
 __all__ = ["contrastive_parallel", "contrastive_serial", "triplet_parallel", "triplet_serial",
            "cosine_parallel", "cosine_serial", "ranking_parallel", "ranking_serial", "BLOCK",
@@ -294,14 +294,6 @@ def _rows(x):
     """Rows per block: BLOCK elements' worth, at least one row. A function of D alone, so
     the blocks, and so the sums, do not depend on the thread count."""
     return max(1, BLOCK // x.shape[1])
-
-
-@njit(**_JIT)
-def _ordered_sum(a):
-    s = 0.0
-    for k in range(a.shape[0]):
-        s += a[k]
-    return s
 
 
 def _contrastive(x1, x2, t, margin, p, ss_lo, scale, g1, g2, w, values):

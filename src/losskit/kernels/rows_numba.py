@@ -41,8 +41,9 @@ import types as pytypes
 import numpy as np
 from numba import njit, prange
 
-from .numba_kernels import (_JIT, SHORT_ROW, NumbaError, _borrowed, _ce_row, _ce_row_short,
-                            _exp, _exp_neg, _like, _log1p_unit, _log_unit, _max_nan, _sum)
+from .numba_kernels import (_JIT, SHORT_ROW, SUM_ROWS, NumbaError, _borrowed, _ce_row,
+                            _ce_row_short, _exp, _exp_neg, _like, _log1p_unit, _log_unit,
+                            _max_nan, _ordered_sum, _sum)
 
 __all__ = ["kernels", "ROWS", "NumbaError"]
 
@@ -922,10 +923,6 @@ def _label_weight(label, ignore, has_ignore, cw, has_cw, k):
     return label, (cw[label] if has_cw else 1.0)
 
 
-#: rows per partial sum of the driver (the values are summed per block of rows, in order)
-SUM_ROWS = 64
-
-
 def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighted_mean,
            scale, g, values, want_grad):
     """Every row of z (N, K) through ``_row`` (bound per loss, see :func:`kernels`).
@@ -980,10 +977,7 @@ def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighte
                 values[i] = vi
             acc += vi
         partial[blk] = acc
-    total_value = 0.0
-    for blk in range(blocks):
-        total_value += partial[blk]
-    return bad, total_value, scale
+    return bad, _ordered_sum(partial), scale
 
 
 _KERNELS: dict = {}
