@@ -764,3 +764,16 @@ def test_ten_classes_allocate_the_gradient_only(reduction):
             np.testing.assert_allclose(np.asarray(v, np.float64), ref.detach().numpy(),
                                        rtol=2e-5, atol=1e-7)
             np.testing.assert_allclose(g, zt.grad.numpy(), rtol=1e-4, atol=1e-7)
+        # the value alone: one scratch row per block of rows, nothing per row
+        for loss, kw in ((lk.poly_loss, {"epsilon": 0.0}), (lk.softmax_cross_entropy, {})):
+            loss(z, y, reduction=reduction, **kw)
+            tracemalloc.start()
+            try:
+                v = loss(z, y, reduction=reduction, **kw)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            allowed = z.nbytes // 64 + 4096 + (n * 12 if reduction == "none" else 0)
+            assert peak <= allowed, (loss.name, n, reduction, peak, allowed)
+            np.testing.assert_allclose(np.asarray(v, np.float64), ref.detach().numpy(),
+                                       rtol=2e-5, atol=1e-7)

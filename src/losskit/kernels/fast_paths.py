@@ -364,7 +364,8 @@ def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, ou
     values = np.empty(n if reduction == "none" or nb is None else 0, dtype=np.float64)
     res = None
     if nb is not None:
-        g2 = (g if z.ndim == 2 else g.reshape(z2.shape)) if need_grad else _DUMMY2[dt.char]
+        g2 = ((g if z.ndim == 2 else g.reshape(z2.shape)) if need_grad
+              else nb.scratch_rows(n, k, dt))
         kernel = nb.softmax_ce_parallel if z.size >= PARALLEL_MIN else nb.softmax_ce_serial
         res = _kernel(nb, kernel, z2, labels, has_ignore, ign, reduction == "mean",
                       1.0 / batch if reduction == "batchmean" else 1.0, g2, values, need_grad)

@@ -406,14 +406,14 @@ def _margin_ce_block(nb, c, labels, psi, dpsi, scale, need_grad):
     the softmax CE kernel, whose gradient ``scale * (p - onehot)`` is the head's once its
     target entries are multiplied by ``dpsi``. Returns (per-row values, gradient or None),
     or None where numba cannot compile the kernel."""
-    from .fast_paths import _DUMMY2, _kernel
+    from .fast_paths import _kernel
 
     n = c.shape[0]
     rows = np.arange(n)
     y = np.ascontiguousarray(labels, dtype=np.intp)
     c *= c.dtype.type(scale)
     c[rows, y] = scale * psi
-    g = np.empty_like(c) if need_grad else _DUMMY2[c.dtype.char]
+    g = np.empty_like(c) if need_grad else nb.scratch_rows(n, c.shape[1], c.dtype)
     values = np.empty(n, dtype=np.float64)
     # the serial build: between the blocks' matrix products, whose BLAS threads still
     # spin, a parallel loop would fight them for the cores (measured 10x slower)

@@ -49,7 +49,7 @@ __all__ = [
     "regression_parallel", "regression_serial",
     "sigmoid_focal_parallel", "sigmoid_focal_serial",
     "softmax_block_parallel", "softmax_block_serial",
-    "BLOCK", "NumbaError",
+    "BLOCK", "SUM_ROWS", "NumbaError", "scratch_rows",
 ]
 
 #: elements per block of the elementwise kernels (a block's scratch stays in L1)
@@ -408,6 +408,13 @@ def _sum(a, n):
 SUM_ROWS = 64
 
 
+def scratch_rows(n, k, dtype):
+    """The ``g`` of a row kernel called without a gradient: one scratch row of k entries
+    per block of :data:`SUM_ROWS` of the n rows (a row function writes its softmax or
+    terms there; one per block, so that parallel blocks do not share one)."""
+    return np.empty(((n + SUM_ROWS - 1) // SUM_ROWS, k), dtype=dtype)
+
+
 @njit(cache=True, error_model="numpy")
 def _ordered_sum(a):
     """float64 sum of a in order (no reassociation): partial sums of blocks, whose order
@@ -586,8 +593,9 @@ def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
     of :data:`SUM_ROWS` in ``prange``: per-row values into ``values`` (float64) when it
     has N entries (reduction "none"; else it may be empty: the values are summed per
     block and the blocks in order, nothing of the batch's size allocated) and, when
-    ``want_grad``, scale * (softmax - onehot) into g (else g is a dummy and each row gets
-    a scratch row); ignored rows give 0 and a zero gradient row.
+    ``want_grad``, scale * (softmax - onehot) into g (else g holds one scratch row per
+    block, the caller's: see :func:`scratch_rows`); ignored rows give 0 and a zero
+    gradient row.
 
     Returns (bad labels, kept labels, sum of the values).
     """
@@ -618,7 +626,7 @@ def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
                     g[i, :] = 0
                 v = 0.0
             else:
-                gi = g[i] if want_grad else np.empty(k, dtype=z.dtype)
+                gi = g[i] if want_grad else g[blk]  # else: the block's scratch row
                 if k <= SHORT_ROW:
                     v = _ce_row_short(z[i], gi, label, scale)
                 else:

@@ -359,7 +359,8 @@ def run(spec: RowSpec, loss, arrays, reduction, sample_weight, opts, want, out):
         res = _kernel(nb, kernel, z2, labels, ignore if has_ignore else 0, has_ignore, t2,
                       has_t, cw, _par_array(params), _ONE64 if sw is None else sw,
                       sw is not None, weighted_mean, scale,
-                      g.reshape(n, k) if need_grad else _DUMMY2[dt.char], values, need_grad)
+                      g.reshape(n, k) if need_grad else nb.scratch_rows(n, k, dt), values,
+                      need_grad)
     if res is not None:
         bad, total_value, scale = res
         if bad:

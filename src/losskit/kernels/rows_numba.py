@@ -43,9 +43,9 @@ from numba import njit, prange
 
 from .numba_kernels import (_JIT, SHORT_ROW, SUM_ROWS, NumbaError, _borrowed, _ce_row,
                             _ce_row_short, _exp, _exp_neg, _like, _log1p_unit, _log_unit,
-                            _max_nan, _ordered_sum, _sum)
+                            _max_nan, _ordered_sum, _sum, scratch_rows)
 
-__all__ = ["kernels", "ROWS", "NumbaError"]
+__all__ = ["kernels", "ROWS", "NumbaError", "scratch_rows"]
 
 _NAN = math.nan
 _INF = math.inf
@@ -935,8 +935,9 @@ def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighte
     "none"; else it may be empty: the values are summed per block of :data:`SUM_ROWS`
     rows and the blocks in order, so that nothing of the batch's size is allocated); the
     gradient scaled by ``scale`` times the sample weight into g (a zero row where that
-    factor is 0). Returns (rows outside the domain, float64 sum of the values, the scale
-    used).
+    factor is 0). Without ``want_grad``, g holds one scratch row per block (the caller's,
+    so that the kernel allocates nothing per row or block). Returns (rows outside the
+    domain, float64 sum of the values, the scale used).
     """
     n, k = z.shape
     # views without reference counts: a count costs more than a short row (see _borrowed)
@@ -959,7 +960,7 @@ def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighte
     for blk in prange(blocks):
         acc = 0.0
         for i in range(blk * SUM_ROWS, min(n, (blk + 1) * SUM_ROWS)):
-            gi = g[i] if want_grad else np.empty(k, dtype=z.dtype)
+            gi = g[i] if want_grad else g[blk]  # without a gradient: the block's scratch row
             ti = t[i] if has_t else t[0]
             if has_t:
                 li, wi = 0, 1.0
