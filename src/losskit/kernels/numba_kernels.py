@@ -49,7 +49,7 @@ __all__ = [
     "regression_parallel", "regression_serial",
     "sigmoid_focal_parallel", "sigmoid_focal_serial",
     "softmax_block_parallel", "softmax_block_serial",
-    "BLOCK", "SUM_ROWS", "NumbaError", "scratch_rows",
+    "BLOCK", "SUM_ROWS", "NumbaError", "scratch_rows", "sum_rows",
 ]
 
 #: elements per block of the elementwise kernels (a block's scratch stays in L1)
@@ -402,17 +402,28 @@ def _sum(a, n):
     return s
 
 
-#: rows per partial sum of the row kernels (softmax CE here, the row family's driver): the
-#: values are summed per block of rows and the blocks in order (:func:`_ordered_sum`), so
-#: that the sum does not depend on the thread count and nothing of the batch's size is kept
+#: rows per partial sum of the row kernels (softmax CE here, the row family's driver) at
+#: most: the values are summed per block of rows and the blocks in order
+#: (:func:`_ordered_sum`), so that the sum does not depend on the thread count and nothing
+#: of the batch's size is kept
 SUM_ROWS = 64
+
+
+@njit(cache=True)
+def sum_rows(k):
+    """Rows per block of a row kernel with k classes: :data:`SUM_ROWS`, fewer for long
+    rows (:data:`BLOCK` elements' worth, at least one row), so that a few long rows still
+    make enough blocks for every thread (``prange`` shares out blocks); a function of k
+    alone, like the sum's order."""
+    return max(1, min(SUM_ROWS, BLOCK // k)) if k > 0 else SUM_ROWS
 
 
 def scratch_rows(n, k, dtype):
     """The ``g`` of a row kernel called without a gradient: one scratch row of k entries
-    per block of :data:`SUM_ROWS` of the n rows (a row function writes its softmax or
-    terms there; one per block, so that parallel blocks do not share one)."""
-    return np.empty(((n + SUM_ROWS - 1) // SUM_ROWS, k), dtype=dtype)
+    per block of :func:`sum_rows` rows (a row function writes its softmax or terms there;
+    one per block, so that parallel blocks do not share one)."""
+    per = sum_rows(k)
+    return np.empty(((n + per - 1) // per, k), dtype=dtype)
 
 
 @njit(cache=True, error_model="numpy")
@@ -590,7 +601,7 @@ def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
     ``ignore`` (when ``has_ignore``), and the number kept; with bad labels nothing else
     is done (the caller runs the generic path, which raises). ``mean``: the gradient's
     scale is 1 / kept (0 when nothing is kept), else ``scale``. Then the rows, in blocks
-    of :data:`SUM_ROWS` in ``prange``: per-row values into ``values`` (float64) when it
+    of :func:`sum_rows` in ``prange``: per-row values into ``values`` (float64) when it
     has N entries (reduction "none"; else it may be empty: the values are summed per
     block and the blocks in order, nothing of the batch's size allocated) and, when
     ``want_grad``, scale * (softmax - onehot) into g (else g holds one scratch row per
@@ -615,11 +626,12 @@ def _softmax_ce(z, y, has_ignore, ignore, mean, scale, g, values, want_grad):
         scale = 1.0 / kept if kept else 0.0
     z, g = _borrowed(z), _borrowed(g)  # no reference counts per row (see _borrowed)
     want_values = values.shape[0] == n
-    blocks = (n + SUM_ROWS - 1) // SUM_ROWS
+    per = sum_rows(k)
+    blocks = (n + per - 1) // per
     partial = np.empty(blocks, dtype=np.float64)
     for blk in prange(blocks):
         acc = 0.0
-        for i in range(blk * SUM_ROWS, min(n, (blk + 1) * SUM_ROWS)):
+        for i in range(blk * per, min(n, (blk + 1) * per)):
             label = y[i]
             if has_ignore and label == ignore:
                 if want_grad:

@@ -41,9 +41,9 @@ import types as pytypes
 import numpy as np
 from numba import njit, prange
 
-from .numba_kernels import (_JIT, SHORT_ROW, SUM_ROWS, NumbaError, _borrowed, _ce_row,
+from .numba_kernels import (_JIT, SHORT_ROW, NumbaError, _borrowed, _ce_row,
                             _ce_row_short, _exp, _exp_neg, _like, _log1p_unit, _log_unit,
-                            _max_nan, _ordered_sum, _sum, scratch_rows)
+                            _max_nan, _ordered_sum, _sum, scratch_rows, sum_rows)
 
 __all__ = ["kernels", "ROWS", "NumbaError", "scratch_rows"]
 
@@ -932,7 +932,7 @@ def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighte
     once with ``bad`` set. With ``weighted_mean`` the reduction's scale is computed here
     too: 1 / sum_n s_n w_{y_n} (0 for a mean over nothing). Per-row values (times the
     sample weight; 0 where it is 0) go into ``values`` when it has N entries (reduction
-    "none"; else it may be empty: the values are summed per block of :data:`SUM_ROWS`
+    "none"; else it may be empty: the values are summed per block of :func:`sum_rows`
     rows and the blocks in order, so that nothing of the batch's size is allocated); the
     gradient scaled by ``scale`` times the sample weight into g (a zero row where that
     factor is 0). Without ``want_grad``, g holds one scratch row per block (the caller's,
@@ -954,12 +954,13 @@ def _drive(z, labels, ignore, has_ignore, t, has_t, cw, par, sw, has_sw, weighte
         if weighted_mean:
             scale = 1.0 / total if total != 0.0 else 0.0
     want_values = values.shape[0] == n
-    blocks = (n + SUM_ROWS - 1) // SUM_ROWS
+    per = sum_rows(k)
+    blocks = (n + per - 1) // per
     partial = np.empty(blocks, dtype=np.float64)
     bad = 0
     for blk in prange(blocks):
         acc = 0.0
-        for i in range(blk * SUM_ROWS, min(n, (blk + 1) * SUM_ROWS)):
+        for i in range(blk * per, min(n, (blk + 1) * per)):
             gi = g[i] if want_grad else g[blk]  # without a gradient: the block's scratch row
             ti = t[i] if has_t else t[0]
             if has_t:
