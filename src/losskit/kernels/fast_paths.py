@@ -361,7 +361,7 @@ def softmax_cross_entropy(loss, arrays, reduction, sample_weight, opts, want, ou
     g, copy_to = _gradient_target(need_grad, out, z, arrays)
     # per-row values only when they are the result (the kernel sums blocks of rows)
     n = z2.shape[0]
-    values = np.empty(n if reduction == "none" or nb is None else 0, dtype=np.float64)
+    values = np.empty(n if reduction == "none" else 0, dtype=np.float64)
     res = None
     if nb is not None:
         g2 = ((g if z.ndim == 2 else g.reshape(z2.shape)) if need_grad

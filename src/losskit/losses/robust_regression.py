@@ -79,8 +79,9 @@ def _log_cosh(y, t):
     arg = where(small, (u * u) / (2.0 * where(small, v, 1.0)), v * v)
     lg = log1p(arg)
     # the value ends in a select (bit-identical to adding where(small, 0, a - log 2)), so
-    # that XLA on the CPU fuses it into one loop before its reduction (no second array);
-    # the gradient takes its sign as a factor (equal to where(d < 0, -th, th)): th is read
+    # that XLA on the CPU computes it in one loop (whose result it still writes out once
+    # for its XNNPACK sum, which takes no transcendental functions; Optax's too); the
+    # gradient takes its sign as a factor (equal to where(d < 0, -th, th)): th is read
     # once, so XLA fuses its division into the gradient's loop instead of writing it out
     return where(small, lg, (a - _LN2) + lg), sign(d) * th
 
