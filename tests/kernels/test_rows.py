@@ -736,6 +736,8 @@ def test_ten_classes_allocate_the_gradient_only(reduction):
 
     if not HAVE_NUMBA:
         pytest.skip("the fused kernel needs numba")
+    from losskit.kernels.numba_kernels import sum_rows
+
     rng = np.random.default_rng(5)
     for n in (4096, 16384):  # 16384 x 10 >= PARALLEL_MIN: the parallel build
         z = rng.standard_normal((n, 10)).astype(np.float32)
@@ -745,6 +747,9 @@ def test_ten_classes_allocate_the_gradient_only(reduction):
         ref.sum().backward()
         out = np.empty_like(z)
         returned = n * 4 if reduction == "none" else 0  # the float32 values of "none"
+        # the kernel's float64 partial sum per block of rows (numba's allocations are
+        # traced too): n / 64 of them at ten classes, 1/320 of the gradient
+        partials = 8 * -(-n // sum_rows(10))
         for target, allowed in ((None, z.nbytes + returned), (out, returned)):
             kw = {} if target is None else {"out": target}
             lk.poly_loss.value_and_grad(z, y, epsilon=0.0, reduction=reduction, **kw)
@@ -759,7 +764,7 @@ def test_ten_classes_allocate_the_gradient_only(reduction):
                 tracemalloc.stop()
             assert _fast.STATS["poly_loss", "numba"] == before + 1
             # the values of "none" pass through float64 (8 bytes a row) before their cast
-            slack = 4096 + (n * 8 if reduction == "none" else 0)
+            slack = 4096 + partials + (n * 8 if reduction == "none" else 0)
             assert peak <= allowed + slack, (n, reduction, target is None, peak, allowed)
             np.testing.assert_allclose(np.asarray(v, np.float64), ref.detach().numpy(),
                                        rtol=2e-5, atol=1e-7)
@@ -773,7 +778,8 @@ def test_ten_classes_allocate_the_gradient_only(reduction):
                 peak = tracemalloc.get_traced_memory()[1]
             finally:
                 tracemalloc.stop()
-            allowed = z.nbytes // 64 + 4096 + (n * 12 if reduction == "none" else 0)
+            allowed = (z.nbytes // 64 + 4096 + partials
+                       + (n * 12 if reduction == "none" else 0))
             assert peak <= allowed, (loss.name, n, reduction, peak, allowed)
             np.testing.assert_allclose(np.asarray(v, np.float64), ref.detach().numpy(),
                                        rtol=2e-5, atol=1e-7)
