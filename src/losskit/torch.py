@@ -31,10 +31,12 @@ Array-API path with torch operations on the tensors' own device.
 ``v`` is the gradient of ``sum(v * loss)``, computed by a second call with
 ``sample_weight=v`` (times any ``sample_weight`` given) and ``reduction="sum"``.
 
-``validate=False`` skips the checks that read tensor values (on CUDA each check is a
-host synchronisation). Then an out-of-range label, a probability outside [0, 1] or a box
-with x2 < x1 cannot raise: the result is NaN (:mod:`losskit.core.validation`'s deferred
-checks), never a different number.
+``validate=False`` skips the checks that read tensor values. Then an out-of-range label, a
+probability outside [0, 1] or a box with x2 < x1 cannot raise: the result is NaN
+(:mod:`losskit.core.validation`'s deferred checks), never a different number. Tensors off
+the CPU (CUDA) are always checked that way, on their device: reading a value back to raise
+would be a host synchronisation in every training step. Nothing on the path of a call or
+its backward reads a value back there (tested on ``meta`` tensors, which have none).
 
 ``.grad(...)`` and ``.value_and_grad(...)`` on tensors return plain tensors (no autograd
 graph is recorded) from the same operator; ``out=`` may be a leaf that requires grad

@@ -467,10 +467,263 @@ def test_mlp_on_digits_trains_like_f_cross_entropy():
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
-# ------------------------------------------------------------------ CUDA, where present
+# ------------------------------------------------------------------ off the CPU
+# Tensors off the CPU (CUDA) run the generic array code with torch operations on their
+# device, value checks deferred (NaN), nothing read back to the host. Without a GPU two
+# tests stand in for it: the same code on CPU tensors (numbers, against the references)
+# and on ``meta`` tensors, which have no values: any read back (``.item()``, ``bool``,
+# ``.tolist()``, a data-dependent shape) raises there, as does a tensor made on another
+# device. On a machine with CUDA, TestCuda runs every case on the GPU.
+def _device_tensors(case, arrays, device, dtype):
+    out = []
+    for name, a in zip(case.loss.inputs, arrays):
+        a = np.asarray(a)
+        if a.dtype.kind == "f":
+            t = torch.tensor(a, dtype=dtype).to(device)
+            t.requires_grad_(name in case.loss.differentiable)
+        elif a.dtype.kind == "b":
+            t = torch.tensor(a).to(device)
+        else:
+            t = torch.as_tensor(a, dtype=torch.int64).to(device)
+        out.append(t)
+    return out
+
+
+def _device_options(options, device, dtype):
+    # quantile's levels `q` fix the output's shape: a hyperparameter, passed as numbers
+    return {k: torch.tensor(v, dtype=dtype).to(device) if isinstance(v, list) and k != "q"
+            else v for k, v in options.items()}
+
+
+def _device_call(case, arrays, device, dtype, reduction, upstream=None):
+    """value, the gradients of the differentiable inputs (backward), and ``.grad(wrt="all")``
+    with the call's options, on ``device``."""
+    ts = _device_tensors(case, arrays, device, dtype)
+    opts = _device_options(case.options, device, dtype)
+    v = case.loss(*ts, reduction=reduction, **opts)
+    assert type(v.grad_fn).__name__ == CLOSED_FORM
+    (v if upstream is None else (v * upstream.to(device)).sum()).backward()
+    grads = [ts[case.loss.inputs.index(n)].grad for n in case.loss.differentiable]
+    plain = case.loss.grad(*[t.detach() for t in ts], reduction=reduction, wrt="all", **opts)
+    return v.detach(), grads, plain
+
+
+@pytest.fixture
+def generic_torch_path(monkeypatch):
+    """CPU tensors take the path of tensors off the CPU: torch operations, no NumPy."""
+    import losskit.torch as adapter
+
+    monkeypatch.setattr(adapter, "_plain_cpu", lambda t: False)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_the_path_off_the_cpu_equals_the_references(case, generic_torch_path):
+    arrays = case.inputs(seed=5)
+    ref_v, ref_g = _reference(case, arrays, "mean")
+    # unchecked: value checks deferred, as they are on CUDA
+    ts = _device_tensors(case, arrays, "cpu", torch.float64)
+    v = case.loss(*ts, validate=False, **_device_options(case.options, "cpu", torch.float64))
+    assert type(v.grad_fn).__name__ == CLOSED_FORM
+    v.backward()
+    torch.testing.assert_close(v.detach(), ref_v, rtol=case.rtol64, atol=1e-12)
+    for name, ri in zip(case.loss.differentiable, ref_g):
+        gi = ts[case.loss.inputs.index(name)].grad
+        assert gi is not None, f"{name} got no gradient"
+        torch.testing.assert_close(gi, ri, rtol=case.rtol64, atol=1e-12, msg=name)
+
+
+def test_the_path_off_the_cpu_gives_nan_for_a_bad_label_and_reads_nothing_back(
+        generic_torch_path):
+    z = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    v = lk.softmax_cross_entropy(z, torch.tensor([0, 1, 4]), validate=False)
+    v.backward()
+    assert torch.isnan(v) and torch.isnan(z.grad).all()
+    # meta tensors: the checks of a default (validated) call must not read values
+    zm = torch.empty(3, 4, device="meta", requires_grad=True)
+    vm = lk.softmax_cross_entropy(zm, torch.empty(3, dtype=torch.int64, device="meta"))
+    vm.backward()
+    assert vm.device.type == "meta" and zm.grad.shape == (3, 4)
+
+
+@contextlib.contextmanager
+def _no_host_data_sent(monkeypatch):
+    """Fails a tensor made from host data (numbers, lists, NumPy arrays) on a device other
+    than the CPU: on CUDA that is a host-to-device copy that waits for the device's queue
+    (``torch.full`` fills on the device instead). Dispatch modes do not see these."""
+    made = []
+    for name in ("asarray", "tensor", "as_tensor"):
+        original = getattr(torch, name)
+
+        def spy(data, *args, _original=original, _name=name, **kwargs):
+            device = kwargs.get("device")
+            if device is not None and torch.device(device).type != "cpu" and \
+                    not isinstance(data, torch.Tensor):
+                made.append(f"torch.{_name}({type(data).__name__}, device={device})")
+            return _original(data, *args, **kwargs)
+
+        monkeypatch.setattr(torch, name, spy)
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+    assert not made, made
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_nothing_reads_a_value_back_off_the_cpu(case, monkeypatch):
+    """Every case on ``meta`` tensors, validated (the default), float32: the call, its
+    backward for reduction "mean" and "none", and ``.grad``; every result on the device
+    with the shape and dtype of the same call on the CPU; no host data sent to the device
+    (options given as numbers stay numbers)."""
+    arrays = case.inputs(seed=5)
+    for reduction in ("mean", "none"):
+        with _no_host_data_sent(monkeypatch):
+            v, grads, plain = _device_call(case, arrays, "meta", torch.float32, reduction,
+                                           None if reduction == "mean" else
+                                           torch.ones((), device="meta"))
+        cv, cgrads, cplain = _device_call(case, arrays, "cpu", torch.float32, reduction,
+                                          None if reduction == "mean" else torch.tensor(1.0))
+        assert v.device.type == "meta" and (v.shape, v.dtype) == (cv.shape, cv.dtype)
+        for name, g, cg in zip(case.loss.differentiable, grads, cgrads):
+            assert g is not None and g.device.type == "meta", name
+            assert (g.shape, g.dtype) == (cg.shape, cg.dtype), name
+        for g, cg in zip(plain, cplain):
+            assert g.device.type == "meta" and (g.shape, g.dtype) == (cg.shape, cg.dtype)
+
+
+def _lm_head_calls(poisoned=False):
+    """The losses fused with the output layer (not in CASES): name -> (arrays, options),
+    small, with ignored targets; ``poisoned``: inf/NaN hidden states on the ignored rows
+    (never read: value and gradients stay finite)."""
+    r = np.random.default_rng(0)
+    V, D = 9, 4
+    y6 = r.integers(0, V, 6)
+    y6[1] = -100
+    y23 = r.integers(0, V, (2, 3))
+    y23[0, 0] = -100
+    y43 = r.integers(0, V, (4, 3))
+    y43[:, 0] = -100
+    h6, h23, h43 = r.normal(size=(6, D)), r.normal(size=(2, 3, D)), r.normal(size=(4, 3, D))
+    ht6 = r.normal(size=(6, 5))
+    if poisoned:
+        h6[1], ht6[1], h23[0, 0], h43[:, 0] = np.nan, np.inf, np.inf, np.nan
+
+    def w(*shape):
+        return r.normal(size=shape)
+
+    return {
+        "linear_cross_entropy": ([h6, w(V, D), y6, w(V)], {"ignore_index": -100}),
+        "linear_token_logprobs": ([h23, w(V, D), y23, w(V)], {}),
+        "linear_generalized_jsd": ([h6, w(V, D), ht6, w(V, 5), y6, w(V), w(V)], {}),
+        "linear_grpo_loss": ([w(2, 3, D), w(V, D), r.integers(0, V, (2, 3)),
+                              np.array([[1, 1, 0], [1, 1, 1]]), w(2), w(V)], {}),
+        "linear_preference_loss": ([h43, w(V, D), y43, w(V), w(4, 3, D), w(V, D)], {}),
+    }
+
+
+def _lm_head_call(name, arrays, options, device, dtype):
+    loss = getattr(lk, name)
+    ts = []
+    for n, a in zip(loss.inputs, arrays):
+        a = np.asarray(a)
+        t = torch.tensor(a, dtype=dtype if a.dtype.kind == "f" else None).to(device)
+        ts.append(t.requires_grad_() if n in loss.differentiable else t)
+    v = loss(*ts, **options)
+    assert type(v.grad_fn).__name__ == CLOSED_FORM
+    upstream = torch.linspace(0.5, 1.5, v.numel(), dtype=v.dtype).reshape(v.shape)
+    (v * upstream.to(device)).sum().backward()
+    return v.detach(), [t.grad for t in ts if t.requires_grad]
+
+
+@pytest.mark.parametrize("name", sorted(_lm_head_calls()))
+def test_lm_head_losses_read_nothing_back_off_the_cpu(name, monkeypatch):
+    arrays, options = _lm_head_calls()[name]
+    with _no_host_data_sent(monkeypatch):
+        v, grads = _lm_head_call(name, arrays, options, "meta", torch.float32)
+    cv, cgrads = _lm_head_call(name, arrays, options, "cpu", torch.float32)
+    assert v.device.type == "meta" and v.shape == cv.shape
+    assert [(g.device.type, g.shape) for g in grads] == [("meta", g.shape) for g in cgrads]
+
+
+@pytest.mark.parametrize("poisoned", [False, True])
+@pytest.mark.parametrize("name", sorted(_lm_head_calls()))
+def test_lm_head_losses_off_the_cpu_equal_the_cpu_path(name, poisoned, monkeypatch):
+    """Off the CPU the LM-head blocks compute ignored rows with weight 0 (no skipping, which
+    would read the targets back): the same numbers as the CPU path that skips them, also
+    where the ignored rows' hidden states are inf or NaN. (The CPU path is tested against
+    torch and Liger references in tests/losses/test_linear_*.py.)"""
+    import losskit.losses.linear_cross_entropy as lce
+    import losskit.losses.linear_distillation as ldist
+
+    arrays, options = _lm_head_calls(poisoned)[name]
+    want_v, want_g = _lm_head_call(name, arrays, options, "cpu", torch.float64)
+    import losskit.torch as adapter
+
+    monkeypatch.setattr(adapter, "_plain_cpu", lambda t: False)
+    for module in (lce, ldist):
+        monkeypatch.setattr(module, "readable", lambda x: False)
+    v, grads = _lm_head_call(name, arrays, options, "cpu", torch.float64)
+    torch.testing.assert_close(v, want_v, rtol=1e-10, atol=1e-12)
+    assert torch.isfinite(v).all()
+    for g, wg in zip(grads, want_g):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, wg, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 class TestCuda:
-    def test_backward_on_the_device(self):
+    """On a GPU: every case, forward and backward, with CUDA's synchronisation debug mode
+    set to raise, equal to the independent references computed on the CPU."""
+
+    @pytest.fixture(autouse=True)
+    def _no_synchronisation(self):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    def test_every_case_on_the_device_without_synchronising(self):
+        # one test for all cases (a machine without CUDA reports one skip, not hundreds)
+        failed = []
+        for case in CASES:
+            try:
+                self._one_case(case)
+            except Exception as exc:  # collected: every failing case is reported
+                failed.append(f"{case.id}: {type(exc).__name__}: {exc}"[:300])
+            finally:
+                torch.cuda.set_sync_debug_mode("error")
+        assert not failed, "\n".join(failed)
+
+    @staticmethod
+    def _one_case(case):
+        arrays = case.inputs(seed=5)
+        torch.cuda.set_sync_debug_mode("default")
+        ref_v, ref_g = _reference(case, arrays, "mean")
+        ts = _device_tensors(case, arrays, "cuda", torch.float64)
+        opts = _device_options(case.options, "cuda", torch.float64)
+        torch.cuda.set_sync_debug_mode("error")
+        v = case.loss(*ts, **opts)
+        assert v.device.type == "cuda" and type(v.grad_fn).__name__ == CLOSED_FORM
+        v.backward()
+        torch.cuda.set_sync_debug_mode("default")
+        torch.testing.assert_close(v.detach().cpu(), ref_v, rtol=case.rtol64, atol=1e-12)
+        for name, ri in zip(case.loss.differentiable, ref_g):
+            gi = ts[case.loss.inputs.index(name)].grad
+            assert gi is not None and gi.device.type == "cuda", name
+            torch.testing.assert_close(gi.cpu(), ri, rtol=case.rtol64, atol=1e-12, msg=name)
+
+    @pytest.mark.parametrize("name", sorted(_lm_head_calls()))
+    def test_lm_head_losses_on_the_device_without_synchronising(self, name):
+        arrays, options = _lm_head_calls(poisoned=True)[name]
+        want_v, want_g = _lm_head_call(name, arrays, options, "cpu", torch.float64)
+        v, grads = _lm_head_call(name, arrays, options, "cuda", torch.float64)
+        torch.cuda.set_sync_debug_mode("default")
+        torch.testing.assert_close(v.cpu(), want_v, rtol=1e-10, atol=1e-12)
+        for g, wg in zip(grads, want_g):
+            torch.testing.assert_close(g.cpu(), wg, rtol=1e-10, atol=1e-12)
+
+    def test_backward_on_the_device_equals_f_cross_entropy(self):
         z = torch.randn(16, 7, device="cuda", requires_grad=True)
         y = torch.randint(0, 7, (16,), device="cuda")
         v = lk.softmax_cross_entropy(z, y)
@@ -480,11 +733,12 @@ class TestCuda:
         F.cross_entropy(z2, y).backward()
         torch.testing.assert_close(z.grad, z2.grad)
 
-    def test_unchecked_call_on_the_device(self):
-        z = torch.randn(16, 7, device="cuda", requires_grad=True)
-        t = torch.rand(16, 7, device="cuda")
-        lk.sigmoid_binary_cross_entropy(z, t, validate=False).backward()
-        assert z.grad.device.type == "cuda"
+    def test_a_bad_label_on_the_device_is_nan_not_an_error(self):
+        z = torch.randn(3, 4, device="cuda", requires_grad=True)
+        v = lk.softmax_cross_entropy(z, torch.tensor([0, 1, 4], device="cuda"))
+        v.backward()
+        torch.cuda.set_sync_debug_mode("default")
+        assert torch.isnan(v).item() and torch.isnan(z.grad).all().item()
 
 
 def test_retained_graph_backward_twice_accumulates_twice():

@@ -24,6 +24,8 @@ __all__ = [
     "as_array",
     "device_of",
     "can_inspect",
+    "readable",
+    "numbers_on",
     "compute_dtype",
     "is_floating",
     "to_float",
@@ -111,6 +113,10 @@ def as_array(x: Any, xp, *, device=None, name: str = "argument", loss: str | Non
         return arr
     if device is None:
         return xp.asarray(arr)
+    if arr.ndim == 0 and array_api_compat.is_torch_namespace(xp) and \
+            getattr(device, "type", "cpu") != "cpu":
+        # a number, filled on the device (see numbers_on: no host-to-device copy)
+        return xp.full((), arr.item(), dtype=getattr(xp, arr.dtype.name), device=device)
     return xp.asarray(arr, device=device)
 
 
@@ -135,15 +141,40 @@ class unchecked:
         return False
 
 
+def numbers_on(xp, values, *, dtype, device):
+    """The Python numbers ``values`` as a 1-d array of ``dtype`` on ``device``.
+
+    On a PyTorch device other than the CPU each entry is filled on the device: a tensor
+    made from host data (``torch.tensor``, ``torch.asarray``) is a host-to-device copy that
+    waits for everything queued on the device, a stall in every training step. Elsewhere
+    ``xp.asarray``."""
+    if array_api_compat.is_torch_namespace(xp) and getattr(device, "type", "cpu") != "cpu":
+        values = list(values)
+        if len(set(values)) <= 1:
+            return xp.full((len(values),), values[0] if values else 0, dtype=dtype,
+                           device=device)
+        return xp.stack([xp.full((), v, dtype=dtype, device=device) for v in values])
+    return xp.asarray(values, dtype=dtype, device=device)
+
+
 def can_inspect(x: Any) -> bool:
     """Whether the values of ``x`` can be read now, cheaply, for validation.
 
-    False inside :func:`unchecked` (``validate=False``), for Dask arrays (lazy) and JAX
-    tracers (inside ``jax.jit``/``grad``); True for NumPy, CuPy, PyTorch, array-api-strict
-    and concrete JAX arrays.
+    False inside :func:`unchecked` (``validate=False``) and wherever :func:`readable` is
+    False; True for NumPy, CuPy, CPU PyTorch, array-api-strict and concrete JAX arrays.
+    Where it is False, the value checks are deferred: an invalid value makes the result
+    NaN (:mod:`losskit.core.validation`).
     """
-    if x is None or not _INSPECT.get():
-        return False
+    return x is not None and _INSPECT.get() and readable(x)
+
+
+def readable(x: Any) -> bool:
+    """Whether the values of the array ``x`` can be read back now without stalling
+    anything: False for Dask arrays (lazy), JAX tracers (inside ``jax.jit``/``grad``) and
+    PyTorch tensors that are not on the CPU (CUDA and other devices: each read would be a
+    host synchronisation, which a training step must not have; meta and fake tensors have
+    no values). Value checks and shortcuts that depend on values (skipping ignored rows)
+    ask it."""
     if array_api_compat.is_dask_array(x):
         return False
     if array_api_compat.is_jax_array(x):
@@ -155,7 +186,8 @@ def can_inspect(x: Any) -> bool:
             return False
     if array_api_compat.is_torch_array(x):
         # torch.compile tracing hands over fake tensors whose values cannot be read
-        return not x.is_meta and type(x).__name__ not in ("FakeTensor", "FunctionalTensor")
+        return (x.device.type == "cpu"
+                and type(x).__name__ not in ("FakeTensor", "FunctionalTensor"))
     return True
 
 

@@ -78,9 +78,14 @@ def _xp_functions(xp) -> dict[str, Callable[..., Any]]:
     import array_api_compat
 
     numpy_like = array_api_compat.is_numpy_namespace(xp)
+    # PyTorch: filled on the device (torch.asarray of a number on CUDA is a host-to-device
+    # copy that waits for the device's queue)
+    make = xp.full if array_api_compat.is_torch_namespace(xp) else None
 
     def _like(s, other):
         """The Python number ``s`` as a 0-d array of ``other``'s dtype and device."""
+        if make is not None:
+            return make((), s, dtype=other.dtype, device=array_api_compat.device(other))
         return xp.asarray(s, dtype=other.dtype, device=array_api_compat.device(other))
 
     def _pair(a, b):

@@ -2,7 +2,9 @@
 
 ``TypeError`` for a wrong kind or dtype, ``ValueError`` for a wrong shape or range.
 Data-dependent checks (ranges, labels) run only on arrays whose values can be read
-now (see :func:`losskit.core.arrays.can_inspect`): never on Dask arrays or JAX tracers.
+now (see :func:`losskit.core.arrays.can_inspect`): never on Dask arrays, JAX tracers or
+PyTorch tensors off the CPU (no host synchronisation); there they are deferred: a value
+that fails one makes the result NaN.
 """
 
 from __future__ import annotations

@@ -92,7 +92,8 @@ def _masked_lse(xp, z, mask):
     over the mask (0 off it)."""
     neg = xp.full_like(z, -math.inf)
     zm = xp.where(mask, z, neg)
-    m = xp.max(zm, axis=-1) if z.shape[-1] else xp.zeros(z.shape[:-1], dtype=z.dtype)
+    m = xp.max(zm, axis=-1) if z.shape[-1] else xp.zeros(z.shape[:-1], dtype=z.dtype,
+                                                                 device=array_api_compat.device(z))
     m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     e = xp.where(mask, xp.exp(z - _col(m)), xp.zeros_like(z))
     s = xp.sum(e, axis=-1)
@@ -106,7 +107,8 @@ def _lse_with_zero(xp, z, mask):
     """``log(1 + sum_{mask} exp(z))`` per row and its gradient (the softmax with the
     extra zero logit), stably."""
     zm = xp.where(mask, z, xp.full_like(z, -math.inf))
-    m = xp.max(zm, axis=-1) if z.shape[-1] else xp.zeros(z.shape[:-1], dtype=z.dtype)
+    m = xp.max(zm, axis=-1) if z.shape[-1] else xp.zeros(z.shape[:-1], dtype=z.dtype,
+                                                                 device=array_api_compat.device(z))
     m = xp.where(m > 0, m, xp.zeros_like(m))  # also for NaN-free empty rows
     e = xp.where(mask, xp.exp(z - _col(m)), xp.zeros_like(z))
     total = xp.exp(-m) + xp.sum(e, axis=-1)
@@ -221,7 +223,7 @@ def _triplet_hard(xp, d, pos, neg, margin: float, need_grad: bool):
         dmax = xp.max(xp.where(pos, d, xp.full_like(d, -math.inf)), axis=1)
         dmin = xp.min(xp.where(neg, d, xp.full_like(d, math.inf)), axis=1)
     else:
-        dmax = dmin = xp.zeros(d.shape[:1], dtype=dt)
+        dmax = dmin = xp.zeros(d.shape[:1], dtype=dt, device=array_api_compat.device(d))
     zr = xp.zeros_like(dmax)
     s = xp.where(valid, dmax - dmin + margin, zr)
     active = ((s > 0) | xp.isnan(s)) & valid
@@ -286,7 +288,7 @@ def _block_components(xp, kind, s, d, pos, neg, opts, need_grad):
         lse_p, sp = _masked_lse(xp, zp, pos)
         lse_n, sn = _masked_lse(xp, zn, neg)
         valid = xp.any(pos, axis=1) & xp.any(neg, axis=1)
-        zr = xp.zeros(valid.shape, dtype=dt)
+        zr = xp.zeros(valid.shape, dtype=dt, device=array_api_compat.device(valid))
         big = xp.where(valid, lse_p + lse_n, zr)
         value = xp.where(valid, xp.maximum(big, zr) + xp.log1p(xp.exp(-xp.abs(big))), zr)
         coef = None

@@ -209,8 +209,9 @@ def fill_diagonal(xp, S, lo: int, value: float, col_of=None):
         ar = np.arange(b)
         S[ar, (lo + ar) if col_of is None else col_of] = value
         return S
-    rows = xp.arange(lo, lo + b) if col_of is None else col_of
-    cols = xp.arange(S.shape[1])
+    dev = array_api_compat.device(S)
+    rows = xp.arange(lo, lo + b, device=dev) if col_of is None else col_of
+    cols = xp.arange(S.shape[1], device=dev)
     return xp.where(rows[:, None] == cols[None, :], xp.full_like(S, value), S)
 
 
@@ -221,7 +222,7 @@ def add_at(xp, G, col_of, value):
         ar = np.arange(G.shape[0])
         G[ar, col_of] += value
         return G
-    cols = xp.arange(G.shape[1])
+    cols = xp.arange(G.shape[1], device=array_api_compat.device(G))
     hit = xp.astype(col_of[:, None] == cols[None, :], G.dtype)
     if not isinstance(value, (int, float)):
         value = value[:, None]

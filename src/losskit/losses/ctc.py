@@ -450,7 +450,7 @@ def _scan(xp, step, init, xs, *, reverse=False):
 def _lse_rows(xp, a):
     """logsumexp over the last axis; -inf for a row of -inf (or an empty row)."""
     if a.shape[-1] == 0:
-        return xp.full(a.shape[:-1], -math.inf, dtype=a.dtype)
+        return xp.full(a.shape[:-1], -math.inf, dtype=a.dtype, device=device_of(a))
     m = xp.max(a, axis=-1, keepdims=True)
     ms = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
     return xp.reshape(_safe_log(xp, xp.sum(xp.exp(a - ms), axis=-1, keepdims=True)) + ms,

@@ -87,7 +87,7 @@ from ..core.validation import (
     check_scalar,
     deferred_checks,
 )
-from ..core.arrays import (as_array, compute_dtype, device_of,
+from ..core.arrays import (as_array, compute_dtype, device_of, readable,
                            without_autograd)
 
 __all__ = ["linear_cross_entropy"]
@@ -541,10 +541,11 @@ def rows_reduction(loss, ctx, reduction, sample_weight, lead, row_weight, first_
 def kept_rows(xp, keep):
     """The indices of the rows whose ``keep`` is not 0, when some row's is (the in-place
     block paths then compute only those: an ignored token, a prompt's say, costs no matrix
-    product), else None. Reads one value from the device. Shared by the losses fused with
-    a linear layer."""
+    product), else None. Reads values back: None where that would stall (a CUDA tensor, see
+    :func:`~losskit.core.arrays.readable`), and every row is computed, an ignored one with
+    weight 0. Shared by the losses fused with a linear layer."""
     kept = keep != 0
-    if keep.shape[0] == 0 or bool(xp.all(kept)):
+    if keep.shape[0] == 0 or not readable(keep) or bool(xp.all(kept)):
         return None
     return xp.nonzero(kept)[0]
 
@@ -607,6 +608,19 @@ def _may_alias(out, x) -> bool:
     if array_api_compat.is_torch_array(out) and array_api_compat.is_torch_array(x):
         return out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
     return False
+
+
+def _zero_inactive(xp, z, act) -> bool:
+    """The rows of the block ``z`` whose ``act`` is False set to exactly 0 (even where the
+    row is inf or NaN), in place; whether some row may be inactive. Where ``act`` cannot be
+    read without a host synchronisation (CUDA), a masked fill that reads nothing."""
+    if not readable(act):
+        z.masked_fill_(~act[:, None], 0.0)  # torch: the only such in-place library
+        return True
+    if bool(xp.all(act)):
+        return False
+    z[~act] = 0.0
+    return True
 
 
 def _inplace_library(xp):
@@ -804,7 +818,7 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
     deferred = grouped or rows.z_coef is not None
     if wanted and not grouped:
         active, p_factor, label_factor, smooth_factor = _row_factors(xp, rows, row_factor)
-        all_active = bool(xp.all(active))
+        all_active = readable(active) and bool(xp.all(active))
         h_eff = h if all_active else xp.where(active[:, None], h, xp.zeros_like(h))
     elif grouped:  # per block, below
         all_active, h_eff, smooth_factor = False, h, None
@@ -861,15 +875,12 @@ def _blocks_inplace(ctx, lib, h, W, b, rows, row_factor, wanted, nb, dest):
             z[ar, yb] = z[ar, yb] - lf
         if grouped:
             hb = h[lo:hi]
-            if not bool(xp.all(act)):
-                z[~act] = 0.0
+            if _zero_inactive(xp, z, act):
                 hb = xp.where(act[:, None], hb, xp.zeros_like(hb))
         else:
             hb = h_eff[lo:hi]
         if not all_active and not grouped:
-            act = active[lo:hi]
-            if not bool(xp.all(act)):
-                z[~act] = 0.0  # exactly 0, even where the row is inf or NaN
+            _zero_inactive(xp, z, active[lo:hi])
         gb, gw = _block_products(lib, z, W, WT, hb, gh[lo:hi] if want_h else None, gb, gw,
                                  gw_out, tmp if want_w and lib == "numpy" else None,
                                  want_w)

@@ -53,7 +53,7 @@ import math
 import numpy as np
 
 from ..core import dispatch
-from ..core.arrays import as_array, compute_dtype, device_of, without_autograd
+from ..core.arrays import as_array, compute_dtype, device_of, readable, without_autograd
 from ..core.loss import Context, Loss, reduced_value, register, returned_gradients
 from ..core.primitives import _log_softmax, _weighted
 from ..core.validation import (
@@ -297,7 +297,9 @@ class LinearGeneralizedJSD(Loss):
                           arrays)
 
         spec = _Spec(beta=beta, temp=temp, w_hard=w_hard, w_soft=w_soft)
-        lib = _inplace_library(xp)
+        # in place (NumPy, CPU torch); off the CPU the blocks' shortcuts (skipped rows,
+        # redone non-finite rows) would read values back: the functional blocks
+        lib = _inplace_library(xp) if readable(hs) else None
         idx = kept_rows(xp, keep) if lib is not None and ignore is not None else None
         if idx is not None:  # ignored targets: the blocks hold the other rows only
             def take(a):

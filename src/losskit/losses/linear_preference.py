@@ -442,7 +442,8 @@ class LinearPreferenceLoss(Loss):
         lib = _lce._inplace_library(xp)
         _, g = _lce._blocks_inplace(ctx, lib, h_rows, W, b, rows, row_factor, wanted, spans,
                                     {})
-        values = xp.concat(unit_values) if unit_values else xp.zeros((0,), dtype=ctx.work)
+        values = xp.concat(unit_values) if unit_values else xp.zeros((0,), dtype=ctx.work,
+                                                                         device=ctx.device)
         gh = g.get("hidden")
         if gh is not None and kept is not None:
             gh = _lce.scattered_rows(xp, kept, gh, S * T)
@@ -489,8 +490,10 @@ def _sequence_cotangents(xp, g, counts, average, unit_w, nll_unit, units, paired
         seq = xp.where(ok, seq / xp.where(ok, counts, xp.ones_like(counts)),
                        xp.zeros_like(seq))
     if nll_unit is not None:
-        nll = -(nll_unit * unit_w) * xp.ones((units,), dtype=seq.dtype)
-        seq = seq + xp.concat([nll, xp.zeros((seq.shape[0] - units,), dtype=seq.dtype)])
+        dev = device_of(seq)
+        nll = -(nll_unit * unit_w) * xp.ones((units,), dtype=seq.dtype, device=dev)
+        seq = seq + xp.concat([nll, xp.zeros((seq.shape[0] - units,), dtype=seq.dtype,
+                                             device=dev)])
     return seq
 
 

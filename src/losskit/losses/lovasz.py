@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..core.arrays import numbers_on
 from ..core.dispatch import register_fast_path
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _softmax
@@ -461,8 +462,7 @@ class LovaszSoftmax(Loss):
         if selected == "present":
             counted = xp.astype(xp.sum(fr, axis=1) > 0, ctx.work)
         else:
-            counted = xp.astype(xp.reshape(xp.asarray(selected, device=ctx.device), (k,)),
-                                ctx.work)
+            counted = numbers_on(xp, selected, dtype=ctx.work, device=ctx.device)
             if not pooled:
                 counted = xp.reshape(xp.broadcast_to(xp.reshape(counted, (1, k)), (n, k)),
                                      (n * k,))

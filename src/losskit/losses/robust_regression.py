@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from ..core.arrays import numbers_on
 from ..core.dispatch import register_fast_path
 from ..core.formula import (Formula, expm1, exp, isnan, log1p, maximum, minimum, sign, sqrt,
                             where)
@@ -589,7 +590,7 @@ class Quantile(Loss):
                                  hint=f"Or {shape[:-1]}: one target for every quantile level")
             if t.dtype != ctx.work:
                 t = xp.astype(t, ctx.work)
-            level = xp.asarray(levels, dtype=ctx.work, device=ctx.device)
+            level = numbers_on(xp, levels, dtype=ctx.work, device=ctx.device)
         value, grad = QUANTILE.on(xp)(prediction, t, level)
         return Terms(value, grad if need_grad else None,
                      hess=ctx.pointwise_hessian(QUANTILE, prediction, t, level))

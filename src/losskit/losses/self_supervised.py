@@ -591,7 +591,8 @@ class ClipLoss(_SimilarityLoss):
                     L *= w[None, :]
                     G += L
                     del L
-                    G = _sim.add_at(xp, G, xp.arange(lo, hi), -1.0 * (wb + w[lo:hi]))
+                    G = _sim.add_at(xp, G, xp.arange(lo, hi, device=ctx.device),
+                                    -1.0 * (wb + w[lo:hi]))
                     G *= t
                     return None, G, {"theta": _sim.frobenius(xp, G, P)}
                 L = P * t
