@@ -156,7 +156,8 @@ def _run(key: str, inputs: list[torch.Tensor], tensor_options: list[torch.Tensor
     loss = _LOSSES[key]
     opts = _decode(options, tensor_options)
     sample_weight = opts.pop("sample_weight", None)
-    vjp = opts.pop("__vjp__", False)  # a cotangent as sample_weight: any sign
+    # the backward of reduction "none": the upstream gradient, a cotangent of the values
+    cotangent = opts.pop("__cotangent__", None)
     arrays: list[Any] = [None] * len(loss.inputs)
     for slot, t in zip(present, inputs):
         arrays[slot] = t
@@ -165,6 +166,12 @@ def _run(key: str, inputs: list[torch.Tensor], tensor_options: list[torch.Tensor
         opts = {k: (v.numpy() if isinstance(v, torch.Tensor) else v) for k, v in opts.items()}
         if sample_weight is not None:
             sample_weight = sample_weight.numpy()
+        if cotangent is not None:
+            cotangent = cotangent.numpy()
+    vjp = cotangent is not None
+    if vjp:  # sum(cotangent * loss): the cotangent (times any sample weight) as weights
+        sample_weight = cotangent_weights(array_api_compat.array_namespace(cotangent),
+                                          cotangent, sample_weight)
     names = tuple(loss.inputs[i] for i in wrt)
     want = "both" if names else "value"
     with quiet(), (vjp_weights() if vjp else contextlib.nullcontext()):
@@ -232,9 +239,15 @@ def _none_shape(loss, inputs, tensor_options, options, present):
     A loss's unreduced shape depends only on its inputs' shapes and options; computing it
     on a copy of zeros of the same shapes would cost their memory, so the stand-ins share
     one zero element (``expand``)."""
-    stand = [torch.zeros((), dtype=t.dtype).expand(t.shape) for t in inputs]
-    topts = [torch.zeros((), dtype=t.dtype).expand(t.shape) for t in tensor_options]
-    value = _run(_key(loss), stand, topts, options, "none", [], False, present)[0]
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    # real tensors: the fake implementation runs inside the tracer's fake mode, which
+    # would make the stand-ins fake too (and fake tensors have no NumPy view)
+    with unset_fake_temporarily():
+        stand = [torch.zeros((), dtype=t.dtype).expand(tuple(t.shape)) for t in inputs]
+        topts = [torch.zeros((), dtype=t.dtype).expand(tuple(t.shape))
+                 for t in tensor_options]
+        value = _run(_key(loss), stand, topts, options, "none", [], False, present)[0]
     return value.shape
 
 
@@ -393,16 +406,14 @@ def _is_one(grad_value) -> bool:
 
 def _none_backward(key, inputs, tensor_options, options, wrt, present, grad_value):
     """The vector-Jacobian product of the per-example values: the gradient of
-    ``sum(grad_value * loss)``, i.e. the loss with ``sample_weight=grad_value`` summed."""
-    opts = _decode(options, tensor_options)
-    sw = opts.pop("sample_weight", None)
-    if sw is not None:
-        sw = torch.as_tensor(sw, device=grad_value.device)
-    weight = cotangent_weights(array_api_compat.array_namespace(grad_value), grad_value, sw)
-    rest = opts
-    text, tensors = _encode(rest, weight)
-    text = text[:-1] + ", '__vjp__': True}"  # the weights are a cotangent: any sign
-    out = _operator(key, inputs, tensors, text, "sum", wrt, False, present)
+    ``sum(grad_value * loss)``, i.e. the loss with ``sample_weight=grad_value`` (times any
+    sample weight, of any sign) summed. The upstream gradient joins the tensor options as
+    ``__cotangent__`` by editing the options' text (no evaluation here: under
+    ``torch.compile`` this function is traced, and the operator decodes the text)."""
+    sep = ", " if options != "{}" else ""
+    text = f"{options[:-1]}{sep}'__cotangent__': _T({len(tensor_options)})}}"
+    out = _operator(key, inputs, [*tensor_options, grad_value], text, "sum", wrt, False,
+                    present)
     return out[1:]
 
 

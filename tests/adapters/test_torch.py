@@ -83,10 +83,20 @@ def test_reduction_none_backward_with_an_upstream_gradient(case):
         torch.testing.assert_close(gi, ri, rtol=case.rtol64, atol=1e-12, msg=name)
 
 
-GRADCHECK = [c for c in CASES if c.on_every_backend and not c.kinky]
+def _one_per_loss():
+    seen, out = set(), []
+    for c in CASES:
+        if c.loss.name not in seen:
+            seen.add(c.loss.name)
+            out.append(c)
+    return out
 
 
-@pytest.mark.parametrize("case", GRADCHECK, ids=[c.id for c in GRADCHECK])
+#: the first case of every loss
+ONE_PER_LOSS = _one_per_loss()
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_torch_gradcheck(case):
     arrays = case.inputs(seed=6)
     ts = _tensors(case, arrays)
@@ -224,13 +234,16 @@ def test_cpu_tensors_take_the_fused_kernels():
 
 
 # ------------------------------------------------------------------ compile and torch.func
-COMPILED = ["mse", "softmax_ce", "sigmoid_bce-pos_weight", "triplet_margin", "huber"]
+COMPILED = ONE_PER_LOSS + [c for c in CASES if c.id in ("sigmoid_bce-pos_weight",
+                                                          "softmax_ce-soft")]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [c for c in CASES if c.id in COMPILED],
-                         ids=lambda c: c.id)
-def test_compile_fullgraph_equals_eager(case):
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("case", COMPILED, ids=[c.id for c in COMPILED])
+def test_compile_fullgraph_equals_eager(case, reduction):
+    """Every loss inside ``torch.compile(fullgraph=True)`` (Dynamo, AOTAutograd, Inductor),
+    value and backward equal to eager; reduction "none" through an upstream gradient."""
     arrays = case.inputs(seed=7)
     opts = _options(case.options)
     eager_ts = _tensors(case, arrays)
@@ -238,6 +251,10 @@ def test_compile_fullgraph_equals_eager(case):
     torch._dynamo.reset()
 
     def f(*ts):
+        if reduction == "none":
+            v = case.loss(*ts, reduction="none", **opts)
+            return (v * torch.linspace(0.5, 1.5, v.numel(), dtype=v.dtype).reshape(
+                v.shape)).sum()
         return case.loss(*ts, **opts)
 
     ve = f(*eager_ts)
@@ -295,6 +312,32 @@ def test_vmap_grad_per_sample_gradients_equal_a_loop(name):
     per_sample = vmap(grad(lambda zi, ti: loss(zi[None], ti[None])))(z, t)
     loop = torch.stack([_single_grad(loss, z[i:i + 1], t[i:i + 1])[0] for i in range(5)])
     torch.testing.assert_close(per_sample, loop)
+
+
+@pytest.mark.parametrize("case", ONE_PER_LOSS, ids=[c.id for c in ONE_PER_LOSS])
+def test_vmap_grad_over_a_batch_of_problems_equals_a_loop(case):
+    """``vmap(grad(loss))`` over two whole problems stacked on a new leading axis (every
+    input batched) equals each problem's own backward."""
+    from torch.func import grad, vmap
+
+    a1, a2 = case.inputs(seed=7), case.inputs(seed=8)
+    t1, t2 = _tensors(case, a1, grad=False), _tensors(case, a2, grad=False)
+    stacked = [torch.stack([x, y]) for x, y in zip(t1, t2)]
+    opts = _options(case.options)
+    d = case.loss.inputs.index(case.loss.differentiable[0])
+
+    def f(x, *rest):
+        full = list(rest)
+        full.insert(d, x)
+        return case.loss(*full, **opts)
+
+    per_problem = vmap(grad(f))(stacked[d], *[s for i, s in enumerate(stacked) if i != d])
+    for b, ts in enumerate((t1, t2)):
+        x = ts[d].clone().requires_grad_()
+        full = list(ts)
+        full[d] = x
+        case.loss(*full, **opts).backward()
+        torch.testing.assert_close(per_problem[b], x.grad)
 
 
 def _single_grad(loss, z, t):
@@ -667,6 +710,28 @@ def test_lm_head_losses_off_the_cpu_equal_the_cpu_path(name, poisoned, monkeypat
     assert torch.isfinite(v).all()
     for g, wg in zip(grads, want_g):
         assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, wg, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(_lm_head_calls()))
+def test_lm_head_losses_compile_fullgraph_equal_eager(name):
+    arrays, options = _lm_head_calls()[name]
+    want_v, want_g = _lm_head_call(name, arrays, options, "cpu", torch.float64)
+    loss = getattr(lk, name)
+    ts = []
+    for n, a in zip(loss.inputs, arrays):
+        a = np.asarray(a)
+        t = torch.tensor(a, dtype=torch.float64 if a.dtype.kind == "f" else None)
+        ts.append(t.requires_grad_() if n in loss.differentiable else t)
+    torch._dynamo.reset()
+
+    def f(*xs):
+        v = loss(*xs, **options)
+        return (v * torch.linspace(0.5, 1.5, v.numel(), dtype=v.dtype).reshape(v.shape)).sum()
+
+    torch.compile(f, fullgraph=True)(*ts).backward()
+    for g, wg in zip([t.grad for t in ts if t.requires_grad], want_g):
         torch.testing.assert_close(g, wg, rtol=1e-10, atol=1e-12)
 
 
