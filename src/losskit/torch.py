@@ -283,7 +283,10 @@ def _first_order(backward):
     def wrapper(ctx, *args):
         with torch.no_grad():
             outputs = backward(ctx, *args)
-        if not torch.is_grad_enabled() or all(o is None for o in outputs):
+        if (not torch.is_grad_enabled() or all(o is None for o in outputs)
+                or torch._C._functorch.get_interpreter_stack()):
+            # (under torch.func transforms a derivative of this one is refused at the
+            # call instead: see _refuse_unrecorded_derivatives)
             return outputs
         name = ctx.args[0].rpartition("@")[0]
         err = torch._C._functions.DelayedError(

@@ -340,6 +340,25 @@ def test_vmap_grad_over_a_batch_of_problems_equals_a_loop(case):
         torch.testing.assert_close(per_problem[b], x.grad)
 
 
+def test_vjp_and_jacrev_of_per_example_values_equal_torch():
+    from torch.func import jacrev, vjp
+
+    torch.manual_seed(3)
+    z = torch.randn(6, 4, dtype=torch.float64)
+    y = torch.randint(0, 4, (6,))
+    cw = torch.rand(4, dtype=torch.float64)
+    v = torch.linspace(-1.0, 2.0, 6, dtype=torch.float64)
+
+    def ours(a):
+        return lk.softmax_cross_entropy(a, y, reduction="none", class_weight=cw)
+
+    def ref(a):
+        return F.cross_entropy(a, y, weight=cw, reduction="none")
+
+    torch.testing.assert_close(vjp(ours, z)[1](v)[0], vjp(ref, z)[1](v)[0])
+    torch.testing.assert_close(jacrev(ours)(z), jacrev(ref)(z))
+
+
 def _single_grad(loss, z, t):
     z = z.detach().clone().requires_grad_()
     loss(z, t).backward()
