@@ -47,6 +47,10 @@ cases = {
                                                            label_smoothing=0.1), onehot),
   "mse": (losskit.keras.Loss(lk.mse), keras.losses.MeanSquaredError(), onehot),
   "huber": (losskit.keras.Loss(lk.huber, delta=0.5), keras.losses.Huber(delta=0.5), onehot),
+  "bce_logits": (losskit.keras.Loss(lk.sigmoid_binary_cross_entropy),
+                 keras.losses.BinaryCrossentropy(from_logits=True), onehot),
+  "hinge": (losskit.keras.Loss(lk.hinge), keras.losses.Hinge(), 2.0 * onehot - 1.0),
+  "log_cosh": (losskit.keras.Loss(lk.log_cosh), keras.losses.LogCosh(), onehot),
 }
 ours, theirs, target = cases[which]
 w = np.linspace(0.5, 1.5, len(X)).astype("float32")
@@ -76,7 +80,8 @@ def _fit(backend, which):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["jax", "torch"])
-@pytest.mark.parametrize("which", ["sparse", "sparse_column", "onehot_smoothed", "mse", "huber"])
+@pytest.mark.parametrize("which", ["sparse", "sparse_column", "onehot_smoothed", "mse", "huber",
+                                   "bce_logits", "hinge", "log_cosh"])
 def test_fit_equals_the_keras_builtin(backend, which):
     pytest.importorskip(backend)
     pytest.importorskip("sklearn")
@@ -86,7 +91,9 @@ def test_fit_equals_the_keras_builtin(backend, which):
     assert out["roundtrip"][0] == {"sparse": "softmax_cross_entropy",
                                    "sparse_column": "softmax_cross_entropy",
                                    "onehot_smoothed": "softmax_cross_entropy",
-                                   "mse": "mse", "huber": "huber"}[which]
+                                   "mse": "mse", "huber": "huber",
+                                   "bce_logits": "sigmoid_binary_cross_entropy",
+                                   "hinge": "hinge", "log_cosh": "log_cosh"}[which]
     assert out["roundtrip"][2] == "Loss"
 
 
