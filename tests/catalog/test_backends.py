@@ -131,6 +131,90 @@ def test_kernels_do_not_write_into_their_inputs(case):
         np.testing.assert_array_equal(a, b)
 
 
+def _first_case_of_every_loss():
+    seen, out = set(), []
+    for c in CASES:
+        if c.loss.name not in seen:
+            seen.add(c.loss.name)
+            out.append(c)
+    return out
+
+
+EVERY_LOSS = _first_case_of_every_loss()
+
+
+def _masked(arrays, keep, n):
+    """The arrays as Dask arrays, those with the batch axis (length n) boolean-masked by
+    ``keep`` (sizes unknown until computed), and the same rows kept in NumPy."""
+    da = pytest.importorskip("dask.array")
+    m = da.from_array(keep, chunks=max(1, n // 2))
+    lazy, kept = [], []
+    for a in arrays:
+        a = np.asarray(a)
+        if a.ndim and a.shape[0] == n:
+            lazy.append(da.from_array(a, chunks=(max(1, n // 2),) + a.shape[1:])[m])
+            kept.append(a[keep])
+        else:
+            lazy.append(da.from_array(a))
+            kept.append(a)
+    return lazy, kept
+
+
+@pytest.mark.parametrize("case", EVERY_LOSS, ids=[c.id for c in EVERY_LOSS])
+def test_every_loss_takes_dask_arrays_of_unknown_sizes(case):
+    """Every loss on Dask arrays boolean-masked along the batch axis (their sizes NaN until
+    computed; here a block is emptied by the mask too) equals the loss of the kept rows in
+    NumPy: the losses whose code needs the sizes as numbers get them computed first
+    (``lazy_sizes = False``), the others run lazily."""
+    arrays = case.inputs(seed=7)
+    n = np.shape(arrays[0])[0]
+    keep = np.ones(n, dtype=bool)
+    keep[1] = False
+    lazy, kept = _masked(arrays, keep, n)
+    assert any(np.isnan(a.shape[0]) for a in lazy)
+    want_v, want_g = case.loss.value_and_grad(*kept, **case.options)
+    v, g = case.loss.value_and_grad(*lazy, **case.options)
+    assert np.isnan(lazy[0].shape[0])  # the caller's arrays are left as they were
+    np.testing.assert_allclose(np.asarray(v), want_v, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(g), want_g, rtol=1e-9, atol=1e-12)
+
+
+def _lm_head_arrays(name):
+    r = np.random.default_rng(1)
+    V, D = 9, 4
+    if name == "linear_cross_entropy":
+        return [r.normal(size=(6, D)), r.normal(size=(V, D)), r.integers(0, V, 6), r.normal(size=V)]
+    if name == "linear_token_logprobs":
+        return [r.normal(size=(4, 3, D)), r.normal(size=(V, D)), r.integers(0, V, (4, 3))]
+    if name == "linear_generalized_jsd":
+        return [r.normal(size=(6, D)), r.normal(size=(V, D)), r.normal(size=(6, 5)),
+                r.normal(size=(V, 5)), r.integers(0, V, 6)]
+    if name == "linear_grpo_loss":
+        return [r.normal(size=(4, 3, D)), r.normal(size=(V, D)), r.integers(0, V, (4, 3)),
+                np.array([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]]), r.normal(size=4)]
+    # chosen sequences, then rejected ones: masking rows 1 and 3 keeps one whole pair
+    return [r.normal(size=(4, 3, D)), r.normal(size=(V, D)), r.integers(0, V, (4, 3))]
+
+
+@pytest.mark.parametrize("name", ["linear_cross_entropy", "linear_token_logprobs",
+                                  "linear_generalized_jsd", "linear_grpo_loss",
+                                  "linear_preference_loss"])
+def test_lm_head_losses_take_dask_arrays_of_unknown_sizes(name):
+    loss = getattr(lk, name)
+    arrays = _lm_head_arrays(name)
+    n = arrays[0].shape[0]
+    keep = np.array([True, False, True, False, True, True][:n])
+    lazy, kept = _masked(arrays, keep, n)
+    want_v, want_g = loss.value_and_grad(*kept, wrt="all")
+    v, g = loss.value_and_grad(*lazy, wrt="all")
+    np.testing.assert_allclose(np.asarray(v), want_v, rtol=1e-9, atol=1e-12)
+    for gi, wi in zip(g, want_g):
+        if wi is None:  # no bias given: no bias gradient
+            assert gi is None
+            continue
+        np.testing.assert_allclose(np.asarray(gi), wi, rtol=1e-9, atol=1e-12)
+
+
 def test_dask_arrays_of_unknown_chunk_sizes():
     # boolean masking leaves Dask arrays whose length is unknown until computed (nan)
     da = pytest.importorskip("dask.array")

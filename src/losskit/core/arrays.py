@@ -26,6 +26,7 @@ __all__ = [
     "can_inspect",
     "readable",
     "numbers_on",
+    "with_known_sizes",
     "compute_dtype",
     "is_floating",
     "to_float",
@@ -139,6 +140,21 @@ class unchecked:
     def __exit__(self, *exc):
         _INSPECT.reset(self._token)
         return False
+
+
+def with_known_sizes(x):
+    """``x``; a Dask array whose shape holds unknown sizes (NaN, as boolean masking leaves
+    them) with its chunk sizes computed (Dask's ``compute_chunk_sizes``: one pass over
+    what the array depends on), for the code that needs the sizes as numbers, and the
+    chunks that masking emptied merged away (blocks of no rows trip Dask's block-wise
+    concatenation). On a new array object over the same graph: the caller's array is
+    not changed."""
+    if array_api_compat.is_dask_array(x) and any(math.isnan(d) for d in x.shape):
+        x = type(x)(x.dask, x.name, x.chunks, meta=x._meta)
+        x.compute_chunk_sizes()
+        if any(0 in c and len(c) > 1 for c in x.chunks):
+            x = x.rechunk(tuple(tuple(n for n in c if n) or (0,) for c in x.chunks))
+    return x
 
 
 def numbers_on(xp, values, *, dtype, device):

@@ -57,7 +57,7 @@ from .validation import (
     poison,
 )
 from .arrays import (as_array, compute_dtype, device_of, ensure_array, namespace, quiet,
-                     unchecked, without_autograd)
+                     unchecked, with_known_sizes, without_autograd)
 
 __all__ = ["Loss", "Terms", "Context", "catalog", "check_out", "fill_doc", "REDUCTIONS"]
 
@@ -213,6 +213,11 @@ class Loss:
     #: of every input) with the generic weighted mean, what ``losskit.evaluate`` streams;
     #: else the reason, for the error message. :meth:`streaming_refusal` reads it.
     not_streamable: ClassVar[str | None] = None
+    #: whether the generic code takes Dask arrays whose sizes are unknown (NaN, left by
+    #: boolean masking) as they are, lazily; False: it needs the sizes as numbers (to
+    #: pair, stack or loop over rows), and such arrays get their chunk sizes computed
+    #: first (:func:`~losskit.core.arrays.with_known_sizes`)
+    lazy_sizes: ClassVar[bool] = True
 
     def streaming_refusal(self, options: dict) -> str | None:
         """Why ``losskit.evaluate`` cannot stream this loss with these options (None: it
@@ -500,6 +505,9 @@ class Loss:
         ``quiet``), also for the losses that run their own pipeline."""
         # (a loss with its own _pipeline has no second order: no `second` passed to it)
         extra = () if second is None else (second,)
+        if not self.lazy_sizes and arrays and type(arrays[0]) is not np.ndarray:
+            arrays = tuple(with_known_sizes(a) for a in arrays)
+            sample_weight = with_known_sizes(sample_weight)
         with quiet():
             if check:
                 return self._pipeline(arrays, reduction, sample_weight, options, want, wrt,

@@ -349,6 +349,8 @@ def _check_ordered(xp, name: str, box: _Box, loss: str) -> None:
 class _BoxLoss(Loss):
     """Shared plumbing: validation, unpacking, NaN rows and the ``(..., 4)`` gradient."""
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     family = "boxes"
     prediction = "boxes"
     target = "boxes (x1, y1, x2, y2), same shape"

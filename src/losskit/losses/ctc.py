@@ -280,6 +280,8 @@ class CTCLoss(Loss):
     array([[[ 0.25, -0.5 ,  0.25]]])
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "ctc_loss"
     not_streamable = ("its batch axis is axis 1 in the default layout 'TNC', concatenated "
                       "targets have no row per sequence, and its mean divides each sequence "

@@ -119,6 +119,8 @@ def _jsd_terms(xp, s, t, b, temp, need_grad, p=None):
 class _TokenDistillation(Loss):
     """What the token-level distillation losses share: their inputs and metadata."""
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     family = "language_models"
     prediction = "student logits (..., V)"
     target = "teacher logits of the same shape; optional target tokens (...)"

@@ -289,6 +289,8 @@ class GaussianNLL(Loss):
     (array([-2.]), array([-1.5]))
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "gaussian_nll"
     family = "regression"
     prediction = "real (the mean; var is the variance)"

@@ -263,6 +263,8 @@ class LinearCrossEntropy(Loss):
     array([-0.25,  0.25])
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "linear_cross_entropy"
     family = "classification"
     prediction = "hidden features (the input of the last linear layer)"

@@ -194,6 +194,8 @@ class LinearGeneralizedJSD(Loss):
            [ 0.25]])
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "linear_generalized_jsd"
     family = "language_models"
     prediction = "student hidden features (the input of the student's output head)"

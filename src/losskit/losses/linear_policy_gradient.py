@@ -172,6 +172,8 @@ class LinearGRPOLoss(Loss):
             [ 0.25, -0.25]]])
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "linear_grpo_loss"
     family = "language_models"
     prediction = "hidden features (the input of the output layer), (B, T, d)"

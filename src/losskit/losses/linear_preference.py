@@ -157,6 +157,8 @@ class LinearPreferenceLoss(Loss):
     True
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "linear_preference_loss"
     family = "language_models"
     prediction = "hidden states of the chosen and rejected completions"

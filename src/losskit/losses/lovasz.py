@@ -180,6 +180,8 @@ class LovaszHinge(Loss):
     array([[ 0. , -0.5]])
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "lovasz_hinge"
     family = "overlap"
     prediction = "logits"
@@ -359,6 +361,8 @@ class LovaszSoftmax(Loss):
     >>> round(float(lk.lovasz_softmax(p, y, classes="all")), 12)  # class 1: 0.4 * 1
     0.35
     """
+
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
 
     name = "lovasz_softmax"
     family = "overlap"

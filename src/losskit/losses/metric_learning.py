@@ -190,6 +190,8 @@ class _EmbeddingLoss(Loss):
     """A loss of embeddings along the last axis: one ``(D,)`` example has a 0-d loss, and
     ``reduction="batchmean"`` treats it as a batch of one (as for every loss)."""
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
 
 # ---------------------------------------------------------------------------- losses
 class Contrastive(_EmbeddingLoss):

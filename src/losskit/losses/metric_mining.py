@@ -96,6 +96,8 @@ class _BatchLoss(Loss):
     ``sum_i sw_i value_i``.
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     not_streamable = ("each example's loss involves the other examples of its batch "
                       "(in-batch pairs), so the batch cannot be split into blocks of rows")
 

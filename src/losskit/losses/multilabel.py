@@ -96,6 +96,8 @@ class MultilabelMargin(Loss):
     0.85
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "multilabel_margin"
     aliases = ("multilabel_margin_loss",)
     family = "margin"

@@ -963,6 +963,8 @@ class FocalTverskyLoss(TverskyLoss):
     (0.217043, 0.217043)
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "focal_tversky_loss"
     formula = (r"\ell = \Bigl(1 - \frac{TP + s}{TP + \alpha\,FP + \beta\,FN + s}"
                r"\Bigr)^{\gamma}")
@@ -1068,6 +1070,8 @@ class GeneralizedDiceLoss(_OverlapLoss):
     >>> float(lk.generalized_dice_loss(p, t, smooth=0.0))
     0.3125
     """
+
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
 
     name = "generalized_dice_loss"
     aliases = ("generalized_dice",)
@@ -1198,6 +1202,8 @@ class MCCLoss(_OverlapLoss):
     >>> round(float(lk.mcc_loss(p, t, eps=0.0, axis=None)), 6), round(1 - 3 ** -0.5, 6)
     (0.42265, 0.42265)
     """
+
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
 
     name = "mcc_loss"
     prediction = "probabilities"

@@ -193,6 +193,8 @@ class GRPOLoss(Loss):
            [ 0.33333333,  0.        ]])
     """
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     name = "grpo_loss"
     family = "language_models"
     prediction = "per-token log-probabilities (B, T)"

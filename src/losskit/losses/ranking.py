@@ -254,6 +254,7 @@ equal costs 0."""
 
 # ---------------------------------------------------------------------------- losses
 class _RankingLoss(Loss):
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
     family = "ranking"
     prediction = "scores of the items of each list (last axis)"
     target = "graded relevance labels, one per item (the scores' shape)"

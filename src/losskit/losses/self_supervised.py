@@ -92,6 +92,8 @@ class _SimilarityLoss(Loss):
     """The pipeline of the similarity-matrix losses: validation, sample weights and the
     reduction folded into per-row weights, one blocked kernel, gradients for ``wrt``."""
 
+    lazy_sizes = False  # needs the batch's sizes as numbers (Dask: computed first)
+
     not_streamable = _NOT_STREAMABLE
     #: inputs that are one number each (the log-scale and the bias)
     _scalars: tuple[str, ...] = ()
