@@ -37,7 +37,17 @@ def _find(name: str) -> _Loss:
 
 def _takes_labels(loss: _Loss) -> bool:
     """Whether the loss accepts integer class labels as its target."""
-    return "integer" in (loss.target or "").lower()
+    return "integer" in (loss.target or "").lower() or _labels_only(loss)
+
+
+def _labels_only(loss: _Loss) -> bool:
+    """Whether the loss's target is integer class labels or indices and nothing else (no
+    probabilities, soft masks or 0/1 labels as floats): Keras's float ``y_true`` is then
+    always cast, whatever its shape (``multilabel_margin``'s padded indices have the
+    prediction's shape)."""
+    target = (loss.target or "").lower()
+    return (("indices" in target or "class labels" in target)
+            and not any(w in target for w in ("probabilit", "soft", "mask")))
 
 
 @keras.saving.register_keras_serializable(package="losskit")
@@ -83,7 +93,9 @@ class Loss(keras.losses.Loss):
             if not _takes_labels(self.loss):
                 return y_true
             nd_t, nd_p = len(y_true.shape), len(y_pred.shape)
-            if nd_t == nd_p - 1:
+            if _labels_only(self.loss):
+                sparse = True
+            elif nd_t == nd_p - 1:
                 sparse = True
             elif nd_t == nd_p and y_true.shape[-1] == 1 and y_pred.shape[-1] not in (None, 1):
                 sparse = True
@@ -91,7 +103,8 @@ class Loss(keras.losses.Loss):
                 sparse = False
         if not sparse:
             return y_true
-        if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
+        if (len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1
+                and y_pred.shape[-1] not in (None, 1)):
             y_true = ops.squeeze(y_true, axis=-1)
         return ops.cast(y_true, "int32")
 

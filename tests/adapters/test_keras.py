@@ -106,6 +106,17 @@ def test_call_order_labels_and_config_in_process():
     expected = np.mean([np.log(np.exp(r).sum()) - r[i] for r, i in zip(logits, (0, 1))])
     np.testing.assert_allclose(float(loss(labels, logits)), expected, rtol=1e-6)
     np.testing.assert_allclose(float(loss(labels[:, None], logits)), expected, rtol=1e-6)
+    # losses whose target is class indices only: float labels are cast whatever the shape
+    z = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, 0.3]], dtype="float32")
+    padded = np.array([[2, 0, -1], [1, -1, -1]])
+    np.testing.assert_allclose(
+        float(lkk.Loss(lk.multilabel_margin)(padded.astype("float32"), z)),
+        float(lk.multilabel_margin(z, padded)), rtol=1e-6)
+    feats = np.random.default_rng(0).normal(size=(4, 2, 3)).astype("float32")
+    groups = np.array([0, 1, 0, 1])
+    np.testing.assert_allclose(
+        float(lkk.Loss(lk.supcon_loss)(groups.astype("float32"), feats)),
+        float(lk.supcon_loss(feats, groups, reduction="none").mean()), rtol=1e-5)
     config = loss.get_config()
     again = lkk.Loss.from_config(config)
     assert again.loss is lk.softmax_cross_entropy and again.name == "softmax_cross_entropy"
