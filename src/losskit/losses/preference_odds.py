@@ -102,8 +102,10 @@ def _orpo(chosen_logps, rejected_logps, beta):
     # log(1 - e^x) as log(-expm1(x)): full precision near x = 0, where log1p(-exp(x))
     # loses every digit; far below 0 its absolute error (under an ulp of 1) stays below
     # the rounding of x - log(1 - e^x) itself (|x| > ln 2 there), and it needs no branch
-    lc = log(-expm1(c))
-    lr = log(-expm1(r))
+    uc = 0.0 - expm1(c)  # 1 - e^c, +0 at c = 0 (the sign the gradient's division needs)
+    ur = 0.0 - expm1(r)
+    lc = log(uc)
+    lr = log(ur)
     big = (c - lc) - (r - lr)  # the log odds ratio L
     e = exp(-abs(big))  # shared by -log sigma(L) and sigma(-L)
     sp = maximum(-big, 0.0) + log1p(e)  # -log sigma(L)
@@ -113,8 +115,8 @@ def _orpo(chosen_logps, rejected_logps, beta):
     # in log space, sigma(-L) / (1 - e^c) = exp((r - l_r) - c - sp): finite at c = 0,
     # where sigma(-L) underflows as 1 / (1 - e^c) overflows; the rejected term cannot
     # meet that (r -> 0 sends L to -inf)
-    gc = -beta * where(pos, exp((r - lr) - c - sp), s / (0.0 - expm1(c)))
-    gr = (beta * s) / (0.0 - expm1(r))
+    gc = -beta * where(pos, exp((r - lr) - c - sp), s / uc)
+    gr = (beta * s) / ur
     return beta * sp, gc, gr
 
 
