@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import losskit as lk
-from loss_cases import CASE_IDS, CASES
+from loss_cases import CASE_IDS, CASES, ONE_PER_LOSS
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
@@ -81,19 +81,6 @@ def test_reduction_none_backward_with_an_upstream_gradient(case):
     torch.testing.assert_close(v, ref_v, rtol=case.rtol64, atol=1e-12)
     for name, gi, ri in zip(case.loss.differentiable, g, ref_g):
         torch.testing.assert_close(gi, ri, rtol=case.rtol64, atol=1e-12, msg=name)
-
-
-def _one_per_loss():
-    seen, out = set(), []
-    for c in CASES:
-        if c.loss.name not in seen:
-            seen.add(c.loss.name)
-            out.append(c)
-    return out
-
-
-#: the first case of every loss
-ONE_PER_LOSS = _one_per_loss()
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)

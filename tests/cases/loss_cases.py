@@ -402,3 +402,16 @@ def _collect_family_cases():
 
 _collect_family_cases()
 CASE_IDS = [c.id for c in CASES]
+
+
+def _first_case_of_every_loss():
+    seen, out = set(), []
+    for c in CASES:
+        if c.loss.name not in seen:
+            seen.add(c.loss.name)
+            out.append(c)
+    return out
+
+
+#: the first case of every loss (one per catalog loss that has cases)
+ONE_PER_LOSS = _first_case_of_every_loss()
