@@ -150,7 +150,7 @@ def _xlogy(x, y):
 
 #: the faster scalar functions this driver gives the formulas
 _IMPLS = {"exp": _nk._exp, "expm1": _expm1, "expm1mx": _expm1mx, "log": _log,
-          "log1p": _log1p, "tanh": _tanh, "xlogy": _xlogy}
+          "log1p": _log1p, "log1p_unit": _nk._log1p_unit, "tanh": _tanh, "xlogy": _xlogy}
 _KERNELS: dict = {}
 _LOCK = threading.Lock()
 

@@ -26,7 +26,7 @@ import math
 from typing import Any, Callable
 
 from ..core.dispatch import register_fast_path, unless_set, with_second_order
-from ..core.formula import Formula, exp, isnan, log, log1p, where
+from ..core.formula import Formula, exp, isnan, log, log1p_unit, where
 from ..kernels import fast_paths, pointwise, rows
 from ..core.loss import Loss, Terms, fill_doc, register
 from ..core.primitives import (_softmax_hessian, _safe_log, _safe_max, _sigmoid, _softmax_and_neg_log, _softplus,
@@ -629,7 +629,7 @@ def _sigmoid_binary_cross_entropy(z, t):
     linear = where(z >= 0.0, where(t == 1.0, 0.0, (1.0 - t) * z),
                    where(t == 0.0, 0.0, (0.0 - t) * z))
     p = where(z >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
-    return linear + log1p(e), p - t
+    return linear + log1p_unit(e), p - t  # e in (0, 1]
 
 
 def _sigmoid_binary_cross_entropy_plain_hessian(z, t):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 
 from ..core.dispatch import register_fast_path, unless_set
-from ..core.formula import Formula, exp, isnan, log1p, maximum, where
+from ..core.formula import Formula, exp, isnan, log1p_unit, maximum, where
 from ..kernels import fast_paths, pointwise, rows
 from ..core.loss import Loss, Terms, fill_doc, register
 from .cross_entropy import CLASS_TARGET_DOC, class_target
@@ -728,7 +728,7 @@ def _focal_star(z, t, gamma, alpha):
     sign = 2.0 * t - 1.0
     u = 0.0 - gamma * (z * sign)  # the loss is softplus(u) / gamma
     e = exp(0.0 - abs(u))
-    value = (maximum(u, 0.0) + log1p(e)) / gamma
+    value = (maximum(u, 0.0) + log1p_unit(e)) / gamma  # e in (0, 1]
     grad = 0.0 - sign * where(u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))  # -(2t-1) sigmoid(u)
     if alpha >= 0:
         a = alpha * t + (1.0 - alpha) * (1.0 - t)

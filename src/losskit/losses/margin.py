@@ -16,7 +16,7 @@ which keeps scoring and normalising every class).
 from __future__ import annotations
 
 from ..core.dispatch import register_fast_path
-from ..core.formula import Formula, exp, isnan, log1p, maximum, where
+from ..core.formula import Formula, exp, isnan, log1p_unit, maximum, where
 from ..core.loss import Loss, Terms, register
 from ..kernels import pointwise
 from ..kernels import rows
@@ -75,7 +75,7 @@ def _perceptron_hessian(s, t):
 def _soft_margin(s, t):
     u = 0.0 - t * s  # the loss is softplus(u), its derivative in s is -t sigmoid(u)
     e = exp(0.0 - abs(u))  # in (0, 1]: no overflow on either side
-    value = maximum(u, 0.0) + log1p(e)
+    value = maximum(u, 0.0) + log1p_unit(e)
     sig = where(u >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
     return value, 0.0 - t * sig
 

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ..core.dispatch import register_fast_path
-from ..core.formula import Formula, exp, log1p, maximum, where
+from ..core.formula import Formula, exp, log1p_unit, maximum, where
 from ..core.loss import Loss, Terms, register
 from ..core.primitives import _log_sigmoid, _sigmoid, _softplus
 from ..core.validation import (_dtype_name, check_choice, check_floating, check_in_range,
@@ -110,7 +110,7 @@ def _dpo_sigmoid(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_lo
     e = exp(-abs(z))
     s = where(z >= 0, e, 1.0) / (1.0 + e)  # sigma(-z)
     g = -beta * s
-    return maximum(-z, 0.0) + log1p(e), g, 0.0 - g
+    return maximum(-z, 0.0) + log1p_unit(e), g, 0.0 - g  # e in (0, 1]
 
 
 DPO_SIGMOID = Formula(_dpo_sigmoid)

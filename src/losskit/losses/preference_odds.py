@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from ..core.dispatch import register_fast_path
-from ..core.formula import Formula, exp, expm1, log, log1p, maximum, where
+from ..core.formula import Formula, exp, expm1, log, log1p_unit, maximum, where
 from ..core.loss import Loss, Terms, register
 from ..core.validation import (check_floating, check_in_range, check_numeric, check_scalar,
                                check_two_values, same_shape)
@@ -80,7 +80,7 @@ def _paired_logistic(chosen_logps, rejected_logps, beta, gamma, label_smoothing)
     ``dl/dz = ls sigma(z) - (1 - ls) sigma(-z)`` (each part stable for any z)."""
     z = beta * (chosen_logps - rejected_logps) - gamma
     e = exp(-abs(z))
-    l1p = log1p(e)
+    l1p = log1p_unit(e)  # e in (0, 1]
     inv = 1.0 / (1.0 + e)
     up = z >= 0
     sig_neg = where(up, e * inv, inv)  # sigma(-z)
@@ -108,7 +108,7 @@ def _orpo(chosen_logps, rejected_logps, beta):
     lr = log(ur)
     big = (c - lc) - (r - lr)  # the log odds ratio L
     e = exp(-abs(big))  # shared by -log sigma(L) and sigma(-L)
-    sp = maximum(-big, 0.0) + log1p(e)  # -log sigma(L)
+    sp = maximum(-big, 0.0) + log1p_unit(e)  # -log sigma(L); e in (0, 1]
     pos = big > 0
     s = where(pos, e, 1.0) / (1.0 + e)  # sigma(-L)
     # dL/dc = 1 / (1 - e^c), dL/dr = -1 / (1 - e^r). Where L > 0 the chosen term is taken

@@ -19,8 +19,8 @@ import math
 
 from ..core.arrays import numbers_on
 from ..core.dispatch import register_fast_path
-from ..core.formula import (Formula, expm1, exp, isnan, log1p, maximum, minimum, sign, sqrt,
-                            where)
+from ..core.formula import (Formula, expm1, exp, isnan, log1p_unit, maximum, minimum, sign,
+                            sqrt, where)
 from ..kernels import pointwise
 from ..core.loss import Loss, Terms, register
 from ..core.validation import check_numeric, check_same_shape, check_scalar
@@ -78,7 +78,7 @@ def _log_cosh(y, t):
     # cosh a - 1 = u^2 / (2 e^{-a}) below 1, log(2 cosh a) = a + log1p(e^{-2a}) above:
     # one log1p of the argument of the branch taken (double where: no division by 0)
     arg = where(small, (u * u) / (2.0 * where(small, v, 1.0)), v * v)
-    lg = log1p(arg)
+    lg = log1p_unit(arg)  # arg in [0, 0.55): u in (-0.64, 0] below 1, v <= e^-1 above
     # the value ends in a select (bit-identical to adding where(small, 0, a - log 2)), so
     # that XLA on the CPU computes it in one loop (whose result it still writes out once
     # for its XNNPACK sum, which takes no transcendental functions; Optax's too); the
