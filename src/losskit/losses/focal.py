@@ -150,6 +150,36 @@ def _poly_labels(xp, z, ct, eps, need_grad):
     return Terms(value, grad, ct.weight, ct.expand)
 
 
+class _FocalTerms:
+    """The focal factor's terms of :math:`-\log p` (``neg_log``), :math:`1 - p` (``u``)
+    and :math:`p`, elementwise (every class, or the label's entry of each row):
+    ``per`` :math:`= (1-p)^\gamma (-\log p)`; with the gradient, ``f`` :math:`= (1 -
+    p)^\gamma (\gamma p \log p / (1 - p) - 1)` (the derivative of ``-per`` in
+    :math:`\log p`), and ``u_g`` :math:`= (1-p)^\gamma`, ``p_ratio`` :math:`= p \log p /
+    (1 - p)` for the Hessian; finite for every :math:`\gamma \ge 0` and :math:`p` in
+    [0, 1] (``p_ratio`` -> -1 at p = 1, 0 at p = 0); NaN propagates."""
+
+    def __init__(self, xp, g, neg_log, u, p, need_grad):
+        log_p = -neg_log
+        self.u_g = self.p_ratio = self.f = None
+        if g == 0.0:
+            self.per = neg_log
+            if need_grad:
+                self.f = -xp.ones_like(p)
+            return
+        self.u_g = xp.exp(g * _log1mexp(xp, log_p))  # 0 at p = 1, 1 at p = 0
+        self.per = _weighted(xp, self.u_g, neg_log)  # 0 * inf = 0 cannot occur: kept safe
+        if need_grad:
+            pos = u > 0
+            ratio = xp.where(pos, log_p / xp.where(pos, u, xp.ones_like(u)),
+                             -xp.ones_like(u))  # log p / (1 - p) -> -1 at p = 1
+            has = p > 0
+            self.p_ratio = xp.where(has, p * xp.where(has, ratio, xp.zeros_like(ratio)),
+                                    xp.zeros_like(p))  # p log p / (1 - p) -> 0 at p = 0
+            f = self.u_g * (g * self.p_ratio - 1.0)
+            self.f = xp.where(xp.isnan(log_p), log_p, f)
+
+
 def _focal_labels(xp, z, ct, g, alpha, need_grad):
     r"""Softmax focal loss of integer labels with a scalar ``alpha`` (or none): the
     label's terms of :func:`_label_terms`, :math:`b = w_y \alpha`, value
@@ -160,26 +190,11 @@ def _focal_labels(xp, z, ct, g, alpha, need_grad):
     b = ct.expand(ct.label_weight)
     if alpha is not None:
         b = b * alpha
-    log_p = -neg_log_y
-    if g == 0.0:
-        per_row = neg_log_y
-    else:
-        u_g = xp.exp(g * _log1mexp(xp, log_p))  # (1 - p_y)^gamma
-        per_row = _weighted(xp, u_g, neg_log_y)
-    value = xp.squeeze(_weighted(xp, b, per_row), axis=ct.axis)
+    terms = _FocalTerms(xp, g, neg_log_y, u_y, p_y, need_grad)
+    value = xp.squeeze(_weighted(xp, b, terms.per), axis=ct.axis)
     grad = None
     if need_grad:
-        if g == 0.0:
-            f = -xp.ones_like(p_y)
-        else:
-            pos = u_y > 0
-            ratio = xp.where(pos, log_p / xp.where(pos, u_y, xp.ones_like(u_y)),
-                             -xp.ones_like(u_y))
-            has = p_y > 0
-            p_ratio = xp.where(has, p_y * xp.where(has, ratio, xp.zeros_like(ratio)),
-                               xp.zeros_like(p_y))
-            f = u_g * (g * p_ratio - 1.0)
-            f = xp.where(xp.isnan(log_p), log_p, f)
+        f = terms.f
         bf = _weighted(xp, b, f)
         grad = bf * xp.where(ct.hit(), u_y, -p)
         grad = xp.where(b == 0, xp.zeros_like(grad), grad)  # ignored: no gradient
@@ -583,27 +598,11 @@ class SoftmaxFocalLoss(Loss):
             return _focal_labels(xp, prediction, ct, g, av, need_grad)
         b = ct.coef if av is None else ct.coef * av
         p, neg_log, u = _softmax_and_log(xp, prediction, ax)
-        log_p = -neg_log
-        if g == 0.0:
-            per_class = neg_log
-        else:
-            log_u = _log1mexp(xp, log_p)
-            u_g = xp.exp(g * log_u)  # (1 - p)^gamma; 0 at p = 1, 1 at p = 0
-            per_class = _weighted(xp, u_g, neg_log)  # 0 * inf = 0 cannot occur: kept safe
-        value = xp.sum(_weighted(xp, b, per_class), axis=ax)
+        terms = _FocalTerms(xp, g, neg_log, u, p, need_grad)
+        u_g, p_ratio, f = terms.u_g, terms.p_ratio, terms.f
+        value = xp.sum(_weighted(xp, b, terms.per), axis=ax)
         grad = None
         if need_grad:
-            if g == 0.0:
-                f = -xp.ones_like(p)
-            else:
-                pos = u > 0
-                ratio = xp.where(pos, log_p / xp.where(pos, u, xp.ones_like(u)),
-                                 -xp.ones_like(u))  # log p / (1 - p) -> -1 at p = 1
-                has = p > 0
-                p_ratio = xp.where(has, p * xp.where(has, ratio, xp.zeros_like(ratio)),
-                                   xp.zeros_like(p))  # p log p / (1 - p) -> 0 at p = 0
-                f = u_g * (g * p_ratio - 1.0)
-                f = xp.where(xp.isnan(log_p), log_p, f)
             bf = _weighted(xp, b, f)
             total = xp.sum(bf, axis=ax, keepdims=True)
             # sum_c b_c f_c (delta_cj - p_j), with 1 - p_j taken from u (exact near p = 1)
