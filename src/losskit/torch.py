@@ -242,11 +242,15 @@ def _none_shape(loss, inputs, tensor_options, options, present):
     from torch._subclasses.fake_tensor import unset_fake_temporarily
 
     # real tensors: the fake implementation runs inside the tracer's fake mode, which
-    # would make the stand-ins fake too (and fake tensors have no NumPy view)
+    # would make the stand-ins fake too (and fake tensors have no NumPy view); symbolic
+    # sizes (torch.compile(dynamic=True)) as numbers: the values' shape then specialises
+    # on them (a recompilation per new shape with reduction "none", never a wrong shape)
+    def sizes(t):
+        return tuple(int(d) for d in t.shape)
+
     with unset_fake_temporarily():
-        stand = [torch.zeros((), dtype=t.dtype).expand(tuple(t.shape)) for t in inputs]
-        topts = [torch.zeros((), dtype=t.dtype).expand(tuple(t.shape))
-                 for t in tensor_options]
+        stand = [torch.zeros((), dtype=t.dtype).expand(sizes(t)) for t in inputs]
+        topts = [torch.zeros((), dtype=t.dtype).expand(sizes(t)) for t in tensor_options]
         value = _run(_key(loss), stand, topts, options, "none", [], False, present)[0]
     return value.shape
 

@@ -255,6 +255,26 @@ def test_compile_fullgraph_equals_eager(case, reduction):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_compile_with_dynamic_shapes_over_several_batch_sizes(reduction):
+    """``torch.compile(dynamic=True)``: symbolic batch sizes (reduction "none" specialises
+    the values' shape on them: recompiled per size, never a wrong shape)."""
+    torch._dynamo.reset()
+    f = torch.compile(lambda z, y: (lk.softmax_cross_entropy(z, y, reduction=reduction)
+                                    * 1.5).sum(), fullgraph=True, dynamic=True)
+    for n in (8, 12, 20):
+        z = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
+        y = torch.randint(0, 5, (n,))
+        v = f(z, y)
+        v.backward()
+        z2 = z.detach().clone().requires_grad_()
+        ref = (F.cross_entropy(z2, y, reduction=reduction) * 1.5).sum()
+        ref.backward()
+        torch.testing.assert_close(v, ref)
+        torch.testing.assert_close(z.grad, z2.grad)
+
+
+@pytest.mark.slow
 def test_compile_fullgraph_as_the_first_call_of_a_fresh_process(tmp_path):
     """The first losskit call of a process inside ``torch.compile(fullgraph=True)``: the
     adapter is imported and the loss registered while Dynamo traces. Against
