@@ -72,33 +72,52 @@ def _log1mexp(xp, x):
     return xp.where(xp.isnan(x), x, out)
 
 
+def _softmax_parts(xp, x, axis):
+    r"""One exponentiation of the rows of ``x`` along ``axis`` (at least one class):
+    ``(p, shifted, s, finite, rest)`` with the row maximum :math:`m` (0 where it is not
+    finite, as :func:`~losskit.core.primitives._softmax_and_neg_log`), ``shifted`` =
+    :math:`x - m`, :math:`s = \sum_c e^{x_c - m}`, the softmax ``p`` (NaN where it is
+    undefined: :math:`s` 0 or infinite), ``finite`` (the maximum is) and ``rest``, the sum
+    over every class but the (first) maximum, so that :math:`\log s =
+    \operatorname{log1p}(\mathrm{rest})` to full relative precision."""
+    m = xp.max(x, axis=axis, keepdims=True)
+    finite = xp.isfinite(m)
+    shifted = x - xp.where(finite, m, xp.zeros_like(m))
+    e = xp.exp(shifted)
+    s = xp.sum(e, axis=axis, keepdims=True)
+    ok = (s > 0) & (s < _INF)
+    p = xp.where(ok, e / xp.where(ok, s, xp.ones_like(s)), xp.full_like(e, float("nan")))
+    k = x.shape[axis]
+    bshape = tuple(k if i == axis else 1 for i in range(x.ndim))
+    classes = xp.reshape(xp.arange(k, device=device_of(x)), bshape)
+    top = classes == xp.argmax(x, axis=axis, keepdims=True)
+    rest = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=axis, keepdims=True)
+    return p, shifted, s, finite, rest
+
+
+def _precise_neg_log(xp, shifted, s, finite, rest):
+    """:math:`-\log p = \log s - (x - m)` with :math:`\log s` as ``log1p(rest)`` where
+    the row maximum is finite, else the shared kernel's ``log s`` (``-inf`` rows NaN,
+    ``+inf`` entries as ``log_softmax``); for every class, or the label's ``shifted``."""
+    return xp.where(finite, xp.log1p(rest) - shifted, _safe_log(xp, s) - shifted)
+
+
 def _softmax_and_log(xp, x, axis):
     r"""Softmax :math:`p`, :math:`-\log p` and :math:`1 - p`, each to full relative precision.
 
     The shared kernel forms :math:`\log s` with :math:`s = \sum_c e^{x_c - m}`, which
     rounds to :math:`\log 1 = 0` once the other classes weigh less than the float's
     epsilon: :math:`-\log p_y` and :math:`1 - p_y` of a confident class become 0 instead of
-    :math:`\approx e^{-40}`. Here :math:`s = 1 + r`, with :math:`r` the sum over every class
+    :math:`pprox e^{-40}`. Here :math:`s = 1 + r`, with :math:`r` the sum over every class
     but the (first) maximum, and :math:`\log s = \operatorname{log1p}(r)`; :math:`1 - p_c
     = -\operatorname{expm1}(\log p_c)`. Rows whose maximum is not finite keep the shared
     kernel's values (``-inf`` rows are NaN, ``+inf`` entries as ``log_softmax``).
     """
-    p, neg_log = _softmax_and_neg_log(xp, x, axis=axis)
-    k = x.shape[axis]
-    if k == 0:
+    if x.shape[axis] == 0:
+        p, neg_log = _softmax_and_neg_log(xp, x, axis=axis)
         return p, neg_log, 1.0 - p
-    m = xp.max(x, axis=axis, keepdims=True)
-    finite = xp.isfinite(m)
-    # rows without a finite maximum are replaced by zeros here (no overflow, no inf - inf)
-    # and keep the shared kernel's values below
-    shifted = xp.where(finite, x - xp.where(finite, m, xp.zeros_like(m)), xp.zeros_like(x))
-    e = xp.exp(shifted)
-    bshape = tuple(k if i == axis else 1 for i in range(x.ndim))
-    classes = xp.reshape(xp.arange(k, device=device_of(x)), bshape)
-    top = classes == xp.argmax(x, axis=axis, keepdims=True)
-    rest = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=axis, keepdims=True)
-    precise = xp.log1p(rest) - shifted
-    neg_log = xp.where(finite, precise, neg_log)
+    p, shifted, s, finite, rest = _softmax_parts(xp, x, axis)
+    neg_log = _precise_neg_log(xp, shifted, s, finite, rest)
     return p, neg_log, -xp.expm1(-neg_log)
 
 
@@ -106,27 +125,14 @@ def _label_terms(xp, z, ct):
     r"""The softmax :math:`p` of every class and, per row, the label's
     :math:`-\log p_y`, :math:`1 - p_y` and :math:`p_y` (keepdims), for integer labels
     (``ct.gather``): the label's terms to the full relative precision that
-    :func:`_softmax_and_log` gives every class (:math:`\log s = \operatorname{log1p}`
-    of the classes but the first maximum; :math:`1 - p_y = -\operatorname{expm1}(\log
-    p_y)`), with one exponential per element and no per-class ``log1p`` or ``expm1``. Rows
-    without a finite maximum keep the shared kernel's values, as there."""
+    :func:`_softmax_and_log` gives every class, from the same :func:`_softmax_parts`,
+    with no per-class ``log1p`` or ``expm1``."""
     ax = ct.axis
     if not z.shape[ax]:  # no classes: the dense formulas' edge
         p, neg_log, one_minus_p = _softmax_and_log(xp, z, ax)
         return (p,) + tuple(ct.pick(xp, a) for a in (neg_log, one_minus_p, p))
-    m = xp.max(z, axis=ax, keepdims=True)
-    finite = xp.isfinite(m)
-    shifted = z - xp.where(finite, m, xp.zeros_like(m))
-    e = xp.exp(shifted)
-    s = xp.sum(e, axis=ax, keepdims=True)
-    ok = (s > 0) & (s < _INF)
-    p = xp.where(ok, e / xp.where(ok, s, xp.ones_like(s)), xp.full_like(e, float("nan")))
-    sh_y = ct.pick(xp, shifted)
-    # the sum over every class but the (first) maximum: log s = log1p(rest), exact where
-    # the other classes weigh less than the float's epsilon
-    top = ct._classes == xp.argmax(z, axis=ax, keepdims=True)
-    rest = xp.sum(xp.where(top, xp.zeros_like(e), e), axis=ax, keepdims=True)
-    neg_log_y = xp.where(finite, xp.log1p(rest) - sh_y, _safe_log(xp, s) - sh_y)
+    p, shifted, s, finite, rest = _softmax_parts(xp, z, ax)
+    neg_log_y = _precise_neg_log(xp, ct.pick(xp, shifted), s, finite, rest)
     return p, neg_log_y, -xp.expm1(-neg_log_y), ct.pick(xp, p)
 
 
