@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 import losskit as lk
-from loss_cases import CASE_IDS, CASES
+from loss_cases import CASE_IDS, CASES, ONE_PER_LOSS
 
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 optax = pytest.importorskip("optax")
+import losskit.jax  # noqa: E402  (after the skip: it imports jax)
 torch = pytest.importorskip("torch")
 
 
@@ -397,6 +398,7 @@ def test_a_loss_marked_elementwise_has_per_element_gradients(case):
      lambda z, t: optax.losses.sigmoid_focal_loss(z, t, alpha=0.25).mean()),
     ("sigmoid_bce", lambda z, t: lk.sigmoid_binary_cross_entropy(z, t),
      lambda z, t: optax.sigmoid_binary_cross_entropy(z, t).mean()),
+    ("log_cosh", lambda z, t: lk.log_cosh(z, t), lambda z, t: optax.log_cosh(z, t).mean()),
 ])
 def test_elementwise_losses_need_no_more_xla_temporaries_than_optax(name, ours, theirs):
     """jit(value_and_grad) at 1M float32 elements, compiled only: the gradient computed in
@@ -418,6 +420,47 @@ def test_elementwise_losses_need_no_more_xla_temporaries_than_optax(name, ours, 
     assert as_argument[0] <= as_argument[1] + slack, as_argument
     closed = temp(lambda z: ours(z, t), z), temp(lambda z: theirs(z, t), z)
     assert closed[0] <= closed[1] + slack, closed
+
+
+@pytest.mark.parametrize("case", [c for c in ONE_PER_LOSS
+                                  if c.loss.name in losskit.jax._KEEP_VALUES],
+                         ids=lambda c: c.loss.name)
+def test_kept_values_give_the_same_numbers_as_the_plain_backward(case, monkeypatch):
+    """The losses whose custom VJP keeps their per-element values for the backward pass
+    (losskit.jax._keeps_values: XLA then writes the gradient into the values' buffer) give
+    the values and gradients of the plain recomputed backward (to an ulp or two), under jit, for
+    the reductions mean and sum, with and without sample weights, with NaN in the
+    prediction, and invalid weights still make the value NaN."""
+    rng = np.random.default_rng(5)
+    arrays = [jnp.asarray(a.astype(np.float32)) if np.asarray(a).dtype.kind == "f"
+              else jnp.asarray(a) for a in case.make(rng)]
+    z = arrays[0].at[(0,) * arrays[0].ndim].set(jnp.nan)
+    n = arrays[0].shape[0]
+    weight = jnp.asarray(rng.uniform(0.5, 2.0, size=n).astype(np.float32))
+    plain = False
+
+    def run(z, reduction, w):
+        def f(z):
+            return case.loss(z, *arrays[1:], reduction=reduction, sample_weight=w,
+                             **case.options)
+        assert losskit.jax._keeps_values(case.loss) is not plain
+        return jax.jit(jax.value_and_grad(f))(z)
+
+    for z_in in (arrays[0], z):
+        for reduction in ("mean", "sum"):
+            for w in (None, weight):
+                kept = run(z_in, reduction, w)
+                monkeypatch.setattr(losskit.jax, "_keeps_values", lambda loss: False)
+                plain = True
+                other = run(z_in, reduction, w)
+                monkeypatch.undo()
+                plain = False
+                for a, b in zip(kept, other):  # (XLA may contract a product differently)
+                    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=4e-7,
+                                               atol=0, equal_nan=True)
+    assert np.isfinite(np.asarray(run(arrays[0], "mean", None)[1])).all()
+    bad = weight.at[0].set(-1.0)
+    assert np.isnan(float(run(arrays[0], "mean", bad)[0]))
 
 
 # ------------------------------------------------------------------ second order

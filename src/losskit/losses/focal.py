@@ -96,7 +96,7 @@ def _softmax_parts(xp, x, axis):
 
 
 def _precise_neg_log(xp, shifted, s, finite, rest):
-    """:math:`-\log p = \log s - (x - m)` with :math:`\log s` as ``log1p(rest)`` where
+    r""":math:`-\log p = \log s - (x - m)` with :math:`\log s` as ``log1p(rest)`` where
     the row maximum is finite, else the shared kernel's ``log s`` (``-inf`` rows NaN,
     ``+inf`` entries as ``log_softmax``); for every class, or the label's ``shifted``."""
     return xp.where(finite, xp.log1p(rest) - shifted, _safe_log(xp, s) - shifted)
@@ -157,7 +157,7 @@ def _poly_labels(xp, z, ct, eps, need_grad):
 
 
 class _FocalTerms:
-    """The focal factor's terms of :math:`-\log p` (``neg_log``), :math:`1 - p` (``u``)
+    r"""The focal factor's terms of :math:`-\log p` (``neg_log``), :math:`1 - p` (``u``)
     and :math:`p`, elementwise (every class, or the label's entry of each row):
     ``per`` :math:`= (1-p)^\gamma (-\log p)`; with the gradient, ``f`` :math:`= (1 -
     p)^\gamma (\gamma p \log p / (1 - p) - 1)` (the derivative of ``-per`` in
