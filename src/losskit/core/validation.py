@@ -155,8 +155,15 @@ def check_in_range(xp, name: str, x, lo: float, hi: float, *, hint: str = "",
         # two reductions of x itself: no boolean mask of x's size (XLA on the CPU writes
         # one out before reducing it); NaN passes (min and max propagate it)
         xr = _not_folded(x)
-        least, most = xp.min(xr), xp.max(xr)
-        defer_invalid(((least <= lo) if lo_open else (least < lo)) | (most > hi))
+        bad = None
+        if lo != -math.inf:  # (an infinite bound needs no reduction of its own)
+            least = xp.min(xr)
+            bad = (least <= lo) if lo_open else (least < lo)
+        if hi != math.inf:
+            above = xp.max(xr) > hi
+            bad = above if bad is None else (bad | above)
+        if bad is not None:
+            defer_invalid(bad)
         return
     low = (x <= lo) if lo_open else (x < lo)
     # NaN is neither above nor below: it propagates to the result instead.
