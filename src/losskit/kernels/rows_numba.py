@@ -770,12 +770,12 @@ def generalized_cross_entropy_row(z, t, has_t, label, w, cw, par, g, f):
     for j in range(k):
         bad |= _outside(z[j], 0, 1) | _outside(t[j], 0, 1)
         a = _coef(j, t, has_t, label, w, cw, has_cw, 1.0, 0.0)
-        if a != 0.0:
-            vj, dj = _gce_terms(float(z[j]), q)
-            v += a * vj
-            g[j] = _like(z[0], -(a * dj) * f)
-        else:
-            g[j] = _like(z[0], 0.0)
+        # selects, not an if around the sums: numba's parallel build (the row inlined in
+        # prange) fails on a sum assigned in a branch after the inlined early returns
+        vj, dj = _gce_terms(float(z[j]), q)
+        keep = a != 0.0
+        v += a * vj if keep else 0.0
+        g[j] = _like(z[0], -(a * dj) * f if keep else 0.0)
     return v, int(bad)
 
 
@@ -795,7 +795,7 @@ def multiclass_perceptron_row(z, t, has_t, label, w, cw, par, g, f):
     for j in range(k):
         x = z[j]
         nan |= x != x
-        top = x if x > top else top
+        top = max(top, x)  # (not a select of itself: numba's parallel build fails on it)
     if nan:
         for j in range(k):
             g[j] = _like(z[0], math.nan)
