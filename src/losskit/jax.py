@@ -163,16 +163,15 @@ def _elementwise(loss: _Loss) -> bool:
 
 
 #: Elementwise losses whose per-element values XLA on the CPU writes out before summing
-#: them (its XNNPACK sum fusion does not take their operations), measured with
+#: them (its XNNPACK sum fusion does not take their operations). Measured with
 #: ``jax.jit(jax.value_and_grad)`` at 10M float32 elements, jax 0.10.2, targets passed as
-#: arguments, XLA temporaries and median times (the commit before -> with the values kept):
-#: Huber 38 -> 0 MiB (29.2 -> 28.1 ms), smooth L1 38 -> 0 (28.2 -> 23.6), pseudo-Huber
-#: 76 -> 0 (44.5 -> 31.3), log-cosh 38 -> 0 (53.0 -> 43.3), quantile 76 -> 0 (40.3 ->
-#: 24.9), MAPE 38 -> 0 (28.7 -> 25.6), binary sparsemax 76 -> 38 (55.1 -> 37.5), sigmoid
-#: focal star 114 -> 38 (68.5 -> 54.9), SimPO 114 -> 0 (58.9 -> 44.8). For the other
-#: elementwise losses XLA fuses the values into the sum (MSE, Tweedie: keeping them
-#: writes them out, 0 -> 38 and 0 -> 343 MiB) or shares their terms differently (sigmoid
-#: BCE, ORPO: no gain or worse); they do not keep them.
+#: arguments, the plain recomputed backward and the kept values in the same run: every one
+#: 0 MiB of XLA temporaries with the values kept (Huber, smooth L1, MAPE and log-cosh 38
+#: before; pseudo-Huber, quantile and binary sparsemax 76; sigmoid focal star and SimPO
+#: 114) and faster (log-cosh 54.6 -> 41.8 ms, quantile 37.3 -> 24.6 ms; the table is in
+#: docs/performance.md). For the other elementwise losses XLA fuses the values into the
+#: sum (MSE, Tweedie: keeping them writes them out, 0 -> 38 and 0 -> 343 MiB) or shares
+#: their terms differently (sigmoid BCE, ORPO: no gain or worse); they do not keep them.
 _KEEP_VALUES = frozenset({"huber", "smooth_l1", "pseudo_huber", "log_cosh", "quantile",
                           "mape", "sparsemax_loss", "sigmoid_focal_loss_star",
                           "simpo_loss"})

@@ -422,6 +422,16 @@ def test_elementwise_losses_need_no_more_xla_temporaries_than_optax(name, ours, 
     assert closed[0] <= closed[1] + slack, closed
 
 
+def test_the_losses_that_keep_their_values_are_elementwise_catalog_losses():
+    """Every name in losskit.jax._KEEP_VALUES is an elementwise loss of the catalog (a
+    misspelt one would silently keep nothing), and each has a case below."""
+    from losskit.jax import _KEEP_VALUES, _elementwise
+
+    elementwise = {loss.name for loss in lk.catalog() if _elementwise(loss)}
+    assert _KEEP_VALUES <= elementwise, _KEEP_VALUES - elementwise
+    assert _KEEP_VALUES <= {c.loss.name for c in ONE_PER_LOSS}
+
+
 @pytest.mark.parametrize("case", [c for c in ONE_PER_LOSS
                                   if c.loss.name in losskit.jax._KEEP_VALUES],
                          ids=lambda c: c.loss.name)
