@@ -770,12 +770,16 @@ def generalized_cross_entropy_row(z, t, has_t, label, w, cw, par, g, f):
     for j in range(k):
         bad |= _outside(z[j], 0, 1) | _outside(t[j], 0, 1)
         a = _coef(j, t, has_t, label, w, cw, has_cw, 1.0, 0.0)
-        # selects, not an if around the sums: numba's parallel build (the row inlined in
-        # prange) fails on a sum assigned in a branch after the inlined early returns
-        vj, dj = _gce_terms(float(z[j]), q)
-        keep = a != 0.0
-        v += a * vj if keep else 0.0
-        g[j] = _like(z[0], -(a * dj) * f if keep else 0.0)
+        # the terms in a branch (a class with a = 0 computes none), the sum after it:
+        # numba's parallel build (the row inlined in prange) fails on a sum assigned in a
+        # branch after the inlined early returns; with a = 0 it adds 0
+        vj = 0.0
+        if a != 0.0:
+            vj, dj = _gce_terms(float(z[j]), q)
+            g[j] = _like(z[0], -(a * dj) * f)
+        else:
+            g[j] = _like(z[0], 0.0)
+        v += a * vj
     return v, int(bad)
 
 
