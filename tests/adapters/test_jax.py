@@ -438,8 +438,8 @@ def test_the_losses_that_keep_their_values_are_elementwise_catalog_losses():
 def test_kept_values_give_the_same_numbers_as_the_plain_backward(case, monkeypatch):
     """The losses whose custom VJP keeps their per-element values for the backward pass
     (losskit.jax._keeps_values: XLA then writes the gradient into the values' buffer) give
-    the values and gradients of the plain recomputed backward (to an ulp or two), under jit, for
-    the reductions mean and sum, with and without sample weights, with NaN in the
+    the values and gradients of the plain recomputed backward (to an ulp or two), under
+    jit, for the reductions mean and sum, with and without sample weights, with NaN in the
     prediction, and invalid weights still make the value NaN."""
     rng = np.random.default_rng(5)
     arrays = [jnp.asarray(a.astype(np.float32)) if np.asarray(a).dtype.kind == "f"
@@ -460,11 +460,11 @@ def test_kept_values_give_the_same_numbers_as_the_plain_backward(case, monkeypat
         for reduction in ("mean", "sum"):
             for w in (None, weight):
                 kept = run(z_in, reduction, w)
-                monkeypatch.setattr(losskit.jax, "_keeps_values", lambda loss: False)
-                plain = True
-                other = run(z_in, reduction, w)
-                monkeypatch.undo()
-                plain = False
+                with monkeypatch.context() as m:
+                    m.setattr(losskit.jax, "_keeps_values", lambda loss: False)
+                    plain = True
+                    other = run(z_in, reduction, w)
+                    plain = False
                 for a, b in zip(kept, other):  # (XLA may contract a product differently)
                     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=4e-7,
                                                atol=0, equal_nan=True)
