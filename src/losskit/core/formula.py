@@ -15,10 +15,11 @@ those, for losses with several differentiable inputs). It may use arithmetic,
 comparisons, ``&``/``|`` on comparisons, ``abs``, Python ``if`` on its *parameters* (never
 on an array), module-level number constants and the functions this module exports:
 :func:`where`, :func:`sign`, :func:`exp`, :func:`expm1`, :func:`expm1mx`, :func:`log`,
-:func:`log1p`, :func:`log1p_unit`, :func:`xlogy`, :func:`sqrt`, :func:`tanh`, :func:`maximum`, :func:`minimum`, :func:`isnan`,
-:func:`isfinite` and the constant :data:`inf`. :func:`log1p_unit` is :func:`log1p` for an
-argument the formula knows to lie in [0, 1] (or NaN): the same numbers, and the numba
-driver then skips the polynomial it needs elsewhere. ``Formula(fn)`` then gives
+:func:`log1p`, :func:`log1p_unit`, :func:`xlogy`, :func:`sqrt`, :func:`tanh`,
+:func:`maximum`, :func:`minimum`, :func:`isnan`, :func:`isfinite` and the constant
+:data:`inf`. :func:`log1p_unit` is :func:`log1p` for an argument the formula knows to lie
+in [0, 1] (or NaN): the same numbers, and the numba driver then skips the polynomial it
+needs elsewhere. ``Formula(fn)`` then gives
 
 * :meth:`Formula.on`: the same function evaluating elementwise on arrays of any
   Array-API namespace (NumPy, PyTorch, JAX, Dask, array-api-strict, ...). The function's
@@ -47,17 +48,16 @@ import threading
 import types
 from typing import Any, Callable
 
-__all__ = ["Formula", "where", "sign", "exp", "expm1", "expm1mx", "log", "log1p", "log1p_unit",
-           "xlogy",
-           "sqrt", "tanh", "maximum", "minimum", "isnan", "isfinite", "inf"]
+__all__ = ["Formula", "where", "sign", "exp", "expm1", "expm1mx", "log", "log1p",
+           "log1p_unit", "xlogy", "sqrt", "tanh", "maximum", "minimum", "isnan", "isfinite",
+           "inf"]
 
 #: +infinity (a number constant: a float of the input's type in the scalar builds)
 inf = float("inf")
 
 #: the names a formula may call, besides Python's own ``abs``
-_FUNCTIONS = ("where", "sign", "exp", "expm1", "expm1mx", "log", "log1p", "log1p_unit", "xlogy",
-              "sqrt",
-              "tanh",              "maximum", "minimum", "isnan", "isfinite")
+_FUNCTIONS = ("where", "sign", "exp", "expm1", "expm1mx", "log", "log1p", "log1p_unit",
+              "xlogy", "sqrt", "tanh", "maximum", "minimum", "isnan", "isfinite")
 
 
 def _reference(*args):  # pragma: no cover - placeholders, rebound by Formula
@@ -67,8 +67,7 @@ def _reference(*args):  # pragma: no cover - placeholders, rebound by Formula
 
 # the placeholders the formulas import (``from ..core.formula import where, ...``)
 where = sign = exp = expm1 = expm1mx = log = log1p = log1p_unit = xlogy = sqrt = tanh = \
-    maximum = minimum = \
-    isnan = isfinite = _reference
+    maximum = minimum = isnan = isfinite = _reference
 
 
 # --------------------------------------------------------------------------- Array API
@@ -266,8 +265,9 @@ def _scalar_functions() -> dict[str, Any]:
 
         _SCALAR_IMPLS = {"where": where_, "sign": sign_, "maximum": maximum_,
                          "minimum": minimum_, "isnan": isnan_, "isfinite": isfinite_,
-                         "exp": exp_, "expm1": expm1_, "expm1mx": expm1mx_, "log": log_, "log1p": log1p_, "log1p_unit": log1p_,
-                         "xlogy": xlogy_, "sqrt": sqrt_, "tanh": tanh_}
+                         "exp": exp_, "expm1": expm1_, "expm1mx": expm1mx_, "log": log_,
+                         "log1p": log1p_, "log1p_unit": log1p_, "xlogy": xlogy_,
+                         "sqrt": sqrt_, "tanh": tanh_}
         return _SCALAR_IMPLS
 
 

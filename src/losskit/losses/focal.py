@@ -108,7 +108,7 @@ def _softmax_and_log(xp, x, axis):
     The shared kernel forms :math:`\log s` with :math:`s = \sum_c e^{x_c - m}`, which
     rounds to :math:`\log 1 = 0` once the other classes weigh less than the float's
     epsilon: :math:`-\log p_y` and :math:`1 - p_y` of a confident class become 0 instead of
-    :math:`pprox e^{-40}`. Here :math:`s = 1 + r`, with :math:`r` the sum over every class
+    :math:`\approx e^{-40}`. Here :math:`s = 1 + r`, with :math:`r` the sum over every class
     but the (first) maximum, and :math:`\log s = \operatorname{log1p}(r)`; :math:`1 - p_c
     = -\operatorname{expm1}(\log p_c)`. Rows whose maximum is not finite keep the shared
     kernel's values (``-inf`` rows are NaN, ``+inf`` entries as ``log_softmax``).
