@@ -322,6 +322,13 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
         u = x
     sq = xp.sum(u * u, axis=-1)
     dt = x.dtype
+    fused = _contrastive_fused(xp, u, sq, labels, sw, opts, distance, need_grad, rows) \
+        if kind == "contrastive" else None
+    if fused is not None:
+        comps, grads = fused
+        if need_grad and use_norm:
+            grads = [normalize_backward(xp, g, u, nrm, nrmc, eps) for g in grads]
+        return comps, grads
     sorting = kind == "triplet" and opts.get("mining") != "hard"
     rows = rows or block_rows(xp, n_rows, n_rows,
                               BLOCK_ELEMENTS // 4 if sorting else BLOCK_ELEMENTS)
@@ -386,6 +393,55 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
             break
     if need_grad and use_norm:
         grads = [normalize_backward(xp, g, u, nrm, nrmc, eps) for g in grads]
+    return comps, grads
+
+
+def _contrastive_fused(xp, u, sq, labels, sw, opts, distance, need_grad, rows):
+    """:func:`embedding_terms` of ``batch_contrastive_loss`` on NumPy with numba: per
+    block one matrix product for the similarities, one pass of
+    :func:`losskit.kernels.mining_numba.contrastive_block` over the pairs, and (with the
+    gradient) one product per component for the block's rows; None where it does not
+    apply (another library, numba off, integer labels missing, sample weights that are
+    not all finite, an empty batch: the array formulas then run)."""
+    from ..core import dispatch
+    from . import fast_paths
+
+    n_rows, dim = u.shape
+    if (not array_api_compat.is_numpy_namespace(xp) or not dispatch.ENABLED or n_rows == 0
+            or u.dtype.char not in "fd" or labels.dtype.kind not in "iu"
+            or (sw is not None and not np.all(np.isfinite(sw)))):
+        return None
+    nb = fast_paths.family_numba("mining_numba")
+    if nb is None:
+        return None
+    dt = u.dtype
+    u = np.ascontiguousarray(u)
+    sq = np.ascontiguousarray(sq)
+    lab = np.ascontiguousarray(labels, dtype=np.int64)
+    w = np.ones(n_rows, dtype=np.float64) if sw is None else np.asarray(sw, dtype=np.float64)
+    euclidean = distance == "euclidean"
+    rows = rows or block_rows(xp, n_rows, n_rows)
+    stats = np.empty((n_rows, 6), dtype=np.float64)
+    grads = [np.empty((n_rows, dim), dtype=dt) for _ in range(2)] if need_grad else None
+    k_neg = np.empty((min(rows, n_rows), n_rows), dtype=dt) if need_grad else \
+        np.empty((1, 1), dtype=dt)
+    mp, mn = float(opts["pos_margin"]), float(opts["neg_margin"])
+    for r0 in range(0, n_rows, rows):
+        r1 = min(n_rows, r0 + rows)
+        ub = u[r0:r1]
+        s = ub @ u.T
+        kn = k_neg[: r1 - r0] if need_grad else k_neg
+        nb.contrastive_block(s, sq, lab, w, r0, mp, mn, euclidean, need_grad, kn,
+                             stats[r0:r1])
+        if not need_grad:
+            continue
+        for g, k in ((grads[0], s), (grads[1], kn)):
+            np.matmul(k, u, out=g[r0:r1])
+            if euclidean:  # sum_j K_ij (u_i - u_j)
+                g[r0:r1] *= -1
+                g[r0:r1] += np.sum(k, axis=1, dtype=dt)[:, None] * ub
+    comps = [tuple(stats[:, c].astype(dt) for c in (0, 2, 4)),
+             tuple(stats[:, c].astype(dt) for c in (1, 3, 5))]
     return comps, grads
 
 

@@ -1,0 +1,105 @@
+r"""Numba kernels of the in-batch metric-learning losses (imported lazily by
+:mod:`losskit.kernels.mining`).
+
+:func:`contrastive_block`
+    One block of anchors of ``batch_contrastive_loss``: from the block's similarities
+    :math:`S_{ij} = u_i \cdot u_j` (a matrix product, done by the caller) it computes, in
+    one pass over the pairs, each anchor's positive and negative sums, their counts of
+    active and of all pairs, and the two components' gradient coefficients, the
+    formulas of :func:`losskit.kernels.mining._block_components` element by element.
+    The coefficients are written **symmetrised**: a pair's coefficient
+    :math:`A_{ij}` (of :math:`D_{ij}` or :math:`S_{ij}`, a function of the pair alone) is
+    the same from either end, so the rows' and the columns' parts of the gradient,
+    :math:`w_i A_{ij}` for anchor :math:`i` and :math:`w_j A_{ji}` for anchor :math:`j`,
+    add into one matrix :math:`K_{ij} = A_{ij} (w_i + w_j)` of the block's rows, and the
+    gradient of the rows is one matrix product :math:`K U` (with
+    :math:`\operatorname{rowsum}(K)\, u_i` for the Euclidean distance) instead of the two
+    products :math:`K U` and :math:`K^\top U_b` of the generic path, whose column part
+    also has to be accumulated over all blocks.
+
+The serial build only: the kernel runs between the blocks' matrix products, whose BLAS
+threads still spin (a parallel loop fights them for the cores, measured 10x slower in the
+margin heads' blocks, :func:`losskit.kernels.mining._margin_ce_block`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit
+
+__all__ = ["contrastive_block"]
+
+# reassociation for the row sums (split over SIMD lanes); NaN keeps its meaning
+_JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract", "reassoc"}}
+
+
+@njit(**_JIT)
+def contrastive_block(s, sq, labels, w, r0, pos_margin, neg_margin, euclidean, need_grad,
+                      k_neg, stats):
+    """The block of anchors ``r0 .. r0 + B`` of ``batch_contrastive_loss``.
+
+    ``s`` (B, N): the similarities of the block's anchors with every embedding,
+    overwritten with the positive component's symmetrised coefficients ``K`` when
+    ``need_grad`` (``k_neg`` receives the negative one's); ``sq`` (N,): the squared
+    norms; ``labels`` (N,) integers; ``w`` (N,): the anchors' weights (ones without
+    sample weights). ``stats`` (B, 6) receives per anchor the positive and negative sums
+    of the hinge terms, their active counts and their pair counts (float64).
+
+    Element by element as the generic block: ``D = sqrt(max(|u_i|^2 + |u_j|^2 - 2 S,
+    0))`` (0 on the diagonal; ``1 - S`` for the cosine distance), a positive pair (same
+    label, not the anchor itself) active where ``D - m+ > 0`` or NaN, a negative pair
+    where ``m- - D > 0`` or NaN; the coefficient of ``D`` is +1 / -1 where active,
+    times ``1 / D`` (0 where ``D = 0``) for the Euclidean distance, whose gradient is
+    then ``rowsum(K) u_i - (K U)_i``; for the cosine distance ``-coefficient`` is that
+    of ``S`` and the gradient ``(K U)_i``.
+    """
+    b_rows, n = s.shape
+    for b in range(b_rows):
+        i = r0 + b
+        li = labels[i]
+        wi = w[i]
+        sqi = sq[i]
+        vp = 0.0
+        vn = 0.0
+        ap = 0.0
+        an = 0.0
+        cp = 0.0
+        cn = 0.0
+        for j in range(n):
+            sij = s[b, j]
+            if euclidean:
+                d2 = sqi + sq[j] - 2.0 * sij
+                d = math.sqrt(d2) if d2 > 0.0 else 0.0
+                d = 0.0 if j == i else d
+            else:
+                d = 1.0 - sij
+            same = labels[j] == li
+            pos = same and j != i
+            tp = d - pos_margin
+            tn = neg_margin - d
+            act_p = pos and (tp > 0.0 or tp != tp)
+            act_n = (not same) and (tn > 0.0 or tn != tn)
+            vp += tp if act_p else 0.0
+            vn += tn if act_n else 0.0
+            ap += 1.0 if act_p else 0.0
+            an += 1.0 if act_n else 0.0
+            cp += 1.0 if pos else 0.0
+            cn += 0.0 if same else 1.0
+            if need_grad:
+                # finite factors times the 0/1 activity (a product, not a select, so
+                # that the loop vectorises: 2.3x faster; the weights are finite)
+                f = wi + w[j]
+                if euclidean:
+                    inv = f / d if d > 0.0 else 0.0
+                    s[b, j] = inv * act_p
+                    k_neg[b, j] = -inv * act_n
+                else:  # the coefficient of S = 1 - D: minus that of D
+                    s[b, j] = -f * act_p
+                    k_neg[b, j] = f * act_n
+        stats[b, 0] = vp
+        stats[b, 1] = vn
+        stats[b, 2] = ap
+        stats[b, 3] = an
+        stats[b, 4] = cp
+        stats[b, 5] = cn

@@ -1,0 +1,142 @@
+"""batch_contrastive_loss on NumPy with numba: each block of anchors runs one pass of
+``losskit.kernels.mining_numba.contrastive_block`` over its pairs and one matrix product
+per component for the gradient, the coefficients symmetrised (``mining._contrastive_fused``).
+It must equal the loss's array formulas (the fast paths off) for both dtypes, both
+distances, with and without normalisation, other margins, both averages, every reduction,
+sample weights (one of them 0), blocks of rows and a NaN embedding. Expected values come from the array formulas, which
+tests/losses/test_metric_mining.py checks against pytorch-metric-learning itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import losskit as lk
+from losskit.core import dispatch
+from losskit.kernels import mining
+from engines import assert_same
+
+pytest.importorskip("numba")
+
+RNG = np.random.default_rng(20261208)
+LOSS = lk.batch_contrastive_loss
+
+
+def _both(arrays, **kw):
+    saved = dispatch.ENABLED
+    try:
+        dispatch.ENABLED = True
+        fused = LOSS.value_and_grad(*arrays, **kw)
+        dispatch.ENABLED = False
+        ref = LOSS.value_and_grad(*arrays, **kw)
+    finally:
+        dispatch.ENABLED = saved
+    return fused, ref
+
+
+def _same(fused, ref, dtype):
+    assert_same(np.asarray(fused[0]), np.asarray(ref[0]), dtype)
+    assert_same(fused[1], ref[1], dtype)
+
+
+def _counted(monkeypatch):
+    """A list that grows by one each time the fused path takes a call."""
+    calls = []
+    fused = mining._contrastive_fused
+
+    def counting(*a, **k):
+        result = fused(*a, **k)
+        if result is not None:
+            calls.append(1)
+        return result
+
+    monkeypatch.setattr(mining, "_contrastive_fused", counting)
+    return calls
+
+
+def _batch(dtype, n=40, dim=6):
+    # (no duplicate embeddings: their distance is rounding noise, sqrt(eps) relative,
+    # and the coefficient 1 / D amplifies it in both paths, each differently)
+    x = RNG.normal(size=(n, dim)).astype(dtype)
+    y = RNG.integers(0, 4, size=n)
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kw", [{}, {"distance": "cosine"}, {"normalize": False},
+                                {"normalize": False, "pos_margin": 0.5, "neg_margin": 3.0},
+                                {"distance": "cosine", "pos_margin": 0.2, "neg_margin": 0.7},
+                                {"average": "all"}],
+                         ids=["default", "cosine", "raw", "raw-margins", "cosine-margins",
+                              "all"])
+def test_fused_blocks_equal_the_array_formulas(kw, dtype, monkeypatch):
+    x, y = _batch(dtype)
+    sw = RNG.uniform(0, 2, size=len(y))
+    sw[3] = 0.0
+    calls = _counted(monkeypatch)
+    monkeypatch.setattr(mining, "BLOCK_ELEMENTS", 40 * 7)  # blocks of 7 rows
+    for reduction in ("none", "sum", "mean"):
+        _same(*_both((x, y), reduction=reduction, **kw), dtype)
+        _same(*_both((x, y), reduction=reduction, sample_weight=sw, **kw), dtype)
+    assert len(calls) == 6  # every call with the fast paths on took the fused path
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_value_alone_and_unsigned_labels(dtype, monkeypatch):
+    x, y = _batch(dtype)
+    calls = _counted(monkeypatch)
+    saved = dispatch.ENABLED
+    try:
+        fused = LOSS(x, y.astype(np.uint8), reduction="none")
+        dispatch.ENABLED = False
+        ref = LOSS(x, y, reduction="none")
+    finally:
+        dispatch.ENABLED = saved
+    assert_same(fused, ref, dtype)
+    assert calls == [1]
+
+
+def test_nan_embedding_gives_the_array_formulas_nans(monkeypatch):
+    x, y = _batch(np.float64)
+    x[2, 0] = np.nan
+    calls = _counted(monkeypatch)
+    for kw in ({}, {"distance": "cosine"}):
+        for reduction in ("none", "mean"):
+            fused, ref = _both((x, y), reduction=reduction, **kw)
+            _same(fused, ref, np.float64)
+            assert np.isnan(ref[1]).any()
+    assert len(calls) == 4
+
+
+def test_declined_calls_take_the_array_formulas(monkeypatch):
+    """Float labels and non-finite sample weights are left to the array formulas (their
+    NaN and inf rules); the result is theirs."""
+    x, y = _batch(np.float64)
+    calls = _counted(monkeypatch)
+    sw = np.ones(len(y))
+    sw[0] = np.inf
+    for arrays, kw in (((x, y.astype(np.float64)), {}), ((x, y), {"sample_weight": sw})):
+        fused, ref = _both(arrays, **kw)
+        np.testing.assert_array_equal(fused[1], ref[1])
+        np.testing.assert_array_equal(fused[0], ref[0])
+    assert calls == []
+
+
+def test_symmetrised_gradient_equals_finite_differences():
+    """The gradient of the fused path against central differences of its own value (a
+    batch with no pair near a kink: every distance at least 0.05 from the margins)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(9, 3))
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    sw = rng.uniform(0.5, 2.0, size=9)
+    for kw in ({"pos_margin": 0.1, "neg_margin": 1.2}, {"distance": "cosine"}):
+        f = lambda z: float(LOSS(z, y, sample_weight=sw, **kw))  # noqa: E731
+        _, g = LOSS.value_and_grad(x, y, sample_weight=sw, **kw)
+        num = np.zeros_like(x)
+        h = 1e-6
+        for idx in np.ndindex(*x.shape):
+            e = np.zeros_like(x)
+            e[idx] = h
+            num[idx] = (f(x + e) - f(x - e)) / (2 * h)
+        np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8)
