@@ -1,9 +1,12 @@
-"""batch_contrastive_loss on NumPy with numba: each block of anchors runs one pass of
+"""batch_contrastive_loss and batch_triplet_loss(mining="hard") on NumPy with numba
+(``mining._fused_terms``): each block of anchors runs one pass of
 ``losskit.kernels.mining_numba.contrastive_block`` over its pairs and one matrix product
-per component for the gradient, the coefficients symmetrised (``mining._contrastive_fused``).
-It must equal the loss's array formulas (the fast paths off) for both dtypes, both
-distances, with and without normalisation, other margins, both averages, every reduction,
-sample weights (one of them 0), blocks of rows and a NaN embedding. Expected values come from the array formulas, which
+per component for the gradient, the coefficients symmetrised, or of
+``triplet_hard_block``, which adds the gradient of the hardest pairs (ties shared)
+straight into their rows. They must equal the losses' array formulas (the fast paths
+off) for both dtypes, both distances, with and without normalisation, other margins, both
+averages, every reduction, sample weights (one of them 0), blocks of rows, tied hardest
+pairs and (contrastive) a NaN embedding. Expected values come from the array formulas, which
 tests/losses/test_metric_mining.py checks against pytorch-metric-learning itself.
 """
 
@@ -23,13 +26,13 @@ RNG = np.random.default_rng(20261208)
 LOSS = lk.batch_contrastive_loss
 
 
-def _both(arrays, **kw):
+def _both(arrays, loss=LOSS, **kw):
     saved = dispatch.ENABLED
     try:
         dispatch.ENABLED = True
-        fused = LOSS.value_and_grad(*arrays, **kw)
+        fused = loss.value_and_grad(*arrays, **kw)
         dispatch.ENABLED = False
-        ref = LOSS.value_and_grad(*arrays, **kw)
+        ref = loss.value_and_grad(*arrays, **kw)
     finally:
         dispatch.ENABLED = saved
     return fused, ref
@@ -43,7 +46,7 @@ def _same(fused, ref, dtype):
 def _counted(monkeypatch):
     """A list that grows by one each time the fused path takes a call."""
     calls = []
-    fused = mining._contrastive_fused
+    fused = mining._fused_terms
 
     def counting(*a, **k):
         result = fused(*a, **k)
@@ -51,7 +54,7 @@ def _counted(monkeypatch):
             calls.append(1)
         return result
 
-    monkeypatch.setattr(mining, "_contrastive_fused", counting)
+    monkeypatch.setattr(mining, "_fused_terms", counting)
     return calls
 
 
@@ -63,23 +66,49 @@ def _batch(dtype, n=40, dim=6):
     return x, y
 
 
+HARD = lk.batch_triplet_loss
+CONFIGS = [(LOSS, {}), (LOSS, {"distance": "cosine"}), (LOSS, {"normalize": False}),
+           (LOSS, {"normalize": False, "pos_margin": 0.5, "neg_margin": 3.0}),
+           (LOSS, {"distance": "cosine", "pos_margin": 0.2, "neg_margin": 0.7}),
+           (LOSS, {"average": "all"}),
+           (HARD, {"mining": "hard"}), (HARD, {"mining": "hard", "distance": "cosine"}),
+           (HARD, {"mining": "hard", "normalize": False, "margin": 0.5}),
+           (HARD, {"mining": "hard", "average": "all", "margin": 0.01})]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kw", [{}, {"distance": "cosine"}, {"normalize": False},
-                                {"normalize": False, "pos_margin": 0.5, "neg_margin": 3.0},
-                                {"distance": "cosine", "pos_margin": 0.2, "neg_margin": 0.7},
-                                {"average": "all"}],
+@pytest.mark.parametrize("loss,kw", CONFIGS,
                          ids=["default", "cosine", "raw", "raw-margins", "cosine-margins",
-                              "all"])
-def test_fused_blocks_equal_the_array_formulas(kw, dtype, monkeypatch):
+                              "all", "hard", "hard-cosine", "hard-raw", "hard-all"])
+def test_fused_blocks_equal_the_array_formulas(loss, kw, dtype, monkeypatch):
     x, y = _batch(dtype)
     sw = RNG.uniform(0, 2, size=len(y))
     sw[3] = 0.0
     calls = _counted(monkeypatch)
     monkeypatch.setattr(mining, "BLOCK_ELEMENTS", 40 * 7)  # blocks of 7 rows
     for reduction in ("none", "sum", "mean"):
-        _same(*_both((x, y), reduction=reduction, **kw), dtype)
-        _same(*_both((x, y), reduction=reduction, sample_weight=sw, **kw), dtype)
+        _same(*_both((x, y), loss, reduction=reduction, **kw), dtype)
+        _same(*_both((x, y), loss, reduction=reduction, sample_weight=sw, **kw), dtype)
     assert len(calls) == 6  # every call with the fast paths on took the fused path
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_hard_triplet_ties_share_the_gradient_as_the_array_formulas(distance, monkeypatch):
+    """Anchor 0 at (1, 0) with two positives at (0, +-1) and two negatives at
+    (0.6, +-0.8): mirror images, so both hardest pairs are exact ties, which share the
+    hinge's gradient (the reference's mirrored rows show it)."""
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.6, 0.8], [0.6, -0.8]])
+    y = np.array([0, 0, 0, 1, 1])
+    calls = _counted(monkeypatch)
+    for reduction in ("none", "mean"):
+        fused, ref = _both((x, y), HARD, mining="hard", margin=2.0, distance=distance,
+                           reduction=reduction)
+        _same(fused, ref, np.float64)
+        # the tied rows are mirror images of each other, both non-zero
+        for a, b in ((1, 2), (3, 4)):
+            np.testing.assert_allclose(ref[1][a], ref[1][b] * [1, -1], atol=1e-12)
+            assert np.any(ref[1][a] != 0)
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -130,9 +159,11 @@ def test_symmetrised_gradient_equals_finite_differences():
     x = rng.normal(size=(9, 3))
     y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
     sw = rng.uniform(0.5, 2.0, size=9)
-    for kw in ({"pos_margin": 0.1, "neg_margin": 1.2}, {"distance": "cosine"}):
-        f = lambda z: float(LOSS(z, y, sample_weight=sw, **kw))  # noqa: E731
-        _, g = LOSS.value_and_grad(x, y, sample_weight=sw, **kw)
+    for loss, kw in ((LOSS, {"pos_margin": 0.1, "neg_margin": 1.2}),
+                     (LOSS, {"distance": "cosine"}), (HARD, {"mining": "hard", "margin": 1.0}),
+                     (HARD, {"mining": "hard", "distance": "cosine", "margin": 1.0})):
+        f = lambda z: float(loss(z, y, sample_weight=sw, **kw))  # noqa: E731
+        _, g = loss.value_and_grad(x, y, sample_weight=sw, **kw)
         num = np.zeros_like(x)
         h = 1e-6
         for idx in np.ndindex(*x.shape):

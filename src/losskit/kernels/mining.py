@@ -322,8 +322,7 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
         u = x
     sq = xp.sum(u * u, axis=-1)
     dt = x.dtype
-    fused = _contrastive_fused(xp, u, sq, labels, sw, opts, distance, need_grad, rows) \
-        if kind == "contrastive" else None
+    fused = _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows)
     if fused is not None:
         comps, grads = fused
         if need_grad and use_norm:
@@ -396,20 +395,25 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
     return comps, grads
 
 
-def _contrastive_fused(xp, u, sq, labels, sw, opts, distance, need_grad, rows):
-    """:func:`embedding_terms` of ``batch_contrastive_loss`` on NumPy with numba: per
-    block one matrix product for the similarities, one pass of
-    :func:`losskit.kernels.mining_numba.contrastive_block` over the pairs, and (with the
-    gradient) one product per component for the block's rows; None where it does not
-    apply (another library, numba off, integer labels missing, sample weights that are
-    not all finite, an empty batch: the array formulas then run)."""
+def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
+    """:func:`embedding_terms` on NumPy with numba (:mod:`losskit.kernels.mining_numba`)
+    for ``batch_contrastive_loss`` and ``batch_triplet_loss(mining="hard")``: per block
+    one matrix product for the similarities and one pass over the pairs, then for the
+    contrastive gradient one product per component (the coefficients symmetrised), for
+    the hard triplets a sparse update of the hardest pairs' rows. None where it does not
+    apply (another loss or library, numba off, labels that are not integers, sample
+    weights that are not all finite, an empty batch; hard triplets also need squared
+    norms below 1e30: the array formulas' NaN and overflow rules then hold)."""
     from ..core import dispatch
     from . import fast_paths
 
+    hard = kind == "triplet" and opts.get("mining") == "hard"
     n_rows, dim = u.shape
-    if (not array_api_compat.is_numpy_namespace(xp) or not dispatch.ENABLED or n_rows == 0
-            or u.dtype.char not in "fd" or labels.dtype.kind not in "iu"
-            or (sw is not None and not np.all(np.isfinite(sw)))):
+    if (not (kind == "contrastive" or hard) or not array_api_compat.is_numpy_namespace(xp)
+            or not dispatch.ENABLED or n_rows == 0 or u.dtype.char not in "fd"
+            or labels.dtype.kind not in "iu"
+            or (sw is not None and not np.all(np.isfinite(sw)))
+            or (hard and not np.all(sq < 1e30))):
         return None
     nb = fast_paths.family_numba("mining_numba")
     if nb is None:
@@ -421,6 +425,15 @@ def _contrastive_fused(xp, u, sq, labels, sw, opts, distance, need_grad, rows):
     w = np.ones(n_rows, dtype=np.float64) if sw is None else np.asarray(sw, dtype=np.float64)
     euclidean = distance == "euclidean"
     rows = rows or block_rows(xp, n_rows, n_rows)
+    if hard:
+        stats = np.empty((n_rows, 3), dtype=np.float64)
+        g = np.zeros((n_rows, dim), dtype=dt) if need_grad else np.empty((1, 1), dtype=dt)
+        for r0 in range(0, n_rows, rows):
+            r1 = min(n_rows, r0 + rows)
+            nb.triplet_hard_block(u[r0:r1] @ u.T, sq, lab, w, r0, float(opts["margin"]),
+                                  euclidean, need_grad, u, g, stats[r0:r1])
+        comps = [tuple(stats[:, c].astype(dt) for c in range(3))]
+        return comps, ([g] if need_grad else None)
     stats = np.empty((n_rows, 6), dtype=np.float64)
     grads = [np.empty((n_rows, dim), dtype=dt) for _ in range(2)] if need_grad else None
     k_neg = np.empty((min(rows, n_rows), n_rows), dtype=dt) if need_grad else \

@@ -17,6 +17,13 @@ r"""Numba kernels of the in-batch metric-learning losses (imported lazily by
     products :math:`K U` and :math:`K^\top U_b` of the generic path, whose column part
     also has to be accumulated over all blocks.
 
+:func:`triplet_hard_block`
+    One block of anchors of ``batch_triplet_loss(mining="hard")``: per anchor the
+    hardest positive and negative in one pass over the pairs, the hinge, and (where it is
+    active) a second pass that finds the ties, which share the gradient equally; the
+    gradient, non-zero for those few pairs only, is added straight into the rows of the
+    anchor and of each tied embedding: no coefficient matrix and no matrix product.
+
 The serial build only: the kernel runs between the blocks' matrix products, whose BLAS
 threads still spin (a parallel loop fights them for the cores, measured 10x slower in the
 margin heads' blocks, :func:`losskit.kernels.mining._margin_ce_block`).
@@ -28,7 +35,7 @@ import math
 
 from numba import njit
 
-__all__ = ["contrastive_block"]
+__all__ = ["contrastive_block", "triplet_hard_block"]
 
 # reassociation for the row sums (split over SIMD lanes); NaN keeps its meaning
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract", "reassoc"}}
@@ -103,3 +110,86 @@ def contrastive_block(s, sq, labels, w, r0, pos_margin, neg_margin, euclidean, n
         stats[b, 3] = an
         stats[b, 4] = cp
         stats[b, 5] = cn
+
+
+@njit(**_JIT)
+def _distance(s, sq, b, i, j, euclidean):
+    """The generic block's distance of anchor ``i`` (block row ``b``) and ``j``."""
+    if euclidean:
+        if j == i:
+            return 0.0
+        d2 = sq[i] + sq[j] - 2.0 * s[b, j]
+        return math.sqrt(d2) if d2 > 0.0 else 0.0
+    return 1.0 - s[b, j]
+
+
+@njit(**_JIT)
+def triplet_hard_block(s, sq, labels, w, r0, margin, euclidean, need_grad, u, g, stats):
+    """The block of anchors ``r0 .. r0 + B`` of ``batch_triplet_loss(mining="hard")``.
+
+    ``s`` (B, N): the similarities of the block's anchors with every embedding; ``sq``
+    (N,): the squared norms; ``labels`` (N,) integers; ``w`` (N,): the anchors' weights
+    (ones without sample weights); ``u`` (N, D): the embeddings, ``g`` (N, D): the
+    gradient of ``sum_i w_i value_i`` with respect to them, added to (``need_grad``).
+    ``stats`` (B, 3) receives per anchor the value, whether it is non-zero and whether
+    the anchor has a positive and a negative (float64).
+
+    As the generic block (:func:`losskit.kernels.mining._triplet_hard`): the hinge
+    ``max(D_ap) - min(D_an) + margin`` over the anchor's positives and negatives (0
+    without either), its gradient +1 / -1 split equally over the tied hardest positives
+    and negatives, through ``dD/du_i = (u_i - u_j) / D`` (0 at ``D = 0``), or for the
+    cosine distance through ``dS/du_i = u_j`` with the sign of ``D = 1 - S``. Finite
+    inputs only (the caller checks).
+    """
+    b_rows, n = s.shape
+    dim = u.shape[1]
+    for b in range(b_rows):
+        i = r0 + b
+        li = labels[i]
+        dmax = -math.inf
+        dmin = math.inf
+        for j in range(n):
+            d = _distance(s, sq, b, i, j, euclidean)
+            if labels[j] == li:
+                if j != i and d > dmax:
+                    dmax = d
+            elif d < dmin:
+                dmin = d
+        valid = dmax > -math.inf and dmin < math.inf
+        value = dmax - dmin + margin if valid else 0.0
+        active = valid and value > 0.0
+        stats[b, 0] = value if active else 0.0
+        stats[b, 1] = 1.0 if active else 0.0
+        stats[b, 2] = 1.0 if valid else 0.0
+        if not (need_grad and active) or w[i] == 0.0:
+            continue
+        n_pos = 0.0
+        n_neg = 0.0
+        for j in range(n):
+            d = _distance(s, sq, b, i, j, euclidean)
+            if labels[j] == li:
+                if j != i and d == dmax:
+                    n_pos += 1.0
+            elif d == dmin:
+                n_neg += 1.0
+        for j in range(n):
+            d = _distance(s, sq, b, i, j, euclidean)
+            if labels[j] == li:
+                if j == i or d != dmax:
+                    continue
+                c = w[i] / n_pos
+            elif d == dmin:
+                c = -w[i] / n_neg
+            else:
+                continue
+            if euclidean:  # dD/du_i = (u_i - u_j) / D, dD/du_j = -(u_i - u_j) / D
+                k = c / d if d > 0.0 else 0.0
+                for e in range(dim):
+                    diff = k * (u[i, e] - u[j, e])
+                    g[i, e] += diff
+                    g[j, e] -= diff
+            else:  # D = 1 - S: dD/du_i = -u_j, dD/du_j = -u_i
+                for e in range(dim):
+                    ui = u[i, e]
+                    g[i, e] -= c * u[j, e]
+                    g[j, e] -= c * ui
