@@ -152,6 +152,22 @@ def test_declined_calls_take_the_array_formulas(monkeypatch):
     assert calls == []
 
 
+def test_kernels_numba_cannot_compile_leave_the_call_to_the_array_formulas(monkeypatch):
+    """Where numba cannot compile a kernel (``fast_paths._kernel`` answers None) the
+    fused path answers None at the first block and the array formulas run."""
+    from losskit.kernels import fast_paths
+
+    x, y = _batch(np.float64)
+    asked = []
+    monkeypatch.setattr(fast_paths, "_kernel", lambda nb, kernel, *a: asked.append(1))
+    calls = _counted(monkeypatch)
+    for loss, kw in ((LOSS, {}), (HARD, {"mining": "hard"})):
+        fused, ref = _both((x, y), loss, **kw)
+        np.testing.assert_array_equal(fused[0], ref[0])
+        np.testing.assert_array_equal(fused[1], ref[1])
+    assert len(asked) == 2 and calls == []
+
+
 def test_symmetrised_gradient_equals_finite_differences():
     """The gradient of the fused path against central differences of its own value (a
     batch with no pair near a kink: every distance at least 0.05 from the margins)."""

@@ -418,6 +418,8 @@ def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
     nb = fast_paths.family_numba("mining_numba")
     if nb is None:
         return None
+    run = fast_paths._kernel  # (None where numba cannot compile the kernel: the array
+    # formulas then run; the first block is where that shows)
     dt = u.dtype
     u = np.ascontiguousarray(u)
     sq = np.ascontiguousarray(sq)
@@ -430,8 +432,9 @@ def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
         g = np.zeros((n_rows, dim), dtype=dt) if need_grad else np.empty((1, 1), dtype=dt)
         for r0 in range(0, n_rows, rows):
             r1 = min(n_rows, r0 + rows)
-            nb.triplet_hard_block(u[r0:r1] @ u.T, sq, lab, w, r0, float(opts["margin"]),
-                                  euclidean, need_grad, u, g, stats[r0:r1])
+            if run(nb, nb.triplet_hard_block, u[r0:r1] @ u.T, sq, lab, w, r0,
+                   float(opts["margin"]), euclidean, need_grad, u, g, stats[r0:r1]) is None:
+                return None
         comps = [tuple(stats[:, c].astype(dt) for c in range(3))]
         return comps, ([g] if need_grad else None)
     stats = np.empty((n_rows, 6), dtype=np.float64)
@@ -444,8 +447,9 @@ def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
         ub = u[r0:r1]
         s = ub @ u.T
         kn = k_neg[: r1 - r0] if need_grad else k_neg
-        nb.contrastive_block(s, sq, lab, w, r0, mp, mn, euclidean, need_grad, kn,
-                             stats[r0:r1])
+        if run(nb, nb.contrastive_block, s, sq, lab, w, r0, mp, mn, euclidean, need_grad,
+               kn, stats[r0:r1]) is None:
+            return None
         if not need_grad:
             continue
         for g, k in ((grads[0], s), (grads[1], kn)):

@@ -34,8 +34,9 @@ from __future__ import annotations
 import math
 
 from numba import njit
+from numba.core.errors import NumbaError
 
-__all__ = ["contrastive_block", "triplet_hard_block"]
+__all__ = ["contrastive_block", "triplet_hard_block", "NumbaError"]
 
 # reassociation for the row sums (split over SIMD lanes); NaN keeps its meaning
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract", "reassoc"}}
@@ -110,6 +111,7 @@ def contrastive_block(s, sq, labels, w, r0, pos_margin, neg_margin, euclidean, n
         stats[b, 3] = an
         stats[b, 4] = cp
         stats[b, 5] = cn
+    return 0
 
 
 @njit(**_JIT)
@@ -193,3 +195,4 @@ def triplet_hard_block(s, sq, labels, w, r0, margin, euclidean, need_grad, u, g,
                     ui = u[i, e]
                     g[i, e] -= c * u[j, e]
                     g[j, e] -= c * ui
+    return 0
