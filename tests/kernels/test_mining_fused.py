@@ -1,9 +1,10 @@
-"""batch_contrastive_loss and batch_triplet_loss(mining="hard") on NumPy with numba
-(``mining._fused_terms``): each block of anchors runs one pass of
-``losskit.kernels.mining_numba.contrastive_block`` over its pairs and one matrix product
-per component for the gradient, the coefficients symmetrised, or of
-``triplet_hard_block``, which adds the gradient of the hardest pairs (ties shared)
-straight into their rows. They must equal the losses' array formulas (the fast paths
+"""The in-batch metric-learning losses on NumPy with numba (``mining._fused_terms``):
+each block of anchors runs one pass of ``losskit.kernels.mining_numba.contrastive_block``
+over its pairs and one matrix product per component for the gradient, the coefficients
+symmetrised; or of ``triplet_hard_block`` (``batch_triplet_loss(mining="hard")``), which
+adds the gradient of the hardest pairs (ties shared) straight into their rows; or of
+``multi_similarity_block`` / ``circle_block``, whose coefficients of the similarities go
+through the generic block's two matrix products. They must equal the losses' array formulas (the fast paths
 off) for both dtypes, both distances, with and without normalisation, other margins, both
 averages, every reduction, sample weights (one of them 0), blocks of rows, tied hardest
 pairs and (contrastive) a NaN embedding. Expected values come from the array formulas, which
@@ -67,19 +68,24 @@ def _batch(dtype, n=40, dim=6):
 
 
 HARD = lk.batch_triplet_loss
+MS = lk.multi_similarity_loss
+CIRCLE = lk.circle_loss
 CONFIGS = [(LOSS, {}), (LOSS, {"distance": "cosine"}), (LOSS, {"normalize": False}),
            (LOSS, {"normalize": False, "pos_margin": 0.5, "neg_margin": 3.0}),
            (LOSS, {"distance": "cosine", "pos_margin": 0.2, "neg_margin": 0.7}),
            (LOSS, {"average": "all"}),
            (HARD, {"mining": "hard"}), (HARD, {"mining": "hard", "distance": "cosine"}),
            (HARD, {"mining": "hard", "normalize": False, "margin": 0.5}),
-           (HARD, {"mining": "hard", "average": "all", "margin": 0.01})]
+           (HARD, {"mining": "hard", "average": "all", "margin": 0.01}),
+           (MS, {}), (MS, {"alpha": 1.0, "beta": 10.0, "base": 0.2, "average": "nonzero"}),
+           (CIRCLE, {}), (CIRCLE, {"detach_weights": False, "margin": 0.25, "gamma": 10.0})]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("loss,kw", CONFIGS,
                          ids=["default", "cosine", "raw", "raw-margins", "cosine-margins",
-                              "all", "hard", "hard-cosine", "hard-raw", "hard-all"])
+                              "all", "hard", "hard-cosine", "hard-raw", "hard-all", "ms",
+                              "ms-options", "circle", "circle-exact"])
 def test_fused_blocks_equal_the_array_formulas(loss, kw, dtype, monkeypatch):
     x, y = _batch(dtype)
     sw = RNG.uniform(0, 2, size=len(y))
@@ -127,14 +133,18 @@ def test_value_alone_and_unsigned_labels(dtype, monkeypatch):
 
 
 def test_nan_embedding_gives_the_array_formulas_nans(monkeypatch):
+    """The contrastive kernel follows the array formulas' NaN rules; the others leave a
+    batch with a non-finite embedding to them."""
     x, y = _batch(np.float64)
     x[2, 0] = np.nan
     calls = _counted(monkeypatch)
-    for kw in ({}, {"distance": "cosine"}):
+    for loss, kw in ((LOSS, {}), (LOSS, {"distance": "cosine"}), (HARD, {"mining": "hard"}),
+                     (MS, {}), (CIRCLE, {})):
         for reduction in ("none", "mean"):
-            fused, ref = _both((x, y), reduction=reduction, **kw)
+            fused, ref = _both((x, y), loss, reduction=reduction, **kw)
             _same(fused, ref, np.float64)
-            assert np.isnan(ref[1]).any()
+            if loss is LOSS:  # (the case the kernel itself computes)
+                assert np.isnan(ref[1]).any()
     assert len(calls) == 4
 
 
@@ -161,11 +171,11 @@ def test_kernels_numba_cannot_compile_leave_the_call_to_the_array_formulas(monke
     asked = []
     monkeypatch.setattr(fast_paths, "_kernel", lambda nb, kernel, *a: asked.append(1))
     calls = _counted(monkeypatch)
-    for loss, kw in ((LOSS, {}), (HARD, {"mining": "hard"})):
+    for loss, kw in ((LOSS, {}), (HARD, {"mining": "hard"}), (MS, {}), (CIRCLE, {})):
         fused, ref = _both((x, y), loss, **kw)
         np.testing.assert_array_equal(fused[0], ref[0])
         np.testing.assert_array_equal(fused[1], ref[1])
-    assert len(asked) == 2 and calls == []
+    assert len(asked) == 4 and calls == []
 
 
 def test_symmetrised_gradient_equals_finite_differences():
@@ -177,7 +187,8 @@ def test_symmetrised_gradient_equals_finite_differences():
     sw = rng.uniform(0.5, 2.0, size=9)
     for loss, kw in ((LOSS, {"pos_margin": 0.1, "neg_margin": 1.2}),
                      (LOSS, {"distance": "cosine"}), (HARD, {"mining": "hard", "margin": 1.0}),
-                     (HARD, {"mining": "hard", "distance": "cosine", "margin": 1.0})):
+                     (HARD, {"mining": "hard", "distance": "cosine", "margin": 1.0}),
+                     (MS, {}), (CIRCLE, {"detach_weights": False, "gamma": 8.0})):
         f = lambda z: float(loss(z, y, sample_weight=sw, **kw))  # noqa: E731
         _, g = loss.value_and_grad(x, y, sample_weight=sw, **kw)
         num = np.zeros_like(x)

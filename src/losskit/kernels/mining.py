@@ -397,23 +397,27 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
 
 def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
     """:func:`embedding_terms` on NumPy with numba (:mod:`losskit.kernels.mining_numba`)
-    for ``batch_contrastive_loss`` and ``batch_triplet_loss(mining="hard")``: per block
-    one matrix product for the similarities and one pass over the pairs, then for the
-    contrastive gradient one product per component (the coefficients symmetrised), for
-    the hard triplets a sparse update of the hardest pairs' rows. None where it does not
-    apply (another loss or library, numba off, labels that are not integers, sample
-    weights that are not all finite, an empty batch; hard triplets also need squared
-    norms below 1e30: the array formulas' NaN and overflow rules then hold)."""
+    for ``batch_contrastive_loss``, ``batch_triplet_loss(mining="hard")``,
+    ``multi_similarity_loss`` and ``circle_loss``: per block one matrix product for the
+    similarities and fused passes over the pairs, then for the contrastive gradient one
+    product per component (the coefficients symmetrised), for the hard triplets a sparse
+    update of the hardest pairs' rows, for the other two the rows' and the columns'
+    products of the generic block. None where it does not apply (another loss or
+    library, numba off, labels that are not integers, sample weights that are not all
+    finite, an empty batch; all but the contrastive loss also need squared norms below
+    1e30: the array formulas' NaN and overflow rules then hold)."""
     from ..core import dispatch
     from . import fast_paths
 
     hard = kind == "triplet" and opts.get("mining") == "hard"
+    on_s = kind in ("multi_similarity", "circle")
     n_rows, dim = u.shape
-    if (not (kind == "contrastive" or hard) or not array_api_compat.is_numpy_namespace(xp)
+    if (not (kind == "contrastive" or hard or on_s)
+            or not array_api_compat.is_numpy_namespace(xp)
             or not dispatch.ENABLED or n_rows == 0 or u.dtype.char not in "fd"
             or labels.dtype.kind not in "iu"
             or (sw is not None and not np.all(np.isfinite(sw)))
-            or (hard and not np.all(sq < 1e30))):
+            or ((hard or on_s) and not np.all(sq < 1e30))):
         return None
     nb = fast_paths.family_numba("mining_numba")
     if nb is None:
@@ -427,6 +431,27 @@ def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
     w = np.ones(n_rows, dtype=np.float64) if sw is None else np.asarray(sw, dtype=np.float64)
     euclidean = distance == "euclidean"
     rows = rows or block_rows(xp, n_rows, n_rows)
+    if on_s:  # one component, the coefficients of S: rows' and columns' products
+        stats = np.empty((n_rows, 3), dtype=np.float64)
+        g = np.zeros((n_rows, dim), dtype=dt) if need_grad else None
+        for r0 in range(0, n_rows, rows):
+            r1 = min(n_rows, r0 + rows)
+            ub = u[r0:r1]
+            c = ub @ u.T
+            if kind == "multi_similarity":
+                args = (float(opts["alpha"]), float(opts["beta"]), float(opts["base"]))
+                kernel = nb.multi_similarity_block
+            else:
+                args = (float(opts["margin"]), float(opts["gamma"]),
+                        bool(opts["detach_weights"]))
+                kernel = nb.circle_block
+            if run(nb, kernel, c, lab, w, r0, *args, need_grad, stats[r0:r1]) is None:
+                return None
+            if need_grad:
+                g[r0:r1] += c @ u
+                g += c.T @ ub
+        comps = [tuple(stats[:, k].astype(dt) for k in range(3))]
+        return comps, ([g] if need_grad else None)
     if hard:
         stats = np.empty((n_rows, 3), dtype=np.float64)
         g = np.zeros((n_rows, dim), dtype=dt) if need_grad else np.empty((1, 1), dtype=dt)

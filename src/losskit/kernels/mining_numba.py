@@ -36,7 +36,10 @@ import math
 from numba import njit
 from numba.core.errors import NumbaError
 
-__all__ = ["contrastive_block", "triplet_hard_block", "NumbaError"]
+from .numba_kernels import _exp_neg
+
+__all__ = ["contrastive_block", "triplet_hard_block", "multi_similarity_block",
+           "circle_block", "NumbaError"]
 
 # reassociation for the row sums (split over SIMD lanes); NaN keeps its meaning
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract", "reassoc"}}
@@ -195,4 +198,134 @@ def triplet_hard_block(s, sq, labels, w, r0, margin, euclidean, need_grad, u, g,
                     ui = u[i, e]
                     g[i, e] -= c * u[j, e]
                     g[j, e] -= c * ui
+    return 0
+
+
+@njit(**_JIT)
+def multi_similarity_block(s, labels, w, r0, alpha, beta, base, need_grad, stats):
+    """The block of anchors ``r0 .. r0 + B`` of ``multi_similarity_loss``.
+
+    ``s`` (B, N): the cosine similarities of the block's anchors with every embedding,
+    overwritten with the coefficients of ``S`` in ``sum_i w_i value_i`` when
+    ``need_grad`` (``w``: the anchors' weights, ones without sample weights). ``stats``
+    (B, 3): the value, whether it is positive, 1.
+
+    As the generic block (:func:`losskit.kernels.mining._lse_with_zero` on
+    ``-alpha (S - base)`` over the positives and ``beta (S - base)`` over the
+    negatives): each log-sum-exp with its extra zero logit, shifted by
+    ``max(0, largest logit)``; the coefficient ``w_n - w_p``, the two softmax weights.
+    Both sides' exponentials are computed for every pair and the pair's side selected
+    (the polynomial ``exp`` of ``numba_kernels``, of arguments <= 0 where they are
+    kept): the loops vectorise. Finite similarities only (the caller checks).
+    """
+    b_rows, n = s.shape
+    for b in range(b_rows):
+        i = r0 + b
+        li = labels[i]
+        mp = 0.0  # the shifts: max(0, the largest logit of each side)
+        mn = 0.0
+        for j in range(n):
+            x = s[b, j] - base
+            same = labels[j] == li
+            zp = -alpha * x
+            zn = beta * x
+            mp = zp if (same and j != i and zp > mp) else mp
+            mn = zn if (not same and zn > mn) else mn
+        tp = math.exp(-mp)
+        tn = math.exp(-mn)
+        for j in range(n):
+            x = s[b, j] - base
+            same = labels[j] == li
+            ep = _exp_neg(-alpha * x - mp)
+            en = _exp_neg(beta * x - mn)
+            tp += ep if (same and j != i) else 0.0
+            tn += 0.0 if same else en
+        value = (mp + math.log(tp)) / alpha + (mn + math.log(tn)) / beta
+        stats[b, 0] = value
+        stats[b, 1] = 1.0 if value > 0.0 else 0.0
+        stats[b, 2] = 1.0
+        if not need_grad:
+            continue
+        fp = -w[i] / tp
+        fn = w[i] / tn
+        for j in range(n):
+            x = s[b, j] - base
+            same = labels[j] == li
+            cp = fp * _exp_neg(-alpha * x - mp)
+            cn = fn * _exp_neg(beta * x - mn)
+            s[b, j] = (cp if j != i else 0.0) if same else cn
+    return 0
+
+
+@njit(**_JIT)
+def circle_block(s, labels, w, r0, margin, gamma, detach, need_grad, stats):
+    """The block of anchors ``r0 .. r0 + B`` of ``circle_loss``, as
+    :func:`multi_similarity_block` (``s`` overwritten with the coefficients of ``S``).
+
+    As the generic block: ``alpha_p = max(1 + m - S, 0)``, ``alpha_n = max(S + m, 0)``,
+    the logits ``-gamma alpha_p (S - (1 - m))`` of the positives and
+    ``gamma alpha_n (S - m)`` of the negatives, each side's log-sum-exp (shifted by its
+    largest logit), the value ``softplus(lse_p + lse_n)`` (0 for an anchor without a
+    positive or without a negative) and the coefficient ``sigmoid(lse_p + lse_n)`` times
+    each side's softmax weight times the logit's derivative (``alpha`` held constant
+    with ``detach``). Finite similarities only (the caller checks).
+    """
+    b_rows, n = s.shape
+    op = 1.0 + margin
+    dp = 1.0 - margin
+    on = -margin
+    dn = margin
+    for b in range(b_rows):
+        i = r0 + b
+        li = labels[i]
+        mp = -math.inf
+        mn = -math.inf
+        for j in range(n):
+            sij = s[b, j]
+            same = labels[j] == li
+            zp = -gamma * max(op - sij, 0.0) * (sij - dp)
+            zn = gamma * max(sij - on, 0.0) * (sij - dn)
+            mp = zp if (same and j != i and zp > mp) else mp
+            mn = zn if (not same and zn > mn) else mn
+        if not (mp > -math.inf and mn > -math.inf):  # no positive or no negative
+            stats[b, 0] = 0.0
+            stats[b, 1] = 0.0
+            stats[b, 2] = 1.0
+            if need_grad:
+                for j in range(n):
+                    s[b, j] = 0.0
+            continue
+        tp = 0.0
+        tn = 0.0
+        for j in range(n):
+            sij = s[b, j]
+            same = labels[j] == li
+            ep = _exp_neg(-gamma * max(op - sij, 0.0) * (sij - dp) - mp)
+            en = _exp_neg(gamma * max(sij - on, 0.0) * (sij - dn) - mn)
+            tp += ep if (same and j != i) else 0.0
+            tn += 0.0 if same else en
+        big = math.log(tp) + mp + math.log(tn) + mn
+        value = max(big, 0.0) + math.log1p(math.exp(-abs(big)))
+        stats[b, 0] = value
+        stats[b, 1] = 1.0 if value > 0.0 else 0.0
+        stats[b, 2] = 1.0
+        if not need_grad:
+            continue
+        e = math.exp(-abs(big))
+        sig = 1.0 / (1.0 + e) if big >= 0.0 else e / (1.0 + e)
+        fp = w[i] * sig / tp
+        fn = w[i] * sig / tn
+        keep = 0.0 if detach else 1.0
+        for j in range(n):
+            sij = s[b, j]
+            same = labels[j] == li
+            rp = op - sij
+            ap = max(rp, 0.0)
+            rn = sij - on
+            an = max(rn, 0.0)
+            dzp = -gamma * (ap - keep * (sij - dp) * (1.0 if rp > 0.0 else 0.0))
+            dzn = gamma * (an + keep * (sij - dn) * (1.0 if rn > 0.0 else 0.0))
+            cp = fp * _exp_neg(-gamma * ap * (sij - dp) - mp) * dzp
+            cn = fn * _exp_neg(gamma * an * (sij - dn) - mn) * dzn
+            s[b, j] = (cp if j != i else 0.0) if same else cn
     return 0
