@@ -18,6 +18,11 @@ family, each loss stating its math once.
 ``fast_paths``                      the hand-tuned kernels of the hottest losses, the shared
                                     plumbing (engine choice, reduction, ``out=``) and
                                     ``STATS``
+``mining``, ``mining_numba``        blocks of anchors of the in-batch metric losses: one
+                                    matrix product for the similarities, fused passes over
+                                    the pairs (batch_contrastive, hard-mined
+                                    batch_triplet, multi_similarity, circle), the array
+                                    formulas elsewhere; the margin heads' blocks
 ``distillation_numba``              the per-row step of ``linear_generalized_jsd``'s blocks
                                     (two softmaxes, the JSD, the hard cross-entropy)
 ``numba_kernels``                   the hand-tuned numba kernels and the vectorisable
