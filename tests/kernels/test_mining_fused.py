@@ -198,3 +198,55 @@ def test_symmetrised_gradient_equals_finite_differences():
             e[idx] = h
             num[idx] = (f(x + e) - f(x - e)) / (2 * h)
         np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("loss,kw", [(LOSS, {"normalize": False}),
+                                     (HARD, {"mining": "hard", "normalize": False}),
+                                     (MS, {}), (CIRCLE, {})],
+                         ids=["contrastive", "hard", "ms", "circle"])
+def test_float16_strided_read_only_and_empty_inputs(loss, kw, monkeypatch):
+    """float16 embeddings (computed in float32), a strided read-only view, an empty
+    batch: the array formulas' results."""
+    x, y = _batch(np.float64, n=30, dim=12)
+    calls = _counted(monkeypatch)
+    half = x.astype(np.float16)
+    fused, ref = _both((half, y), loss, **kw)
+    for a, b in zip(fused, ref):  # float16 results of float32 arithmetic: an ulp apart
+        assert a.dtype == b.dtype == np.float16
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3 * float(np.abs(b).max()))
+    view = x[:, ::2]
+    view.flags.writeable = False
+    assert not view.flags.c_contiguous
+    _same(*_both((view, y), loss, **kw), np.float64)
+    assert len(calls) == 2
+    for reduction in ("none", "mean"):
+        fused, ref = _both((x[:0], y[:0]), loss, reduction=reduction, **kw)
+        _same(fused, ref, np.float64)
+
+
+def test_concurrent_calls_from_threads():
+    """Four threads, each a different loss and batch, six calls each: every result is
+    the one computed before the threads started (the kernels share no buffers)."""
+    import threading
+
+    jobs = [(loss, kw, _batch(np.float32, n=300 + 10 * k, dim=8))
+            for k, (loss, kw) in enumerate(CONFIGS[::3])]
+    expected = [loss.value_and_grad(*arrays, **kw) for loss, kw, arrays in jobs]
+    errors = []
+
+    def work(k):
+        loss, kw, arrays = jobs[k]
+        for _ in range(6):
+            try:
+                got = loss.value_and_grad(*arrays, **kw)
+                np.testing.assert_array_equal(got[0], expected[k][0])
+                np.testing.assert_array_equal(got[1], expected[k][1])
+            except AssertionError as exc:  # pragma: no cover - reported below
+                errors.append(f"{loss.name}: {exc}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(jobs) == 5 and not errors
