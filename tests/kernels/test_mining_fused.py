@@ -3,8 +3,9 @@ each block of anchors runs one pass of ``losskit.kernels.mining_numba.contrastiv
 over its pairs and one matrix product per component for the gradient, the coefficients
 symmetrised; or of ``triplet_hard_block`` (``batch_triplet_loss(mining="hard")``), which
 adds the gradient of the hardest pairs (ties shared) straight into their rows; or of
-``multi_similarity_block`` / ``circle_block``, whose coefficients of the similarities go
-through the generic block's two matrix products. They must equal the losses' array formulas (the fast paths
+``triplet_all_block`` (``mining="all"`` / ``"semihard"``, every pair of a positive and a
+negative enumerated), ``multi_similarity_block`` and ``circle_block``, whose coefficients
+go through the generic block's two matrix products. They must equal the losses' array formulas (the fast paths
 off) for both dtypes, both distances, with and without normalisation, other margins, both
 averages, every reduction, sample weights (one of them 0), blocks of rows, tied hardest
 pairs and (contrastive) a NaN embedding. Expected values come from the array formulas, which
@@ -77,6 +78,9 @@ CONFIGS = [(LOSS, {}), (LOSS, {"distance": "cosine"}), (LOSS, {"normalize": Fals
            (HARD, {"mining": "hard"}), (HARD, {"mining": "hard", "distance": "cosine"}),
            (HARD, {"mining": "hard", "normalize": False, "margin": 0.5}),
            (HARD, {"mining": "hard", "average": "all", "margin": 0.01}),
+           (HARD, {}), (HARD, {"mining": "semihard", "margin": 0.5}),
+           (HARD, {"distance": "cosine", "average": "all"}),
+           (HARD, {"mining": "semihard", "distance": "cosine", "normalize": False}),
            (MS, {}), (MS, {"alpha": 1.0, "beta": 10.0, "base": 0.2, "average": "nonzero"}),
            (CIRCLE, {}), (CIRCLE, {"detach_weights": False, "margin": 0.25, "gamma": 10.0})]
 
@@ -84,7 +88,9 @@ CONFIGS = [(LOSS, {}), (LOSS, {"distance": "cosine"}), (LOSS, {"normalize": Fals
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("loss,kw", CONFIGS,
                          ids=["default", "cosine", "raw", "raw-margins", "cosine-margins",
-                              "all", "hard", "hard-cosine", "hard-raw", "hard-all", "ms",
+                              "all", "hard", "hard-cosine", "hard-raw", "hard-all",
+                              "triplets", "semihard", "triplets-cosine", "semihard-cosine",
+                              "ms",
                               "ms-options", "circle", "circle-exact"])
 def test_fused_blocks_equal_the_array_formulas(loss, kw, dtype, monkeypatch):
     x, y = _batch(dtype)
@@ -149,8 +155,9 @@ def test_nan_embedding_gives_the_array_formulas_nans(monkeypatch):
 
 
 def test_declined_calls_take_the_array_formulas(monkeypatch):
-    """Float labels and non-finite sample weights are left to the array formulas (their
-    NaN and inf rules); the result is theirs."""
+    """Float labels, non-finite sample weights and (all or semi-hard triplets) a class
+    larger than ``MAX_POSITIVES`` are left to the array formulas (their NaN and inf
+    rules, their sort); the result is theirs."""
     x, y = _batch(np.float64)
     calls = _counted(monkeypatch)
     sw = np.ones(len(y))
@@ -159,6 +166,10 @@ def test_declined_calls_take_the_array_formulas(monkeypatch):
         fused, ref = _both(arrays, **kw)
         np.testing.assert_array_equal(fused[1], ref[1])
         np.testing.assert_array_equal(fused[0], ref[0])
+    monkeypatch.setattr(mining, "MAX_POSITIVES", int(np.bincount(y).max()) - 1)
+    for kw in ({}, {"mining": "semihard"}):
+        fused, ref = _both((x, y), HARD, **kw)
+        np.testing.assert_array_equal(fused[1], ref[1])
     assert calls == []
 
 
@@ -171,11 +182,12 @@ def test_kernels_numba_cannot_compile_leave_the_call_to_the_array_formulas(monke
     asked = []
     monkeypatch.setattr(fast_paths, "_kernel", lambda nb, kernel, *a: asked.append(1))
     calls = _counted(monkeypatch)
-    for loss, kw in ((LOSS, {}), (HARD, {"mining": "hard"}), (MS, {}), (CIRCLE, {})):
+    for loss, kw in ((LOSS, {}), (HARD, {"mining": "hard"}), (HARD, {}), (MS, {}),
+                     (CIRCLE, {})):
         fused, ref = _both((x, y), loss, **kw)
         np.testing.assert_array_equal(fused[0], ref[0])
         np.testing.assert_array_equal(fused[1], ref[1])
-    assert len(asked) == 4 and calls == []
+    assert len(asked) == 5 and calls == []
 
 
 def test_symmetrised_gradient_equals_finite_differences():
@@ -188,6 +200,7 @@ def test_symmetrised_gradient_equals_finite_differences():
     for loss, kw in ((LOSS, {"pos_margin": 0.1, "neg_margin": 1.2}),
                      (LOSS, {"distance": "cosine"}), (HARD, {"mining": "hard", "margin": 1.0}),
                      (HARD, {"mining": "hard", "distance": "cosine", "margin": 1.0}),
+                     (HARD, {"margin": 0.7}), (HARD, {"mining": "semihard", "margin": 1.0}),
                      (MS, {}), (CIRCLE, {"detach_weights": False, "gamma": 8.0})):
         f = lambda z: float(loss(z, y, sample_weight=sw, **kw))  # noqa: E731
         _, g = loss.value_and_grad(x, y, sample_weight=sw, **kw)
@@ -225,12 +238,13 @@ def test_float16_strided_read_only_and_empty_inputs(loss, kw, monkeypatch):
 
 
 def test_concurrent_calls_from_threads():
-    """Four threads, each a different loss and batch, six calls each: every result is
+    """Five threads, each a different kernel and batch, six calls each: every result is
     the one computed before the threads started (the kernels share no buffers)."""
     import threading
 
+    kernels = [(LOSS, {}), (HARD, {"mining": "hard"}), (HARD, {}), (MS, {}), (CIRCLE, {})]
     jobs = [(loss, kw, _batch(np.float32, n=300 + 10 * k, dim=8))
-            for k, (loss, kw) in enumerate(CONFIGS[::3])]
+            for k, (loss, kw) in enumerate(kernels)]
     expected = [loss.value_and_grad(*arrays, **kw) for loss, kw, arrays in jobs]
     errors = []
 
@@ -250,3 +264,19 @@ def test_concurrent_calls_from_threads():
     for th in threads:
         th.join()
     assert len(jobs) == 5 and not errors
+
+
+@pytest.mark.parametrize("mining", ["all", "semihard"])
+def test_exact_ties_of_all_and_semihard_triplets(mining, monkeypatch):
+    """Anchor 0 at 0 with its positive at 1 and negatives at 1.5 (a hinge of exactly 0
+    with margin 0.5: not active, not counted) and at -1 (as far as the positive: not
+    semi-hard); exact distances on a line. The averages over the active triplets must
+    be the array formulas'."""
+    x = np.array([[0.0], [1.0], [1.5], [-1.0], [-3.0], [2.5]])
+    y = np.array([0, 0, 1, 1, 2, 2])
+    calls = _counted(monkeypatch)
+    for reduction in ("mean", "none"):
+        fused, ref = _both((x, y), HARD, mining=mining, margin=0.5, normalize=False,
+                           reduction=reduction, average="nonzero")
+        _same(fused, ref, np.float64)
+    assert len(calls) == 2

@@ -395,6 +395,12 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
     return comps, grads
 
 
+#: the largest class of a batch (positives of an anchor + 1) for which
+#: ``batch_triplet_loss(mining="all" / "semihard")`` enumerates the pairs (``O(P N)`` per
+#: anchor) instead of sorting (``O(N log N)``, the array formulas)
+MAX_POSITIVES = 128
+
+
 def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
     """:func:`embedding_terms` on NumPy with numba (:mod:`losskit.kernels.mining_numba`)
     for ``batch_contrastive_loss``, ``batch_triplet_loss(mining="hard")``,
@@ -410,14 +416,16 @@ def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
     from . import fast_paths
 
     hard = kind == "triplet" and opts.get("mining") == "hard"
+    every = kind == "triplet" and opts.get("mining") in ("all", "semihard")
     on_s = kind in ("multi_similarity", "circle")
     n_rows, dim = u.shape
-    if (not (kind == "contrastive" or hard or on_s)
+    if (not (kind == "contrastive" or hard or every or on_s)
             or not array_api_compat.is_numpy_namespace(xp)
             or not dispatch.ENABLED or n_rows == 0 or u.dtype.char not in "fd"
             or labels.dtype.kind not in "iu"
             or (sw is not None and not np.all(np.isfinite(sw)))
-            or ((hard or on_s) and not np.all(sq < 1e30))):
+            or ((hard or every or on_s) and not np.all(sq < 1e30))
+            or (every and np.unique(labels, return_counts=True)[1].max() > MAX_POSITIVES)):
         return None
     nb = fast_paths.family_numba("mining_numba")
     if nb is None:
@@ -451,6 +459,28 @@ def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
                 g[r0:r1] += c @ u
                 g += c.T @ ub
         comps = [tuple(stats[:, k].astype(dt) for k in range(3))]
+        return comps, ([g] if need_grad else None)
+    if every:  # every (positive, negative) pair, the coefficients of D: two products
+        stats = np.empty((n_rows, 3), dtype=np.float64)
+        g = np.zeros((n_rows, dim), dtype=dt) if need_grad else None
+        scratch = [np.empty(n_rows, dtype=np.float64) for _ in range(3)]
+        pos_idx = np.empty(n_rows, dtype=np.int64)
+        cnt_p = np.empty(n_rows, dtype=np.float64)
+        for r0 in range(0, n_rows, rows):
+            r1 = min(n_rows, r0 + rows)
+            ub = u[r0:r1]
+            k = ub @ u.T
+            if run(nb, nb.triplet_all_block, k, sq, lab, w, r0, float(opts["margin"]),
+                   euclidean, opts["mining"] == "semihard", need_grad, stats[r0:r1],
+                   *scratch, pos_idx, cnt_p) is None:
+                return None
+            if need_grad and euclidean:  # sum_j K_ij (u_i - u_j), sum_i K_ij (u_j - u_i)
+                g[r0:r1] += np.sum(k, axis=1, dtype=dt)[:, None] * ub - k @ u
+                g += np.sum(k, axis=0, dtype=dt)[:, None] * u - k.T @ ub
+            elif need_grad:
+                g[r0:r1] += k @ u
+                g += k.T @ ub
+        comps = [tuple(stats[:, c].astype(dt) for c in range(3))]
         return comps, ([g] if need_grad else None)
     if hard:
         stats = np.empty((n_rows, 3), dtype=np.float64)

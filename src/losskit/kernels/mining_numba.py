@@ -38,8 +38,8 @@ from numba.core.errors import NumbaError
 
 from .numba_kernels import _exp_neg
 
-__all__ = ["contrastive_block", "triplet_hard_block", "multi_similarity_block",
-           "circle_block", "NumbaError"]
+__all__ = ["contrastive_block", "triplet_hard_block", "triplet_all_block",
+           "multi_similarity_block", "circle_block", "NumbaError"]
 
 # reassociation for the row sums (split over SIMD lanes); NaN keeps its meaning
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract", "reassoc"}}
@@ -328,4 +328,79 @@ def circle_block(s, labels, w, r0, margin, gamma, detach, need_grad, stats):
             cp = fp * _exp_neg(-gamma * ap * (sij - dp) - mp) * dzp
             cn = fn * _exp_neg(gamma * an * (sij - dn) - mn) * dzn
             s[b, j] = (cp if j != i else 0.0) if same else cn
+    return 0
+
+
+@njit(**_JIT)
+def triplet_all_block(s, sq, labels, w, r0, margin, euclidean, semihard, need_grad, stats,
+                      drow, neg, cnt_n, pos_idx, cnt_p):
+    """The block of anchors ``r0 .. r0 + B`` of ``batch_triplet_loss`` with
+    ``mining="all"`` or ``"semihard"``, every (positive, negative) pair of an anchor
+    enumerated: for few positives per anchor (the caller bounds them) this costs
+    ``O(P N)`` per anchor in loops over the negatives that vectorise, where the generic
+    path sorts ``3 N`` keys per anchor.
+
+    ``s`` (B, N): the similarities, overwritten with the coefficients of the gradient
+    (those of ``D`` times ``1 / D`` for the Euclidean distance, of ``S`` for the cosine
+    one, times the anchor's weight) when ``need_grad``; ``stats`` (B, 3): the sum of the
+    hinges, the number of active triplets and the anchor's count (``P N``, or the
+    active ones for semi-hard). Scratch rows of N: ``drow``, ``neg``, ``cnt_n``,
+    ``pos_idx``, ``cnt_p``.
+
+    As :func:`losskit.kernels.mining._triplet_sorted`: a triplet is active where
+    ``D_an < D_ap + margin`` (a hinge of exactly 0 neither counts nor is differentiated)
+    and, semi-hard, ``D_an > D_ap``; the coefficient of ``D_ap`` is the number of active
+    triplets of the positive, that of ``D_an`` minus that of the negative. Finite inputs
+    only (the caller checks).
+    """
+    b_rows, n = s.shape
+    for b in range(b_rows):
+        i = r0 + b
+        li = labels[i]
+        n_pos = 0
+        n_neg = 0.0
+        for j in range(n):
+            drow[j] = _distance(s, sq, b, i, j, euclidean)
+            same = labels[j] == li
+            neg[j] = 0.0 if same else 1.0
+            n_neg += 0.0 if same else 1.0
+            cnt_n[j] = 0.0
+            if same and j != i:
+                pos_idx[n_pos] = j
+                n_pos += 1
+        value = 0.0
+        active = 0.0
+        for q in range(n_pos):
+            dap = drow[pos_idx[q]]
+            hi = dap + margin
+            lo = dap if semihard else -math.inf
+            v = 0.0
+            c = 0.0
+            for j in range(n):
+                dj = drow[j]
+                t = hi - dj
+                sel = neg[j] > 0.0 and t > 0.0 and dj > lo
+                v += t if sel else 0.0
+                c += 1.0 if sel else 0.0
+                cnt_n[j] += 1.0 if sel else 0.0
+            value += v
+            active += c
+            cnt_p[q] = c
+        stats[b, 0] = value
+        stats[b, 1] = active
+        stats[b, 2] = active if semihard else n_pos * n_neg
+        if not need_grad:
+            continue
+        wi = w[i]
+        for j in range(n):
+            cnt_n[j] = -cnt_n[j]
+        for q in range(n_pos):
+            cnt_n[pos_idx[q]] = cnt_p[q]
+        for j in range(n):
+            c = wi * cnt_n[j]
+            if euclidean:
+                d = drow[j]
+                s[b, j] = c / d if d > 0.0 else 0.0
+            else:  # D = 1 - S
+                s[b, j] = -c
     return 0
