@@ -34,13 +34,15 @@ below :math:`\varepsilon`).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import array_api_compat
 import numpy as np
 
 __all__ = ["BLOCK_ELEMENTS", "block_rows", "normalize_rows", "normalize_backward",
-           "embedding_terms", "margin_head_terms"]
+           "block_gradient", "embedding_terms", "margin_head_terms"]
 
 #: the largest block of the (anchors x batch) matrices on NumPy (float64: 2 MiB each; the
 #: sort of the triplet sums works on a quarter of it, its keys being 2 or 3 rows wide)
@@ -75,6 +77,18 @@ def normalize_backward(xp, g, u, n, nc, eps: float):
     through = n > eps
     dot = xp.where(through, xp.sum(u * g, axis=-1), xp.zeros_like(n))
     return (g - _col(dot) * u) / _col(nc)
+
+
+def block_gradient(xp, k, u, ub, euclidean: bool):
+    r"""The gradient of a block's pair terms for its rows and for every column, from the
+    block's coefficients ``k`` (B, N): with the Euclidean distance (``k`` the coefficients
+    of :math:`D` times :math:`1/D`) :math:`\sum_j K_{ij}(u_i - u_j)` and
+    :math:`\sum_i K_{ij}(u_j - u_i)`; else (``k`` the coefficients of :math:`S`) ``K U``
+    and :math:`K^\top U_b`. Returns ``(rows, columns)``."""
+    if euclidean:
+        return (_col(xp.sum(k, axis=1)) * ub - xp.matmul(k, u),
+                _col(xp.sum(k, axis=0)) * u - xp.matmul(k.T, ub))
+    return xp.matmul(k, u), xp.matmul(k.T, ub)
 
 
 def _count(xp, mask, dtype):
@@ -376,13 +390,10 @@ def embedding_terms(xp, x, labels, sw, *, kind: str, opts: dict, distance: str,
                 w = _col(sw[r0:r1] if numpy_blocks else sw)
                 coef = w * xp.where(w == 0, xp.zeros_like(coef), coef)
             if inv_d is not None:
-                k_mat = coef * inv_d
-                g_rows = _col(xp.sum(k_mat, axis=1)) * ub - xp.matmul(k_mat, u)
-                g_cols = _col(xp.sum(k_mat, axis=0)) * u - xp.matmul(k_mat.T, ub)
+                g_rows, g_cols = block_gradient(xp, coef * inv_d, u, ub, True)
             else:
                 c_s = -coef if on == "d" else coef  # cosine distance 1 - S
-                g_rows = xp.matmul(c_s, u)
-                g_cols = xp.matmul(c_s.T, ub)
+                g_rows, g_cols = block_gradient(xp, c_s, u, ub, False)
             if numpy_blocks:
                 grads[k][r0:r1] += g_rows
                 grads[k] += g_cols
@@ -402,119 +413,151 @@ MAX_POSITIVES = 128
 
 
 def _fused_terms(xp, kind, u, sq, labels, sw, opts, distance, need_grad, rows):
-    """:func:`embedding_terms` on NumPy with numba (:mod:`losskit.kernels.mining_numba`)
-    for ``batch_contrastive_loss``, ``batch_triplet_loss(mining="hard")``,
-    ``multi_similarity_loss`` and ``circle_loss``: per block one matrix product for the
-    similarities and fused passes over the pairs, then for the contrastive gradient one
-    product per component (the coefficients symmetrised), for the hard triplets a sparse
-    update of the hardest pairs' rows, for the other two the rows' and the columns'
-    products of the generic block. None where it does not apply (another loss or
-    library, numba off, labels that are not integers, sample weights that are not all
-    finite, an empty batch; all but the contrastive loss also need squared norms below
-    1e30: the array formulas' NaN and overflow rules then hold)."""
+    """:func:`embedding_terms` on NumPy with numba (:mod:`losskit.kernels.mining_numba`):
+    per block one matrix product for the similarities and fused passes over the pairs
+    (:func:`_contrastive_blocks`, :func:`_hard_triplet_blocks`,
+    :func:`_coefficient_blocks`). None where it does not apply: another loss or library,
+    numba off, labels that are not integers, sample weights that are not all finite, an
+    empty batch; all but the contrastive loss also need squared norms below 1e30 (the
+    array formulas' NaN and overflow rules then hold), all and semi-hard triplets classes
+    of at most :data:`MAX_POSITIVES`."""
     from ..core import dispatch
     from . import fast_paths
 
-    hard = kind == "triplet" and opts.get("mining") == "hard"
-    every = kind == "triplet" and opts.get("mining") in ("all", "semihard")
-    on_s = kind in ("multi_similarity", "circle")
-    n_rows, dim = u.shape
-    if (not (kind == "contrastive" or hard or every or on_s)
+    mining = opts.get("mining") if kind == "triplet" else None
+    n_rows = u.shape[0]
+    if (kind not in ("contrastive", "triplet", "multi_similarity", "circle")
             or not array_api_compat.is_numpy_namespace(xp)
             or not dispatch.ENABLED or n_rows == 0 or u.dtype.char not in "fd"
             or labels.dtype.kind not in "iu"
             or (sw is not None and not np.all(np.isfinite(sw)))
-            or ((hard or every or on_s) and not np.all(sq < 1e30))
-            or (every and np.unique(labels, return_counts=True)[1].max() > MAX_POSITIVES)):
+            or (kind != "contrastive" and not np.all(sq < 1e30))
+            or (mining in ("all", "semihard")
+                and np.unique(labels, return_counts=True)[1].max() > MAX_POSITIVES)):
         return None
     nb = fast_paths.family_numba("mining_numba")
     if nb is None:
         return None
-    run = fast_paths._kernel  # (None where numba cannot compile the kernel: the array
-    # formulas then run; the first block is where that shows)
-    dt = u.dtype
-    u = np.ascontiguousarray(u)
-    sq = np.ascontiguousarray(sq)
-    lab = np.ascontiguousarray(labels, dtype=np.int64)
-    w = np.ones(n_rows, dtype=np.float64) if sw is None else np.asarray(sw, dtype=np.float64)
-    euclidean = distance == "euclidean"
-    rows = rows or block_rows(xp, n_rows, n_rows)
-    if on_s:  # one component, the coefficients of S: rows' and columns' products
-        stats = np.empty((n_rows, 3), dtype=np.float64)
-        g = np.zeros((n_rows, dim), dtype=dt) if need_grad else None
-        for r0 in range(0, n_rows, rows):
-            r1 = min(n_rows, r0 + rows)
-            ub = u[r0:r1]
-            c = ub @ u.T
-            if kind == "multi_similarity":
-                args = (float(opts["alpha"]), float(opts["beta"]), float(opts["base"]))
-                kernel = nb.multi_similarity_block
-            else:
-                args = (float(opts["margin"]), float(opts["gamma"]),
-                        bool(opts["detach_weights"]))
-                kernel = nb.circle_block
-            if run(nb, kernel, c, lab, w, r0, *args, need_grad, stats[r0:r1]) is None:
-                return None
-            if need_grad:
-                g[r0:r1] += c @ u
-                g += c.T @ ub
-        comps = [tuple(stats[:, k].astype(dt) for k in range(3))]
-        return comps, ([g] if need_grad else None)
-    if every:  # every (positive, negative) pair, the coefficients of D: two products
-        stats = np.empty((n_rows, 3), dtype=np.float64)
-        g = np.zeros((n_rows, dim), dtype=dt) if need_grad else None
-        scratch = [np.empty(n_rows, dtype=np.float64) for _ in range(3)]
-        pos_idx = np.empty(n_rows, dtype=np.int64)
-        cnt_p = np.empty(n_rows, dtype=np.float64)
-        for r0 in range(0, n_rows, rows):
-            r1 = min(n_rows, r0 + rows)
-            ub = u[r0:r1]
-            k = ub @ u.T
-            if run(nb, nb.triplet_all_block, k, sq, lab, w, r0, float(opts["margin"]),
-                   euclidean, opts["mining"] == "semihard", need_grad, stats[r0:r1],
-                   *scratch, pos_idx, cnt_p) is None:
-                return None
-            if need_grad and euclidean:  # sum_j K_ij (u_i - u_j), sum_i K_ij (u_j - u_i)
-                g[r0:r1] += np.sum(k, axis=1, dtype=dt)[:, None] * ub - k @ u
-                g += np.sum(k, axis=0, dtype=dt)[:, None] * u - k.T @ ub
-            elif need_grad:
-                g[r0:r1] += k @ u
-                g += k.T @ ub
-        comps = [tuple(stats[:, c].astype(dt) for c in range(3))]
-        return comps, ([g] if need_grad else None)
-    if hard:
-        stats = np.empty((n_rows, 3), dtype=np.float64)
-        g = np.zeros((n_rows, dim), dtype=dt) if need_grad else np.empty((1, 1), dtype=dt)
-        for r0 in range(0, n_rows, rows):
-            r1 = min(n_rows, r0 + rows)
-            if run(nb, nb.triplet_hard_block, u[r0:r1] @ u.T, sq, lab, w, r0,
-                   float(opts["margin"]), euclidean, need_grad, u, g, stats[r0:r1]) is None:
-                return None
-        comps = [tuple(stats[:, c].astype(dt) for c in range(3))]
-        return comps, ([g] if need_grad else None)
+    run = functools.partial(fast_paths._kernel, nb)  # None where numba cannot compile
+    # the kernel (the first block is where that shows): the array formulas then run
+    a = _FusedArgs(u=np.ascontiguousarray(u), sq=np.ascontiguousarray(sq),
+                   labels=np.ascontiguousarray(labels, dtype=np.int64),
+                   w=(np.ones(n_rows, dtype=np.float64) if sw is None else
+                      np.asarray(sw, dtype=np.float64)),
+                   euclidean=distance == "euclidean", need_grad=need_grad,
+                   rows=rows or block_rows(xp, n_rows, n_rows))
+    if kind == "contrastive":
+        return _contrastive_blocks(nb, run, a, float(opts["pos_margin"]),
+                                   float(opts["neg_margin"]))
+    if mining == "hard":
+        return _hard_triplet_blocks(nb, run, a, float(opts["margin"]))
+    if kind == "triplet":  # every (positive, negative) pair, the coefficients of D
+        scratch = (*(np.empty(n_rows, dtype=np.float64) for _ in range(3)),
+                   np.empty(n_rows, dtype=np.int64), np.empty(n_rows, dtype=np.float64))
+        args = (a.sq, a.labels, a.w)
+        tail = (float(opts["margin"]), a.euclidean, mining == "semihard", need_grad)
+
+        def block(k, r0, stats):
+            return run(nb.triplet_all_block, k, *args, r0, *tail, stats, *scratch)
+        return _coefficient_blocks(a, block, a.euclidean)
+    if kind == "multi_similarity":
+        kernel = nb.multi_similarity_block
+        tail = (float(opts["alpha"]), float(opts["beta"]), float(opts["base"]), need_grad)
+    else:
+        kernel = nb.circle_block
+        tail = (float(opts["margin"]), float(opts["gamma"]), bool(opts["detach_weights"]),
+                need_grad)
+
+    def block(k, r0, stats):
+        return run(kernel, k, a.labels, a.w, r0, *tail, stats)
+    return _coefficient_blocks(a, block, False)
+
+
+@dataclasses.dataclass
+class _FusedArgs:
+    """What every fused block reads: the (normalised) embeddings, their squared norms,
+    int64 labels, the anchors' weights (float64, ones without sample weights), the
+    distance, whether the gradient is wanted and the rows per block."""
+
+    u: np.ndarray
+    sq: np.ndarray
+    labels: np.ndarray
+    w: np.ndarray
+    euclidean: bool
+    need_grad: bool
+    rows: int
+
+
+def _blocks(a):
+    """``(r0, r1)`` of each block of anchors."""
+    n = a.u.shape[0]
+    return ((r0, min(n, r0 + a.rows)) for r0 in range(0, n, a.rows))
+
+
+def _components(stats, dt, columns):
+    """Per component ``(value, nonzero, count)`` in ``dt`` from the float64 ``stats``."""
+    return [tuple(stats[:, c].astype(dt) for c in cols) for cols in columns]
+
+
+def _contrastive_blocks(nb, run, a, pos_margin, neg_margin):
+    """``batch_contrastive_loss``: its pair coefficients are symmetric, so
+    ``contrastive_block`` writes :math:`K_{ij} = A_{ij}(w_i + w_j)` and the gradient of
+    the block's rows is one product per component, final for those rows (no columns'
+    products, nothing accumulated over the blocks)."""
+    u, dt = a.u, a.u.dtype
+    n_rows, dim = u.shape
     stats = np.empty((n_rows, 6), dtype=np.float64)
-    grads = [np.empty((n_rows, dim), dtype=dt) for _ in range(2)] if need_grad else None
-    k_neg = np.empty((min(rows, n_rows), n_rows), dtype=dt) if need_grad else \
-        np.empty((1, 1), dtype=dt)
-    mp, mn = float(opts["pos_margin"]), float(opts["neg_margin"])
-    for r0 in range(0, n_rows, rows):
-        r1 = min(n_rows, r0 + rows)
+    grads = [np.empty((n_rows, dim), dtype=dt) for _ in range(2)] if a.need_grad else None
+    k_neg = np.empty((min(a.rows, n_rows), n_rows) if a.need_grad else (1, 1), dtype=dt)
+    for r0, r1 in _blocks(a):
         ub = u[r0:r1]
-        s = ub @ u.T
-        kn = k_neg[: r1 - r0] if need_grad else k_neg
-        if run(nb, nb.contrastive_block, s, sq, lab, w, r0, mp, mn, euclidean, need_grad,
-               kn, stats[r0:r1]) is None:
+        k_pos = ub @ u.T
+        kn = k_neg[: r1 - r0] if a.need_grad else k_neg
+        if run(nb.contrastive_block, k_pos, a.sq, a.labels, a.w, r0, pos_margin,
+               neg_margin, a.euclidean, a.need_grad, kn, stats[r0:r1]) is None:
             return None
-        if not need_grad:
+        if not a.need_grad:
             continue
-        for g, k in ((grads[0], s), (grads[1], kn)):
+        for g, k in ((grads[0], k_pos), (grads[1], kn)):
             np.matmul(k, u, out=g[r0:r1])
-            if euclidean:  # sum_j K_ij (u_i - u_j)
+            if a.euclidean:  # sum_j K_ij (u_i - u_j)
                 g[r0:r1] *= -1
                 g[r0:r1] += np.sum(k, axis=1, dtype=dt)[:, None] * ub
-    comps = [tuple(stats[:, c].astype(dt) for c in (0, 2, 4)),
-             tuple(stats[:, c].astype(dt) for c in (1, 3, 5))]
-    return comps, grads
+    return _components(stats, dt, ((0, 2, 4), (1, 3, 5))), grads
+
+
+def _hard_triplet_blocks(nb, run, a, margin):
+    """``batch_triplet_loss(mining="hard")``: ``triplet_hard_block`` adds the gradient of
+    each anchor's hardest pairs straight into their rows (no coefficient matrix)."""
+    u, dt = a.u, a.u.dtype
+    n_rows, dim = u.shape
+    stats = np.empty((n_rows, 3), dtype=np.float64)
+    g = np.zeros((n_rows, dim) if a.need_grad else (1, 1), dtype=dt)
+    for r0, r1 in _blocks(a):
+        if run(nb.triplet_hard_block, u[r0:r1] @ u.T, a.sq, a.labels, a.w, r0, margin,
+               a.euclidean, a.need_grad, u, g, stats[r0:r1]) is None:
+            return None
+    return _components(stats, dt, ((0, 1, 2),)), ([g] if a.need_grad else None)
+
+
+def _coefficient_blocks(a, block, euclidean):
+    """One component whose kernel ``block(k, r0, stats)`` writes the coefficients over
+    the block's similarities ``k``: the rows' and the columns' products of
+    :func:`block_gradient`, as the generic block."""
+    u, dt = a.u, a.u.dtype
+    n_rows, dim = u.shape
+    stats = np.empty((n_rows, 3), dtype=np.float64)
+    g = np.zeros((n_rows, dim), dtype=dt) if a.need_grad else None
+    for r0, r1 in _blocks(a):
+        ub = u[r0:r1]
+        k = ub @ u.T
+        if block(k, r0, stats[r0:r1]) is None:
+            return None
+        if a.need_grad:
+            g_rows, g_cols = block_gradient(np, k, u, ub, euclidean)
+            g[r0:r1] += g_rows
+            g += g_cols
+    return _components(stats, dt, ((0, 1, 2),)), ([g] if a.need_grad else None)
 
 
 def _ce_kernels(xp, dt):
