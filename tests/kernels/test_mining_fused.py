@@ -19,10 +19,12 @@ import pytest
 
 import losskit as lk
 from losskit.core import dispatch
-from losskit.kernels import mining
+from losskit.kernels import fast_paths, mining
 from engines import assert_same
 
 pytest.importorskip("numba")
+if fast_paths.family_numba("mining_numba") is None:  # LOSSKIT_DISABLE_NUMBA=1
+    pytest.skip("the numba kernels are off", allow_module_level=True)
 
 RNG = np.random.default_rng(20261208)
 LOSS = lk.batch_contrastive_loss
@@ -176,8 +178,6 @@ def test_declined_calls_take_the_array_formulas(monkeypatch):
 def test_kernels_numba_cannot_compile_leave_the_call_to_the_array_formulas(monkeypatch):
     """Where numba cannot compile a kernel (``fast_paths._kernel`` answers None) the
     fused path answers None at the first block and the array formulas run."""
-    from losskit.kernels import fast_paths
-
     x, y = _batch(np.float64)
     asked = []
     monkeypatch.setattr(fast_paths, "_kernel", lambda nb, kernel, *a: asked.append(1))
