@@ -24,7 +24,22 @@ r"""Numba kernels of the in-batch metric-learning losses (imported lazily by
     gradient, non-zero for those few pairs only, is added straight into the rows of the
     anchor and of each tied embedding: no coefficient matrix and no matrix product.
 
-The serial build only: the kernel runs between the blocks' matrix products, whose BLAS
+:func:`triplet_all_block`
+    One block of anchors of ``batch_triplet_loss`` with ``mining="all"`` or
+    ``"semihard"``: every (positive, negative) pair of an anchor enumerated, in loops
+    over the negatives that vectorise (the caller takes it for few positives per anchor),
+    and the coefficients of the gradient written over the block's similarities for the
+    rows' and the columns' products.
+
+:func:`multi_similarity_block`, :func:`circle_block`
+    One block of anchors of ``multi_similarity_loss`` / ``circle_loss``: per anchor the
+    two masked log-sum-exps over its positives and negatives (a pass for the largest
+    logits, one for the sums) and, with the gradient, a third that overwrites the
+    block's similarities with their coefficients; the caller's two matrix products
+    (rows and columns) then give the gradient, as in the generic block.
+
+Each returns 0 (``losskit.kernels.fast_paths._kernel`` answers None where numba cannot
+compile it). The serial build only: the kernel runs between the blocks' matrix products, whose BLAS
 threads still spin (a parallel loop fights them for the cores, measured 10x slower in the
 margin heads' blocks, :func:`losskit.kernels.mining._margin_ce_block`).
 """
