@@ -190,7 +190,7 @@ def test_kernels_numba_cannot_compile_leave_the_call_to_the_array_formulas(monke
     assert len(asked) == 5 and calls == []
 
 
-def test_symmetrised_gradient_equals_finite_differences():
+def test_fused_gradients_equal_finite_differences():
     """The gradient of the fused path against central differences of its own value (a
     batch with no pair near a kink: every distance at least 0.05 from the margins)."""
     rng = np.random.default_rng(3)
