@@ -15,9 +15,14 @@ import pytest
 import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import mining
-from engines import assert_same
+from engines import assert_same, fast_paths_on
 
 pytest.importorskip("numba")
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on(monkeypatch):
+    fast_paths_on(monkeypatch)  # (also under LOSSKIT_DISABLE_NUMBA=1)
 
 RNG = np.random.default_rng(20261207)
 

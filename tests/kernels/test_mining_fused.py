@@ -20,11 +20,14 @@ import pytest
 import losskit as lk
 from losskit.core import dispatch
 from losskit.kernels import fast_paths, mining
-from engines import assert_same
+from engines import assert_same, fast_paths_on
 
 pytest.importorskip("numba")
-if fast_paths.family_numba("mining_numba") is None:  # LOSSKIT_DISABLE_NUMBA=1
-    pytest.skip("the numba kernels are off", allow_module_level=True)
+
+
+@pytest.fixture(autouse=True)
+def _fast_paths_on(monkeypatch):
+    fast_paths_on(monkeypatch)  # (also under LOSSKIT_DISABLE_NUMBA=1)
 
 RNG = np.random.default_rng(20261208)
 LOSS = lk.batch_contrastive_loss
