@@ -86,7 +86,7 @@ def compiled_without_checks(f, x):
     real = validation.defer_invalid
     validation.defer_invalid = lambda invalid: None
     try:
-        return compiled_vg(lambda z: f(z), x)[0]
+        return compiled_vg(f, x)[0]
     finally:
         validation.defer_invalid = real
 

@@ -42,7 +42,8 @@ import array_api_compat
 import numpy as np
 
 __all__ = ["BLOCK_ELEMENTS", "block_rows", "normalize_rows", "normalize_backward",
-           "block_gradient", "embedding_terms", "margin_head_terms"]
+           "block_row_gradient", "block_gradient", "embedding_terms",
+           "margin_head_terms"]
 
 #: the largest block of the (anchors x batch) matrices on NumPy (float64: 2 MiB each; the
 #: sort of the triplet sums works on a quarter of it, its keys being 2 or 3 rows wide)
@@ -79,16 +80,23 @@ def normalize_backward(xp, g, u, n, nc, eps: float):
     return (g - _col(dot) * u) / _col(nc)
 
 
-def block_gradient(xp, k, u, ub, euclidean: bool):
-    r"""The gradient of a block's pair terms for its rows and for every column, from the
-    block's coefficients ``k`` (B, N): with the Euclidean distance (``k`` the coefficients
-    of :math:`D` times :math:`1/D`) :math:`\sum_j K_{ij}(u_i - u_j)` and
-    :math:`\sum_i K_{ij}(u_j - u_i)`; else (``k`` the coefficients of :math:`S`) ``K U``
-    and :math:`K^\top U_b`. Returns ``(rows, columns)``."""
+def block_row_gradient(xp, k, u, ub, euclidean: bool):
+    r"""The gradient of a block's pair terms for the block's rows, from its coefficients
+    ``k`` (B, N): with the Euclidean distance (``k`` the coefficients of :math:`D` times
+    :math:`1/D`) :math:`\sum_j K_{ij}(u_i - u_j)`; else (``k`` the coefficients of
+    :math:`S`) ``K U``."""
     if euclidean:
-        return (_col(xp.sum(k, axis=1)) * ub - xp.matmul(k, u),
-                _col(xp.sum(k, axis=0)) * u - xp.matmul(k.T, ub))
-    return xp.matmul(k, u), xp.matmul(k.T, ub)
+        return _col(xp.sum(k, axis=1)) * ub - xp.matmul(k, u)
+    return xp.matmul(k, u)
+
+
+def block_gradient(xp, k, u, ub, euclidean: bool):
+    r"""``(rows, columns)``: :func:`block_row_gradient` and the gradient for every
+    column, :math:`\sum_i K_{ij}(u_j - u_i)` (Euclidean) or :math:`K^\top U_b`."""
+    rows = block_row_gradient(xp, k, u, ub, euclidean)
+    if euclidean:
+        return rows, _col(xp.sum(k, axis=0)) * u - xp.matmul(k.T, ub)
+    return rows, xp.matmul(k.T, ub)
 
 
 def _count(xp, mask, dtype):
@@ -519,10 +527,7 @@ def _contrastive_blocks(nb, run, a, pos_margin, neg_margin):
         if not a.need_grad:
             continue
         for g, k in ((grads[0], k_pos), (grads[1], kn)):
-            np.matmul(k, u, out=g[r0:r1])
-            if a.euclidean:  # sum_j K_ij (u_i - u_j)
-                g[r0:r1] *= -1
-                g[r0:r1] += np.sum(k, axis=1, dtype=dt)[:, None] * ub
+            g[r0:r1] = block_row_gradient(np, k, u, ub, a.euclidean)
     return _components(stats, dt, ((0, 2, 4), (1, 3, 5))), grads
 
 
